@@ -1,0 +1,111 @@
+import pytest
+import torch
+
+from ftlib import data, experiments, freeze, models, train
+
+
+@pytest.fixture(scope="module")
+def tiny_task():
+    return data.few_shot("font_digits", 5, seed=0), data.few_shot("font_digits", 20, seed=1)
+
+
+def _trained(tiny_task, steps=40, **kwargs):
+    train.seed_everything(0)
+    model = models.GlyphNet(10)
+    history = train.fit(model, tiny_task[0], steps, lr=1e-2, eval_data=tiny_task[1], eval_every=20, **kwargs)
+    return model, history
+
+
+def test_seed_everything_pins_the_thread_count():
+    train.seed_everything(0, threads=1)
+    assert torch.get_num_threads() == 1
+    train.seed_everything(0)
+    assert torch.get_num_threads() == train.DEFAULT_THREADS
+
+
+def test_fit_lowers_the_loss_and_records_a_history(tiny_task):
+    train.seed_everything(0)
+    model = models.GlyphNet(10)
+    before = train.evaluate(model, tiny_task[0]).loss
+    _, history = _trained(tiny_task)
+    assert history.step == list(range(1, 41)) and len(history.loss) == len(history.lr) == 40
+    assert history.eval_step == [20, 40]
+    assert train.evaluate(_trained(tiny_task)[0], tiny_task[0]).loss < before / 2
+    assert history.final_accuracy > 0.2  # twice chance (0.1) after 40 steps from scratch
+
+
+def test_fit_is_reproducible_for_a_seed(tiny_task):
+    (a, ha), (b, hb) = _trained(tiny_task, steps=10), _trained(tiny_task, steps=10)
+    assert ha.loss == hb.loss
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_fit_follows_the_schedule(tiny_task):
+    _, history = _trained(tiny_task, steps=20, schedule="constant")
+    assert history.lr == [1e-2] * 20
+    _, history = _trained(tiny_task, steps=20, schedule="onecycle")
+    assert max(history.lr) == pytest.approx(1e-2) and history.lr[-1] < 1e-4
+
+
+def test_fit_accepts_any_optimizer_and_a_stream_of_batches(tiny_task):
+    train.seed_everything(0)
+    model = models.GlyphNet(52)
+    history = train.fit(model, data.letter_batches(32, seed=0), 5, lr=0.1,
+                        optimizer=lambda groups: torch.optim.SGD(groups, nesterov=True, momentum=0.9),
+                        schedule="constant")
+    assert len(history.loss) == 5 and history.lr == [0.1] * 5
+
+
+def test_fit_does_not_change_frozen_blocks(tiny_task):
+    train.seed_everything(0)
+    model = models.GlyphNet(10)
+    freeze.freeze(model, ["block1", "block2"])
+    before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("block1", "block2"))}
+    train.fit(model, tiny_task[0], 5, lr=1e-2)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"steps": 0}, "steps=0"),
+    ({"steps": -5}, "steps=-5"),
+    ({"steps": 5, "lr": 0.0}, "lr=0.0"),
+    ({"steps": 5, "lr": -1e-3}, "lr=-0.001"),
+    ({"steps": 5, "lr": {"backbone": 1e-3, "head": -1.0}}, "lr=-1.0"),
+    ({"steps": 5, "optimizer": "adamax"}, "unknown optimizer 'adamax'"),
+    ({"steps": 5, "schedule": "linear"}, "unknown schedule 'linear'"),
+])
+def test_bad_training_settings_are_clear_errors(tiny_task, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        train.fit(models.GlyphNet(10), tiny_task[0], **kwargs)
+
+
+def test_linear_probe_trains_only_the_head_and_beats_chance(tiny_task):
+    train.seed_everything(0)
+    model = models.load_pretrained(num_classes=10)
+    backbone = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("head")}
+    train.linear_probe(model, tiny_task[0])
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in backbone.items())
+    assert freeze.count_parameters(model, trainable_only=True) == freeze.count_parameters(model.head)
+    assert train.evaluate(model, tiny_task[1]).accuracy > 0.7
+
+
+def test_get_device_honours_an_explicit_choice(monkeypatch):
+    assert train.get_device("cpu") == torch.device("cpu")
+    monkeypatch.setenv("FTLIB_DEVICE", "cpu")
+    assert train.get_device() == torch.device("cpu")
+
+
+def test_transfer_run_and_results_summaries():
+    results = experiments.run_grid(experiments.transfer_run, method=["scratch", "linear probe"],
+                                   target=["font_digits"], n=[2], seed=[0, 1], steps=[10])
+    assert len(results) == 4 and set(results[0]) >= {"method", "n", "seed", "accuracy", "seconds", "trainable"}
+    assert results.values("trainable", method="linear probe") == [1290, 1290]
+    assert len(results.values(method="scratch")) == 2
+    assert results.mean(method="linear probe") > results.mean(method="scratch")
+    table = results.table("method", "n")
+    assert "linear probe" in table and "n=2" in table and "±" in table
+
+
+def test_unknown_method_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown method 'distill'"):
+        experiments.get_method("distill")
