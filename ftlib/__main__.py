@@ -1,0 +1,86 @@
+"""Command line: ``python -m ftlib run | pretrain | refresh``."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .course import parse_value, run_course
+
+    parameters = {name: parse_value(value) for name, value in args.parameter}
+    try:
+        runs = run_course(args.notebooks or None, args.out, parameters, kernel=args.kernel)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    failed = [r for r in runs if r.status != "ok"]
+    for r in failed:
+        print(f"FAILED {r.notebook}: {r.error} (see {r.output})", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from .checkpoint import file_digest
+    from .models import PRETRAINED
+    from .pretrain import pretrain
+
+    target = Path(args.out) if args.out else PRETRAINED
+    if args.check:
+        target = Path(tempfile.mkdtemp()) / PRETRAINED.name
+    metadata = pretrain(target, steps=args.steps, seed=args.seed, threads=args.threads)
+    print(f"saved {target}: test accuracy {metadata['test_accuracy']:.2%} on {metadata['test_set']}")
+    if args.check:
+        same = file_digest(target) == file_digest(PRETRAINED)
+        print(f"bit-identical to {PRETRAINED}: {'yes' if same else 'NO'}")
+        return 0 if same else 1
+    return 0
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    """Re-execute notebooks in place and keep only outputs and counts (for course authors)."""
+    for nb in args.notebooks:
+        for command in (["jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
+                         "--ExecutePreprocessor.timeout=600", nb],
+                        ["nbstripout", "--keep-output", "--keep-count", nb]):
+            if subprocess.run(command).returncode:
+                return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .pretrain import RECIPE
+
+    parser = argparse.ArgumentParser(prog="python -m ftlib", description="Fine-Tuning Lab commands")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the lessons headless through papermill and print a summary")
+    run.add_argument("notebooks", nargs="*", help="notebooks to run (default: every lesson)")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                     help="a notebook parameter, e.g. -p seeds 2 (passed to each notebook that declares it)")
+    run.add_argument("--out", default="runs", help="folder for the executed notebooks (default: runs/)")
+    run.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
+    run.set_defaults(func=_run)
+
+    pre = commands.add_parser("pretrain", help="rebuild the shipped letters checkpoint in data/")
+    pre.add_argument("--check", action="store_true", help="rebuild into a temporary folder and compare bytes")
+    pre.add_argument("--out", help="where to write the checkpoint (default: the shipped file)")
+    pre.add_argument("--steps", type=int, default=RECIPE["steps"])
+    pre.add_argument("--seed", type=int, default=RECIPE["seed"])
+    pre.add_argument("--threads", type=int, default=RECIPE["threads"])
+    pre.set_defaults(func=_pretrain)
+
+    refresh = commands.add_parser("refresh", help="re-execute notebooks in place and strip volatile metadata")
+    refresh.add_argument("notebooks", nargs="+")
+    refresh.set_defaults(func=_refresh)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Experiments: the standard ways to train on a target, a grid runner, and summaries over seeds."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import itertools
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from torch import nn
+
+from . import data
+from .freeze import count_parameters
+from .models import GlyphNet, load_pretrained, replace_head
+from .train import evaluate, fit, linear_probe, seed_everything
+
+
+@dataclass(frozen=True)
+class Method:
+    """One way to get a classifier for a target: from scratch, by a linear probe, or by fine-tuning.
+
+    ``lr`` is a single rate or per-block rates (``{"backbone": ..., "head": ...}``); it is ignored by the probe.
+    """
+
+    name: str
+    pretrained: bool
+    probe: bool = False
+    lr: float | dict[str, float] = 1e-3
+
+
+METHODS = {
+    m.name: m
+    for m in (
+        Method("scratch", pretrained=False, lr=1e-2),
+        Method("linear probe", pretrained=True, probe=True),
+        Method("fine-tune", pretrained=True, lr=1e-3),
+        Method("fine-tune, low backbone LR", pretrained=True, lr={"backbone": 3e-4, "head": 3e-3}),
+    )
+}
+
+
+def get_method(name: str) -> Method:
+    """The standard :class:`Method` called ``name``."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+@functools.lru_cache(maxsize=1)
+def _pretrained_backbone() -> GlyphNet:
+    return load_pretrained()
+
+
+def make_model(method: Method, num_classes: int, seed: int) -> GlyphNet:
+    """A fresh model for ``method``: random weights, or a copy of the shipped checkpoint with a new head."""
+    seed_everything(seed)
+    if not method.pretrained:
+        return GlyphNet(num_classes)
+    return replace_head(copy.deepcopy(_pretrained_backbone()), num_classes)
+
+
+def train_method(method: Method | str, train_set: data.ImageSet, seed: int, steps: int = 100,
+                 batch_size: int = 64) -> tuple[nn.Module, float]:
+    """Train a model on ``train_set`` the way ``method`` says; return it and the seconds it took."""
+    method = get_method(method) if isinstance(method, str) else method
+    start = time.perf_counter()
+    model = make_model(method, train_set.num_classes, seed)
+    if method.probe:
+        linear_probe(model, train_set)
+    else:
+        fit(model, train_set, steps, lr=method.lr, batch_size=batch_size, seed=seed)
+    return model, time.perf_counter() - start
+
+
+def transfer_run(method: str, target: str, n: int, seed: int, steps: int = 100) -> dict:
+    """Train ``method`` on ``n`` labels per class of ``target`` (split ``seed``) and score it on the test set."""
+    model, seconds = train_method(method, data.few_shot(target, n, seed), seed, steps)
+    return {"accuracy": evaluate(model, data.test_set(target)).accuracy, "seconds": seconds,
+            "trainable": count_parameters(model, trainable_only=True)}
+
+
+class Results(list):
+    """A list of result records (dicts) with helpers to select, summarise over seeds, and print."""
+
+    def where(self, **filters) -> Results:
+        """The records whose fields equal every given value."""
+        return Results(r for r in self if all(r.get(k) == v for k, v in filters.items()))
+
+    def values(self, metric: str = "accuracy", **filters) -> list[float]:
+        """``metric`` of every matching record, in run order (so, usually, by seed)."""
+        return [r[metric] for r in self.where(**filters)]
+
+    def mean(self, metric: str = "accuracy", **filters) -> float:
+        values = self.values(metric, **filters)
+        return statistics.fmean(values) if values else math.nan
+
+    def std(self, metric: str = "accuracy", **filters) -> float:
+        values = self.values(metric, **filters)
+        return statistics.pstdev(values) if len(values) > 1 else 0.0
+
+    def unique(self, field: str) -> list:
+        """The distinct values of ``field``, in first-seen order."""
+        return list(dict.fromkeys(r[field] for r in self))
+
+    def table(self, rows: str, columns: str, metric: str = "accuracy", percent: bool = True) -> str:
+        """A text table of ``metric``'s mean ± std over the other fields (usually seeds)."""
+        cols = self.unique(columns)
+        lines = [f"{rows:<28}" + "".join(f"{f'{columns}={c}':>16}" for c in cols)]
+        for r in self.unique(rows):
+            cells = []
+            for c in cols:
+                mean, std = self.mean(metric, **{rows: r, columns: c}), self.std(metric, **{rows: r, columns: c})
+                scale = 100 if percent else 1
+                cells.append(f"{mean * scale:.1f} ± {std * scale:.1f}" if not math.isnan(mean) else "-")
+            lines.append(f"{str(r):<28}" + "".join(f"{cell:>16}" for cell in cells))
+        return "\n".join(lines)
+
+
+def gain_over_scratch(results: Results, transfer: Iterable[str], **where) -> list[float]:
+    """Per seed: the accuracy of the best of the ``transfer`` methods minus that of ``scratch``.
+
+    ``where`` picks one setting (e.g. ``n=5``); the list follows the seeds in ``results``.
+    """
+    transfer = list(transfer)
+    gains = []
+    for seed in results.where(**where).unique("seed"):
+        best = max(results.values(method=m, seed=seed, **where)[0] for m in transfer)
+        gains.append(best - results.values(method="scratch", seed=seed, **where)[0])
+    return gains
+
+
+def run_grid(run: Callable[..., dict], progress: bool = False, **axes: Iterable) -> Results:
+    """Call ``run(**point)`` for every point of the grid spanned by ``axes`` and collect the records.
+
+    Each record holds the point's coordinates plus whatever ``run`` returned, e.g.
+    ``run_grid(transfer_run, method=["scratch"], target=["mnist"], n=[1, 5], seed=range(3))``.
+    """
+    from tqdm.auto import tqdm
+
+    names = list(axes)
+    points = list(itertools.product(*(list(v) for v in axes.values())))
+    results = Results()
+    for point in tqdm(points, disable=not progress, desc="runs", leave=False):
+        coords = dict(zip(names, point))
+        results.append({**coords, **run(**coords)})
+    return results

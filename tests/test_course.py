@@ -1,0 +1,67 @@
+"""The course runner, on tiny notebooks made here, and every lesson once through papermill with fewer seeds."""
+
+import nbformat
+import pytest
+
+from ftlib import course
+from ftlib.__main__ import main
+
+
+def _notebook(path, parameters: str, body: str):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cell = nbformat.v4.new_code_cell(parameters)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_runner_passes_parameters_and_reports_the_headline(tmp_path, capsys):
+    nb = _notebook(tmp_path / "01_demo.ipynb", "seeds = 3", "from ftlib.course import headline\n"
+                   "headline(f'{seeds} seeds')")
+    runs = course.run_course([nb], tmp_path / "out", {"seeds": 2})
+    assert [(r.status, r.headline) for r in runs] == [("ok", "2 seeds")]
+    assert (tmp_path / "out" / "01_demo.ipynb").exists()
+    assert "01_demo.ipynb  ok" in capsys.readouterr().out
+
+
+def test_a_failing_notebook_names_the_cell_and_exits_non_zero(tmp_path, capsys):
+    nb = _notebook(tmp_path / "02_bad.ipynb", "x = 1", "assert x == 2, 'x must be 2'")
+    assert main(["run", str(nb), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "FAILED 02_bad.ipynb: cell 1: AssertionError: x must be 2" in err
+
+
+def test_unknown_parameter_is_a_clear_error(tmp_path, capsys):
+    nb = _notebook(tmp_path / "03_p.ipynb", "seeds = 3\nsteps = 100", "pass")
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['sedes'\].*allowed: seeds, steps"):
+        course.run_course([nb], tmp_path / "out", {"sedes": 2})
+    assert main(["run", str(nb), "-p", "sedes", "2", "--out", str(tmp_path / "out")]) == 2
+    assert "unknown parameter(s) ['sedes']" in capsys.readouterr().err
+
+
+def test_runner_never_writes_over_the_sources(tmp_path):
+    nb = _notebook(tmp_path / "04_src.ipynb", "a = 1", "pass")
+    with pytest.raises(ValueError, match="holds the source notebook"):
+        course.run_notebook(nb, tmp_path)
+
+
+@pytest.mark.parametrize("text, value", [("3", 3), ("0.1", 0.1), ("[1, 5]", [1, 5]), ("True", True),
+                                         ("mnist", "mnist")])
+def test_parameter_values_are_read_as_python(text, value):
+    assert course.parse_value(text) == value
+
+
+def test_lessons_are_numbered_and_declare_seeds():
+    found = course.lessons()
+    assert found and found[0].name.startswith("01_")
+    for nb in found:
+        assert "seeds" in course.notebook_parameters(nb), f"{nb.name} must take a 'seeds' parameter"
+
+
+@pytest.mark.parametrize("notebook", course.lessons(), ids=lambda p: p.stem)
+def test_every_lesson_runs_through_papermill_with_fewer_seeds(notebook, tmp_path):
+    run = course.run_notebook(notebook, tmp_path, {"seeds": 2})
+    assert run.status == "ok", run.error
+    assert run.headline, "each lesson prints a headline for the course summary"
