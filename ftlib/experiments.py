@@ -56,11 +56,16 @@ def _pretrained_backbone() -> GlyphNet:
 
 
 def make_model(method: Method, num_classes: int, seed: int) -> GlyphNet:
-    """A fresh model for ``method``: random weights, or a copy of the shipped checkpoint with a new head."""
+    """A fresh model for ``method``: random weights, or a copy of the shipped checkpoint with a new head.
+
+    The checkpoint is loaded (once per process) *before* seeding, so that loading draws no random numbers
+    between the seed and the new head: the same seed gives the same model on the first call and every later one.
+    """
+    backbone = _pretrained_backbone() if method.pretrained else None
     seed_everything(seed)
-    if not method.pretrained:
+    if backbone is None:
         return GlyphNet(num_classes)
-    return replace_head(copy.deepcopy(_pretrained_backbone()), num_classes)
+    return replace_head(copy.deepcopy(backbone), num_classes)
 
 
 def train_method(method: Method | str, train_set: data.ImageSet, seed: int, steps: int = 100,

@@ -21,7 +21,7 @@ def slider(show: Callable, name: str, values: Sequence, value, description: str)
         raise ValueError(f"start value {value!r} is not one of the slider's values {values}")
     if not description.strip():
         raise ValueError("a slider needs a description a person can read")
-    control = widgets.SelectionSlider(options=values, value=value, description=description,
+    control = widgets.SelectionSlider(options=values, value=value, description=description, tooltip=description,
                                       continuous_update=True, style={"description_width": "initial"},
                                       layout=widgets.Layout(width="480px"))
     return widgets.interactive(show, **{name: control})

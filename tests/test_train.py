@@ -109,3 +109,11 @@ def test_transfer_run_and_results_summaries():
 def test_unknown_method_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown method 'distill'"):
         experiments.get_method("distill")
+
+
+def test_make_model_gives_the_same_model_for_a_seed_on_the_first_call_and_later():
+    experiments._pretrained_backbone.cache_clear()
+    method = experiments.get_method("fine-tune")
+    first = experiments.make_model(method, 10, seed=3)
+    again = experiments.make_model(method, 10, seed=3)
+    assert torch.equal(first.head.weight, again.head.weight)
