@@ -388,3 +388,42 @@ def letter_batches(batch_size: int, seed: int):
         labels = torch.randint(len(LETTERS), (batch_size,), generator=g)
         variant = torch.randint(bases.shape[1], (batch_size,), generator=g)
         yield degrade(bases[labels, variant], g), labels
+
+
+# ----------------------------------------------------------------------------------------------- label noise, splits
+def flip_labels(data: ImageSet, fraction: float, seed: int) -> ImageSet:
+    """A copy of ``data`` in which ``round(fraction * len(data))`` labels, chosen by ``seed``, are wrong.
+
+    Each chosen label is replaced by another class drawn uniformly at random (never its own class), as when
+    annotators make mistakes. The images are shared with ``data``; its labels are left as they were.
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+        raise ValueError(f"fraction={fraction!r} is not allowed: it must be a number from 0 to 1")
+    g = torch.Generator().manual_seed(seed)
+    rows = torch.randperm(len(data), generator=g)[:round(fraction * len(data))]
+    shift = torch.randint(1, data.num_classes, (len(rows),), generator=g)  # 1..classes-1: never the true class
+    labels = data.labels.clone()
+    labels[rows] = (labels[rows] + shift) % data.num_classes
+    return ImageSet(data.images, labels, data.classes, data.name)
+
+
+def split_validation(data: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
+    """Split labelled ``data`` into ``(train, validation)``, stratified by label, chosen by ``seed``.
+
+    From each class, ``round(fraction * count)`` examples (at least one) go to the validation set and the
+    rest stay for training; the two sets are disjoint. Carve validation data from the labelled data like
+    this, never from the test set.
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise ValueError(f"fraction={fraction!r} is not allowed: it must be a number between 0 and 1 (exclusive)")
+    g = torch.Generator().manual_seed(seed)
+    train_rows, val_rows = [], []
+    for c in range(data.num_classes):
+        members = torch.nonzero(data.labels == c).flatten()
+        members = members[torch.randperm(len(members), generator=g)]
+        cut = max(1, round(fraction * len(members))) if len(members) > 1 else 0
+        val_rows.append(members[:cut])
+        train_rows.append(members[cut:])
+    train_rows, val_rows = torch.cat(train_rows), torch.cat(val_rows)
+    return (ImageSet(data.images[train_rows], data.labels[train_rows], data.classes, data.name),
+            ImageSet(data.images[val_rows], data.labels[val_rows], data.classes, data.name))

@@ -1,11 +1,11 @@
-"""Training: seeding, device choice, one readable ``fit`` loop, ``evaluate``, and a linear probe."""
+"""Training: seeding, device choice, one readable ``fit`` loop with early stopping, ``evaluate``, and a linear probe."""
 
 from __future__ import annotations
 
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,7 +48,13 @@ def get_device(name: str | None = None) -> torch.device:
 
 @dataclass
 class History:
-    """What ``fit`` measured: the training loss and rate at every step, and evaluations every few steps."""
+    """What ``fit`` measured: the training loss and rate at every step, and evaluations every few steps.
+
+    ``eval_step`` lists the evaluated steps; ``eval_*`` hold the scores on ``eval_data`` and ``val_*`` those on
+    ``val_data`` at those steps. With early stopping, ``best_step`` is the evaluated step with the best monitored
+    score and ``stopped_step`` the step where the rule stopped training; after an interrupt, ``interrupted`` is
+    true and ``stopped_step`` is the last step recorded. ``stopped_step`` is None when every step ran.
+    """
 
     step: list[int] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
@@ -56,6 +62,11 @@ class History:
     eval_step: list[int] = field(default_factory=list)
     eval_loss: list[float] = field(default_factory=list)
     eval_accuracy: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    best_step: int | None = None
+    stopped_step: int | None = None
+    interrupted: bool = False
     seconds: float = 0.0
 
     @property
@@ -68,6 +79,72 @@ class History:
 class Metrics:
     loss: float
     accuracy: float
+
+
+MONITORS = {"val_loss": "min", "val_accuracy": "max"}  # what early stopping can watch, and which way is better
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Stop training once the monitored validation score has not improved for ``patience`` evaluations.
+
+    An evaluation improves on the best so far only if it is better by more than ``min_delta``. ``mode`` is
+    ``"min"`` or ``"max"``; ``"auto"`` takes it from ``monitor`` (lower loss, higher accuracy). With
+    ``restore_best``, the model ends with the weights it had at the best evaluation (an exact copy).
+    """
+
+    monitor: str = "val_loss"
+    patience: int = 3
+    min_delta: float = 0.0
+    mode: str = "auto"
+    restore_best: bool = True
+
+    def __post_init__(self) -> None:
+        if self.monitor not in MONITORS:
+            raise ValueError(f"monitor={self.monitor!r} is not allowed: choose one of {sorted(MONITORS)}")
+        if self.mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode={self.mode!r} is not allowed: choose 'auto', 'min' or 'max'")
+        _check_rule(self.patience, self.min_delta)
+
+    @property
+    def direction(self) -> str:
+        """``"min"`` or ``"max"``: which way the monitored score gets better."""
+        return MONITORS[self.monitor] if self.mode == "auto" else self.mode
+
+    def check(self, scores: Sequence[float]) -> tuple[int, int | None]:
+        """:func:`stopping_point` with this rule's settings, on the scores recorded so far."""
+        return stopping_point(scores, self.patience, self.min_delta, self.direction)
+
+
+def _check_rule(patience: int, min_delta: float) -> None:
+    _check_positive("patience", patience, integer=True)
+    if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or min_delta < 0:
+        raise ValueError(f"min_delta={min_delta!r} is not allowed: it must be a number >= 0")
+
+
+def stopping_point(scores: Sequence[float], patience: int, min_delta: float = 0.0,
+                   mode: str = "min") -> tuple[int, int | None]:
+    """The early-stopping rule on a curve of validation scores (one per evaluation): ``(best, stop)`` indices.
+
+    Walks the curve in order: a score is a new best if it beats the best so far by more than ``min_delta``
+    (lower for ``mode="min"``, higher for ``"max"``); training stops at the first evaluation that comes
+    ``patience`` evaluations after the best (``stop`` is None if that never happens). The curve is read only
+    up to the stop, so ``fit`` (which applies the rule after every evaluation) and a replay of its recorded
+    curve agree.
+    """
+    _check_rule(patience, min_delta)
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode={mode!r} is not allowed: choose 'min' or 'max'")
+    if len(scores) == 0:
+        raise ValueError("scores is empty: the rule needs at least one evaluation")
+    sign = 1 if mode == "min" else -1
+    best = 0
+    for i, score in enumerate(scores):
+        if sign * score < sign * scores[best] - min_delta:
+            best = i
+        if i - best >= patience:
+            return best, i
+    return best, None
 
 
 def _check_positive(name: str, value: float, integer: bool = False) -> None:
@@ -125,8 +202,11 @@ def fit(
     weight_decay: float = 0.0,
     schedule: str | Callable = "onecycle",
     augment: Augment | None = None,
+    penalty: Callable[[nn.Module], torch.Tensor] | None = None,
     eval_data: ImageSet | None = None,
     eval_every: int | None = None,
+    val_data: ImageSet | None = None,
+    early_stopping: EarlyStopping | None = None,
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = False,
@@ -141,8 +221,14 @@ def fit(
     are not trained. ``optimizer`` is ``"adamw"``, ``"adam"``, ``"sgd"`` (momentum 0.9) or a callable taking
     parameter groups (whose rates come from ``lr``); ``schedule`` is ``"onecycle"``, ``"cosine"``,
     ``"constant"`` or a callable ``(optimizer, steps)``. ``augment`` (``(images, generator) -> images``)
-    transforms each batch. With ``eval_data``, the model is evaluated every ``eval_every`` steps and after the
-    last one.
+    transforms each batch. ``penalty(model)``, if given, is added to the loss that is minimised (e.g.
+    :class:`ftlib.regularize.L2SP`); the history records the data loss alone. With ``eval_data`` or
+    ``val_data``, the model is evaluated on them every ``eval_every`` steps and after the last one.
+
+    ``early_stopping`` (an :class:`EarlyStopping`, which needs ``val_data`` and ``eval_every``) ends training
+    once the validation score stops improving and, by default, restores the best weights. An interrupt
+    (Ctrl+C, ``KeyboardInterrupt``) ends training too: ``fit`` returns the history so far, and with early
+    stopping the model keeps the best weights seen.
     """
     _check_positive("steps", steps, integer=True)
     _check_positive("batch_size", batch_size, integer=True)
@@ -150,6 +236,8 @@ def fit(
         _check_positive("lr", rate)
     if eval_every is not None:
         _check_positive("eval_every", eval_every, integer=True)
+    if early_stopping is not None and (val_data is None or eval_every is None):
+        raise ValueError("early_stopping needs val_data (carved from the labelled data) and eval_every")
     device = torch.device(device) if device is not None else get_device()
     model.to(device)
     optimizer = _make_optimizer(optimizer, param_groups(model, lr), weight_decay)
@@ -157,30 +245,55 @@ def fit(
     generator = torch.Generator().manual_seed(seed)
     batches = _shuffled_batches(train, batch_size, generator) if isinstance(train, ImageSet) else train
     history, start = History(), time.perf_counter()
+    best_weights = None
 
-    for step in tqdm(range(1, steps + 1), disable=not progress, desc="fit", leave=False):
-        x, y = next(batches)
-        x, y = x.to(device), y.to(device)
-        if augment is not None:
-            x = augment(x, generator)
+    try:
+        for step in tqdm(range(1, steps + 1), disable=not progress, desc="fit", leave=False):
+            x, y = next(batches)
+            x, y = x.to(device), y.to(device)
+            if augment is not None:
+                x = augment(x, generator)
 
-        model.train()
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        history.step.append(step)
-        history.loss.append(loss.item())
-        history.lr.append(optimizer.param_groups[-1]["lr"])
-        scheduler.step()
+            model.train()
+            loss = F.cross_entropy(model(x), y)
+            objective = loss if penalty is None else loss + penalty(model)
+            optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            optimizer.step()
+            history.step.append(step)
+            history.loss.append(loss.item())
+            history.lr.append(optimizer.param_groups[-1]["lr"])
+            scheduler.step()
 
-        if eval_data is not None and (step == steps or (eval_every and step % eval_every == 0)):
-            metrics = evaluate(model, eval_data, device=device)
-            history.eval_step.append(step)
-            history.eval_loss.append(metrics.loss)
-            history.eval_accuracy.append(metrics.accuracy)
+            if step == steps or (eval_every and step % eval_every == 0):
+                _record_evaluations(model, history, step, eval_data, val_data, device)
+                if early_stopping is not None:  # the rule reads the validation curve recorded so far
+                    best, stop = early_stopping.check(getattr(history, early_stopping.monitor))
+                    history.best_step = history.eval_step[best]
+                    if best == len(history.eval_step) - 1 and early_stopping.restore_best:
+                        best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    if stop is not None:
+                        history.stopped_step = step
+                        break
+    except KeyboardInterrupt:
+        history.interrupted, history.stopped_step = True, len(history.step)
+    if best_weights is not None:
+        model.load_state_dict(best_weights)
     history.seconds = time.perf_counter() - start
     return history
+
+
+def _record_evaluations(model: nn.Module, history: History, step: int, eval_data: ImageSet | None,
+                        val_data: ImageSet | None, device: torch.device) -> None:
+    """Evaluate on the evaluation and validation sets that were given, and record the scores at ``step``."""
+    if eval_data is None and val_data is None:
+        return
+    scores = {"eval": eval_data, "val": val_data}
+    scores = {name: evaluate(model, part, device=device) for name, part in scores.items() if part is not None}
+    history.eval_step.append(step)  # recorded only once every score is in, so an interrupt leaves no half row
+    for name, metrics in scores.items():
+        getattr(history, f"{name}_loss").append(metrics.loss)
+        getattr(history, f"{name}_accuracy").append(metrics.accuracy)
 
 
 @torch.no_grad()

@@ -93,3 +93,29 @@ def test_n_outside_the_pool_is_a_clear_error(n):
 def test_real_digits_cannot_be_generated():
     with pytest.raises(ValueError, match="'mnist' holds real images"):
         data.generate("mnist", [0, 1], seed=0)
+
+
+def test_flip_labels_makes_exactly_the_asked_share_wrong_and_is_seeded():
+    clean = data.few_shot("mnist", 10, seed=0)
+    noisy = data.flip_labels(clean, 0.3, seed=5)
+    wrong = noisy.labels != clean.labels
+    assert int(wrong.sum()) == 30 and noisy.labels.min() >= 0 and noisy.labels.max() < 10
+    assert torch.equal(noisy.labels, data.flip_labels(clean, 0.3, seed=5).labels)
+    assert not torch.equal(noisy.labels, data.flip_labels(clean, 0.3, seed=6).labels)
+    assert torch.equal(clean.labels, torch.arange(10).repeat_interleave(10))  # the original is untouched
+    assert torch.equal(data.flip_labels(clean, 0.0, seed=5).labels, clean.labels)
+    with pytest.raises(ValueError, match="fraction=1.5"):
+        data.flip_labels(clean, 1.5, seed=0)
+
+
+def test_split_validation_is_stratified_disjoint_complete_and_seeded():
+    labelled = data.few_shot("mnist", 10, seed=0)
+    train_part, val = data.split_validation(labelled, 0.2, seed=1)
+    assert torch.equal(torch.bincount(val.labels), torch.full((10,), 2))
+    assert torch.equal(torch.bincount(train_part.labels), torch.full((10,), 8))
+    rows = lambda s: {image.numpy().tobytes() for image in s.images}  # noqa: E731
+    assert not rows(train_part) & rows(val) and rows(train_part) | rows(val) == rows(labelled)
+    assert torch.equal(val.images, data.split_validation(labelled, 0.2, seed=1)[1].images)
+    assert not torch.equal(val.images, data.split_validation(labelled, 0.2, seed=2)[1].images)
+    with pytest.raises(ValueError, match="fraction=0"):
+        data.split_validation(labelled, 0, seed=0)
