@@ -7,6 +7,7 @@ changes: BatchNorm in train mode normalises with the batch's statistics and over
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 _BN_HOOKS = "_ftlib_bn_hooks"
@@ -34,18 +35,29 @@ def freeze(model: nn.Module, names: str | list[str] | tuple[str, ...], update_bn
     """Freeze the named blocks of ``model``: no gradients, and BatchNorm keeps its running statistics.
 
     ``update_bn_stats=True`` reproduces the common mistake of freezing only the weights, so that BatchNorm in
-    train mode still normalises with batch statistics and overwrites its running ones.
+    train mode still normalises with batch statistics and overwrites its running ones (on a block frozen
+    properly before, it undoes that protection).
     """
     for _, block in _blocks(model, names):
         for p in block.parameters():
             p.requires_grad_(False)
-        if update_bn_stats:
-            continue
         for m in block.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and not hasattr(m, _BN_HOOKS):
+            if not isinstance(m, nn.modules.batchnorm._BatchNorm):
+                continue
+            if update_bn_stats:
+                _release(m, model.training)
+            elif not hasattr(m, _BN_HOOKS):
                 setattr(m, _BN_HOOKS, m.register_forward_pre_hook(_keep_eval))
                 m.eval()
     return model
+
+
+def _release(module: nn.Module, training: bool) -> None:
+    """Remove the hook that keeps a frozen BatchNorm layer in eval mode, and give it the model's mode."""
+    if hasattr(module, _BN_HOOKS):
+        getattr(module, _BN_HOOKS).remove()
+        delattr(module, _BN_HOOKS)
+    module.train(training)
 
 
 def unfreeze(model: nn.Module, names: str | list[str] | tuple[str, ...] | None = None) -> nn.Module:
@@ -54,16 +66,26 @@ def unfreeze(model: nn.Module, names: str | list[str] | tuple[str, ...] | None =
         for p in block.parameters():
             p.requires_grad_(True)
         for m in block.modules():
-            if hasattr(m, _BN_HOOKS):
-                getattr(m, _BN_HOOKS).remove()
-                delattr(m, _BN_HOOKS)
-                m.train(model.training)
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                _release(m, model.training)
     return model
 
 
-def freeze_backbone(model: nn.Module) -> nn.Module:
-    """Freeze every block except the head."""
-    return freeze(model, [n for n in block_names(model) if n != "head"])
+def freeze_backbone(model: nn.Module, update_bn_stats: bool = False) -> nn.Module:
+    """Freeze every block except the head (``update_bn_stats`` as in :func:`freeze`)."""
+    return freeze(model, [n for n in block_names(model) if n != "head"], update_bn_stats)
+
+
+def snapshot(model: nn.Module, names: str | list[str] | tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """Copies of every tensor in the named blocks' state: weights *and* BatchNorm buffers (running statistics)."""
+    return {f"{n}.{key}": value.detach().clone() for n, block in _blocks(model, names)
+            for key, value in block.state_dict().items()}
+
+
+def changed(model: nn.Module, before: dict[str, torch.Tensor]) -> list[str]:
+    """The names of the tensors in a :func:`snapshot` whose values in ``model`` now differ (compared exactly)."""
+    now = model.state_dict()
+    return [key for key, value in before.items() if not torch.equal(now[key].to(value.device), value)]
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -64,3 +66,37 @@ def test_param_groups_give_backbone_and_head_their_own_rates():
 def test_bad_learning_rates_are_clear_errors(lr, message):
     with pytest.raises(ValueError, match=message):
         freeze.param_groups(models.GlyphNet(10), lr)
+
+
+def test_snapshot_and_changed_see_weights_and_batchnorm_statistics():
+    model = models.GlyphNet(10)
+    before = freeze.snapshot(model, ["block1", "head"])
+    assert "block1.1.running_mean" in before and "head.weight" in before
+    assert freeze.changed(model, before) == []
+    model.train()
+    model(torch.rand(8, 1, 28, 28))
+    assert freeze.changed(model, before) == ["block1.1.running_mean", "block1.1.running_var",
+                                             "block1.1.num_batches_tracked"]
+
+
+def test_freezing_again_with_update_bn_stats_lets_batchnorm_update():
+    model = models.GlyphNet(10)
+    freeze.freeze_backbone(model)
+    freeze.freeze_backbone(model, update_bn_stats=True)
+    before = freeze.snapshot(model, ["block1"])
+    model.train()
+    model(torch.rand(8, 1, 28, 28))
+    assert freeze.count_parameters(model, trainable_only=True) == freeze.count_parameters(model.head)
+    assert "block1.1.running_mean" in freeze.changed(model, before)
+    assert "block1.0.weight" not in freeze.changed(model, before)
+
+
+def test_a_copy_of_a_frozen_model_is_frozen_on_its_own():
+    model = models.GlyphNet(10)
+    freeze.freeze_backbone(model)
+    twin = copy.deepcopy(model)
+    freeze.unfreeze(twin)
+    before = freeze.snapshot(model, ["block1"])
+    model.train()
+    model(torch.rand(8, 1, 28, 28))
+    assert freeze.changed(model, before) == []
