@@ -91,3 +91,23 @@ def plot_history(histories: dict[str, History], ax: plt.Axes | None = None, titl
     if title:
         ax.set_title(title)
     return ax
+
+
+def plot_confusion(counts: torch.Tensor, classes: list[str] | tuple[str, ...], ax: plt.Axes | None = None,
+                   title: str = "") -> plt.Axes:
+    """A confusion matrix: row = true class, column = predicted class, each row shown as % of that class."""
+    if counts.shape != (len(classes), len(classes)):
+        raise ValueError(f"counts of shape {tuple(counts.shape)} do not match {len(classes)} classes")
+    ax = ax or plt.subplots(figsize=(4.5, 4))[1]
+    rates = 100 * counts.float() / counts.sum(1, keepdim=True).clamp_min(1)
+    ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=100)
+    for i, j in torch.nonzero(rates >= 1).tolist():  # label the cells that hold at least 1%
+        ax.text(j, i, f"{rates[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                color="white" if rates[i, j] > 50 else "black")
+    ax.set_xticks(range(len(classes)), classes)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if title:
+        ax.set_title(title)
+    return ax
