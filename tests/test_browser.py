@@ -1,0 +1,245 @@
+"""Every lesson in JupyterLab, in headless Chromium: run all cells, move the main slider, see its output change.
+
+nbval cannot see widgets (their output lives in widget state), so this is what proves that the sliders work where
+learners use them. One JupyterLab server and one browser serve the whole module; each lesson gets a fresh page and
+its kernel is shut down afterwards. Screenshots go to tests/screenshots/ (ignored by git).
+
+Deselect these tests with ``pytest -m "not browser"``. They need Debian's Chromium (``apt-get install chromium``);
+without it they are skipped, except when the environment variable ``CI`` is set, where they fail.
+"""
+
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from ftlib import course
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+RUN_TIMEOUT_S = 1800  # a lesson takes ~50 s on 2 idle cores; leave room for a busy CI machine
+CELL_TIMEOUT_S = 600  # longest wait for the next cell to finish (~30 s on 2 idle cores; a busy CI machine is slower)
+NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook on screen
+STEP_TIMEOUT_S = 60  # a page to open, a kernel to start, a slider to redraw
+KERNEL_IDLE = re.compile(r"\| Idle$")  # status bar: "Python 3 (ipykernel) | Idle"
+SETTINGS = {  # JupyterLab settings for the test server: no news toast, every cell rendered (no windowing)
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
+                                                                       "checkForUpdates": False},
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+}
+
+def _require_browser():
+    """Skip (or, under CI, fail) when Chromium or Playwright is missing, saying how to install them."""
+    missing = []
+    if not CHROMIUM.exists():
+        missing.append(f"Chromium at {CHROMIUM} (sudo apt-get install -y chromium)")
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        missing.append("Playwright for Python (pip install -r requirements.txt; never `playwright install`)")
+    if missing:
+        message = f"browser tests need {' and '.join(missing)}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}; CI must run them", pytrace=False)
+        pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _copy_lessons(target: Path) -> None:
+    """A copy of the notebooks folder, lessons without their stored outputs: whatever shows up was run here."""
+    shutil.copytree(course.NOTEBOOK_DIR, target, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    for path in course.lessons(target):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        nbformat.write(nb, path)
+
+
+def _api(lab: dict, path: str, method: str = "GET"):
+    request = urllib.request.Request(f"{lab['url']}{path}?token={lab['token']}", method=method)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body = response.read()
+    return json.loads(body) if body else None
+
+
+def _start_server(root: Path, state: Path) -> dict:
+    env = dict(os.environ)
+    for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR",
+                 "JUPYTERLAB_SETTINGS_DIR", "JUPYTERLAB_WORKSPACES_DIR"):
+        env[name] = str(state / name.lower())
+    for name, values in SETTINGS.items():
+        settings = state / "jupyterlab_settings_dir" / name
+        settings.parent.mkdir(parents=True, exist_ok=True)
+        settings.write_text(json.dumps(values))
+    port, token = _free_port(), secrets.token_hex(16)
+    command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")
+    log = state / "server.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    lab = {"process": process, "url": f"http://127.0.0.1:{port}", "token": token, "log": log}
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            _api(lab, "/api/status")
+            return lab
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.5)
+    _stop_server(lab)
+    pytest.fail(f"JupyterLab did not answer within {STEP_TIMEOUT_S} s; its log:\n{log.read_text()[-3000:]}")
+
+
+def _stop_server(lab: dict) -> None:
+    lab["process"].terminate()
+    try:
+        lab["process"].wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        lab["process"].kill()
+        lab["process"].wait()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """One JupyterLab server on loopback (free port, token, private dirs) over a copy of the lessons."""
+    _require_browser()
+    root = tmp_path_factory.mktemp("lessons") / "notebooks"
+    _copy_lessons(root)
+    lab = _start_server(root, tmp_path_factory.mktemp("jupyter-state"))
+    yield lab
+    _stop_server(lab)
+
+
+@pytest.fixture(scope="module")
+def browser(lab):
+    """Headless Debian Chromium driven by Playwright (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        yield browser
+        browser.close()
+
+
+def _wait_for_last_cell(page, name: str) -> None:
+    """Wait for the headline or an error; fail if no cell finishes for CELL_TIMEOUT_S, saying how far it got."""
+    prompts = page.locator(f"{NOTEBOOK} .jp-CodeCell .jp-InputPrompt")
+    done = page.locator(f"{NOTEBOOK} .jp-OutputArea-output").filter(
+        has_text=re.compile(f"{course.HEADLINE_PREFIX}|Traceback"))
+    start = last = time.monotonic()
+    ran = -1
+    while not done.count():
+        now, texts = time.monotonic(), prompts.all_inner_texts()
+        finished = sum(bool(re.fullmatch(r"\[\d+\]:", t.strip())) for t in texts)
+        if finished > ran:
+            ran, last = finished, now
+        assert now - last < CELL_TIMEOUT_S and now - start < RUN_TIMEOUT_S, \
+            f"{name}: {ran} of {len(texts)} code cells ran in {now - start:.0f} s, none in the last {now - last:.0f} s"
+        time.sleep(1)
+
+
+def _run_all(page, lab: dict, name: str) -> None:
+    """Open a lesson, wait until its kernel is really ready, run all cells and wait for the last one."""
+    page.goto(f"{lab['url']}/lab/workspaces/{Path(name).stem}/tree/{name}?reset&token={lab['token']}")
+    # The toolbar says idle about a second before the kernel exists, and a Run All issued then is lost:
+    # wait for the status bar's kernel item instead.
+    page.get_by_role("button", name=KERNEL_IDLE).wait_for(timeout=STEP_TIMEOUT_S * 1000)
+    page.get_by_role("menubar").get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    _wait_for_last_cell(page, name)
+    outputs = page.locator(f"{NOTEBOOK} .jp-OutputArea-output")
+    errors = outputs.filter(has_text="Traceback")
+    assert errors.count() == 0, f"{name} failed in the browser:\n{errors.first.inner_text()[-3000:]}"
+    page.get_by_role("button", name=KERNEL_IDLE).wait_for(timeout=STEP_TIMEOUT_S * 1000)
+
+
+def _shutdown_kernels(lab: dict) -> None:
+    for kernel in _api(lab, "/api/kernels"):
+        _api(lab, f"/api/kernels/{kernel['id']}", method="DELETE")
+
+
+def _move_slider_and_check(page, name: str) -> str:
+    """Check the lesson's first slider is readable, move it one step, wait for the redraw; return the new value."""
+    widget = page.locator(".widget-interact").first
+    widget.scroll_into_view_if_needed()
+    label = widget.locator(".widget-slider .widget-label")
+    handle = widget.locator(".widget-slider .noUi-handle[role=slider]")
+    readout = widget.locator(".widget-slider .widget-readout")
+    text, image = widget.locator(".widget-output .jp-OutputArea-output pre"), widget.locator(".widget-output img")
+
+    description = label.inner_text().strip()
+    assert re.search(r"[A-Za-z]{3,}.*\s.*[A-Za-z]", description), \
+        f"slider description {description!r} is not readable: say in words what it sets"
+    assert label.evaluate("e => e.scrollWidth <= e.clientWidth"), f"description {description!r} is cut off"
+    low, high, now = (int(float(handle.get_attribute(a))) for a in ("aria-valuemin", "aria-valuemax", "aria-valuenow"))
+    assert 2 <= high - low + 1 <= 30, f"slider has {high - low + 1} positions; a learner needs 2 to 30"
+    before_text, before_image = text.first.inner_text(), image.first.get_attribute("src")
+    assert readout.inner_text().strip() in before_text.splitlines()[0], "the first line should name the shown value"
+
+    handle.focus()
+    page.keyboard.press("ArrowLeft" if now == high else "ArrowRight")
+    moved = int(float(handle.get_attribute("aria-valuenow")))
+    assert abs(moved - now) == 1, f"one key press should move the slider one step ({now} -> {moved})"
+    value = readout.inner_text().strip()
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        after_text = text.first.inner_text() if text.count() else ""
+        after_image = image.first.get_attribute("src") if image.count() else None
+        if value in after_text.partition("\n")[0] and after_image not in (None, before_image):
+            break
+        time.sleep(0.2)
+    widget.screenshot(path=SCREENSHOTS / f"{Path(name).stem}.png")
+    first_line = after_text.partition("\n")[0]
+    assert value in first_line and after_text != before_text, \
+        f"after moving the slider to {value!r} the output should show it; it says {first_line!r}"
+    assert after_image not in (None, before_image), "after moving the slider the plot should be redrawn"
+    return value
+
+
+def test_missing_browser_skips_with_how_to_install(monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", Path("/nonexistent/chromium"))
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"apt-get install -y chromium"):
+        _require_browser()
+
+
+def test_missing_browser_fails_under_ci(monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", Path("/nonexistent/chromium"))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run them"):
+        _require_browser()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("notebook", course.lessons(), ids=lambda p: p.stem)
+def test_lesson_slider_redraws_in_jupyterlab(notebook, lab, browser):
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(STEP_TIMEOUT_S * 1000)
+    try:
+        _run_all(page, lab, notebook.name)
+        _move_slider_and_check(page, notebook.name)
+    except Exception:
+        page.screenshot(path=SCREENSHOTS / f"{notebook.stem}-failed.png")
+        raise
+    finally:
+        page.close()
+        _shutdown_kernels(lab)
