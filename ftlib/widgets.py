@@ -14,6 +14,8 @@ import ipywidgets as widgets
 def slider(show: Callable, name: str, values: Sequence, value, description: str) -> widgets.interactive:
     """An ``interact`` slider that calls ``show(**{name: v})`` for each chosen value ``v`` of ``values``.
 
+    It is the only control: ``show``'s other parameters keep their defaults.
+
     ``description`` is the label a person reads beside the slider; it must say what the slider sets.
     """
     values = list(values)
@@ -24,4 +26,6 @@ def slider(show: Callable, name: str, values: Sequence, value, description: str)
     control = widgets.SelectionSlider(options=values, value=value, description=description, tooltip=description,
                                       continuous_update=True, style={"description_width": "initial"},
                                       layout=widgets.Layout(width="480px"))
-    return widgets.interactive(show, **{name: control})
+    # Call through **kwargs so that interactive makes only this one control: show's other parameters keep their
+    # defaults instead of growing sliders of their own.
+    return widgets.interactive(lambda **chosen: show(**chosen), **{name: control})

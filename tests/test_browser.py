@@ -206,6 +206,9 @@ def _move_slider_and_check(page, name: str) -> str:
         if value in after_text.partition("\n")[0] and after_image not in (None, before_image):
             break
         time.sleep(0.2)
+    if image.count():  # let the new plot finish decoding and painting, or the screenshot shows it half drawn
+        image.first.evaluate("img => img.decode()")
+        page.wait_for_timeout(500)
     widget.screenshot(path=SCREENSHOTS / f"{Path(name).stem}.png")
     first_line = after_text.partition("\n")[0]
     assert value in first_line and after_text != before_text, \
