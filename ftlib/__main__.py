@@ -1,8 +1,9 @@
-"""Command line: ``python -m ftlib run | pretrain | refresh``."""
+"""Command line: ``python -m ftlib run | pretrain | refresh | bench``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -52,6 +53,19 @@ def _refresh(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import format_report, run_benchmark
+
+    report = run_benchmark(with_lessons=not args.no_lessons, repeats=args.repeats)
+    print(format_report(report))
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"saved {out}")
+    failed = [name for name, r in report.get("lessons", {}).items() if r["status"] != "ok"]
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .pretrain import RECIPE
 
@@ -77,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     refresh = commands.add_parser("refresh", help="re-execute notebooks in place and strip volatile metadata")
     refresh.add_argument("notebooks", nargs="+")
     refresh.set_defaults(func=_refresh)
+
+    bench = commands.add_parser("bench", help="time the lessons, fit vs a plain loop, data throughput, imports")
+    bench.add_argument("--json", default="runs/bench.json", help="where to save the results (default: runs/bench.json)")
+    bench.add_argument("--no-lessons", action="store_true", help="skip the lesson runs (the slow part)")
+    bench.add_argument("--repeats", type=int, default=5, help="timed rounds of fit vs the plain loop (default: 5)")
+    bench.set_defaults(func=_bench)
 
     args = parser.parse_args(argv)
     return args.func(args)
