@@ -46,7 +46,7 @@ def _refresh(args: argparse.Namespace) -> int:
     """Re-execute notebooks in place and keep only outputs and counts (for course authors)."""
     for nb in args.notebooks:
         for command in (["jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
-                         "--ExecutePreprocessor.timeout=600", nb],
+                         f"--ExecutePreprocessor.timeout={args.timeout}", nb],
                         ["nbstripout", "--keep-output", "--keep-count", nb]):
             if subprocess.run(command).returncode:
                 return 1
@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
     refresh = commands.add_parser("refresh", help="re-execute notebooks in place and strip volatile metadata")
     refresh.add_argument("notebooks", nargs="+")
+    refresh.add_argument("--timeout", type=int, default=600, help="seconds a cell may run (default: 600)")
     refresh.set_defaults(func=_refresh)
 
     bench = commands.add_parser("bench", help="time the lessons, fit vs a plain loop, data throughput, imports")

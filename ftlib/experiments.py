@@ -114,14 +114,17 @@ class Results(list):
     def table(self, rows: str, columns: str, metric: str = "accuracy", percent: bool = True) -> str:
         """A text table of ``metric``'s mean ± std over the other fields (usually seeds)."""
         cols = self.unique(columns)
-        lines = [f"{rows:<28}" + "".join(f"{f'{columns}={c}':>16}" for c in cols)]
+        labels = [f"{columns}={c}" for c in cols]
+        width = max([16] + [len(label) + 2 for label in labels])  # at least two spaces between columns
+        lead = max([28] + [len(str(r)) + 2 for r in self.unique(rows)])
+        lines = [f"{rows:<{lead}}" + "".join(f"{label:>{width}}" for label in labels)]
         for r in self.unique(rows):
             cells = []
             for c in cols:
                 mean, std = self.mean(metric, **{rows: r, columns: c}), self.std(metric, **{rows: r, columns: c})
                 scale = 100 if percent else 1
                 cells.append(f"{mean * scale:.1f} ± {std * scale:.1f}" if not math.isnan(mean) else "-")
-            lines.append(f"{str(r):<28}" + "".join(f"{cell:>16}" for cell in cells))
+            lines.append(f"{str(r):<{lead}}" + "".join(f"{cell:>{width}}" for cell in cells))
         return "\n".join(lines)
 
 

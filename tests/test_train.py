@@ -117,3 +117,13 @@ def test_make_model_gives_the_same_model_for_a_seed_on_the_first_call_and_later(
     first = experiments.make_model(method, 10, seed=3)
     again = experiments.make_model(method, 10, seed=3)
     assert torch.equal(first.head.weight, again.head.weight)
+
+
+def test_results_table_keeps_long_labels_apart():
+    results = experiments.Results([{"recipe": "a very long recipe name, longer than 28", "target": "font_digits",
+                                    "accuracy": 0.5}, {"recipe": "b", "target": "font_digits", "accuracy": 0.25}])
+    header, first, second = results.table("recipe", "target").splitlines()
+    assert header.split() == ["recipe", "target=font_digits"]
+    assert first.startswith("a very long recipe name, longer than 28  ") and first.endswith("50.0 ± 0.0")
+    assert second.split() == ["b", "25.0", "±", "0.0"]
+    assert len({len(header), len(first), len(second)}) == 1, "columns line up"
