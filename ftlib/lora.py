@@ -125,6 +125,27 @@ def add_lora(model: nn.Module, blocks: str | list[str] | tuple[str, ...] = BLOCK
     return model
 
 
+def add_lora_to_linears(model: nn.Module, names: str | list[str] | tuple[str, ...], rank: int = 8,
+                        alpha: float = 16.0) -> nn.Module:
+    """Freeze all of ``model`` and give every ``nn.Linear`` whose attribute name is in ``names`` a LoRA adapter.
+
+    For any model, e.g. a transformer's attention projections: ``add_lora_to_linears(lm, ["q", "k", "v", "o"])``.
+    Only the adapters train. Returns ``model``.
+    """
+    names = [names] if isinstance(names, str) else list(names)
+    targets = [(parent, name) for parent in model.modules() for name, child in parent.named_children()
+               if name in names and isinstance(child, nn.Linear)]
+    missing = sorted(set(names) - {name for _, name in targets})
+    if missing or not names:
+        linears = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+        raise ValueError(f"no nn.Linear named {missing or names} in this model; its linear layers are named "
+                         f"{', '.join(linears)}")
+    model.requires_grad_(False)
+    for parent, name in targets:
+        setattr(parent, name, LoRALinear(getattr(parent, name), rank, alpha))
+    return model
+
+
 def lora_layers(model: nn.Module) -> list[LoRALayer]:
     """Every LoRA layer inside ``model``."""
     return [m for m in model.modules() if isinstance(m, LoRALayer)]

@@ -1,0 +1,7 @@
+"""A tiny character-level language model, small enough to read and to train on a laptop CPU.
+
+One job per module: ``tokenizer`` (96 characters), ``corpus`` (the shipped prose snapshot and its batches),
+``model`` (a decoder-only transformer with RoPE), ``train`` (the training loop and bits per character),
+``generate`` (seeded sampling), ``chat`` (self-chat dialogues built from the snapshot), ``pretrain`` (the
+seeded rebuild of the shipped checkpoint).
+"""

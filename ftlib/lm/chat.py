@@ -1,0 +1,153 @@
+"""Self-chat dialogues in the ``User:`` / ``Assistant:`` format, built from the prose snapshot, and their metrics.
+
+Baize had ChatGPT chat with itself; here a seeded template plays both sides. Each dialogue stays on one topic
+(a top-level stdlib module): 1-3 questions about its functions and classes, each answered with the first sentence
+of the docstring, then a closing thanks. Validation holds out whole topics, so its questions name modules the
+fine-tuning never saw in a dialogue.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..models import DATA_DIR
+from . import corpus
+from .generate import generate
+from .tokenizer import clean, encode
+from .train import char_bits
+
+CHAT_FILES = {"train": DATA_DIR / "chat_train.jsonl", "val": DATA_DIR / "chat_val.jsonl"}
+USER, ASSISTANT = "User: ", "Assistant: "
+VAL_FRACTION = 0.06  # share of the question-answer pairs whose topics are held out for validation
+FIRST = {"function": ["What does {} do?", "What is {} for?", "Can you tell me what {} does?", "Explain {}, please."],
+         "class": ["What is {}?", "What is the class {} for?", "Tell me about {}."]}
+FOLLOW_UP = ["And {}?", "What about {}?", "How about {}?"]
+CLOSING = [("Thanks!", "You're welcome!"), ("Thank you, that helps.", "Glad I could help."),
+           ("Great, thanks.", "Happy to help. Ask me about another module any time.")]
+
+
+def first_sentence(text: str) -> str | None:
+    """The first sentence of a docstring's first paragraph, or None if it does not read like a sentence."""
+    paragraph = " ".join(text.split("\n\n")[0].split())
+    sentence = re.split(r"(?<=[.!?])\s", paragraph)[0].rstrip(".:") + "."
+    if not 15 <= len(sentence) <= 120 or not sentence[0].isalpha() or "->" in sentence or "(" in sentence[:12]:
+        return None
+    return sentence[0].upper() + sentence[1:]
+
+
+def _pairs_by_topic(documents: list[dict]) -> dict[str, list[tuple[str, str, str]]]:
+    topics: dict[str, list[tuple[str, str, str]]] = {}
+    for doc in documents:
+        public = not any(part.startswith("_") for part in doc["name"].split("."))
+        answer = first_sentence(doc["text"]) if doc["kind"] in FIRST and public else None
+        if answer:
+            topics.setdefault(doc["name"].split(".")[0], []).append((doc["kind"], doc["name"], answer))
+    return topics
+
+
+def _dialogue(topic: str, items: list[tuple[str, str, str]], rng: random.Random) -> dict:
+    turns = []
+    for i, (kind, name, answer) in enumerate(items):
+        question = rng.choice(FIRST[kind] if i == 0 else FOLLOW_UP).format(name)
+        turns.append([question, answer])
+    turns.append(list(rng.choice(CLOSING)))
+    return {"topic": topic, "turns": turns}
+
+
+def build_dialogues(seed: int = 0, snapshot: str | Path = corpus.SNAPSHOT,
+                    paths: dict[str, Path] = CHAT_FILES) -> dict[str, int]:
+    """Write the train and validation dialogues (JSON lines) from the snapshot's docstrings, seeded.
+
+    Topics are shuffled with ``seed``; the first ones, until they hold ``VAL_FRACTION`` of all pairs, are held
+    out for validation. Within a topic, pairs are shuffled and cut into dialogues of 1-3 questions plus a
+    closing turn. Returns the number of dialogues per split.
+    """
+    rng = random.Random(seed)
+    topics = _pairs_by_topic(corpus.load_documents(snapshot))
+    order = sorted(topics)
+    rng.shuffle(order)
+    total, held, split = sum(len(v) for v in topics.values()), 0, {}
+    for topic in order:
+        split[topic] = "val" if held < VAL_FRACTION * total else "train"
+        held += len(topics[topic]) if split[topic] == "val" else 0
+    dialogues: dict[str, list[dict]] = {"train": [], "val": []}
+    for topic in order:
+        items = topics[topic]
+        rng.shuffle(items)
+        while items:
+            size = rng.randint(1, 3)
+            dialogues[split[topic]].append(_dialogue(topic, items[:size], rng))
+            items = items[size:]
+    for name, rows in dialogues.items():
+        rng.shuffle(rows)
+        Path(paths[name]).write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows), encoding="ascii")
+    return {name: len(rows) for name, rows in dialogues.items()}
+
+
+def load_dialogues(split: str) -> list[dict]:
+    """The shipped dialogues of ``split`` ("train" or "val"): ``{"topic", "turns": [[user, assistant], ...]}``."""
+    if split not in CHAT_FILES:
+        raise ValueError(f"split={split!r} is not allowed: choose 'train' or 'val'")
+    return [json.loads(line) for line in CHAT_FILES[split].read_text(encoding="ascii").splitlines()]
+
+
+def format_dialogue(dialogue: dict) -> str:
+    """One dialogue as text: a ``User:`` line and an ``Assistant:`` line per turn."""
+    return "".join(f"{USER}{user}\n{ASSISTANT}{assistant}\n" for user, assistant in dialogue["turns"])
+
+
+def chat_text(dialogues: list[dict]) -> tuple[str, torch.Tensor]:
+    """The dialogues as one text (a blank line between them) and a mask of the answer characters.
+
+    The mask marks what the assistant says after ``Assistant: ``, up to and including the line's newline.
+    """
+    text = "\n".join(format_dialogue(d) for d in dialogues)
+    mask = torch.zeros(len(text), dtype=torch.bool)
+    for match in re.finditer(rf"^{ASSISTANT}(.*\n)", text, flags=re.MULTILINE):
+        mask[match.start(1):match.end(1)] = True
+    return text, mask
+
+
+def losses(model: nn.Module, chat: str, answer_mask: torch.Tensor, prose: str) -> dict[str, float]:
+    """Bits per character on the dialogues ``chat``, on their answers only, and on the ``prose``."""
+    bits = char_bits(model, chat, model.config.context)
+    return {"chat": bits.mean().item(), "answer": bits[answer_mask[1:len(bits) + 1]].mean().item(),
+            "prose": char_bits(model, prose, model.config.context).mean().item()}
+
+
+@torch.no_grad()
+def format_rate(model: nn.Module, text: str, prompts: int = 48, temperature: float = 0.7) -> float:
+    """How often replies sampled at ``temperature`` follow the turn format: after a user's line, ``Assistant: ``.
+
+    For ``prompts`` evenly spaced assistant turns of ``text``, the model reads the characters before the turn
+    (they end with the user's question and its newline) and we take the probability that sampling writes exactly
+    ``Assistant: `` next: the product of its 11 characters' probabilities at this temperature (at 0, 1 if the
+    most likely characters spell it, else 0). The mean is the share of sampled replies that start in turn, as
+    many samples would measure it, without their noise.
+    """
+    n, context = len(ASSISTANT), model.config.context
+    starts = [m.start() for m in re.finditer(rf"^{ASSISTANT}", text, flags=re.MULTILINE) if m.start() >= context]
+    chosen = starts[:: max(1, len(starts) // prompts)][:prompts]
+    ids = torch.stack([encode(text[s + n - context - 1:s + n]) for s in chosen])
+    logits, wanted = model.eval()(ids[:, :-1])[:, -n:], ids[:, -n:]
+    if temperature == 0:
+        return (logits.argmax(-1) == wanted).all(-1).float().mean().item()
+    chance = torch.log_softmax(logits / temperature, -1).gather(-1, wanted[..., None]).sum((1, 2)).exp()
+    return chance.mean().item()
+
+
+def reply(model: nn.Module, conversation: str, question: str, temperature: float = 0.7, seed: int = 0,
+          max_chars: int = 100) -> str:
+    """What the model writes after ``conversation`` and a new ``User:`` line with ``question`` (seeded sampling).
+
+    It stops where the model starts the user's next turn, or after ``max_chars`` characters. A fine-tuned model
+    writes an ``Assistant:`` line; a base model writes whatever it writes.
+    """
+    prompt = f"{conversation}{USER}{clean(question)}\n"
+    return generate(model, prompt, max_chars, temperature, seed, stop=f"\n{USER.strip()}")
