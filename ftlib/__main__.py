@@ -25,19 +25,40 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _builder(model: str, variant: str):
+    """The pretraining function of ``model`` (GlyphNet: with ``variant`` bound), its shipped file, its recipe."""
+    if model == "tinylm":
+        from .lm import pretrain as lm
+
+        if variant != "full":
+            raise ValueError(f"--variant {variant} is for glyphnet; tinylm has one recipe")
+        return lm.pretrain, lm.CHECKPOINT, lm.RECIPE
+    from . import pretrain as glyph
+
+    build = lambda path, **settings: glyph.pretrain(path, variant=variant, **settings)
+    return build, glyph.checkpoint_path(variant), glyph.RECIPE
+
+
 def _pretrain(args: argparse.Namespace) -> int:
     from .checkpoint import file_digest
-    from .models import PRETRAINED
-    from .pretrain import pretrain
 
-    target = Path(args.out) if args.out else PRETRAINED
+    try:
+        build, shipped, recipe = _builder(args.model, args.variant)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    target = Path(args.out) if args.out else shipped
     if args.check:
-        target = Path(tempfile.mkdtemp()) / PRETRAINED.name
-    metadata = pretrain(target, steps=args.steps, seed=args.seed, threads=args.threads)
-    print(f"saved {target}: test accuracy {metadata['test_accuracy']:.2%} on {metadata['test_set']}")
+        target = Path(tempfile.mkdtemp()) / shipped.name
+    settings = {name: recipe[name] if getattr(args, name) is None else getattr(args, name)
+                for name in ("steps", "seed", "threads")}
+    metadata = build(target, **settings)
+    score = (f"test accuracy {metadata['test_accuracy']:.2%} on {metadata['test_set']}" if "test_accuracy" in metadata
+             else f"{metadata['val_bpc']:.3f} bits per character on {metadata['val_text']}")
+    print(f"saved {target}: {score}")
     if args.check:
-        same = file_digest(target) == file_digest(PRETRAINED)
-        print(f"bit-identical to {PRETRAINED}: {'yes' if same else 'NO'}")
+        same = file_digest(target) == file_digest(shipped)
+        print(f"bit-identical to {shipped}: {'yes' if same else 'NO'}")
         return 0 if same else 1
     return 0
 
@@ -67,8 +88,6 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .pretrain import RECIPE
-
     parser = argparse.ArgumentParser(prog="python -m ftlib", description="Fine-Tuning Lab commands")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -80,12 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
     run.set_defaults(func=_run)
 
-    pre = commands.add_parser("pretrain", help="rebuild the shipped letters checkpoint in data/")
+    pre = commands.add_parser("pretrain", help="rebuild a shipped checkpoint in data/ (bit-identical)")
+    pre.add_argument("--model", default="glyphnet", choices=["glyphnet", "tinylm"],
+                     help="glyphnet: data/glyphnet_*.safetensors (default); tinylm: data/tinylm.* (lesson 09)")
+    pre.add_argument("--variant", default="full", choices=["full", "narrow"],
+                     help="glyphnet only: full (data/glyphnet_letters.*, default) or narrow (data/glyphnet_narrow.*, "
+                          "lesson 07's flawed model)")
     pre.add_argument("--check", action="store_true", help="rebuild into a temporary folder and compare bytes")
     pre.add_argument("--out", help="where to write the checkpoint (default: the shipped file)")
-    pre.add_argument("--steps", type=int, default=RECIPE["steps"])
-    pre.add_argument("--seed", type=int, default=RECIPE["seed"])
-    pre.add_argument("--threads", type=int, default=RECIPE["threads"])
+    pre.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
+    pre.add_argument("--seed", type=int, help="seed (default: the recipe's, 0)")
+    pre.add_argument("--threads", type=int, help="torch threads (default: the recipe's, 2; bit-identity needs it)")
     pre.set_defaults(func=_pretrain)
 
     refresh = commands.add_parser("refresh", help="re-execute notebooks in place and strip volatile metadata")

