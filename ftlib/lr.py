@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import ImageSet
-from .train import _check_positive, _make_optimizer, _shuffled_batches, get_device
+from .train import check_positive, get_device, make_optimizer, shuffled_batches
 
 
 @dataclass
@@ -57,9 +57,9 @@ def range_test(model: nn.Module, train: ImageSet, *, start: float = 1e-6, end: f
     BatchNorm statistics are put back as they were afterwards; with ``restore=False`` the model keeps the
     weights of the last step, which are usually ruined.
     """
-    _check_positive("steps", steps, integer=True)
-    _check_positive("batch_size", batch_size, integer=True)
-    _check_positive("start", start)
+    check_positive("steps", steps, integer=True)
+    check_positive("batch_size", batch_size, integer=True)
+    check_positive("start", start)
     if not (isinstance(end, (int, float)) and end > start):
         raise ValueError(f"end={end!r} is not allowed: it must be a number above start={start!r}")
     if steps < 2:
@@ -71,9 +71,9 @@ def range_test(model: nn.Module, train: ImageSet, *, start: float = 1e-6, end: f
     device = torch.device(device) if device is not None else get_device()
     saved = copy.deepcopy(model.state_dict()) if restore else None
     model.to(device).train()
-    opt = _make_optimizer(optimizer, [{"params": [p for p in model.parameters() if p.requires_grad], "lr": start}],
+    opt = make_optimizer(optimizer, [{"params": [p for p in model.parameters() if p.requires_grad], "lr": start}],
                           weight_decay=0.0)
-    batches = _shuffled_batches(train, batch_size, torch.Generator().manual_seed(seed))
+    batches = shuffled_batches(train, batch_size, torch.Generator().manual_seed(seed))
     result, average, best = RangeTest([], [], [], diverged=False), 0.0, math.inf
     for k in range(steps):
         rate = start * (end / start) ** (k / (steps - 1))

@@ -117,7 +117,7 @@ class EarlyStopping:
 
 
 def _check_rule(patience: int, min_delta: float) -> None:
-    _check_positive("patience", patience, integer=True)
+    check_positive("patience", patience, integer=True)
     if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or min_delta < 0:
         raise ValueError(f"min_delta={min_delta!r} is not allowed: it must be a number >= 0")
 
@@ -147,13 +147,15 @@ def stopping_point(scores: Sequence[float], patience: int, min_delta: float = 0.
     return best, None
 
 
-def _check_positive(name: str, value: float, integer: bool = False) -> None:
+def check_positive(name: str, value: float, integer: bool = False) -> None:
+    """Raise a ``ValueError`` naming ``name`` unless ``value`` is a positive number (an integer if ``integer``)."""
     kind = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
         raise ValueError(f"{name}={value!r} is not allowed: it must be a positive {'integer' if integer else 'number'}")
 
 
-def _make_optimizer(name: str | Callable, groups: list[dict], weight_decay: float) -> torch.optim.Optimizer:
+def make_optimizer(name: str | Callable, groups: list[dict], weight_decay: float) -> torch.optim.Optimizer:
+    """``"adamw"``, ``"adam"``, ``"sgd"`` (momentum 0.9) over parameter ``groups``, or ``name(groups)`` if callable."""
     if callable(name):
         return name(groups)
     optimizers = {
@@ -166,7 +168,8 @@ def _make_optimizer(name: str | Callable, groups: list[dict], weight_decay: floa
     return optimizers[name]()
 
 
-def _make_schedule(name: str | Callable, optimizer: torch.optim.Optimizer, steps: int):
+def make_schedule(name: str | Callable, optimizer: torch.optim.Optimizer, steps: int):
+    """``"onecycle"`` (peak at 25%), ``"cosine"`` or ``"constant"`` over ``steps``, or ``name(optimizer, steps)``."""
     if callable(name):
         return name(optimizer, steps)
     peaks = [g["lr"] for g in optimizer.param_groups]
@@ -181,7 +184,7 @@ def _make_schedule(name: str | Callable, optimizer: torch.optim.Optimizer, steps
     return schedules[name]()
 
 
-def _shuffled_batches(data: ImageSet, batch_size: int, generator: torch.Generator) -> Batches:
+def shuffled_batches(data: ImageSet, batch_size: int, generator: torch.Generator) -> Batches:
     """Mini-batches drawn without replacement, epoch after epoch, each epoch in a fresh seeded order."""
     batch_size = min(batch_size, len(data))
     while True:
@@ -230,20 +233,20 @@ def fit(
     (Ctrl+C, ``KeyboardInterrupt``) ends training too: ``fit`` returns the history so far, and with early
     stopping the model keeps the best weights seen.
     """
-    _check_positive("steps", steps, integer=True)
-    _check_positive("batch_size", batch_size, integer=True)
+    check_positive("steps", steps, integer=True)
+    check_positive("batch_size", batch_size, integer=True)
     for rate in lr.values() if isinstance(lr, dict) else [lr]:
-        _check_positive("lr", rate)
+        check_positive("lr", rate)
     if eval_every is not None:
-        _check_positive("eval_every", eval_every, integer=True)
+        check_positive("eval_every", eval_every, integer=True)
     if early_stopping is not None and (val_data is None or eval_every is None):
         raise ValueError("early_stopping needs val_data (carved from the labelled data) and eval_every")
     device = torch.device(device) if device is not None else get_device()
     model.to(device)
-    optimizer = _make_optimizer(optimizer, param_groups(model, lr), weight_decay)
-    scheduler = _make_schedule(schedule, optimizer, steps)
+    optimizer = make_optimizer(optimizer, param_groups(model, lr), weight_decay)
+    scheduler = make_schedule(schedule, optimizer, steps)
     generator = torch.Generator().manual_seed(seed)
-    batches = _shuffled_batches(train, batch_size, generator) if isinstance(train, ImageSet) else train
+    batches = shuffled_batches(train, batch_size, generator) if isinstance(train, ImageSet) else train
     history, start = History(), time.perf_counter()
     best_weights = None
 
