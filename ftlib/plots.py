@@ -104,7 +104,9 @@ def plot_confusion(counts: torch.Tensor, classes: list[str] | tuple[str, ...], a
     for i, j in torch.nonzero(rates >= 1).tolist():  # label the cells that hold at least 1%
         ax.text(j, i, f"{rates[i, j]:.0f}", ha="center", va="center", fontsize=7,
                 color="white" if rates[i, j] > 50 else "black")
-    ax.set_xticks(range(len(classes)), classes)
+    long = max(len(str(c)) for c in classes) > 2  # words, not characters: turn them so they do not overlap
+    ax.set_xticks(range(len(classes)), classes, rotation=45 if long else 0, ha="right" if long else "center",
+                  rotation_mode="anchor")
     ax.set_yticks(range(len(classes)), classes)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")

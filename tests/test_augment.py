@@ -120,5 +120,7 @@ def test_plot_confusion_checks_its_shape_and_draws_rates():
     counts = torch.tensor([[8, 2], [0, 10]])
     ax = plot_confusion(counts, ["six", "nine"], title="t")
     assert [t.get_text() for t in ax.texts] == ["80", "20", "100"]
+    assert [t.get_rotation() for t in ax.get_xticklabels()] == [45.0, 45.0], "words are turned so they do not overlap"
+    assert [t.get_rotation() for t in plot_confusion(counts, ["6", "9"]).get_xticklabels()] == [0.0, 0.0]
     with pytest.raises(ValueError, match="3 classes"):
         plot_confusion(counts, ["a", "b", "c"])
