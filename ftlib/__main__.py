@@ -1,4 +1,4 @@
-"""Command line: ``python -m ftlib run | pretrain | refresh | bench``."""
+"""Command line: ``python -m ftlib run | pretrain | refresh | bench | finetune | predict``."""
 
 from __future__ import annotations
 
@@ -88,6 +88,15 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["finetune"]:  # these two have their own parsers (also used under torchrun)
+        from .recipe import cli
+
+        return cli(argv[1:])
+    if argv[:1] == ["predict"]:
+        from .export import cli
+
+        return cli(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m ftlib", description="Fine-Tuning Lab commands")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -122,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--no-lessons", action="store_true", help="skip the lesson runs (the slow part)")
     bench.add_argument("--repeats", type=int, default=5, help="timed rounds of fit vs the plain loop (default: 5)")
     bench.set_defaults(func=_bench)
+
+    commands.add_parser("finetune", help="fine-tune on an image folder, report and export "
+                                         "(python -m ftlib finetune --help)")
+    commands.add_parser("predict", help="label image files with an exported model (python -m ftlib predict --help)")
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -1,0 +1,138 @@
+"""Your own images: load a folder with one sub-folder per class, convert every image, split it by seed, report.
+
+``root/<class name>/<any image file>``: PNG, JPEG, BMP, GIF, TIFF or WebP, of any size and colour mode. Every image
+is converted to what the backbone expects (greyscale or RGB, a square of ``size`` pixels: the largest centred
+square is cut out and resized), as floats in [0, 1]. For a backbone pretrained on bright ink on a dark background
+(GlyphNet), ``bright_ink=True`` inverts every image whose border is brighter than its centre. Files that PIL cannot
+read are skipped with a warning that names them; everything found and skipped is in the :class:`FolderReport`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .data import ImageSet, split_validation
+
+SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class FolderReport:
+    """What :func:`load_folder` found: the classes with their image counts, the files it loaded (in the order of
+    the :class:`ImageSet`'s rows), and the files it skipped (and why)."""
+
+    root: str
+    counts: dict[str, int]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path relative to root, reason)
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.counts)
+
+    def __str__(self) -> str:
+        lines = [f"{Path(self.root).name}/: {sum(self.counts.values())} images in {len(self.counts)} classes"]
+        lines += [f"  {name:<16} {count:>5} images" for name, count in self.counts.items()]
+        lines.append(f"  skipped {len(self.skipped)} file(s)" + (":" if self.skipped else ""))
+        lines += [f"    {path}: {reason}" for path, reason in self.skipped]
+        return "\n".join(lines)
+
+
+def to_tensor(image: Image.Image, size: int, channels: int, bright_ink: bool = False) -> torch.Tensor:
+    """One PIL image as a (channels, size, size) float tensor in [0, 1] (greyscale for 1 channel, else RGB).
+
+    With ``bright_ink``, an image whose border is on average brighter than its central half is inverted, so that
+    the subject is bright on a dark background (as GlyphNet's letters were).
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels={channels!r} is not allowed: choose 1 (greyscale) or 3 (RGB)")
+    if image.mode in ("P", "LA", "RGBA", "PA") or "transparency" in image.info:
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (0, 0, 0, 255))  # transparent pixels become black
+        image = Image.alpha_composite(background, image)
+    image = ImageOps.fit(image.convert("L" if channels == 1 else "RGB"), (size, size), Image.Resampling.BILINEAR)
+    array = np.asarray(image, dtype=np.float32).reshape(size, size, channels) / 255
+    if bright_ink:
+        quarter = size // 4
+        centre = array[quarter:size - quarter, quarter:size - quarter].mean()
+        border = np.concatenate([array[0], array[-1], array[:, 0], array[:, -1]]).mean()
+        array = 1 - array if border > centre else array
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def read_image(path: str | Path, size: int, channels: int, bright_ink: bool = False) -> torch.Tensor:
+    """The image file ``path`` as :func:`to_tensor` makes it; a ``ValueError`` naming the file if PIL cannot."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return to_tensor(image, size, channels, bright_ink)
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ValueError(f"{path} is not a readable image ({type(error).__name__}: {error})") from error
+
+
+def load_folder(root: str | Path, size: int = 28, channels: int = 1,
+                bright_ink: bool = False) -> tuple[ImageSet, FolderReport]:
+    """Every image under ``root/<class>/``, converted by :func:`to_tensor`, as an :class:`ImageSet` (classes
+    sorted by name).
+
+    Raises ``FileNotFoundError`` if ``root`` is missing, ``ValueError`` if it has no class folders or no readable
+    image; unreadable files are skipped with a warning, and files that are not images by their suffix (or not in a
+    class folder) are skipped quietly; both are listed in the report.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist (expected {root}/<class name>/<images>)")
+    if not isinstance(size, int) or size < 8:
+        raise ValueError(f"size={size!r} is not allowed: choose an integer of at least 8 pixels")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    report = FolderReport(str(root), {}, [(p.name, "not in a class folder") for p in sorted(root.iterdir())
+                                          if p.is_file() and not p.name.startswith(".")])
+    if not folders:
+        raise ValueError(f"image folder {root} has no class folders: put each class's images in root/<class name>/")
+    images, labels = [], []
+    for folder in folders:
+        found = 0
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+            relative = str(path.relative_to(root))
+            if path.suffix.lower() not in SUFFIXES:
+                report.skipped.append((relative, f"not an image file ({path.suffix or 'no suffix'})"))
+                continue
+            try:
+                images.append(read_image(path, size, channels, bright_ink))
+            except ValueError as error:
+                warnings.warn(f"skipped {error}", stacklevel=2)
+                report.skipped.append((relative, "not a readable image"))
+                continue
+            labels.append(len(report.counts))
+            report.files.append(path)
+            found += 1
+        report.counts[folder.name] = found
+    if not images:
+        raise ValueError(f"image folder {root} has no readable image in its class folders "
+                         f"{[f.name for f in folders]}; allowed file types: {', '.join(SUFFIXES)}")
+    data = ImageSet(torch.stack(images), torch.tensor(labels), report.classes, root.name)
+    return data, report
+
+
+def split(data: ImageSet, seed: int, val: float = 0.2, test: float = 0.4) -> tuple[ImageSet, ImageSet, ImageSet]:
+    """A stratified ``(train, validation, test)`` split chosen by ``seed``: ``test`` of each class for the test set,
+    then ``val`` of each class for validation, the rest for training (each part gets at least one per class).
+
+    A class with fewer than 3 images cannot be split and is a ``ValueError`` that names it.
+    """
+    if not (0 < val < 1 and 0 < test < 1 and val + test < 1):
+        raise ValueError(f"val={val!r}, test={test!r}: choose fractions between 0 and 1 that add up to less than 1")
+    counts = torch.bincount(data.labels, minlength=data.num_classes).tolist()
+    few = {name: n for name, n in zip(data.classes, counts) if n < 3}
+    if few:
+        raise ValueError(f"class(es) with too few images for a train/validation/test split: {few}; "
+                         "each class needs at least 3 images (more than 20 is better)")
+    rest, test_set = split_validation(data, test, seed)
+    train_set, val_set = split_validation(rest, val / (1 - test), seed + 1)
+    return train_set, val_set, test_set

@@ -1,0 +1,198 @@
+"""The fine-tuning recipe for your own image folder, as one function and as a command line.
+
+folder -> stratified split -> range test -> linear probe (a baseline) -> fine-tune with per-block rates,
+augmentation and early stopping -> test report -> export. The same code runs in one process or, under
+``torchrun``, in several (see :mod:`ftlib.distributed`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import augment, backbones, distributed, export
+from .data import ImageSet
+from .folder import FolderReport, load_folder, split
+from .lr import RangeTest, range_test
+from .train import EarlyStopping, History, evaluate, fit, linear_probe
+
+FALLBACK_LR = 3e-3  # used when the range test cannot suggest a rate (its loss fell for fewer than 2 steps)
+SCHEDULE = "cosine"  # falls from the start: early stopping never cuts a warm-up short
+
+
+@dataclass
+class TestReport:
+    """Accuracy, per-class precision and recall, and the confusion counts (row: true class, column: predicted)."""
+
+    classes: tuple[str, ...]
+    counts: torch.Tensor
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.counts.diag().sum() / self.counts.sum())
+
+    @property
+    def precision(self) -> list[float]:
+        """Of the images predicted as each class, the share that really are (0 when none was predicted)."""
+        return (self.counts.diag() / self.counts.sum(0).clamp_min(1)).tolist()
+
+    @property
+    def recall(self) -> list[float]:
+        """Of the images of each class, the share predicted as that class."""
+        return (self.counts.diag() / self.counts.sum(1).clamp_min(1)).tolist()
+
+    def __str__(self) -> str:
+        lines = [f"test accuracy {self.accuracy:.1%} on {int(self.counts.sum())} images",
+                 f"{'class':<16}{'images':>7}{'precision':>11}{'recall':>9}"]
+        for name, n, p, r in zip(self.classes, self.counts.sum(1).tolist(), self.precision, self.recall):
+            lines.append(f"{name:<16}{n:>7}{p:>11.1%}{r:>9.1%}")
+        return "\n".join(lines)
+
+
+@torch.no_grad()
+def test_report(model: nn.Module, data: ImageSet) -> TestReport:
+    """Score ``model`` (in eval mode) on ``data``: a :class:`TestReport`."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    predicted = torch.cat([model(data.images[i:i + 250].to(device)).argmax(1).cpu() for i in range(0, len(data), 250)])
+    model.train(was_training)
+    k = data.num_classes
+    counts = torch.bincount(data.labels * k + predicted, minlength=k * k).reshape(k, k)
+    return TestReport(data.classes, counts)
+
+
+@dataclass
+class RecipeResult:
+    """Everything one run of the recipe made and measured."""
+
+    model: nn.Module
+    backbone: str
+    pretrained: bool
+    report: FolderReport
+    splits: dict[str, ImageSet]  # "train", "val", "test"
+    range_test: RangeTest
+    lr: dict[str, float]
+    probe_accuracy: float | None  # test accuracy of the linear-probe baseline (None for scratch)
+    history: History
+    test: TestReport
+    export_path: Path | None
+    seconds: float
+
+
+def _rates(rt: RangeTest, backbone_factor: float) -> dict[str, float]:
+    """The head at the range test's suggestion, the other blocks at ``backbone_factor`` times that."""
+    try:
+        head = rt.suggestion
+    except ValueError as error:
+        warnings.warn(f"range test: {error}; using lr {FALLBACK_LR}", stacklevel=3)
+        head = FALLBACK_LR
+    return {"backbone": head * backbone_factor, "head": head}
+
+
+def finetune(folder: str | Path, backbone: str = "glyphnet", *, pretrained: bool = True,
+             weights: str | Path | None = None, seed: int = 0, steps: int = 200, batch_size: int = 32,
+             backbone_factor: float = 0.3, val: float = 0.2, test: float = 0.4, range_steps: int = 60,
+             strength: float = 1.0, patience: int = 4, eval_every: int = 10, out: str | Path | None = None,
+             progress: bool = False, device: str | None = None) -> RecipeResult:
+    """Run the recipe on the image folder ``folder`` (one sub-folder per class) and return a :class:`RecipeResult`.
+
+    1. load and convert the images for ``backbone`` and split them by ``seed`` (``val``, ``test`` fractions);
+    2. range test of ``range_steps`` steps (the model is restored afterwards): the head's rate is its suggestion,
+       the pretrained blocks get ``backbone_factor`` times that (raise it towards 1 for very different data);
+    3. linear probe on a copy: how far frozen features alone get (a baseline, skipped for scratch);
+    4. fine-tune for up to ``steps`` steps with augmentation (``strength``), a cosine schedule and early stopping
+       on the validation loss (every ``eval_every`` steps, ``patience`` evaluations), keeping the best weights;
+    5. test report; 6. export to ``out/model.safetensors`` (rank 0 only under ``torchrun``).
+
+    Under ``torchrun`` every rank evaluates the full validation set with the same weights (DDP also broadcasts
+    rank 0's BatchNorm statistics), so all ranks see the same scores and stop at the same step.
+
+    ``pretrained=False`` runs the same recipe from random weights, one rate for every block (the baseline to beat).
+    """
+    start = time.perf_counter()
+    context = distributed.init(device)
+    spec = backbones.spec(backbone)
+    data, report = load_folder(folder, spec.size, spec.channels, spec.bright_ink)
+    train_set, val_set, test_set = split(data, seed, val, test)
+    model = backbones.build(backbone, data.num_classes, seed, pretrained, weights).to(context.device)
+    rt = range_test(model, train_set, start=1e-5, end=1.0, steps=range_steps, batch_size=batch_size, seed=seed,
+                    device=context.device)
+    rates = _rates(rt, backbone_factor if pretrained else 1.0)
+    probe = None
+    if pretrained:
+        probe = evaluate(linear_probe(copy.deepcopy(model), train_set), test_set).accuracy
+    net = distributed.wrap(model, context)
+    history = fit(net, distributed.shard(train_set, context), steps, lr=rates["head"],
+                  optimizer=distributed.block_adamw(net, rates), schedule=SCHEDULE,
+                  batch_size=max(1, batch_size // context.world_size),
+                  augment=augment.standard(strength) if strength else None, val_data=val_set, eval_every=eval_every,
+                  early_stopping=EarlyStopping(patience=patience), seed=seed + context.rank, device=context.device,
+                  progress=progress)
+    report_test = test_report(model, test_set)
+    path = None
+    if out is not None and context.main:
+        path = export.save(model, Path(out) / "model.safetensors", backbone, data.classes, extra={
+            "seed": seed, "pretrained": pretrained, "lr": rates, "steps_run": len(history.step),
+            "best_step": history.best_step, "test_accuracy": report_test.accuracy, "world_size": context.world_size,
+            "written_by_rank": context.rank, "folder": str(folder)})
+    distributed.close(context)
+    splits = {"train": train_set, "val": val_set, "test": test_set}
+    return RecipeResult(model, backbone, pretrained, report, splits, rt, rates, probe, history, report_test, path,
+                        time.perf_counter() - start)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``python -m ftlib finetune FOLDER [options]`` (also under ``torchrun ... -m ftlib finetune``)."""
+    parser = argparse.ArgumentParser(prog="python -m ftlib finetune",
+                                     description="Fine-tune a pretrained backbone on an image folder "
+                                                 "(FOLDER/<class name>/<images>), report on a test split, export.")
+    parser.add_argument("folder", help="image folder with one sub-folder per class")
+    parser.add_argument("--backbone", default="glyphnet", choices=sorted(backbones.SPECS))
+    parser.add_argument("--weights", help="ResNet-18 ImageNet weights file (default: the torch hub cache)")
+    parser.add_argument("--scratch", action="store_true", help="start from random weights (the baseline)")
+    parser.add_argument("--out", default="runs/finetune", help="export folder (default: runs/finetune)")
+    parser.add_argument("--steps", type=int, default=200, help="most fine-tuning steps (early stopping may stop)")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per step, over all processes")
+    parser.add_argument("--backbone-factor", type=float, default=0.3,
+                        help="pretrained blocks' rate as a multiple of the head's (default 0.3; try 1 for very "
+                             "different data)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, the new head and the batches")
+    parser.add_argument("--device", help="cpu, cuda, mps (default: CUDA, then MPS, then the CPU)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    try:
+        result = finetune(args.folder, args.backbone, pretrained=not args.scratch, weights=args.weights,
+                          seed=args.seed, steps=args.steps, batch_size=args.batch_size,
+                          backbone_factor=args.backbone_factor, out=args.out,
+                          progress=not args.no_progress, device=args.device)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if result.export_path is None:  # another rank under torchrun: rank 0 writes and reports
+        print(f"rank {_rank()}: trained on its shard; rank 0 writes the export", flush=True)
+        return 0
+    print(result.report)
+    print(f"learning rates: {result.lr}; linear-probe baseline (test): "
+          f"{'-' if result.probe_accuracy is None else f'{result.probe_accuracy:.1%}'}")
+    print(f"fine-tuning: {len(result.history.step)} steps, best at step {result.history.best_step}")
+    print(result.test)
+    print(f"rank {_rank()}: exported to {result.export_path} in {result.seconds:.1f} s", flush=True)
+    return 0
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
