@@ -206,9 +206,11 @@ def _move_slider_and_check(page, name: str) -> str:
         if value in after_text.partition("\n")[0] and after_image not in (None, before_image):
             break
         time.sleep(0.2)
-    if image.count():  # let the new plot finish decoding and painting, or the screenshot shows it half drawn
+    if image.count():  # bring the new plot into view and let it decode and paint, or the shot shows it half drawn
+        image.first.scroll_into_view_if_needed()
         image.first.evaluate("img => img.decode()")
-        page.wait_for_timeout(500)
+        page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+        page.wait_for_timeout(1000)
     widget.screenshot(path=SCREENSHOTS / f"{Path(name).stem}.png")
     first_line = after_text.partition("\n")[0]
     assert value in first_line and after_text != before_text, \
