@@ -42,7 +42,7 @@ def test_the_recipe_trains_exports_and_the_export_predicts_the_same_labels(tiny,
     result = recipe.finetune(tiny, steps=20, batch_size=16, eval_every=5, out=tmp_path)
     assert result.export_path == tmp_path / "model.safetensors" and result.export_path.exists()
     assert result.history.loss[-1] < result.history.loss[0]
-    assert result.lr["backbone"] == pytest.approx(result.lr["head"] / 10) and result.probe_accuracy is not None
+    assert result.lr["backbone"] == pytest.approx(result.lr["head"] * 0.3) and result.probe_accuracy is not None
     assert int(result.test.counts.sum()) == len(result.splits["test"])
     meta = json.loads((tmp_path / "model.json").read_text())
     assert meta["classes"] == list(example_images.CLASSES) and meta["world_size"] == 1
