@@ -2,6 +2,7 @@
 
 One job per module: ``tokenizer`` (96 characters), ``corpus`` (the shipped prose snapshot and its batches),
 ``model`` (a decoder-only transformer with RoPE), ``train`` (the training loop and bits per character),
-``generate`` (seeded sampling), ``chat`` (self-chat dialogues built from the snapshot), ``pretrain`` (the
-seeded rebuild of the shipped checkpoint).
+``generate`` (seeded sampling), ``chat`` (self-chat dialogues built from the snapshot), ``finetune`` (full or
+LoRA fine-tuning), ``pretrain`` (the seeded rebuild of the shipped checkpoint), ``context`` (reading past the
+training context: RoPE scaling, loss by position, the long fine-tune, a recall task).
 """

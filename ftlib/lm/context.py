@@ -6,7 +6,6 @@ and key by an angle proportional to its position. The methods differ in the posi
 
 * ``"naive"``: positions 0..L-1 as they are (extrapolation: angles the model never saw in training);
 * ``"pi"``: position interpolation, positions times ``context / L``, so they stay inside the trained range;
-* ``"pi2x"``: a milder interpolation, positions halved whatever the length;
 * ``"base"``: a larger RoPE base (``BASE_FACTOR`` times), so every pair of features turns more slowly.
 """
 
@@ -23,7 +22,7 @@ from .finetune import finetune
 from .tokenizer import encode
 from .train import LMHistory, char_bits
 
-METHODS = ("naive", "pi", "pi2x", "base")
+METHODS = ("naive", "pi", "base")
 BASE_FACTOR = 8.0  # how much larger the RoPE base of the "base" method is
 
 
@@ -39,7 +38,7 @@ def scaled(model: nn.Module, method: str, length: int) -> nn.Module:
     trained, out = model.config.context, copy.deepcopy(model)
     rope_base = model.config.rope_base * (BASE_FACTOR if method == "base" else 1.0)
     out.config = dataclasses.replace(model.config, context=length, rope_base=rope_base)
-    out.position_scale = {"pi": min(1.0, trained / length), "pi2x": 0.5}.get(method, 1.0)
+    out.position_scale = min(1.0, trained / length) if method == "pi" else 1.0
     return out
 
 

@@ -53,7 +53,7 @@ class Attention(nn.Module):
         super().__init__()
         if config.dim % config.heads:
             raise ValueError(f"dim={config.dim} must be divisible by heads={config.heads}")
-        self.heads, self.rope_base = config.heads, config.rope_base
+        self.heads = config.heads
         self.q, self.k, self.v, self.o = (nn.Linear(config.dim, config.dim, bias=False) for _ in range(4))
 
     def forward(self, x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
