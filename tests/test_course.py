@@ -1,5 +1,6 @@
 """The course runner, on tiny notebooks made here, and every lesson once through papermill with fewer seeds."""
 
+import ast
 from pathlib import Path
 
 import nbformat
@@ -60,6 +61,14 @@ def test_lessons_are_numbered_and_declare_seeds():
     assert found and found[0].name.startswith("01_")
     for nb in found:
         assert "seeds" in course.notebook_parameters(nb), f"{nb.name} must take a 'seeds' parameter"
+
+
+@pytest.mark.parametrize("notebook", course.lessons(), ids=lambda p: p.stem)
+def test_every_parameter_a_lesson_assigns_can_be_set(notebook):
+    """papermill skips a line it cannot parse (e.g. an '=' in a comment): that parameter could not be set."""
+    [cell] = [c for c in nbformat.read(notebook, as_version=4).cells if "parameters" in c.metadata.get("tags", [])]
+    assigned = [ast.unparse(target) for node in ast.parse(cell.source).body for target in node.targets]  # a, b: one
+    assert list(course.notebook_parameters(notebook)) == assigned
 
 
 @pytest.mark.parametrize("notebook", course.lessons(), ids=lambda p: p.stem)
