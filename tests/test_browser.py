@@ -31,6 +31,7 @@ SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 RUN_TIMEOUT_S = 1800  # a lesson takes ~50 s on 2 idle cores; leave room for a busy CI machine
 CELL_TIMEOUT_S = 600  # longest wait for the next cell to finish (~30 s on 2 idle cores; a busy CI machine is slower)
 NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook on screen
+BROWSER_SEEDS = 2  # seeds each lesson runs with in the browser (fewer than the default, to save time)
 STEP_TIMEOUT_S = 60  # a page to open, a kernel to start, a slider to redraw
 KERNEL_IDLE = re.compile(r"\| Idle$")  # status bar: "Python 3 (ipykernel) | Idle"
 SETTINGS = {  # JupyterLab settings for the test server: no news toast, every cell rendered (no windowing)
@@ -62,13 +63,20 @@ def _free_port() -> int:
 
 
 def _copy_lessons(target: Path) -> None:
-    """A copy of the notebooks folder, lessons without their stored outputs: whatever shows up was run here."""
+    """A copy of the notebooks folder, lessons without their stored outputs: whatever shows up was run here.
+
+    Each copy runs with ``seeds = 2`` (as the papermill test does): the sliders are what is tested here, and the
+    claims with the default seeds are checked by nbval.
+    """
     shutil.copytree(course.NOTEBOOK_DIR, target, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     for path in course.lessons(target):
         nb = nbformat.read(path, as_version=4)
         for cell in nb.cells:
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None
+            if "parameters" in cell.metadata.get("tags", []):
+                cell.source, count = re.subn(r"^seeds = \d+", f"seeds = {BROWSER_SEEDS}", cell.source, flags=re.M)
+                assert count == 1, f"{path.name}: its parameters cell should set seeds"
         nbformat.write(nb, path)
 
 
