@@ -245,7 +245,7 @@ def test_missing_browser_fails_under_ci(monkeypatch):
 @pytest.mark.parametrize("notebook", course.lessons(), ids=lambda p: p.stem)
 def test_lesson_slider_redraws_in_jupyterlab(notebook, lab, browser):
     SCREENSHOTS.mkdir(exist_ok=True)
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page = browser.new_page(viewport={"width": 1280, "height": 2400})  # tall enough for the tallest widget
     page.set_default_timeout(STEP_TIMEOUT_S * 1000)
     try:
         _run_all(page, lab, notebook.name)
