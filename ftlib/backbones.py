@@ -14,7 +14,7 @@ import torch
 import torchvision
 from torch import nn
 
-from .models import GlyphNet, load_pretrained, replace_head
+from .models import GlyphNet, load_pretrained, pooled_features, replace_head
 
 RESNET18_FILE = "resnet18-f37072fd.pth"  # the name torchvision gives ImageNet weights (IMAGENET1K_V1) in its cache
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -62,15 +62,7 @@ class ResNetClassifier(nn.Module):
 
     def features(self, x: torch.Tensor, upto: str = "block4") -> torch.Tensor:
         """Pooled features after block ``upto`` (as :meth:`ftlib.models.GlyphNet.features`)."""
-        names = ("block1", "block2", "block3", "block4")
-        if upto not in names:
-            raise ValueError(f"unknown block {upto!r}; choose one of {', '.join(names)}")
-        x = self.stem((x - self.mean) / self.std)
-        for name in names:
-            x = getattr(self, name)(x)
-            if name == upto:
-                break
-        return x.mean(dim=(2, 3))
+        return pooled_features(self, self.stem((x - self.mean) / self.std), upto)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))

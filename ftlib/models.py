@@ -45,14 +45,7 @@ class GlyphNet(nn.Module):
 
     def features(self, x: torch.Tensor, upto: str = BLOCKS[-1]) -> torch.Tensor:
         """Pooled features after block ``upto`` (the last block by default): shape (batch, channels)."""
-        if upto not in BLOCKS:
-            raise ValueError(f"unknown block {upto!r}; choose one of {', '.join(BLOCKS)}")
-        x = x.contiguous(memory_format=torch.channels_last)
-        for name in BLOCKS:
-            x = getattr(self, name)(x)
-            if name == upto:
-                break
-        return x.mean(dim=(2, 3))
+        return pooled_features(self, x.contiguous(memory_format=torch.channels_last), upto)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -60,6 +53,17 @@ class GlyphNet(nn.Module):
     @property
     def num_classes(self) -> int:
         return self.head.out_features
+
+
+def pooled_features(model: nn.Module, x: torch.Tensor, upto: str, blocks: tuple[str, ...] = BLOCKS) -> torch.Tensor:
+    """Run ``x`` through ``model``'s ``blocks`` in order, stop after ``upto``, and average over space: (batch, C)."""
+    if upto not in blocks:
+        raise ValueError(f"unknown block {upto!r}; choose one of {', '.join(blocks)}")
+    for name in blocks:
+        x = getattr(model, name)(x)
+        if name == upto:
+            break
+    return x.mean(dim=(2, 3))
 
 
 def replace_head(model: GlyphNet, num_classes: int) -> GlyphNet:

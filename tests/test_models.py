@@ -35,6 +35,14 @@ def test_unknown_feature_block_is_a_clear_error():
         models.GlyphNet(10).features(torch.rand(1, 1, 28, 28), upto="block9")
 
 
+def test_pooled_features_stop_after_the_named_block():
+    net, x = models.GlyphNet(10).eval(), torch.rand(2, 1, 28, 28)
+    assert models.pooled_features(net, x, "block2").shape == (2, models.CHANNELS[1])
+    assert torch.equal(models.pooled_features(net, x, "block1"), net.block1(x).mean(dim=(2, 3)))
+    with pytest.raises(ValueError, match=r"unknown block 'head'.*block1, block2"):
+        models.pooled_features(net, x, "head")
+
+
 def test_shipped_checkpoint_loads_with_its_metadata():
     meta = checkpoint.read_metadata(models.PRETRAINED)
     assert meta["num_classes"] == 52 and meta["test_accuracy"] >= 0.90
