@@ -184,6 +184,11 @@ def _shutdown_kernels(lab: dict) -> None:
         _api(lab, f"/api/kernels/{kernel['id']}", method="DELETE")
 
 
+def _names(value: str, line: str) -> bool:
+    """Whether ``line`` shows ``value`` as a whole token ("4" is in "k = 4 blocks", not in "75,274 parameters")."""
+    return re.search(rf"(?<![\w.,]){re.escape(value)}(?![\w,]|\.\d)", line) is not None
+
+
 def _move_slider_and_check(page, name: str) -> str:
     """Check the lesson's first slider is readable, move it one step, wait for the redraw; return the new value."""
     widget = page.locator(".widget-interact").first
@@ -200,7 +205,7 @@ def _move_slider_and_check(page, name: str) -> str:
     low, high, now = (int(float(handle.get_attribute(a))) for a in ("aria-valuemin", "aria-valuemax", "aria-valuenow"))
     assert 2 <= high - low + 1 <= 30, f"slider has {high - low + 1} positions; a learner needs 2 to 30"
     before_text, before_image = text.first.inner_text(), image.first.get_attribute("src")
-    assert readout.inner_text().strip() in before_text.splitlines()[0], "the first line should name the shown value"
+    assert _names(readout.inner_text().strip(), before_text.splitlines()[0]), "the first line should name the shown value"
 
     handle.focus()
     page.keyboard.press("ArrowLeft" if now == high else "ArrowRight")
@@ -208,10 +213,11 @@ def _move_slider_and_check(page, name: str) -> str:
     assert abs(moved - now) == 1, f"one key press should move the slider one step ({now} -> {moved})"
     value = readout.inner_text().strip()
     deadline = time.monotonic() + STEP_TIMEOUT_S
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline:  # text and plot arrive one after the other: wait until both are new
         after_text = text.first.inner_text() if text.count() else ""
         after_image = image.first.get_attribute("src") if image.count() else None
-        if value in after_text.partition("\n")[0] and after_image not in (None, before_image):
+        if after_text != before_text and _names(value, after_text.partition("\n")[0]) \
+                and after_image not in (None, before_image):
             break
         time.sleep(0.2)
     if image.count():  # bring the new plot into view and let it decode and paint, or the shot shows it half drawn
@@ -221,7 +227,7 @@ def _move_slider_and_check(page, name: str) -> str:
         page.wait_for_timeout(1000)
     widget.screenshot(path=SCREENSHOTS / f"{Path(name).stem}.png")
     first_line = after_text.partition("\n")[0]
-    assert value in first_line and after_text != before_text, \
+    assert _names(value, first_line) and after_text != before_text, \
         f"after moving the slider to {value!r} the output should show it; it says {first_line!r}"
     assert after_image not in (None, before_image), "after moving the slider the plot should be redrawn"
     return value
