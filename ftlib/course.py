@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,11 @@ HEADLINE_PREFIX = "Headline: "
 def headline(text: str) -> None:
     """Print a lesson's one-line result; the course runner shows it in its summary table."""
     print(f"{HEADLINE_PREFIX}{text}")
+
+
+def points(differences: Iterable[float]) -> str:
+    """Per-seed differences in accuracy (fractions) as percentage points: ``"+3.1 points, -0.4 points"``."""
+    return ", ".join(f"{100 * d:+.1f} points" for d in differences)
 
 
 def lessons(directory: str | Path = NOTEBOOK_DIR) -> list[Path]:

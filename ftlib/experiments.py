@@ -107,6 +107,22 @@ class Results(list):
         values = self.values(metric, **filters)
         return statistics.pstdev(values) if len(values) > 1 else 0.0
 
+    def differences(self, field: str, first, second, metric: str = "accuracy", **filters) -> list[float]:
+        """Per seed: ``metric`` where ``field`` is ``first`` minus ``metric`` where it is ``second``.
+
+        The other ``filters`` pick the rest of the setting; records are paired by their ``seed``, which must give
+        exactly one record on each side. E.g. ``results.differences("method", "fine-tune", "scratch", n=5)``.
+        """
+        sides = [self.where(**filters, **{field: value}) for value in (first, second)]
+        seeds = [side.unique("seed") for side in sides]
+        for value, side, side_seeds in zip((first, second), sides, seeds):
+            if not side or len(side_seeds) != len(side):
+                raise ValueError(f"{field}={value!r} with {filters} should give one record per seed, "
+                                 f"got {len(side)} record(s) for seeds {side_seeds}")
+        if set(seeds[0]) != set(seeds[1]):
+            raise ValueError(f"{field}={first!r} ran seeds {seeds[0]} but {field}={second!r} ran {seeds[1]}")
+        return [sides[0].values(metric, seed=s)[0] - sides[1].values(metric, seed=s)[0] for s in seeds[0]]
+
     def unique(self, field: str) -> list:
         """The distinct values of ``field``, in first-seen order."""
         return list(dict.fromkeys(r[field] for r in self))

@@ -205,7 +205,8 @@ def _move_slider_and_check(page, name: str) -> str:
     low, high, now = (int(float(handle.get_attribute(a))) for a in ("aria-valuemin", "aria-valuemax", "aria-valuenow"))
     assert 2 <= high - low + 1 <= 30, f"slider has {high - low + 1} positions; a learner needs 2 to 30"
     before_text, before_image = text.first.inner_text(), image.first.get_attribute("src")
-    assert _names(readout.inner_text().strip(), before_text.splitlines()[0]), "the first line should name the shown value"
+    shown = readout.inner_text().strip()
+    assert _names(shown, before_text.splitlines()[0]), f"the first line should name the shown value {shown!r}"
 
     handle.focus()
     page.keyboard.press("ArrowLeft" if now == high else "ArrowRight")

@@ -107,3 +107,8 @@ def test_pretrain_command_builds_the_chosen_checkpoint(args, shipped, variant, m
 def test_pretrain_command_rejects_a_variant_for_the_language_model(capsys):
     assert main(["pretrain", "--model", "tinylm", "--variant", "narrow"]) == 2
     assert "tinylm has one recipe" in capsys.readouterr().err
+
+
+def test_points_shows_each_difference_in_signed_percentage_points():
+    assert course.points([0.031, -0.004, 0.0]) == "+3.1 points, -0.4 points, +0.0 points"
+    assert course.points([]) == ""

@@ -106,6 +106,19 @@ def test_transfer_run_and_results_summaries():
     assert "linear probe" in table and "n=2" in table and "±" in table
 
 
+def test_differences_pair_records_by_seed_not_by_order():
+    rows = [("fine-tune", 1, 5, 0.9), ("fine-tune", 0, 5, 0.8), ("scratch", 0, 5, 0.5), ("scratch", 1, 5, 0.4),
+            ("scratch", 0, 9, 0.7)]
+    results = experiments.Results(dict(zip(("method", "seed", "n", "accuracy"), row)) for row in rows)
+    assert results.differences("method", "fine-tune", "scratch", n=5) == pytest.approx([0.5, 0.3])  # seeds 1, 0
+    with pytest.raises(ValueError, match="one record per seed"):
+        results.differences("method", "fine-tune", "scratch")  # scratch has two records for seed 0
+    with pytest.raises(ValueError, match="ran seeds"):
+        results.differences("n", 5, 9, method="scratch")
+    with pytest.raises(ValueError, match="method='probe'"):
+        results.differences("method", "probe", "scratch", n=5)
+
+
 def test_unknown_method_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown method 'distill'"):
         experiments.get_method("distill")
