@@ -27,6 +27,7 @@ from .train import EarlyStopping, History, evaluate, fit, linear_probe
 
 FALLBACK_LR = 3e-3  # used when the range test cannot suggest a rate (its loss fell for fewer than 2 steps)
 SCHEDULE = "cosine"  # falls from the start: early stopping never cuts a warm-up short
+PATIENCE = 8  # evaluations (of 10 steps) without a better validation loss; 4 often cut scratch short (lesson 11)
 
 
 @dataclass
@@ -102,7 +103,7 @@ def _rates(rt: RangeTest, backbone_factor: float) -> dict[str, float]:
 def finetune(folder: str | Path, backbone: str = "glyphnet", *, pretrained: bool = True,
              weights: str | Path | None = None, seed: int = 0, steps: int = 200, batch_size: int = 32,
              backbone_factor: float = 0.3, val: float = 0.2, test: float = 0.4, range_steps: int = 60,
-             strength: float = 1.0, patience: int = 4, eval_every: int = 10, out: str | Path | None = None,
+             strength: float = 1.0, patience: int = PATIENCE, eval_every: int = 10, out: str | Path | None = None,
              progress: bool = False, device: str | None = None) -> RecipeResult:
     """Run the recipe on the image folder ``folder`` (one sub-folder per class) and return a :class:`RecipeResult`.
 
@@ -166,6 +167,9 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbone-factor", type=float, default=0.3,
                         help="pretrained blocks' rate as a multiple of the head's (default 0.3; try 1 for very "
                              "different data)")
+    parser.add_argument("--patience", type=int, default=PATIENCE,
+                        help=f"evaluations (every 10 steps) without a better validation loss before stopping "
+                             f"(default {PATIENCE}; from scratch, fewer can stop a run during its noisy start)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, the new head and the batches")
     parser.add_argument("--device", help="cpu, cuda, mps (default: CUDA, then MPS, then the CPU)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -173,7 +177,7 @@ def cli(argv: list[str] | None = None) -> int:
     try:
         result = finetune(args.folder, args.backbone, pretrained=not args.scratch, weights=args.weights,
                           seed=args.seed, steps=args.steps, batch_size=args.batch_size,
-                          backbone_factor=args.backbone_factor, out=args.out,
+                          backbone_factor=args.backbone_factor, patience=args.patience, out=args.out,
                           progress=not args.no_progress, device=args.device)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -112,6 +112,18 @@ def test_the_command_line_reports_errors_and_results(tiny, tmp_path, capsys):
     assert capsys.readouterr().out.startswith(f"{first}: ")
 
 
+def test_the_command_line_passes_the_patience_to_the_recipe(tiny, monkeypatch, capsys):
+    seen = []
+
+    def stop_at_once(*args, **kwargs):
+        seen.append(kwargs["patience"])
+        raise ValueError("not training in this test")
+
+    monkeypatch.setattr(recipe, "finetune", stop_at_once)
+    assert recipe.cli([str(tiny)]) == 2 and recipe.cli([str(tiny), "--patience", "3"]) == 2
+    assert seen == [recipe.PATIENCE, 3] and "not training in this test" in capsys.readouterr().err
+
+
 def test_block_rates_reach_the_blocks_inside_a_wrapper():
     model = backbones.build("glyphnet", 4, seed=0)
     optimizer = distributed.block_adamw(model, {"backbone": 1e-4, "head": 1e-2})([])
