@@ -23,7 +23,7 @@ from . import augment, backbones, distributed, export
 from .data import ImageSet
 from .folder import FolderReport, load_folder, split
 from .lr import RangeTest, range_test
-from .train import EarlyStopping, History, evaluate, fit, linear_probe
+from .train import EarlyStopping, History, confusion_matrix, evaluate, fit, linear_probe
 
 FALLBACK_LR = 3e-3  # used when the range test cannot suggest a rate (its loss fell for fewer than 2 steps)
 SCHEDULE = "cosine"  # falls from the start: early stopping never cuts a warm-up short
@@ -59,17 +59,9 @@ class TestReport:
         return "\n".join(lines)
 
 
-@torch.no_grad()
 def test_report(model: nn.Module, data: ImageSet) -> TestReport:
     """Score ``model`` (in eval mode) on ``data``: a :class:`TestReport`."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    predicted = torch.cat([model(data.images[i:i + 250].to(device)).argmax(1).cpu() for i in range(0, len(data), 250)])
-    model.train(was_training)
-    k = data.num_classes
-    counts = torch.bincount(data.labels * k + predicted, minlength=k * k).reshape(k, k)
-    return TestReport(data.classes, counts)
+    return TestReport(data.classes, confusion_matrix(model, data))
 
 
 @dataclass

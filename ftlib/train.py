@@ -318,6 +318,20 @@ def evaluate(model: nn.Module, data: ImageSet, batch_size: int = 250,
 
 
 @torch.no_grad()
+def confusion_matrix(model: nn.Module, data: ImageSet, batch_size: int = 250) -> torch.Tensor:
+    """Counts of ``model``'s predictions on ``data`` (in eval mode; the mode is restored): row = true class,
+    column = predicted class."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    predicted = torch.cat([model(data.images[i:i + batch_size].to(device)).argmax(1).cpu()
+                           for i in range(0, len(data), batch_size)])
+    model.train(was_training)
+    k = data.num_classes
+    return torch.bincount(data.labels * k + predicted, minlength=k * k).reshape(k, k)
+
+
+@torch.no_grad()
 def extract_features(model: nn.Module, images: torch.Tensor, upto: str = "block4",
                      batch_size: int = 1000) -> torch.Tensor:
     """Pooled features of a GlyphNet after block ``upto``, computed in eval mode, on the model's device."""

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch import nn
 
 from ftlib import data, experiments, freeze, models, train
 
@@ -140,3 +141,15 @@ def test_results_table_keeps_long_labels_apart():
     assert first.startswith("a very long recipe name, longer than 28  ") and first.endswith("50.0 ± 0.0")
     assert second.split() == ["b", "25.0", "±", "0.0"]
     assert len({len(header), len(first), len(second)}) == 1, "columns line up"
+
+
+def test_confusion_matrix_counts_true_against_predicted_and_restores_the_mode():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(1, 2))
+    with torch.no_grad():  # predicts class 1 for a bright pixel, class 0 for a dark one
+        model[1].weight.copy_(torch.tensor([[-1.0], [1.0]]))
+        model[1].bias.zero_()
+    images = torch.tensor([-1.0, -1.0, 1.0, 1.0, 1.0]).reshape(5, 1, 1, 1)
+    labels = torch.tensor([0, 1, 1, 1, 0])
+    model.train()
+    counts = train.confusion_matrix(model, data.ImageSet(images, labels, ("a", "b"), "toy"), batch_size=2)
+    assert counts.tolist() == [[1, 1], [1, 2]] and model.training
