@@ -8,7 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+from .paths import NOTEBOOK_DIR
+
 HEADLINE_PREFIX = "Headline: "
 
 

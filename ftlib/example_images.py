@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from .data import LATIN_FONTS, _font_path
-from .models import DATA_DIR
+from .paths import DATA_DIR
 
 EXAMPLE_DIR = DATA_DIR / "example_images"
 SYMBOLS = {"ampersand": "&", "at": "@", "dollar": "$", "euro": "€", "hash": "#", "percent": "%", "pound": "£",

@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 from . import checkpoint
+from .paths import DATA_DIR
 
 BLOCKS = ("block1", "block2", "block3", "block4")
 CHANNELS = (16, 32, 64, 128)
 FEATURE_DIM = CHANNELS[-1]
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 PRETRAINED = DATA_DIR / "glyphnet_letters.safetensors"
 
 

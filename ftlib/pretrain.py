@@ -13,7 +13,8 @@ import torch
 
 from . import checkpoint, data
 from .freeze import count_parameters
-from .models import BLOCKS, CHANNELS, DATA_DIR, PRETRAINED, GlyphNet
+from .models import BLOCKS, CHANNELS, PRETRAINED, GlyphNet
+from .paths import DATA_DIR
 from .train import evaluate, fit, seed_everything
 
 RECIPE = {"steps": 3000, "batch_size": 128, "lr": 3e-3, "weight_decay": 5e-4, "seed": 0, "threads": 2}

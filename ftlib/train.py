@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from .data import ImageSet
 from .freeze import freeze_backbone, param_groups
+from .runtime import evaluating
 
 DEFAULT_THREADS = 2
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -304,16 +305,14 @@ def evaluate(model: nn.Module, data: ImageSet, batch_size: int = 250,
              device: str | torch.device | None = None) -> Metrics:
     """Mean cross-entropy loss and accuracy of ``model`` on ``data``, in eval mode (the mode is restored)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.to(device).eval()
     total_loss, correct = 0.0, 0
-    for start in range(0, len(data), batch_size):
-        x = data.images[start:start + batch_size].to(device)
-        y = data.labels[start:start + batch_size].to(device)
-        logits = model(x)
-        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-    model.train(was_training)
+    with evaluating(model.to(device)):
+        for start in range(0, len(data), batch_size):
+            x = data.images[start:start + batch_size].to(device)
+            y = data.labels[start:start + batch_size].to(device)
+            logits = model(x)
+            total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
     return Metrics(loss=total_loss / len(data), accuracy=correct / len(data))
 
 
@@ -322,11 +321,9 @@ def confusion_matrix(model: nn.Module, data: ImageSet, batch_size: int = 250) ->
     """Counts of ``model``'s predictions on ``data`` (in eval mode; the mode is restored): row = true class,
     column = predicted class."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    predicted = torch.cat([model(data.images[i:i + batch_size].to(device)).argmax(1).cpu()
-                           for i in range(0, len(data), batch_size)])
-    model.train(was_training)
+    with evaluating(model):
+        predicted = torch.cat([model(data.images[i:i + batch_size].to(device)).argmax(1).cpu()
+                               for i in range(0, len(data), batch_size)])
     k = data.num_classes
     return torch.bincount(data.labels * k + predicted, minlength=k * k).reshape(k, k)
 
@@ -336,10 +333,8 @@ def extract_features(model: nn.Module, images: torch.Tensor, upto: str = "block4
                      batch_size: int = 1000) -> torch.Tensor:
     """Pooled features of a GlyphNet after block ``upto``, computed in eval mode, on the model's device."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    parts = [model.features(images[i:i + batch_size].to(device), upto) for i in range(0, len(images), batch_size)]
-    model.train(was_training)
+    with evaluating(model):
+        parts = [model.features(images[i:i + batch_size].to(device), upto) for i in range(0, len(images), batch_size)]
     return torch.cat(parts)
 
 

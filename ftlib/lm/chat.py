@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..models import DATA_DIR
+from ..paths import DATA_DIR
 from . import corpus
 from .generate import generate
 from .tokenizer import clean, encode

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ..models import DATA_DIR
+from ..paths import DATA_DIR
 from .tokenizer import clean, encode
 
 SNAPSHOT = DATA_DIR / "prose.jsonl.gz"

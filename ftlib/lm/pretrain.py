@@ -9,7 +9,7 @@ import torch
 
 from .. import checkpoint
 from ..freeze import count_parameters
-from ..models import DATA_DIR
+from ..paths import DATA_DIR
 from ..train import seed_everything
 from . import corpus
 from .model import Config, TinyLM
