@@ -19,13 +19,13 @@ from torch import nn
 
 from . import augment, data
 from .course import lessons, run_notebook
-from .experiments import get_method, make_model
+from .lessons.experiments import get_method, make_model
 from .train import fit, seed_everything
 
 FIT_SETTINGS = {"target": "mnist", "n": 20, "steps": 100, "lr": 1e-3, "batch_size": 64}
 GENERATED = ("letters", "font_digits", "greek", "shapes", "textures")
 IMPORTS = {"import ftlib": "import ftlib",
-           "a lesson's imports": "import ftlib.experiments, ftlib.plots, ftlib.widgets, ftlib.course"}
+           "a lesson's imports": "import ftlib.lessons.experiments, ftlib.lessons.plots, ftlib.widgets, ftlib.course"}
 
 
 def plain_loop(model: nn.Module, train: data.ImageSet, steps: int, lr: float, batch_size: int, seed: int) -> None:

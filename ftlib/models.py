@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 from pathlib import Path
 
 import torch
@@ -72,6 +74,38 @@ def replace_head(model: GlyphNet, num_classes: int) -> GlyphNet:
         raise ValueError(f"num_classes={num_classes!r}: a classifier needs an integer of at least 2")
     device = model.head.weight.device
     model.head = nn.Linear(FEATURE_DIM, num_classes).to(device)
+    return model
+
+
+@functools.lru_cache(maxsize=4)
+def loaded_checkpoint(path: str) -> GlyphNet:
+    """The GlyphNet checkpoint at ``path``, read once per process (``loaded_checkpoint.cache_clear()`` forgets it).
+
+    Callers copy it (see :func:`pretrained_start`); never train the returned model itself.
+    """
+    return load_pretrained(path=path)
+
+
+def pretrained_start(num_classes: int, seed: int | None, path: str | Path = PRETRAINED,
+                     reinit: tuple[str, ...] = ()) -> GlyphNet:
+    """A copy of the checkpoint at ``path`` with a fresh head (and freshly initialised ``reinit`` blocks).
+
+    The checkpoint is read once per process and *before* seeding, so that loading draws no random numbers between
+    the seed and the new head: the same ``seed`` gives the same model on the first call and every later one
+    (``None``: torch's current random state).
+    """
+    from .train import seed_everything
+
+    unknown = [b for b in reinit if b not in BLOCKS]
+    if unknown:
+        raise ValueError(f"unknown block(s) {unknown} to re-initialise; choose from {', '.join(BLOCKS)}")
+    checkpoint = loaded_checkpoint(str(path))
+    if seed is not None:
+        seed_everything(seed)
+    model = replace_head(copy.deepcopy(checkpoint), num_classes)
+    fresh = GlyphNet(num_classes) if reinit else None
+    for name in reinit:
+        getattr(model, name).load_state_dict(getattr(fresh, name).state_dict())
     return model
 
 

@@ -1,35 +1,22 @@
-"""When transfer fails (lesson 07): task distance, linear probes on each block, and a flawed pretrained model.
+"""When transfer fails: how far a target lies from the source, and feature extraction from an intermediate block.
 
 * :func:`task_distance`: how far a target's images are from the source task, seen through the pretrained
   model's features (a Fréchet distance between the two feature clouds, as in FID).
-* :func:`truncate` and :func:`probe_run`: feature extraction from an intermediate block.
-* :func:`start_from` and :func:`flaw_run`: fine-tune the sound or the flawed (narrow-source) checkpoint and
-  test on data with the variation the flawed source lacked, with or without a remedy.
+* :func:`truncate`: a model that stops after an intermediate block, for a linear probe on that block's features.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from . import augment, data
-from .models import BLOCKS, CHANNELS, GlyphNet, load_pretrained, replace_head
-from .pretrain import checkpoint_path
-from .train import evaluate, extract_features, fit, linear_probe, seed_everything
+from . import data
+from .models import BLOCKS, CHANNELS, GlyphNet
+from .train import extract_features
 
-FINE_TUNE_LR = {"backbone": 3e-4, "head": 3e-3}  # the course's "fine-tune, low backbone LR"
-REINIT_LR = 3e-3  # rate for re-initialised blocks, which must learn from nothing
-REMEDIES = {  # remedy -> (fine-tuning target, augment?, blocks re-initialised)
-    "none": ("upright_digits", False, ()),
-    "diverse data": ("font_digits", False, ()),
-    "augmentation": ("upright_digits", True, ()),
-    "re-initialise block4": ("upright_digits", False, ("block4",)),
-}
-SHIFTED_TEST = "font_digits"  # rotated, sheared, thick, dim digits: the variation the narrow source lacked
+__all__ = ["frechet_distance", "subset", "task_distance", "truncate"]
 
 
 def subset(images: data.ImageSet, per_class: int) -> data.ImageSet:
@@ -72,48 +59,3 @@ def truncate(model: GlyphNet, upto: str) -> GlyphNet:
         setattr(cut, name, nn.Identity())
     cut.head = nn.Linear(CHANNELS[BLOCKS.index(upto)], model.num_classes)
     return cut
-
-
-@functools.lru_cache(maxsize=4)
-def _backbone(path: str) -> GlyphNet:
-    return load_pretrained(path=path)
-
-
-def start_from(path: str | Path, num_classes: int, seed: int, reinit: tuple[str, ...] = ()) -> GlyphNet:
-    """A copy of the checkpoint at ``path`` with a fresh head (and freshly initialised ``reinit`` blocks), seeded.
-
-    The checkpoint is loaded (once per process) before seeding, so the same seed gives the same model every time.
-    """
-    unknown = [b for b in reinit if b not in BLOCKS]
-    if unknown:
-        raise ValueError(f"unknown block(s) {unknown} to re-initialise; choose from {', '.join(BLOCKS)}")
-    backbone = _backbone(str(path))
-    seed_everything(seed)
-    model = replace_head(copy.deepcopy(backbone), num_classes)
-    fresh = GlyphNet(num_classes)
-    for name in reinit:
-        getattr(model, name).load_state_dict(getattr(fresh, name).state_dict())
-    return model
-
-
-def probe_run(target: str, n: int, seed: int, block: str, variant: str = "full", test_per_class: int = 100) -> dict:
-    """A linear probe on the pooled features after ``block`` of a checkpoint, trained on ``n`` labels per class."""
-    model = truncate(start_from(checkpoint_path(variant), len(data.test_set(target).classes), seed), block)
-    linear_probe(model, data.few_shot(target, n, seed))
-    return {"accuracy": evaluate(model, subset(data.test_set(target), test_per_class)).accuracy}
-
-
-def flaw_run(variant: str, remedy: str, seed: int, n: int = 5, steps: int = 100) -> dict:
-    """Fine-tune checkpoint ``variant`` on ``n`` digits per class the way ``remedy`` says (see :data:`REMEDIES`).
-
-    Returns the accuracy on the shifted test set (``accuracy``, all 2,500 digits) and on upright digits like the
-    fine-tuning data (``upright accuracy``, 100 per class).
-    """
-    if remedy not in REMEDIES:
-        raise ValueError(f"unknown remedy {remedy!r}; choose one of {', '.join(REMEDIES)}")
-    target, augmented, reinit = REMEDIES[remedy]
-    model = start_from(checkpoint_path(variant), len(data.DIGITS), seed, reinit)
-    fit(model, data.few_shot(target, n, seed), steps, lr={**FINE_TUNE_LR, **dict.fromkeys(reinit, REINIT_LR)},
-        augment=augment.random_affine(degrees=15) if augmented else None, seed=seed)
-    return {"accuracy": evaluate(model, data.test_set(SHIFTED_TEST)).accuracy,
-            "upright accuracy": evaluate(model, subset(data.test_set("upright_digits"), 100)).accuracy}

@@ -1,24 +1,24 @@
 """Training in stages, each with its own set of trainable blocks: freeze depth, gradual unfreezing and LP-FT.
 
-A recipe is a list of :class:`Stage`. Each stage freezes every block it does not name (BatchNorm included, see
+A stage plan is a list of :class:`Stage`. Each stage freezes every block it does not name (BatchNorm included, see
 :mod:`ftlib.freeze`) and then runs :func:`ftlib.train.fit` with a fresh optimizer and schedule, or fits the
 head exactly with :func:`ftlib.train.linear_probe`.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from torch import nn
 
 from . import data
-from .experiments import get_method, make_model
-from .freeze import block_names, count_parameters, freeze, unfreeze
+from .freeze import block_names, freeze, unfreeze
 from .models import BLOCKS
-from .train import History, evaluate, fit, linear_probe
+from .train import History, fit, linear_probe
 
-RECIPES = ("freeze first k", "linear probe", "LP-FT", "gradual unfreezing")  # "freeze first k" with k=0 fine-tunes all
+__all__ = ["PLANS", "Stage", "stage_plan", "train_in_stages"]
+
+PLANS = ("freeze first k", "linear probe", "LP-FT", "gradual unfreezing")  # "freeze first k" with k=0 fine-tunes all
 
 
 @dataclass(frozen=True)
@@ -56,16 +56,16 @@ def train_in_stages(model: nn.Module, train_set: data.ImageSet, stages: list[Sta
     return histories
 
 
-def recipe(name: str, steps: int, lr: float = 3e-3, k: int = 0) -> list[Stage]:
-    """The stages of a named recipe with ``steps`` training steps in all (see ``RECIPES``).
+def stage_plan(name: str, steps: int, lr: float = 3e-3, k: int = 0) -> list[Stage]:
+    """The stages of a named plan with ``steps`` training steps in all (see ``PLANS``).
 
     ``"freeze first k"`` trains all but the first ``k`` blocks; ``"LP-FT"`` fits a linear probe, then
     fine-tunes everything; ``"gradual unfreezing"`` (ULMFiT) trains the head, then unfreezes one more block
     from the top in each of the following stages, splitting ``steps`` evenly.
     """
     everything = (*BLOCKS, "head")
-    if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    if name not in PLANS:
+        raise ValueError(f"unknown stage plan {name!r}; choose one of {', '.join(PLANS)}")
     if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= len(BLOCKS):
         raise ValueError(f"k={k!r} is not allowed: freeze from 0 to {len(BLOCKS)} blocks")
     if name == "freeze first k":
@@ -76,18 +76,3 @@ def recipe(name: str, steps: int, lr: float = 3e-3, k: int = 0) -> list[Stage]:
         return [Stage(("head",), probe=True), Stage(everything, steps, lr)]
     per_stage = steps // len(everything)
     return [Stage(everything[len(BLOCKS) - i:], per_stage, lr) for i in range(len(everything))]
-
-
-def staged_run(recipe_name: str, target: str, n: int, seed: int, steps: int = 100, lr: float = 3e-3, k: int = 0,
-               batch_size: int = 64) -> dict:
-    """Train a pretrained GlyphNet on ``n`` labels per class of ``target`` by a recipe; score it on the test set.
-
-    Returns the test ``accuracy``, the training ``seconds``, and the ``trainable`` parameters of the last stage.
-    """
-    train_set = data.few_shot(target, n, seed)
-    model = make_model(get_method("fine-tune"), train_set.num_classes, seed)
-    start = time.perf_counter()
-    train_in_stages(model, train_set, recipe(recipe_name, steps, lr, k), batch_size=batch_size, seed=seed)
-    seconds = time.perf_counter() - start
-    return {"accuracy": evaluate(model, data.test_set(target)).accuracy, "seconds": seconds,
-            "trainable": count_parameters(model, trainable_only=True)}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ftlib import bench, data
-from ftlib.experiments import get_method, make_model
+from ftlib.lessons.experiments import get_method, make_model
 from ftlib.train import fit
 
 

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from ftlib import checkpoint, data, models, regularize
+from ftlib.lessons import weight_regularization
 
 
 def _nudged(model, amount=0.01):
@@ -42,7 +43,7 @@ def test_plain_l2_pulls_towards_zero():
 def test_drift_is_zero_at_the_start_and_is_the_euclidean_distance():
     torch.manual_seed(0)
     model = models.GlyphNet(10)
-    start = regularize.snapshot(model)
+    start = regularize.starting_point(model)
     assert regularize.drift(model, start) == 0.0
     with torch.no_grad():
         model.block1[0].weight[0, 0, 0, 0] += 3.0
@@ -60,8 +61,8 @@ def test_retention_of_the_untouched_model_is_its_letters_accuracy():
 
 
 def test_l2sp_run_drifts_less_than_no_penalty():
-    free = regularize.regularized_run("none", 0.0, 1e-3, seed=0, steps=20)
-    held = regularize.regularized_run("l2sp", 1.0, 1e-3, seed=0, steps=20)
+    free = weight_regularization.regularized_run("none", 0.0, 1e-3, seed=0, steps=20)
+    held = weight_regularization.regularized_run("l2sp", 1.0, 1e-3, seed=0, steps=20)
     assert held["drift"] < free["drift"] / 2
     assert set(free) == {"accuracy", "drift", "retention"}
 
@@ -74,4 +75,4 @@ def test_bad_strengths_are_clear_errors(bad):
 
 def test_unknown_penalty_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown penalty 'l1'"):
-        regularize.regularized_run("l1", 0.1, 1e-3, seed=0)
+        weight_regularization.regularized_run("l1", 0.1, 1e-3, seed=0)

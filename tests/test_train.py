@@ -2,7 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from ftlib import data, experiments, freeze, models, train
+from ftlib import data, freeze, models, train
+from ftlib.lessons import experiments
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +127,7 @@ def test_unknown_method_is_a_clear_error():
 
 
 def test_make_model_gives_the_same_model_for_a_seed_on_the_first_call_and_later():
-    experiments._pretrained_backbone.cache_clear()
+    models.loaded_checkpoint.cache_clear()
     method = experiments.get_method("fine-tune")
     first = experiments.make_model(method, 10, seed=3)
     again = experiments.make_model(method, 10, seed=3)

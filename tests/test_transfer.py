@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from ftlib import checkpoint, data, models, pretrain, train, transfer
+from ftlib.lessons import transfer_limits
 
 
 def test_frechet_distance_is_zero_for_one_cloud_and_the_squared_shift_for_a_moved_one():
@@ -38,7 +39,7 @@ def test_truncate_reads_the_features_of_the_chosen_block_and_leaves_the_model_al
 
 
 def test_probe_run_scores_a_probe_on_an_early_block():
-    result = transfer.probe_run("shapes", 2, seed=0, block="block2", test_per_class=20)
+    result = transfer_limits.probe_run("shapes", 2, seed=0, block="block2", test_per_class=20)
     assert 0.1 < result["accuracy"] <= 1.0
 
 
@@ -49,23 +50,23 @@ def test_subset_keeps_the_first_images_of_every_class():
     assert torch.equal(small.images[:3], test.images[test.labels == 0][:3])
 
 
-def test_start_from_is_seeded_and_reinitialises_only_the_named_blocks():
+def test_pretrained_start_is_seeded_and_reinitialises_only_the_named_blocks():
     path = pretrain.checkpoint_path("narrow")
-    a, b = transfer.start_from(path, 10, seed=1), transfer.start_from(path, 10, seed=1)
+    a, b = models.pretrained_start(10, seed=1, path=path), models.pretrained_start(10, seed=1, path=path)
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
     shipped = models.load_pretrained(path=path).state_dict()
-    fresh = transfer.start_from(path, 10, seed=1, reinit=("block4",)).state_dict()
+    fresh = models.pretrained_start(10, seed=1, path=path, reinit=("block4",)).state_dict()
     assert torch.equal(fresh["block3.0.weight"], shipped["block3.0.weight"])
     assert not torch.equal(fresh["block4.0.weight"], shipped["block4.0.weight"])
     with pytest.raises(ValueError, match="unknown block"):
-        transfer.start_from(path, 10, seed=1, reinit=("head4",))
+        models.pretrained_start(10, seed=1, path=path, reinit=("head4",))
 
 
 def test_flaw_run_reports_shifted_and_upright_accuracy_and_rejects_unknown_remedies():
-    result = transfer.flaw_run("narrow", "augmentation", seed=0, n=1, steps=2)
+    result = transfer_limits.flaw_run("narrow", "augmentation", seed=0, n=1, steps=2)
     assert set(result) == {"accuracy", "upright accuracy"}
     with pytest.raises(ValueError, match="unknown remedy 'prayer'"):
-        transfer.flaw_run("narrow", "prayer", seed=0)
+        transfer_limits.flaw_run("narrow", "prayer", seed=0)
 
 
 def test_checkpoint_paths_of_the_variants():

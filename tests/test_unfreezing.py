@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from ftlib import data, freeze, models, unfreezing
+from ftlib.lessons import freezing
 
 
 def _tiny_set(n: int = 24) -> data.ImageSet:
@@ -10,7 +11,7 @@ def _tiny_set(n: int = 24) -> data.ImageSet:
 
 
 def test_gradual_unfreezing_adds_one_block_per_stage_from_the_top():
-    stages = unfreezing.recipe("gradual unfreezing", steps=50)
+    stages = unfreezing.stage_plan("gradual unfreezing", steps=50)
     assert [s.trainable for s in stages] == [("head",), ("block4", "head"), ("block3", "block4", "head"),
                                              ("block2", "block3", "block4", "head"),
                                              ("block1", "block2", "block3", "block4", "head")]
@@ -18,19 +19,19 @@ def test_gradual_unfreezing_adds_one_block_per_stage_from_the_top():
 
 
 def test_recipes_freeze_first_k_and_lp_ft():
-    assert unfreezing.recipe("freeze first k", 30, k=3)[0].trainable == ("block4", "head")
-    assert unfreezing.recipe("freeze first k", 30, k=0)[0].trainable == (*models.BLOCKS, "head")
-    lp, ft = unfreezing.recipe("LP-FT", 30, lr=1e-3)
+    assert unfreezing.stage_plan("freeze first k", 30, k=3)[0].trainable == ("block4", "head")
+    assert unfreezing.stage_plan("freeze first k", 30, k=0)[0].trainable == (*models.BLOCKS, "head")
+    lp, ft = unfreezing.stage_plan("LP-FT", 30, lr=1e-3)
     assert lp.probe and lp.trainable == ("head",)
     assert not ft.probe and ft.steps == 30 and ft.lr == 1e-3 and ft.trainable == (*models.BLOCKS, "head")
 
 
-@pytest.mark.parametrize("args, message", [(("warm start", 10), "unknown recipe 'warm start'"),
+@pytest.mark.parametrize("args, message", [(("warm start", 10), "unknown stage plan 'warm start'"),
                                            (("freeze first k", 10, 3e-3, 5), "k=5 is not allowed"),
                                            (("gradual unfreezing", 4), "steps=0 is not allowed")])
-def test_bad_recipes_are_clear_errors(args, message):
+def test_bad_stage_plans_are_clear_errors(args, message):
     with pytest.raises(ValueError, match=message):
-        unfreezing.recipe(*args)
+        unfreezing.stage_plan(*args)
 
 
 def test_a_probe_stage_trains_only_the_head():
@@ -58,17 +59,17 @@ def test_lp_ft_fits_the_probe_then_trains_everything():
     torch.manual_seed(0)
     model = models.GlyphNet(3)
     backbone = freeze.snapshot(model, list(models.BLOCKS))
-    probe_stage, _ = unfreezing.recipe("LP-FT", steps=2)
+    probe_stage, _ = unfreezing.stage_plan("LP-FT", steps=2)
     unfreezing.train_in_stages(model, _tiny_set(), [probe_stage])
     assert freeze.changed(model, backbone) == []  # the probe touches only the head
-    histories = unfreezing.train_in_stages(model, _tiny_set(), unfreezing.recipe("LP-FT", steps=2), batch_size=8)
+    histories = unfreezing.train_in_stages(model, _tiny_set(), unfreezing.stage_plan("LP-FT", steps=2), batch_size=8)
     assert histories[0] is None and len(histories[1].step) == 2
     assert "block1.0.weight" in freeze.changed(model, backbone)
     assert freeze.count_parameters(model, trainable_only=True) == freeze.count_parameters(model)
 
 
 def test_staged_run_reports_accuracy_time_and_trainable_parameters():
-    result = unfreezing.staged_run("freeze first k", "font_digits", n=2, seed=0, steps=2, k=4, batch_size=10)
+    result = freezing.staged_run("freeze first k", "font_digits", n=2, seed=0, steps=2, k=4, batch_size=10)
     assert set(result) == {"accuracy", "seconds", "trainable"}
     assert 0 <= result["accuracy"] <= 1 and result["seconds"] > 0
     assert result["trainable"] == models.FEATURE_DIM * 10 + 10  # only the head trains

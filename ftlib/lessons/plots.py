@@ -5,9 +5,9 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
-from .data import ImageSet
+from ..data import ImageSet
+from ..train import History
 from .experiments import Results
-from .train import History
 
 
 def show_images(images: ImageSet | torch.Tensor, count: int = 16, columns: int = 8, title: str = "",

@@ -1,9 +1,12 @@
-"""Experiments: the standard ways to train on a target, a grid runner, and summaries over seeds."""
+"""Experiments: the standard ways to train on a target, one ``run`` helper, a grid runner, and summaries over seeds.
+
+``run`` is the one shape of a lesson's experiment: a model for a method (random weights, or the shipped checkpoint
+with a new head), an optional ``prepare`` step (freeze, add adapters, build a penalty), training (``fit``, a linear
+probe, or a lesson's own ``train``), and the timing. Every lesson driver calls it.
+"""
 
 from __future__ import annotations
 
-import copy
-import functools
 import itertools
 import math
 import statistics
@@ -13,10 +16,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from . import data
-from .freeze import count_parameters
-from .models import GlyphNet, load_pretrained, replace_head
-from .train import evaluate, fit, linear_probe, seed_everything
+from .. import data
+from ..freeze import count_parameters
+from ..models import GlyphNet, pretrained_start
+from ..train import History, evaluate, fit, linear_probe, seed_everything
 
 
 @dataclass(frozen=True)
@@ -50,42 +53,56 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-@functools.lru_cache(maxsize=1)
-def _pretrained_backbone() -> GlyphNet:
-    return load_pretrained()
-
-
 def make_model(method: Method, num_classes: int, seed: int) -> GlyphNet:
     """A fresh model for ``method``: random weights, or a copy of the shipped checkpoint with a new head.
 
-    The checkpoint is loaded (once per process) *before* seeding, so that loading draws no random numbers
-    between the seed and the new head: the same seed gives the same model on the first call and every later one.
+    The same seed gives the same model on the first call and every later one (see
+    :func:`ftlib.models.pretrained_start`).
     """
-    backbone = _pretrained_backbone() if method.pretrained else None
+    if method.pretrained:
+        return pretrained_start(num_classes, seed)
     seed_everything(seed)
-    if backbone is None:
-        return GlyphNet(num_classes)
-    return replace_head(copy.deepcopy(backbone), num_classes)
+    return GlyphNet(num_classes)
 
 
-def train_method(method: Method | str, train_set: data.ImageSet, seed: int, steps: int = 100,
-                 batch_size: int = 64) -> tuple[nn.Module, float]:
-    """Train a model on ``train_set`` the way ``method`` says; return it and the seconds it took."""
+@dataclass
+class Trained:
+    """What :func:`run` gives back: the trained model, its history (None for a probe), and the seconds it took."""
+
+    model: nn.Module
+    history: History | None
+    seconds: float
+
+
+def run(method: Method | str, train_set: data.ImageSet, seed: int, steps: int = 100, *,
+        model: nn.Module | None = None, prepare: Callable[[nn.Module], dict | None] | None = None,
+        train: Callable[[nn.Module], History | None] | None = None, **fit_options) -> Trained:
+    """Train a model on ``train_set`` the way ``method`` says: the one shape of every lesson's experiment.
+
+    The model is ``make_model(method, ...)`` unless one is given (e.g. another checkpoint's start).
+    ``prepare(model)`` runs before training (freeze blocks, add adapters, ...) and may return extra ``fit``
+    options (e.g. a penalty that needs the model). The method's probe fits the head exactly; otherwise
+    ``train(model)`` if given, else ``fit(model, train_set, steps, lr=method.lr, seed=seed, **fit_options)``
+    (``fit_options`` may set ``lr`` and any other ``fit`` argument). ``seconds`` counts from the model's creation.
+    """
     method = get_method(method) if isinstance(method, str) else method
     start = time.perf_counter()
-    model = make_model(method, train_set.num_classes, seed)
+    model = model if model is not None else make_model(method, train_set.num_classes, seed)
+    fit_options = {"lr": method.lr, **fit_options, **((prepare(model) if prepare else None) or {})}
     if method.probe:
-        linear_probe(model, train_set)
+        history = linear_probe(model, train_set) and None
+    elif train is not None:
+        history = train(model)
     else:
-        fit(model, train_set, steps, lr=method.lr, batch_size=batch_size, seed=seed)
-    return model, time.perf_counter() - start
+        history = fit(model, train_set, steps, seed=seed, **fit_options)
+    return Trained(model, history, time.perf_counter() - start)
 
 
 def transfer_run(method: str, target: str, n: int, seed: int, steps: int = 100) -> dict:
     """Train ``method`` on ``n`` labels per class of ``target`` (split ``seed``) and score it on the test set."""
-    model, seconds = train_method(method, data.few_shot(target, n, seed), seed, steps)
-    return {"accuracy": evaluate(model, data.test_set(target)).accuracy, "seconds": seconds,
-            "trainable": count_parameters(model, trainable_only=True)}
+    trained = run(method, data.few_shot(target, n, seed), seed, steps)
+    return {"accuracy": evaluate(trained.model, data.test_set(target)).accuracy, "seconds": trained.seconds,
+            "trainable": count_parameters(trained.model, trainable_only=True)}
 
 
 class Results(list):
