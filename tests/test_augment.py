@@ -5,11 +5,11 @@ import math
 import matplotlib
 import pytest
 import torch
-from ftlib.plots import plot_confusion
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from ftlib import augment
+from ftlib.lessons.plots import plot_confusion
 
 matplotlib.use("Agg")
 
