@@ -1,0 +1,100 @@
+"""Lesson 06's drivers: fine-tune long on noisily labelled digits, then replay stopping rules on the recorded curves."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+
+from .. import data
+from ..train import MONITORS, EarlyStopping, History, stopping_point
+from . import plots
+from .experiments import Results, Trained, run
+
+METHOD = "fine-tune"  # the pretrained GlyphNet with a new head, lr 1e-3
+BATCH_SIZE = 32
+SCHEDULE = "constant"
+ORACLE = "oracle (peeks at test)"
+
+
+def noisy_split(n_labelled: int, noise: float, val_fraction: float,
+                seed: int) -> tuple[data.ImageSet, data.ImageSet, data.ImageSet]:
+    """``n_labelled`` digits per class with a share ``noise`` of wrong labels: (all of them, training, validation)."""
+    labelled = data.flip_labels(data.few_shot("mnist", n_labelled, seed), noise, seed)
+    return labelled, *data.split_validation(labelled, val_fraction, seed)
+
+
+def long_run(seed: int, n_labelled: int, noise: float, val_fraction: float, steps: int, eval_every: int,
+             watch_test: bool = True, early_stopping: EarlyStopping | None = None) -> Trained:
+    """Fine-tune on a noisy split at a constant rate, evaluating every ``eval_every`` steps.
+
+    The history records the validation scores and, with ``watch_test``, the clean test accuracy at every evaluation
+    (recorded, never used to choose).
+    """
+    _, train_set, val_set = noisy_split(n_labelled, noise, val_fraction, seed)
+    test = data.test_set("mnist") if watch_test else None
+    return run(METHOD, train_set, seed, steps, batch_size=BATCH_SIZE, schedule=SCHEDULE, val_data=val_set,
+               eval_data=test, eval_every=eval_every, early_stopping=early_stopping)
+
+
+def early_stop(history: History, patience: int, min_delta: float, monitor: str = "val_loss") -> dict:
+    """The rule replayed on a recorded curve: steps trained, test accuracy of the restored step, and that step."""
+    best, stop = stopping_point(getattr(history, monitor), patience, min_delta, MONITORS[monitor])
+    stop_step = history.eval_step[stop] if stop is not None else len(history.step)
+    return {"steps": stop_step, "accuracy": history.eval_accuracy[best], "best_step": history.eval_step[best]}
+
+
+def policies(histories: list[History], patience: int, min_delta: float) -> Results:
+    """Per seed: training to the end, early stopping on the validation loss, and the oracle that peeks at test."""
+    records = []
+    for seed, history in enumerate(histories):
+        oracle = max(range(len(history.eval_step)), key=lambda i: history.eval_accuracy[i])
+        records += [
+            {"policy": "train to the end", "seed": seed, "steps": len(history.step),
+             "accuracy": history.eval_accuracy[-1]},
+            {"policy": "early stopping", "seed": seed, **early_stop(history, patience, min_delta)},
+            {"policy": ORACLE, "seed": seed, "steps": history.eval_step[oracle],
+             "accuracy": history.eval_accuracy[oracle]},
+        ]
+    return Results(records)
+
+
+def tradeoff(histories: list[History], patiences: list[int]) -> Results:
+    """Every patience on every seed's curve, watching each score in ``MONITORS`` (min_delta 0)."""
+    return Results({"patience": p, "seed": s, "on": m, **early_stop(h, p, 0.0, m)}
+                   for m in MONITORS for p in patiences for s, h in enumerate(histories))
+
+
+def plot_curves(history: History, marks: dict[str, tuple[int, str]] | None = None, title: str = "") -> None:
+    """Training and validation loss (left), clean test accuracy (right), vertical ``marks`` (label: step, colour)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    plots.plot_history({"training loss (running mean)": history}, ax=left)
+    left.plot(history.eval_step, history.val_loss, "o-", ms=3, label="validation loss (noisy labels)")
+    right.plot(history.eval_step, [100 * a for a in history.eval_accuracy], "o-", ms=3, color="C2")
+    for label, (step, color) in (marks or {}).items():
+        for ax in (left, right):
+            ax.axvline(step, color=color, ls="--", lw=1, label=label)
+    left.set_ylabel("loss")
+    left.legend(fontsize=8)
+    right.set(xlabel="step", ylabel="test accuracy (%)", title="test accuracy (clean labels)")
+    right.grid(alpha=0.3)
+    if marks:
+        right.legend(fontsize=8)
+    fig.suptitle(title)
+    plt.show()
+
+
+def plot_tradeoff(results: Results, compared: Results, patiences: list[int]) -> None:
+    """Test accuracy against steps trained for each patience and watched score, beside the end and the oracle."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for monitor in MONITORS:
+        xs = [results.mean("steps", patience=p, on=monitor) for p in patiences]
+        ys = [100 * results.mean(patience=p, on=monitor) for p in patiences]
+        ax.plot(xs, ys, "o-", label=f"early stopping on {monitor}")
+        for p, x, y in zip(patiences, xs, ys):
+            ax.annotate(str(p), (x, y), textcoords="offset points", xytext=(3, 4), fontsize=8)
+    for policy, color, style in (("train to the end", "C3", "--"), (ORACLE, "C2", ":")):
+        ax.axhline(100 * compared.mean(policy=policy), color=color, ls=style, label=policy)
+    ax.set(xlabel="steps trained (mean over seeds)", ylabel="test accuracy (%)",
+           title="The price of patience (numbers: patience in evaluations)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    plt.show()
