@@ -210,3 +210,23 @@ def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
         for name, tensor in state.items():
             expected[name].copy_(tensor)
     return model
+
+
+@torch.no_grad()
+def multiply_adds(model: nn.Module, images: torch.Tensor) -> tuple[int, int]:
+    """Multiply-adds per image in ``model``'s adapted layers: ``(base, extra)``, the frozen weights' and the adapters'.
+
+    One forward pass over ``images`` records, with hooks, how many output positions each adapted layer computes
+    (1 for a linear layer on a vector). ``extra`` is what an unmerged model pays on top of a merged one.
+    """
+    positions = {}
+    hooks = [m.register_forward_hook(lambda m, i, out: positions.__setitem__(m, out[0, 0].numel()))
+             for m in lora_layers(model)]
+    try:
+        model(images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    base = sum(n * m.base.weight.numel() for m, n in positions.items())
+    extra = sum(n * (m.lora_A.numel() + m.lora_B.numel()) for m, n in positions.items())
+    return base, extra

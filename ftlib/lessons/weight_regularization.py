@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import matplotlib.pyplot as plt
 from torch import nn
 
 from .. import data
@@ -11,7 +12,8 @@ from ..data import ImageSet
 from ..models import load_pretrained
 from ..regularize import L2SP, L2Penalty, drift, retention, starting_point
 from ..train import evaluate
-from .experiments import run
+from . import plots
+from .experiments import Results, run
 
 PENALTIES = ("none", "l2", "l2sp")
 HEAD_DECAY = 1e-3  # beta: the new head is pulled towards zero with this strength in both penalties
@@ -47,3 +49,20 @@ def regularized_run(penalty: str, alpha: float, lr: float, seed: int, n: int = 5
     head, letters = _source()
     return {"accuracy": evaluate(model, data.test_set(target)).accuracy, "drift": drift(model, start),
             "retention": retention(model, head, letters)}
+
+
+def show_strength(sweep: Results, alpha: float) -> None:
+    """Drift, digit accuracy and letters kept at strength ``alpha`` for L2 and L2-SP, beside no penalty, with bars."""
+    print(f"alpha = {alpha}: mean over {len(sweep.unique('seed'))} seeds")
+    for penalty in ["l2", "l2sp"]:
+        runs = sweep.where(penalty=penalty, alpha=alpha)
+        print(f"  {penalty:<5} drift {runs.mean('drift'):.1f}  digits {runs.mean('accuracy'):.1%}  "
+              f"letters kept {runs.mean('retention'):.1%}")
+    free = sweep.where(penalty="none")
+    print(f"  none  drift {free.mean('drift'):.1f}  digits {free.mean('accuracy'):.1%}  "
+          f"letters kept {free.mean('retention'):.1%}")
+    chosen = Results(r for r in sweep if r["alpha"] in (alpha, 0.0))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    for ax, metric, title in [(axes[0], "accuracy", "digit test accuracy"), (axes[1], "retention", "letters kept")]:
+        plots.plot_bars(chosen, x="penalty", y=metric, ax=ax, title=f"{title}, alpha = {alpha}")
+    plt.show()
