@@ -23,6 +23,9 @@ from torchvision.transforms import v2
 
 from .train import Augment
 
+__all__ = ["BILINEAR", "affine_matrices", "affine_ranges", "catalogue", "compose", "images_per_second", "per_image",
+           "pipeline", "random_affine", "random_flip", "standard"]
+
 BILINEAR = v2.InterpolationMode.BILINEAR  # smoother than v2's default (nearest) on 28x28 images
 
 

@@ -22,6 +22,9 @@ from .course import lessons, run_notebook
 from .lessons.experiments import get_method, make_model
 from .train import fit, seed_everything
 
+__all__ = ["FIT_SETTINGS", "GENERATED", "IMPORTS", "data_throughput", "fit_overhead", "format_report",
+           "import_seconds", "lesson_seconds", "plain_loop", "run_benchmark"]
+
 FIT_SETTINGS = {"target": "mnist", "n": 20, "steps": 100, "lr": 1e-3, "batch_size": 64}
 GENERATED = ("letters", "font_digits", "greek", "shapes", "textures")
 IMPORTS = {"import ftlib": "import ftlib",

@@ -133,7 +133,8 @@ def _cached_npz(name: str, build) -> dict[str, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------------------------- rendering
-def _font_path(font: str) -> str:
+def font_path(font: str) -> str:
+    """The file of one of matplotlib's bundled TrueType fonts (offline: they ship with matplotlib)."""
     import matplotlib
 
     return str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / f"{font}.ttf")
@@ -145,10 +146,10 @@ def _render_glyphs(chars: tuple[str, ...], fonts: tuple[str, ...]) -> np.ndarray
 
     out = np.zeros((len(chars), len(fonts), 3, BASE_SIZE, BASE_SIZE), dtype=np.uint8)
     for f, font in enumerate(fonts):
-        face = ImageFont.truetype(_font_path(font), 100)
+        face = ImageFont.truetype(font_path(font), 100)
         left, top, right, bottom = face.getbbox("H")
         scale = 34 / (bottom - top)  # the capital height becomes 34 px: lowercase stays smaller than capitals
-        face = ImageFont.truetype(_font_path(font), max(8, round(100 * scale)))
+        face = ImageFont.truetype(font_path(font), max(8, round(100 * scale)))
         for c, char in enumerate(chars):
             for stroke in range(3):
                 canvas = Image.new("L", (2 * BASE_SIZE, 2 * BASE_SIZE), 0)
@@ -278,7 +279,7 @@ def degrade(bases: torch.Tensor, generator: torch.Generator, variation: Variatio
     return images.clamp_(0, 1)
 
 
-def _variants(count: int, strokes: tuple[int, ...], n: int, g: torch.Generator) -> torch.Tensor:
+def stroke_variants(count: int, strokes: tuple[int, ...], n: int, g: torch.Generator) -> torch.Tensor:
     """Random (font, stroke) variant indices into ``count`` renders per class (fonts x 3 strokes), ``n`` of them."""
     if strokes == (0, 1, 2):  # every variant: one draw each (the stream the shipped data was made with)
         return torch.randint(count, (n,), generator=g)
@@ -364,7 +365,7 @@ def generate(target: str, labels: torch.Tensor | list[int], seed: int) -> ImageS
                  "upright_digits": lambda: glyph_bases("digits"), "greek": lambda: glyph_bases("greek"),
                  "shapes": shape_bases}[target]()
         variation = NARROW if target == "upright_digits" else FULL
-        variant = _variants(bases.shape[1], variation.strokes, len(labels), g)
+        variant = stroke_variants(bases.shape[1], variation.strokes, len(labels), g)
         images = degrade(bases[labels, variant], g, variation)
     return ImageSet(images, labels, _classes(target), target)
 
@@ -450,7 +451,7 @@ def letter_batches(batch_size: int, seed: int, variation: Variation = FULL):
     bases = glyph_bases("letters")
     while True:
         labels = torch.randint(len(LETTERS), (batch_size,), generator=g)
-        variant = _variants(bases.shape[1], variation.strokes, batch_size, g)
+        variant = stroke_variants(bases.shape[1], variation.strokes, batch_size, g)
         yield degrade(bases[labels, variant], g, variation), labels
 
 

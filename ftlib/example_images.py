@@ -23,8 +23,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from .data import LATIN_FONTS, _font_path
+from .data import LATIN_FONTS, font_path
 from .paths import DATA_DIR
+
+__all__ = ["CLASSES", "EXAMPLE_DIR", "FONTS", "FORMATS", "NOISE", "PER_CLASS", "SEED", "SYMBOLS", "THICKENED",
+           "draw_image", "generate", "glyph_mask", "main"]
 
 EXAMPLE_DIR = DATA_DIR / "example_images"
 SYMBOLS = {"ampersand": "&", "at": "@", "dollar": "$", "euro": "€", "hash": "#", "percent": "%", "pound": "£",
@@ -45,11 +48,11 @@ def _colour(rng: np.random.Generator, lightness: float) -> tuple[int, int, int]:
     return tuple(int(255 * min(max(v, 0.0), 1.0)) for v in base)
 
 
-def _glyph_mask(char: str, size: tuple[int, int], rng: np.random.Generator) -> Image.Image:
+def glyph_mask(char: str, size: tuple[int, int], rng: np.random.Generator) -> Image.Image:
     """An 8-bit mask of ``char`` in a random font, size, stroke, position and small turn on a ``size`` canvas."""
     width, height = size
     side = min(width, height)
-    font = ImageFont.truetype(_font_path(FONTS[int(rng.integers(len(FONTS)))]), round(side * rng.uniform(0.55, 0.85)))
+    font = ImageFont.truetype(font_path(FONTS[int(rng.integers(len(FONTS)))]), round(side * rng.uniform(0.55, 0.85)))
     stroke = int(rng.integers(1, 3)) if rng.random() < THICKENED else 0
     mask = Image.new("L", size, 0)
     draw = ImageDraw.Draw(mask)
@@ -87,7 +90,7 @@ def draw_image(name: str, rng: np.random.Generator) -> Image.Image:
         else:
             draw.ellipse([x0, y0, x0 + (x1 - x0) / 3, y0 + (y1 - y0) / 3], outline=fill)
     ink = Image.new("RGB", image.size, _colour(rng, ink_light))
-    image = Image.composite(ink, image, _glyph_mask(SYMBOLS[name], image.size, rng))
+    image = Image.composite(ink, image, glyph_mask(SYMBOLS[name], image.size, rng))
     image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.2)))  # out of focus, and sensor noise
     noise = rng.normal(0, rng.uniform(0, NOISE), (height, width, 1))
     return Image.fromarray(np.clip(np.asarray(image) + noise, 0, 255).astype(np.uint8), "RGB")

@@ -10,6 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+__all__ = ["block_names", "changed", "count_parameters", "freeze", "freeze_backbone", "param_groups", "snapshot",
+           "unfreeze"]
+
 _BN_HOOKS = "_ftlib_bn_hooks"
 
 

@@ -27,6 +27,9 @@ from torch import nn
 from .freeze import freeze_backbone
 from .models import BLOCKS, replace_head
 
+__all__ = ["LoRAConv2d", "LoRALayer", "LoRALinear", "adapter_state", "add_lora", "add_lora_layers",
+           "add_lora_to_linears", "load_adapter", "lora_layers", "merge", "multiply_adds", "save_adapter", "unmerge"]
+
 _META_KEY = "ftlib_lora"
 
 

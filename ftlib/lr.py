@@ -18,6 +18,8 @@ from torch import nn
 from .data import ImageSet
 from .train import check_positive, get_device, make_optimizer, shuffled_batches
 
+__all__ = ["RangeTest", "range_test"]
+
 
 @dataclass
 class RangeTest:

@@ -12,6 +12,9 @@ from torch import nn
 from . import checkpoint
 from .paths import DATA_DIR
 
+__all__ = ["BLOCKS", "CHANNELS", "FEATURE_DIM", "GlyphNet", "PRETRAINED", "conv_block", "load_pretrained",
+           "loaded_checkpoint", "pooled_features", "pretrained_start", "replace_head"]
+
 BLOCKS = ("block1", "block2", "block3", "block4")
 CHANNELS = (16, 32, 64, 128)
 FEATURE_DIM = CHANNELS[-1]

@@ -13,6 +13,8 @@ import ipywidgets as widgets
 from . import backbones, recipe
 from .folder import load_folder
 
+__all__ = ["check", "picker"]
+
 
 def check(folder: str | Path, backbone: str) -> None:
     """Print what the recipe would use: the folder's classes, counts and skipped files, and the backbone's state."""

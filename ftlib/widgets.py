@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 
 import ipywidgets as widgets
 
+__all__ = ["slider"]
+
 
 def slider(show: Callable, name: str, values: Sequence, value, description: str) -> widgets.interactive:
     """An ``interact`` slider that calls ``show(**{name: v})`` for each chosen value ``v`` of ``values``.

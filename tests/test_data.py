@@ -141,7 +141,7 @@ def test_upright_digits_are_thin_and_at_full_contrast_unlike_font_digits():
 
 def test_narrow_variation_draws_only_its_strokes_and_no_rotation():
     g = torch.Generator().manual_seed(0)
-    variants = data._variants(63, (0,), 500, g)
+    variants = data.stroke_variants(63, (0,), 500, g)
     assert torch.all(variants % 3 == 0) and variants.max() < 63
     base = torch.zeros(1, data.BASE_SIZE, data.BASE_SIZE)
     base[0, 8:56, 30:34] = 1  # a vertical bar: upright it stays vertical, rotated it leans

@@ -39,18 +39,18 @@ def test_the_example_generator_is_seeded(tmp_path):
 def test_every_example_symbol_exists_in_every_font_it_is_drawn_in():
     from fontTools.ttLib import TTFont
 
-    from ftlib.data import _font_path
+    from ftlib.data import font_path
 
     assert len(example_images.FONTS) >= 8 and sorted(example_images.CLASSES) == list(example_images.CLASSES)
     for font in example_images.FONTS:
-        cmap = TTFont(_font_path(font)).getBestCmap()
+        cmap = TTFont(font_path(font)).getBestCmap()
         missing = [c for c in example_images.SYMBOLS.values() if ord(c) not in cmap]
         assert not missing, f"{font} lacks {missing}"
 
 
 def test_example_symbols_differ_and_an_unknown_one_is_an_error():
     rng = np.random.default_rng(0)
-    masks = {name: np.asarray(example_images._glyph_mask(char, (60, 60), np.random.default_rng(1)), dtype=float)
+    masks = {name: np.asarray(example_images.glyph_mask(char, (60, 60), np.random.default_rng(1)), dtype=float)
              for name, char in example_images.SYMBOLS.items()}
     assert all(m.max() == 255 and (m > 0).mean() < 0.5 for m in masks.values())
     names = list(masks)

@@ -14,6 +14,9 @@ from ..train import evaluate
 from . import plots
 from .experiments import Results, get_method, make_model, run
 
+__all__ = ["METHOD", "lora_run", "merge_round_trip", "plot_accuracy_vs_parameters", "print_costs", "show_rank",
+           "switch_adapters", "train_lora"]
+
 METHOD = "fine-tune"  # the pretrained GlyphNet with a new head; LoRA then freezes its backbone
 
 

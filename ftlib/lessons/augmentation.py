@@ -10,6 +10,8 @@ from ..train import confusion_matrix
 from . import plots
 from .experiments import run
 
+__all__ = ["augmented_run", "on_six_nine", "preview", "swapped"]
+
 
 def preview(digits: torch.Tensor, strength: float) -> None:
     """Show ``digits`` under each augmentation of the catalogue and the v2 pipeline, at ``strength``."""

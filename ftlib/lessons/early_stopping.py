@@ -9,6 +9,9 @@ from ..train import MONITORS, EarlyStopping, History, stopping_point
 from . import plots
 from .experiments import Results, Trained, run
 
+__all__ = ["BATCH_SIZE", "METHOD", "ORACLE", "SCHEDULE", "early_stop", "long_run", "noisy_split", "plot_curves",
+           "plot_tradeoff", "policies", "tradeoff"]
+
 METHOD = "fine-tune"  # the pretrained GlyphNet with a new head, lr 1e-3
 BATCH_SIZE = 32
 SCHEDULE = "constant"

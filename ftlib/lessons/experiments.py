@@ -21,6 +21,9 @@ from ..freeze import count_parameters
 from ..models import GlyphNet, pretrained_start
 from ..train import History, evaluate, fit, linear_probe, seed_everything
 
+__all__ = ["METHODS", "Method", "Results", "Trained", "gain_over_scratch", "get_method", "make_model", "run",
+           "run_grid", "transfer_run"]
+
 
 @dataclass(frozen=True)
 class Method:

@@ -9,6 +9,8 @@ from ..train import evaluate
 from ..unfreezing import stage_plan, train_in_stages
 from .experiments import run
 
+__all__ = ["frozen_head_run", "staged_run"]
+
 
 def staged_run(recipe_name: str, target: str, n: int, seed: int, steps: int = 100, lr: float = 3e-3, k: int = 0,
                batch_size: int = 64) -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from .. import data
 from .experiments import run
 
+__all__ = ["rate_run"]
+
 
 def rate_run(lr: float | dict[str, float], seed: int, *, n: int, steps: int, method: str = "fine-tune",
              schedule: str = "onecycle", label: str = "") -> dict:

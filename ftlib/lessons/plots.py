@@ -9,6 +9,8 @@ from ..data import ImageSet
 from ..train import History
 from .experiments import Results
 
+__all__ = ["plot_bars", "plot_confusion", "plot_history", "plot_results", "show_images"]
+
 
 def show_images(images: ImageSet | torch.Tensor, count: int = 16, columns: int = 8, title: str = "",
                 labels: list[str] | None = None) -> plt.Figure:

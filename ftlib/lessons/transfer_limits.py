@@ -13,6 +13,8 @@ from ..train import evaluate
 from ..transfer import subset, truncate
 from .experiments import get_method, run
 
+__all__ = ["REINIT_LR", "REMEDIES", "SHIFTED_TEST", "flaw_run", "probe_run"]
+
 REINIT_LR = 3e-3  # rate for re-initialised blocks, which must learn from nothing
 REMEDIES = {  # remedy -> (fine-tuning target, augment?, blocks re-initialised)
     "none": ("upright_digits", False, ()),

@@ -15,6 +15,8 @@ from ..train import evaluate
 from . import plots
 from .experiments import Results, run
 
+__all__ = ["HEAD_DECAY", "PENALTIES", "regularized_run", "show_strength"]
+
 PENALTIES = ("none", "l2", "l2sp")
 HEAD_DECAY = 1e-3  # beta: the new head is pulled towards zero with this strength in both penalties
 
