@@ -125,6 +125,15 @@ def _first_line(error: BaseException) -> str:
     return text.split("weights_only")[0].rstrip(" .,(") if "weights_only" in text else text
 
 
+def check_weights(name: str, pretrained: bool, weights: str | Path | None) -> None:
+    """A ``ValueError`` for an unknown backbone, or a weights file where none is read (GlyphNet, or from scratch)."""
+    spec(name)
+    if weights is not None and (name != "resnet18" or not pretrained):
+        raise ValueError(f"weights={str(weights)!r} has no meaning for {name} "
+                         f"{'pretrained' if pretrained else 'from scratch'}: only pretrained resnet18 reads a "
+                         "weights file; leave it out")
+
+
 def build(name: str, num_classes: int, seed: int | None, pretrained: bool = True,
           weights: str | Path | None = None) -> nn.Module:
     """Backbone ``name`` with a fresh head for ``num_classes`` classes: pretrained weights, or random ones.
@@ -135,11 +144,7 @@ def build(name: str, num_classes: int, seed: int | None, pretrained: bool = True
     """
     from .train import seed_rngs
 
-    spec(name)
-    if weights is not None and (name != "resnet18" or not pretrained):
-        raise ValueError(f"weights={str(weights)!r} has no meaning for {name} "
-                         f"{'pretrained' if pretrained else 'from scratch'}: only pretrained resnet18 reads a "
-                         "weights file; leave it out")
+    check_weights(name, pretrained, weights)
     if name == "glyphnet":
         model = load_pretrained() if pretrained else None
         if seed is not None:

@@ -23,8 +23,21 @@ from . import augment, backbones, distributed, export
 from .data import ImageSet
 from .folder import FolderReport, load_folder, split
 from .lr import RangeTest, range_test
-from .train import (EarlyStopping, History, NonFiniteLoss, SettingError, check_positive, check_seed,
-                    confusion_matrix, evaluate, fit, get_device, linear_probe, pin_threads, thread_count)
+from .train import (
+    EarlyStopping,
+    History,
+    NonFiniteLoss,
+    SettingError,
+    check_positive,
+    check_seed,
+    confusion_matrix,
+    evaluate,
+    fit,
+    get_device,
+    linear_probe,
+    pin_threads,
+    thread_count,
+)
 
 FALLBACK_LR = 3e-3  # used when the range test cannot suggest a rate (its loss fell for fewer than 2 steps)
 SCHEDULE = "cosine"  # falls from the start: early stopping never cuts a warm-up short
@@ -116,16 +129,12 @@ def export_target(out: str | Path) -> Path:
 def check_settings(backbone: str, pretrained: bool, weights: str | Path | None, seed: int,
                    backbone_factor: float) -> None:
     """The recipe's own settings, checked before any image is read: a ``ValueError`` that names the bad one."""
-    backbones.spec(backbone)
+    backbones.check_weights(backbone, pretrained, weights)
     check_seed(seed)
     check_positive("backbone_factor", backbone_factor)
     if backbone_factor > MAX_BACKBONE_FACTOR:
         raise SettingError(f"backbone_factor={backbone_factor!r} is not allowed: choose a number in "
                            f"(0, {MAX_BACKBONE_FACTOR:g}] (0.3 by default, towards 1 for very different data)")
-    if weights is not None and (backbone != "resnet18" or not pretrained):
-        raise SettingError(f"weights={str(weights)!r} has no meaning for {backbone} "
-                           f"{'pretrained' if pretrained else 'from scratch'}: only pretrained resnet18 reads a "
-                           "weights file; leave it out")
 
 
 def finetune(folder: str | Path, backbone: str = "glyphnet", *, pretrained: bool = True,

@@ -378,7 +378,7 @@ def test_weights_where_they_have_no_meaning_is_an_error(args, tiny, tmp_path, ca
     _one_line_error(capsys, "--weights 'nowhere.pth' has no meaning")
 
 
-# ----------------------------------------------------------------------------------------------- row 13: devices, threads
+# ------------------------------------------------------------------------------------- row 13: devices, threads
 @pytest.mark.parametrize("args, env, needle", [
     (["--device", "bogus"], {}, "--device 'bogus' is not allowed"),
     ([], {"FTLIB_DEVICE": "bogus"}, "FTLIB_DEVICE='bogus' is not allowed"),
