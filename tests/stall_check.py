@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ftlib import course  # noqa: E402
 
 WIDGET_CALLS = ("slider(", "interact(", "picker(", "text_box(")
+LESSON_TIMEOUT = 900  # seconds for each cell of the lesson's own run, before the widget cells are repeated
 
 
 def widget_cells(nb) -> list[int]:
@@ -47,27 +48,30 @@ def check_lesson(path: Path, repeats: int, limit: float, seeds: int | None, live
         [params] = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
         nb.cells.insert(params + 1, nbformat.v4.new_code_cell(f"seeds = {seeds}"))
     cells = widget_cells(nb)
-    client = NotebookClient(nb, timeout=max(limit, course.CELL_TIMEOUT), kernel_name="python3",
+    # the lesson itself gets a generous timeout (a loaded machine can be several times slower); the widget
+    # cells get ``limit``
+    client = NotebookClient(nb, timeout=max(limit, LESSON_TIMEOUT), kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
-    times, stalls, failed = [], [], ""
+    times, stalls, failed, current = [], [], "", 0
     start = time.perf_counter()
     with nullcontext() if live else course.headless_kernels(), client.setup_kernel():
         try:
-            for i, cell in enumerate(nb.cells):
+            for current, cell in enumerate(nb.cells):
                 if cell.cell_type == "code":
-                    client.execute_cell(cell, i)
+                    client.execute_cell(cell, current)
             client.timeout = limit
             for round_ in range(repeats):
-                for i in cells:
+                for current in cells:
                     try:
-                        seconds = _timed(client, nb, i)
+                        seconds = _timed(client, nb, current)
                     except CellTimeoutError:
                         seconds = float("inf")
                     times.append(seconds)
                     if seconds > limit:
-                        stalls.append((round_, i))
+                        stalls.append((round_, current))
         except Exception as error:  # a lesson that fails is reported, the others still run
-            failed = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            failed = f"cell {current}: {type(error).__name__}: {first}"
     return {"lesson": path.name, "cells": cells, "replies": len(times), "stalls": stalls, "failed": failed,
             "max": max(times, default=0.0), "mean": statistics.fmean(times) if times else 0.0,
             "seconds": time.perf_counter() - start}
