@@ -78,7 +78,7 @@ def check_value(name: str, value, default, notebook: str = "the notebook") -> No
     if default is not None and kind(value) != kind(default):
         raise ValueError(f"-p {name} {value!r} is not allowed: {notebook} declares {name} = {default!r}, "
                          f"so give a {kind(default)}")
-    if kind(value) == "number" and not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"-p {name} {value!r} is not allowed: give a finite number")
     if name in COUNTS and not (isinstance(value, int) and value >= 1):
         raise ValueError(f"-p {name} {value!r} is not allowed: {name} counts something, give a positive integer")
