@@ -11,11 +11,14 @@ from pathlib import Path
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .course import parse_value, run_course
+    from .course import CELL_TIMEOUT, parse_value, run_course
 
     parameters = {name: parse_value(value) for name, value in args.parameter}
+    timeout = CELL_TIMEOUT if args.timeout is None else args.timeout
     try:
-        runs = run_course(args.notebooks or None, args.out, parameters, kernel=args.kernel)
+        if timeout < 1:
+            raise ValueError(f"--timeout {timeout} is not allowed: give the seconds a cell may run (e.g. 180)")
+        runs = run_course(args.notebooks or None, args.out, parameters, kernel=args.kernel, timeout=timeout)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -39,27 +42,56 @@ def _builder(model: str, variant: str):
     return build, glyph.checkpoint_path(variant), glyph.RECIPE
 
 
+def _pretrain_settings(args: argparse.Namespace, recipe: dict) -> dict:
+    """``steps``, ``seed`` and ``threads`` from the flags, else the recipe's; a ``ValueError`` naming a bad flag."""
+    from .train import check_seed
+
+    settings = {name: recipe[name] if getattr(args, name) is None else getattr(args, name)
+                for name in ("steps", "seed", "threads")}
+    for name in ("steps", "threads"):
+        if settings[name] < 1:
+            raise ValueError(f"--{name} {settings[name]} is not allowed: choose a positive integer "
+                             f"(the recipe's is {recipe[name]})")
+    check_seed(settings["seed"], "--seed")
+    return settings
+
+
+def _pretrain_target(args: argparse.Namespace, shipped: Path, settings: dict, recipe: dict) -> Path:
+    """Where to write: ``--out``, else the shipped file, but only for the recipe's own settings (the documented
+    bit-identical rebuild) or with ``--overwrite-shipped``; anything else would replace the course's model."""
+    target = Path(args.out) if args.out else shipped
+    if target.exists() and not target.is_file():
+        raise ValueError(f"--out {target} is not a file path (it is a folder or a special file)")
+    ships = target.resolve() == shipped.resolve()
+    own_recipe = all(settings[name] == recipe[name] for name in settings)
+    if ships and not own_recipe and not args.overwrite_shipped:
+        changed = ", ".join(f"--{name} {settings[name]}" for name in settings if settings[name] != recipe[name])
+        raise ValueError(f"{changed} would overwrite the shipped {shipped} with a model that differs from the "
+                         "course's; give --out PATH for a copy of your own (or --overwrite-shipped if you mean it)")
+    return target
+
+
 def _pretrain(args: argparse.Namespace) -> int:
     from .checkpoint import file_digest
 
     try:
         build, shipped, recipe = _builder(args.model, args.variant)
+        settings = _pretrain_settings(args, recipe)
+        target = None if args.check else _pretrain_target(args, shipped, settings, recipe)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    target = Path(args.out) if args.out else shipped
-    if args.check:
-        target = Path(tempfile.mkdtemp()) / shipped.name
-    settings = {name: recipe[name] if getattr(args, name) is None else getattr(args, name)
-                for name in ("steps", "seed", "threads")}
-    metadata = build(target, **settings)
-    score = (f"test accuracy {metadata['test_accuracy']:.2%} on {metadata['test_set']}" if "test_accuracy" in metadata
-             else f"{metadata['val_bpc']:.3f} bits per character on {metadata['val_text']}")
-    print(f"saved {target}: {score}")
-    if args.check:
-        same = file_digest(target) == file_digest(shipped)
-        print(f"bit-identical to {shipped}: {'yes' if same else 'NO'}")
-        return 0 if same else 1
+    with tempfile.TemporaryDirectory(prefix="ftlib-check-") as scratch:
+        target = target or Path(scratch) / shipped.name  # --check: rebuild beside, compare, remove
+        metadata = build(target, **settings)
+        score = (f"test accuracy {metadata['test_accuracy']:.2%} on {metadata['test_set']}"
+                 if "test_accuracy" in metadata else
+                 f"{metadata['val_bpc']:.3f} bits per character on {metadata['val_text']}")
+        print(f"saved {target}: {score}")
+        if args.check:
+            same = file_digest(target) == file_digest(shipped)
+            print(f"bit-identical to {shipped}: {'yes' if same else 'NO'}")
+            return 0 if same else 1
     return 0
 
 
@@ -106,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="a notebook parameter, e.g. -p seeds 2 (passed to each notebook that declares it)")
     run.add_argument("--out", default="runs", help="folder for the executed notebooks (default: runs/)")
     run.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
+    run.add_argument("--timeout", type=int,
+                     help="seconds a cell may run before the lesson fails, naming the cell (default: 180)")
     run.set_defaults(func=_run)
 
     pre = commands.add_parser("pretrain", help="rebuild a shipped checkpoint in data/ (bit-identical)")
@@ -115,7 +149,10 @@ def main(argv: list[str] | None = None) -> int:
                      help="glyphnet only: full (data/glyphnet_letters.*, default) or narrow (data/glyphnet_narrow.*, "
                           "lesson 07's flawed model)")
     pre.add_argument("--check", action="store_true", help="rebuild into a temporary folder and compare bytes")
-    pre.add_argument("--out", help="where to write the checkpoint (default: the shipped file)")
+    pre.add_argument("--out", help="where to write the checkpoint (default: the shipped file, for the recipe's "
+                                   "own settings only)")
+    pre.add_argument("--overwrite-shipped", action="store_true",
+                     help="allow other --steps/--seed/--threads to replace the shipped file (the lessons use it)")
     pre.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
     pre.add_argument("--seed", type=int, help="seed (default: the recipe's, 0)")
     pre.add_argument("--threads", type=int, help="torch threads (default: the recipe's, 2; bit-identity needs it)")

@@ -83,17 +83,55 @@ def _resnet18(weights: str | Path | None, pretrained: bool) -> torchvision.model
     resnet = torchvision.models.resnet18(weights=None)
     if pretrained:
         path = resnet18_weights(weights)
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(path)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_state_dict(path)
         try:
             resnet.load_state_dict(state)
         except RuntimeError as error:
             raise ValueError(f"{path} does not hold ResNet-18 weights: {error}") from error
     return resnet
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors in a ``.safetensors`` file or a ``.pth`` state dict, read without running any pickled code.
+
+    Anything else (a damaged or text file, a pickle holding code or other objects, a list) is a ``ValueError``
+    that names the file and says what is allowed.
+    """
+    allowed = "a state dict (names -> tensors) saved by torch.save or safetensors"
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(path)
+        except (SafetensorError, OSError, ValueError) as error:
+            raise ValueError(f"{path} is not a readable safetensors file ({_first_line(error)}); "
+                             f"expected {allowed}") from None
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises many kinds here (UnpicklingError, RuntimeError, EOFError, ...)
+            raise ValueError(f"{path} cannot be read safely as weights ({type(error).__name__}: "
+                             f"{_first_line(error)}); expected {allowed}; ftlib never runs pickled code") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not {allowed}")
+    return state
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an error's message, without advice to turn off safe loading."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return text.split("weights_only")[0].rstrip(" .,(") if "weights_only" in text else text
+
+
+def check_weights(name: str, pretrained: bool, weights: str | Path | None) -> None:
+    """A ``ValueError`` for an unknown backbone, or a weights file where none is read (GlyphNet, or from scratch)."""
+    spec(name)
+    if weights is not None and (name != "resnet18" or not pretrained):
+        raise ValueError(f"weights={str(weights)!r} has no meaning for {name} "
+                         f"{'pretrained' if pretrained else 'from scratch'}: only pretrained resnet18 reads a "
+                         "weights file; leave it out")
 
 
 def build(name: str, num_classes: int, seed: int | None, pretrained: bool = True,
@@ -104,17 +142,17 @@ def build(name: str, num_classes: int, seed: int | None, pretrained: bool = True
     state, for a model whose weights are loaded next). Pretrained weights are read before seeding, so the same
     seed gives the same model every time.
     """
-    from .train import seed_everything
+    from .train import seed_rngs
 
-    spec(name)
+    check_weights(name, pretrained, weights)
     if name == "glyphnet":
         model = load_pretrained() if pretrained else None
         if seed is not None:
-            seed_everything(seed)
+            seed_rngs(seed)
         return replace_head(model, num_classes) if pretrained else GlyphNet(num_classes)
     resnet = _resnet18(weights, pretrained)
     if seed is not None:
-        seed_everything(seed)
+        seed_rngs(seed)
     if not pretrained:
         resnet = torchvision.models.resnet18(weights=None)
     return ResNetClassifier(resnet, num_classes)

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -19,9 +19,9 @@ def save_checkpoint(model: nn.Module, path: str | Path, metadata: dict) -> Path:
     weights and metadata always give the same bytes.
     """
     path = Path(path)
+    header = {"ftlib": _dumps(metadata, path)}
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    header = {"ftlib": json.dumps(metadata, sort_keys=True)}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file(state, tmp, metadata=header)
     os.chmod(tmp, 0o644)
@@ -33,29 +33,82 @@ def save_checkpoint(model: nn.Module, path: str | Path, metadata: dict) -> Path:
     return path
 
 
+def _dumps(metadata: dict, path: Path) -> str:
+    """``metadata`` as compact JSON; a ``ValueError`` naming ``path`` if it holds NaN or infinity."""
+    try:
+        return json.dumps(metadata, sort_keys=True, allow_nan=False)
+    except ValueError as error:
+        raise ValueError(f"metadata for {path} holds a non-finite number ({error}); nothing was written") from None
+
+
 def metadata_path(path: str | Path) -> Path:
-    """The JSON metadata file that belongs to a checkpoint."""
+    """The JSON metadata file that belongs to a checkpoint (a readable copy of the safetensors header's)."""
     return Path(path).with_suffix(".json")
 
 
+def _check_file(path: Path) -> None:
+    """A ``FileNotFoundError`` or ``ValueError`` naming ``path`` unless it is a regular file (never opens a FIFO)."""
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist{_how_to_get(path)}")
+    if not path.is_file():
+        raise ValueError(f"checkpoint {path} is not a regular file (a directory, FIFO or device); "
+                         "give the path of a .safetensors file")
+
+
+def _how_to_get(path: Path) -> str:
+    """Advice that fits the file: only the shipped checkpoints are rebuilt by ``python -m ftlib pretrain``."""
+    from .models import DATA_DIR
+
+    shipped = path.resolve().parent == DATA_DIR.resolve()
+    return "; rebuild it with `python -m ftlib pretrain` (see the README)" if shipped else ""
+
+
+def _header(path: Path) -> dict:
+    """The ``"ftlib"`` metadata stored in the safetensors header of ``path`` (the source of truth)."""
+    _check_file(path)
+    try:
+        with safe_open(path, "pt") as handle:
+            header = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ValueError(f"checkpoint {path} is damaged or not a safetensors file ({error}){_how_to_get(path)}") \
+            from None
+    if "ftlib" not in header:
+        raise ValueError(f"checkpoint {path} has no ftlib metadata in its header: it was not written by ftlib")
+    try:
+        return json.loads(header["ftlib"])
+    except ValueError:
+        raise ValueError(f"checkpoint {path} has damaged ftlib metadata in its header") from None
+
+
 def read_metadata(path: str | Path) -> dict:
-    """The metadata saved beside checkpoint ``path``."""
+    """The metadata of checkpoint ``path``, from its safetensors header.
+
+    The ``.json`` file beside it is a readable copy: if it exists it must agree, else a ``ValueError`` names
+    both files (e.g. an edited copy, or a save interrupted between the two files).
+    """
+    path = Path(path)
+    metadata = _header(path)
     meta_path = metadata_path(path)
-    if not meta_path.exists():
-        raise FileNotFoundError(f"no metadata file {meta_path} for checkpoint {path}")
-    return json.loads(meta_path.read_text())
+    if meta_path.exists():
+        try:
+            copy = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+        except (ValueError, UnicodeDecodeError):
+            copy = None
+        if copy != metadata:
+            raise ValueError(f"{meta_path} does not agree with the metadata in {path} (edited, or a save was "
+                             f"interrupted): delete {meta_path.name} to use the model's own, or export again")
+    return metadata
 
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """Load the weights in ``path`` into ``model`` (in place), checking every name and shape first."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist; rebuild it with `python -m ftlib pretrain`")
+    _check_file(path)
     try:
         state = load_file(path)
     except (SafetensorError, OSError, ValueError) as error:
-        raise ValueError(f"checkpoint {path} is damaged or not a safetensors file ({error}); "
-                         "rebuild it with `python -m ftlib pretrain`") from error
+        raise ValueError(f"checkpoint {path} is damaged or not a safetensors file ({error}){_how_to_get(path)}") \
+            from None
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

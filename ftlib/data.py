@@ -21,6 +21,8 @@ import functools
 import gzip
 import math
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,8 +125,8 @@ def _cached_npz(name: str, build) -> dict[str, np.ndarray]:
         try:
             with np.load(path) as stored:
                 return dict(stored)
-        except (OSError, ValueError):
-            pass  # a damaged cache file is rebuilt below
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
+            pass  # a damaged cache file (unreadable, truncated, not a zip) is rebuilt below
     arrays = build()
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
     np.savez_compressed(tmp, **arrays)

@@ -36,16 +36,20 @@ class Context:
 
 
 def init(device: str | None = None) -> Context:
-    """Join the process group that ``torchrun`` set up (nccl on CUDA, else gloo), or stay a single process."""
+    """Join the process group that ``torchrun`` set up (nccl on CUDA, else gloo), or stay a single process.
+
+    ``device`` (else ``$FTLIB_DEVICE``, else the CPU) is checked first: a GPU is used only when asked for.
+    """
+    chosen = get_device(device)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
-        return Context(device=get_device(device))
-    if torch.cuda.is_available() and device in (None, "cuda"):
+        return Context(device=chosen)
+    if chosen.type == "cuda":
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local_rank)
         backend, chosen = "nccl", torch.device("cuda", local_rank)
     else:
-        backend, chosen = "gloo", torch.device(device or "cpu")
+        backend = "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend)
     return Context(dist.get_rank(), dist.get_world_size(), chosen)

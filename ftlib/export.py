@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 
 from . import backbones, checkpoint
-from .folder import read_image
+from .folder import SUFFIXES, UnreadableImage, image_files, read_image
 
 FORMAT = "ftlib-export-1"
 
@@ -46,10 +47,16 @@ class Predictor:
         """Class probabilities (rows sum to 1) for a batch of images converted as the backbone expects."""
         return torch.softmax(self.model(images.cpu()), dim=1)
 
-    def predict(self, paths: list[str | Path]) -> list[Prediction]:
-        """One :class:`Prediction` per image file, converted the way the training images were."""
+    def read(self, path: str | Path) -> torch.Tensor:
+        """One image file converted the way the training images were (an ``UnreadableImage`` if it cannot be)."""
         m = self.metadata
-        images = torch.stack([read_image(p, m["size"], m["channels"], m["bright_ink"]) for p in paths])
+        return read_image(path, m["size"], m["channels"], m["bright_ink"])
+
+    def predict(self, paths: list[str | Path]) -> list[Prediction]:
+        """One :class:`Prediction` per image file; the first file that cannot be read is a ``ValueError``."""
+        if not paths:
+            return []
+        images = torch.stack([self.read(p) for p in paths])
         out = []
         for path, row in zip(paths, self.probabilities(images)):
             best = int(row.argmax())
@@ -57,14 +64,56 @@ class Predictor:
                                   {c: float(v) for c, v in zip(self.classes, row)}))
         return out
 
+    def predict_each(self, paths: list[str | Path]) -> tuple[list[Prediction], list[tuple[str, str]]]:
+        """Predictions for every file that can be read, and ``(path, why not)`` for every one that cannot.
+
+        A folder among ``paths`` stands for its image files (:func:`ftlib.folder.image_files`).
+        """
+        readable, failed = [], []
+        for path in expand(paths):
+            if isinstance(path, tuple):
+                failed.append(path)
+                continue
+            try:
+                readable.append((path, self.read(path)))
+            except UnreadableImage as error:
+                failed.append((str(path), str(error)))
+        if not readable:
+            return [], failed
+        rows = self.probabilities(torch.stack([image for _, image in readable]))
+        out = []
+        for (path, _), row in zip(readable, rows):
+            best = int(row.argmax())
+            out.append(Prediction(str(path), self.classes[best], float(row[best]),
+                                  {c: float(v) for c, v in zip(self.classes, row)}))
+        return out, failed
+
+
+def expand(paths: list[str | Path]) -> list[Path | tuple[str, str]]:
+    """Each path, with a folder replaced by its image files (or by ``(folder, why)`` when it has none)."""
+    out: list[Path | tuple[str, str]] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = image_files(path)
+            out += found or [(str(path), f"{path} is a folder without image files ({', '.join(SUFFIXES)})")]
+        else:
+            out.append(path)
+    return out
+
 
 def load(path: str | Path) -> Predictor:
     """The model exported to ``path`` by :func:`save` (no pretrained weights are needed to load it)."""
     metadata = checkpoint.read_metadata(path)
     if metadata.get("format") != FORMAT:
         raise ValueError(f"{path} is not an ftlib export (format {metadata.get('format')!r}, expected {FORMAT!r})")
-    model = backbones.build(metadata["backbone"], len(metadata["classes"]), seed=None, pretrained=False)
-    return Predictor(checkpoint.load_weights(model, path), metadata)
+    classes = metadata.get("classes")
+    if not (isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) for c in classes)):
+        raise ValueError(f"{path} has no list of class names in its metadata; export it again")
+    model = backbones.build(metadata["backbone"], len(classes), seed=None, pretrained=False)
+    checkpoint.load_weights(model, path)
+    if not all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point()):
+        raise ValueError(f"{path} holds NaN or infinite weights: it cannot predict; train and export it again")
+    return Predictor(model, metadata)
 
 
 def predict(export: str | Path, paths: list[str | Path]) -> list[Prediction]:
@@ -73,11 +122,33 @@ def predict(export: str | Path, paths: list[str | Path]) -> list[Prediction]:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """``python -m ftlib predict EXPORT IMAGE...``: print each file's label and its probability."""
+    """``python -m ftlib predict EXPORT IMAGE_OR_FOLDER...``: print each file's label and its probability.
+
+    A file that cannot be read is reported on stderr and the others are still labelled; the exit status is 2 if
+    the export or any file could not be used, else 0.
+    """
+    from .train import SettingError, pin_threads
+
     parser = argparse.ArgumentParser(prog="python -m ftlib predict", description=cli.__doc__)
     parser.add_argument("export", help="a model written by `python -m ftlib finetune` (model.safetensors)")
-    parser.add_argument("images", nargs="+", help="image files to label")
+    parser.add_argument("images", nargs="+", help="image files, or folders of them, to label")
+    parser.add_argument("--threads", type=int, help="torch threads (default: $FTLIB_THREADS, else every core)")
     args = parser.parse_args(argv)
-    for p in predict(args.export, args.images):
+    try:
+        pin_threads(args.threads, default=None, flag="--threads")
+    except SettingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        predictor = load(args.export)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: cannot use the export: {error}", file=sys.stderr)
+        return 2
+    predictions, failed = predictor.predict_each(args.images)
+    for p in predictions:
         print(f"{p.path}: {p.label} ({p.probability:.1%})")
-    return 0
+    for _path, why in failed:
+        print(f"error: {why}", file=sys.stderr)
+    if failed:
+        print(f"{len(failed)} of {len(failed) + len(predictions)} file(s) could not be labelled", file=sys.stderr)
+    return 2 if failed else 0

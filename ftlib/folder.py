@@ -2,9 +2,12 @@
 
 ``root/<class name>/<any image file>``: PNG, JPEG, BMP, GIF, TIFF or WebP, of any size and colour mode. Every image
 is converted to what the backbone expects (greyscale or RGB, a square of ``size`` pixels: the largest centred
-square is cut out and resized), as floats in [0, 1]. For a backbone pretrained on bright ink on a dark background
+square is cut out and resized), as floats in [0, 1]; 16-bit, 32-bit integer and float images are scaled by their
+own range of values (darkest pixel 0, brightest 1). For a backbone pretrained on bright ink on a dark background
 (GlyphNet), ``bright_ink=True`` inverts every image whose border is brighter than its centre. Files that PIL cannot
-read are skipped with a warning that names them; everything found and skipped is in the :class:`FolderReport`.
+read (or that claim more pixels than PIL decodes safely) are skipped with a warning that names them; hidden
+files and folders (names starting with ``.``) are ignored; everything found and skipped is in the
+:class:`FolderReport`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,28 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .data import ImageSet, split_validation
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # more than 8 bits per pixel: scaled by their range
+
+
+class UnreadableImage(ValueError):
+    """An image file that cannot be used; ``reason`` says why in a few words (for a skip list)."""
+
+    def __init__(self, path: str | Path, reason: str, detail: str = "") -> None:
+        super().__init__(f"{path} {reason}" + (f" ({detail})" if detail else ""))
+        self.reason = reason
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit integer or float greyscale image as an 8-bit one, scaled by its own range of values.
+
+    A constant image becomes black; NaN or infinite pixels are a ``ValueError`` (there is no range to scale by).
+    """
+    array = np.asarray(image, dtype=np.float64)
+    if not np.isfinite(array).all():
+        raise ValueError("holds NaN or infinite pixel values")
+    low, high = float(array.min()), float(array.max())
+    scaled = (array - low) / (high - low) if high > low else np.zeros_like(array)
+    return Image.fromarray(np.round(scaled * 255).astype(np.uint8), mode="L")
 
 
 @dataclass
@@ -52,6 +77,8 @@ def to_tensor(image: Image.Image, size: int, channels: int, bright_ink: bool = F
     """
     if channels not in (1, 3):
         raise ValueError(f"channels={channels!r} is not allowed: choose 1 (greyscale) or 3 (RGB)")
+    if image.mode in WIDE_MODES:
+        image = to_8bit(image)
     if image.mode in ("P", "LA", "RGBA", "PA") or "transparency" in image.info:
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (0, 0, 0, 255))  # transparent pixels become black
@@ -67,13 +94,36 @@ def to_tensor(image: Image.Image, size: int, channels: int, bright_ink: bool = F
 
 
 def read_image(path: str | Path, size: int, channels: int, bright_ink: bool = False) -> torch.Tensor:
-    """The image file ``path`` as :func:`to_tensor` makes it; a ``ValueError`` naming the file if PIL cannot."""
+    """The image file ``path`` as :func:`to_tensor` makes it; an :class:`UnreadableImage` (a ``ValueError``)
+    naming the file if it is missing, not a regular file (only regular files are opened: a FIFO would block),
+    claims more pixels than PIL decodes safely, or cannot be read or converted."""
+    path = Path(path)
+    if not path.exists():
+        raise UnreadableImage(path, "does not exist")
+    if not path.is_file():
+        raise UnreadableImage(path, "is not a regular file", "a directory, FIFO or device")
     try:
-        with Image.open(path) as image:
-            image.load()
-            return to_tensor(image, size, channels, bright_ink)
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ValueError(f"{path} is not a readable image ({type(error).__name__}: {error})") from error
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                return to_tensor(image, size, channels, bright_ink)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise UnreadableImage(path, "is too large to decode safely", str(error).split(".")[0]) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise UnreadableImage(path, "is not a readable image", f"{type(error).__name__}: {error}") from None
+
+
+def _visible(path: Path, root: Path) -> bool:
+    """True unless a file or folder on the way from ``root`` to ``path`` is hidden (its name starts with ``.``)."""
+    return not any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """The regular files under ``folder`` whose suffix is an image type, sorted, hidden files and folders left out."""
+    folder = Path(folder)
+    return sorted(p for p in folder.rglob("*") if _visible(p, folder) and p.is_file()
+                  and p.suffix.lower() in SUFFIXES)
 
 
 def load_folder(root: str | Path, size: int = 28, channels: int = 1,
@@ -98,16 +148,19 @@ def load_folder(root: str | Path, size: int = 28, channels: int = 1,
     images, labels = [], []
     for folder in folders:
         found = 0
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        for path in sorted(p for p in folder.rglob("*") if _visible(p, folder) and not p.is_dir()):
             relative = str(path.relative_to(root))
+            if not path.is_file():
+                report.skipped.append((relative, "not a regular file"))
+                continue
             if path.suffix.lower() not in SUFFIXES:
                 report.skipped.append((relative, f"not an image file ({path.suffix or 'no suffix'})"))
                 continue
             try:
                 images.append(read_image(path, size, channels, bright_ink))
-            except ValueError as error:
+            except UnreadableImage as error:
                 warnings.warn(f"skipped {error}", stacklevel=2)
-                report.skipped.append((relative, "not a readable image"))
+                report.skipped.append((relative, error.reason.removeprefix("is ")))
                 continue
             labels.append(len(report.counts))
             report.files.append(path)

@@ -39,6 +39,9 @@ def pretrain(path: str | Path | None = None, steps: int = RECIPE["steps"], seed:
     the full variation); a variant other than ``"full"`` also records its name and what its source lacks.
     """
     default = checkpoint_path(variant)  # also rejects an unknown variant
+    if path is None and (steps, seed, threads) != (RECIPE["steps"], RECIPE["seed"], RECIPE["threads"]):
+        raise ValueError(f"steps={steps}, seed={seed}, threads={threads} differ from the recipe's: give a path, "
+                         f"so that the shipped {default} (which the lessons use) is not replaced")
     path = default if path is None else path
     seed_everything(seed, threads)
     model = GlyphNet(len(data.LETTERS))

@@ -23,7 +23,21 @@ from . import augment, backbones, distributed, export
 from .data import ImageSet
 from .folder import FolderReport, load_folder, split
 from .lr import RangeTest, range_test
-from .train import EarlyStopping, History, confusion_matrix, evaluate, fit, linear_probe
+from .train import (
+    EarlyStopping,
+    History,
+    NonFiniteLoss,
+    SettingError,
+    check_positive,
+    check_seed,
+    confusion_matrix,
+    evaluate,
+    fit,
+    get_device,
+    linear_probe,
+    pin_threads,
+    thread_count,
+)
 
 FALLBACK_LR = 3e-3  # used when the range test cannot suggest a rate (its loss fell for fewer than 2 steps)
 SCHEDULE = "cosine"  # falls from the start: early stopping never cuts a warm-up short
@@ -92,11 +106,42 @@ def _rates(rt: RangeTest, backbone_factor: float) -> dict[str, float]:
     return {"backbone": head * backbone_factor, "head": head}
 
 
+MAX_BACKBONE_FACTOR = 10.0  # the backbone at more than 10x the head's rate is a typo, not a recipe
+
+
+def export_target(out: str | Path) -> Path:
+    """``out/model.safetensors``, checked before any training: ``out`` must be (or become) a folder that this
+    user can write to, and the model file must not be a folder; a ``ValueError`` names ``out`` otherwise."""
+    out = Path(out)
+    target = out / "model.safetensors"
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is an existing file: give a folder for the export (it is created if needed)")
+    if any(p.exists() and not p.is_file() for p in (target, target.with_suffix(".json"))):
+        raise ValueError(f"--out {out} holds a folder named model.safetensors or model.json; choose another folder")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out} cannot be written ({existing} is not a folder this user can write to)")
+    return target
+
+
+def check_settings(backbone: str, pretrained: bool, weights: str | Path | None, seed: int,
+                   backbone_factor: float) -> None:
+    """The recipe's own settings, checked before any image is read: a ``ValueError`` that names the bad one."""
+    backbones.check_weights(backbone, pretrained, weights)
+    check_seed(seed)
+    check_positive("backbone_factor", backbone_factor)
+    if backbone_factor > MAX_BACKBONE_FACTOR:
+        raise SettingError(f"backbone_factor={backbone_factor!r} is not allowed: choose a number in "
+                           f"(0, {MAX_BACKBONE_FACTOR:g}] (0.3 by default, towards 1 for very different data)")
+
+
 def finetune(folder: str | Path, backbone: str = "glyphnet", *, pretrained: bool = True,
              weights: str | Path | None = None, seed: int = 0, steps: int = 200, batch_size: int = 32,
              backbone_factor: float = 0.3, val: float = 0.2, test: float = 0.4, range_steps: int = 60,
              strength: float = 1.0, patience: int = PATIENCE, eval_every: int = 10, out: str | Path | None = None,
-             progress: bool = False, device: str | None = None) -> RecipeResult:
+             progress: bool = False, device: str | None = None, threads: int | None = None) -> RecipeResult:
     """Run the recipe on the image folder ``folder`` (one sub-folder per class) and return a :class:`RecipeResult`.
 
     1. load and convert the images for ``backbone`` and split them by ``seed`` (``val``, ``test`` fractions);
@@ -111,8 +156,16 @@ def finetune(folder: str | Path, backbone: str = "glyphnet", *, pretrained: bool
     rank 0's BatchNorm statistics), so all ranks see the same scores and stop at the same step.
 
     ``pretrained=False`` runs the same recipe from random weights, one rate for every block (the baseline to beat).
+
+    Every setting and ``out`` are checked before any training. For the same numbers from the same seed, torch is
+    pinned to ``threads`` threads (default ``$FTLIB_THREADS``, else 2, as in the lessons); the command line
+    passes every core instead unless told otherwise. An interrupt (``KeyboardInterrupt``) or a loss that turns
+    non-finite (:class:`ftlib.train.NonFiniteLoss`) is raised before anything is exported.
     """
     start = time.perf_counter()
+    check_settings(backbone, pretrained, weights, seed, backbone_factor)
+    target = export_target(out) if out is not None else None
+    pin_threads(threads)
     context = distributed.init(device)
     spec = backbones.spec(backbone)
     data, report = load_folder(folder, spec.size, spec.channels, spec.bright_ink)
@@ -133,8 +186,8 @@ def finetune(folder: str | Path, backbone: str = "glyphnet", *, pretrained: bool
                   progress=progress)
     report_test = test_report(model, test_set)
     path = None
-    if out is not None and context.main:
-        path = export.save(model, Path(out) / "model.safetensors", backbone, data.classes, extra={
+    if target is not None and context.main:
+        path = export.save(model, target, backbone, data.classes, extra={
             "seed": seed, "pretrained": pretrained, "lr": rates, "steps_run": len(history.step),
             "best_step": history.best_step, "test_accuracy": report_test.accuracy, "world_size": context.world_size,
             "written_by_rank": context.rank, "folder": str(folder)})
@@ -163,17 +216,22 @@ def cli(argv: list[str] | None = None) -> int:
                         help=f"evaluations (every 10 steps) without a better validation loss before stopping "
                              f"(default {PATIENCE}; from scratch, fewer can stop a run during its noisy start)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, the new head and the batches")
-    parser.add_argument("--device", help="cpu, cuda, mps (default: CUDA, then MPS, then the CPU)")
+    parser.add_argument("--device", help="cpu (default, or $FTLIB_DEVICE), cuda, cuda:N, mps")
+    parser.add_argument("--threads", type=int, help="torch threads (default: $FTLIB_THREADS, else every core)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
-        result = finetune(args.folder, args.backbone, pretrained=not args.scratch, weights=args.weights,
-                          seed=args.seed, steps=args.steps, batch_size=args.batch_size,
-                          backbone_factor=args.backbone_factor, patience=args.patience, out=args.out,
-                          progress=not args.no_progress, device=args.device)
+        settings = _cli_settings(args)
+        result = finetune(args.folder, args.backbone, **settings)
     except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_flag_names(error)}", file=sys.stderr)
         return 2
+    except NonFiniteLoss as error:
+        print(f"error: {error}; nothing was exported", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: nothing was exported; {args.out} is as it was", file=sys.stderr)
+        return 130
     if result.export_path is None:  # another rank under torchrun: rank 0 writes and reports
         print(f"rank {_rank()}: trained on its shard; rank 0 writes the export", flush=True)
         return 0
@@ -184,6 +242,26 @@ def cli(argv: list[str] | None = None) -> int:
     print(result.test)
     print(f"rank {_rank()}: exported to {result.export_path} in {result.seconds:.1f} s", flush=True)
     return 0
+
+
+def _cli_settings(args: argparse.Namespace) -> dict:
+    """The keyword arguments of :func:`finetune` from the command line, with the flags that only it has checked."""
+    for flag, value in [("--steps", args.steps), ("--batch-size", args.batch_size), ("--patience", args.patience)]:
+        if value < 1:
+            raise SettingError(f"{flag} {value} is not allowed: choose a positive integer")
+    get_device(args.device, flag="--device")
+    threads = thread_count(args.threads, default=torch.get_num_threads(), flag="--threads")  # every core
+    return dict(pretrained=not args.scratch, weights=args.weights, seed=args.seed, steps=args.steps,
+                batch_size=args.batch_size, backbone_factor=args.backbone_factor, patience=args.patience,
+                out=args.out, progress=not args.no_progress, device=args.device, threads=threads)
+
+
+def _flag_names(error: Exception) -> str:
+    """An error message with the recipe's argument names spelled as the command line's flags."""
+    text = str(error)
+    for name in ("backbone_factor", "weights", "seed", "threads", "device"):
+        text = text.replace(f"{name}=", f"--{name.replace('_', '-')} ", 1) if text.startswith(f"{name}=") else text
+    return text
 
 
 def _rank() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
@@ -23,28 +24,99 @@ Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
 
 
-def seed_everything(seed: int, threads: int | None = None) -> None:
-    """Seed Python, NumPy and torch, and pin torch's CPU thread count (``$FTLIB_THREADS``, else 2).
+class SettingError(ValueError):
+    """A setting (argument, command-line flag or environment variable) that is not allowed; the message names it."""
 
-    Results are bit-identical only for the same seed *and* the same thread count.
+
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes any int below 2**64; 2**63 - 1 also fits every generator
+
+
+def named(name: str, value) -> str:
+    """``name=value`` for an argument, ``--flag value`` for a command-line flag (a name that starts with ``-``)."""
+    return f"{name} {value!r}" if name.startswith("-") else f"{name}={value!r}"
+
+
+def check_seed(seed: int, name: str = "seed") -> int:
+    """``seed`` if it is an integer in [0, 2**63 - 1], else a :class:`SettingError` naming ``name``."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise SettingError(f"{named(name, seed)} is not allowed: choose an integer from 0 to 2**63 - 1")
+    return seed
+
+
+def thread_count(threads: int | None = None, default: int | None = DEFAULT_THREADS,
+                 flag: str = "threads") -> int | None:
+    """The thread count to use: ``threads`` if given, else ``$FTLIB_THREADS`` if set, else ``default``.
+
+    A value that is not a positive integer is a :class:`SettingError` naming ``flag`` or ``FTLIB_THREADS``.
     """
-    threads = threads or int(os.environ.get("FTLIB_THREADS", DEFAULT_THREADS))
-    torch.set_num_threads(threads)
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise SettingError(f"{named(flag, threads)} is not allowed: choose a positive integer (e.g. 2)")
+        return threads
+    text = os.environ.get("FTLIB_THREADS", "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise SettingError(f"FTLIB_THREADS={text!r} is not allowed: set it to a positive integer (e.g. 2) or unset it")
+    return int(text)
+
+
+def pin_threads(threads: int | None = None, default: int | None = DEFAULT_THREADS, flag: str = "threads") -> int:
+    """Pin torch's CPU thread count to :func:`thread_count` (``threads``, else ``$FTLIB_THREADS``, else
+    ``default``; ``None``: leave torch's count, every core, as it is) and return the count in use."""
+    count = thread_count(threads, default, flag)
+    if count is not None:
+        torch.set_num_threads(count)
+    return torch.get_num_threads()
+
+
+def seed_rngs(seed: int) -> None:
+    """Seed Python, NumPy and torch (nothing else changes; library code that draws weights calls this)."""
+    check_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
-def get_device(name: str | None = None) -> torch.device:
-    """``name`` (or ``$FTLIB_DEVICE``) if given, else CUDA, then Apple's MPS, then the CPU."""
-    name = name or os.environ.get("FTLIB_DEVICE")
-    if name:
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+def seed_everything(seed: int, threads: int | None = None) -> None:
+    """The lessons' reproducibility call: :func:`seed_rngs` and :func:`pin_threads` (``threads``, else
+    ``$FTLIB_THREADS``, else 2) for the whole process.
+
+    Results are bit-identical only for the same seed *and* the same thread count. Library functions that only
+    need seeded weights call :func:`seed_rngs`, so the command line keeps the machine's cores.
+    """
+    seed_rngs(seed)
+    pin_threads(threads)
+
+
+DEVICES = ("cpu", "cuda", "mps")
+
+
+def get_device(name: str | None = None, flag: str = "device") -> torch.device:
+    """``name`` (or ``$FTLIB_DEVICE``) if given, else the CPU: a GPU only when asked for, so lessons give the same
+    numbers everywhere.
+
+    An unknown name, or a GPU that this machine lacks, is a :class:`SettingError` naming ``flag`` (or
+    ``FTLIB_DEVICE``).
+    """
+    source = flag
+    if name is None or name == "":
+        name, source = os.environ.get("FTLIB_DEVICE", "").strip(), "FTLIB_DEVICE"
+    if not name:
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in DEVICES:
+        raise SettingError(f"{named(source, name)} is not allowed: choose one of {', '.join(DEVICES)} (e.g. cuda:0)")
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available[device.type]:
+        raise SettingError(f"{named(source, name)}: this machine has no {device.type.upper()} device that torch can "
+                           "use; choose cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise SettingError(f"{named(source, name)}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 @dataclass
@@ -149,10 +221,26 @@ def stopping_point(scores: Sequence[float], patience: int, min_delta: float = 0.
 
 
 def check_positive(name: str, value: float, integer: bool = False) -> None:
-    """Raise a ``ValueError`` naming ``name`` unless ``value`` is a positive number (an integer if ``integer``)."""
+    """Raise a ``ValueError`` naming ``name`` unless ``value`` is a finite positive number (an integer if
+    ``integer``)."""
     kind = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
-        raise ValueError(f"{name}={value!r} is not allowed: it must be a positive {'integer' if integer else 'number'}")
+    if isinstance(value, bool) or not isinstance(value, kind) or not (value > 0 and math.isfinite(value)):
+        raise SettingError(f"{name}={value!r} is not allowed: it must be a positive "
+                           f"{'integer' if integer else 'finite number'}")
+
+
+MAX_RATE = 10.0  # no optimizer here trains with a larger learning rate; anything above is a typo or an overflow
+
+
+def check_rate(name: str, value: float) -> None:
+    """Raise a ``ValueError`` naming ``name`` unless ``value`` is a learning rate in (0, MAX_RATE]."""
+    check_positive(name, value)
+    if value > MAX_RATE:
+        raise SettingError(f"{name}={value!r} is not allowed: a learning rate must be at most {MAX_RATE:g}")
+
+
+class NonFiniteLoss(ArithmeticError):
+    """Training stopped because the loss became NaN or infinite (the model keeps its last finite weights)."""
 
 
 def make_optimizer(name: str | Callable, groups: list[dict], weight_decay: float) -> torch.optim.Optimizer:
@@ -231,20 +319,28 @@ def fit(
 
     ``early_stopping`` (an :class:`EarlyStopping`, which needs ``val_data`` and ``eval_every``) ends training
     once the validation score stops improving and, by default, restores the best weights. An interrupt
-    (Ctrl+C, ``KeyboardInterrupt``) ends training too: ``fit`` returns the history so far, and with early
-    stopping the model keeps the best weights seen.
+    (Ctrl+C, ``KeyboardInterrupt``) ends training too: with early stopping the model keeps the best weights seen,
+    and the interrupt is raised again (so that a grid of runs stops too), carrying the history so far as its
+    ``history`` attribute.
+
+    Every rate must be finite and at most :data:`MAX_RATE` (checked before the first step, in the optimizer's
+    parameter groups too); a loss that becomes NaN or infinite stops training with :class:`NonFiniteLoss`
+    before that step changes the weights.
     """
     check_positive("steps", steps, integer=True)
     check_positive("batch_size", batch_size, integer=True)
-    for rate in lr.values() if isinstance(lr, dict) else [lr]:
-        check_positive("lr", rate)
+    for name, rate in lr.items() if isinstance(lr, dict) else [("lr", lr)]:
+        check_rate(name if name == "lr" else f"lr[{name!r}]", rate)
     if eval_every is not None:
         check_positive("eval_every", eval_every, integer=True)
     if early_stopping is not None and (val_data is None or eval_every is None):
         raise ValueError("early_stopping needs val_data (carved from the labelled data) and eval_every")
-    device = torch.device(device) if device is not None else get_device()
+    check_seed(seed)
+    device = get_device(device)
     model.to(device)
     optimizer = make_optimizer(optimizer, param_groups(model, lr), weight_decay)
+    for i, group in enumerate(optimizer.param_groups):
+        check_rate(f"the rate of parameter group {group.get('name', i)!r}", group["lr"])
     scheduler = make_schedule(schedule, optimizer, steps)
     generator = torch.Generator().manual_seed(seed)
     batches = shuffled_batches(train, batch_size, generator) if isinstance(train, ImageSet) else train
@@ -261,11 +357,15 @@ def fit(
             model.train()
             loss = F.cross_entropy(model(x), y)
             objective = loss if penalty is None else loss + penalty(model)
+            value = loss.item()
+            if not (math.isfinite(value) and (penalty is None or math.isfinite(objective.item()))):
+                raise NonFiniteLoss(f"the training loss became {value} at step {step} (rate "
+                                    f"{optimizer.param_groups[-1]['lr']:.3g}): lower the learning rate")
             optimizer.zero_grad(set_to_none=True)
             objective.backward()
             optimizer.step()
             history.step.append(step)
-            history.loss.append(loss.item())
+            history.loss.append(value)
             history.lr.append(optimizer.param_groups[-1]["lr"])
             scheduler.step()
 
@@ -279,11 +379,14 @@ def fit(
                     if stop is not None:
                         history.stopped_step = step
                         break
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         history.interrupted, history.stopped_step = True, len(history.step)
-    if best_weights is not None:
-        model.load_state_dict(best_weights)
-    history.seconds = time.perf_counter() - start
+        interrupt.history = history
+        raise
+    finally:
+        if best_weights is not None:
+            model.load_state_dict(best_weights)
+        history.seconds = time.perf_counter() - start
     return history
 
 

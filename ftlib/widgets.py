@@ -2,32 +2,85 @@
 
 Pattern for a lesson: call ``show(value)`` once as a plain cell (nbval checks its output), then
 ``slider(show, ...)`` in a cell tagged ``nbval-ignore-output`` (nbval cannot see widget output).
+
+Headless runs (papermill, nbval, ``python -m ftlib run``, the tests) set ``$FTLIB_HEADLESS=1`` for the kernels
+they start. There no front end renders a widget, and a cell that creates one can wait for a reply that never
+comes (nbclient issue 312), so :func:`slider` prints what its control would be and draws ``show`` once at the
+start value instead. JupyterLab never sets the variable and gets the live slider.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import ipywidgets as widgets
 
-__all__ = ["slider"]
+__all__ = ["HEADLESS", "describe", "headless", "run_headless", "slider", "text_box"]
+
+HEADLESS = "FTLIB_HEADLESS"  # set to 1 by whoever starts a kernel that no front end will render widgets for
 
 
-def slider(show: Callable, name: str, values: Sequence, value, description: str) -> widgets.interactive:
+def run_headless() -> None:
+    """Mark this process and the kernels it starts as headless (``$FTLIB_HEADLESS=1``): no front end renders widgets."""
+    os.environ[HEADLESS] = "1"
+
+
+def headless() -> bool:
+    """True when this process runs where no front end renders widgets (``$FTLIB_HEADLESS`` is set, not 0)."""
+    return os.environ.get(HEADLESS, "").strip() not in ("", "0")
+
+
+def slider(show: Callable, name: str, values: Sequence, value, description: str) -> widgets.interactive | None:
     """An ``interact`` slider that calls ``show(**{name: v})`` for each chosen value ``v`` of ``values``.
 
     It is the only control: ``show``'s other parameters keep their defaults.
 
-    ``description`` is the label a person reads beside the slider; it must say what the slider sets.
+    ``description`` is the label a person reads beside the slider; it must say what the slider sets. When
+    :func:`headless`, no widget is made: one line describes the control, ``show`` runs once at ``value`` (its
+    result is displayed, as ``interact`` would), and the return value is ``None``.
     """
     values = list(values)
     if value not in values:
         raise ValueError(f"start value {value!r} is not one of the slider's values {values}")
     if not description.strip():
         raise ValueError("a slider needs a description a person can read")
+    if headless():
+        return _draw_once(show, name, values, value, description)
     control = widgets.SelectionSlider(options=values, value=value, description=description, tooltip=description,
                                       continuous_update=True, style={"description_width": "initial"},
                                       layout=widgets.Layout(width="480px"))
     # Call through **kwargs so that interactive makes only this one control: show's other parameters keep their
     # defaults instead of growing sliders of their own.
     return widgets.interactive(lambda **chosen: show(**chosen), **{name: control})
+
+
+def describe(name: str, values: Sequence, value, description: str) -> str:
+    """One line that says what a slider controls, its values and its start value."""
+    return f"[slider] {description}: {name} = {value!r} (of {', '.join(repr(v) for v in values)})"
+
+
+def _draw_once(show: Callable, name: str, values: list, value, description: str) -> None:
+    """The headless stand-in for a slider: its description, then ``show`` at the start value."""
+    from IPython.display import display
+
+    print(describe(name, values, value, description))
+    result = show(**{name: value})
+    if result is not None:
+        display(result)
+
+
+def text_box(act: Callable, name: str, value: str, description: str) -> widgets.interactive | None:
+    """A text box that calls ``act(**{name: text})`` each time a text is submitted (Enter), starting with ``value``.
+
+    When :func:`headless`, no widget is made: one line describes the box and ``act`` runs once with ``value``.
+    """
+    if not description.strip():
+        raise ValueError("a text box needs a description a person can read")
+    if headless():
+        print(f"[text box] {description}: {name} = {value!r}")
+        act(**{name: value})
+        return None
+    box = widgets.Text(value=value, description=description, continuous_update=False,
+                       style={"description_width": "initial"}, layout=widgets.Layout(width="480px"))
+    return widgets.interactive(lambda **typed: act(**typed), **{name: box})

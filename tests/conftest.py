@@ -1,11 +1,35 @@
-"""Shared test settings: a private data cache, two threads, and small helpers."""
+"""Shared test settings: a private data cache, optional packages, and small helpers."""
+
+import importlib
+import os
 
 import pytest
 
+from ftlib.widgets import run_headless
+
 
 def pytest_configure(config):
-    """Register the marker of the slow tests that drive JupyterLab in a real browser (deselect: -m "not browser")."""
+    """Register the marker of the browser tests (deselect: -m "not browser"), and run headless: kernels that
+    papermill and nbval start inherit ``$FTLIB_HEADLESS=1``, so sliders draw once without a widget round trip that
+    can stall (the browser tests start JupyterLab without it)."""
     config.addinivalue_line("markers", "browser: runs a lesson in JupyterLab in headless Chromium (slow)")
+    run_headless()
+
+
+@pytest.fixture
+def optional_package():
+    """``need(name)`` imports an optional package, or skips the test without it (fails it under CI, where every
+    optional package must be installed)."""
+    def need(name: str):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            message = f"needs the optional package {name} (pip install -r requirements.txt)"
+            if os.environ.get("CI"):
+                pytest.fail(f"{message}; CI must run this test", pytrace=False)
+            pytest.skip(message)
+
+    return need
 
 
 @pytest.fixture(autouse=True, scope="session")

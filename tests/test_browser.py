@@ -25,6 +25,7 @@ import nbformat
 import pytest
 
 from ftlib import course
+from ftlib.widgets import HEADLESS
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
@@ -87,11 +88,19 @@ def _api(lab: dict, path: str, method: str = "GET"):
     return json.loads(body) if body else None
 
 
-def _start_server(root: Path, state: Path) -> dict:
+def _server_env(state: Path) -> dict:
+    """The server's environment: private state folders, and no headless flag (a person's JupyterLab renders
+    widgets, so the lessons must get their live sliders even though pytest runs nbval kernels headless)."""
     env = dict(os.environ)
+    env.pop(HEADLESS, None)
     for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR",
                  "JUPYTERLAB_SETTINGS_DIR", "JUPYTERLAB_WORKSPACES_DIR"):
         env[name] = str(state / name.lower())
+    return env
+
+
+def _start_server(root: Path, state: Path) -> dict:
+    env = _server_env(state)
     for name, values in SETTINGS.items():
         settings = state / "jupyterlab_settings_dir" / name
         settings.parent.mkdir(parents=True, exist_ok=True)
@@ -232,6 +241,12 @@ def _move_slider_and_check(page, name: str) -> str:
         f"after moving the slider to {value!r} the output should show it; it says {first_line!r}"
     assert after_image not in (None, before_image), "after moving the slider the plot should be redrawn"
     return value
+
+
+def test_jupyterlab_gets_live_widgets_while_pytest_kernels_run_headless(tmp_path):
+    assert os.environ.get(HEADLESS) == "1", "tests/conftest.py makes the kernels pytest starts headless"
+    env = _server_env(tmp_path)
+    assert HEADLESS not in env and env["IPYTHONDIR"].startswith(str(tmp_path))
 
 
 def test_missing_browser_skips_with_how_to_install(monkeypatch):

@@ -108,16 +108,26 @@ def _interrupted_after(tiny, batches: int):
     raise KeyboardInterrupt
 
 
-def test_an_interrupt_returns_the_history_so_far_with_the_best_weights(tiny, scripted):
+def _fit_interrupted(batches, **kwargs):
+    """fit on ``batches`` that end in Ctrl+C: the interrupt comes back out, carrying the history so far."""
+    train.seed_everything(0)
+    model = models.GlyphNet(10)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        train.fit(model, batches, 30, lr=1e-2, batch_size=10, schedule="constant", eval_every=2, **kwargs)
+    return model, caught.value.history
+
+
+def test_an_interrupt_is_raised_again_with_the_history_so_far_and_the_best_weights(tiny, scripted):
     snapshots = scripted(losses=[0.9, 0.4, 0.5, 0.6])
-    model, history = _fit(_interrupted_after(tiny, 7), val_data=tiny, early_stopping=train.EarlyStopping(patience=5))
+    model, history = _fit_interrupted(_interrupted_after(tiny, 7), val_data=tiny,
+                                      early_stopping=train.EarlyStopping(patience=5))
     assert history.interrupted and history.stopped_step == 7 and history.step == list(range(1, 8))
     assert history.eval_step == [2, 4, 6] and history.best_step == 4
     assert _weights_equal(model, snapshots[1])
 
 
 def test_an_interrupt_without_early_stopping_keeps_the_last_weights(tiny):
-    model, history = _fit(_interrupted_after(tiny, 5))
+    model, history = _fit_interrupted(_interrupted_after(tiny, 5))
     assert history.interrupted and len(history.loss) == 5 and history.seconds > 0
 
 

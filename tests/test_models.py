@@ -62,9 +62,13 @@ def test_checkpoint_round_trip_is_exact_and_bytes_are_deterministic(tmp_path):
     assert checkpoint.read_metadata(path) == {"seed": 1, "note": "test"}
 
 
-def test_truncated_checkpoint_is_a_clear_error(tmp_path):
+def test_truncated_checkpoint_is_a_clear_error(tmp_path, monkeypatch):
     path = checkpoint.save_checkpoint(models.GlyphNet(10), tmp_path / "m.safetensors", {})
     path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=r"m\.safetensors is damaged") as caught:
+        checkpoint.load_weights(models.GlyphNet(10), path)
+    assert "pretrain" not in str(caught.value)  # a user's own file: rebuilding the shipped ones cannot help
+    monkeypatch.setattr(models, "DATA_DIR", tmp_path)  # a shipped checkpoint: say how to rebuild it
     with pytest.raises(ValueError, match=r"m\.safetensors is damaged.*python -m ftlib pretrain"):
         checkpoint.load_weights(models.GlyphNet(10), path)
 
@@ -75,6 +79,7 @@ def test_checkpoint_with_wrong_shapes_is_a_clear_error(tmp_path):
         checkpoint.load_weights(models.GlyphNet(52), path)
 
 
-def test_missing_checkpoint_says_how_to_rebuild(tmp_path):
+def test_missing_checkpoint_says_how_to_rebuild(tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "DATA_DIR", tmp_path)
     with pytest.raises(FileNotFoundError, match="python -m ftlib pretrain"):
         checkpoint.load_weights(models.GlyphNet(10), tmp_path / "none.safetensors")

@@ -72,7 +72,7 @@ def test_fit_does_not_change_frozen_blocks(tiny_task):
     ({"steps": -5}, "steps=-5"),
     ({"steps": 5, "lr": 0.0}, "lr=0.0"),
     ({"steps": 5, "lr": -1e-3}, "lr=-0.001"),
-    ({"steps": 5, "lr": {"backbone": 1e-3, "head": -1.0}}, "lr=-1.0"),
+    ({"steps": 5, "lr": {"backbone": 1e-3, "head": -1.0}}, r"lr\['head'\]=-1.0"),
     ({"steps": 5, "optimizer": "adamax"}, "unknown optimizer 'adamax'"),
     ({"steps": 5, "schedule": "linear"}, "unknown schedule 'linear'"),
 ])

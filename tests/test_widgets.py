@@ -1,10 +1,11 @@
 import ipywidgets
 import pytest
 
-from ftlib.widgets import slider
+from ftlib.widgets import HEADLESS, slider, text_box
 
 
-def test_slider_makes_one_control_and_calls_show_with_the_chosen_value():
+def test_slider_makes_one_control_and_calls_show_with_the_chosen_value(monkeypatch):
+    monkeypatch.delenv(HEADLESS, raising=False)  # as in JupyterLab
     seen = []
 
     def show(patience, min_delta=0.5):
@@ -22,3 +23,36 @@ def test_slider_makes_one_control_and_calls_show_with_the_chosen_value():
 def test_bad_slider_settings_are_clear_errors(value, description, message):
     with pytest.raises(ValueError, match=message):
         slider(lambda n: None, "n", [1, 2], value, description)
+
+
+def test_headless_slider_makes_no_widget_describes_itself_and_draws_once(monkeypatch, capsys):
+    monkeypatch.setenv(HEADLESS, "1")
+    seen = []
+    made = []
+    monkeypatch.setattr(ipywidgets.Widget, "__init__", lambda *a, **k: made.append(a))  # any widget at all
+    assert slider(lambda patience: seen.append(patience), "patience", [1, 2, 5], 5, "patience (evaluations)") is None
+    assert seen == [5] and made == []
+    assert capsys.readouterr().out == "[slider] patience (evaluations): patience = 5 (of 1, 2, 5)\n"
+
+
+def test_headless_slider_still_refuses_bad_settings(monkeypatch):
+    monkeypatch.setenv(HEADLESS, "1")
+    with pytest.raises(ValueError, match="start value 3"):
+        slider(lambda n: None, "n", [1, 2], 3, "labels (N)")
+
+
+def test_headless_zero_means_a_front_end_is_there(monkeypatch):
+    monkeypatch.setenv(HEADLESS, "0")
+    assert isinstance(slider(lambda n: None, "n", [1, 2], 1, "labels (N)"), ipywidgets.interactive)
+
+
+def test_text_box_answers_once_headless_and_is_live_otherwise(monkeypatch, capsys):
+    asked = []
+    monkeypatch.setenv(HEADLESS, "1")
+    assert text_box(lambda question: asked.append(question), "question", "why?", "Your question") is None
+    assert asked == ["why?"] and "[text box] Your question: question = 'why?'" in capsys.readouterr().out
+    monkeypatch.delenv(HEADLESS)
+    box = text_box(lambda question: asked.append(question), "question", "why?", "Your question")
+    [control] = [c for c in box.children if isinstance(c, ipywidgets.Text)]
+    control.value = "how?"
+    assert asked[-1] == "how?"

@@ -180,6 +180,7 @@ def gain_over_scratch(results: Results, transfer: Iterable[str], **where) -> lis
 def run_grid(run: Callable[..., dict], progress: bool = False, **axes: Iterable) -> Results:
     """Call ``run(**point)`` for every point of the grid spanned by ``axes`` and collect the records.
 
+    An interrupt (Ctrl+C) stops the grid; the ``KeyboardInterrupt`` carries the finished runs as ``.results``.
     Each record holds the point's coordinates plus whatever ``run`` returned, e.g.
     ``run_grid(transfer_run, method=["scratch"], target=["mnist"], n=[1, 5], seed=range(3))``.
     """
@@ -188,7 +189,11 @@ def run_grid(run: Callable[..., dict], progress: bool = False, **axes: Iterable)
     names = list(axes)
     points = list(itertools.product(*(list(v) for v in axes.values())))
     results = Results()
-    for point in tqdm(points, disable=not progress, desc="runs", leave=False):
-        coords = dict(zip(names, point))
-        results.append({**coords, **run(**coords)})
+    try:
+        for point in tqdm(points, disable=not progress, desc="runs", leave=False):
+            coords = dict(zip(names, point))
+            results.append({**coords, **run(**coords)})
+    except KeyboardInterrupt as interrupt:  # stop the grid, and keep the runs that finished
+        interrupt.results = results
+        raise
     return results

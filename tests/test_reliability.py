@@ -1,0 +1,492 @@
+"""Hostile and mistaken inputs (issue 18): each gives a clear one-line error naming the input, exit status 2 on the
+command line, and nothing written or overwritten; or the correct result. Every file here is made by the test."""
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ftlib import backbones, checkpoint, course, data, example_images, export, folder, pretrain, recipe, train
+from ftlib.__main__ import main
+
+
+# ----------------------------------------------------------------------------------------------- small files
+def _png(path: Path, value: int = 200, size: int = 20) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = np.zeros((size, size), np.uint8)
+    array[size // 4:-size // 4, size // 4:-size // 4] = value
+    Image.fromarray(array).save(path)
+    return path
+
+
+def _bomb(path: Path) -> Path:
+    """A 69-byte PNG whose header claims 50000 x 50000 pixels."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", 50000, 50000, 8, 0, 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    example_images.generate(root, seed=5, per_class=6)
+    return root
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    """An untrained export with three classes (quick; its labels are not the point)."""
+    model = backbones.build("glyphnet", 3, seed=0)
+    return export.save(model, tmp_path / "export" / "model.safetensors", "glyphnet", ["a", "b", "c"])
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Fail the test if the recipe gets as far as reading images."""
+    def fail(*args, **kwargs):
+        raise AssertionError("the recipe started although its settings were bad")
+
+    monkeypatch.setattr(recipe, "load_folder", fail)
+
+
+def _one_line_error(capsys, *needles: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+# ----------------------------------------------------------------------------------------------- row 1: wide images
+@pytest.mark.parametrize("array", [
+    (np.arange(400).reshape(20, 20) * 5 + 1000).astype(np.uint16),  # 16-bit, values 1000..2995
+    np.linspace(-3.0, 5.0, 400, dtype=np.float32).reshape(20, 20),  # float, any range
+], ids=["I;16", "F"])
+def test_16_bit_and_float_images_are_scaled_by_their_own_range(array):
+    image = Image.fromarray(array)
+    assert image.mode in folder.WIDE_MODES
+    out = folder.to_tensor(image, 20, 1)
+    assert out.min() == 0 and out.max() == 1  # darkest pixel black, brightest white: not all white / all black
+    expected = (array - array.min()) / (array.max() - array.min())
+    assert np.abs(out[0].numpy() - expected).max() < 1 / 255 + 1e-6
+
+
+def test_a_float_image_with_nan_pixels_is_skipped_with_its_reason(tmp_path):
+    _png(tmp_path / "cats" / "ok.png")
+    bad = np.ones((20, 20), np.float32)
+    bad[3, 3] = np.nan
+    Image.fromarray(bad).save(tmp_path / "cats" / "nan.tif")
+    with pytest.warns(UserWarning, match=r"nan\.tif is not a readable image .*NaN or infinite"):
+        _, report = folder.load_folder(tmp_path)
+    assert dict(report.skipped) == {"cats/nan.tif": "not a readable image"}
+
+
+# ----------------------------------------------------------------------------------------------- row 2: pretrain
+def test_pretrain_with_other_settings_never_overwrites_the_shipped_file(monkeypatch, capsys, tmp_path):
+    built = []
+    monkeypatch.setattr(pretrain, "pretrain", lambda path, **settings: built.append(path) or {})
+    before = checkpoint.file_digest(pretrain.checkpoint_path())
+    assert main(["pretrain", "--steps", "5"]) == 2
+    _one_line_error(capsys, "--steps 5 would overwrite the shipped", "--out PATH")
+    assert built == [] and checkpoint.file_digest(pretrain.checkpoint_path()) == before
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="give a path"):  # the library function refuses too, before training
+        pretrain.pretrain(steps=5)
+
+
+def test_pretrain_writes_elsewhere_or_over_the_shipped_file_only_when_told(monkeypatch, tmp_path):
+    built = []
+
+    def fake(path, **settings):
+        built.append((Path(path), settings["steps"]))
+        return {"val_bpc": 2.0, "val_text": "prose"}
+
+    monkeypatch.setattr(pretrain, "pretrain", fake)
+    assert main(["pretrain", "--steps", "5", "--out", str(tmp_path / "mine.safetensors")]) == 0
+    assert main(["pretrain", "--steps", "5", "--overwrite-shipped"]) == 0
+    assert main(["pretrain"]) == 0  # the README's bit-identical rebuild keeps working
+    assert built == [(tmp_path / "mine.safetensors", 5), (pretrain.checkpoint_path(), 5),
+                     (pretrain.checkpoint_path(), pretrain.RECIPE["steps"])]
+
+
+def test_pretrain_check_removes_its_temporary_folder(monkeypatch):
+    written = []
+
+    def fake(path, **settings):
+        Path(path).write_bytes(b"x")
+        written.append(Path(path))
+        return {"val_bpc": 2.0, "val_text": "prose"}
+
+    monkeypatch.setattr(pretrain, "pretrain", fake)
+    assert main(["pretrain", "--check"]) == 1
+    assert not written[0].parent.exists()
+
+
+@pytest.mark.parametrize("args, needle", [(["--steps", "0"], "--steps 0"), (["--threads", "-2"], "--threads -2"),
+                                          (["--seed", str(2**70)], f"--seed {2**70}")])
+def test_bad_pretrain_flags_are_named(args, needle, monkeypatch, capsys):
+    monkeypatch.setattr(pretrain, "pretrain", lambda *a, **k: pytest.fail("built despite a bad flag"))
+    assert main(["pretrain", *args, "--out", "/tmp/never-written.safetensors"]) == 2
+    _one_line_error(capsys, needle)
+
+
+# ----------------------------------------------------------------------------------------------- row 3: rates
+@pytest.mark.parametrize("factor", ["nan", "inf", "1e30", "0", "-1"])
+def test_absurd_backbone_factors_are_refused_before_training(factor, tiny, tmp_path, capsys, no_training):
+    assert main(["finetune", str(tiny), "--backbone-factor", factor, "--out", str(tmp_path / "o")]) == 2
+    _one_line_error(capsys, f"--backbone-factor {float(factor)!r}")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("lr", [float("inf"), float("nan"), 1e30, {"backbone": float("nan"), "head": 1e-3}])
+def test_fit_refuses_non_finite_or_absurd_rates(lr):
+    model = backbones.build("glyphnet", 2, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    tiny_set = data.ImageSet(torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 0, 1]), ("a", "b"))
+    with pytest.raises(ValueError, match="lr"):
+        train.fit(model, tiny_set, 2, lr=lr, batch_size=2)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_fit_checks_the_rates_of_groups_an_optimizer_callable_makes():
+    model = backbones.build("glyphnet", 2, seed=0)
+    tiny_set = data.ImageSet(torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 0, 1]), ("a", "b"))
+    bad = lambda groups: torch.optim.SGD([{"params": model.parameters(), "lr": float("inf")}])
+    with pytest.raises(ValueError, match="rate of parameter group 0"):
+        train.fit(model, tiny_set, 2, optimizer=bad, batch_size=2)
+
+
+def test_a_loss_that_turns_non_finite_stops_training_before_the_weights_change():
+    model = backbones.build("glyphnet", 2, seed=0)
+    with torch.no_grad():
+        model.head.bias.fill_(float("inf"))
+    before = {k: v.clone() for k, v in model.named_parameters()}
+    tiny_set = data.ImageSet(torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 0, 1]), ("a", "b"))
+    with pytest.raises(train.NonFiniteLoss, match="at step 1"):
+        train.fit(model, tiny_set, 3, batch_size=2)
+    assert all(torch.equal(v, before[k]) for k, v in model.named_parameters())  # no optimizer step was taken
+
+
+def test_finetune_whose_loss_turns_non_finite_exports_nothing(tiny, tmp_path, monkeypatch, capsys):
+    def diverge(*args, **kwargs):
+        raise train.NonFiniteLoss("the training loss became nan at step 3")
+
+    monkeypatch.setattr(recipe, "fit", diverge)
+    assert main(["finetune", str(tiny), "--out", str(tmp_path / "o"), "--no-progress"]) == 1
+    _one_line_error(capsys, "nan at step 3", "nothing was exported")
+    assert not (tmp_path / "o" / "model.safetensors").exists()
+
+
+# ----------------------------------------------------------------------------------------------- rows 4, 5: Ctrl+C
+def test_interrupted_finetune_exits_130_and_keeps_the_previous_export(tiny, tmp_path, monkeypatch, capsys,
+                                                                      model_file):
+    before = {p.name: p.read_bytes() for p in model_file.parent.iterdir()}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recipe, "fit", interrupted)
+    assert main(["finetune", str(tiny), "--out", str(model_file.parent), "--no-progress"]) == 130
+    assert "interrupted: nothing was exported" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in model_file.parent.iterdir()} == before
+
+
+def test_an_interrupt_inside_a_grid_stops_the_grid():
+    from ftlib.lessons import experiments
+
+    ran = []
+
+    def run(seed):
+        ran.append(seed)
+        if seed == 1:
+            raise KeyboardInterrupt
+        return {"accuracy": 1.0}
+
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        experiments.run_grid(run, seed=range(4))
+    assert ran == [0, 1]
+    assert stopped.value.results == [{"seed": 0, "accuracy": 1.0}]  # the runs that finished are kept
+
+
+# ----------------------------------------------------------------------------------------------- row 6: metadata
+def test_the_header_is_the_source_of_truth_and_a_disagreeing_json_is_an_error(model_file):
+    meta_path = checkpoint.metadata_path(model_file)
+    header = checkpoint.read_metadata(model_file)
+    assert header["classes"] == ["a", "b", "c"]
+    edited = {**header, "classes": ["c", "b", "a"]}  # reordered labels: silently wrong before
+    meta_path.write_text(json.dumps(edited))
+    with pytest.raises(ValueError, match="does not agree with the metadata in"):
+        export.load(model_file)
+    meta_path.unlink()  # the readable copy is optional: the header alone is enough
+    assert export.load(model_file).classes == ("a", "b", "c")
+
+
+def test_a_save_interrupted_between_the_two_files_is_detected(model_file, monkeypatch):
+    old_json = checkpoint.metadata_path(model_file).read_text()
+    export.save(backbones.build("glyphnet", 2, seed=1), model_file, "glyphnet", ["x", "y"])
+    checkpoint.metadata_path(model_file).write_text(old_json)  # as if the second rename never happened
+    with pytest.raises(ValueError, match="interrupted"):
+        export.load(model_file)
+
+
+def test_non_finite_metadata_is_never_written(tmp_path):
+    model = backbones.build("glyphnet", 2, seed=0)
+    with pytest.raises(ValueError, match="non-finite"):
+        export.save(model, tmp_path / "m.safetensors", "glyphnet", ["a", "b"], extra={"test_accuracy": float("nan")})
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------------------------- rows 7, 8: folders
+def test_a_decompression_bomb_and_hidden_folders_are_skipped(tmp_path):
+    _png(tmp_path / "at" / "ok.png")
+    _bomb(tmp_path / "at" / "bomb.png")
+    _png(tmp_path / "at" / ".thumbnails" / "thumb.png")
+    _png(tmp_path / "at" / ".hidden.png")
+    _png(tmp_path / "to" / "ok.png")
+    with pytest.warns(UserWarning, match=r"bomb\.png is too large to decode safely"):
+        images, report = folder.load_folder(tmp_path)
+    assert report.counts == {"at": 1, "to": 1} and len(images) == 2
+    assert dict(report.skipped) == {"at/bomb.png": "too large to decode safely"}
+
+
+# ----------------------------------------------------------------------------------------------- row 9: predict
+def test_predict_reports_each_bad_file_and_labels_the_others(model_file, tmp_path, capsys):
+    good = _png(tmp_path / "images" / "good.png")
+    more = tmp_path / "more"
+    _png(more / "one.png")
+    _png(more / "sub" / "two.png")
+    corrupt = tmp_path / "images" / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    fifo = tmp_path / "images" / "pipe.png"
+    os.mkfifo(fifo)
+    bomb = _bomb(tmp_path / "images" / "bomb.png")
+    missing = tmp_path / "images" / "missing.png"
+    assert main(["predict", str(model_file), str(good), str(corrupt), str(fifo), str(missing), str(bomb),
+                 str(more)]) == 2
+    out, err = capsys.readouterr()
+    labelled = [line.split(": ")[0] for line in out.splitlines()]
+    assert labelled == [str(good), str(more / "one.png"), str(more / "sub" / "two.png")]
+    assert "Traceback" not in err
+    for path, why in [(corrupt, "is not a readable image"), (fifo, "is not a regular file"),
+                      (missing, "does not exist"), (bomb, "is too large to decode safely")]:
+        assert f"error: {path} {why}" in err
+    assert "4 of 7 file(s) could not be labelled" in err
+
+
+@pytest.mark.parametrize("damage, needle", [
+    ("missing model", "does not exist"),
+    ("text as model", "is damaged or not a safetensors file"),
+    ("directory as model", "is not a regular file"),
+])
+def test_predict_with_an_unusable_export_is_one_clear_line(damage, needle, model_file, tmp_path, capsys):
+    target = model_file
+    if damage == "missing model":
+        target = tmp_path / "nothing.safetensors"
+    elif damage == "text as model":
+        target.write_text("hello, I am not a model")
+    else:
+        target = tmp_path / "folder.safetensors"
+        target.mkdir()
+    image = _png(tmp_path / "x.png")
+    assert main(["predict", str(target), str(image)]) == 2
+    err = _one_line_error(capsys, needle)
+    assert "pretrain" not in err  # rebuilding a shipped checkpoint cannot fix a user's export
+
+
+def test_predict_with_a_missing_json_uses_the_header(model_file, tmp_path, capsys):
+    checkpoint.metadata_path(model_file).unlink()
+    assert main(["predict", str(model_file), str(_png(tmp_path / "x.png"))]) == 0
+    assert capsys.readouterr().out.split(": ")[1].split(" ")[0] in "abc"
+
+
+def test_the_message_for_a_missing_shipped_checkpoint_says_how_to_rebuild(tmp_path, monkeypatch):
+    from ftlib import models
+
+    monkeypatch.setattr(models, "DATA_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="python -m ftlib pretrain"):
+        checkpoint.read_metadata(tmp_path / "glyphnet_letters.safetensors")
+
+
+# ----------------------------------------------------------------------------------------------- row 10: --out
+@pytest.mark.parametrize("where", ["existing file", "under a file", "model.safetensors is a folder"])
+def test_a_bad_out_is_refused_before_any_training(where, tiny, tmp_path, capsys, no_training):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("keep me")
+    out = {"existing file": blocker, "under a file": blocker / "sub",
+           "model.safetensors is a folder": tmp_path / "o"}[where]
+    if where == "model.safetensors is a folder":
+        (out / "model.safetensors").mkdir(parents=True)
+    assert main(["finetune", str(tiny), "--out", str(out)]) == 2
+    _one_line_error(capsys, f"--out {out}")
+    assert blocker.read_text() == "keep me"
+
+
+# ----------------------------------------------------------------------------------------------- row 11: weights files
+def _hostile_pickle(path: Path, marker: Path) -> Path:
+    class Hostile:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    torch.save({"conv1.weight": Hostile()}, path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["list", "text .pth", "text .safetensors", "hostile pickle"])
+def test_weights_files_that_are_not_state_dicts_are_clear_errors(kind, tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    path = {"list": tmp_path / "list.pth", "text .pth": tmp_path / "text.pth",
+            "text .safetensors": tmp_path / "text.safetensors", "hostile pickle": tmp_path / "evil.pth"}[kind]
+    if kind == "list":
+        torch.save([torch.zeros(2)], path)
+    elif kind == "hostile pickle":
+        _hostile_pickle(path, marker)
+    else:
+        path.write_text("these are not weights")
+    with pytest.raises(ValueError, match=str(path)) as caught:
+        backbones.read_state_dict(path)
+    message = str(caught.value)
+    assert "weights_only=False" not in message and "weights_only` set to `False" not in message
+    assert "\n" not in message and not marker.exists()
+
+
+def test_a_hostile_weights_file_on_the_command_line(tiny, tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    path = _hostile_pickle(tmp_path / "evil.pth", marker)
+    assert main(["finetune", str(tiny), "--backbone", "resnet18", "--weights", str(path),
+                 "--out", str(tmp_path / "o")]) == 2
+    _one_line_error(capsys, str(path), "never runs pickled code")
+    assert not marker.exists() and not (tmp_path / "o").exists()
+
+
+# ----------------------------------------------------------------------------------------------- row 12: --weights
+@pytest.mark.parametrize("args", [["--weights", "nowhere.pth"], ["--backbone", "resnet18", "--scratch",
+                                                                  "--weights", "nowhere.pth"]])
+def test_weights_where_they_have_no_meaning_is_an_error(args, tiny, tmp_path, capsys, no_training):
+    assert main(["finetune", str(tiny), *args, "--out", str(tmp_path / "o")]) == 2
+    _one_line_error(capsys, "--weights 'nowhere.pth' has no meaning")
+
+
+# ------------------------------------------------------------------------------------- row 13: devices, threads
+@pytest.mark.parametrize("args, env, needle", [
+    (["--device", "bogus"], {}, "--device 'bogus' is not allowed"),
+    ([], {"FTLIB_DEVICE": "bogus"}, "FTLIB_DEVICE='bogus' is not allowed"),
+    ([], {"FTLIB_THREADS": "0"}, "FTLIB_THREADS='0' is not allowed"),
+    ([], {"FTLIB_THREADS": "abc"}, "FTLIB_THREADS='abc' is not allowed"),
+    (["--threads", "-2"], {}, "--threads -2 is not allowed"),
+    (["--seed", str(2**70)], {}, f"--seed {2**70} is not allowed"),
+    (["--steps", "0"], {}, "--steps 0 is not allowed"),
+])
+def test_bad_devices_threads_and_seeds_name_their_flag_or_variable(args, env, needle, tiny, tmp_path, monkeypatch,
+                                                                    capsys, no_training):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["finetune", str(tiny), *args, "--out", str(tmp_path / "o")]) == 2
+    _one_line_error(capsys, needle)
+
+
+def test_a_gpu_that_is_not_there_is_named(monkeypatch, tiny, tmp_path, capsys, no_training):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["finetune", str(tiny), "--device", "cuda", "--out", str(tmp_path / "o")]) == 2
+    _one_line_error(capsys, "--device 'cuda': this machine has no CUDA device")
+
+
+def test_predict_names_a_bad_thread_count(model_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FTLIB_THREADS", "abc")
+    assert main(["predict", str(model_file), str(_png(tmp_path / "x.png"))]) == 2
+    _one_line_error(capsys, "FTLIB_THREADS='abc'")
+
+
+# ----------------------------------------------------------------------------------------------- row 14: -p values
+@pytest.mark.parametrize("value, needle", [("notanumber", "give a number"), ("0", "give a positive integer"),
+                                           ("2.5", "give a positive integer"), ("2**70", "give a number")])
+def test_lesson_parameters_are_checked_against_their_declared_default(value, needle, tmp_path, capsys):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cell = nbformat.v4.new_code_cell("seeds = 3")
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, nbformat.v4.new_code_cell("open('ran', 'w').write('yes')")]
+    nbformat.write(nb, tmp_path / "01_p.ipynb")
+    assert main(["run", str(tmp_path / "01_p.ipynb"), "-p", "seeds", value, "--out", str(tmp_path / "out")]) == 2
+    _one_line_error(capsys, f"-p seeds {course.parse_value(value)!r}", needle)
+    assert not (tmp_path / "ran").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name, value, default", [("strength", 0.5, 1), ("folder", "my/images", None),
+                                                  ("ns", [1, 5], [1, 2, 5]), ("lr", 1, 3e-3)])
+def test_values_of_the_declared_kind_are_accepted(name, value, default):
+    course.check_value(name, value, default)
+
+
+# ----------------------------------------------------------------------------------------------- row 15: cache
+@pytest.mark.parametrize("damage", [b"", b"PK\x03\x04truncated", "half"])
+def test_a_damaged_cache_file_is_rebuilt(damage, tmp_path, monkeypatch):
+    monkeypatch.setenv("FTLIB_CACHE_DIR", str(tmp_path))
+    arrays = {"x": np.arange(1000)}
+    data._cached_npz("probe", lambda: arrays)
+    [path] = tmp_path.glob("probe-*.npz")
+    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2] if damage == "half" else damage)
+    rebuilt = data._cached_npz("probe", lambda: {"x": np.arange(1000)})
+    assert np.array_equal(rebuilt["x"], arrays["x"])
+    assert np.array_equal(np.load(path)["x"], arrays["x"])
+
+
+# ----------------------------------------------------------------------------------------------- side effects
+def test_seeding_for_weights_leaves_the_thread_count_alone():
+    torch.set_num_threads(1)
+    try:
+        backbones.build("glyphnet", 3, seed=0)
+        train.seed_rngs(0)
+        assert torch.get_num_threads() == 1
+        train.seed_everything(0)  # the lessons' call pins (to 2, or $FTLIB_THREADS)
+        assert torch.get_num_threads() == train.thread_count()
+    finally:
+        train.seed_everything(0)
+
+
+def test_the_command_line_uses_every_core_unless_told(tiny, monkeypatch):
+    seen = []
+
+    def record(*args, **kwargs):
+        seen.append(kwargs["threads"])
+        raise ValueError("not training here")
+
+    monkeypatch.setattr(recipe, "finetune", record)
+    monkeypatch.delenv("FTLIB_THREADS", raising=False)
+    cores = torch.get_num_threads()
+    assert recipe.cli([str(tiny)]) == 2 and recipe.cli([str(tiny), "--threads", "1"]) == 2
+    monkeypatch.setenv("FTLIB_THREADS", "3")
+    assert recipe.cli([str(tiny)]) == 2
+    assert seen == [cores, 1, 3]
+
+
+def test_training_stays_on_the_cpu_unless_a_gpu_is_asked_for(monkeypatch):
+    monkeypatch.delenv("FTLIB_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert train.get_device() == torch.device("cpu")
+    assert train.get_device("mps") == torch.device("mps")
+    monkeypatch.setenv("FTLIB_DEVICE", "cuda")
+    assert train.get_device() == torch.device("cuda")
+
+
+def test_a_scratch_folder_is_removed_when_the_process_ends():
+    code = "from ftlib import course; f = course.scratch_folder(); (f / 'x').write_text('1'); print(f)"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert not Path(run.stdout.strip()).exists()
