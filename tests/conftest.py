@@ -1,5 +1,7 @@
 """Shared test settings: a private data cache, two threads, and small helpers."""
 
+import os
+
 import pytest
 
 
@@ -15,3 +17,13 @@ def _private_cache(tmp_path_factory):
     mp.setenv("FTLIB_CACHE_DIR", str(tmp_path_factory.mktemp("ftlib-cache")))
     yield
     mp.undo()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI, a test skipped for a missing package (pytest.importorskip) fails: CI installs the test extra."""
+    report = (yield).get_result()
+    if (os.environ.get("CI") and report.skipped and call.excinfo is not None
+            and "could not import" in str(call.excinfo.value)):
+        report.outcome = "failed"
+        report.longrepr = f"{call.excinfo.value}: under CI this fails (pip install -e '.[test]' installs it)"
