@@ -3,6 +3,7 @@
 import ast
 import gzip
 import hashlib
+import json
 import re
 import sys
 from pathlib import Path
@@ -30,10 +31,20 @@ def _names(requirements):
     return {re.match(r"[A-Za-z0-9._-]+", r)[0].lower().replace("_", "-") for r in requirements}
 
 
+def _sources(folder):
+    """(file name, Python source) of each .py file under ``folder`` and of each notebook's code (magics left out)."""
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        yield path.name, path.read_text()
+    for path in sorted((ROOT / folder).glob("*.ipynb")):
+        cells = [cell["source"] for cell in json.loads(path.read_text())["cells"] if cell["cell_type"] == "code"]
+        lines = "\n".join("".join(cell) if isinstance(cell, list) else cell for cell in cells).splitlines()
+        yield path.name, "\n".join(line for line in lines if not line.lstrip().startswith(("%", "!")))
+
+
 def _third_party_imports(folder):
     found = {}
-    for path in sorted((ROOT / folder).rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
+    for where, source in _sources(folder):
+        for node in ast.walk(ast.parse(source)):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
@@ -43,7 +54,7 @@ def _third_party_imports(folder):
             for name in names:
                 top = name.split(".")[0]
                 if top not in sys.stdlib_module_names and top not in ("ftlib", "__future__"):
-                    found.setdefault(DISTRIBUTION.get(top, top).lower().replace("_", "-"), path.name)
+                    found.setdefault(DISTRIBUTION.get(top, top).lower().replace("_", "-"), where)
     return found
 
 
@@ -51,6 +62,12 @@ def test_runtime_dependencies_cover_every_third_party_import_in_ftlib():
     missing = {d: f for d, f in _third_party_imports("ftlib").items()
                if d not in _names(PYPROJECT["project"]["dependencies"])}
     assert not missing, f"imported in ftlib/ but not in [project].dependencies: {missing}"
+
+
+def test_runtime_dependencies_cover_every_third_party_import_in_the_lessons():
+    missing = {d: f for d, f in _third_party_imports("notebooks").items()
+               if d not in _names(PYPROJECT["project"]["dependencies"])}
+    assert not missing, f"imported in notebooks/ but not in [project].dependencies: {missing}"
 
 
 def test_runtime_and_test_dependencies_cover_every_import_in_the_tests():
