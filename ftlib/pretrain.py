@@ -16,6 +16,7 @@ from .freeze import count_parameters
 from .models import BLOCKS, CHANNELS, PRETRAINED, GlyphNet
 from .paths import DATA_DIR
 from .train import evaluate, fit, seed_everything
+from .versions import warn_if_different
 
 RECIPE = {"steps": 3000, "batch_size": 128, "lr": 3e-3, "weight_decay": 5e-4, "seed": 0, "threads": 2}
 VARIANTS = {"full": data.FULL, "narrow": data.NARROW}  # how the source letters vary in each variant
@@ -43,6 +44,7 @@ def pretrain(path: str | Path | None = None, steps: int = RECIPE["steps"], seed:
         raise ValueError(f"steps={steps}, seed={seed}, threads={threads} differ from the recipe's: give a path, "
                          f"so that the shipped {default} (which the lessons use) is not replaced")
     path = default if path is None else path
+    warn_if_different("the shipped checkpoints")  # bit-identical rebuilds need the same torch build
     seed_everything(seed, threads)
     model = GlyphNet(len(data.LETTERS))
     batches = data.letter_batches(RECIPE["batch_size"], seed, VARIANTS[variant])

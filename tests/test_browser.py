@@ -49,7 +49,7 @@ def _require_browser():
     try:
         import playwright  # noqa: F401
     except ImportError:
-        missing.append("Playwright for Python (pip install -r requirements.txt; never `playwright install`)")
+        missing.append("Playwright for Python (pip install -e '.[test]'; never `playwright install`)")
     if missing:
         message = f"browser tests need {' and '.join(missing)}"
         if os.environ.get("CI"):

@@ -114,8 +114,8 @@ def test_bad_rank_or_alpha_is_a_clear_error(rank, alpha, match):
         lora.LoRALinear(nn.Linear(4, 3), rank, alpha)
 
 
-def test_same_outputs_and_trainable_count_as_peft(optional_package):
-    peft = optional_package("peft")
+def test_same_outputs_and_trainable_count_as_peft():
+    peft = pytest.importorskip("peft")  # under CI a skip here fails (tests/conftest.py)
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.ReLU(), nn.Flatten(),
                         nn.Linear(8 * 4 * 4, 5))

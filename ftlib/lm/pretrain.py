@@ -11,6 +11,7 @@ from .. import checkpoint
 from ..freeze import count_parameters
 from ..paths import DATA_DIR
 from ..train import seed_everything
+from ..versions import warn_if_different
 from . import corpus
 from .model import Config, TinyLM
 from .train import bits_per_char, train
@@ -29,6 +30,7 @@ def pretrain(path: str | Path = CHECKPOINT, steps: int = RECIPE["steps"], seed: 
     before they are scored, so the metadata describes exactly the model that loads from the file. With the same
     seed, steps and thread count, on the same torch build, the file is bit-identical to the one in ``data/``.
     """
+    warn_if_different("the shipped checkpoints")  # bit-identical rebuilds need the same torch build
     seed_everything(seed, threads)
     config = Config()
     model = TinyLM(config)
