@@ -46,7 +46,7 @@ def _builder(model: str, variant: str):
 
 def _pretrain_settings(args: argparse.Namespace, recipe: dict) -> dict:
     """``steps``, ``seed`` and ``threads`` from the flags, else the recipe's; a ``ValueError`` naming a bad flag."""
-    from .train import check_seed
+    from .checks import check_seed
 
     settings = {name: recipe[name] if getattr(args, name) is None else getattr(args, name)
                 for name in ("steps", "seed", "threads")}

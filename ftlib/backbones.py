@@ -142,7 +142,7 @@ def build(name: str, num_classes: int, seed: int | None, pretrained: bool = True
     state, for a model whose weights are loaded next). Pretrained weights are read before seeding, so the same
     seed gives the same model every time.
     """
-    from .train import seed_rngs
+    from .runtime import seed_rngs
 
     check_weights(name, pretrained, weights)
     if name == "glyphnet":

@@ -20,7 +20,8 @@ from torch import nn
 from . import augment, data
 from .course import lessons, run_notebook
 from .lessons.experiments import get_method, make_model
-from .train import fit, seed_everything
+from .runtime import seed_everything
+from .train import fit
 
 __all__ = ["FIT_SETTINGS", "GENERATED", "IMPORTS", "data_throughput", "fit_overhead", "format_report",
            "import_seconds", "lesson_seconds", "plain_loop", "run_benchmark"]

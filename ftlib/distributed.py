@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .data import ImageSet
 from .freeze import param_groups
-from .train import get_device
+from .runtime import get_device
 
 
 @dataclass(frozen=True)

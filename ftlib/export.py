@@ -127,7 +127,8 @@ def cli(argv: list[str] | None = None) -> int:
     A file that cannot be read is reported on stderr and the others are still labelled; the exit status is 2 if
     the export or any file could not be used, else 0.
     """
-    from .train import SettingError, pin_threads
+    from .checks import SettingError
+    from .runtime import pin_threads
 
     parser = argparse.ArgumentParser(prog="python -m ftlib predict", description=cli.__doc__)
     parser.add_argument("export", help="a model written by `python -m ftlib finetune` (model.safetensors)")

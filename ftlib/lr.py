@@ -15,8 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import check_positive
 from .data import ImageSet
-from .train import check_positive, get_device, make_optimizer, shuffled_batches
+from .runtime import get_device
+from .train import make_optimizer, shuffled_batches
 
 __all__ = ["RangeTest", "range_test"]
 

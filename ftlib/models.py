@@ -97,7 +97,7 @@ def pretrained_start(num_classes: int, seed: int | None, path: str | Path = PRET
     the seed and the new head: the same ``seed`` gives the same model on the first call and every later one
     (``None``: torch's current random state).
     """
-    from .train import seed_everything
+    from .runtime import seed_everything
 
     unknown = [b for b in reinit if b not in BLOCKS]
     if unknown:

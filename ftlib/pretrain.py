@@ -12,10 +12,12 @@ from pathlib import Path
 import torch
 
 from . import checkpoint, data
+from .evaluation import evaluate
 from .freeze import count_parameters
 from .models import BLOCKS, CHANNELS, PRETRAINED, GlyphNet
 from .paths import DATA_DIR
-from .train import evaluate, fit, seed_everything
+from .runtime import seed_everything
+from .train import fit
 from .versions import warn_if_different
 
 RECIPE = {"steps": 3000, "batch_size": 128, "lr": 3e-3, "weight_decay": 5e-4, "seed": 0, "threads": 2}

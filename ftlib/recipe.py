@@ -20,24 +20,15 @@ import torch
 from torch import nn
 
 from . import augment, backbones, distributed, export
+from .checks import SettingError, check_positive, check_seed
 from .data import ImageSet
+from .evaluation import confusion_matrix, evaluate
 from .folder import FolderReport, load_folder, split
 from .lr import RangeTest, range_test
-from .train import (
-    EarlyStopping,
-    History,
-    NonFiniteLoss,
-    SettingError,
-    check_positive,
-    check_seed,
-    confusion_matrix,
-    evaluate,
-    fit,
-    get_device,
-    linear_probe,
-    pin_threads,
-    thread_count,
-)
+from .probe import linear_probe
+from .runtime import get_device, pin_threads, thread_count
+from .stopping import EarlyStopping, History
+from .train import NonFiniteLoss, fit
 
 FALLBACK_LR = 3e-3  # used when the range test cannot suggest a rate (its loss fell for fewer than 2 steps)
 SCHEDULE = "cosine"  # falls from the start: early stopping never cuts a warm-up short

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .data import ImageSet
-from .train import evaluate
+from .evaluation import evaluate
 
 __all__ = ["L2Penalty", "L2SP", "drift", "retention", "starting_point"]
 

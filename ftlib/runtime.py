@@ -1,13 +1,20 @@
-"""What every model helper shares, image or language: evaluating in eval mode and restoring the mode after."""
+"""Where and how code runs, image or language: seeds, threads, the device, and eval mode with the mode restored."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import random
 from collections.abc import Iterator
 
+import numpy as np
+import torch
 from torch import nn
 
-__all__ = ["evaluating"]
+from .checks import SettingError, check_seed, named
+
+__all__ = ["DEFAULT_THREADS", "DEVICES", "evaluating", "get_device", "pin_threads", "seed_everything", "seed_rngs",
+           "thread_count"]
 
 
 @contextlib.contextmanager
@@ -19,3 +26,82 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
         yield model
     finally:
         model.train(was_training)
+
+
+DEFAULT_THREADS = 2
+
+
+def thread_count(threads: int | None = None, default: int | None = DEFAULT_THREADS,
+                 flag: str = "threads") -> int | None:
+    """The thread count to use: ``threads`` if given, else ``$FTLIB_THREADS`` if set, else ``default``.
+
+    A value that is not a positive integer is a :class:`SettingError` naming ``flag`` or ``FTLIB_THREADS``.
+    """
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise SettingError(f"{named(flag, threads)} is not allowed: choose a positive integer (e.g. 2)")
+        return threads
+    text = os.environ.get("FTLIB_THREADS", "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise SettingError(f"FTLIB_THREADS={text!r} is not allowed: set it to a positive integer (e.g. 2) or unset it")
+    return int(text)
+
+
+def pin_threads(threads: int | None = None, default: int | None = DEFAULT_THREADS, flag: str = "threads") -> int:
+    """Pin torch's CPU thread count to :func:`thread_count` (``threads``, else ``$FTLIB_THREADS``, else
+    ``default``; ``None``: leave torch's count, every core, as it is) and return the count in use."""
+    count = thread_count(threads, default, flag)
+    if count is not None:
+        torch.set_num_threads(count)
+    return torch.get_num_threads()
+
+
+def seed_rngs(seed: int) -> None:
+    """Seed Python, NumPy and torch (nothing else changes; library code that draws weights calls this)."""
+    check_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def seed_everything(seed: int, threads: int | None = None) -> None:
+    """The lessons' reproducibility call: :func:`seed_rngs` and :func:`pin_threads` (``threads``, else
+    ``$FTLIB_THREADS``, else 2) for the whole process.
+
+    Results are bit-identical only for the same seed *and* the same thread count. Library functions that only
+    need seeded weights call :func:`seed_rngs`, so the command line keeps the machine's cores.
+    """
+    seed_rngs(seed)
+    pin_threads(threads)
+
+
+DEVICES = ("cpu", "cuda", "mps")
+
+
+def get_device(name: str | None = None, flag: str = "device") -> torch.device:
+    """``name`` (or ``$FTLIB_DEVICE``) if given, else the CPU: a GPU only when asked for, so lessons give the same
+    numbers everywhere.
+
+    An unknown name, or a GPU that this machine lacks, is a :class:`SettingError` naming ``flag`` (or
+    ``FTLIB_DEVICE``).
+    """
+    source = flag
+    if name is None or name == "":
+        name, source = os.environ.get("FTLIB_DEVICE", "").strip(), "FTLIB_DEVICE"
+    if not name:
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in DEVICES:
+        raise SettingError(f"{named(source, name)} is not allowed: choose one of {', '.join(DEVICES)} (e.g. cuda:0)")
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available[device.type]:
+        raise SettingError(f"{named(source, name)}: this machine has no {device.type.upper()} device that torch can "
+                           "use; choose cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise SettingError(f"{named(source, name)}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device

@@ -14,7 +14,7 @@ from torch import nn
 
 from . import data
 from .models import BLOCKS, CHANNELS, GlyphNet
-from .train import extract_features
+from .probe import extract_features
 
 __all__ = ["frechet_distance", "subset", "task_distance", "truncate"]
 

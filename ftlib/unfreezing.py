@@ -14,7 +14,9 @@ from torch import nn
 from . import data
 from .freeze import block_names, freeze, unfreeze
 from .models import BLOCKS
-from .train import History, fit, linear_probe
+from .probe import linear_probe
+from .stopping import History
+from .train import fit
 
 __all__ = ["PLANS", "Stage", "stage_plan", "train_in_stages"]
 

@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from ftlib import train
+from ftlib import runtime
 from ftlib.lm import context, model
 from ftlib.lm.tokenizer import VOCAB
 from ftlib.lm.train import bits_per_char
@@ -16,7 +16,7 @@ TEXT = "".join(random.Random(0).choices(VOCAB[1:], k=2000))
 
 
 def _lm(seed=0):
-    train.seed_everything(seed)
+    runtime.seed_everything(seed)
     return model.TinyLM(SMALL).eval()
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ftlib import data, models, train
+from ftlib import data, evaluation, models, runtime, stopping, train
 
 
 @pytest.mark.parametrize("scores, patience, min_delta, mode, expected", [
@@ -15,11 +15,11 @@ from ftlib import data, models, train
     ([0.3], 1, 0.0, "min", (0, None)),
 ])
 def test_the_rule_on_scripted_curves(scores, patience, min_delta, mode, expected):
-    assert train.stopping_point(scores, patience, min_delta, mode) == expected
+    assert stopping.stopping_point(scores, patience, min_delta, mode) == expected
 
 
 def test_the_rule_reads_a_curve_only_up_to_its_stop():
-    assert train.stopping_point([1.0, 0.9, 0.95, 0.97, 0.1], 2) == (1, 3)
+    assert stopping.stopping_point([1.0, 0.9, 0.95, 0.97, 0.1], 2) == (1, 3)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -30,18 +30,18 @@ def test_the_rule_reads_a_curve_only_up_to_its_stop():
 ])
 def test_bad_rule_settings_are_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        train.stopping_point([1.0, 0.5], **{"patience": 1, **kwargs})
+        stopping.stopping_point([1.0, 0.5], **{"patience": 1, **kwargs})
     with pytest.raises(ValueError, match=message):
-        train.EarlyStopping(**kwargs)
+        stopping.EarlyStopping(**kwargs)
 
 
 def test_an_empty_curve_and_an_unknown_monitor_are_clear_errors():
     with pytest.raises(ValueError, match="scores is empty"):
-        train.stopping_point([], 1)
+        stopping.stopping_point([], 1)
     with pytest.raises(ValueError, match="monitor='loss'.*val_accuracy"):
-        train.EarlyStopping(monitor="loss")
-    assert train.EarlyStopping("val_accuracy").direction == "max"
-    assert train.EarlyStopping("val_accuracy", mode="min").direction == "min"
+        stopping.EarlyStopping(monitor="loss")
+    assert stopping.EarlyStopping("val_accuracy").direction == "max"
+    assert stopping.EarlyStopping("val_accuracy", mode="min").direction == "min"
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def scripted(monkeypatch):
         def fake_evaluate(model, dataset, batch_size=250, device=None):
             snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
             i = len(snapshots) - 1
-            return train.Metrics(loss=losses[i] if losses else 0.0, accuracy=accuracies[i] if accuracies else 0.0)
+            return evaluation.Metrics(loss=losses[i] if losses else 0.0, accuracy=accuracies[i] if accuracies else 0.0)
         monkeypatch.setattr(train, "evaluate", fake_evaluate)
         return snapshots
     return install
@@ -70,14 +70,14 @@ def _weights_equal(model, snapshot) -> bool:
 
 
 def _fit(tiny, steps=30, **kwargs):
-    train.seed_everything(0)
+    runtime.seed_everything(0)
     model = models.GlyphNet(10)
     return model, train.fit(model, tiny, steps, lr=1e-2, batch_size=10, schedule="constant", eval_every=2, **kwargs)
 
 
 def test_fit_stops_at_the_right_step_and_restores_the_best_weights_exactly(tiny, scripted):
     snapshots = scripted(losses=[0.9, 0.7, 0.5, 0.6, 0.55, 0.65, 0.1, 0.1])
-    model, history = _fit(tiny, val_data=tiny, early_stopping=train.EarlyStopping(patience=3))
+    model, history = _fit(tiny, val_data=tiny, early_stopping=stopping.EarlyStopping(patience=3))
     assert history.eval_step == [2, 4, 6, 8, 10, 12] and history.step == list(range(1, 13))
     assert (history.best_step, history.stopped_step, history.interrupted) == (6, 12, False)
     assert history.val_loss == [0.9, 0.7, 0.5, 0.6, 0.55, 0.65]
@@ -87,7 +87,7 @@ def test_fit_stops_at_the_right_step_and_restores_the_best_weights_exactly(tiny,
 
 def test_fit_can_watch_accuracy_and_keep_the_last_weights(tiny, scripted):
     snapshots = scripted(accuracies=[0.2, 0.4, 0.4, 0.3, 0.9])
-    stopper = train.EarlyStopping("val_accuracy", patience=2, restore_best=False)
+    stopper = stopping.EarlyStopping("val_accuracy", patience=2, restore_best=False)
     model, history = _fit(tiny, val_data=tiny, early_stopping=stopper)
     assert (history.best_step, history.stopped_step) == (4, 8)
     assert _weights_equal(model, snapshots[-1])
@@ -95,7 +95,7 @@ def test_fit_can_watch_accuracy_and_keep_the_last_weights(tiny, scripted):
 
 def test_fit_without_a_stop_runs_every_step_and_still_restores_the_best(tiny, scripted):
     snapshots = scripted(losses=[0.9, 0.3, 0.5, 0.6])
-    model, history = _fit(tiny, steps=8, val_data=tiny, early_stopping=train.EarlyStopping(patience=5))
+    model, history = _fit(tiny, steps=8, val_data=tiny, early_stopping=stopping.EarlyStopping(patience=5))
     assert len(history.step) == 8 and (history.best_step, history.stopped_step) == (4, None)
     assert _weights_equal(model, snapshots[1])
 
@@ -110,7 +110,7 @@ def _interrupted_after(tiny, batches: int):
 
 def _fit_interrupted(batches, **kwargs):
     """fit on ``batches`` that end in Ctrl+C: the interrupt comes back out, carrying the history so far."""
-    train.seed_everything(0)
+    runtime.seed_everything(0)
     model = models.GlyphNet(10)
     with pytest.raises(KeyboardInterrupt) as caught:
         train.fit(model, batches, 30, lr=1e-2, batch_size=10, schedule="constant", eval_every=2, **kwargs)
@@ -120,7 +120,7 @@ def _fit_interrupted(batches, **kwargs):
 def test_an_interrupt_is_raised_again_with_the_history_so_far_and_the_best_weights(tiny, scripted):
     snapshots = scripted(losses=[0.9, 0.4, 0.5, 0.6])
     model, history = _fit_interrupted(_interrupted_after(tiny, 7), val_data=tiny,
-                                      early_stopping=train.EarlyStopping(patience=5))
+                                      early_stopping=stopping.EarlyStopping(patience=5))
     assert history.interrupted and history.stopped_step == 7 and history.step == list(range(1, 8))
     assert history.eval_step == [2, 4, 6] and history.best_step == 4
     assert _weights_equal(model, snapshots[1])
@@ -139,6 +139,6 @@ def test_validation_scores_are_recorded_beside_the_evaluation_scores(tiny):
 
 def test_early_stopping_needs_validation_data_and_an_evaluation_interval(tiny):
     with pytest.raises(ValueError, match="early_stopping needs val_data"):
-        train.fit(models.GlyphNet(10), tiny, 5, eval_every=1, early_stopping=train.EarlyStopping())
+        train.fit(models.GlyphNet(10), tiny, 5, eval_every=1, early_stopping=stopping.EarlyStopping())
     with pytest.raises(ValueError, match="early_stopping needs val_data"):
-        train.fit(models.GlyphNet(10), tiny, 5, val_data=tiny, early_stopping=train.EarlyStopping())
+        train.fit(models.GlyphNet(10), tiny, 5, val_data=tiny, early_stopping=stopping.EarlyStopping())

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ftlib import data, freeze, lora, models, train
+from ftlib import data, freeze, lora, models, stopping
 from ftlib.lessons import adapters, early_stopping, experiments
 
 
@@ -41,7 +41,7 @@ def test_run_starts_from_a_given_model():
 
 
 def test_the_replayed_rule_and_the_policies_read_a_recorded_curve():
-    history = train.History(step=list(range(1, 51)), eval_step=[10, 20, 30, 40, 50],
+    history = stopping.History(step=list(range(1, 51)), eval_step=[10, 20, 30, 40, 50],
                             val_loss=[0.9, 0.5, 0.6, 0.7, 0.4], eval_accuracy=[0.1, 0.6, 0.5, 0.4, 0.7])
     assert early_stopping.early_stop(history, patience=2, min_delta=0.0) == \
         {"steps": 40, "accuracy": 0.6, "best_step": 20}

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from ftlib import checkpoint, lora, train
+from ftlib import checkpoint, lora, runtime
 from ftlib.lm import chat, corpus, generate, model, pretrain, tokenizer
 from ftlib.lm.train import bits_per_char, cosine_schedule
 from ftlib.lm.train import train as train_lm
@@ -14,7 +14,7 @@ SMALL = model.Config(layers=2, dim=32, heads=2, context=16)
 
 
 def _lm(config=SMALL, seed=0):
-    train.seed_everything(seed)
+    runtime.seed_everything(seed)
     return model.TinyLM(config).eval()
 
 

@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from ftlib import freeze, lora, models, train
+from ftlib import freeze, lora, models, runtime, train
 from ftlib.data import ImageSet
 
 
 def _glyphnet(rank=2, blocks=("block3", "block4")):
-    train.seed_everything(0)
+    runtime.seed_everything(0)
     model = models.GlyphNet(10)
     return lora.add_lora(model, list(blocks), rank=rank, alpha=4.0)
 
@@ -24,7 +24,7 @@ def _randomise_b(model):
 
 
 def test_a_fresh_adapter_leaves_the_outputs_unchanged():
-    train.seed_everything(0)
+    runtime.seed_everything(0)
     plain = models.GlyphNet(10).eval()
     adapted = lora.add_lora(copy.deepcopy(plain), list(models.BLOCKS), rank=4).eval()
     x = torch.rand(8, 1, 28, 28)

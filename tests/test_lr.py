@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from ftlib import data, freeze, lr, models, train
+from ftlib import data, freeze, lr, models, runtime, train
 
 
 @pytest.fixture(scope="module")
@@ -12,7 +12,7 @@ def tiny_set():
 
 
 def _model(seed: int = 0) -> models.GlyphNet:
-    train.seed_everything(seed)
+    runtime.seed_everything(seed)
     return models.GlyphNet(10)
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ftlib import backbones, checkpoint, course, data, example_images, export, folder, pretrain, recipe, train
+from ftlib import backbones, checkpoint, course, data, example_images, export, folder, pretrain, recipe, runtime, train
 from ftlib.__main__ import main
 
 
@@ -450,12 +450,12 @@ def test_seeding_for_weights_leaves_the_thread_count_alone():
     torch.set_num_threads(1)
     try:
         backbones.build("glyphnet", 3, seed=0)
-        train.seed_rngs(0)
+        runtime.seed_rngs(0)
         assert torch.get_num_threads() == 1
-        train.seed_everything(0)  # the lessons' call pins (to 2, or $FTLIB_THREADS)
-        assert torch.get_num_threads() == train.thread_count()
+        runtime.seed_everything(0)  # the lessons' call pins (to 2, or $FTLIB_THREADS)
+        assert torch.get_num_threads() == runtime.thread_count()
     finally:
-        train.seed_everything(0)
+        runtime.seed_everything(0)
 
 
 def test_the_command_line_uses_every_core_unless_told(tiny, monkeypatch):
@@ -478,10 +478,10 @@ def test_training_stays_on_the_cpu_unless_a_gpu_is_asked_for(monkeypatch):
     monkeypatch.delenv("FTLIB_DEVICE", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
-    assert train.get_device() == torch.device("cpu")
-    assert train.get_device("mps") == torch.device("mps")
+    assert runtime.get_device() == torch.device("cpu")
+    assert runtime.get_device("mps") == torch.device("mps")
     monkeypatch.setenv("FTLIB_DEVICE", "cuda")
-    assert train.get_device() == torch.device("cuda")
+    assert runtime.get_device() == torch.device("cuda")
 
 
 def test_a_scratch_folder_is_removed_when_the_process_ends():

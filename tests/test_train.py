@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from ftlib import data, freeze, models, train
+from ftlib import data, evaluation, freeze, models, probe, runtime, train
 from ftlib.lessons import experiments
 
 
@@ -12,27 +12,27 @@ def tiny_task():
 
 
 def _trained(tiny_task, steps=40, **kwargs):
-    train.seed_everything(0)
+    runtime.seed_everything(0)
     model = models.GlyphNet(10)
     history = train.fit(model, tiny_task[0], steps, lr=1e-2, eval_data=tiny_task[1], eval_every=20, **kwargs)
     return model, history
 
 
 def test_seed_everything_pins_the_thread_count():
-    train.seed_everything(0, threads=1)
+    runtime.seed_everything(0, threads=1)
     assert torch.get_num_threads() == 1
-    train.seed_everything(0)
-    assert torch.get_num_threads() == train.DEFAULT_THREADS
+    runtime.seed_everything(0)
+    assert torch.get_num_threads() == runtime.DEFAULT_THREADS
 
 
 def test_fit_lowers_the_loss_and_records_a_history(tiny_task):
-    train.seed_everything(0)
+    runtime.seed_everything(0)
     model = models.GlyphNet(10)
-    before = train.evaluate(model, tiny_task[0]).loss
+    before = evaluation.evaluate(model, tiny_task[0]).loss
     _, history = _trained(tiny_task)
     assert history.step == list(range(1, 41)) and len(history.loss) == len(history.lr) == 40
     assert history.eval_step == [20, 40]
-    assert train.evaluate(_trained(tiny_task)[0], tiny_task[0]).loss < before / 2
+    assert evaluation.evaluate(_trained(tiny_task)[0], tiny_task[0]).loss < before / 2
     assert history.final_accuracy > 0.2  # twice chance (0.1) after 40 steps from scratch
 
 
@@ -50,7 +50,7 @@ def test_fit_follows_the_schedule(tiny_task):
 
 
 def test_fit_accepts_any_optimizer_and_a_stream_of_batches(tiny_task):
-    train.seed_everything(0)
+    runtime.seed_everything(0)
     model = models.GlyphNet(52)
     history = train.fit(model, data.letter_batches(32, seed=0), 5, lr=0.1,
                         optimizer=lambda groups: torch.optim.SGD(groups, nesterov=True, momentum=0.9),
@@ -59,7 +59,7 @@ def test_fit_accepts_any_optimizer_and_a_stream_of_batches(tiny_task):
 
 
 def test_fit_does_not_change_frozen_blocks(tiny_task):
-    train.seed_everything(0)
+    runtime.seed_everything(0)
     model = models.GlyphNet(10)
     freeze.freeze(model, ["block1", "block2"])
     before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("block1", "block2"))}
@@ -82,19 +82,19 @@ def test_bad_training_settings_are_clear_errors(tiny_task, kwargs, message):
 
 
 def test_linear_probe_trains_only_the_head_and_beats_chance(tiny_task):
-    train.seed_everything(0)
+    runtime.seed_everything(0)
     model = models.load_pretrained(num_classes=10)
     backbone = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("head")}
-    train.linear_probe(model, tiny_task[0])
+    probe.linear_probe(model, tiny_task[0])
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in backbone.items())
     assert freeze.count_parameters(model, trainable_only=True) == freeze.count_parameters(model.head)
-    assert train.evaluate(model, tiny_task[1]).accuracy > 0.7
+    assert evaluation.evaluate(model, tiny_task[1]).accuracy > 0.7
 
 
 def test_get_device_honours_an_explicit_choice(monkeypatch):
-    assert train.get_device("cpu") == torch.device("cpu")
+    assert runtime.get_device("cpu") == torch.device("cpu")
     monkeypatch.setenv("FTLIB_DEVICE", "cpu")
-    assert train.get_device() == torch.device("cpu")
+    assert runtime.get_device() == torch.device("cpu")
 
 
 def test_transfer_run_and_results_summaries():
@@ -152,5 +152,5 @@ def test_confusion_matrix_counts_true_against_predicted_and_restores_the_mode():
     images = torch.tensor([-1.0, -1.0, 1.0, 1.0, 1.0]).reshape(5, 1, 1, 1)
     labels = torch.tensor([0, 1, 1, 1, 0])
     model.train()
-    counts = train.confusion_matrix(model, data.ImageSet(images, labels, ("a", "b"), "toy"), batch_size=2)
+    counts = evaluation.confusion_matrix(model, data.ImageSet(images, labels, ("a", "b"), "toy"), batch_size=2)
     assert counts.tolist() == [[1, 1], [1, 2]] and model.training

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ftlib import checkpoint, data, models, pretrain, train, transfer
+from ftlib import checkpoint, data, models, pretrain, probe, transfer
 from ftlib.lessons import transfer_limits
 
 
@@ -31,7 +31,7 @@ def test_truncate_reads_the_features_of_the_chosen_block_and_leaves_the_model_al
     for i, block in enumerate(models.BLOCKS):
         cut = transfer.truncate(model, block)
         assert cut.head.in_features == models.CHANNELS[i]
-        assert torch.equal(train.extract_features(cut, x), train.extract_features(model, x, upto=block))
+        assert torch.equal(probe.extract_features(cut, x), probe.extract_features(model, x, upto=block))
         assert cut(x).shape == (4, 10)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     with pytest.raises(ValueError, match="unknown block 'block9'"):

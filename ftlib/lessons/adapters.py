@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from .. import checkpoint, data, lora
+from ..evaluation import evaluate
 from ..freeze import count_parameters
-from ..train import evaluate
 from . import plots
 from .experiments import Results, get_method, make_model, run
 

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from .. import augment, data
-from ..train import confusion_matrix
+from ..evaluation import confusion_matrix
 from . import plots
 from .experiments import run
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 
 from .. import data
-from ..train import MONITORS, EarlyStopping, History, stopping_point
+from ..stopping import MONITORS, EarlyStopping, History, stopping_point
 from . import plots
 from .experiments import Results, Trained, run
 

@@ -17,9 +17,13 @@ from dataclasses import dataclass
 from torch import nn
 
 from .. import data
+from ..evaluation import evaluate
 from ..freeze import count_parameters
 from ..models import GlyphNet, pretrained_start
-from ..train import History, evaluate, fit, linear_probe, seed_everything
+from ..probe import linear_probe
+from ..runtime import seed_everything
+from ..stopping import History
+from ..train import fit
 
 __all__ = ["METHODS", "Method", "Results", "Trained", "gain_over_scratch", "get_method", "make_model", "run",
            "run_grid", "transfer_run"]

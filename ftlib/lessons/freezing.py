@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from .. import data
+from ..evaluation import evaluate
 from ..freeze import changed, count_parameters, freeze_backbone, snapshot
 from ..models import BLOCKS
-from ..train import evaluate
 from ..unfreezing import stage_plan, train_in_stages
 from .experiments import run
 

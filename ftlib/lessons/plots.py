@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from ..data import ImageSet
-from ..train import History
+from ..stopping import History
 from .experiments import Results
 
 __all__ = ["plot_bars", "plot_confusion", "plot_history", "plot_results", "show_images"]

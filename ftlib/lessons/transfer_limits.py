@@ -7,9 +7,9 @@ or without a remedy; :func:`probe_run` fits a linear probe on an intermediate bl
 from __future__ import annotations
 
 from .. import augment, data
+from ..evaluation import evaluate
 from ..models import pretrained_start
 from ..pretrain import checkpoint_path
-from ..train import evaluate
 from ..transfer import subset, truncate
 from .experiments import get_method, run
 

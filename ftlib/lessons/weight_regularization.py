@@ -9,9 +9,9 @@ from torch import nn
 
 from .. import data
 from ..data import ImageSet
+from ..evaluation import evaluate
 from ..models import load_pretrained
 from ..regularize import L2SP, L2Penalty, drift, retention, starting_point
-from ..train import evaluate
 from . import plots
 from .experiments import Results, run
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from torch import nn
 
 from ..lora import add_lora_to_linears
-from ..train import seed_everything
+from ..runtime import seed_everything
 from . import corpus
 from .train import LMHistory, train
 

@@ -10,7 +10,7 @@ import torch
 from .. import checkpoint
 from ..freeze import count_parameters
 from ..paths import DATA_DIR
-from ..train import seed_everything
+from ..runtime import seed_everything
 from ..versions import warn_if_different
 from . import corpus
 from .model import Config, TinyLM
