@@ -32,7 +32,7 @@ def _builder(model: str, variant: str):
 
         if variant != "full":
             raise ValueError(f"--variant {variant} is for glyphnet; tinylm has one recipe")
-        return lm.pretrain, lm.CHECKPOINT, lm.RECIPE
+        return lm.pretrain, lm.CHECKPOINT, lm.SETTINGS
     from . import pretrain as glyph
 
     build = lambda path, **settings: glyph.pretrain(path, variant=variant, **settings)
