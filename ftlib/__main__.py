@@ -37,11 +37,11 @@ def _builder(model: str, variant: str):
 
         if variant != "full":
             raise ValueError(f"--variant {variant} is for glyphnet; tinylm has one recipe")
-        return lm.pretrain, lm.CHECKPOINT, lm.RECIPE
+        return lm.pretrain, lm.CHECKPOINT, lm.SETTINGS
     from . import pretrain as glyph
 
     build = lambda path, **settings: glyph.pretrain(path, variant=variant, **settings)
-    return build, glyph.checkpoint_path(variant), glyph.RECIPE
+    return build, glyph.checkpoint_path(variant), glyph.SETTINGS
 
 
 def _pretrain_settings(args: argparse.Namespace, recipe: dict) -> dict:

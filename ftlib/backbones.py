@@ -16,6 +16,9 @@ from torch import nn
 
 from .models import GlyphNet, load_pretrained, pooled_features, replace_head
 
+__all__ = ["HOW_TO_GET_RESNET", "RESNET18_FILE", "ResNetClassifier", "SPECS", "Spec", "build", "check_weights",
+           "read_state_dict", "resnet18_weights", "spec"]
+
 RESNET18_FILE = "resnet18-f37072fd.pth"  # the name torchvision gives ImageNet weights (IMAGENET1K_V1) in its cache
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 HOW_TO_GET_RESNET = (

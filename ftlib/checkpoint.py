@@ -10,6 +10,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+__all__ = ["file_digest", "load_weights", "metadata_path", "read_metadata", "save_checkpoint"]
+
 
 def save_checkpoint(model: nn.Module, path: str | Path, metadata: dict) -> Path:
     """Write ``model``'s weights to ``path`` (safetensors) and ``metadata`` beside it as ``<name>.json``.

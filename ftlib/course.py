@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .paths import NOTEBOOK_DIR
-from .widgets import HEADLESS
+from .runtime import HEADLESS
 
 __all__ = ["CELL_TIMEOUT", "COUNTS", "HEADLINE_PREFIX", "LessonRun", "check_parameters", "check_value",
            "headless_kernels", "headline", "lessons", "notebook_parameters", "parse_value", "points", "run_course",

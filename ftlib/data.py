@@ -31,6 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+__all__ = ["BASE_SIZE", "DIGITS", "FULL", "GRATINGS", "GREEK", "GREEK_FONTS", "IMAGE_SIZE", "ImageSet",
+           "LATIN_FONTS", "LETTERS", "LETTERS_TEST_PER_CLASS", "MNIST_FILE", "NARROW", "NARROW_LACKS",
+           "POOL_PER_CLASS", "SHAPES", "TARGETS", "TEST_PER_CLASS", "TEXTURES", "Variation", "cache_dir",
+           "check_target", "degrade", "few_shot", "flip_labels", "font_path", "generate", "glyph_bases",
+           "letter_batches", "mnist_arrays", "pool", "shape_bases", "split_validation", "stroke_variants",
+           "test_set"]
+
 IMAGE_SIZE = 28
 BASE_SIZE = 64  # clean glyphs are rendered at 64x64, then degraded and resampled to 28x28
 POOL_PER_CLASS = 250  # labelled examples per class that few-shot splits draw from

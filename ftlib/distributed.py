@@ -20,6 +20,8 @@ from .data import ImageSet
 from .freeze import param_groups
 from .runtime import get_device
 
+__all__ = ["Context", "barrier", "block_adamw", "close", "init", "shard", "unwrap", "wrap"]
+
 
 @dataclass(frozen=True)
 class Context:

@@ -13,6 +13,8 @@ from torch import nn
 from . import backbones, checkpoint
 from .folder import SUFFIXES, UnreadableImage, image_files, read_image
 
+__all__ = ["FORMAT", "Prediction", "Predictor", "cli", "expand", "load", "predict", "save"]
+
 FORMAT = "ftlib-export-1"
 
 

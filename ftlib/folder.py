@@ -22,6 +22,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .data import ImageSet, split_validation
 
+__all__ = ["FolderReport", "SUFFIXES", "UnreadableImage", "WIDE_MODES", "image_files", "load_folder", "read_image",
+           "split", "to_8bit", "to_tensor"]
+
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # more than 8 bits per pixel: scaled by their range
 

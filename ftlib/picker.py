@@ -12,6 +12,7 @@ import ipywidgets as widgets
 
 from . import backbones, recipe
 from .folder import load_folder
+from .runtime import headless
 
 __all__ = ["check", "picker"]
 
@@ -34,9 +35,14 @@ def check(folder: str | Path, backbone: str) -> None:
         print(f"folder: {error}")
 
 
-def picker(folder: str | Path, backbone: str = "glyphnet", out: str | Path = "runs/finetune") -> widgets.VBox:
+def picker(folder: str | Path, backbone: str = "glyphnet", out: str | Path = "runs/finetune") -> widgets.VBox | None:
     """A folder path box, a backbone menu, and two buttons: "check" (:func:`check`) and "fine-tune" (the recipe,
-    exporting to ``out``)."""
+    exporting to ``out``). Headless (:func:`ftlib.runtime.headless`), no widget is made: one line says what it would
+    show."""
+    if headless():
+        print(f"[picker] image folder {folder}, backbone {backbone}: buttons 'check' and 'fine-tune' "
+              f"(exports to {out})")
+        return None
     path = widgets.Text(value=str(folder), description="image folder", style={"description_width": "initial"},
                         layout=widgets.Layout(width="480px"))
     choice = widgets.Dropdown(options=sorted(backbones.SPECS), value=backbone, description="backbone")

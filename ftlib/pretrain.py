@@ -20,7 +20,9 @@ from .runtime import seed_everything
 from .train import fit
 from .versions import warn_if_different
 
-RECIPE = {"steps": 3000, "batch_size": 128, "lr": 3e-3, "weight_decay": 5e-4, "seed": 0, "threads": 2}
+__all__ = ["SETTINGS", "VARIANTS", "checkpoint_path", "pretrain"]
+
+SETTINGS = {"steps": 3000, "batch_size": 128, "lr": 3e-3, "weight_decay": 5e-4, "seed": 0, "threads": 2}
 VARIANTS = {"full": data.FULL, "narrow": data.NARROW}  # how the source letters vary in each variant
 
 
@@ -31,8 +33,8 @@ def checkpoint_path(variant: str = "full") -> Path:
     return PRETRAINED if variant == "full" else DATA_DIR / f"glyphnet_{variant}.safetensors"
 
 
-def pretrain(path: str | Path | None = None, steps: int = RECIPE["steps"], seed: int = RECIPE["seed"],
-             threads: int = RECIPE["threads"], progress: bool = True, variant: str = "full") -> dict:
+def pretrain(path: str | Path | None = None, steps: int = SETTINGS["steps"], seed: int = SETTINGS["seed"],
+             threads: int = SETTINGS["threads"], progress: bool = True, variant: str = "full") -> dict:
     """Pretrain GlyphNet on the 52-letter source task and save it (weights + metadata) to ``path``.
 
     Each step sees a fresh batch of rendered letters (AdamW, one-cycle schedule). ``variant`` picks how the
@@ -42,16 +44,16 @@ def pretrain(path: str | Path | None = None, steps: int = RECIPE["steps"], seed:
     the full variation); a variant other than ``"full"`` also records its name and what its source lacks.
     """
     default = checkpoint_path(variant)  # also rejects an unknown variant
-    if path is None and (steps, seed, threads) != (RECIPE["steps"], RECIPE["seed"], RECIPE["threads"]):
+    if path is None and (steps, seed, threads) != (SETTINGS["steps"], SETTINGS["seed"], SETTINGS["threads"]):
         raise ValueError(f"steps={steps}, seed={seed}, threads={threads} differ from the recipe's: give a path, "
                          f"so that the shipped {default} (which the lessons use) is not replaced")
     path = default if path is None else path
     warn_if_different("the shipped checkpoints")  # bit-identical rebuilds need the same torch build
     seed_everything(seed, threads)
     model = GlyphNet(len(data.LETTERS))
-    batches = data.letter_batches(RECIPE["batch_size"], seed, VARIANTS[variant])
-    history = fit(model, batches, steps, lr=RECIPE["lr"],
-                  batch_size=RECIPE["batch_size"], weight_decay=RECIPE["weight_decay"], seed=seed,
+    batches = data.letter_batches(SETTINGS["batch_size"], seed, VARIANTS[variant])
+    history = fit(model, batches, steps, lr=SETTINGS["lr"],
+                  batch_size=SETTINGS["batch_size"], weight_decay=SETTINGS["weight_decay"], seed=seed,
                   device="cpu", progress=progress)
     accuracy = evaluate(model, data.test_set("letters")).accuracy
     metadata = {
@@ -64,8 +66,8 @@ def pretrain(path: str | Path | None = None, steps: int = RECIPE["steps"], seed:
         "parameters": count_parameters(model),
         "seed": seed,
         "steps": steps,
-        "batch_size": RECIPE["batch_size"],
-        "optimizer": f"AdamW lr={RECIPE['lr']} weight_decay={RECIPE['weight_decay']}, one-cycle",
+        "batch_size": SETTINGS["batch_size"],
+        "optimizer": f"AdamW lr={SETTINGS['lr']} weight_decay={SETTINGS['weight_decay']}, one-cycle",
         "threads": threads,
         "torch": torch.__version__.split("+")[0],
         "final_train_loss": round(sum(history.loss[-50:]) / len(history.loss[-50:]), 4),

@@ -30,6 +30,9 @@ from .runtime import get_device, pin_threads, thread_count
 from .stopping import EarlyStopping, History
 from .train import NonFiniteLoss, fit
 
+__all__ = ["FALLBACK_LR", "MAX_BACKBONE_FACTOR", "PATIENCE", "RecipeResult", "SCHEDULE", "TestReport",
+           "check_settings", "cli", "export_target", "finetune", "test_report"]
+
 FALLBACK_LR = 3e-3  # used when the range test cannot suggest a rate (its loss fell for fewer than 2 steps)
 SCHEDULE = "cosine"  # falls from the start: early stopping never cuts a warm-up short
 PATIENCE = 8  # evaluations (of 10 steps) without a better validation loss; 4 often cut scratch short (lesson 11)

@@ -13,8 +13,8 @@ from torch import nn
 
 from .checks import SettingError, check_seed, named
 
-__all__ = ["DEFAULT_THREADS", "DEVICES", "evaluating", "get_device", "pin_threads", "seed_everything", "seed_rngs",
-           "thread_count"]
+__all__ = ["DEFAULT_THREADS", "DEVICES", "HEADLESS", "evaluating", "get_device", "headless", "pin_threads",
+           "run_headless", "seed_everything", "seed_rngs", "thread_count"]
 
 
 @contextlib.contextmanager
@@ -105,3 +105,16 @@ def get_device(name: str | None = None, flag: str = "device") -> torch.device:
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise SettingError(f"{named(source, name)}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
+
+
+HEADLESS = "FTLIB_HEADLESS"  # set to 1 by whoever starts a kernel that no front end will render widgets for
+
+
+def run_headless() -> None:
+    """Mark this process and the kernels it starts as headless (``$FTLIB_HEADLESS=1``): no front end renders widgets."""
+    os.environ[HEADLESS] = "1"
+
+
+def headless() -> bool:
+    """True when this process runs where no front end renders widgets (``$FTLIB_HEADLESS`` is set, not 0)."""
+    return os.environ.get(HEADLESS, "").strip() not in ("", "0")

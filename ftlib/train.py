@@ -17,9 +17,10 @@ from .data import ImageSet
 from .evaluation import evaluate
 from .freeze import param_groups
 from .runtime import get_device
+from .schedules import make_schedule
 from .stopping import EarlyStopping, History
 
-__all__ = ["Augment", "Batches", "NonFiniteLoss", "fit", "make_optimizer", "make_schedule", "shuffled_batches"]
+__all__ = ["Augment", "Batches", "NonFiniteLoss", "fit", "make_optimizer", "shuffled_batches"]
 
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -44,22 +45,6 @@ def make_optimizer(name: str | Callable, groups: list[dict], weight_decay: float
     if name not in optimizers:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(optimizers)} or pass a callable")
     return optimizers[name]()
-
-
-def make_schedule(name: str | Callable, optimizer: torch.optim.Optimizer, steps: int):
-    """``"onecycle"`` (peak at 25%), ``"cosine"`` or ``"constant"`` over ``steps``, or ``name(optimizer, steps)``."""
-    if callable(name):
-        return name(optimizer, steps)
-    peaks = [g["lr"] for g in optimizer.param_groups]
-    schedules = {
-        "constant": lambda: torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0),
-        "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps),
-        "onecycle": lambda: torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=steps,
-                                                                pct_start=0.25),
-    }
-    if name not in schedules:
-        raise ValueError(f"unknown schedule {name!r}; choose one of {sorted(schedules)} or pass a callable")
-    return schedules[name]()
 
 
 def shuffled_batches(data: ImageSet, batch_size: int, generator: torch.Generator) -> Batches:

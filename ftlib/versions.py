@@ -13,7 +13,11 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-CONSTRAINTS = Path(__file__).resolve().parent.parent / ".ci" / "constraints.txt"
+from .paths import ROOT
+
+__all__ = ["CHECKED", "CONSTRAINTS", "differences", "installed", "pinned", "warn_if_different"]
+
+CONSTRAINTS = ROOT / ".ci" / "constraints.txt"
 CHECKED = ("torch", "torchvision", "numpy")  # the packages whose arithmetic the outputs and checkpoints depend on
 
 

@@ -11,25 +11,13 @@ start value instead. JupyterLab never sets the variable and gets the live slider
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 
 import ipywidgets as widgets
 
-__all__ = ["HEADLESS", "describe", "headless", "run_headless", "slider", "text_box"]
+from .runtime import headless
 
-HEADLESS = "FTLIB_HEADLESS"  # set to 1 by whoever starts a kernel that no front end will render widgets for
-
-
-def run_headless() -> None:
-    """Mark this process and the kernels it starts as headless (``$FTLIB_HEADLESS=1``): no front end renders widgets."""
-    os.environ[HEADLESS] = "1"
-
-
-def headless() -> bool:
-    """True when this process runs where no front end renders widgets (``$FTLIB_HEADLESS`` is set, not 0)."""
-    return os.environ.get(HEADLESS, "").strip() not in ("", "0")
-
+__all__ = ["describe", "slider", "text_box"]
 
 def slider(show: Callable, name: str, values: Sequence, value, description: str) -> widgets.interactive | None:
     """An ``interact`` slider that calls ``show(**{name: v})`` for each chosen value ``v`` of ``values``.

@@ -1,6 +1,6 @@
 """pytest --nbval on a lesson alone: the kernels nbval starts run headless (see tests/conftest.py)."""
 
-from ftlib.widgets import run_headless
+from ftlib.runtime import run_headless
 
 
 def pytest_configure(config):

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ftlib.widgets import run_headless
+from ftlib.runtime import run_headless
 
 
 def pytest_configure(config):

@@ -25,7 +25,7 @@ import nbformat
 import pytest
 
 from ftlib import course
-from ftlib.widgets import HEADLESS
+from ftlib.runtime import HEADLESS
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"

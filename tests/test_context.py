@@ -31,6 +31,7 @@ def test_scaled_sets_positions_and_base_on_a_copy():
     with torch.no_grad():
         assert torch.equal(context.scaled(lm, "naive", 64)(ids), lm(ids))
         assert not torch.allclose(pi(ids), lm(ids)) and not torch.allclose(big(ids), lm(ids))
+    assert context.EXTENSIONS == ("naive", "pi", "base")
     with pytest.raises(ValueError, match="method='ntk'.*naive, pi, base"):
         context.scaled(lm, "ntk", 64)
     with pytest.raises(ValueError, match="length=0"):

@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from ftlib import checkpoint, lora, runtime
-from ftlib.lm import chat, corpus, generate, model, pretrain, tokenizer
-from ftlib.lm.train import bits_per_char, cosine_schedule
-from ftlib.lm.train import train as train_lm
+from ftlib import checkpoint, lora, runtime, schedules
+from ftlib.lm import chat, context, corpus, generate, model, pretrain, tokenizer
+from ftlib.lm import train as lm_train
+from ftlib.lm.train import bits_per_char, char_bits
 
 SMALL = model.Config(layers=2, dim=32, heads=2, context=16)
 
@@ -70,14 +70,62 @@ def test_training_lowers_the_loss_and_bits_per_char_masks_characters():
     text = "the cat sat on the mat. " * 40
     before = bits_per_char(lm, text, SMALL.context)
     assert before == pytest.approx(math.log2(96), abs=0.2)  # a fresh model guesses about uniformly
-    history = train_lm(lm, corpus.batches(text, 8, SMALL.context, seed=0), steps=60, lr=3e-3,
-                       evaluate=lambda m: {"bpc": bits_per_char(m, text, SMALL.context)}, every=25)
+    history = lm_train.train(lm, corpus.batches(text, 8, SMALL.context, seed=0), steps=60, lr=3e-3,
+                             evaluate=lambda m: {"bpc": bits_per_char(m, text, SMALL.context)}, every=25)
     assert len(history.loss) == 60 and bits_per_char(lm, text, SMALL.context) < before - 2
     assert sorted(history.evals) == [25, 50, 60] and history.evals[60]["bpc"] < history.evals[25]["bpc"]
     mask = torch.zeros(len(text), dtype=torch.bool)
     mask[1::2] = True
     assert bits_per_char(lm, text, SMALL.context, mask) != bits_per_char(lm, text, SMALL.context)
-    assert cosine_schedule(0, 100, 10) == pytest.approx(0.1) and cosine_schedule(100, 100, 10) == pytest.approx(0)
+
+
+def test_warmup_cosine_climbs_during_warm_up_then_falls_to_zero():
+    factor = lambda step: schedules.warmup_cosine(step, 100, 10)
+    assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)  # the last warm-up step: full rate
+    assert factor(10) == pytest.approx(1.0) and factor(55) == pytest.approx(0.5) and factor(100) == pytest.approx(0)
+    assert schedules.warmup_cosine(0, 100, 0) == 1.0  # no warm-up: the cosine alone
+
+
+def test_the_training_loop_uses_warmup_cosine_and_ends_in_eval_mode(monkeypatch):
+    lm, calls = _lm().train(), []
+    monkeypatch.setattr(lm_train, "warmup_cosine", lambda *args: calls.append(args) or schedules.warmup_cosine(*args))
+    batches = corpus.batches("abcdefgh " * 20, 2, SMALL.context, seed=0)
+    history = lm_train.train(lm, batches, steps=20, lr=1e-3, warmup=4, evaluate=lambda m: {"training": m.training},
+                             every=10)
+    assert not lm.training and history.evals == {10: {"training": False}, 20: {"training": False}}
+    assert calls == [(s, 20, 4) for s in range(21)]  # LambdaLR asks at the start and after each of the 20 steps
+
+
+@pytest.mark.parametrize("mode", [True, False], ids=["train mode", "eval mode"])
+def test_evaluation_helpers_give_the_model_its_mode_back(mode):
+    lm, text = _lm(), "User: q?\nAssistant: a.\n" * 20
+    chat_text, mask = chat.chat_text([{"turns": [["q?", "a."]] * 10}])
+    repeated, _ = context.recall_task(text, passage=6, gap=4, count=2, seed=0)
+    helpers = [lambda: char_bits(lm, text, SMALL.context), lambda: bits_per_char(lm, text, SMALL.context),
+               lambda: generate.generate(lm, "Hello", 4), lambda: chat.format_rate(lm, text, prompts=4),
+               lambda: chat.reply(lm, "", "q?", max_chars=4), lambda: chat.losses(lm, chat_text, mask, text),
+               lambda: context.position_bits(lm, text, SMALL.context), lambda: context.recall_bits(lm, repeated, 6)]
+    for helper in helpers:
+        lm.train(mode)
+        helper()
+        assert lm.training == mode and all(m.training == mode for m in lm.modules())
+
+
+def test_helpers_build_their_tensors_on_the_models_device():
+    """On this CPU-only machine: a model on "cpu" and text tensors on "cpu" work, and results lie on that device."""
+    lm, text = _lm().to("cpu"), "the cat sat on the mat. " * 10
+    device = next(lm.parameters()).device
+    assert char_bits(lm, text, SMALL.context).device == device
+    assert context.position_bits(lm, text, SMALL.context).device == device
+    assert model.rope_angles(torch.arange(4, device=device), 8, 10000.0).device == device
+    ids = tokenizer.encode(text[:40])[None]
+    assert generate.generate(lm, text[:5], 3, temperature=0) == tokenizer.decode(_greedy(lm, ids[:, :5], 3))
+
+
+def _greedy(lm, ids, new):
+    for _ in range(new):
+        ids = torch.cat([ids, lm(ids[:, -SMALL.context:])[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return ids[0, -new:]
 
 
 def test_checkpoint_round_trip_in_fp16_is_exact(tmp_path):
@@ -138,7 +186,7 @@ def test_format_rate_at_temperature_zero_is_the_share_of_greedy_replies_in_turn(
     lm, n = _lm(), len(chat.ASSISTANT)
     text = "".join(f"User: q{i % 7}?\nAssistant: a{i % 5}.\n" for i in range(300))
     assert chat.format_rate(lm, text, temperature=1.0) < 0.01  # an untrained model is not in turn
-    train_lm(lm, corpus.batches(text, 16, SMALL.context, seed=0), steps=60, lr=1e-2)
+    lm_train.train(lm, corpus.batches(text, 16, SMALL.context, seed=0), steps=60, lr=1e-2)
     starts = [i for i in range(SMALL.context, len(text)) if text.startswith(chat.ASSISTANT, i)]
     greedy = generate.generate(lm, [text[s + n - SMALL.context - 1:s] for s in starts], n, temperature=0)
     share = sum(g == chat.ASSISTANT for g in greedy) / len(starts)

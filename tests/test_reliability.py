@@ -119,7 +119,7 @@ def test_pretrain_writes_elsewhere_or_over_the_shipped_file_only_when_told(monke
     assert main(["pretrain", "--steps", "5", "--overwrite-shipped"]) == 0
     assert main(["pretrain"]) == 0  # the README's bit-identical rebuild keeps working
     assert built == [(tmp_path / "mine.safetensors", 5), (pretrain.checkpoint_path(), 5),
-                     (pretrain.checkpoint_path(), pretrain.RECIPE["steps"])]
+                     (pretrain.checkpoint_path(), pretrain.SETTINGS["steps"])]
 
 
 def test_pretrain_check_removes_its_temporary_folder(monkeypatch):

@@ -8,7 +8,7 @@ import nbformat
 
 from ftlib import course
 from ftlib.__main__ import main
-from ftlib.widgets import HEADLESS
+from ftlib.runtime import HEADLESS
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -81,7 +81,7 @@ def test_the_narrow_checkpoint_ships_small_and_says_what_its_source_lacks():
     assert path.stat().st_size < 1_000_000
     meta = checkpoint.read_metadata(path)
     assert meta["variant"] == "narrow" and meta["source_lacks"] == data.NARROW_LACKS
-    assert meta["steps"] == pretrain.RECIPE["steps"]
+    assert meta["steps"] == pretrain.SETTINGS["steps"]
     assert "variant" not in checkpoint.read_metadata(models.PRETRAINED)  # the full one's metadata is unchanged
     models.load_pretrained(path=path)  # every name and shape fits GlyphNet
 

@@ -1,7 +1,8 @@
 import ipywidgets
 import pytest
 
-from ftlib.widgets import HEADLESS, slider, text_box
+from ftlib.runtime import HEADLESS
+from ftlib.widgets import slider, text_box
 
 
 def test_slider_makes_one_control_and_calls_show_with_the_chosen_value(monkeypatch):

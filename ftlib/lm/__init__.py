@@ -6,3 +6,5 @@ One job per module: ``tokenizer`` (96 characters), ``corpus`` (the shipped prose
 LoRA fine-tuning), ``pretrain`` (the seeded rebuild of the shipped checkpoint), ``context`` (reading past the
 training context: RoPE scaling, loss by position, the long fine-tune, a recall task).
 """
+
+__all__ = ["chat", "context", "corpus", "finetune", "generate", "model", "pretrain", "tokenizer", "train"]

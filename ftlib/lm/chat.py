@@ -17,10 +17,14 @@ import torch
 from torch import nn
 
 from ..paths import DATA_DIR
+from ..runtime import evaluating
 from . import corpus
 from .generate import generate
 from .tokenizer import clean, encode
 from .train import char_bits
+
+__all__ = ["ASSISTANT", "CHAT_FILES", "CLOSING", "FIRST", "FOLLOW_UP", "USER", "VAL_FRACTION", "build_dialogues",
+           "chat_text", "first_sentence", "format_dialogue", "format_rate", "load_dialogues", "losses", "reply"]
 
 CHAT_FILES = {"train": DATA_DIR / "chat_train.jsonl", "val": DATA_DIR / "chat_val.jsonl"}
 USER, ASSISTANT = "User: ", "Assistant: "
@@ -115,9 +119,9 @@ def chat_text(dialogues: list[dict]) -> tuple[str, torch.Tensor]:
 
 
 def losses(model: nn.Module, chat: str, answer_mask: torch.Tensor, prose: str) -> dict[str, float]:
-    """Bits per character on the dialogues ``chat``, on their answers only, and on the ``prose``."""
+    """Bits per character on the dialogues ``chat``, on their answers only, and on the ``prose`` (in eval mode)."""
     bits = char_bits(model, chat, model.config.context)
-    return {"chat": bits.mean().item(), "answer": bits[answer_mask[1:len(bits) + 1]].mean().item(),
+    return {"chat": bits.mean().item(), "answer": bits[answer_mask[1:len(bits) + 1].to(bits.device)].mean().item(),
             "prose": char_bits(model, prose, model.config.context).mean().item()}
 
 
@@ -129,13 +133,15 @@ def format_rate(model: nn.Module, text: str, prompts: int = 48, temperature: flo
     (they end with the user's question and its newline) and we take the probability that sampling writes exactly
     ``Assistant: `` next: the product of its 11 characters' probabilities at this temperature (at 0, 1 if the
     most likely characters spell it, else 0). The mean is the share of sampled replies that start in turn, as
-    many samples would measure it, without their noise.
+    many samples would measure it, without their noise. The model runs in eval mode on its own device and gets
+    its mode back.
     """
     n, context = len(ASSISTANT), model.config.context
     starts = [m.start() for m in re.finditer(rf"^{ASSISTANT}", text, flags=re.MULTILINE) if m.start() >= context]
     chosen = starts[:: max(1, len(starts) // prompts)][:prompts]
-    ids = torch.stack([encode(text[s + n - context - 1:s + n]) for s in chosen])
-    logits, wanted = model.eval()(ids[:, :-1])[:, -n:], ids[:, -n:]
+    ids = torch.stack([encode(text[s + n - context - 1:s + n]) for s in chosen]).to(next(model.parameters()).device)
+    with evaluating(model):
+        logits, wanted = model(ids[:, :-1])[:, -n:], ids[:, -n:]
     if temperature == 0:
         return (logits.argmax(-1) == wanted).all(-1).float().mean().item()
     chance = torch.log_softmax(logits / temperature, -1).gather(-1, wanted[..., None]).sum((1, 2)).exp()

@@ -18,11 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..runtime import evaluating
 from .finetune import finetune
 from .tokenizer import encode
 from .train import LMHistory, char_bits
 
-METHODS = ("naive", "pi", "base")
+__all__ = ["BASE_FACTOR", "EXTENSIONS", "extend", "position_bits", "recall_bits", "recall_task", "scaled"]
+
+EXTENSIONS = ("naive", "pi", "base")  # the ways to set a model up to read past its training context
 BASE_FACTOR = 8.0  # how much larger the RoPE base of the "base" method is
 
 
@@ -31,8 +34,8 @@ def scaled(model: nn.Module, method: str, length: int) -> nn.Module:
 
     The copy's ``config.context`` becomes ``length`` (the window a fine-tune trains on); ``model`` is unchanged.
     """
-    if method not in METHODS:
-        raise ValueError(f"method={method!r} is not allowed: choose one of {', '.join(METHODS)}")
+    if method not in EXTENSIONS:
+        raise ValueError(f"method={method!r} is not allowed: choose one of {', '.join(EXTENSIONS)}")
     if length < 1:
         raise ValueError(f"length={length} must be positive")
     trained, out = model.config.context, copy.deepcopy(model)
@@ -46,6 +49,7 @@ def position_bits(model: nn.Module, text: str | torch.Tensor, length: int) -> to
     """Mean loss in bits at each position 0..length-1, over consecutive windows of ``length`` characters of ``text``.
 
     Entry ``i`` is the surprise at the ``i + 2``-th character of a window, predicted from the ``i + 1`` before it.
+    Scored as :func:`ftlib.lm.train.char_bits` scores: in eval mode (the mode is restored), on the model's device.
     """
     bits = char_bits(model, text, length)
     return bits.view(-1, length).mean(0)
@@ -77,8 +81,12 @@ def recall_task(text: str, passage: int, gap: int, count: int, seed: int) -> tup
 
 @torch.no_grad()
 def recall_bits(model: nn.Module, sequences: torch.Tensor, passage: int) -> float:
-    """Mean bits on the last ``passage - 1`` characters of ``sequences`` (its first character cannot be recalled)."""
-    model.eval()
-    logits = model(sequences[:, :-1])[:, -(passage - 1):]
+    """Mean bits on the last ``passage - 1`` characters of ``sequences`` (its first character cannot be recalled).
+
+    The model reads in eval mode on its own device and gets its mode back.
+    """
+    sequences = sequences.to(next(model.parameters()).device)
+    with evaluating(model):
+        logits = model(sequences[:, :-1])[:, -(passage - 1):]
     targets = sequences[:, -(passage - 1):]
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten()).item() / torch.log(torch.tensor(2.0)).item()

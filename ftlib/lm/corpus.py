@@ -25,6 +25,9 @@ import torch
 from ..paths import DATA_DIR
 from .tokenizer import clean, encode
 
+__all__ = ["SEPARATOR", "SKIPPED_DIRS", "SNAPSHOT", "VAL_EVERY", "batches", "build_snapshot", "load_documents",
+           "random_windows", "split_text"]
+
 SNAPSHOT = DATA_DIR / "prose.jsonl.gz"
 SKIPPED_DIRS = {"test", "tests", "idlelib", "lib2to3", "site-packages", "dist-packages", "turtledemo", "__pycache__"}
 VAL_EVERY = 20  # every 20th document of the snapshot is validation text

@@ -12,6 +12,8 @@ from ..runtime import seed_everything
 from . import corpus
 from .train import LMHistory, train
 
+__all__ = ["ATTENTION", "finetune"]
+
 ATTENTION = ("q", "k", "v", "o")  # the attention projections of every block: where LoRA adapters go
 
 
@@ -22,7 +24,8 @@ def finetune(base: nn.Module, text: str, method: str, steps: int, lr: float, see
 
     ``method="full"`` trains every weight; ``method="lora"`` freezes them all and trains rank-``rank`` adapters
     on the attention projections. The seed fixes the adapters' start and the order of the windows.
-    ``evaluate`` and ``every`` are passed to :func:`ftlib.lm.train.train`.
+    ``evaluate`` and ``every`` are passed to :func:`ftlib.lm.train.train`. The copy (and its adapters) stays on
+    ``base``'s device and ends in eval mode.
     """
     if method not in ("full", "lora"):
         raise ValueError(f"method={method!r} is not allowed: choose 'full' or 'lora'")

@@ -17,6 +17,8 @@ from torch import nn
 
 from .tokenizer import VOCAB_SIZE
 
+__all__ = ["Attention", "Block", "Config", "TinyLM", "apply_rope", "rope_angles"]
+
 
 @dataclass(frozen=True)
 class Config:
@@ -35,7 +37,7 @@ class Config:
 
 def rope_angles(positions: torch.Tensor, head_dim: int, base: float) -> torch.Tensor:
     """Rotation angles (positions x head_dim/2): position p turns pair i by ``p * base**(-2i/head_dim)``."""
-    frequencies = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    frequencies = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim)
     return positions.float()[:, None] * frequencies[None, :]
 
 

@@ -16,14 +16,16 @@ from . import corpus
 from .model import Config, TinyLM
 from .train import bits_per_char, train
 
+__all__ = ["CHECKPOINT", "EVAL_CHARS", "SETTINGS", "load_pretrained", "pretrain"]
+
 CHECKPOINT = DATA_DIR / "tinylm.safetensors"
-RECIPE = {"steps": 1800, "batch_size": 32, "lr": 3e-3, "warmup": 100, "weight_decay": 0.01, "seed": 0,
+SETTINGS = {"steps": 1800, "batch_size": 32, "lr": 3e-3, "warmup": 100, "weight_decay": 0.01, "seed": 0,
           "threads": 2}
 EVAL_CHARS = 32768  # validation prose scored in the metadata
 
 
-def pretrain(path: str | Path = CHECKPOINT, steps: int = RECIPE["steps"], seed: int = RECIPE["seed"],
-             threads: int = RECIPE["threads"], progress: bool = True) -> dict:
+def pretrain(path: str | Path = CHECKPOINT, steps: int = SETTINGS["steps"], seed: int = SETTINGS["seed"],
+             threads: int = SETTINGS["threads"], progress: bool = True) -> dict:
     """Pretrain a TinyLM on the snapshot's training prose and save it as fp16 safetensors + metadata.
 
     Random windows of ``context`` characters (AdamW, warm-up then cosine). The weights are rounded to fp16
@@ -35,8 +37,8 @@ def pretrain(path: str | Path = CHECKPOINT, steps: int = RECIPE["steps"], seed: 
     config = Config()
     model = TinyLM(config)
     train_text, val_text = corpus.split_text()
-    history = train(model, corpus.batches(train_text, RECIPE["batch_size"], config.context, seed), steps,
-                    RECIPE["lr"], RECIPE["warmup"], RECIPE["weight_decay"], progress=progress)
+    history = train(model, corpus.batches(train_text, SETTINGS["batch_size"], config.context, seed), steps,
+                    SETTINGS["lr"], SETTINGS["warmup"], SETTINGS["weight_decay"], progress=progress)
     stored = copy.deepcopy(model).half()
     model.load_state_dict(stored.state_dict())  # the fp16 weights, back in fp32: what loading the file gives
     metadata = {
@@ -47,9 +49,9 @@ def pretrain(path: str | Path = CHECKPOINT, steps: int = RECIPE["steps"], seed: 
         "parameters": count_parameters(model),
         "seed": seed,
         "steps": steps,
-        "batch_size": RECIPE["batch_size"],
-        "optimizer": f"AdamW lr={RECIPE['lr']} weight_decay={RECIPE['weight_decay']}, "
-                     f"{RECIPE['warmup']} warm-up steps then cosine",
+        "batch_size": SETTINGS["batch_size"],
+        "optimizer": f"AdamW lr={SETTINGS['lr']} weight_decay={SETTINGS['weight_decay']}, "
+                     f"{SETTINGS['warmup']} warm-up steps then cosine",
         "threads": threads,
         "dtype": "float16",
         "torch": torch.__version__.split("+")[0],

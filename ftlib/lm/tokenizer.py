@@ -7,6 +7,8 @@ import unicodedata
 import numpy as np
 import torch
 
+__all__ = ["VOCAB", "VOCAB_SIZE", "clean", "decode", "encode"]
+
 VOCAB = "\n" + "".join(chr(c) for c in range(32, 127))
 VOCAB_SIZE = len(VOCAB)  # 96
 _IDS = np.full(256, -1, dtype=np.int64)

@@ -12,7 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..runtime import evaluating
+from ..schedules import warmup_cosine
 from .tokenizer import encode
+
+__all__ = ["LMHistory", "bits_per_char", "char_bits", "train"]
 
 
 @dataclass
@@ -24,21 +28,15 @@ class LMHistory:
     seconds: float = 0.0
 
 
-def cosine_schedule(step: int, steps: int, warmup: int) -> float:
-    """The learning-rate factor at ``step``: linear warm-up over ``warmup`` steps, then a cosine down to 0."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
-
-
 def train(model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], steps: int, lr: float,
           warmup: int = 0, weight_decay: float = 0.01, evaluate: Callable[[nn.Module], dict] | None = None,
           every: int = 0, progress: bool = False) -> LMHistory:
     """Train the parameters of ``model`` that require gradients on ``steps`` batches (next-character loss).
 
-    AdamW, gradients clipped to norm 1, warm-up then cosine decay. ``evaluate(model)`` runs after every
-    ``every`` steps and after the last; its results go to ``history.evals[step]`` (its seconds are not
-    counted). The model ends in eval mode.
+    AdamW, gradients clipped to norm 1, warm-up then cosine decay (:func:`ftlib.schedules.warmup_cosine`).
+    Batches move to the model's device. ``evaluate(model)`` runs in eval mode after every ``every`` steps and
+    after the last; its results go to ``history.evals[step]`` (its seconds are not counted). Whatever mode the
+    model came in, it trains in train mode and ends in eval mode, ready to be scored or sampled.
     """
     if steps < 1 or lr <= 0:
         raise ValueError(f"steps={steps} and lr={lr} must both be positive")
@@ -46,10 +44,11 @@ def train(model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]
     if not trainable:
         raise ValueError("the model has no trainable parameters")
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_schedule(s, steps, warmup))
-    history, start = LMHistory(), time.perf_counter()
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, steps, warmup))
+    history, start, device = LMHistory(), time.perf_counter(), next(model.parameters()).device
     for step, (x, y) in zip(tqdm(range(1, steps + 1), disable=not progress, desc="steps", leave=False), batches):
         model.train()
+        x, y = x.to(device), y.to(device)
         loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -59,7 +58,8 @@ def train(model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]
         history.loss.append(loss.item() / math.log(2))
         if evaluate and (step == steps or (every and step % every == 0)):
             pause = time.perf_counter()
-            history.evals[step] = evaluate(model.eval())
+            with evaluating(model):
+                history.evals[step] = evaluate(model)
             start += time.perf_counter() - pause
     model.eval()
     history.seconds = time.perf_counter() - start
@@ -71,17 +71,18 @@ def char_bits(model: nn.Module, text: str | torch.Tensor, context: int, batch_si
     """The loss in bits on each character of ``text`` after the first, cut into windows of ``context``.
 
     Entry ``i`` is the surprise at character ``i + 1``, predicted from the characters before it in its window
-    (consecutive windows of ``context`` characters; the tail that does not fill a window is left out).
+    (consecutive windows of ``context`` characters; the tail that does not fill a window is left out). The model
+    runs in eval mode on its own device and gets its mode back; the result lies on that device.
     """
-    tokens = encode(text) if isinstance(text, str) else text
+    tokens = (encode(text) if isinstance(text, str) else text).to(next(model.parameters()).device)
     windows = (len(tokens) - 1) // context
     if windows < 1:
         raise ValueError(f"the text has {len(tokens)} tokens; it needs more than context={context}")
     used = windows * context
     x, y = tokens[:used].view(windows, context), tokens[1:used + 1].view(windows, context)
-    model.eval()
-    nats = torch.cat([F.cross_entropy(model(x[i:i + batch_size]).flatten(0, 1), y[i:i + batch_size].flatten(),
-                                      reduction="none") for i in range(0, windows, batch_size)])
+    with evaluating(model):
+        nats = torch.cat([F.cross_entropy(model(x[i:i + batch_size]).flatten(0, 1), y[i:i + batch_size].flatten(),
+                                          reduction="none") for i in range(0, windows, batch_size)])
     return nats / math.log(2)
 
 
@@ -92,4 +93,4 @@ def bits_per_char(model: nn.Module, text: str | torch.Tensor, context: int,
     ``mask`` (one bool per character of ``text``) keeps only the marked characters, e.g. the assistant's answers.
     """
     bits = char_bits(model, text, context)
-    return (bits if mask is None else bits[mask[1:len(bits) + 1]]).mean().item()
+    return (bits if mask is None else bits[mask[1:len(bits) + 1].to(bits.device)]).mean().item()

@@ -1,0 +1,37 @@
+"""Learning-rate schedules: the named schedules ``fit`` builds, and factors of the base rate for ``LambdaLR``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+__all__ = ["make_schedule", "warmup_cosine"]
+
+
+def warmup_cosine(step: int, steps: int, warmup: int) -> float:
+    """The learning-rate factor at ``step`` (0-based) of ``steps``: linear warm-up, then a cosine down to 0.
+
+    During the first ``warmup`` steps the factor climbs ``1/warmup, 2/warmup, ..., 1``; from step ``warmup`` it
+    follows half a cosine from 1 to 0 at step ``steps``. With ``warmup=0`` it is the cosine alone.
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
+def make_schedule(name: str | Callable, optimizer: torch.optim.Optimizer, steps: int):
+    """``"onecycle"`` (peak at 25%), ``"cosine"`` or ``"constant"`` over ``steps``, or ``name(optimizer, steps)``."""
+    if callable(name):
+        return name(optimizer, steps)
+    peaks = [g["lr"] for g in optimizer.param_groups]
+    schedules = {
+        "constant": lambda: torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0),
+        "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps),
+        "onecycle": lambda: torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=steps,
+                                                                pct_start=0.25),
+    }
+    if name not in schedules:
+        raise ValueError(f"unknown schedule {name!r}; choose one of {sorted(schedules)} or pass a callable")
+    return schedules[name]()
