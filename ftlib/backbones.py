@@ -14,7 +14,7 @@ import torch
 import torchvision
 from torch import nn
 
-from .models import GlyphNet, load_pretrained, pooled_features, replace_head
+from .models import GlyphNet, pooled_features, pretrained_start
 
 __all__ = ["HOW_TO_GET_RESNET", "RESNET18_FILE", "ResNetClassifier", "SPECS", "Spec", "build", "check_weights",
            "read_state_dict", "resnet18_weights", "spec"]
@@ -149,10 +149,11 @@ def build(name: str, num_classes: int, seed: int | None, pretrained: bool = True
 
     check_weights(name, pretrained, weights)
     if name == "glyphnet":
-        model = load_pretrained() if pretrained else None
+        if pretrained:
+            return pretrained_start(num_classes, seed)
         if seed is not None:
             seed_rngs(seed)
-        return replace_head(model, num_classes) if pretrained else GlyphNet(num_classes)
+        return GlyphNet(num_classes)
     resnet = _resnet18(weights, pretrained)
     if seed is not None:
         seed_rngs(seed)

@@ -97,14 +97,14 @@ def pretrained_start(num_classes: int, seed: int | None, path: str | Path = PRET
     the seed and the new head: the same ``seed`` gives the same model on the first call and every later one
     (``None``: torch's current random state).
     """
-    from .runtime import seed_everything
+    from .runtime import seed_rngs
 
     unknown = [b for b in reinit if b not in BLOCKS]
     if unknown:
         raise ValueError(f"unknown block(s) {unknown} to re-initialise; choose from {', '.join(BLOCKS)}")
     checkpoint = loaded_checkpoint(str(path))
     if seed is not None:
-        seed_everything(seed)
+        seed_rngs(seed)  # seeds only: a library call leaves the thread count alone
     model = replace_head(copy.deepcopy(checkpoint), num_classes)
     fresh = GlyphNet(num_classes) if reinit else None
     for name in reinit:

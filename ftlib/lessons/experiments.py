@@ -66,10 +66,8 @@ def make_model(method: Method, num_classes: int, seed: int) -> GlyphNet:
     The same seed gives the same model on the first call and every later one (see
     :func:`ftlib.models.pretrained_start`).
     """
-    if method.pretrained:
-        return pretrained_start(num_classes, seed)
-    seed_everything(seed)
-    return GlyphNet(num_classes)
+    seed_everything(seed)  # a lesson's runs are pinned to its thread count: same seed, same numbers
+    return pretrained_start(num_classes, seed) if method.pretrained else GlyphNet(num_classes)
 
 
 @dataclass

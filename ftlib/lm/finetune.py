@@ -8,7 +8,7 @@ from collections.abc import Callable
 from torch import nn
 
 from ..lora import add_lora_to_linears
-from ..runtime import seed_everything
+from ..runtime import seed_rngs
 from . import corpus
 from .train import LMHistory, train
 
@@ -30,7 +30,7 @@ def finetune(base: nn.Module, text: str, method: str, steps: int, lr: float, see
     if method not in ("full", "lora"):
         raise ValueError(f"method={method!r} is not allowed: choose 'full' or 'lora'")
     model = copy.deepcopy(base)
-    seed_everything(seed)
+    seed_rngs(seed)
     if method == "lora":
         add_lora_to_linears(model, ATTENTION, rank, alpha)
     batches = corpus.batches(text, batch_size, model.config.context, seed)
