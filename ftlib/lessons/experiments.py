@@ -93,9 +93,11 @@ def run(method: Method | str, train_set: data.ImageSet, seed: int, steps: int = 
     method = get_method(method) if isinstance(method, str) else method
     start = time.perf_counter()
     model = model if model is not None else make_model(method, train_set.num_classes, seed)
-    fit_options = {"lr": method.lr, **fit_options, **((prepare(model) if prepare else None) or {})}
+    extra = prepare(model) if prepare else None  # e.g. a penalty that needs the model
+    fit_options = {"lr": method.lr, **fit_options, **(extra or {})}
+    history = None  # a probe is fitted exactly: no history
     if method.probe:
-        history = linear_probe(model, train_set) and None
+        linear_probe(model, train_set)
     elif train is not None:
         history = train(model)
     else:
