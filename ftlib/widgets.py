@@ -11,13 +11,14 @@ start value instead. JupyterLab never sets the variable and gets the live slider
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 import ipywidgets as widgets
 
 from .runtime import headless
 
-__all__ = ["describe", "slider", "text_box"]
+__all__ = ["describe", "live_slider", "slider", "text_box"]
 
 def slider(show: Callable, name: str, values: Sequence, value, description: str) -> widgets.interactive | None:
     """An ``interact`` slider that calls ``show(**{name: v})`` for each chosen value ``v`` of ``values``.
@@ -41,6 +42,44 @@ def slider(show: Callable, name: str, values: Sequence, value, description: str)
     # Call through **kwargs so that interactive makes only this one control: show's other parameters keep their
     # defaults instead of growing sliders of their own.
     return widgets.interactive(lambda **chosen: show(**chosen), **{name: control})
+
+
+def live_slider(compute: Callable, name: str, values: Sequence, value, description: str) -> widgets.VBox | None:
+    """A slider whose every move runs ``compute(**{name: v})`` for real (trains or evaluates), not a cached replay.
+
+    It updates when the handle is released (not while dragging), shows "running ..." beside the slider while
+    ``compute`` works and then how long it took, and draws what ``compute`` displays or returns below. Keep
+    ``compute`` to about 2 s. Headless, it behaves like :func:`slider`: one line, then ``compute`` once at ``value``.
+    """
+    values = list(values)
+    if value not in values:
+        raise ValueError(f"start value {value!r} is not one of the slider's values {values}")
+    if not description.strip():
+        raise ValueError("a slider needs a description a person can read")
+    if headless():
+        return _draw_once(compute, name, values, value, description)
+    from IPython.display import display
+    from ipywidgets.widgets.interaction import show_inline_matplotlib_plots
+
+    control = widgets.SelectionSlider(options=values, value=value, description=description, tooltip=description,
+                                      continuous_update=False, style={"description_width": "initial"},
+                                      layout=widgets.Layout(width="480px"))
+    status, output = widgets.Label(""), widgets.Output()
+
+    def rerun(change=None) -> None:
+        status.value = "running ..."
+        start = time.perf_counter()
+        with output:
+            output.clear_output(wait=True)
+            result = compute(**{name: control.value})
+            if result is not None:
+                display(result)
+            show_inline_matplotlib_plots()
+        status.value = f"done in {time.perf_counter() - start:.1f} s"
+
+    control.observe(rerun, names="value")
+    rerun()
+    return widgets.VBox([widgets.HBox([control, status]), output])
 
 
 def describe(name: str, values: Sequence, value, description: str) -> str:

@@ -2,7 +2,7 @@ import ipywidgets
 import pytest
 
 from ftlib.runtime import HEADLESS
-from ftlib.widgets import slider, text_box
+from ftlib.widgets import live_slider, slider, text_box
 
 
 def test_slider_makes_one_control_and_calls_show_with_the_chosen_value(monkeypatch):
@@ -57,3 +57,22 @@ def test_text_box_answers_once_headless_and_is_live_otherwise(monkeypatch, capsy
     [control] = [c for c in box.children if isinstance(c, ipywidgets.Text)]
     control.value = "how?"
     assert asked[-1] == "how?"
+
+
+def test_live_slider_runs_compute_for_each_release_and_says_when_it_is_done(monkeypatch):
+    monkeypatch.delenv(HEADLESS, raising=False)
+    seen = []
+    box = live_slider(lambda steps: seen.append(steps), "steps", [10, 20, 40], 20, "fine-tuning steps")
+    control, status = box.children[0].children
+    assert seen == [20] and status.value.startswith("done in") and not control.continuous_update
+    control.value = 40
+    assert seen == [20, 40] and status.value.startswith("done in")
+
+
+def test_live_slider_headless_draws_once_and_refuses_bad_settings(monkeypatch, capsys):
+    monkeypatch.setenv(HEADLESS, "1")
+    seen = []
+    assert live_slider(lambda steps: seen.append(steps), "steps", [10, 20], 10, "steps") is None
+    assert seen == [10] and capsys.readouterr().out == "[slider] steps: steps = 10 (of 10, 20)\n"
+    with pytest.raises(ValueError, match="start value 5"):
+        live_slider(lambda steps: None, "steps", [10, 20], 5, "steps")
