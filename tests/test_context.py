@@ -31,8 +31,8 @@ def test_scaled_sets_positions_and_base_on_a_copy():
     with torch.no_grad():
         assert torch.equal(context.scaled(lm, "naive", 64)(ids), lm(ids))
         assert not torch.allclose(pi(ids), lm(ids)) and not torch.allclose(big(ids), lm(ids))
-    assert context.EXTENSIONS == ("naive", "pi", "base")
-    with pytest.raises(ValueError, match="method='ntk'.*naive, pi, base"):
+    assert context.EXTENSIONS == ("naive", "pi", "base", "parts")
+    with pytest.raises(ValueError, match="method='ntk'.*naive, pi, base, parts"):
         context.scaled(lm, "ntk", 64)
     with pytest.raises(ValueError, match="length=0"):
         context.scaled(lm, "pi", 0)

@@ -1,5 +1,5 @@
-"""Lesson 10's drivers: loss by position before and after a short fine-tune at a longer context, the tables of
-bits past the training context, the recall table, and the lesson's plots.
+"""Lesson 10's drivers: loss by position before and after a short fine-tune at a longer context, the sliding-window
+baseline it must beat, checks along each fine-tune, the recall table, and the lesson's plots.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 from ..lm import context
+from .experiments import Results
 
-__all__ = ["ContextExtension", "plot_before_after", "plot_loss_by_position", "recall_scores", "recall_table",
-           "smooth"]
+__all__ = ["ContextExtension", "plot_before_after", "plot_loss_by_position", "plot_wavelengths", "recall_scores",
+           "recall_table", "smooth"]
 
 
 @dataclass
@@ -21,19 +22,26 @@ class ContextExtension:
     """The lesson's setting: the base model, the evaluation text, the lengths read, and the long fine-tune.
 
     ``lengths`` are 1x, 2x, ... the trained context; the last (``longest``) is the window curves are scored on
-    and fine-tunes train on. Every :meth:`extend_run` keeps its model's curve in ``after`` by ``(method, seed)``,
-    and the seed-0 models in ``tuned`` by method.
+    and fine-tunes train on. ``window`` is the base model's curve when it reads only the last ``trained``
+    characters (a sliding window): the baseline. Every :meth:`extend_run` checks its model ``checks`` times along
+    the fine-tune; it keeps the curves in ``after`` by ``(method, seed, step)``, one record per check in
+    ``snapshots``, and the seed-0 models in ``tuned`` by method.
     """
 
     base: nn.Module
     evaluation: str
     lengths: tuple[int, ...]
-    train_text: str
+    train_text: str | torch.Tensor
     steps: int
     lr: float
     batch_size: int
-    after: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict, init=False)
+    checks: int = 4
+    after: dict[tuple[str, int, int], torch.Tensor] = field(default_factory=dict, init=False)
+    snapshots: Results = field(default_factory=Results, init=False)
     tuned: dict[str, nn.Module] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.window = context.sliding_bits(self.base, self.evaluation, self.longest)
 
     @property
     def trained(self) -> int:
@@ -44,6 +52,12 @@ class ContextExtension:
     def longest(self) -> int:
         return self.lengths[-1]
 
+    @property
+    def check_steps(self) -> list[int]:
+        """The steps at which each fine-tune is checked (the last is ``steps``)."""
+        every = self.steps // self.checks
+        return [every * i for i in range(1, self.checks)] + [self.steps]
+
     def curve(self, lm: nn.Module) -> torch.Tensor:
         """Loss (bpc) at each position 0..longest-1, over windows of ``longest`` characters of the evaluation text."""
         return context.position_bits(lm, self.evaluation, self.longest)
@@ -52,28 +66,40 @@ class ContextExtension:
         """Mean loss at positions trained..n-1 (reading n characters), or at positions 0..trained-1 for n = trained."""
         return (bits[self.trained:n] if n > self.trained else bits[:self.trained]).mean().item()
 
+    def rise(self, bits: torch.Tensor) -> float:
+        """How much higher the loss is at positions 2*trained..longest-1 than at trained..2*trained-1."""
+        return bits[2 * self.trained:].mean().item() - bits[self.trained:2 * self.trained].mean().item()
+
     def extend_run(self, method: str, seed: int) -> dict:
         """Extend the base model by ``method`` and fine-tune it; the mean loss past the trained context per length.
 
-        The record (for ``run_grid``) holds ``x2``, ``x4``, ... (and ``x1``, inside the context) and ``seconds``.
+        The record (for ``run_grid``) holds ``x2``, ``x4``, ... (and ``x1``, inside the context), ``rise`` (see
+        :meth:`rise`) and ``seconds``, at the end of the fine-tune.
         """
+        every = self.steps // self.checks
         lm, history = context.extend(self.base, method, self.longest, self.train_text, self.steps, self.lr, seed,
-                                     self.batch_size)
-        self.after[method, seed] = self.curve(lm)
+                                     self.batch_size, evaluate=lambda m: {"curve": self.curve(m)}, every=every)
+        for step in self.check_steps:
+            self.after[method, seed, step] = bits = history.evals[step]["curve"]
+            self.snapshots.append({"method": method, "seed": seed, "step": step,
+                                   "past": self.beyond(bits, self.longest),
+                                   "excess": self.beyond(bits - self.window, self.longest)})
         self.tuned.update({method: lm} if seed == 0 else {})
-        bits = {f"x{n // self.trained}": self.beyond(self.after[method, seed], n) for n in self.lengths}
-        return bits | {"seconds": history.seconds}
+        bits = self.after[method, seed, self.steps]
+        lengths = {f"x{n // self.trained}": self.beyond(bits, n) for n in self.lengths}
+        return lengths | {"rise": self.rise(bits), "seconds": history.seconds}
 
-    def mean_after(self, method: str) -> torch.Tensor:
-        """The curve after fine-tuning by ``method``, averaged over the seeds run."""
-        return torch.stack([self.after[method, s] for s in sorted(s for m, s in self.after if m == method)]).mean(0)
+    def mean_after(self, method: str, step: int | None = None) -> torch.Tensor:
+        """The curve after ``step`` (default: all) fine-tuning steps by ``method``, averaged over the seeds run."""
+        step = step or self.steps
+        return torch.stack([bits for (m, _, k), bits in self.after.items() if m == method and k == step]).mean(0)
 
     def table(self, rows: dict[str, list[str]], names: dict[str, str]) -> str:
         """One line per method (``names`` labels them) with its cells under each length's positions."""
         heads = [f"{self.trained}-{n - 1} ({n // self.trained}x)" if n > self.trained else f"0-{n - 1} (1x)"
                  for n in self.lengths]
-        lines = [f"{'':<26}" + "".join(f"{h:>18}" for h in heads)]
-        lines += [f"{names[m]:<26}" + "".join(f"{c:>18}" for c in cells) for m, cells in rows.items()]
+        lines = [f"{'':<34}" + "".join(f"{h:>18}" for h in heads)]
+        lines += [f"{names[m]:<34}" + "".join(f"{c:>18}" for c in cells) for m, cells in rows.items()]
         return "\n".join(lines)
 
 
@@ -83,9 +109,11 @@ def smooth(bits: torch.Tensor, width: int = 8) -> torch.Tensor:
 
 
 def plot_loss_by_position(study: ContextExtension, bits: torch.Tensor, short: float) -> None:
-    """The smoothed loss by position of an unchanged model, its mean inside the context, and each length marked."""
+    """The smoothed loss by position of an unchanged model, the sliding-window baseline, and each length marked."""
     fig, ax = plt.subplots(figsize=(9, 3.8))
     ax.plot(range(7, study.longest), smooth(bits), label="TinyLM, positions as they are")
+    ax.plot(range(7, study.longest), smooth(study.window), color="black", linewidth=1,
+            label=f"TinyLM reading only the last {study.trained} characters (sliding window)")
     ax.axhline(short, color="gray", linewidth=1,
                label=f"its mean loss at positions 0-{study.trained - 1}: {short:.2f} bpc")
     for n in study.lengths:
@@ -94,19 +122,45 @@ def plot_loss_by_position(study: ContextExtension, bits: torch.Tensor, short: fl
     ax.set(xlabel="position in the window", ylabel="bits per character (smoothed)", ylim=(1.5, 6),
            title="No change to the model: loss by position")
     ax.grid(alpha=0.3)
-    ax.legend(loc="center left")
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, 0.9), fontsize=8)  # below the 1x, 2x, 4x marks
+    plt.show()
+
+
+def plot_wavelengths(config, length: int) -> None:
+    """Each rotated pair's wavelength (log scale) against the trained context and ``length``, and the factor that
+    RoPE by parts puts on its frequency."""
+    waves, factors = context.wavelengths(config), context.parts_factors(config, length)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 3.6))
+    pairs = range(len(waves))
+    ax.bar(pairs, waves, color=["tab:blue" if w < config.context else "tab:orange" for w in waves])
+    ax.axhline(config.context, color="black", linestyle="--", linewidth=1,
+               label=f"trained context: {config.context} characters")
+    ax.axhline(length, color="gray", linestyle=":", linewidth=1, label=f"new length: {length} characters")
+    ax.set(yscale="log", xlabel="rotated pair of a head (fastest first)", ylabel="wavelength (characters, log)",
+           title="Blue: turns at least once inside the trained context")
+    ax.legend(fontsize=8)
+    bx.plot(pairs, factors, "o-", label="RoPE by parts")
+    bx.axhline(config.context / length, color="tab:red", linestyle="--", label="position interpolation (all pairs)")
+    bx.axhline(1.0, color="gray", linewidth=1, label="naive (all pairs)")
+    bx.set(xlabel="rotated pair of a head (fastest first)", ylabel="factor on its frequency", ylim=(0, 1.1),
+           title=f"How each method turns a pair, reading {length} characters")
+    bx.legend(fontsize=8)
+    for a in (ax, bx):
+        a.grid(alpha=0.3)
+    fig.tight_layout()
     plt.show()
 
 
 def plot_before_after(study: ContextExtension, before: dict[str, torch.Tensor], names: dict[str, str],
-                      short: float, length: int) -> None:
-    """One panel per method: loss by position up to ``length`` before (dashed) and after fine-tuning (seed mean)."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharey=True)
+                      step: int) -> None:
+    """One panel per method: loss by position before (dashed) and after ``step`` fine-tuning steps (seed mean),
+    against the base model reading a sliding window of its trained context (black)."""
+    fig, axes = plt.subplots(1, len(names), figsize=(13, 3.6), sharey=True)
+    span = range(7, study.longest)
     for ax, m in zip(axes, names):
-        ax.plot(range(7, length), smooth(before[m][:length]), "--", label="before fine-tuning")
-        ax.plot(range(7, length), smooth(study.mean_after(m)[:length]),
-                label=f"after {study.steps} steps at {study.longest}")
-        ax.axhline(short, color="gray", linewidth=1, label=f"base at {study.trained}: {short:.2f} bpc")
+        ax.plot(span, smooth(before[m]), "--", label="before fine-tuning")
+        ax.plot(span, smooth(study.mean_after(m, step)), label=f"after {step} steps at {study.longest}")
+        ax.plot(span, smooth(study.window), color="black", linewidth=1, label=f"base, sliding {study.trained}")
         ax.axvline(study.trained, color="gray", linestyle="--", linewidth=1)
         ax.set(title=names[m], xlabel="position in the window", ylim=(1.5, 6), xlim=(0, study.longest))
         ax.grid(alpha=0.3)

@@ -6,13 +6,18 @@ and key by an angle proportional to its position. The methods differ in the posi
 
 * ``"naive"``: positions 0..L-1 as they are (extrapolation: angles the model never saw in training);
 * ``"pi"``: position interpolation, positions times ``context / L``, so they stay inside the trained range;
-* ``"base"``: a larger RoPE base (``BASE_FACTOR`` times), so every pair of features turns more slowly.
+* ``"base"``: a larger RoPE base (``BASE_FACTOR`` times), so every pair of features turns more slowly;
+* ``"parts"``: RoPE "by parts" (YaRN's NTK-by-parts, Peng et al. 2023): a pair that turns many times inside the
+  trained context keeps its frequency, a pair that turns less than once there is interpolated like PI, and the
+  pairs between are blended (:func:`parts_factors`).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -20,17 +25,46 @@ from torch import nn
 
 from ..runtime import evaluating
 from .finetune import finetune
+from .model import Config
 from .tokenizer import encode
 from .train import LMHistory, char_bits
 
-__all__ = ["BASE_FACTOR", "EXTENSIONS", "extend", "position_bits", "recall_bits", "recall_task", "scaled"]
+__all__ = ["BASE_FACTOR", "EXTENSIONS", "PARTS_RAMP", "extend", "parts_factors", "position_bits", "recall_bits",
+           "recall_task", "scaled", "sliding_bits", "wavelengths"]
 
-EXTENSIONS = ("naive", "pi", "base")  # the ways to set a model up to read past its training context
+EXTENSIONS = ("naive", "pi", "base", "parts")  # the ways to set a model up to read past its training context
 BASE_FACTOR = 8.0  # how much larger the RoPE base of the "base" method is
+# "parts": a pair that turns at least PARTS_RAMP[1] times inside the trained context keeps its frequency, one that
+# turns at most PARTS_RAMP[0] times is interpolated fully (YaRN's alpha and beta; fixed a priori, not tuned here)
+PARTS_RAMP = (1.0, 2.0)
+
+
+def wavelengths(config: Config) -> torch.Tensor:
+    """How many positions each rotated pair of a head takes to turn once: ``2 pi / frequency``, fastest first."""
+    head_dim = config.dim // config.heads
+    return 2 * math.pi * config.rope_base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+
+
+def parts_factors(config: Config, length: int, ramp: tuple[float, float] = PARTS_RAMP) -> torch.Tensor:
+    """The factor on each pair's frequency that RoPE by parts uses to read ``length`` characters.
+
+    With ``turns = config.context / wavelength`` (how often the pair turns inside the trained context) and
+    ``s = length / config.context``: 1 (unchanged) where ``turns >= ramp[1]``, ``1 / s`` (as PI) where
+    ``turns <= ramp[0]``, and a linear blend of the two in between. Never stretches (``length <= context``: all 1).
+    """
+    low, high = ramp
+    if not 0 < low < high:
+        raise ValueError(f"ramp={ramp} must hold two increasing positive numbers")
+    turns = config.context / wavelengths(config)
+    keep = ((turns - low) / (high - low)).clamp(0.0, 1.0)  # 1: keep the frequency, 0: interpolate it
+    squeeze = min(1.0, config.context / length)
+    return keep + (1 - keep) * squeeze
 
 
 def scaled(model: nn.Module, method: str, length: int) -> nn.Module:
     """A copy of ``model`` set up by ``method`` (see the module docstring) to read ``length`` characters.
+
+    ``model`` must be unscaled (``position_scale`` 1 and no ``rope_scale``), as a pretrained TinyLM is.
 
     The copy's ``config.context`` becomes ``length`` (the window a fine-tune trains on); ``model`` is unchanged.
     """
@@ -42,6 +76,7 @@ def scaled(model: nn.Module, method: str, length: int) -> nn.Module:
     rope_base = model.config.rope_base * (BASE_FACTOR if method == "base" else 1.0)
     out.config = dataclasses.replace(model.config, context=length, rope_base=rope_base)
     out.position_scale = min(1.0, trained / length) if method == "pi" else 1.0
+    out.rope_scale = parts_factors(model.config, length) if method == "parts" else None
     return out
 
 
@@ -55,10 +90,41 @@ def position_bits(model: nn.Module, text: str | torch.Tensor, length: int) -> to
     return bits.view(-1, length).mean(0)
 
 
-def extend(model: nn.Module, method: str, length: int, text: str, steps: int, lr: float, seed: int,
-           batch_size: int = 4) -> tuple[nn.Module, LMHistory]:
-    """Set ``model`` up with ``method`` at ``length`` and fine-tune all its weights on windows of that length."""
-    return finetune(scaled(model, method, length), text, "full", steps, lr, seed, batch_size=batch_size)
+@torch.no_grad()
+def sliding_bits(model: nn.Module, text: str | torch.Tensor, length: int, reach: int | None = None,
+                 stride: int = 8) -> torch.Tensor:
+    """Loss in bits at each position 0..length-1, laid out as :func:`position_bits` lays it out, for a model that
+    reads only the last ``reach`` characters (default: its trained context) through a window sliding by ``stride``.
+
+    Positions below ``reach`` are scored as :func:`position_bits` scores them (the whole window fits); every later
+    prediction reads between ``reach - stride + 1`` and ``reach`` characters. This is the truncation baseline that a
+    model reading the whole window must beat. In eval mode (the mode is restored), on the model's device.
+    """
+    reach = reach or model.config.context
+    if not 1 <= stride <= reach < length or (length - reach) % stride:
+        raise ValueError(f"stride={stride} must lie in 1..reach={reach}, reach below length={length}, "
+                         f"and stride must divide length - reach")
+    tokens = (encode(text) if isinstance(text, str) else text).to(next(model.parameters()).device)
+    windows = (len(tokens) - 1) // length
+    bits = position_bits(model, tokens, length).clone()
+    ends = range(reach + stride, length + 1, stride)  # each row predicts positions end - stride .. end - 1
+    rows = torch.stack([tokens[w * length + end - reach:w * length + end + 1] for end in ends for w in range(windows)])
+    with evaluating(model):
+        logits = torch.cat([model(rows[i:i + 256, :-1])[:, -stride:] for i in range(0, len(rows), 256)])
+    nats = F.cross_entropy(logits.flatten(0, 1), rows[:, -stride:].flatten(), reduction="none")
+    bits[reach:] = (nats / math.log(2)).view(len(ends), windows, stride).mean(1).flatten()
+    return bits
+
+
+def extend(model: nn.Module, method: str, length: int, text: str | torch.Tensor, steps: int, lr: float, seed: int,
+           batch_size: int = 4, evaluate: Callable[[nn.Module], dict] | None = None,
+           every: int = 0) -> tuple[nn.Module, LMHistory]:
+    """Set ``model`` up with ``method`` at ``length`` and fine-tune all its weights on windows of that length.
+
+    ``evaluate`` and ``every`` go to :func:`ftlib.lm.train.train` (checks along the way, in ``history.evals``).
+    """
+    return finetune(scaled(model, method, length), text, "full", steps, lr, seed, batch_size=batch_size,
+                    evaluate=evaluate, every=every)
 
 
 def recall_task(text: str, passage: int, gap: int, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

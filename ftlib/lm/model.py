@@ -4,7 +4,8 @@ Tokens -> embedding -> ``layers`` x [LayerNorm -> causal self-attention -> add, 
 -> LayerNorm -> logits through the (tied) embedding matrix. Positions enter only through RoPE, which rotates
 queries and keys by an angle proportional to their position, so attention scores depend on the *distance*
 between two tokens. Nothing in the model fixes the sequence length: ``context`` is only the length it was
-trained on, and ``position_scale`` (1 by default) multiplies the positions RoPE sees.
+trained on, ``position_scale`` (1 by default) multiplies the positions RoPE sees, and ``rope_scale`` (None by
+default: all 1) multiplies each pair's rotation frequency on its own (how "by parts" scalings set them).
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class TinyLM(nn.Module):
         super().__init__()
         self.config = config or Config()
         self.position_scale = 1.0
+        self.rope_scale: torch.Tensor | None = None  # one factor per rotated pair (head_dim/2), or None
         self.embed = nn.Embedding(self.config.vocab_size, self.config.dim)
         self.blocks = nn.ModuleList(Block(self.config) for _ in range(self.config.layers))
         self.norm = nn.LayerNorm(self.config.dim)
@@ -101,6 +103,8 @@ class TinyLM(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(ids.shape[1], device=ids.device) * self.position_scale
         angles = rope_angles(positions, self.config.dim // self.config.heads, self.config.rope_base).to(ids.device)
+        if self.rope_scale is not None:
+            angles = angles * self.rope_scale.to(ids.device)
         x = self.embed(ids)
         for block in self.blocks:
             x = block(x, angles)

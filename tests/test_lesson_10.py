@@ -1,0 +1,91 @@
+"""Lesson 10's additions: RoPE by parts, the wavelengths, the sliding-window baseline, checks along a fine-tune."""
+
+import math
+import random
+
+import pytest
+import torch
+
+from ftlib import runtime
+from ftlib.lessons import context_extension
+from ftlib.lm import context, model
+from ftlib.lm.tokenizer import VOCAB, encode
+
+SMALL = model.Config(layers=2, dim=32, heads=2, context=16)  # head dim 16: 8 rotated pairs
+TEXT = "".join(random.Random(0).choices(VOCAB[1:], k=2000))
+
+
+def _lm(seed=0):
+    runtime.seed_everything(seed)
+    return model.TinyLM(SMALL).eval()
+
+
+def test_wavelengths_are_two_pi_over_the_rope_frequencies():
+    waves = context.wavelengths(SMALL)
+    assert waves.shape == (8,)
+    assert math.isclose(waves[0].item(), 2 * math.pi, rel_tol=1e-6)  # the fastest pair turns once every 2 pi
+    assert math.isclose(waves[1].item(), 2 * math.pi * 10000 ** (2 / 16), rel_tol=1e-5)
+    assert torch.all(waves[1:] > waves[:-1])
+    lesson = context.wavelengths(model.Config())  # TinyLM: head dim 32, 16 pairs
+    assert [round(w) for w in lesson[:6].tolist()] == [6, 11, 20, 35, 63, 112]
+
+
+def test_parts_factors_keep_fast_pairs_and_interpolate_slow_ones():
+    config = model.Config()  # context 64
+    factors = context.parts_factors(config, 256)
+    turns = config.context / context.wavelengths(config)
+    assert torch.all(factors[turns >= 2] == 1.0)  # turn twice or more inside the context: unchanged
+    assert torch.all(factors[turns <= 1] == 0.25)  # at most once: interpolated as PI (64/256)
+    middle = (turns > 1) & (turns < 2)
+    assert middle.any() and torch.all((factors[middle] > 0.25) & (factors[middle] < 1))
+    assert torch.all(factors[1:] <= factors[:-1])  # slower pairs are squeezed at least as much
+    assert torch.all(context.parts_factors(config, 64) == 1.0)  # no longer context: nothing changes
+    assert torch.all(context.parts_factors(config, 32) == 1.0)  # never stretches
+    with pytest.raises(ValueError, match="ramp"):
+        context.parts_factors(config, 256, ramp=(2.0, 1.0))
+
+
+def test_parts_scales_each_pair_of_a_copy_and_pi_is_parts_with_every_pair_slow():
+    lm = _lm()
+    parts = context.scaled(lm, "parts", 64)
+    assert lm.rope_scale is None and parts.position_scale == 1.0 and parts.config.context == 64
+    assert torch.equal(parts.rope_scale, context.parts_factors(SMALL, 64))
+    ids = torch.randint(0, 96, (2, 20))
+    with torch.no_grad():
+        assert not torch.allclose(parts(ids), lm(ids))
+        pi = context.scaled(lm, "pi", 64)
+        everything = context.scaled(lm, "naive", 64)
+        everything.rope_scale = torch.full((8,), 0.25)  # every pair squeezed 4x is PI
+        assert torch.allclose(everything(ids), pi(ids), atol=1e-5)
+        everything.rope_scale = torch.ones(8)
+        assert torch.equal(everything(ids), lm(ids))
+
+
+def test_sliding_bits_reads_only_the_last_reach_characters():
+    lm = _lm()
+    text = TEXT[:4 * 48 + 1]
+    bits = context.sliding_bits(lm, text, 48, reach=16, stride=4)
+    whole = context.position_bits(lm, text, 48)
+    assert bits.shape == (48,) and torch.equal(bits[:16], whole[:16])
+    assert not torch.allclose(bits[16:], whole[16:])
+    # position 19 (the last of a stride) reads characters 4..19 of each window, exactly 16: score it by hand
+    rows = torch.stack([encode(text[w * 48 + 4:w * 48 + 21]) for w in range(4)])
+    with torch.no_grad():
+        nats = torch.nn.functional.cross_entropy(lm(rows[:, :-1])[:, -1], rows[:, -1], reduction="none")
+    assert math.isclose(bits[19].item(), (nats / math.log(2)).mean().item(), rel_tol=1e-5)
+    with pytest.raises(ValueError, match="stride"):
+        context.sliding_bits(lm, text, 48, reach=16, stride=5)
+
+
+def test_extend_run_checks_the_fine_tune_along_the_way():
+    lm = _lm()
+    study = context_extension.ContextExtension(lm, TEXT[:4 * 32 + 1], (16, 32), TEXT, steps=4, lr=1e-3,
+                                               batch_size=2, checks=2)
+    assert study.window.shape == (32,) and study.check_steps == [2, 4]
+    record = study.extend_run("parts", 0)
+    assert set(record) == {"x1", "x2", "rise", "seconds"}
+    assert [(r["method"], r["step"]) for r in study.snapshots] == [("parts", 2), ("parts", 4)]
+    assert math.isclose(study.snapshots[-1]["past"], record["x2"], rel_tol=1e-6)
+    assert math.isclose(study.snapshots[-1]["excess"], record["x2"] - study.beyond(study.window, 32), abs_tol=1e-5)
+    assert torch.equal(study.mean_after("parts"), study.after["parts", 0, 4])
+    assert "parts" in study.tuned
