@@ -78,7 +78,9 @@ def choose(results: Results, field: str, seed: int | None = None, **where):
     """
     runs = results.where(**where, **({} if seed is None else {"seed": seed}))
     values = runs.unique(field)
-    return max(values, key=lambda v: (runs.mean("val_accuracy", **{field: v}), -runs.mean("val_loss", **{field: v})))
+    # accuracies rounded so that equal means count as ties whatever the order of the floating-point sums
+    return max(values, key=lambda v: (round(runs.mean("val_accuracy", **{field: v}), 9),
+                                      -runs.mean("val_loss", **{field: v})))
 
 
 def top_region(results: Results, field: str, within: float = 0.02, **where) -> list:
@@ -87,7 +89,7 @@ def top_region(results: Results, field: str, within: float = 0.02, **where) -> l
     runs = results.where(**where)
     values = runs.unique(field)
     best = max(runs.mean("val_accuracy", **{field: v}) for v in values)
-    return [v for v in values if runs.mean("val_accuracy", **{field: v}) >= best - within]
+    return [v for v in values if runs.mean("val_accuracy", **{field: v}) >= best - within - 1e-9]
 
 
 # two-sided 95% critical values of Student's t for 1..10 degrees of freedom (seeds - 1), then the normal's
