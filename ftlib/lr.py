@@ -1,4 +1,6 @@
-"""Choosing a learning rate: the range test (Smith 2017; fastai's ``lr_find``).
+"""Choosing a learning rate: the range test as fastai's ``lr_find`` runs it (an exponential ramp of the rate,
+the smoothed training loss, a stop when it explodes). Smith (2017), who introduced the test, ramped the rate
+linearly over a few epochs and read accuracy; this variant needs no held-out data and gives one rate.
 
 Per-block ("discriminative") rates need nothing new: pass a dict to ``fit(lr=...)``, see
 :func:`ftlib.freeze.param_groups`. Schedules are ``fit(schedule=...)``.

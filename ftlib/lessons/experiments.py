@@ -25,8 +25,8 @@ from ..runtime import seed_everything
 from ..stopping import History
 from ..train import fit
 
-__all__ = ["METHODS", "Method", "Results", "Trained", "gain_over_scratch", "get_method", "make_model", "run",
-           "run_grid", "transfer_run"]
+__all__ = ["METHODS", "Method", "Results", "Trained", "gain_over_scratch", "gains", "get_method", "labels_to_reach",
+           "make_model", "plot_differences", "run", "run_grid", "transfer_run"]
 
 
 @dataclass(frozen=True)
@@ -105,9 +105,12 @@ def run(method: Method | str, train_set: data.ImageSet, seed: int, steps: int = 
     return Trained(model, history, time.perf_counter() - start)
 
 
-def transfer_run(method: str, target: str, n: int, seed: int, steps: int = 100) -> dict:
-    """Train ``method`` on ``n`` labels per class of ``target`` (split ``seed``) and score it on the test set."""
-    trained = run(method, data.few_shot(target, n, seed), seed, steps)
+def transfer_run(method: str, target: str, n: int, seed: int, steps: int = 100, **fit_options) -> dict:
+    """Train ``method`` on ``n`` labels per class of ``target`` (split ``seed``) and score it on the test set.
+
+    ``fit_options`` go to :func:`run` (e.g. ``lr=3e-2`` instead of the method's rate).
+    """
+    trained = run(method, data.few_shot(target, n, seed), seed, steps, **fit_options)
     return {"accuracy": evaluate(trained.model, data.test_set(target)).accuracy, "seconds": trained.seconds,
             "trainable": count_parameters(trained.model, trainable_only=True)}
 
@@ -171,7 +174,10 @@ class Results(list):
 def gain_over_scratch(results: Results, transfer: Iterable[str], **where) -> list[float]:
     """Per seed: the accuracy of the best of the ``transfer`` methods minus that of ``scratch``.
 
-    ``where`` picks one setting (e.g. ``n=5``); the list follows the seeds in ``results``.
+    ``where`` picks one setting (e.g. ``n=5``); the list follows the seeds in ``results``. With one method this is
+    that method's gain. With several, each seed's winner is picked *after* seeing its test score, so the figure
+    is biased upwards (the maximum of noisy scores beats each of them on average): report one method's gain
+    (:func:`gains`) when the number is a claim.
     """
     transfer = list(transfer)
     gains = []
@@ -179,6 +185,63 @@ def gain_over_scratch(results: Results, transfer: Iterable[str], **where) -> lis
         best = max(results.values(method=m, seed=seed, **where)[0] for m in transfer)
         gains.append(best - results.values(method="scratch", seed=seed, **where)[0])
     return gains
+
+
+def gains(results: Results, methods: Iterable[str], x: str, baseline: str = "scratch") -> Results:
+    """Per method, value of ``x`` and seed: the method's accuracy minus ``baseline``'s, as records with a ``gain``.
+
+    E.g. ``gains(curve, ["linear probe"], "n")`` gives the probe's gain over scratch at every N, seed by seed.
+    """
+    records = Results()
+    for method in methods:
+        for value in results.where(method=method).unique(x):
+            differences = results.differences("method", method, baseline, **{x: value})
+            seeds = results.where(method=method, **{x: value}).unique("seed")
+            records += [{"method": method, x: value, "seed": s, "gain": d} for s, d in zip(seeds, differences)]
+    return records
+
+
+def labels_to_reach(results: Results, method: str, accuracy: float, x: str = "n") -> float:
+    """The ``x`` (labels per class) at which ``method``'s mean accuracy reaches ``accuracy``.
+
+    Read off the mean curve by linear interpolation in log ``x`` between the two measured points around it;
+    ``math.inf`` when the curve stays below ``accuracy`` at every measured ``x``.
+    """
+    xs = sorted(results.where(method=method).unique(x))
+    means = [results.mean(method=method, **{x: v}) for v in xs]
+    if means[0] >= accuracy:
+        return xs[0]
+    for (x0, m0), (x1, m1) in zip(zip(xs, means), zip(xs[1:], means[1:])):
+        if m0 < accuracy <= m1:
+            share = (accuracy - m0) / (m1 - m0)
+            return math.exp(math.log(x0) + share * (math.log(x1) - math.log(x0)))
+    return math.inf
+
+
+def plot_differences(differences: dict[str, list[float]], ax=None, title: str = "",
+                     xlabel: str = "difference in test accuracy (points)"):
+    """One row per comparison: each seed's difference (a dot) and their mean (a bar), in points, around zero.
+
+    A plot of differences keeps a 1-point effect visible, where bars of accuracy on a 0-100 axis hide it.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.55 * len(differences) + 1.3))
+    names = list(differences)
+    for row, name in enumerate(names):
+        values = [100 * d for d in differences[name]]
+        mean = statistics.fmean(values)
+        ax.barh(row, mean, height=0.6, color="C0" if mean >= 0 else "C3", alpha=0.35)
+        ax.plot(values, [row] * len(values), "ko", ms=4, label="one seed" if row == 0 else None)
+        ax.annotate(f"{mean:+.1f}", (mean, row), xytext=(0, 9), textcoords="offset points", ha="center", fontsize=8)
+    ax.axvline(0, color="gray", lw=1)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_ylim(len(names) - 0.4, -0.6)
+    ax.set(xlabel=xlabel, title=title)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return ax
 
 
 def run_grid(run: Callable[..., dict], progress: bool = False, **axes: Iterable) -> Results:

@@ -1,0 +1,71 @@
+"""Lesson 02's drivers: the labelled split with its validation digits, the schedules that take one-cycle apart,
+choosing on validation, and the tables."""
+
+import math
+
+import matplotlib
+import pytest
+import torch
+
+from ftlib import data, models, train
+from ftlib.lessons import learning_rate
+from ftlib.lessons.experiments import Results
+
+matplotlib.use("Agg")
+
+
+def test_the_split_trains_on_the_few_shot_digits_and_validates_on_others_from_the_pool():
+    train_set, val_set = learning_rate.labelled_split(3, seed=2, n_val=4)
+    few = data.few_shot("mnist", 3, 2)
+    assert torch.equal(train_set.images, few.images) and torch.equal(train_set.labels, few.labels)
+    assert val_set.labels.bincount().tolist() == [4] * 10
+    pixels = {tuple(x.flatten().tolist()) for x in train_set.images}
+    assert not any(tuple(x.flatten().tolist()) in pixels for x in val_set.images)
+
+
+@pytest.mark.parametrize("name, first, peak_step, last", [
+    ("constant", 1.0, 0, 1.0), ("warm-up only", 1 / 25, 24, 1.0), ("cosine decay only", 1.0, 0, None),
+("one-cycle, beta1 fixed", 1 / 25, 24, None)])
+def test_the_schedules_move_the_rate_and_leave_beta1_alone(name, first, peak_step, last):
+    model = models.GlyphNet(10)
+    history = train.fit(model, data.few_shot("font_digits", 2, 0), 100, lr=1e-2, schedule=learning_rate.SCHEDULES[name],
+                        optimizer=lambda groups: _remember(torch.optim.AdamW(groups)))
+    rates = [r / 1e-2 for r in history.lr]
+    assert rates[0] == pytest.approx(first, rel=1e-3) and max(rates) == pytest.approx(1.0)
+    assert rates.index(max(rates)) == peak_step
+    assert rates[-1] == pytest.approx(last) if last is not None else rates[-1] < 0.01
+    assert _seen[-1].param_groups[0]["betas"][0] == 0.9
+
+
+_seen = []
+
+
+def _remember(optimizer):
+    _seen.append(optimizer)
+    return optimizer
+
+
+def _records():
+    rows = [(1e-3, 0, 0.80, 0.50, 0.70), (1e-3, 1, 0.90, 0.40, 0.72), (1e-2, 0, 0.85, 0.30, 0.90),
+            (1e-2, 1, 0.85, 0.50, 0.50), (1e-1, 0, 0.70, 0.90, 0.99), (1e-1, 1, 0.60, 1.00, 0.99)]
+    return Results({"lr": r, "seed": s, "val_accuracy": v, "val_loss": loss, "accuracy": t}
+                   for r, s, v, loss, t in rows)
+
+
+def test_choosing_reads_validation_only_and_breaks_ties_by_the_validation_loss():
+    results = _records()  # 1e-3 and 1e-2 tie on mean validation accuracy; 1e-1 is best on test
+    assert learning_rate.choose(results, "lr") == 1e-2  # the lower mean validation loss: 0.40 against 0.45
+    assert learning_rate.choose(results, "lr", seed=1) == 1e-3
+    assert learning_rate.top_region(results, "lr") == [1e-3, 1e-2]
+    assert learning_rate.top_region(results, "lr", within=0.3) == [1e-3, 1e-2, 1e-1]
+
+
+def test_interval_and_table():
+    mean, half = learning_rate.interval([0.01, 0.03])
+    assert mean == pytest.approx(0.02) and half == pytest.approx(12.706 * 0.01)  # t(1 df) x standard error
+    mean, half = learning_rate.interval([0.01, 0.02, 0.03])
+    assert half == pytest.approx(4.303 * 0.01 / 3 ** 0.5)
+    assert learning_rate.interval([0.05]) == (0.05, math.inf)
+    lines = learning_rate.table(_records(), "lr").splitlines()
+    assert lines[0].split() == ["lr", "validation", "test"] and lines[1].split()[1:] == ["85.0", "±", "5.0",
+                                                                                          "71.0", "±", "1.0"]
