@@ -1,16 +1,30 @@
-"""Lesson 04's drivers: a preview of each augmentation, runs with and without augmentation, and the 6/9 trap."""
+"""Lesson 04's drivers: a preview of each augmentation, runs with and without augmentation, and the 6/9 trap.
+
+:func:`augmented_run` trains on ``n`` digits per class and scores on a validation set (more labelled digits from the
+pool, disjoint from training and test: the strength is chosen there) and on the test set. :func:`batched` gives
+batch versions (one draw per image) of the catalogue's elastic, noise, blur and erasing, fast enough to train with.
+"""
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import torch
+import torch.nn.functional as F
 
 from .. import augment, data
-from ..evaluation import confusion_matrix
+from ..course import points
+from ..evaluation import confusion_matrix, evaluate
+from ..train import Augment
 from . import plots
 from .experiments import run
 
-__all__ = ["augmented_run", "on_six_nine", "preview", "swapped"]
+__all__ = ["EXTRA", "VALIDATION_PER_CLASS", "augmented_run", "batched", "best_strength", "digit_changes",
+           "on_six_nine", "preview", "swapped", "validation_split", "ways_table"]
+
+VALIDATION_PER_CLASS = 20  # labelled digits per class held out to choose the strength (never the test set)
+EXTRA = ("elastic", "noise", "blur", "erasing")  # the catalogue's augmentations beyond rotation, shift and scale
 
 
 def preview(digits: torch.Tensor, strength: float) -> None:
@@ -27,21 +41,120 @@ def preview(digits: torch.Tensor, strength: float) -> None:
     plt.show()
 
 
-def augmented_run(method: str, strength: float, seed: int, n: int, steps: int, turn: bool = False) -> dict:
-    """Train ``method`` on ``n`` digits per class with the standard augmentation at ``strength`` (0: none).
+def validation_split(n: int, seed: int, per_class: int = VALIDATION_PER_CLASS) -> tuple[data.ImageSet, data.ImageSet]:
+    """``(train, validation)``: ``data.few_shot("mnist", n, seed)`` and ``per_class`` more digits per class.
 
-    ``turn`` also turns half of the images upside down (a 180° turn). Returns the test ``accuracy``, the
-    ``confusion`` matrix on the test digits, and the training ``seconds``.
+    The choice is nested, so the next ``per_class`` digits of each class drawn by the same seed are disjoint from
+    the training digits (and the pool is disjoint from the test set).
     """
-    parts = [augment.standard(strength)] if strength else []
+    both = data.few_shot("mnist", n + per_class, seed)
+    size = n + per_class  # each class's rows are contiguous, its first n are the training digits
+    train_rows = torch.cat([torch.arange(c * size, c * size + n) for c in range(both.num_classes)])
+    val = torch.ones(len(both), dtype=torch.bool)
+    val[train_rows] = False
+    return (data.ImageSet(both.images[train_rows], both.labels[train_rows], both.classes, both.name),
+            data.ImageSet(both.images[val], both.labels[val], both.classes, both.name))
+
+
+def _noise(sigma: float) -> Augment:
+    def apply(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        return (x + sigma * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    return apply
+
+
+def _blur(top: float) -> Augment:
+    def apply(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        sigma = 0.01 + (top - 0.01) * torch.rand(len(x), generator=g)
+        taps = torch.exp(-torch.arange(-2.0, 3.0)[None] ** 2 / (2 * sigma[:, None] ** 2))
+        taps = taps / taps.sum(1, keepdim=True)  # one 5-tap Gaussian per image, as v2.GaussianBlur(5, sigma)
+        y = F.conv2d(F.pad(x.transpose(0, 1), (2, 2, 0, 0), mode="reflect"), taps[:, None, None], groups=len(x))
+        return F.conv2d(F.pad(y, (0, 0, 2, 2), mode="reflect"), taps[:, None, :, None], groups=len(x)).transpose(0, 1)
+    return apply
+
+
+def _erasing(low: float, high: float) -> Augment:
+    def apply(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        n, _, h, w = x.shape
+        area = h * w * (low + (high - low) * torch.rand(n, generator=g))
+        ratio = torch.exp(math.log(0.3) + (math.log(3.3) - math.log(0.3)) * torch.rand(n, generator=g))
+        eh = (area * ratio).sqrt().clamp(1, h - 1).round()
+        ew = (area / ratio).sqrt().clamp(1, w - 1).round()
+        top, left = ((h - eh) * torch.rand(n, generator=g)).floor(), ((w - ew) * torch.rand(n, generator=g)).floor()
+        rows, cols = torch.arange(h)[None, :, None], torch.arange(w)[None, None, :]
+        box = ((rows >= top[:, None, None]) & (rows < (top + eh)[:, None, None])
+               & (cols >= left[:, None, None]) & (cols < (left + ew)[:, None, None]))
+        return x * ~box[:, None]
+    return apply
+
+
+def _elastic(alpha: float, sigma: float = 3.0) -> Augment:
+    def apply(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        n, _, h, w = x.shape
+        field = 2 * torch.rand(n * 2, 1, h, w, generator=g) - 1  # as v2.ElasticTransform: uniform, then smoothed
+        taps = torch.exp(-torch.arange(-6.0, 7.0) ** 2 / (2 * sigma ** 2))
+        taps = (taps / taps.sum()).to(x.dtype)
+        field = F.conv2d(F.pad(field, (6, 6, 0, 0), mode="reflect"), taps.view(1, 1, 1, -1))
+        field = F.conv2d(F.pad(field, (0, 0, 6, 6), mode="reflect"), taps.view(1, 1, -1, 1))
+        shift = (alpha / torch.tensor([w, h], dtype=x.dtype)) * field.view(n, 2, h, w).permute(0, 2, 3, 1)
+        grid = F.affine_grid(torch.eye(2, 3)[None].expand(n, 2, 3).to(x.dtype), list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid + shift, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return apply
+
+
+def batched(name: str, strength: float = 1.0) -> Augment:
+    """The catalogue's ``name`` (one of :data:`EXTRA`) at ``strength`` on a whole batch, one draw per image.
+
+    Same ranges as :func:`ftlib.augment.catalogue`: elastic alpha 15 px, noise sigma 0.1, blur sigma up to 1
+    and erasing 2-10% of the image at strength 1.
+    """
+    s = strength
+    makers = {"elastic": lambda: _elastic(15.0 * s), "noise": lambda: _noise(0.1 * s),
+              "blur": lambda: _blur(max(0.01, s)), "erasing": lambda: _erasing(0.02 * s, 0.1 * s)}
+    if name not in makers:
+        raise ValueError(f"unknown augmentation {name!r}; choose one of {', '.join(makers)}")
+    return makers[name]()
+
+
+def augmented_run(method: str, strength: float, seed: int, n: int, steps: int, turn: bool = False,
+                  kind: str = "affine") -> dict:
+    """Train ``method`` on ``n`` digits per class with augmentation ``kind`` at ``strength`` (0: none).
+
+    ``kind`` is ``"affine"`` (the standard rotation, shift and scale) or one of :data:`EXTRA`. ``turn`` also
+    turns half of the images upside down (a 180° turn). Returns the ``validation`` accuracy (on
+    :func:`validation_split`'s held-out digits), the test ``accuracy``, the ``confusion`` matrix on the test
+    digits, and the training ``seconds``.
+    """
+    parts = [augment.standard(strength) if kind == "affine" else batched(kind, strength)] if strength else []
     if turn:
         parts.append(augment.random_flip(horizontal=True, vertical=True, p=0.5))
-    trained = run(method, data.few_shot("mnist", n, seed), seed, steps,
-                  augment=augment.compose(*parts) if parts else None)
+    train_set, val_set = validation_split(n, seed)
+    trained = run(method, train_set, seed, steps, augment=augment.compose(*parts) if parts else None)
     test = data.test_set("mnist")
     confusion = confusion_matrix(trained.model, test)
-    return {"accuracy": confusion.trace().item() / len(test), "confusion": confusion,
-            "seconds": trained.history.seconds}
+    return {"validation": evaluate(trained.model, val_set).accuracy, "accuracy": confusion.trace().item() / len(test),
+            "confusion": confusion, "seconds": trained.history.seconds}
+
+
+def best_strength(results, method: str) -> float:
+    """The strength with the highest mean validation accuracy over seeds for ``method`` (ties: the weaker one)."""
+    sub = results.where(method=method)
+    return max(sorted(sub.unique("strength")), key=lambda s: (sub.mean("validation", strength=s), -s))
+
+
+def ways_table(results, field: str = "way", baseline: str = "none") -> str:
+    """Per value of ``field``: validation and test accuracy (mean ± std), and the test gain over ``baseline``."""
+    lines = [f"{field:<24}{'validation':>16}{'test':>16}   test gain over {baseline}, per seed"]
+    for way in results.unique(field):
+        cells = [f"{100 * results.mean(m, **{field: way}):.1f} ± {100 * results.std(m, **{field: way}):.1f}"
+                 for m in ("validation", "accuracy")]
+        gains = "" if way == baseline else points(results.differences(field, way, baseline))
+        lines.append(f"{way:<24}{cells[0]:>16}{cells[1]:>16}   {gains}")
+    return "\n".join(lines)
+
+
+def digit_changes(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    """Per true digit: the change in the share read correctly (points, after minus before) of summed confusions."""
+    return 100 * (after.diag() / after.sum(1) - before.diag() / before.sum(1))
 
 
 def _six_nine_count(confusion: torch.Tensor) -> int:

@@ -1,4 +1,9 @@
-"""Lesson 03's drivers: train by a stage plan (freeze depth, probe, LP-FT, gradual unfreezing); the BatchNorm trap."""
+"""Lesson 03's drivers: train by a stage plan (freeze depth, probe, LP-FT, gradual unfreezing); the BatchNorm trap.
+
+:func:`depth_run` freezes the first k blocks; with all of them frozen it fits the head exactly (the linear probe),
+so k = 4 is not a head under-trained by a few gradient steps. :func:`warm_up` pays the one-off start-up costs
+before any timed run.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,9 @@ from ..evaluation import evaluate
 from ..freeze import changed, count_parameters, freeze_backbone, snapshot
 from ..models import BLOCKS
 from ..unfreezing import stage_plan, train_in_stages
-from .experiments import run
+from .experiments import Results, run
 
-__all__ = ["frozen_head_run", "staged_run"]
+__all__ = ["depth_run", "frozen_head_run", "gains_over", "plan_work", "staged_run", "warm_up"]
 
 
 def staged_run(recipe_name: str, target: str, n: int, seed: int, steps: int = 100, lr: float = 3e-3, k: int = 0,
@@ -25,6 +30,41 @@ def staged_run(recipe_name: str, target: str, n: int, seed: int, steps: int = 10
                   train=lambda model: train_in_stages(model, train_set, stages, batch_size=batch_size, seed=seed))
     return {"accuracy": evaluate(trained.model, data.test_set(target)).accuracy, "seconds": trained.seconds,
             "trainable": count_parameters(trained.model, trainable_only=True)}
+
+
+def depth_run(target: str, k: int, n: int, seed: int, steps: int = 100, lr: float = 3e-3) -> dict:
+    """Freeze the first ``k`` blocks and fine-tune the rest (:func:`staged_run`); ``k = 4``: the linear probe.
+
+    With the whole backbone frozen only the head is left, and the exact probe fits it better than ``steps``
+    gradient steps would. The record's ``how`` says which was run.
+    """
+    probe = k == len(BLOCKS)
+    record = staged_run("linear probe" if probe else "freeze first k", target, n, seed, steps, lr, 0 if probe else k)
+    return {**record, "how": "linear probe" if probe else f"{steps} steps"}
+
+
+def plan_work(recipe_name: str, steps: int) -> str:
+    """What a stage plan trains, in words: ``"exact fit + 60 steps"``, ``"5 stages x 12 steps"``."""
+    stages = stage_plan(recipe_name, steps)
+    if len(stages) > 2 and len({s.steps for s in stages}) == 1:
+        return f"{len(stages)} stages x {stages[0].steps} steps"
+    return " + ".join("exact fit" if s.probe else f"{s.steps} steps" for s in stages)
+
+
+def warm_up() -> None:
+    """One short staged run that is not timed, so that no timed run pays the one-off costs of the first one."""
+    staged_run("freeze first k", "font_digits", 1, 0, steps=5)
+
+
+def gains_over(results: Results, field: str, base, over: str = "target") -> Results:
+    """Per ``over`` value, ``field`` value and seed: accuracy minus that at ``field = base`` (records with ``gain``)."""
+    out = Results()
+    for group in results.unique(over):
+        for value in results.unique(field):
+            diffs = results.differences(field, value, base, **{over: group})
+            out.extend({over: group, field: value, "seed": s, "gain": d}
+                       for s, d in zip(results.where(**{over: group, field: value}).unique("seed"), diffs))
+    return out
 
 
 def frozen_head_run(target: str, n: int, seed: int, steps: int, lr: float, update_bn_stats: bool) -> dict:

@@ -36,10 +36,15 @@ def show_images(images: ImageSet | torch.Tensor, count: int = 16, columns: int =
 def plot_results(results: Results, x: str, y: str = "accuracy", hue: str = "method", ax: plt.Axes | None = None,
                  logx: bool = False, percent: bool = True, title: str = "", xlabel: str | None = None,
                  ylabel: str | None = None) -> plt.Axes:
-    """Mean of ``y`` against ``x``, one line per ``hue``, with a band of ± one standard deviation over seeds."""
+    """Mean of ``y`` against ``x``, one line per ``hue``, with a band of ± one standard deviation over seeds.
+
+    Numeric ``x`` values are drawn in increasing order (whatever order the runs came in); others in first-seen order.
+    """
     ax = ax or plt.subplots(figsize=(6.5, 4))[1]
     scale = 100 if percent else 1
     xs = results.unique(x)
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xs):
+        xs = sorted(xs)
     for group in results.unique(hue):
         means = [results.mean(y, **{x: v, hue: group}) * scale for v in xs]
         stds = [results.std(y, **{x: v, hue: group}) * scale for v in xs]
@@ -71,7 +76,9 @@ def plot_bars(results: Results, x: str = "method", y: str = "accuracy", ax: plt.
     ax.bar_label(bars, labels=[f"{m:.1f}" for m in means], padding=3, fontsize=9)
     ax.set_xticks(range(len(groups)), [str(g).replace(", ", ",\n") for g in groups], fontsize=9)
     ax.set_ylabel(ylabel or (f"{y} (%)" if percent else y))
-    ax.set_ylim(0, max(m + s for m, s in zip(means, stds)) * 1.15)
+    top, bottom = max(m + s for m, s in zip(means, stds)), min(m - s for m, s in zip(means, stds))
+    low, high = bottom * 1.15 if min(means) < 0 else 0, max(0, top * 1.15)  # differences may be negative
+    ax.set_ylim(low, high if high > low else low + 1)
     ax.grid(axis="y", alpha=0.3)
     if title:
         ax.set_title(title)
