@@ -174,7 +174,7 @@ def plot_drift(results: Results, shipped: float) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("letters kept, letters' BN statistics (%)")
     axes[0].set_title("Euclidean drift: far is not the same as forgotten")
-    axes[1].set_title("Change of the letters outputs: tracks what is forgotten")
+    axes[1].set_title("Change of the letters outputs (needs no labels)")
     axes[1].legend(fontsize=8, loc="lower left")
     plt.show()
 
@@ -325,8 +325,8 @@ def compare_tuned(results: Results) -> SimpleNamespace:
     """Per penalty, per seed: use it or not, as the *validation* accuracy says (no penalty on a tie), and the test
     accuracy of that choice minus no penalty's: ``text`` and ``gains`` (per penalty, per seed)."""
     free = {r["seed"]: r for r in results.where(penalty="none")}
-    lines = [f"{'penalty':<26}{'validation':>12}{'test':>8}{'used (validation says), per seed':>36}"
-             f"{'test of the choice minus none':>36}"]
+    lines = [f"{'penalty':<26}{'validation':>12}{'test':>8}   per seed: used (as validation says)? and the test "
+             f"accuracy of that choice minus no penalty's"]
     gains = {}
     for penalty in [p for p in PENALTIES if p != "none" and results.where(penalty=p)]:
         chosen = tuned(results, penalty)
@@ -334,8 +334,8 @@ def compare_tuned(results: Results) -> SimpleNamespace:
         gains[penalty] = [c["accuracy"] - free[c["seed"]]["accuracy"] if u else 0.0 for c, u in zip(chosen, use)]
         label_ = f"{NAMES[penalty]} {chosen[0]['alpha']:g}" if len(set(chosen.values("alpha"))) == 1 else \
             NAMES[penalty]
-        lines.append(f"{label_:<26}{100 * chosen.mean('val_accuracy'):>11.1f}%{100 * chosen.mean():>7.1f}%"
-                     f"{', '.join('yes' if u else 'no' for u in use):>36}{points(gains[penalty]):>36}")
+        lines.append(f"{label_:<26}{100 * chosen.mean('val_accuracy'):>11.1f}%{100 * chosen.mean():>7.1f}%   "
+                     f"{', '.join('yes' if u else 'no' for u in use)}; {points(gains[penalty])}")
     free_runs = results.where(penalty="none")
     lines.append(f"{'no penalty':<26}{100 * free_runs.mean('val_accuracy'):>11.1f}%{100 * free_runs.mean():>7.1f}%")
     return SimpleNamespace(text="\n".join(lines), gains=gains)
