@@ -207,7 +207,7 @@ def plot_statistics(results: Results, shipped: float) -> None:
     ax.set_ylim(max(0.0, low - 5), 100)
     ax.set(ylabel="letters kept (%)", title="Where the letters went: BatchNorm statistics (pale) or weights (dark)")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)
     plt.show()
 
 
