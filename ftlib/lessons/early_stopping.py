@@ -9,8 +9,9 @@ from ..stopping import MONITORS, EarlyStopping, History, stopping_point
 from . import plots
 from .experiments import Results, Trained, run
 
-__all__ = ["BATCH_SIZE", "METHOD", "ORACLE", "SCHEDULE", "early_stop", "long_run", "noisy_split", "plot_curves",
-           "plot_tradeoff", "policies", "tradeoff"]
+__all__ = ["BATCH_SIZE", "METHOD", "ORACLE", "SCHEDULE", "compare_monitors", "describe_curve", "early_stop",
+           "gap_closed", "long_run", "noisy_split", "onecycle_rate", "plot_curves", "plot_tradeoff", "policies",
+           "tradeoff"]
 
 METHOD = "fine-tune"  # the pretrained GlyphNet with a new head, lr 1e-3
 BATCH_SIZE = 32
@@ -26,15 +27,17 @@ def noisy_split(n_labelled: int, noise: float, val_fraction: float,
 
 
 def long_run(seed: int, n_labelled: int, noise: float, val_fraction: float, steps: int, eval_every: int,
-             watch_test: bool = True, early_stopping: EarlyStopping | None = None) -> Trained:
-    """Fine-tune on a noisy split at a constant rate, evaluating every ``eval_every`` steps.
+             watch_test: bool = True, early_stopping: EarlyStopping | None = None, batch_size: int = BATCH_SIZE,
+             schedule: str = SCHEDULE) -> Trained:
+    """Fine-tune on a noisy split (at a constant rate, batch 32, unless told otherwise), evaluating every
+    ``eval_every`` steps.
 
     The history records the validation scores and, with ``watch_test``, the clean test accuracy at every evaluation
     (recorded, never used to choose).
     """
     _, train_set, val_set = noisy_split(n_labelled, noise, val_fraction, seed)
     test = data.test_set("mnist") if watch_test else None
-    return run(METHOD, train_set, seed, steps, batch_size=BATCH_SIZE, schedule=SCHEDULE, val_data=val_set,
+    return run(METHOD, train_set, seed, steps, batch_size=batch_size, schedule=schedule, val_data=val_set,
                eval_data=test, eval_every=eval_every, early_stopping=early_stopping)
 
 
@@ -86,18 +89,79 @@ def plot_curves(history: History, marks: dict[str, tuple[int, str]] | None = Non
 
 
 def plot_tradeoff(results: Results, compared: Results, patiences: list[int]) -> None:
-    """Test accuracy against steps trained for each patience and watched score, beside the end and the oracle."""
+    """Test accuracy against steps trained for each patience and watched score, beside the end and the oracle.
+
+    The patience labels of the first watched score sit above its points, those of the second below, so that they
+    do not overlap where the two curves meet.
+    """
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for monitor in MONITORS:
+    for monitor, offset, align in zip(MONITORS, [(0, 6), (0, -12)], ["bottom", "top"]):
         xs = [results.mean("steps", patience=p, on=monitor) for p in patiences]
         ys = [100 * results.mean(patience=p, on=monitor) for p in patiences]
-        ax.plot(xs, ys, "o-", label=f"early stopping on {monitor}")
+        line, = ax.plot(xs, ys, "o-", label=f"early stopping on {monitor}")
         for p, x, y in zip(patiences, xs, ys):
-            ax.annotate(str(p), (x, y), textcoords="offset points", xytext=(3, 4), fontsize=8)
+            ax.annotate(str(p), (x, y), textcoords="offset points", xytext=offset, fontsize=8, ha="center",
+                        va=align, color=line.get_color())
     for policy, color, style in (("train to the end", "C3", "--"), (ORACLE, "C2", ":")):
         ax.axhline(100 * compared.mean(policy=policy), color=color, ls=style, label=policy)
     ax.set(xlabel="steps trained (mean over seeds)", ylabel="test accuracy (%)",
            title="The price of patience (numbers: patience in evaluations)")
+    ax.margins(y=0.08)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     plt.show()
+
+
+def describe_curve(history: History) -> str:
+    """What one recorded long run did: training loss, lowest validation loss, and the test accuracy's peak and end."""
+    low = min(range(len(history.val_loss)), key=lambda i: history.val_loss[i])
+    peak = max(range(len(history.eval_accuracy)), key=lambda i: history.eval_accuracy[i])
+    head, tail = history.loss[:10], history.loss[-10:]
+    return (f"training loss (mean of 10 steps) {sum(head) / len(head):.2f} at the start, {sum(tail) / len(tail):.2f} "
+            f"at the end; validation loss lowest at step {history.eval_step[low]} ({history.val_loss[low]:.2f}), "
+            f"{history.val_loss[-1]:.2f} at the end; test accuracy peaks at step {history.eval_step[peak]} "
+            f"({history.eval_accuracy[peak]:.1%}) and ends at {history.eval_accuracy[-1]:.1%}")
+
+
+def onecycle_rate(step: int, steps: int) -> float:
+    """The share of its peak rate that ``fit``'s default one-cycle schedule over ``steps`` gives at ``step``."""
+    import torch
+
+    from ..schedules import make_schedule
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    schedule = make_schedule("onecycle", optimizer, steps)
+    for _ in range(step - 1):
+        optimizer.step()
+        schedule.step()
+    return optimizer.param_groups[0]["lr"]
+
+
+def compare_monitors(results: Results, compared: Results) -> list[str]:
+    """Lines that say, per watched score and patience, in how many seeds the rule restores a step as good on test as
+    the oracle's, and at which patiences watching the validation accuracy beats watching the loss (mean over seeds)."""
+    oracle = {r["seed"]: r["accuracy"] for r in compared.where(policy=ORACLE)}
+    patiences = results.unique("patience")
+    lines = []
+    for monitor in MONITORS:
+        hits = [sum(r["accuracy"] >= oracle[r["seed"]] for r in results.where(patience=p, on=monitor))
+                for p in patiences]
+        means = [results.mean(patience=p, on=monitor) for p in patiences]
+        lines.append(f"watching {monitor}: as good as the oracle in " + ", ".join(
+            f"{h}/{len(oracle)}" for h in hits) + f" seeds at patience {', '.join(map(str, patiences))}; "
+            f"mean test accuracy {min(means):.1%} to {max(means):.1%} over these patiences")
+    mean = {(p, m): results.mean(patience=p, on=m) for p in patiences for m in MONITORS}
+    wins = [p for p in patiences if mean[p, "val_accuracy"] > mean[p, "val_loss"]]
+    ties = [p for p in patiences if mean[p, "val_accuracy"] == mean[p, "val_loss"]]
+    losses = [p for p in patiences if mean[p, "val_accuracy"] < mean[p, "val_loss"]]
+    lines.append("mean test accuracy, watching val_accuracy against val_loss: "
+                 + "; ".join(f"{word} at patience {', '.join(map(str, ps))}" for word, ps in
+                             [("higher", wins), ("equal", ties), ("lower", losses)] if ps))
+    return lines
+
+
+def gap_closed(compared: Results) -> str:
+    """How much of the gap between training to the end and the oracle early stopping closes (means over seeds)."""
+    end, stop, oracle = (compared.mean(policy=p) for p in ("train to the end", "early stopping", ORACLE))
+    return (f"early stopping closes {(stop - end) / (oracle - end):.0%} of the gap between training to the end "
+            f"({end:.1%}) and the oracle ({oracle:.1%}), without looking at the test set")
