@@ -20,7 +20,7 @@ from .data import ImageSet
 from .freeze import param_groups
 from .runtime import get_device
 
-__all__ = ["Context", "barrier", "block_adamw", "close", "init", "shard", "unwrap", "wrap"]
+__all__ = ["Context", "barrier", "block_adamw", "close", "init", "shard", "unwrap", "weight_gap", "wrap"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,20 @@ def block_adamw(model: nn.Module, lr: float | dict[str, float]) -> Callable[[lis
     """
     groups = param_groups(unwrap(model), lr)
     return lambda _offered: torch.optim.AdamW(groups)
+
+
+def weight_gap(model: nn.Module, context: Context) -> float:
+    """The largest difference between any rank's weights (parameters and buffers) and rank 0's: 0.0 when DDP
+    averaged the gradients and kept every process in step (always 0.0 in a single process)."""
+    if context.world_size == 1:
+        return 0.0
+    values = [v.detach().flatten().float() for v in unwrap(model).state_dict().values() if v.is_floating_point()]
+    flat = torch.cat(values).to(context.device)
+    reference = flat.clone()
+    dist.broadcast(reference, 0)
+    gap = (flat - reference).abs().max().reshape(1)
+    dist.all_reduce(gap, op=dist.ReduceOp.MAX)
+    return float(gap)
 
 
 def barrier(context: Context) -> None:

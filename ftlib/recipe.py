@@ -29,6 +29,7 @@ from .probe import linear_probe
 from .runtime import get_device, pin_threads, thread_count
 from .stopping import EarlyStopping, History
 from .train import NonFiniteLoss, fit
+from .transfer import adapt_batchnorm
 
 __all__ = ["FALLBACK_LR", "MAX_BACKBONE_FACTOR", "PATIENCE", "RecipeResult", "SCHEDULE", "TestReport",
            "check_settings", "cli", "export_target", "finetune", "test_report"]
@@ -134,14 +135,18 @@ def check_settings(backbone: str, pretrained: bool, weights: str | Path | None, 
 def finetune(folder: str | Path, backbone: str = "glyphnet", *, pretrained: bool = True,
              weights: str | Path | None = None, seed: int = 0, steps: int = 200, batch_size: int = 32,
              backbone_factor: float = 0.3, val: float = 0.2, test: float = 0.4, range_steps: int = 60,
-             strength: float = 1.0, patience: int = PATIENCE, eval_every: int = 10, out: str | Path | None = None,
-             progress: bool = False, device: str | None = None, threads: int | None = None) -> RecipeResult:
+             strength: float = 1.0, patience: int = PATIENCE, eval_every: int = 10, lp_ft: bool = False,
+             out: str | Path | None = None, progress: bool = False, device: str | None = None,
+             threads: int | None = None) -> RecipeResult:
     """Run the recipe on the image folder ``folder`` (one sub-folder per class) and return a :class:`RecipeResult`.
 
     1. load and convert the images for ``backbone`` and split them by ``seed`` (``val``, ``test`` fractions);
     2. range test of ``range_steps`` steps (the model is restored afterwards): the head's rate is its suggestion,
        the pretrained blocks get ``backbone_factor`` times that (raise it towards 1 for very different data);
-    3. linear probe on a copy: how far frozen features alone get (a baseline, skipped for scratch);
+    3. BatchNorm statistics re-estimated on the training images (AdaBN, :func:`ftlib.transfer.adapt_batchnorm`),
+       then a linear probe on a copy: how far frozen features alone get (a baseline, skipped for scratch); with
+       ``lp_ft`` fine-tuning starts from the probe's head instead of a fresh one (LP-FT, Kumar et al. 2022; on the
+       example folder it did not beat the fresh head, lesson 11);
     4. fine-tune for up to ``steps`` steps with augmentation (``strength``), a cosine schedule and early stopping
        on the validation loss (every ``eval_every`` steps, ``patience`` evaluations), keeping the best weights;
     5. test report; 6. export to ``out/model.safetensors`` (rank 0 only under ``torchrun``).
@@ -170,7 +175,11 @@ def finetune(folder: str | Path, backbone: str = "glyphnet", *, pretrained: bool
     rates = _rates(rt, backbone_factor if pretrained else 1.0)
     probe = None
     if pretrained:
-        probe = evaluate(linear_probe(copy.deepcopy(model), train_set), test_set).accuracy
+        adapt_batchnorm(model, train_set.images)  # AdaBN: the probe reads features normalised as on this data
+        probed = linear_probe(copy.deepcopy(model), train_set)
+        probe = evaluate(probed, test_set).accuracy
+        if lp_ft:  # LP-FT: fine-tune from the probe's head, not a random one
+            model.head.load_state_dict(probed.head.state_dict())
     net = distributed.wrap(model, context)
     history = fit(net, distributed.shard(train_set, context), steps, lr=rates["head"],
                   optimizer=distributed.block_adamw(net, rates), schedule=SCHEDULE,
@@ -179,12 +188,14 @@ def finetune(folder: str | Path, backbone: str = "glyphnet", *, pretrained: bool
                   early_stopping=EarlyStopping(patience=patience), seed=seed + context.rank, device=context.device,
                   progress=progress)
     report_test = test_report(model, test_set)
+    gap = distributed.weight_gap(model, context)  # 0 when DDP kept every rank's weights identical
     path = None
     if target is not None and context.main:
         path = export.save(model, target, backbone, data.classes, extra={
             "seed": seed, "pretrained": pretrained, "lr": rates, "steps_run": len(history.step),
             "best_step": history.best_step, "test_accuracy": report_test.accuracy, "world_size": context.world_size,
-            "written_by_rank": context.rank, "folder": str(folder)})
+            "written_by_rank": context.rank, "weight_gap_between_ranks": gap,
+            "lp_ft": bool(pretrained and lp_ft), "folder": str(folder)})
     distributed.close(context)
     splits = {"train": train_set, "val": val_set, "test": test_set}
     return RecipeResult(model, backbone, pretrained, report, splits, rt, rates, probe, history, report_test, path,
@@ -209,6 +220,8 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--patience", type=int, default=PATIENCE,
                         help=f"evaluations (every 10 steps) without a better validation loss before stopping "
                              f"(default {PATIENCE}; from scratch, fewer can stop a run during its noisy start)")
+    parser.add_argument("--lp-ft", action="store_true",
+                        help="start fine-tuning from the linear probe's head (LP-FT) instead of a fresh one")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, the new head and the batches")
     parser.add_argument("--device", help="cpu (default, or $FTLIB_DEVICE), cuda, cuda:N, mps")
     parser.add_argument("--threads", type=int, help="torch threads (default: $FTLIB_THREADS, else every core)")
@@ -247,6 +260,7 @@ def _cli_settings(args: argparse.Namespace) -> dict:
     threads = thread_count(args.threads, default=torch.get_num_threads(), flag="--threads")  # every core
     return dict(pretrained=not args.scratch, weights=args.weights, seed=args.seed, steps=args.steps,
                 batch_size=args.batch_size, backbone_factor=args.backbone_factor, patience=args.patience,
+                lp_ft=args.lp_ft,
                 out=args.out, progress=not args.no_progress, device=args.device, threads=threads)
 
 

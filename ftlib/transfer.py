@@ -2,6 +2,7 @@
 
 * :func:`task_distance`: how far a target's images are from the source task, seen through the pretrained
   model's features (a Fréchet distance between the two feature clouds, as in FID).
+* :func:`adapt_batchnorm`: AdaBN (Li et al. 2016), BatchNorm statistics re-estimated on the target's images.
 * :func:`truncate`: a model that stops after an intermediate block, for a linear probe on that block's features.
 """
 
@@ -16,13 +17,36 @@ from . import data
 from .models import BLOCKS, CHANNELS, GlyphNet
 from .probe import extract_features
 
-__all__ = ["frechet_distance", "subset", "task_distance", "truncate"]
+__all__ = ["adapt_batchnorm", "frechet_distance", "subset", "task_distance", "truncate"]
 
 
 def subset(images: data.ImageSet, per_class: int) -> data.ImageSet:
     """The first ``per_class`` images of every class of ``images`` (a smaller, still balanced test set)."""
     rows = torch.cat([torch.nonzero(images.labels == c).flatten()[:per_class] for c in range(images.num_classes)])
     return data.ImageSet(images.images[rows], images.labels[rows], images.classes, images.name)
+
+
+@torch.no_grad()
+def adapt_batchnorm(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> nn.Module:
+    """AdaBN (Li et al. 2016): replace every BatchNorm's running mean and variance by those of ``images``.
+
+    The weights stay as they are; only the statistics that normalise each channel move from the source task's
+    to the target's (no labels needed). Returns ``model``, changed in place, in the mode it was in.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    was_training = model.training
+    device = next(model.parameters()).device
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches below
+    model.train()
+    for i in range(0, len(images), batch_size):
+        model(images[i:i + batch_size].to(device))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.train(was_training)
+    return model
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:

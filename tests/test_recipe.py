@@ -1,5 +1,6 @@
 """The recipe end to end on a tiny folder, the ResNet-18 path with a locally saved state dict, the export round trip,
-the command line, and a 2-process torchrun run in which rank 0 alone writes the export."""
+the command line, and a 2-process torchrun run in which rank 0 alone writes the export and both ranks end with the
+same weights."""
 
 import json
 import os
@@ -133,7 +134,7 @@ def test_block_rates_reach_the_blocks_inside_a_wrapper():
     assert distributed.wrap(model, single) is model and distributed.unwrap(model) is model
 
 
-def test_torchrun_with_two_processes_trains_and_rank_0_alone_exports(tiny, tmp_path):
+def test_torchrun_with_two_processes_trains_identically_and_rank_0_alone_exports(tiny, tmp_path):
     out = tmp_path / "export"
     env = {**os.environ, "FTLIB_THREADS": "1", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -147,3 +148,4 @@ def test_torchrun_with_two_processes_trains_and_rank_0_alone_exports(tiny, tmp_p
     meta = json.loads((out / "model.json").read_text())
     assert meta["world_size"] == 2 and meta["written_by_rank"] == 0
     assert meta["steps_run"] > 0 and meta["test_accuracy"] > 1 / len(example_images.CLASSES)
+    assert meta["weight_gap_between_ranks"] == 0.0  # DDP averaged the gradients: both ranks end identical
