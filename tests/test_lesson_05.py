@@ -67,7 +67,7 @@ def test_decoupled_decay_shrinks_the_backbone_only():
     assert [g["weight_decay"] for g in optimizer.param_groups] == [2.0, 0.0]
 
 
-def test_tuned_picks_the_best_validation_score_and_ties_go_to_the_weaker():
+def test_tuned_picks_the_best_validation_score_ties_go_to_the_weaker_and_validation_decides_use():
     results = experiments.Results([
         {"penalty": "none", "alpha": 0.0, "seed": 0, "val_accuracy": 0.8, "accuracy": 0.1},
         {"penalty": "l2sp", "alpha": 0.1, "seed": 0, "val_accuracy": 0.9, "accuracy": 0.2},
@@ -75,7 +75,9 @@ def test_tuned_picks_the_best_validation_score_and_ties_go_to_the_weaker():
         {"penalty": "none", "alpha": 0.0, "seed": 1, "val_accuracy": 0.9, "accuracy": 0.4},
         {"penalty": "l2sp", "alpha": 0.1, "seed": 1, "val_accuracy": 0.9, "accuracy": 0.5},
     ])
-    assert wr.tuned(results, "l2sp").values("alpha") == [0.1, 0.0]
+    assert wr.tuned(results, "l2sp").values("alpha") == [0.1, 0.1]  # among the penalty's own strengths
+    choice = wr.compare_tuned(results)  # use it only where validation beats no penalty's (seed 0, not seed 1)
+    assert choice.gains["l2sp"] == pytest.approx([0.1, 0.0])
 
 
 def test_rank_correlation():
