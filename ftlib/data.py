@@ -34,9 +34,9 @@ from torch.utils.data import Dataset
 __all__ = ["BASE_SIZE", "DIGITS", "FULL", "GRATINGS", "GREEK", "GREEK_FONTS", "IMAGE_SIZE", "ImageSet",
            "LATIN_FONTS", "LETTERS", "LETTERS_TEST_PER_CLASS", "MNIST_FILE", "NARROW", "NARROW_LACKS",
            "POOL_PER_CLASS", "SHAPES", "TARGETS", "TEST_PER_CLASS", "TEXTURES", "Variation", "cache_dir",
-           "check_target", "degrade", "few_shot", "flip_labels", "font_path", "generate", "glyph_bases",
-           "letter_batches", "mnist_arrays", "pool", "shape_bases", "split_validation", "stroke_variants",
-           "test_set"]
+           "check_target", "degrade", "few_shot", "few_shot_split", "flip_labels", "font_path", "generate",
+           "glyph_bases", "letter_batches", "mnist_arrays", "pool", "shape_bases", "split_validation",
+           "stroke_variants", "test_set"]
 
 IMAGE_SIZE = 28
 BASE_SIZE = 64  # clean glyphs are rendered at 64x64, then degraded and resampled to 28x28
@@ -454,6 +454,20 @@ def few_shot(target: str, n_per_class: int, seed: int) -> ImageSet:
         rows.append(members[torch.randperm(len(members), generator=g)[:n_per_class]])
     rows = torch.cat(rows)
     return ImageSet(source.images[rows], source.labels[rows], source.classes, source.name)
+
+
+def few_shot_split(target: str, n_per_class: int, n_val: int, seed: int) -> tuple[ImageSet, ImageSet]:
+    """``(train, validation)``: exactly ``few_shot(target, n_per_class, seed)``, and ``n_val`` more examples per
+    class from the same pool, disjoint from them, to choose hyperparameters on (never the test set).
+
+    Nested like :func:`few_shot`: the first ``n_per_class`` of each class of the ``n_per_class + n_val``-shot set
+    are the training set, the rest are held out.
+    """
+    both = few_shot(target, n_per_class + n_val, seed)
+    rows = torch.arange(len(both)).view(both.num_classes, n_per_class + n_val)
+    train, val = rows[:, :n_per_class].flatten(), rows[:, n_per_class:].flatten()
+    return (ImageSet(both.images[train], both.labels[train], both.classes, both.name),
+            ImageSet(both.images[val], both.labels[val], both.classes, both.name))
 
 
 def letter_batches(batch_size: int, seed: int, variation: Variation = FULL):

@@ -29,16 +29,10 @@ def slider(show: Callable, name: str, values: Sequence, value, description: str)
     :func:`headless`, no widget is made: one line describes the control, ``show`` runs once at ``value`` (its
     result is displayed, as ``interact`` would), and the return value is ``None``.
     """
-    values = list(values)
-    if value not in values:
-        raise ValueError(f"start value {value!r} is not one of the slider's values {values}")
-    if not description.strip():
-        raise ValueError("a slider needs a description a person can read")
+    values = _checked(values, value, description)
     if headless():
         return _draw_once(show, name, values, value, description)
-    control = widgets.SelectionSlider(options=values, value=value, description=description, tooltip=description,
-                                      continuous_update=True, style={"description_width": "initial"},
-                                      layout=widgets.Layout(width="480px"))
+    control = _selection(values, value, description, continuous_update=True)
     # Call through **kwargs so that interactive makes only this one control: show's other parameters keep their
     # defaults instead of growing sliders of their own.
     return widgets.interactive(lambda **chosen: show(**chosen), **{name: control})
@@ -51,19 +45,13 @@ def live_slider(compute: Callable, name: str, values: Sequence, value, descripti
     ``compute`` works and then how long it took, and draws what ``compute`` displays or returns below. Keep
     ``compute`` to about 2 s. Headless, it behaves like :func:`slider`: one line, then ``compute`` once at ``value``.
     """
-    values = list(values)
-    if value not in values:
-        raise ValueError(f"start value {value!r} is not one of the slider's values {values}")
-    if not description.strip():
-        raise ValueError("a slider needs a description a person can read")
+    values = _checked(values, value, description)
     if headless():
         return _draw_once(compute, name, values, value, description)
     from IPython.display import display
     from ipywidgets.widgets.interaction import show_inline_matplotlib_plots
 
-    control = widgets.SelectionSlider(options=values, value=value, description=description, tooltip=description,
-                                      continuous_update=False, style={"description_width": "initial"},
-                                      layout=widgets.Layout(width="480px"))
+    control = _selection(values, value, description, continuous_update=False)
     status, output = widgets.Label(""), widgets.Output()
 
     def rerun(change=None) -> None:
@@ -80,6 +68,22 @@ def live_slider(compute: Callable, name: str, values: Sequence, value, descripti
     control.observe(rerun, names="value")
     rerun()
     return widgets.VBox([widgets.HBox([control, status]), output])
+
+
+def _checked(values: Sequence, value, description: str) -> list:
+    """The slider's values as a list, once its start value and description are known to be usable."""
+    values = list(values)
+    if value not in values:
+        raise ValueError(f"start value {value!r} is not one of the slider's values {values}")
+    if not description.strip():
+        raise ValueError("a slider needs a description a person can read")
+    return values
+
+
+def _selection(values: list, value, description: str, continuous_update: bool) -> widgets.SelectionSlider:
+    return widgets.SelectionSlider(options=values, value=value, description=description, tooltip=description,
+                                   continuous_update=continuous_update, style={"description_width": "initial"},
+                                   layout=widgets.Layout(width="480px"))
 
 
 def describe(name: str, values: Sequence, value, description: str) -> str:

@@ -158,3 +158,12 @@ def test_the_narrow_source_stream_is_seeded():
     b, lb = next(data.letter_batches(16, seed=2, variation=data.NARROW))
     full, _ = next(data.letter_batches(16, seed=2))
     assert torch.equal(a, b) and torch.equal(la, lb) and not torch.equal(a, full)
+
+
+def test_few_shot_split_trains_on_the_few_shot_set_and_validates_on_other_examples_of_the_pool():
+    train, val = data.few_shot_split("mnist", 5, 3, seed=1)
+    few = data.few_shot("mnist", 5, 1)
+    assert torch.equal(train.images, few.images) and torch.equal(train.labels, few.labels)
+    assert len(val) == 30 and torch.bincount(val.labels).tolist() == [3] * 10
+    seen = {tuple(x.flatten().tolist()) for x in train.images}
+    assert not any(tuple(x.flatten().tolist()) in seen for x in val.images)

@@ -14,15 +14,6 @@ from ftlib.lessons.experiments import Results
 matplotlib.use("Agg")
 
 
-def test_the_split_trains_on_the_few_shot_digits_and_validates_on_others_from_the_pool():
-    train_set, val_set = learning_rate.labelled_split(3, seed=2, n_val=4)
-    few = data.few_shot("mnist", 3, 2)
-    assert torch.equal(train_set.images, few.images) and torch.equal(train_set.labels, few.labels)
-    assert val_set.labels.bincount().tolist() == [4] * 10
-    pixels = {tuple(x.flatten().tolist()) for x in train_set.images}
-    assert not any(tuple(x.flatten().tolist()) in pixels for x in val_set.images)
-
-
 @pytest.mark.parametrize("name, first, peak_step, last", [
     ("constant", 1.0, 0, 1.0), ("warm-up only", 1 / 25, 24, 1.0), ("cosine decay only", 1.0, 0, None),
 ("one-cycle, beta1 fixed", 1 / 25, 24, None)])

@@ -12,15 +12,6 @@ from ftlib.lessons import augmentation, plots  # noqa: E402
 from ftlib.lessons.experiments import Results  # noqa: E402
 
 
-def test_validation_split_keeps_the_training_digits_and_holds_out_others():
-    train, val = augmentation.validation_split(5, seed=2, per_class=4)
-    shot = data.few_shot("mnist", 5, 2)
-    assert torch.equal(train.images, shot.images) and torch.equal(train.labels, shot.labels)
-    assert val.labels.bincount().tolist() == [4] * 10
-    seen = {tuple(x.flatten().tolist()) for x in train.images}
-    assert not any(tuple(x.flatten().tolist()) in seen for x in val.images)
-
-
 @pytest.mark.parametrize("name", augmentation.EXTRA)
 def test_batched_augmentations_draw_per_image_and_stay_in_range(name):
     copies = data.few_shot("mnist", 1, 0).images[:1].expand(6, 1, 28, 28)

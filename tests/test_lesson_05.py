@@ -50,15 +50,6 @@ def test_retention_with_source_images_of_the_untouched_model_is_close_to_its_acc
         wr.shipped_retention(), abs=0.01)
 
 
-def test_digit_split_trains_on_few_shot_and_validates_on_other_digits():
-    train, val = wr.digit_split(5, 3, seed=1)
-    few = data.few_shot("mnist", 5, 1)
-    assert torch.equal(train.images, few.images) and torch.equal(train.labels, few.labels)
-    assert len(val) == 30 and torch.equal(torch.bincount(val.labels), torch.full((10,), 3))
-    flat = lambda s: {tuple(x.flatten().tolist()) for x in s.images}  # noqa: E731
-    assert not flat(train) & flat(val)
-
-
 def test_decoupled_decay_shrinks_the_backbone_only():
     model = models.GlyphNet(10)
     optimizer = wr._decoupled(model, 2.0)(

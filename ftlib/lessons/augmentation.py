@@ -21,7 +21,7 @@ from . import plots
 from .experiments import run
 
 __all__ = ["EXTRA", "VALIDATION_PER_CLASS", "augmented_run", "batched", "best_strength", "digit_changes",
-           "on_six_nine", "preview", "swapped", "validation_split", "ways_table"]
+           "on_six_nine", "preview", "swapped", "ways_table"]
 
 VALIDATION_PER_CLASS = 20  # labelled digits per class held out to choose the strength (never the test set)
 EXTRA = ("elastic", "noise", "blur", "erasing")  # the catalogue's augmentations beyond rotation, shift and scale
@@ -39,21 +39,6 @@ def preview(digits: torch.Tensor, strength: float) -> None:
     plots.show_images(grid, count=len(grid), columns=len(digits), labels=names,
                       title=f"Six training digits under each augmentation (strength {strength})")
     plt.show()
-
-
-def validation_split(n: int, seed: int, per_class: int = VALIDATION_PER_CLASS) -> tuple[data.ImageSet, data.ImageSet]:
-    """``(train, validation)``: ``data.few_shot("mnist", n, seed)`` and ``per_class`` more digits per class.
-
-    The choice is nested, so the next ``per_class`` digits of each class drawn by the same seed are disjoint from
-    the training digits (and the pool is disjoint from the test set).
-    """
-    both = data.few_shot("mnist", n + per_class, seed)
-    size = n + per_class  # each class's rows are contiguous, its first n are the training digits
-    train_rows = torch.cat([torch.arange(c * size, c * size + n) for c in range(both.num_classes)])
-    val = torch.ones(len(both), dtype=torch.bool)
-    val[train_rows] = False
-    return (data.ImageSet(both.images[train_rows], both.labels[train_rows], both.classes, both.name),
-            data.ImageSet(both.images[val], both.labels[val], both.classes, both.name))
 
 
 def _noise(sigma: float) -> Augment:
@@ -121,13 +106,13 @@ def augmented_run(method: str, strength: float, seed: int, n: int, steps: int, t
 
     ``kind`` is ``"affine"`` (the standard rotation, shift and scale) or one of :data:`EXTRA`. ``turn`` also
     turns half of the images upside down (a 180° turn). Returns the ``validation`` accuracy (on
-    :func:`validation_split`'s held-out digits), the test ``accuracy``, the ``confusion`` matrix on the test
+    :func:`ftlib.data.few_shot_split`'s held-out digits), the test ``accuracy``, the ``confusion`` matrix on the test
     digits, and the training ``seconds``.
     """
     parts = [augment.standard(strength) if kind == "affine" else batched(kind, strength)] if strength else []
     if turn:
         parts.append(augment.random_flip(horizontal=True, vertical=True, p=0.5))
-    train_set, val_set = validation_split(n, seed)
+    train_set, val_set = data.few_shot_split("mnist", n, VALIDATION_PER_CLASS, seed)
     trained = run(method, train_set, seed, steps, augment=augment.compose(*parts) if parts else None)
     test = data.test_set("mnist")
     confusion = confusion_matrix(trained.model, test)

@@ -15,7 +15,7 @@ from ..lr import RangeTest
 from ..schedules import warmup_cosine
 from .experiments import Results, run
 
-__all__ = ["SCHEDULES", "VAL_PER_CLASS", "choose", "interval", "labelled_split", "plot_range_tests", "plot_sweep",
+__all__ = ["SCHEDULES", "VAL_PER_CLASS", "choose", "interval", "plot_range_tests", "plot_sweep",
            "rate_run", "table", "top_region"]
 
 VAL_PER_CLASS = 10  # labelled digits per class kept aside to choose with (never trained on, never the test set)
@@ -42,16 +42,6 @@ SCHEDULES = {
 }
 
 
-def labelled_split(n: int, seed: int, n_val: int = VAL_PER_CLASS) -> tuple[data.ImageSet, data.ImageSet]:
-    """``n`` digits per class to train on (exactly ``data.few_shot("mnist", n, seed)``) and ``n_val`` more per
-    class, from the same labelled pool and disjoint from them, kept aside for validation."""
-    both = data.few_shot("mnist", n + n_val, seed)  # nested: its first n per class are the n-shot set
-    rows = torch.arange(len(both)).view(both.num_classes, n + n_val)
-    train, val = rows[:, :n].flatten(), rows[:, n:].flatten()
-    return (data.ImageSet(both.images[train], both.labels[train], both.classes, both.name),
-            data.ImageSet(both.images[val], both.labels[val], both.classes, both.name))
-
-
 def rate_run(lr: float | dict[str, float], seed: int, *, n: int, steps: int, method: str = "fine-tune",
              schedule: str = "onecycle", label: str = "") -> dict:
     """Train ``method`` on ``n`` digits per class (split ``seed``) at peak rate ``lr`` under ``schedule``.
@@ -61,7 +51,7 @@ def rate_run(lr: float | dict[str, float], seed: int, *, n: int, steps: int, met
     validation digits after the last step, the ``history``, and the ``method``, ``schedule`` and a ``label`` for
     tables (by default "one rate, <lr>").
     """
-    train, val = labelled_split(n, seed)
+    train, val = data.few_shot_split("mnist", n, VAL_PER_CLASS, seed)
     trained = run(method, train, seed, steps, lr=lr, schedule=SCHEDULES.get(schedule, schedule),
                   eval_data=data.test_set("mnist"), val_data=val)
     history = trained.history

@@ -22,7 +22,7 @@ from ..schedules import make_schedule
 from .experiments import Results, run
 
 __all__ = ["COLOURS", "COLUMNS", "HEAD_DECAY", "LETTERS_USED", "NAMES", "N_VAL", "PENALTIES", "check_claims",
-           "compare_rescue", "compare_tuned", "digit_split", "explain_drift", "label", "plot_drift", "plot_statistics",
+           "compare_rescue", "compare_tuned", "explain_drift", "label", "plot_drift", "plot_statistics",
            "rank_agreement", "rank_correlation", "regularized_run", "shipped_retention", "show_difference",
            "split_forgetting", "summary", "tuned"]
 
@@ -55,18 +55,6 @@ def _shipped_logits() -> torch.Tensor:
     """The shipped model's outputs on the unlabelled letters that output change is measured on (once)."""
     with torch.no_grad():
         return _shipped()(_source()[2])
-
-
-def digit_split(n: int, n_val: int, seed: int, target: str = "mnist") -> tuple[ImageSet, ImageSet]:
-    """``n`` training and ``n_val`` validation examples per class of ``target``, disjoint, both chosen by ``seed``.
-
-    The training set is exactly ``data.few_shot(target, n, seed)``; validation takes the next ``n_val`` per class.
-    """
-    both = data.few_shot(target, n + n_val, seed)
-    per_class = n + n_val
-    rows = torch.arange(len(both)).reshape(-1, per_class)
-    train, val = rows[:, :n].flatten(), rows[:, n:].flatten()
-    return tuple(ImageSet(both.images[r], both.labels[r], both.classes, both.name) for r in (train, val))
 
 
 def _decoupled(model: nn.Module, decay: float):
@@ -103,7 +91,7 @@ def regularized_run(penalty: str, alpha: float, lr: float, seed: int, n: int = 5
         rule = L2Penalty(alpha, HEAD_DECAY) if penalty == "l2" else L2SP(model, alpha, HEAD_DECAY)
         return {"penalty": rule}
 
-    train_set, val_set = digit_split(n, n_val, seed, target)
+    train_set, val_set = data.few_shot_split(target, n, n_val, seed)
     model = run("fine-tune", train_set, seed, steps, lr=lr, prepare=penalise).model
     head, letters, source_images = _source()
     probe = source_probe(model, head, source_images)  # the letters head and the letters' BatchNorm statistics
