@@ -205,7 +205,7 @@ def show_difference(results: Results, metric: str) -> None:
     scale, unit = (100, "points") if percent else (1, "")
     penalties = [p for p in PENALTIES if p != "none" and results.where(penalty=p)]
     fig, ax = plt.subplots(figsize=(8, 3.4))
-    print(f"{title} minus no penalty, per seed{' (' + unit + ')' if unit else ''}:")
+    print(f"{metric} = {title}: minus no penalty, per seed{' (' + unit + ')' if unit else ''}:")
     for i, penalty in enumerate(penalties):
         alpha = max(results.where(penalty=penalty).unique("alpha"))
         gaps = [scale * d for d in _minus_none(results, penalty, alpha, metric)]
