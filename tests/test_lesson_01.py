@@ -20,7 +20,7 @@ def _curve():
 
 
 def test_gains_pair_each_method_with_scratch_seed_by_seed():
-    gains = experiments.gains(_curve(), ["probe"], "n")
+    gains = experiments.gains(_curve(), "method", "scratch", "n", ["probe"])
     assert [(r["n"], r["seed"]) for r in gains] == [(1, 0), (1, 1), (10, 0), (10, 1)]
     assert gains.values("gain") == pytest.approx([0.30, 0.10, 0.05, 0.05])
 

@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 
 from ftlib import models  # noqa: E402
-from ftlib.lessons import freezing, plots  # noqa: E402
+from ftlib.lessons import experiments, freezing, plots  # noqa: E402
 from ftlib.lessons.experiments import Results  # noqa: E402
 
 
@@ -20,10 +20,10 @@ def test_depth_run_fits_the_head_exactly_when_every_block_is_frozen():
     assert tuned["how"] == "5 steps" and tuned["trainable"] > probe["trainable"]
 
 
-def test_gains_over_pairs_seeds():
+def test_gains_from_k0_pair_seeds_on_every_target():
     rows = Results({"target": t, "k": k, "seed": s, "accuracy": 0.5 + 0.1 * k + 0.01 * s}
                    for t in ["a", "b"] for k in [0, 1] for s in [0, 1])
-    gains = freezing.gains_over(rows, "k", 0)
+    gains = experiments.gains(rows, "k", 0, "target")
     assert gains.values("gain", target="a", k=1) == pytest.approx([0.1, 0.1])
     assert gains.values("gain", target="b", k=0) == [0.0, 0.0]
 

@@ -187,17 +187,19 @@ def gain_over_scratch(results: Results, transfer: Iterable[str], **where) -> lis
     return gains
 
 
-def gains(results: Results, methods: Iterable[str], x: str, baseline: str = "scratch") -> Results:
-    """Per method, value of ``x`` and seed: the method's accuracy minus ``baseline``'s, as records with a ``gain``.
+def gains(results: Results, field: str, base, over: str, values: Iterable | None = None) -> Results:
+    """Per value of ``field`` (``values``, or every value, ``base`` included), value of ``over`` and seed: the
+    accuracy minus that at ``field = base`` in the same seed, as records with a ``gain``.
 
-    E.g. ``gains(curve, ["linear probe"], "n")`` gives the probe's gain over scratch at every N, seed by seed.
+    E.g. ``gains(curve, "method", "scratch", "n", ["linear probe"])`` gives the probe's gain over scratch at every
+    N, seed by seed; ``gains(sweep, "k", 0, "target")`` the change from k = 0 on every target.
     """
     records = Results()
-    for method in methods:
-        for value in results.where(method=method).unique(x):
-            differences = results.differences("method", method, baseline, **{x: value})
-            seeds = results.where(method=method, **{x: value}).unique("seed")
-            records += [{"method": method, x: value, "seed": s, "gain": d} for s, d in zip(seeds, differences)]
+    for value in results.unique(field) if values is None else values:
+        for group in results.where(**{field: value}).unique(over):
+            differences = results.differences(field, value, base, **{over: group})
+            seeds = results.where(**{field: value, over: group}).unique("seed")
+            records += [{field: value, over: group, "seed": s, "gain": d} for s, d in zip(seeds, differences)]
     return records
 
 

@@ -12,9 +12,9 @@ from ..evaluation import evaluate
 from ..freeze import changed, count_parameters, freeze_backbone, snapshot
 from ..models import BLOCKS
 from ..unfreezing import stage_plan, train_in_stages
-from .experiments import Results, run
+from .experiments import run
 
-__all__ = ["depth_run", "frozen_head_run", "gains_over", "plan_work", "staged_run", "warm_up"]
+__all__ = ["depth_run", "frozen_head_run", "plan_work", "staged_run", "warm_up"]
 
 
 def staged_run(recipe_name: str, target: str, n: int, seed: int, steps: int = 100, lr: float = 3e-3, k: int = 0,
@@ -54,17 +54,6 @@ def plan_work(recipe_name: str, steps: int) -> str:
 def warm_up() -> None:
     """One short staged run that is not timed, so that no timed run pays the one-off costs of the first one."""
     staged_run("freeze first k", "font_digits", 1, 0, steps=5)
-
-
-def gains_over(results: Results, field: str, base, over: str = "target") -> Results:
-    """Per ``over`` value, ``field`` value and seed: accuracy minus that at ``field = base`` (records with ``gain``)."""
-    out = Results()
-    for group in results.unique(over):
-        for value in results.unique(field):
-            diffs = results.differences(field, value, base, **{over: group})
-            out.extend({over: group, field: value, "seed": s, "gain": d}
-                       for s, d in zip(results.where(**{over: group, field: value}).unique("seed"), diffs))
-    return out
 
 
 def frozen_head_run(target: str, n: int, seed: int, steps: int, lr: float, update_bn_stats: bool) -> dict:
