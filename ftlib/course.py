@@ -23,7 +23,7 @@ __all__ = ["CELL_TIMEOUT", "COUNTS", "HEADLINE_PREFIX", "LessonRun", "check_para
 
 HEADLINE_PREFIX = "Headline: "
 CELL_TIMEOUT = 180  # seconds a lesson cell may run headless; the slowest takes about 30 s on 2 cores
-COUNTS = ("seeds", "steps", "n", "n_large", "n_labelled", "pretrain_steps", "batch_size", "eval_every", "patience",
+COUNTS = ("seeds", "steps", "n", "n_labelled", "pretrain_steps", "batch_size", "eval_every", "patience",
           "rank")  # lesson parameters that count something: a positive integer
 
 
