@@ -1,4 +1,5 @@
-"""Every lesson in JupyterLab, in headless Chromium: run all cells, move the main slider, see its output change.
+"""Every lesson in JupyterLab, in headless Chromium: run all cells, move the main slider, see its output change;
+then move the live slider and see it run again for real.
 
 nbval cannot see widgets (their output lives in widget state), so this is what proves that the sliders work where
 learners use them. One JupyterLab server and one browser serve the whole module; each lesson gets a fresh page and
@@ -26,6 +27,7 @@ import pytest
 
 from ftlib import course
 from ftlib.runtime import HEADLESS
+from ftlib.widgets import LIVE_CLASS
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
@@ -198,9 +200,10 @@ def _names(value: str, line: str) -> bool:
     return re.search(rf"(?<![\w.,]){re.escape(value)}(?![\w,]|\.\d)", line) is not None
 
 
-def _move_slider_and_check(page, name: str) -> str:
-    """Check the lesson's first slider is readable, move it one step, wait for the redraw; return the new value."""
-    widget = page.locator(".widget-interact").first
+def _move_slider_and_check(page, name: str, widget=None, shot: str = "") -> str:
+    """Check a slider is readable (by default the lesson's first replay slider), move it one step, wait for the
+    redraw; return the new value."""
+    widget = widget if widget is not None else page.locator(".widget-interact").first
     widget.scroll_into_view_if_needed()
     label = widget.locator(".widget-slider .widget-label")
     handle = widget.locator(".widget-slider .noUi-handle[role=slider]")
@@ -227,7 +230,7 @@ def _move_slider_and_check(page, name: str) -> str:
         after_text = text.first.inner_text() if text.count() else ""
         after_image = image.first.get_attribute("src") if image.count() else None
         if after_text != before_text and _names(value, after_text.partition("\n")[0]) \
-                and after_image not in (None, before_image):
+                and (before_image is None or after_image not in (None, before_image)):
             break
         time.sleep(0.2)
     if image.count():  # bring the new plot into view and let it decode and paint, or the shot shows it half drawn
@@ -235,11 +238,27 @@ def _move_slider_and_check(page, name: str) -> str:
         image.first.evaluate("img => img.decode()")
         page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
         page.wait_for_timeout(1000)
-    widget.screenshot(path=SCREENSHOTS / f"{Path(name).stem}.png")
+    widget.screenshot(path=SCREENSHOTS / f"{Path(name).stem}{shot}.png")
     first_line = after_text.partition("\n")[0]
     assert _names(value, first_line) and after_text != before_text, \
         f"after moving the slider to {value!r} the output should show it; it says {first_line!r}"
-    assert after_image not in (None, before_image), "after moving the slider the plot should be redrawn"
+    assert before_image is None or after_image not in (None, before_image), \
+        "after moving the slider the plot should be redrawn"
+    return value
+
+
+def _move_live_slider_and_check(page, name: str) -> str:
+    """The lesson's live slider: it says when its first run is done, and a move runs the work again for real (the
+    status says "done in ..." once more) and shows the new value's result."""
+    live = page.locator(f"{NOTEBOOK} .{LIVE_CLASS}")
+    assert live.count() >= 1, f"{name} should have a live slider (ftlib.widgets.live_slider)"
+    status = live.first.locator(".widget-hbox > .widget-label")
+    assert status.inner_text().startswith("done in"), f"its first run should be done: {status.inner_text()!r}"
+    value = _move_slider_and_check(page, name, live.first, shot="-live")
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while not status.inner_text().startswith("done in") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status.inner_text().startswith("done in"), f"the live run should finish: {status.inner_text()!r}"
     return value
 
 
@@ -272,6 +291,7 @@ def test_lesson_slider_redraws_in_jupyterlab(notebook, lab, browser):
     try:
         _run_all(page, lab, notebook.name)
         _move_slider_and_check(page, notebook.name)
+        _move_live_slider_and_check(page, notebook.name)
     except Exception:
         page.screenshot(path=SCREENSHOTS / f"{notebook.stem}-failed.png")
         raise

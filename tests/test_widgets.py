@@ -2,7 +2,7 @@ import ipywidgets
 import pytest
 
 from ftlib.runtime import HEADLESS
-from ftlib.widgets import live_slider, slider, text_box
+from ftlib.widgets import LIVE_CLASS, live_slider, slider, text_box
 
 
 def test_slider_makes_one_control_and_calls_show_with_the_chosen_value(monkeypatch):
@@ -65,14 +65,16 @@ def test_live_slider_runs_compute_for_each_release_and_says_when_it_is_done(monk
     box = live_slider(lambda steps: seen.append(steps), "steps", [10, 20, 40], 20, "fine-tuning steps")
     control, status = box.children[0].children
     assert seen == [20] and status.value.startswith("done in") and not control.continuous_update
+    assert LIVE_CLASS in box._dom_classes
     control.value = 40
     assert seen == [20, 40] and status.value.startswith("done in")
 
 
-def test_live_slider_headless_draws_once_and_refuses_bad_settings(monkeypatch, capsys):
+def test_live_slider_headless_runs_nothing_says_what_it_controls_and_refuses_bad_settings(monkeypatch, capsys):
     monkeypatch.setenv(HEADLESS, "1")
     seen = []
     assert live_slider(lambda steps: seen.append(steps), "steps", [10, 20], 10, "steps") is None
-    assert seen == [10] and capsys.readouterr().out == "[slider] steps: steps = 10 (of 10, 20)\n"
+    assert seen == [] and capsys.readouterr().out == \
+        "[live slider] steps: steps = 10 (of 10, 20): in JupyterLab every move runs it\n"
     with pytest.raises(ValueError, match="start value 5"):
         live_slider(lambda steps: None, "steps", [10, 20], 5, "steps")

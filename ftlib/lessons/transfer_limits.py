@@ -99,16 +99,19 @@ def plot_rows(results: Results, field: str, metric: str = "accuracy", ax: plt.Ax
               title: str = "", xlabel: str = "test accuracy (%)") -> plt.Axes:
     """Mean ``metric`` of each value of ``field`` as a horizontal bar with ± one std over seeds, on a zoomed axis.
 
-    Horizontal bars keep long setting names readable; the axis starts a little below the lowest bar.
+    Horizontal bars keep long setting names readable; the first value is on top, each mean is written past its
+    error bar, and the axis starts a little below the lowest bar.
     """
     ax = ax or plt.subplots(figsize=(7, 0.45 * len(results.unique(field)) + 1))[1]
     names = results.unique(field)
     means = [100 * results.mean(metric, **{field: v}) for v in names]
     stds = [100 * results.std(metric, **{field: v}) for v in names]
-    bars = ax.barh(range(len(names)), means, xerr=stds, capsize=3, color=[f"C{i}" for i in range(len(names))])
-    ax.bar_label(bars, labels=[f"{m:.1f}" for m in means], padding=4, fontsize=8)
+    ax.barh(range(len(names)), means, xerr=stds, capsize=3, color=[f"C{i}" for i in range(len(names))])
+    for row, (m, s) in enumerate(zip(means, stds)):  # each value just past its error bar, clear of it
+        ax.annotate(f"{m:.1f}", (m + s, row), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=9)
-    ax.invert_yaxis()
+    if not ax.yaxis_inverted():  # first row on top; axes that share y are inverted once, not twice
+        ax.invert_yaxis()
     low = min(m - s for m, s in zip(means, stds))
     ax.set_xlim(max(0, low - 10), max(m + s for m, s in zip(means, stds)) + 8)
     ax.set(xlabel=xlabel, title=title)
