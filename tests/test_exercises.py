@@ -1,8 +1,12 @@
 """The exercise checks: an untouched exercise only says what to do; right and wrong answers get their feedback."""
 
+import importlib
+
+import nbformat
 import pytest
 
-from ftlib.lessons.exercises import Option, Question, attempted, check_prediction, check_target
+from ftlib import course
+from ftlib.lessons.exercises import Option, Question, attempted, check_prediction, check_target, solution_text
 
 QUESTION = Question("Why does fine-tuning beat scratch at N=5?", {
     "a": Option("The pretrained features already separate the classes", True, "The probe shows it."),
@@ -45,3 +49,39 @@ def test_a_question_gives_each_option_its_own_feedback_and_rejects_unknown_lette
     assert QUESTION.check("z").passed is False
     with pytest.raises(ValueError, match="exactly one correct"):
         Question("?", {"a": Option("x", False, "f"), "b": Option("y", False, "g")})
+
+
+def test_solution_text_is_a_functions_source_or_a_values_repr():
+    def freeze_two(model):
+        return model
+
+    assert solution_text(freeze_two) == "def freeze_two(model):\n    return model"
+    assert solution_text(3e-3) == "0.003" and solution_text("b") == "'b'"
+
+
+@pytest.mark.parametrize("notebook", course.lessons(), ids=lambda p: p.stem)
+def test_every_lesson_has_two_or_three_exercises_each_with_its_solution_folded_below(notebook):
+    cells = nbformat.read(notebook, as_version=4).cells
+    module = importlib.import_module(f"ftlib.lessons.exercises.lesson{notebook.name[:2]}")
+    assert set(module.SOLUTIONS) == set(module.WRONG_ANSWERS), "every exercise needs a solution and a wrong answer"
+    exercises = [i for i, c in enumerate(cells) if "exercise" in c.metadata.get("tags", [])]
+    assert 2 <= len(exercises) <= 3 and len(module.SOLUTIONS) == len(exercises)
+    solutions = []
+    for i in exercises:
+        shown = "".join(o.get("text", "") for o in cells[i].outputs)
+        assert "Exercise not attempted yet" in shown, f"cell {i}: an untouched exercise says what to do"
+        assert cells[i].source.count("...") >= 1, f"cell {i}: the exercise keeps its `...` placeholder"
+        below = cells[i + 1]
+        assert below.cell_type == "markdown" and "solution" in below.metadata.get("tags", []), \
+            f"cell {i + 1} should be the exercise's solution (a markdown cell tagged solution)"
+        assert below.metadata.get("jupyter", {}).get("source_hidden"), f"cell {i + 1}: the solution starts folded"
+        solutions.append(below.source)
+    for name, answer in module.SOLUTIONS.items():
+        assert any(solution_text(answer) in text for text in solutions), f"{name}: its solution is not shown"
+
+
+@pytest.mark.parametrize("notebook", course.lessons(), ids=lambda p: p.stem)
+def test_every_lesson_has_a_live_slider(notebook):
+    cells = nbformat.read(notebook, as_version=4).cells
+    assert any("live_slider(" in c.source for c in cells if c.cell_type == "code"), \
+        f"{notebook.name} should let the learner train or evaluate live (ftlib.widgets.live_slider)"

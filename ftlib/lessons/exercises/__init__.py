@@ -14,15 +14,21 @@ Three kinds, one function each:
   it and passes the measured value here, with the target it must reach and a hint for when it does not.
 * :class:`Question`: *explain*. A multiple-choice question whose wrong options are the usual misconceptions, each
   with its own feedback.
+
+Each lesson's exercises live in ``ftlib.lessons.exercises.lessonNN``: one check per exercise, plus ``SOLUTIONS``
+and ``WRONG_ANSWERS`` (exercise name -> answer) that the tests run through the checks. A lesson shows each solution
+in a collapsed markdown cell right after the exercise; :func:`solution_text` is the text that cell must contain.
 """
 
 from __future__ import annotations
 
+import inspect
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import EllipsisType
+from types import EllipsisType, FunctionType
 
-__all__ = ["Feedback", "Option", "Question", "attempted", "check_prediction", "check_target"]
+__all__ = ["Feedback", "Option", "Question", "attempted", "check_prediction", "check_target", "solution_text"]
 
 
 @dataclass(frozen=True)
@@ -127,3 +133,10 @@ class Question:
             return _told(Feedback(False, f"{answer!r} is not one of the options: answer with one of {letters}."))
         verdict = "Right." if chosen.correct else "Not quite."
         return _told(Feedback(chosen.correct, f"{verdict} {chosen.feedback}"))
+
+
+def solution_text(answer: object) -> str:
+    """How a solution appears in its lesson: a function's source (as the learner would write it), else ``repr``."""
+    if isinstance(answer, FunctionType):
+        return textwrap.dedent(inspect.getsource(answer)).strip()
+    return repr(answer)
