@@ -84,3 +84,13 @@ def test_every_lesson_has_a_live_slider(notebook):
     cells = nbformat.read(notebook, as_version=4).cells
     assert any("live_slider(" in c.source for c in cells if c.cell_type == "code"), \
         f"{notebook.name} should let the learner train or evaluate live (ftlib.widgets.live_slider)"
+
+
+def test_a_cell_ending_with_a_check_shows_its_words_once(capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.run_cell("from ftlib.lessons.exercises import check_target\n"
+                   "check_target(None, target=1, quantity='q', hint='h')")
+    out = capsys.readouterr().out
+    assert out.count("Exercise not attempted yet") == 1 and "Feedback(" not in out

@@ -41,6 +41,9 @@ class Feedback:
     def __str__(self) -> str:
         return self.message
 
+    def _ipython_display_(self) -> None:
+        """Nothing: every check prints its words already, so a cell that ends with a check shows them once."""
+
 
 def attempted(answer: object) -> bool:
     """Whether the learner has replaced the exercise's ``...`` placeholder."""
