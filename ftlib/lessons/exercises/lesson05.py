@@ -110,7 +110,7 @@ DECAY_QUESTION = Question(
     "and why?", {
         "a": Option("Towards the pretrained weights w0, because fine-tuning starts from them", False,
                     "Starting at w0 is not being pulled back to it. Each step subtracts lr * lambda * w, which is "
-                    "zero only at w = 0: the drift column of section 1 shows decay moved the backbone furthest."),
+                    "zero only at w = 0: compare the drift column of section 1 with the shrink predicted under it."),
         "b": Option("Towards zero: each step multiplies every weight by (1 - lr * lambda), a shrink that knows "
                     "nothing of w0", True,
                     "The decay is applied in the optimizer step, outside the gradient, and its only fixed point "
@@ -121,8 +121,8 @@ DECAY_QUESTION = Question(
                     "Adam at all, and however far it goes, it goes towards zero."),
         "d": Option("Nowhere: with a BatchNorm after every convolution the weights' scale does not matter, so "
                     "decay has no effect", False,
-                    "BatchNorm makes the outputs ignore the scale, but the decay still shrinks the weights (the "
-                    "drift column), and the decay run kept fewer letters than no penalty in section 1's table."),
+                    "BatchNorm makes the outputs ignore the scale, but the decay still shrinks the weights (the drift "
+                    "column, and the shrink predicted under the table), and nothing in it points at w0."),
     })
 
 
