@@ -81,3 +81,50 @@ def test_a_decay_run_reports_every_measure():
     assert {"accuracy", "val_accuracy", "drift", "layer_drift", "direction_drift", "output_change", "retention",
             "retention_bn"} == set(record)
     assert 0 <= record["retention"] <= 1 and record["output_change"] >= 0
+
+
+# Exercises and the live slider (issue #24)
+
+from ftlib.lessons.exercises import lesson05 as ex05  # noqa: E402
+
+
+def _sweep(kept):
+    return experiments.Results({"penalty": p, "seed": s, "retention": k} for p, k in kept.items() for s in (0, 1))
+
+
+def test_exercises_untouched_print_what_to_do_and_compute_nothing(capsys):
+    sweep = _sweep({"none": 0.8, "decay": 0.7, "l2": 0.8, "l2sp": 0.9})
+    for feedback in (ex05.most_letters(..., sweep), ex05.build_l2sp(...), ex05.decay_pulls_to(...)):
+        assert feedback.passed is None and "not attempted" in feedback.message
+    out = capsys.readouterr().out
+    assert "\"decay\", \"l2\" or \"l2sp\"" in out and "(b) Towards zero" in out
+
+
+def test_most_letters_solution_passes_and_a_wrong_guess_gets_the_measured_order():
+    sweep = _sweep({"none": 0.8, "decay": 0.7, "l2": 0.8, "l2sp": 0.9})
+    assert ex05.most_letters(ex05.SOLUTIONS["most_letters"], sweep).passed is True
+    wrong = ex05.most_letters(ex05.WRONG_ANSWERS["most_letters"], sweep)
+    assert wrong.passed is False and "L2-SP (towards w0) keeps the most" in wrong.message
+    assert "only L2-SP pulls towards the pretrained weights" in wrong.message
+    assert ex05.most_letters("adam", sweep).passed is False
+
+
+def test_decay_question_solution_and_wrong_answer():
+    assert ex05.decay_pulls_to(ex05.SOLUTIONS["decay_pulls_to"]).passed is True
+    wrong = ex05.decay_pulls_to(ex05.WRONG_ANSWERS["decay_pulls_to"])
+    assert wrong.passed is False and "zero only at w = 0" in wrong.message
+
+
+def test_build_l2sp_a_gentle_strength_passes_and_section_1s_strength_costs_validation_digits():
+    assert ex05.build_l2sp(ex05.SOLUTIONS["build_l2sp"]).passed is True
+    wrong = ex05.build_l2sp(ex05.WRONG_ANSWERS["build_l2sp"])
+    assert wrong.passed is False and "too strong" in wrong.message
+    towards_zero = ex05.build_l2sp(lambda model: regularize.L2Penalty(0.01))
+    assert towards_zero.passed is False and "not an L2SP" in towards_zero.message
+
+
+def test_live_l2sp_names_its_value_first(capsys):
+    wr.live_l2sp(0.003, steps=5)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "L2-SP strength alpha = 0.003" and "letters kept" in lines[1]
+    assert all(str(v) == repr(v) for v in wr.LIVE_STRENGTHS)  # the readout shows each value as written

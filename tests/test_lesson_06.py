@@ -35,3 +35,51 @@ def test_gap_closed_and_the_two_watched_scores():
     assert lines[0].endswith("mean test accuracy 50.0% to 50.0% over these patiences")
     assert lines[1].startswith("watching val_accuracy: as good as the oracle in 0/1, 0/1 seeds at patience 1, 3")
     assert lines[2].endswith("val_accuracy against val_loss: equal at patience 1; lower at patience 3")
+
+
+# Exercises and the live slider (issue #24)
+
+from ftlib.lessons.exercises import lesson06 as ex06  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def histories():
+    """Seed 1's full recorded run (validation only), the curve the do exercise is judged against; seed 0 a stub."""
+    return [_history(), early_stopping.long_run(1, 25, 0.3, 0.2, 150, 10, watch_test=False).history]
+
+
+def test_exercises_untouched_print_what_to_do_and_compute_nothing(capsys):
+    for feedback in (ex06.turning_step(..., _history()), ex06.stop_a_real_run(..., []),
+                     ex06.choose_patience_on(...)):
+        assert feedback.passed is None and "not attempted" in feedback.message
+    out = capsys.readouterr().out
+    assert "steps trained" in out and "(b) Because a rule picked" in out
+
+
+def test_turning_step_solution_and_wrong_guess():
+    history = _history()
+    history.eval_step = [10, 20, 30, 40, 50]
+    history.val_loss = [0.9, 0.8, 0.5, 0.6, 0.7]  # lowest at step 30, as seed 0's
+    assert ex06.turning_step(ex06.SOLUTIONS["turning_step"], history).passed is True
+    wrong = ex06.turning_step(ex06.WRONG_ANSWERS["turning_step"], history)
+    assert wrong.passed is False and "(high)" in wrong.message and "memorise the wrong labels" in wrong.message
+
+
+def test_patience_question_solution_and_wrong_answer():
+    assert ex06.choose_patience_on(ex06.SOLUTIONS["choose_patience_on"]).passed is True
+    wrong = ex06.choose_patience_on(ex06.WRONG_ANSWERS["choose_patience_on"])
+    assert wrong.passed is False and "lower mean at patience 1" in wrong.message
+
+
+def test_stop_a_real_run_a_short_patience_passes_and_the_lessons_patience_trains_too_long(histories):
+    assert ex06.stop_a_real_run(ex06.SOLUTIONS["stop_a_real_run"], histories).passed is True
+    wrong = ex06.stop_a_real_run(ex06.WRONG_ANSWERS["stop_a_real_run"], histories)
+    assert wrong.passed is False and "each evaluation of patience costs 10 more steps" in wrong.message
+    assert ex06.stop_a_real_run(3, histories).passed is False
+
+
+def test_live_noise_names_its_value_first(capsys, monkeypatch):
+    monkeypatch.setattr(early_stopping.plt, "show", lambda: None)
+    early_stopping.live_noise(0.1, steps=20)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "noise = 0.1" and "early stopping (patience 5)" in lines[1]

@@ -9,9 +9,9 @@ from ..stopping import MONITORS, EarlyStopping, History, stopping_point
 from . import plots
 from .experiments import Results, Trained, run
 
-__all__ = ["BATCH_SIZE", "METHOD", "ORACLE", "SCHEDULE", "compare_monitors", "describe_curve", "early_stop",
-           "gap_closed", "long_run", "noisy_split", "onecycle_rate", "plot_curves", "plot_tradeoff", "policies",
-           "tradeoff"]
+__all__ = ["BATCH_SIZE", "LIVE_NOISES", "METHOD", "ORACLE", "SCHEDULE", "compare_monitors", "describe_curve",
+           "early_stop", "gap_closed", "live_noise", "long_run", "noisy_split", "onecycle_rate", "plot_curves",
+           "plot_tradeoff", "policies", "tradeoff"]
 
 METHOD = "fine-tune"  # the pretrained GlyphNet with a new head, lr 1e-3
 BATCH_SIZE = 32
@@ -165,3 +165,26 @@ def gap_closed(compared: Results) -> str:
     end, stop, oracle = (compared.mean(policy=p) for p in ("train to the end", "early stopping", ORACLE))
     return (f"early stopping closes {(stop - end) / (oracle - end):.0%} of the gap between training to the end "
             f"({end:.1%}) and the oracle ({oracle:.1%}), without looking at the test set")
+
+
+LIVE_NOISES = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]  # the live slider's shares of wrong labels
+
+
+def live_noise(noise: float, steps: int = 100, patience: int = 5, seed: int = 0) -> None:
+    """The live slider's run: fine-tune seed 0 for ``steps`` steps with a share ``noise`` of wrong labels, for real,
+    replay early stopping (``patience``, validation loss) on its curve, and plot it; the test accuracy is measured
+    on every 5th clean test digit (500) to keep a move near 2 s."""
+    _, train_set, val_set = noisy_split(25, noise, 0.2, seed)
+    test = data.test_set("mnist")
+    some = data.ImageSet(test.images[::5], test.labels[::5], test.classes, "mnist test (1 in 5)")
+    history = run(METHOD, train_set, seed, steps, batch_size=BATCH_SIZE, schedule=SCHEDULE, val_data=val_set,
+                  eval_data=some, eval_every=10).history
+    stop = early_stop(history, patience, 0.0)
+    low = history.eval_step[min(range(len(history.val_loss)), key=lambda i: history.val_loss[i])]
+    stopped = f"stops at step {stop['steps']}" if stop["steps"] < steps else f"does not stop before step {steps}"
+    print(f"noise = {noise}")
+    print(f"seed {seed}, {steps} steps: validation loss lowest at step {low}; early stopping (patience {patience}) "
+          f"{stopped} and restores step {stop['best_step']}: {stop['accuracy']:.1%} on 500 clean test digits, "
+          f"against {history.eval_accuracy[-1]:.1%} at step {steps}")
+    plot_curves(history, {f"restored (step {stop['best_step']})": (stop["best_step"], "C3")},
+                title=f"Seed {seed}, {noise:.0%} wrong labels, trained live")

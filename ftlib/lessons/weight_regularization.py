@@ -21,10 +21,10 @@ from ..regularize import L2SP, L2Penalty, drift, layer_drift, output_change, ret
 from ..schedules import make_schedule
 from .experiments import Results, run
 
-__all__ = ["COLOURS", "COLUMNS", "HEAD_DECAY", "LETTERS_USED", "NAMES", "N_VAL", "PENALTIES", "check_claims",
-           "compare_rescue", "compare_tuned", "explain_drift", "label", "plot_drift", "plot_statistics",
-           "rank_agreement", "rank_correlation", "regularized_run", "shipped_retention", "show_difference",
-           "split_forgetting", "summary", "tuned"]
+__all__ = ["COLOURS", "COLUMNS", "HEAD_DECAY", "LETTERS_USED", "LIVE_STRENGTHS", "NAMES", "N_VAL", "PENALTIES",
+           "check_claims", "compare_rescue", "compare_tuned", "explain_drift", "label", "live_l2sp", "plot_drift",
+           "plot_statistics", "rank_agreement", "rank_correlation", "regularized_run", "shipped_retention",
+           "show_difference", "split_forgetting", "summary", "tuned"]
 
 PENALTIES = ("none", "decay", "l2", "l2sp")
 NAMES = {"none": "no penalty", "decay": "weight decay (AdamW)", "l2": "L2 in the loss (Adam)",
@@ -380,3 +380,16 @@ def check_claims(sweep: Results, rescue: SimpleNamespace, shipped: float) -> Sim
             f"{share:.0%} of what it still forgets is BatchNorm statistics; at the over-aggressive rate, chosen on "
             f"validation, it adds {100 * fmean(rescue.gains):+.1f} points on digits ({len(seeds)}/{len(seeds)} seeds)")
     return SimpleNamespace(lines=lines, checks=checks, headline=head)
+
+
+LIVE_STRENGTHS = [0, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10]  # the live slider's L2-SP strengths
+
+
+def live_l2sp(alpha: float, lr: float = 3e-2, steps: int = 60, seed: int = 0) -> None:
+    """The live slider's run: fine-tune seed 0 for ``steps`` steps at the over-aggressive rate under L2-SP of
+    strength ``alpha`` (0: no penalty), for real, and print digits test accuracy, letters kept and drift."""
+    record = regularized_run("l2sp" if alpha else "none", float(alpha), lr, seed, steps=steps)
+    print(f"L2-SP strength alpha = {alpha}")
+    print(f"seed {seed}, {steps} steps at lr={lr:g}: digits test {record['accuracy']:.1%}; letters kept "
+          f"{record['retention']:.1%} as fine-tuned, {record['retention_bn']:.1%} with the letters' BN statistics; "
+          f"drift ||w - w0|| {record['drift']:.3g}")
