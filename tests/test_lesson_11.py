@@ -1,5 +1,7 @@
-"""Lesson 11's additions: the paired count and its z score, early stopping replayed with less patience, and the
-recipe's LP-FT start."""
+"""Lesson 11's additions: the paired count and its z score, early stopping replayed with less patience, the
+recipe's LP-FT start, the exercises and the live slider."""
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,6 +10,7 @@ from torch import nn
 from ftlib import example_images, recipe
 from ftlib.data import ImageSet
 from ftlib.lessons import your_own_images
+from ftlib.lessons.exercises import lesson11
 from ftlib.stopping import History
 
 
@@ -55,3 +58,67 @@ def test_lp_ft_starts_fine_tuning_from_the_probe_head(tiny, monkeypatch):
     lp_ft = recipe.finetune(tiny, steps=10, batch_size=16, eval_every=5, lp_ft=True)
     assert fresh.probe_accuracy == lp_ft.probe_accuracy  # the same probe baseline either way
     assert seen[0].abs().max() < 0.2 < seen[1].abs().max()  # a fresh head is small; the probe's is fitted
+
+
+# Exercises and the live slider (issue #24)
+
+@pytest.fixture(scope="module")
+def seed0():
+    """The lesson's seed-0 fine-tuning run (seed 0 keeps the backbone factor 1.0 on validation), about 4 s."""
+    return recipe.finetune(example_images.EXAMPLE_DIR, seed=0, backbone_factor=1.0, test=0.5)
+
+
+def test_fewer_images_with_every_image_repeats_the_recipe_run_and_checks_its_count(tiny):
+    run = recipe.finetune(tiny, steps=20, test=0.5)
+    most = int(run.splits["train"].labels.bincount().min())
+    accuracy, history = your_own_images.fewer_images(run, most, 0, 20)
+    assert accuracy == pytest.approx(run.test.accuracy) and history.val_loss == run.history.val_loss
+    assert your_own_images.live_values(run) == list(range(1, most + 1))
+    with pytest.raises(ValueError, match="choose an integer from 1 to"):
+        your_own_images.fewer_images(run, most + 1, 0, 20)
+
+
+def test_the_live_slider_names_its_value_first_and_trains_for_real(seed0, capsys):
+    import matplotlib.pyplot as plt
+
+    assert your_own_images.live_values(seed0) == [1, 2, 3, 6, 9, 12]
+    your_own_images.show_fewer_images(seed0, 3)  # about 1.5 s on 2 cores
+    plt.close("all")
+    first, second = capsys.readouterr().out.splitlines()[:2]
+    assert first.startswith("3 training images per class: test accuracy") and "up to 100 steps" in first
+    assert f"{seed0.test.accuracy:.1%}" in second
+
+
+def test_exercise_arrange_folder(capsys):
+    assert lesson11.arrange_folder(...).passed is None
+    assert "Exercise not attempted yet" in capsys.readouterr().out
+    assert lesson11.arrange_folder(lesson11.SOLUTIONS["arrange_folder"]).passed is True
+    assert "24 images in 8 classes" in capsys.readouterr().out  # the loader's report is shown
+    wrong = lesson11.arrange_folder(lesson11.WRONG_ANSWERS["arrange_folder"])
+    assert wrong.passed is False and "no class folders" in wrong.message and "one sub-folder per class" in wrong.message
+
+    def one_class_per_file(inbox, root):
+        for file in Path(inbox).iterdir():
+            (Path(root) / file.stem).mkdir(parents=True)
+            (Path(root) / file.stem / file.name).write_bytes(file.read_bytes())
+
+    assert "the 8 names before the '_'" in lesson11.arrange_folder(one_class_per_file).message
+
+
+def test_exercise_half_the_images(seed0, capsys, monkeypatch):
+    with monkeypatch.context() as m:  # untouched: nothing is trained
+        m.setattr(your_own_images, "fewer_images", None)
+        assert lesson11.half_the_images(..., seed0, 200).passed is None
+    assert "6 instead of 12 training images per class" in capsys.readouterr().out
+    right = lesson11.half_the_images(lesson11.SOLUTIONS["half_the_images"], seed0, 200)  # about 3.5 s
+    assert right.passed is True and "a linear probe on them alone" in right.message
+    wrong = lesson11.half_the_images(lesson11.WRONG_ANSWERS["half_the_images"], seed0, 200)
+    assert wrong.passed is False and "(high)" in wrong.message
+
+
+def test_exercise_test_must_not_choose(capsys):
+    assert lesson11.test_must_not_choose(...).passed is None
+    assert "(b) The reported test accuracy would be biased upwards" in capsys.readouterr().out
+    assert lesson11.test_must_not_choose(lesson11.SOLUTIONS["test_must_not_choose"]).passed is True
+    wrong = lesson11.test_must_not_choose(lesson11.WRONG_ANSWERS["test_must_not_choose"])
+    assert wrong.passed is False and "No weight ever sees a test image" in wrong.message

@@ -1,23 +1,29 @@
 """Lesson 11's drivers: the recipe fine-tuned (backbone factor chosen on validation, from a fresh head and LP-FT)
 and from scratch over seeds, a probe on random features, paired comparisons on the test images, early stopping
-replayed with less patience, and exports checked against the models."""
+replayed with less patience, exports checked against the models, and the live slider's rerun of one seed's
+fine-tuning on fewer training images per class."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import torch
 
-from .. import backbones, export, recipe
+from .. import augment, backbones, distributed, export, recipe
 from ..data import ImageSet
 from ..evaluation import evaluate
 from ..probe import linear_probe
-from ..stopping import History, stopping_point
+from ..stopping import EarlyStopping, History, stopping_point
+from ..train import fit
 from ..transfer import adapt_batchnorm
 from .experiments import Results
 
-__all__ = ["compare_runs", "export_agreement", "kept", "paired", "random_probe", "replay_patience", "sign_test_z"]
+__all__ = ["LIVE_STEPS", "compare_runs", "export_agreement", "fewer_images", "kept", "live_values", "paired",
+           "random_probe", "replay_patience", "show_fewer_images", "sign_test_z"]
+
+LIVE_STEPS = 100  # fine-tuning steps of a live rerun (the lesson's runs take up to 200): about 2 s on 2 cores
 
 
 def kept(history: History) -> tuple[float, float]:
@@ -103,3 +109,52 @@ def export_agreement(models: list[torch.nn.Module], images: ImageSet, files: lis
         agree.append(sum(p.label == images.classes[i] for p, i in zip(predictions, in_memory.argmax(1).tolist())))
         gaps.append((torch.tensor([p.probability for p in predictions]) - in_memory.max(1).values).abs().max().item())
     return agree, gaps
+
+
+def fewer_images(run: recipe.RecipeResult, per_class: int, seed: int, steps: int,
+                 patience: int = recipe.PATIENCE) -> tuple[float, History]:
+    """Fine-tune ``run``'s backbone again, as the recipe did with ``seed``, on only the first ``per_class``
+    training images of each class of its split: same validation and test images, the rates its range test found,
+    the recipe's AdaBN, augmentation, cosine schedule and early stopping, for up to ``steps`` steps. Returns the
+    test accuracy and the history. With every training image and the run's ``steps`` it repeats the run exactly.
+    """
+    train = run.splits["train"]
+    most = int(torch.bincount(train.labels).min())
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or not 1 <= per_class <= most:
+        raise ValueError(f"per_class={per_class!r} is not allowed: the split trains on {most} images per class, "
+                         f"so choose an integer from 1 to {most}")
+    rows = torch.cat([torch.nonzero(train.labels == c).flatten()[:per_class] for c in range(train.num_classes)])
+    subset = ImageSet(train.images[rows], train.labels[rows], train.classes, train.name)
+    model = backbones.build(run.backbone, train.num_classes, seed, run.pretrained)
+    if run.pretrained:
+        adapt_batchnorm(model, subset.images)
+    history = fit(model, subset, steps, lr=run.lr["head"], optimizer=distributed.block_adamw(model, run.lr),
+                  batch_size=32, schedule=recipe.SCHEDULE,
+                  augment=augment.standard(), val_data=run.splits["val"], eval_every=10,
+                  early_stopping=EarlyStopping(patience=patience), seed=seed)
+    return evaluate(model, run.splits["test"]).accuracy, history
+
+
+def live_values(run: recipe.RecipeResult) -> list[int]:
+    """The live slider's choices of training images per class: 1, 2, 3, and a quarter, half, three quarters and
+    all of what ``run``'s split trains on (1, 2, 3, 6, 9, 12 for the example folder)."""
+    most = int(torch.bincount(run.splits["train"].labels).min())
+    return sorted({v for v in (1, 2, 3, most // 4, most // 2, 3 * most // 4, most) if 1 <= v <= most})
+
+
+def show_fewer_images(run: recipe.RecipeResult, per_class: int, seed: int = 0, steps: int = LIVE_STEPS) -> None:
+    """The live slider's run: :func:`fewer_images` for real, its test accuracy beside the full run's, and its
+    validation curve (a new small plot each time)."""
+    accuracy, h = fewer_images(run, per_class, seed, steps)
+    test = run.splits["test"]
+    images = "image" if per_class == 1 else "images"
+    print(f"{per_class} training {images} per class: test accuracy {accuracy:.1%} on {len(test)} images "
+          f"(seed {seed}, up to {steps} steps, kept the weights of step {h.best_step})")
+    print(f"the lesson's run of seed {seed} (all {int(torch.bincount(run.splits['train'].labels).min())} per "
+          f"class, its full step budget): {run.test.accuracy:.1%}; chance {1 / test.num_classes:.1%}")
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    ax.plot(h.eval_step, [100 * a for a in h.val_accuracy], marker=".")
+    ax.plot(h.best_step, 100 * h.val_accuracy[h.eval_step.index(h.best_step)], "o", ms=9)
+    ax.set(xlabel="step", ylabel="validation accuracy (%)", title=f"{per_class} training images per class, live")
+    ax.grid(alpha=0.3)
+    plt.show()
