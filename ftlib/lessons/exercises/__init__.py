@@ -28,7 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import EllipsisType, FunctionType
 
-__all__ = ["Feedback", "Option", "Question", "attempted", "check_prediction", "check_target", "solution_text"]
+__all__ = ["Feedback", "Option", "Question", "attempted", "check_prediction", "check_target", "solution_text",
+           "tell"]
 
 
 @dataclass(frozen=True)
@@ -50,13 +51,18 @@ def attempted(answer: object) -> bool:
     return answer is not Ellipsis
 
 
+def tell(passed: bool | None, message: str) -> Feedback:
+    """Print ``message`` for the learner and return it as a :class:`Feedback` (``passed``: True, False or None)."""
+    print(message)
+    return Feedback(passed, message)
+
+
 def _told(feedback: Feedback) -> Feedback:
-    print(feedback.message)
-    return feedback
+    return tell(feedback.passed, feedback.message)
 
 
 def _not_attempted(what_to_do: str) -> Feedback:
-    return _told(Feedback(None, f"Exercise not attempted yet: {what_to_do}"))
+    return tell(None, f"Exercise not attempted yet: {what_to_do}")
 
 
 def check_prediction(prediction: float | EllipsisType, actual: float, *, tolerance: float, quantity: str,

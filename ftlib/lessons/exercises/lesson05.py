@@ -15,39 +15,22 @@ from ...models import load_pretrained
 from ...regularize import L2SP, retention
 from .. import weight_regularization as wr
 from ..experiments import Results, run
-from . import Feedback, Option, Question, attempted, check_target
+from . import Feedback, Option, Question, attempted, check_target, tell
 
 __all__ = ["DECAY_QUESTION", "SOLUTIONS", "WRONG_ANSWERS", "build_l2sp", "decay_pulls_to", "most_letters"]
-
-class _Printed(Feedback):
-    """A :class:`Feedback` whose words were already printed: a cell ending with the check shows nothing more."""
-
-    def _ipython_display_(self) -> None:
-        pass
-
-
-def _printed(check: Callable[..., Feedback]) -> Callable[..., Feedback]:
-    """``check``, returning its feedback as :class:`_Printed` (the repr of a Feedback would repeat the words)."""
-    @functools.wraps(check)
-    def quiet(*args, **kwargs) -> Feedback:
-        feedback = check(*args, **kwargs)
-        return _Printed(feedback.passed, feedback.message)
-    return quiet
-
 
 _CHOICES = ("decay", "l2", "l2sp")
 
 
-@_printed
 def most_letters(guess: str | EllipsisType, sweep: Results) -> Feedback:
     """Predict, then run: which of ``"decay"``, ``"l2"`` or ``"l2sp"`` keeps the most letters (as fine-tuned, mean
     over seeds) in section 1's ``sweep``."""
     if not attempted(guess):
-        return _told(Feedback(None, "Exercise not attempted yet: in the cell before section 1's runs, write which "
+        return tell(None, "Exercise not attempted yet: in the cell before section 1's runs, write which "
                                     "penalty you expect to keep the most letters (\"decay\", \"l2\" or \"l2sp\") "
-                                    "in place of `...`, then run the cells again."))
+                                    "in place of `...`, then run the cells again.")
     if guess not in _CHOICES:
-        return _told(Feedback(False, f"{guess!r} is not one of the choices: write \"decay\", \"l2\" or \"l2sp\"."))
+        return tell(False, f"{guess!r} is not one of the choices: write \"decay\", \"l2\" or \"l2sp\".")
     kept = {p: sweep.mean("retention", penalty=p) for p in _CHOICES}
     best = max(kept, key=kept.get)
     measured = ", ".join(f"{wr.NAMES[p]} {kept[p]:.1%}" for p in _CHOICES)
@@ -55,7 +38,7 @@ def most_letters(guess: str | EllipsisType, sweep: Results) -> Feedback:
            "and L2 in the loss pull towards zero, which is no closer to the letters than wherever the digits take "
            "the backbone (weight decay even shrinks every weight at each step).")
     verdict = "Right" if guess == best else f"Not this time: {wr.NAMES[best]} keeps the most"
-    return _told(Feedback(guess == best, f"{verdict}. Letters kept, mean over seeds: {measured}. {why}"))
+    return tell(guess == best, f"{verdict}. Letters kept, mean over seeds: {measured}. {why}")
 
 
 def build(model):
@@ -78,7 +61,6 @@ def _measured(build: Callable[[nn.Module], object] | None, seed: int = 0) -> tup
     return evaluate(model, val_set).accuracy, retention(model, head, letters)
 
 
-@_printed
 def build_l2sp(build: Callable[[nn.Module], object] | EllipsisType) -> Feedback:
     """Do: ``build(model)`` returns an L2-SP penalty; fine-tuned with it (seed 0, about 2 s), the model must keep
     more letters than with no penalty while its validation digits stay within 1 point of no penalty's."""
@@ -86,19 +68,19 @@ def build_l2sp(build: Callable[[nn.Module], object] | EllipsisType) -> Feedback:
         return check_target(None, target=0.1, quantity="letters kept minus no penalty's (validation digits within "
                                                        "1 point of no penalty's)", unit=" points", hint="")
     if not callable(build):
-        return _told(Feedback(False, "Write a function `def build(model): return L2SP(model, alpha=...)`."))
+        return tell(False, "Write a function `def build(model): return L2SP(model, alpha=...)`.")
     penalty = build(load_pretrained())
     if not isinstance(penalty, L2SP):
-        return _told(Feedback(False, f"build(model) returned {type(penalty).__name__}, not an L2SP: the pull must be "
-                                     "towards the pretrained weights (regularize.L2SP(model, alpha=...))."))
+        return tell(False, f"build(model) returned {type(penalty).__name__}, not an L2SP: the pull must be "
+                                     "towards the pretrained weights (regularize.L2SP(model, alpha=...)).")
     (val_free, kept_free), (val, kept) = _measured(None), _measured(build)
     cost = 100 * (val_free - val)
     seen = (f"validation digits {val:.1%} (no penalty {val_free:.1%}), letters kept {kept:.1%} (no penalty "
             f"{kept_free:.1%}) at alpha={penalty.alpha:g}. ")
     if cost > 1.0:
-        return _told(Feedback(False, f"Not yet: {seen}The digits lose {cost:.1f} points on validation (at most 1): "
+        return tell(False, f"Not yet: {seen}The digits lose {cost:.1f} points on validation (at most 1): "
                                      "the pull is too strong for 5 digits per class to move the backbone where "
-                                     "the digits need it. Look at: a strength 10 to 100 times smaller."))
+                                     "the digits need it. Look at: a strength 10 to 100 times smaller.")
     print(seen.strip())
     return check_target(100 * (kept - kept_free), target=0.1, at_least=True, unit=" points",
                         quantity="letters kept minus no penalty's",
@@ -126,15 +108,9 @@ DECAY_QUESTION = Question(
     })
 
 
-@_printed
 def decay_pulls_to(answer: str | EllipsisType) -> Feedback:
     """Explain: towards what AdamW's decoupled weight decay pulls the weights (multiple choice)."""
     return DECAY_QUESTION.check(answer)
-
-
-def _told(feedback: Feedback) -> Feedback:
-    print(feedback.message)
-    return feedback
 
 
 SOLUTIONS: dict[str, object] = {"most_letters": "l2sp", "build_l2sp": build, "decay_pulls_to": "b"}

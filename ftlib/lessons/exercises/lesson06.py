@@ -3,37 +3,18 @@ real run soon after its best, and say why the patience is chosen on validation, 
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from types import EllipsisType
 
 from ... import data
 from ...evaluation import evaluate
 from ...stopping import EarlyStopping, History
 from .. import early_stopping as es
-from . import Feedback, Option, Question, attempted, check_prediction, check_target
+from . import Feedback, Option, Question, attempted, check_prediction, check_target, tell
 
 __all__ = ["PATIENCE_QUESTION", "SOLUTIONS", "WRONG_ANSWERS", "choose_patience_on", "stop_a_real_run",
            "turning_step"]
 
-class _Printed(Feedback):
-    """A :class:`Feedback` whose words were already printed: a cell ending with the check shows nothing more."""
 
-    def _ipython_display_(self) -> None:
-        pass
-
-
-def _printed(check: Callable[..., Feedback]) -> Callable[..., Feedback]:
-    """``check``, returning its feedback as :class:`_Printed` (the repr of a Feedback would repeat the words)."""
-    @functools.wraps(check)
-    def quiet(*args, **kwargs) -> Feedback:
-        feedback = check(*args, **kwargs)
-        return _Printed(feedback.passed, feedback.message)
-    return quiet
-
-
-
-@_printed
 def turning_step(guess: float | EllipsisType, history: History) -> Feedback:
     """Predict, then run: the step at which seed 0's validation loss is lowest (where it turns round)."""
     low = min(range(len(history.val_loss)), key=lambda i: history.val_loss[i])
@@ -45,7 +26,6 @@ def turning_step(guess: float | EllipsisType, history: History) -> Feedback:
             "the wrong labels, and each memorised wrong label makes the validation predictions worse.")
 
 
-@_printed
 def stop_a_real_run(rule: EarlyStopping | EllipsisType, histories: list[History], seed: int = 1,
                     steps: int = 150) -> Feedback:
     """Do: ``rule`` stops a real run of seed 1 (the lesson's setting, about 1.5 s) by itself within half of the
@@ -54,8 +34,8 @@ def stop_a_real_run(rule: EarlyStopping | EllipsisType, histories: list[History]
         return check_target(None, target=steps // 2, at_least=False, quantity="steps trained (while restoring the "
                             "step of the lowest validation loss of the whole run)", hint="")
     if not isinstance(rule, EarlyStopping):
-        return _told(Feedback(False, "Build the rule with stopping.EarlyStopping(monitor, patience=..., "
-                                     f"min_delta=...), not {type(rule).__name__}."))
+        return tell(False, "Build the rule with stopping.EarlyStopping(monitor, patience=..., "
+                                     f"min_delta=...), not {type(rule).__name__}.")
     full = histories[seed] if seed < len(histories) else es.long_run(seed, 25, 0.3, 0.2, steps, 10,
                                                                       watch_test=False).history
     low = full.eval_step[min(range(len(full.val_loss)), key=lambda i: full.val_loss[i])]
@@ -65,9 +45,9 @@ def stop_a_real_run(rule: EarlyStopping | EllipsisType, histories: list[History]
     print(f"seed {seed}: your rule trained {trained} of {steps} steps and restored step {best} ({accuracy:.1%} on "
           f"the clean test digits); the whole run's lowest validation loss is at step {low}")
     if best != low:
-        return _told(Feedback(False, f"Not yet: the rule restored step {best}, not step {low}, where the validation "
+        return tell(False, f"Not yet: the rule restored step {best}, not step {low}, where the validation "
                                      "loss of the whole run is lowest. Look at: what it watches (the validation "
-                                     "loss) and min_delta (a large one ignores real improvements)."))
+                                     "loss) and min_delta (a large one ignores real improvements).")
     return check_target(trained, target=steps // 2, at_least=False, quantity="steps trained",
                         hint="each evaluation of patience costs 10 more steps after the best, and with the best "
                              "weights restored it buys nothing on this curve (section 5's table): a smaller "
@@ -93,15 +73,9 @@ PATIENCE_QUESTION = Question(
     })
 
 
-@_printed
 def choose_patience_on(answer: str | EllipsisType) -> Feedback:
     """Explain: why the patience is chosen on validation, not on test (multiple choice)."""
     return PATIENCE_QUESTION.check(answer)
-
-
-def _told(feedback: Feedback) -> Feedback:
-    print(feedback.message)
-    return feedback
 
 
 SOLUTIONS: dict[str, object] = {"turning_step": 30, "stop_a_real_run": EarlyStopping("val_loss", patience=2),
