@@ -76,7 +76,7 @@ def keep_fast_pairs(keep: int | EllipsisType, base: nn.Module, study) -> Feedbac
     base model, untrained, reads ``study.longest`` characters with at most :data:`KEEP_TARGET` bpc past position
     ``study.trained``."""
     pairs = len(context.wavelengths(base.config))
-    quantity = f"the loss at positions {study.trained}-{study.longest - 1}, reading {study.longest} characters"
+    quantity = f"the loss at positions {study.trained}-{study.longest - 1} of {study.longest}-character windows"
     if not attempted(keep):
         return check_target(None, target=KEEP_TARGET, quantity=quantity, hint="", unit=" bpc", at_least=False)
     if isinstance(keep, bool) or not isinstance(keep, int) or not 0 <= keep <= pairs:
