@@ -93,13 +93,22 @@ def sample_replies(models: dict[str, nn.Module], questions: list[str], temperatu
 
 
 def at_temperature(model: nn.Module, name: str, val_text: str, questions: list[str], temperature: float) -> None:
-    """The live slider: ``model``'s format rate over every validation turn at ``temperature``, and its sampled
-    replies (seed 0, 60 characters at most) to ``questions``, printed under a first line that names the value."""
-    rate = turn_format(model, val_text, temperature)["chance"]
-    print(f"temperature = {temperature}: {name} starts {rate.mean().item():.1%} of {len(rate)} validation replies "
-          "with 'Assistant: '")
+    """The live slider: ``model``'s format rate over every validation turn at ``temperature`` (printed under a first
+    line that names the value, and drawn by kind of turn, :data:`GROUPS`), and its sampled replies (seed 0, 60
+    characters at most) to ``questions``."""
+    turns = turn_format(model, val_text, temperature)
+    print(f"temperature = {temperature}: {name} starts {turns['chance'].mean().item():.1%} of {len(turns['chance'])} "
+          "validation replies with 'Assistant: '")
     for question, said in zip(questions, sample_replies({name: model}, questions, temperature, 60)[name]):
         print(f"User: {question}\n  {name} | " + said.replace("\n", "\n" + " " * (len(name) + 5)))
+    parts = format_breakdown(turns, view(model))
+    fig, ax = plt.subplots(figsize=(8, 2.6))
+    ax.barh(GROUPS[::-1], [100 * parts[g][0] for g in GROUPS[::-1]])
+    ax.set(xlim=(0, 100), xlabel="replies that start with 'Assistant: ' (%)",
+           title=f"{name}, sampling temperature {temperature}: format rate by kind of turn")
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    plt.show()
 
 
 @dataclass

@@ -200,7 +200,7 @@ def at_position_scale(study: ContextExtension, position_scale: float) -> None:
     bits = study.curve(lm)
     bands = [(0, study.trained)] + [(n // 2, n) for n in study.lengths[1:]]
     print(f"position scale = {position_scale}: positions 0-{study.longest - 1} turn RoPE as positions "
-          f"0-{(study.longest - 1) * position_scale:.0f} did in training")
+          f"0-{(study.longest - 1) * position_scale:g} would")
     print("loss: " + ", ".join(f"positions {lo}-{hi - 1} {bits[lo:hi].mean().item():.2f} bpc" for lo, hi in bands)
           + f" (sliding {study.trained}-character window past {study.trained}: "
           f"{study.beyond(study.window, study.longest):.2f} bpc)")
