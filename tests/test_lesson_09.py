@@ -1,12 +1,19 @@
 """Lesson 09's drivers: the per-turn format check, its breakdown, and forgetting read at a matched chat loss."""
 
 import math
+import time
 
+import matplotlib
+import pytest
 import torch
 
 from ftlib import runtime
 from ftlib.lessons import chat_finetuning
-from ftlib.lm import chat, model
+from ftlib.lessons.exercises import lesson09 as exercises
+from ftlib.lm import chat, model, pretrain
+from ftlib.lm.finetune import finetune
+
+matplotlib.use("Agg")
 
 SMALL = model.Config(layers=2, dim=32, heads=2, context=16)
 TEXT = chat.chat_text([{"topic": "t", "turns": [["What does a.b do?", "It does x."], ["Thanks!", "You're welcome!"]]},
@@ -46,3 +53,59 @@ def test_prose_at_chat_interpolates_at_the_first_crossing_and_is_nan_when_never_
     assert math.isclose(chat_finetuning.prose_at_chat(curve, 2.5), 2.2)
     assert math.isclose(chat_finetuning.prose_at_chat(curve, 1.5), 2.5)
     assert math.isnan(chat_finetuning.prose_at_chat(curve, 1.0))
+
+
+LONG_MINUS_SHORT = {"full": [0.044, 0.101, 0.070], "lora": [0.098, 0.052, 0.009]}  # the lesson's, default seeds
+
+
+@pytest.fixture(scope="module")
+def lora_chat_model():
+    """The lesson's seed-0 LoRA model: 80 steps on the training dialogues (about 5 s on 2 cores)."""
+    runtime.seed_everything(0)
+    train_text, _ = chat.chat_text(chat.load_dialogues("train"))
+    return finetune(pretrain.load_pretrained(), train_text, "lora", 80, 1e-2, 0, batch_size=8)[0]
+
+
+def test_untouched_exercises_say_what_to_do_and_neither_pass_nor_fail(capsys):
+    tiny = _lm()
+    for feedback in (exercises.long_questions(..., LONG_MINUS_SHORT), exercises.format_misses(...),
+                     exercises.chat_prompt(..., tiny, 0.7)):
+        assert feedback.passed is None and "not attempted" in feedback.message
+    out = capsys.readouterr().out
+    assert "in points" in out and "(c) The cue for a reply" in out and "'Assistant: '" in out
+    assert "7.2" not in out  # the measured difference stays hidden
+
+
+def test_long_questions_prediction_passes_near_the_measured_difference_and_explains_a_miss():
+    assert exercises.long_questions(exercises.SOLUTIONS["long_questions"], LONG_MINUS_SHORT).passed is True
+    wrong = exercises.long_questions(exercises.WRONG_ANSWERS["long_questions"], LONG_MINUS_SHORT)
+    assert wrong.passed is False and "(low)" in wrong.message and "measured 7.2 points" in wrong.message
+    assert "in view however long the question is" in wrong.message
+
+
+def test_format_misses_question_right_and_wrong_answers():
+    assert exercises.format_misses(exercises.SOLUTIONS["format_misses"]).passed is True
+    wrong = exercises.format_misses(exercises.WRONG_ANSWERS["format_misses"])
+    assert wrong.passed is False and "after the same steps" in wrong.message
+    assert "Full fine-tuning, which trains every weight" in exercises.format_misses("b").message
+
+
+def test_chat_prompt_in_the_training_format_is_answered_in_turn(lora_chat_model, capsys):
+    right = exercises.chat_prompt(exercises.SOLUTIONS["chat_prompt"], lora_chat_model, 0.7)
+    assert right.passed is True and "Target met" in right.message
+    assert "without its 'User: ' tag" in capsys.readouterr().out
+    wrong = exercises.chat_prompt(exercises.WRONG_ANSWERS["chat_prompt"], lora_chat_model, 0.7)
+    assert wrong.passed is False and "the question and '\\n'" in wrong.message
+    assert exercises.chat_prompt("", lora_chat_model, 0.7).passed is False
+    assert exercises.chat_prompt("User: café?\n", lora_chat_model, 0.7).passed is False
+
+
+def test_live_temperature_scores_and_samples_the_model(lora_chat_model, capsys):
+    val_text, _ = chat.chat_text(chat.load_dialogues("val"))
+    start = time.perf_counter()
+    chat_finetuning.at_temperature(lora_chat_model, "LoRA r=8", val_text, ["What does json.dumps do?"], 1.5)
+    seconds = time.perf_counter() - start  # about 1 s on 2 cores; measured, not asserted
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("temperature = 1.5: LoRA r=8 starts ") and "validation replies" in lines[0]
+    assert lines[1] == "User: What does json.dumps do?" and seconds > 0
+    assert 1.5 in chat_finetuning.TEMPERATURES and 0.7 in chat_finetuning.TEMPERATURES

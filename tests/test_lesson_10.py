@@ -2,13 +2,18 @@
 
 import math
 import random
+import time
 
+import matplotlib
 import pytest
 import torch
 
 from ftlib import runtime
 from ftlib.lessons import context_extension
-from ftlib.lm import context, model
+from ftlib.lessons.exercises import lesson10 as exercises
+from ftlib.lm import context, corpus, model, pretrain
+
+matplotlib.use("Agg")
 from ftlib.lm.tokenizer import VOCAB, encode
 
 SMALL = model.Config(layers=2, dim=32, heads=2, context=16)  # head dim 16: 8 rotated pairs
@@ -89,3 +94,56 @@ def test_extend_run_checks_the_fine_tune_along_the_way():
     assert math.isclose(study.snapshots[-1]["excess"], record["x2"] - study.beyond(study.window, 32), abs_tol=1e-5)
     assert torch.equal(study.mean_after("parts"), study.after["parts", 0, 4])
     assert "parts" in study.tuned
+
+
+@pytest.fixture(scope="module")
+def lesson_study():
+    """The lesson's setting (no fine-tune run): the shipped base model and its 8,192 validation characters."""
+    base = pretrain.load_pretrained()
+    train_text, val_text = corpus.split_text()
+    return context_extension.ContextExtension(base, val_text[:8193], (64, 128, 256), train_text, 40, 1e-3, 3)
+
+
+def test_untouched_exercises_say_what_to_do_and_neither_pass_nor_fail(lesson_study, capsys):
+    study = lesson_study
+    for feedback in (exercises.naive_loss(..., study, study.window), exercises.pi_fast_pairs(...),
+                     exercises.keep_fast_pairs(..., study.base, study)):
+        assert feedback.passed is None and "not attempted" in feedback.message
+    out = capsys.readouterr().out
+    assert "positions 64-255" in out and "(b) The fast pairs" in out and "at most 2.5 bpc" in out
+
+
+def test_naive_loss_prediction_passes_near_the_measured_loss_and_explains_a_miss(lesson_study):
+    study = lesson_study
+    naive = study.curve(study.base)
+    assert exercises.naive_loss(exercises.SOLUTIONS["naive_loss"], study, naive).passed is True
+    wrong = exercises.naive_loss(exercises.WRONG_ANSWERS["naive_loss"], study, naive)
+    assert wrong.passed is False and "(low)" in wrong.message and "worse, not better" in wrong.message
+
+
+def test_pi_fast_pairs_question_right_and_wrong_answers():
+    assert exercises.pi_fast_pairs(exercises.SOLUTIONS["pi_fast_pairs"]).passed is True
+    wrong = exercises.pi_fast_pairs(exercises.WRONG_ANSWERS["pi_fast_pairs"])
+    assert wrong.passed is False and "every angle is smaller" in wrong.message
+
+
+def test_keep_fast_pairs_passes_when_only_the_fast_pairs_are_kept(lesson_study):
+    study = lesson_study
+    assert exercises.keep_fast_pairs(exercises.SOLUTIONS["keep_fast_pairs"], study.base, study).passed is True
+    squeezed = exercises.keep_fast_pairs(exercises.WRONG_ANSWERS["keep_fast_pairs"], study.base, study)
+    assert squeezed.passed is False and "you squeeze pairs that already turn" in squeezed.message
+    kept = exercises.keep_fast_pairs(8, study.base, study)
+    assert kept.passed is False and "angles the model never saw" in kept.message
+    assert exercises.keep_fast_pairs(17, study.base, study).passed is False
+    split = exercises.split_scaled(study.base, 16, 256)
+    assert split.config.context == 256 and torch.equal(split.rope_scale, torch.ones(16))
+
+
+def test_live_position_scale_scores_the_base_model(lesson_study, capsys):
+    start = time.perf_counter()
+    context_extension.at_position_scale(lesson_study, 0.5)
+    seconds = time.perf_counter() - start  # well under a second on 2 cores; measured, not asserted
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("position scale = 0.5: positions 0-255 turn RoPE as positions 0-127.5 would")
+    assert lines[1].startswith("loss: positions 0-63 ") and "positions 128-255" in lines[1] and seconds > 0
+    assert 1.0 in context_extension.POSITION_SCALES and 0.25 in context_extension.POSITION_SCALES

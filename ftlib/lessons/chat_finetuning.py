@@ -22,12 +22,14 @@ from ..lm.tokenizer import VOCAB, encode
 from ..runtime import evaluating
 from .experiments import Results
 
-__all__ = ["EVAL_CHARS", "GROUPS", "ChatFinetuning", "format_breakdown", "plot_over_steps", "plot_tradeoff",
-           "print_format_breakdown", "prose_at_chat", "sample_replies", "score_table", "turn_format", "view"]
+__all__ = ["EVAL_CHARS", "GROUPS", "TEMPERATURES", "ChatFinetuning", "at_temperature", "format_breakdown",
+           "plot_over_steps", "plot_tradeoff", "print_format_breakdown", "prose_at_chat", "sample_replies",
+           "score_table", "turn_format", "view"]
 
 EVAL_CHARS = 3072  # characters of the validation dialogues and of the held-out prose scored at every check
 
 
+TEMPERATURES = (0.1, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)  # the live slider's sampling temperatures
 GROUPS = ("first question", "follow-up question", "closing thanks", "question in view", "'User:' out of view")
 
 
@@ -88,6 +90,25 @@ def sample_replies(models: dict[str, nn.Module], questions: list[str], temperatu
     """Each model's sampled reply (seed 0) to each question asked on its own: ``{name: [reply, ...]}``."""
     return {name: [chat.reply(lm, "", q, temperature, seed=0, max_chars=max_chars) for q in questions]
             for name, lm in models.items()}
+
+
+def at_temperature(model: nn.Module, name: str, val_text: str, questions: list[str], temperature: float) -> None:
+    """The live slider: ``model``'s format rate over every validation turn at ``temperature`` (printed under a first
+    line that names the value, and drawn by kind of turn, :data:`GROUPS`), and its sampled replies (seed 0, 60
+    characters at most) to ``questions``."""
+    turns = turn_format(model, val_text, temperature)
+    print(f"temperature = {temperature}: {name} starts {turns['chance'].mean().item():.1%} of {len(turns['chance'])} "
+          "validation replies with 'Assistant: '")
+    for question, said in zip(questions, sample_replies({name: model}, questions, temperature, 60)[name]):
+        print(f"User: {question}\n  {name} | " + said.replace("\n", "\n" + " " * (len(name) + 5)))
+    parts = format_breakdown(turns, view(model))
+    fig, ax = plt.subplots(figsize=(8, 2.6))
+    ax.barh(GROUPS[::-1], [100 * parts[g][0] for g in GROUPS[::-1]])
+    ax.set(xlim=(0, 100), xlabel="replies that start with 'Assistant: ' (%)",
+           title=f"{name}, sampling temperature {temperature}: format rate by kind of turn")
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    plt.show()
 
 
 @dataclass

@@ -13,8 +13,10 @@ from torch import nn
 from ..lm import context
 from .experiments import Results
 
-__all__ = ["ContextExtension", "plot_before_after", "plot_loss_by_position", "plot_wavelengths", "recall_scores",
-           "recall_table", "smooth"]
+__all__ = ["POSITION_SCALES", "ContextExtension", "at_position_scale", "plot_before_after", "plot_loss_by_position",
+           "plot_wavelengths", "recall_scores", "recall_table", "smooth"]
+
+POSITION_SCALES = (1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25)  # the live slider's factors on every position
 
 
 @dataclass
@@ -187,3 +189,28 @@ def recall_table(scores: dict[str, dict[str, float]]) -> str:
     """One line per reader of :func:`recall_scores`."""
     return "\n".join(f"{name:<30}: seen before {s['seen']:.2f} bpc, fresh {s['fresh']:.2f} bpc, "
                      f"gain {s['gain']:+.2f} bpc" for name, s in scores.items())
+
+
+def at_position_scale(study: ContextExtension, position_scale: float) -> None:
+    """The live slider: the base model, untrained, reads ``study.longest`` characters with every position multiplied
+    by ``position_scale`` (1: naive, ``trained / longest``: position interpolation); its loss by position band is
+    printed under a first line that names the value, and drawn against the sliding-window baseline."""
+    lm = context.scaled(study.base, "naive", study.longest)
+    lm.position_scale = position_scale
+    bits = study.curve(lm)
+    bands = [(0, study.trained)] + [(n // 2, n) for n in study.lengths[1:]]
+    print(f"position scale = {position_scale}: positions 0-{study.longest - 1} turn RoPE as positions "
+          f"0-{(study.longest - 1) * position_scale:g} would")
+    print("loss: " + ", ".join(f"positions {lo}-{hi - 1} {bits[lo:hi].mean().item():.2f} bpc" for lo, hi in bands)
+          + f" (sliding {study.trained}-character window past {study.trained}: "
+          f"{study.beyond(study.window, study.longest):.2f} bpc)")
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    span = range(7, study.longest)
+    ax.plot(span, smooth(bits), label=f"all positions x{position_scale}")
+    ax.plot(span, smooth(study.window), color="black", linewidth=1, label=f"base, sliding {study.trained}")
+    ax.axvline(study.trained, color="gray", linestyle="--", linewidth=1)
+    ax.set(xlabel="position in the window", ylabel="bits per character (smoothed)", ylim=(1.5, 6),
+           title=f"Untrained, reading {study.longest} characters, position scale {position_scale}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    plt.show()
