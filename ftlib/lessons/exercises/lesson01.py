@@ -72,7 +72,7 @@ def probe_by_freezing(build: Callable[[nn.Module], object], curve: Results, seed
     """Exercise 3 (do): ``build(model)`` freezes parts of a pretrained model with a new head; it must leave only
     the head trainable. Then it trains exactly like plain fine-tuning (its rate, ``steps`` steps, N = 5 digits of
     ``seed``) and must beat scratch's test accuracy in that seed (from ``curve``) by at least 5 points."""
-    target, quantity = 5, f"your probe's test accuracy minus scratch's at N = 5 (seed {seed})"
+    target, quantity = 5, f"your probe's gain over scratch in test accuracy at N = 5, seed {seed},"
     if not callable(build) or _untouched(build):
         return check_target(None, target=target, quantity=quantity, unit=" points", hint="")
     model = make_model(get_method("fine-tune"), 10, seed)

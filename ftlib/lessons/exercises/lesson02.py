@@ -22,11 +22,11 @@ def high_rate_drop(guess: float | EllipsisType, sweep: Results, high: float = 1e
     actual = 100 * fmean(sweep.differences("lr", high, good)) if attempted(guess) else 0.0
     return check_prediction(
         guess, actual, tolerance=5, unit=" points",
-        quantity=f"the test accuracy at {high:g} minus that at {good:g}, in points (mean over the seeds; negative "
-                 f"if {high:g} is worse)",
-        why=f"at {high:g} each step is so large that it overwrites the pretrained features: the network still "
+        quantity=f"the test accuracy at {high:.0e} minus that at {good:.0e}, in points (mean over the seeds; "
+                 f"negative if {high:.0e} is worse)",
+        why=f"at {high:.0e} each step is so large that it overwrites the pretrained features: the network still "
             f"memorises its 50 digits (its training loss ends the lowest of the three printed above), but digits "
-            f"it has not seen are read worse. At {good:g} the features are adjusted, not replaced.")
+            f"it has not seen are read worse. At {good:.0e} the features are adjusted, not replaced.")
 
 
 TRAINING_LOSS_QUESTION = Question(
@@ -59,9 +59,13 @@ def range_test_rate(rate: float | EllipsisType, finetune: Callable[[float, int],
                     best: float, seed: int = 0) -> Feedback:
     """Exercise 3 (do): train ``finetune(rate, seed)`` at the rate the learner read off the range-test plot; its
     test accuracy must be within 2 points of the rate ``best`` chosen on validation (the sweep's run, same seed)."""
-    quantity = f"test accuracy at your rate minus at the chosen {best:g} (seed {seed})"
+    quantity = f"your rate's test accuracy minus the chosen {best:g}'s (seed {seed})"
     if not attempted(rate):
-        return check_target(None, target=-2, quantity=quantity, unit=" points", hint="")
+        message = (f"Exercise not attempted yet: write the peak rate you read off the range-test plot in place of "
+                   f"`...`, then run this cell again (target: at most 2 points below the test accuracy of the rate "
+                   f"chosen on validation, {best:g}, in seed {seed}).")
+        print(message)
+        return Feedback(None, message)
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= MAX_RATE:
         message = f"Your rate should be a number above 0 and at most {MAX_RATE:g}, e.g. 1e-3; got {rate!r}."
         print(message)
