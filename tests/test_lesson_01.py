@@ -2,11 +2,14 @@
 differences, and the rate a transfer run may override."""
 
 import math
+import time
 
 import matplotlib
 import pytest
 
-from ftlib.lessons import experiments
+from ftlib import freeze
+from ftlib.lessons import experiments, pretraining
+from ftlib.lessons.exercises import lesson01
 from ftlib.lessons.experiments import Results
 
 matplotlib.use("Agg")
@@ -51,3 +54,55 @@ def test_transfer_run_passes_a_rate_to_fit():
     default = experiments.transfer_run("scratch", "font_digits", 1, seed=0, steps=2)
     other = experiments.transfer_run("scratch", "font_digits", 1, seed=0, steps=2, lr=3e-2)
     assert default["trainable"] == other["trainable"] and default["accuracy"] != other["accuracy"]
+
+
+# The exercises and the live slider (issue #24)
+
+def _at_five():
+    fine = lesson01.GAIN_METHOD
+    rows = [("scratch", 0, 0.70), ("scratch", 1, 0.74), (fine, 0, 0.86), (fine, 1, 0.90)]
+    return Results({"method": m, "n": 5, "seed": s, "accuracy": a} for m, s, a in rows)  # a mean gain of 16 points
+
+
+def test_lesson01_prediction_of_the_gain_at_five(capsys):
+    curve = _at_five()
+    untouched = lesson01.gain_at_five(..., curve)
+    assert untouched.passed is None and "write your prediction" in capsys.readouterr().out
+    assert lesson01.gain_at_five(lesson01.SOLUTIONS["gain_at_five"], curve).passed is True
+    wrong = lesson01.gain_at_five(lesson01.WRONG_ANSWERS["gain_at_five"], curve)
+    assert wrong.passed is False and "(low)" in wrong.message and "measured 16.0 points" in wrong.message
+    assert "already computes such features" in wrong.message
+
+
+def test_lesson01_question_on_why_pretraining_wins(capsys):
+    untouched = lesson01.why_pretraining_wins(...)
+    assert untouched.passed is None and "(d) The pretrained model has already seen digits." in capsys.readouterr().out
+    assert lesson01.why_pretraining_wins(lesson01.SOLUTIONS["why_pretraining_wins"]).passed is True
+    wrong = lesson01.why_pretraining_wins(lesson01.WRONG_ANSWERS["why_pretraining_wins"])
+    assert wrong.passed is False and "same 100 steps" in wrong.message
+
+
+def test_lesson01_probe_by_freezing_trains_only_the_head(capsys):
+    def freeze_for_probe(model):
+        ...  # the placeholder a learner has not filled in yet
+
+    curve = _at_five()  # scratch scored 70% in seed 0
+    untouched = lesson01.probe_by_freezing(freeze_for_probe, curve)
+    assert untouched.passed is None and "not attempted" in capsys.readouterr().out
+    assert lesson01.probe_by_freezing(..., curve).passed is None
+    solved = lesson01.probe_by_freezing(lesson01.SOLUTIONS["probe_by_freezing"], curve)
+    assert solved.passed is True and "Only the head trains (1,290 parameters)" in capsys.readouterr().out
+    wrong = lesson01.probe_by_freezing(lesson01.WRONG_ANSWERS["probe_by_freezing"], curve)
+    assert wrong.passed is False and "Nothing trains" in wrong.message
+    too_much = lesson01.probe_by_freezing(lambda model: freeze.freeze(model, ["block1"]), curve)
+    assert too_much.passed is False and "only the head's 1,290" in too_much.message
+
+
+def test_lesson01_live_race_names_its_steps_first(capsys):
+    start = time.perf_counter()
+    pretraining.race(10)
+    seconds = time.perf_counter() - start  # about 0.5 s here; 40 steps, the slider's most, about 1.7 s
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("10 training steps for each method") and "500 test digits" in lines[0]
+    assert [line.split()[0] for line in lines[1:3]] == ["scratch", "fine-tune,"], seconds
+    assert len(pretraining.live_test_set()) == 500

@@ -1,7 +1,9 @@
 """Lesson 02's drivers: the labelled split with its validation digits, the schedules that take one-cycle apart,
 choosing on validation, and the tables."""
 
+import functools
 import math
+import time
 
 import matplotlib
 import pytest
@@ -9,6 +11,7 @@ import torch
 
 from ftlib import data, models, train
 from ftlib.lessons import learning_rate
+from ftlib.lessons.exercises import lesson02
 from ftlib.lessons.experiments import Results
 
 matplotlib.use("Agg")
@@ -60,3 +63,48 @@ def test_interval_and_table():
     lines = learning_rate.table(_records(), "lr").splitlines()
     assert lines[0].split() == ["lr", "validation", "test"] and lines[1].split()[1:] == ["85.0", "±", "5.0",
                                                                                           "71.0", "±", "1.0"]
+
+
+# The exercises and the live slider (issue #24)
+
+def _sweep_ends():
+    rows = [(3e-3, 0, 0.88), (3e-3, 1, 0.86), (1e-1, 0, 0.76), (1e-1, 1, 0.74)]
+    return Results({"lr": r, "seed": s, "accuracy": a} for r, s, a in rows)  # 1e-1 lands 12 points lower
+
+
+def test_lesson02_prediction_of_the_drop_at_a_high_rate(capsys):
+    sweep = _sweep_ends()
+    untouched = lesson02.high_rate_drop(..., sweep)
+    assert untouched.passed is None and "write your prediction" in capsys.readouterr().out
+    assert lesson02.high_rate_drop(lesson02.SOLUTIONS["high_rate_drop"], sweep).passed is True
+    wrong = lesson02.high_rate_drop(lesson02.WRONG_ANSWERS["high_rate_drop"], sweep)
+    assert wrong.passed is False and "(high)" in wrong.message and "measured -12.0 points" in wrong.message
+    assert "overwrites the pretrained features" in wrong.message
+
+
+def test_lesson02_question_on_the_training_loss(capsys):
+    untouched = lesson02.training_loss_cannot_choose(...)
+    assert untouched.passed is None and "(b) At 1e-01 the loss exploded" in capsys.readouterr().out
+    assert lesson02.training_loss_cannot_choose(lesson02.SOLUTIONS["training_loss_cannot_choose"]).passed is True
+    wrong = lesson02.training_loss_cannot_choose(lesson02.WRONG_ANSWERS["training_loss_cannot_choose"])
+    assert wrong.passed is False and "It did not explode" in wrong.message
+
+
+def test_lesson02_a_rate_read_off_the_range_test_is_trained_and_compared(capsys):
+    finetune = functools.partial(learning_rate.rate_run, n=5, steps=80)  # the lesson's defaults
+    sweep = Results([{"lr": 3e-3, "seed": 0, **finetune(3e-3, 0)}, {"lr": 3e-2, "seed": 0, **finetune(3e-2, 0)}])
+    untouched = lesson02.range_test_rate(..., finetune, sweep, 3e-3)
+    assert untouched.passed is None and "not attempted" in capsys.readouterr().out
+    assert lesson02.range_test_rate("1e-3", finetune, sweep, 3e-3).passed is False
+    assert lesson02.range_test_rate(lesson02.SOLUTIONS["range_test_rate"], finetune, sweep, 3e-3).passed is True
+    wrong = lesson02.range_test_rate(lesson02.WRONG_ANSWERS["range_test_rate"], finetune, sweep, 3e-3)
+    assert wrong.passed is False and "the lowest loss points far too high" in wrong.message
+
+
+def test_lesson02_live_rate_names_its_rate_first(capsys):
+    start = time.perf_counter()
+    learning_rate.live_rate(0.01, n=5, steps=80)
+    seconds = time.perf_counter() - start  # about 1.5 s here
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("lr = 0.01: after 80 steps on seed 0: validation "), seconds
+    assert lines[1].startswith("training loss at the end: ")

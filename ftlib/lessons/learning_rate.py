@@ -14,8 +14,9 @@ from .. import data
 from ..lr import RangeTest
 from ..schedules import warmup_cosine
 from .experiments import Results, run
+from .plots import plot_history
 
-__all__ = ["SCHEDULES", "VAL_PER_CLASS", "choose", "interval", "plot_range_tests", "plot_sweep",
+__all__ = ["SCHEDULES", "VAL_PER_CLASS", "choose", "interval", "live_rate", "plot_range_tests", "plot_sweep",
            "rate_run", "table", "top_region"]
 
 VAL_PER_CLASS = 10  # labelled digits per class kept aside to choose with (never trained on, never the test set)
@@ -58,6 +59,20 @@ def rate_run(lr: float | dict[str, float], seed: int, *, n: int, steps: int, met
     return {"accuracy": history.final_accuracy, "val_accuracy": history.val_accuracy[-1],
             "val_loss": history.val_loss[-1], "history": history, "method": method, "schedule": schedule,
             "label": label or f"one rate, {lr}"}
+
+
+def live_rate(lr: float, *, n: int, steps: int, seed: int = 0) -> None:
+    """The live slider's compute: fine-tune at peak rate ``lr`` for ``steps`` steps on ``n`` digits per class of
+    split ``seed`` (:func:`rate_run`), print its validation and test accuracy and final training loss, and draw
+    its training loss. The first printed line names ``lr`` as a slider shows it (``str``: ``0.003``)."""
+    result = rate_run(lr, seed, n=n, steps=steps)
+    history = result["history"]
+    print(f"lr = {lr}: after {steps} steps on seed {seed}: validation {result['val_accuracy']:.1%}, "
+          f"test {result['accuracy']:.1%}")
+    print(f"training loss at the end: {fmean(history.loss[-10:]):.1e} (mean of the last 10 steps)")
+    ax = plot_history({f"peak rate {lr}": history}, title=f"Training loss at peak rate {lr}, trained just now")
+    ax.set(yscale="log", ylim=(1e-6, 5))
+    plt.show()
 
 
 def choose(results: Results, field: str, seed: int | None = None, **where):
