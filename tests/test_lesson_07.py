@@ -34,3 +34,45 @@ def test_the_ladder_knows_its_fair_arms_and_the_flaw_run_its_heads():
     with pytest.raises(ValueError, match="unknown head"):
         transfer_limits.flaw_run("narrow", "none", seed=0, head="nope")
     assert data.test_set("gratings").num_classes == 10
+
+
+# ------------------------------------------------------------------------------------ exercises and the live slider
+from ftlib.lessons.exercises import lesson07  # noqa: E402
+
+
+def test_an_untouched_lesson07_exercise_says_what_to_do_and_computes_nothing(capsys):
+    for feedback in (lesson07.predict_far_gain(..., [-0.05]), lesson07.probe_earlier_block(...),
+                     lesson07.explain_flaw(...)):
+        assert feedback.passed is None
+    out = capsys.readouterr().out
+    assert out.count("Exercise not attempted yet") == 3 and "-5.0" not in out and "(c) It never saw" in out
+
+
+def test_the_far_gain_prediction_passes_near_the_ladder_and_explains_the_sign():
+    gains = [-0.012, -0.067, -0.056]  # the ladder's per-seed gains on the gratings
+    assert lesson07.predict_far_gain(lesson07.SOLUTIONS["predict_far_gain"], gains).passed is True
+    wrong = lesson07.predict_far_gain(lesson07.WRONG_ANSWERS["predict_far_gain"], gains)
+    assert wrong.passed is False and "(high)" in wrong.message and "unlearn" in wrong.message
+
+
+def test_a_probe_on_block2_beats_block4_on_validation_gratings_and_keeping_block4_does_not():
+    assert lesson07.probe_earlier_block(lesson07.SOLUTIONS["probe_earlier_block"]).passed is True
+    wrong = lesson07.probe_earlier_block(lesson07.WRONG_ANSWERS["probe_earlier_block"])
+    assert wrong.passed is False and "transfer.truncate(model, 'blockN')" in wrong.message
+    assert lesson07.probe_earlier_block(lambda model: None).passed is False
+
+
+def test_the_flaw_question_rewards_the_inherited_blind_spot_and_answers_more_steps():
+    assert lesson07.explain_flaw(lesson07.SOLUTIONS["explain_flaw"]).passed is True
+    wrong = lesson07.explain_flaw(lesson07.WRONG_ANSWERS["explain_flaw"])
+    assert wrong.passed is False and "training longer" in wrong.message
+
+
+def test_the_live_rotation_names_its_angle_first_and_turns_the_digits(capsys):
+    images = data.test_set("upright_digits").images[:4]
+    assert torch.equal(transfer_limits.rotated(images, 0), images) or \
+        torch.allclose(transfer_limits.rotated(images, 0), images, atol=1e-5)
+    assert not torch.allclose(transfer_limits.rotated(images, 45), images, atol=1e-2)
+    transfer_limits.rotation_live(45)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("angle = 45°:") and "sound" in lines[1] and "flawed" in lines[1]

@@ -44,3 +44,39 @@ def test_a_grid_record_splits_the_trainable_parameters_into_adapters_and_head():
     assert record["head"] == 128 * 10 + 10
     assert record["backbone"] == sum(p.numel() for n, p in model.named_parameters() if "lora_" in n) > 0
     assert record["trainable"] == record["backbone"] + record["head"] and 0 <= record["accuracy"] <= 1
+
+
+# ------------------------------------------------------------------------------------ exercises and the live slider
+from ftlib.lessons.exercises import lesson08  # noqa: E402
+
+
+def test_an_untouched_lesson08_exercise_says_what_to_do_and_computes_nothing(capsys):
+    for feedback in (lesson08.predict_adapter_size(...), lesson08.explain_zero_b(...),
+                     lesson08.fit_the_budget(...)):
+        assert feedback.passed is None
+    out = capsys.readouterr().out
+    assert out.count("Exercise not attempted yet") == 3 and "2,816" not in out and "(b) So that a fresh" in out
+
+
+def test_the_adapter_size_prediction_is_exact_and_a_forgotten_kernel_is_explained():
+    assert lesson08.predict_adapter_size(lesson08.SOLUTIONS["predict_adapter_size"]).passed is True
+    wrong = lesson08.predict_adapter_size(lesson08.WRONG_ANSWERS["predict_adapter_size"])
+    assert wrong.passed is False and "forgetting the kernel gives 4 x (64 + 128) = 768" in wrong.message
+
+
+def test_the_zero_b_question_explains_why_both_zero_would_not_train():
+    assert lesson08.explain_zero_b(lesson08.SOLUTIONS["explain_zero_b"]).passed is True
+    wrong = lesson08.explain_zero_b(lesson08.WRONG_ANSWERS["explain_zero_b"])
+    assert wrong.passed is False and "nothing would ever train" in wrong.message
+
+
+def test_rank_one_on_blocks_3_4_fits_the_budget_and_rank_four_is_over_it():
+    assert lesson08.fit_the_budget(lesson08.SOLUTIONS["fit_the_budget"]).passed is True
+    wrong = lesson08.fit_the_budget(lesson08.WRONG_ANSWERS["fit_the_budget"])
+    assert wrong.passed is False and "Over budget: 5,514 numbers train" in wrong.message
+
+
+def test_the_live_rank_trains_for_real_and_names_its_rank_first(capsys):
+    adapters.rank_live(2, lr=1e-2, steps=20, blocks=["block3", "block4"], alpha=8.0)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("rank = 2: 2,112 adapter + 1,290 head parameters") and "test accuracy" in lines[1]

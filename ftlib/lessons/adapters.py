@@ -3,6 +3,7 @@
 Every method of the lesson is named by a string (:data:`PROBE`, :data:`HEAD`, ``"LoRA r=<rank>"``,
 :data:`PARTIAL`, :data:`FULL`) and trained by :func:`train_method`; :func:`choose_rates` gives each trained method
 its own learning rate on a validation split, and :func:`method_run` scores a method on the test set.
+:func:`rank_live` (the live slider) trains LoRA at one rank.
 """
 
 from __future__ import annotations
@@ -14,21 +15,23 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from .. import checkpoint, data, freeze, lora
+from .. import checkpoint, data, freeze, lora, transfer
 from ..evaluation import evaluate
 from ..freeze import count_parameters
 from ..models import BLOCKS
 from .experiments import Results, Trained, run
 
-__all__ = ["FULL", "HEAD", "METHOD", "PARTIAL", "PROBE", "choose_rates", "lora_name", "merge_round_trip",
-           "method_run", "plot_accuracy_vs_parameters", "print_costs", "print_rates", "show_rank", "switch_adapters",
-           "train_lora", "train_method"]
+__all__ = ["FULL", "HEAD", "LIVE_RANKS", "METHOD", "PARTIAL", "PROBE", "choose_rates", "lora_name",
+           "merge_round_trip", "method_run", "plot_accuracy_vs_parameters", "print_costs", "print_rates", "rank_live",
+           "show_rank", "switch_adapters", "train_lora", "train_method"]
 
 METHOD = "fine-tune"  # the pretrained GlyphNet with a new head; every method below starts from it
 PROBE = "linear probe"  # the head alone, fitted exactly by L-BFGS on frozen features (ftlib.probe)
 HEAD = "head only (fit)"  # the head alone, trained by fit like LoRA: same steps, batches and optimizer
 PARTIAL = "fine-tune blocks 3-4"  # the blocks that carry adapters (and the head) trained in full
 FULL = "fine-tune"  # every weight trains
+LIVE_RANKS = (1, 2, 4, 8, 16)  # the live slider's ranks
+LIVE_TEST_PER_CLASS = 50  # the live slider scores on 500 test gratings: a fraction of a second
 
 
 def lora_name(rank: int) -> str:
@@ -213,3 +216,16 @@ def show_rank(results: Results, rank: int, *, full_count: int) -> None:
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     plt.show()
+
+
+def rank_live(rank: int, *, lr: float, steps: int, blocks: list[str], alpha: float, target: str = "gratings",
+              n: int = 20, seed: int = 0) -> None:
+    """The live slider: LoRA at ``rank`` trained for real on ``n`` labels per class of ``target`` (split ``seed``),
+    scored on 50 test images per class; prints its trainable parameters and its accuracy."""
+    trained = train_method(lora_name(rank), data.few_shot(target, n, seed), seed, lr=lr, steps=steps, blocks=blocks,
+                           alpha=alpha)
+    test = transfer.subset(data.test_set(target), LIVE_TEST_PER_CLASS)
+    backbone, head = _split_count(trained.model)
+    print(f"rank = {rank}: {backbone:,} adapter + {head:,} head parameters trained on {n} {target} per class "
+          f"(seed {seed}, {steps} steps at {lr:g}) in {trained.seconds:.1f} s")
+    print(f"test accuracy {evaluate(trained.model, test).accuracy:.1%} on {len(test):,} test images")

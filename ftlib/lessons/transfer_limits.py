@@ -5,12 +5,17 @@ fine-tuning a sound or a flawed (narrow-source) checkpoint.
 on a far target: fine-tuning at scratch's rate, and a linear probe on BatchNorm statistics re-estimated on the
 target, AdaBN); :func:`probe_run` fits a linear probe on an intermediate block's features; :func:`flaw_run`
 fine-tunes either checkpoint and tests on data with the variation the flawed source lacked, with or without a
-remedy, from a fresh head or from a linear probe's (LP-FT).
+remedy, from a fresh head or from a linear probe's (LP-FT). :func:`rotation_live` (the live slider) fits a
+probe on each checkpoint and tests both on upright digits turned by a chosen angle.
 """
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
 
 from .. import augment, data
 from ..evaluation import evaluate
@@ -21,8 +26,8 @@ from ..probe import linear_probe
 from ..transfer import adapt_batchnorm, subset, truncate
 from .experiments import Results, get_method, run
 
-__all__ = ["FAIR_ARMS", "HEADS", "REINIT_LR", "REMEDIES", "SHIFTED_TEST", "TEST_PER_CLASS", "flaw_run",
-           "ladder_run", "plot_rows", "probe_run"]
+__all__ = ["FAIR_ARMS", "HEADS", "LIVE_ANGLES", "REINIT_LR", "REMEDIES", "SHIFTED_TEST", "TEST_PER_CLASS", "flaw_run",
+           "ladder_run", "plot_rows", "probe_run", "rotated", "rotation_live"]
 
 REINIT_LR = 3e-3  # rate for re-initialised blocks, which must learn from nothing
 REMEDIES = {  # remedy -> (fine-tuning target, augment?, blocks re-initialised)
@@ -35,6 +40,7 @@ HEADS = ("fresh", "probe only", "probe, then fine-tune")  # fine-tune a new head
 SHIFTED_TEST = "font_digits"  # rotated, sheared, thick, dim digits: the variation the narrow source lacked
 TEST_PER_CLASS = 100  # 1,000 test images per 10-class target: a standard error of about 1.5 points or less
 FAIR_ARMS = ("fine-tune at scratch's rate", "linear probe, AdaBN")
+LIVE_ANGLES = (0, 15, 30, 45, 60, 90)  # the live slider's angles, in degrees
 
 
 def ladder_run(method: str, target: str, n: int, seed: int, steps: int = 100) -> dict:
@@ -117,3 +123,38 @@ def plot_rows(results: Results, field: str, metric: str = "accuracy", ax: plt.Ax
     ax.set(xlabel=xlabel, title=title)
     ax.grid(axis="x", alpha=0.3)
     return ax
+
+
+def rotated(images: torch.Tensor, degrees: float) -> torch.Tensor:
+    """``images`` turned by ``degrees`` (counter-clockwise on screen) about their centre, the corners left dark."""
+    n = len(images)
+    matrices = augment.affine_matrices(torch.full((n,), math.radians(degrees)), torch.ones(n), torch.zeros(n, 2))
+    grid = F.affine_grid(matrices, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, align_corners=False)
+
+
+def rotation_live(angle: int, n: int = 5, seed: int = 0) -> None:
+    """The live slider: a linear probe on each checkpoint's features, fitted on ``n`` upright digits per class
+    (split ``seed``), tested on 1,000 upright test digits turned by ``angle`` degrees; prints and plots both."""
+    train = data.few_shot("upright_digits", n, seed)
+    test = subset(data.test_set("upright_digits"), TEST_PER_CLASS)
+    turned = data.ImageSet(rotated(test.images, angle), test.labels, test.classes, test.name)
+    accuracy = {}
+    for name, variant in (("sound", "full"), ("flawed", "narrow")):
+        model = linear_probe(pretrained_start(len(data.DIGITS), seed, checkpoint_path(variant)), train)
+        accuracy[name] = 100 * evaluate(model, turned).accuracy
+    print(f"angle = {angle}°: linear probe on {n} upright digits per class, tested on {len(turned):,} digits "
+          f"turned by {angle}°")
+    print(f"sound {accuracy['sound']:.1f}%, flawed {accuracy['flawed']:.1f}%: sound minus flawed "
+          f"{accuracy['sound'] - accuracy['flawed']:+.1f} points")
+    fig, (strip, bars) = plt.subplots(1, 2, figsize=(9, 2.2), width_ratios=(3, 2))
+    strip.imshow(torch.cat(list(turned.images[::TEST_PER_CLASS][:6, 0]), dim=1), cmap="gray", vmin=0, vmax=1)
+    strip.set_axis_off()
+    strip.set_title(f"test digits turned by {angle}°", fontsize=9)
+    bars.barh([0, 1], [accuracy["sound"], accuracy["flawed"]], color=["C0", "C3"])
+    bars.set_yticks([0, 1], ["sound", "flawed"])
+    bars.invert_yaxis()
+    bars.set(xlim=(0, 100), xlabel="test accuracy (%)")
+    bars.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    plt.show()
