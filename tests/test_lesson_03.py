@@ -42,3 +42,65 @@ def test_plan_work_says_what_each_plan_trains():
     assert freezing.plan_work("LP-FT", 60) == "exact fit + 60 steps"
     assert freezing.plan_work("freeze first k", 60) == "60 steps"
     assert freezing.plan_work("gradual unfreezing", 60) == "5 stages x 12 steps"
+
+
+# --- Exercises (ftlib.lessons.exercises.lesson03) and the live slider's run -------------------------------------
+
+def _far_sweep():
+    """A fake sweep on gratings: k = 1 best, k = 0 within the seeds' spread, deeper freezes far behind."""
+    means = {0: 0.725, 1: 0.737, 2: 0.698, 3: 0.637, 4: 0.529}
+    return Results({"target": "gratings", "k": k, "seed": s, "accuracy": m + 0.02 * (s - 1)}
+                   for k, m in means.items() for s in range(3))
+
+
+def test_far_depth_accepts_a_depth_within_the_spread_of_the_best_and_explains_a_deep_one(capsys):
+    from ftlib.lessons.exercises import lesson03 as ex
+
+    untouched = ex.far_depth(..., _far_sweep())
+    assert untouched.passed is None and "guess_far_k" in capsys.readouterr().out
+    assert ex.far_depth(ex.SOLUTIONS["far_depth"], _far_sweep()).passed is True
+    assert ex.far_depth(0, _far_sweep()).passed is True  # 1.2 points behind, inside the seeds' spread
+    wrong = ex.far_depth(ex.WRONG_ANSWERS["far_depth"], _far_sweep())
+    assert wrong.passed is False and "more than the seed-to-seed spread" in wrong.message
+    assert "tuned to strokes" in wrong.message
+    assert ex.far_depth(7, _far_sweep()).passed is False
+
+
+def test_freeze_first_two_passes_ftlib_freeze_and_catches_the_weights_only_freeze(capsys):
+    from ftlib.lessons.exercises import lesson03 as ex
+
+    def build(model):
+        ...  # the notebook's placeholder
+
+    assert ex.freeze_first_two(build).passed is None and ex.freeze_first_two(...).passed is None
+    assert "Exercise not attempted yet" in capsys.readouterr().out
+    assert ex.freeze_first_two(ex.SOLUTIONS["freeze_first_two"]).passed is True
+    trap = ex.freeze_first_two(ex.WRONG_ANSWERS["freeze_first_two"])
+    assert trap.passed is False and "BatchNorm running statistics moved" in trap.message
+
+    def top_two(model):
+        ex.freeze(model, ["block3", "block4"])
+
+    wrong_blocks = ex.freeze_first_two(top_two)
+    assert wrong_blocks.passed is False and "Frozen now: block3, block4" in wrong_blocks.message
+
+
+def test_batchnorm_trap_question_gives_each_misconception_its_feedback():
+    from ftlib.lessons.exercises import lesson03 as ex
+
+    assert ex.batchnorm_trap(ex.SOLUTIONS["batchnorm_trap"]).passed is True
+    wrong = ex.batchnorm_trap(ex.WRONG_ANSWERS["batchnorm_trap"])
+    assert wrong.passed is False and "requires_grad=False stops every update" in wrong.message
+    assert "silent change" in ex.batchnorm_trap("d").message
+
+
+def test_live_depth_trains_one_depth_and_names_it_first(capsys):
+    import time
+
+    start = time.perf_counter()
+    freezing.live_depth(3)
+    seconds = time.perf_counter() - start
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("k = 3 blocks frozen (block1, block2, block3): 75,274 trainable parameters")
+    assert "font_digits test accuracy" in lines[1]
+    print(f"live_depth(3): {seconds:.2f} s")  # about 1 s on 2 cores (shown with pytest -s)

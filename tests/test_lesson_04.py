@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from ftlib import data  # noqa: E402
+from ftlib import augment, data  # noqa: E402
 from ftlib.lessons import augmentation, plots  # noqa: E402
 from ftlib.lessons.experiments import Results  # noqa: E402
 
@@ -47,3 +47,68 @@ def test_plot_results_draws_numeric_x_in_increasing_order():
     assert list(ax.lines[0].get_ydata()) == pytest.approx([10, 20, 30, 40])
     labels = Results({"block": b, "method": "m", "accuracy": 0.5, "seed": 0} for b in ["block2", "block1"])
     assert list(plots.plot_results(labels, x="block").lines[0].get_xdata()) == ["block2", "block1"]
+
+
+# --- Exercises (ftlib.lessons.exercises.lesson04) and the live slider's run -------------------------------------
+
+def test_choose_on_validation_question_gives_each_misconception_its_feedback(capsys):
+    from ftlib.lessons.exercises import lesson04 as ex
+
+    assert ex.choose_on_validation(...).passed is None and "(b) A strength picked" in capsys.readouterr().out
+    assert ex.choose_on_validation(ex.SOLUTIONS["choose_on_validation"]).passed is True
+    wrong = ex.choose_on_validation(ex.WRONG_ANSWERS["choose_on_validation"])
+    assert wrong.passed is False and "Nothing guarantees it" in wrong.message
+
+
+def test_shifted_digits_needs_shifts_as_wide_as_the_digits(capsys):
+    from ftlib.lessons.exercises import lesson04 as ex
+
+    def build():
+        ...  # the notebook's placeholder
+
+    assert ex.shifted_digits(build).passed is None and "Exercise not attempted yet" in capsys.readouterr().out
+    def forgot_return():
+        augment.standard(1)
+
+    assert "returned nothing" in ex.shifted_digits(forgot_return).message
+    assert ex.shifted_digits(ex.SOLUTIONS["shifted_digits"]).passed is True
+    wrong = ex.shifted_digits(ex.WRONG_ANSWERS["shifted_digits"])
+    assert wrong.passed is False and "shifts by only ±10%·s" in wrong.message
+
+
+def test_shifted_set_moves_each_digit_by_its_own_fixed_amount():
+    from ftlib.lessons.exercises import lesson04 as ex
+
+    copies = data.few_shot("mnist", 1, 0)
+    moved = ex.shifted_set(copies)
+    assert torch.equal(moved.images, ex.shifted_set(copies).images) and torch.equal(moved.labels, copies.labels)
+    assert not torch.equal(moved.images, copies.images)
+
+
+def _confusions(six_nine_correct: int) -> dict:
+    confusion = 100 * torch.eye(10, dtype=torch.long)
+    for digit, other in ((6, 9), (9, 6)):
+        confusion[digit, digit], confusion[digit, other] = six_nine_correct, 100 - six_nine_correct
+    return {"confusion": confusion}
+
+
+def test_six_nine_turn_compares_the_guess_with_the_mean_change(capsys):
+    from ftlib.lessons.exercises import lesson04 as ex
+
+    safe, turned = [_confusions(100), _confusions(98)], [_confusions(75), _confusions(73)]  # -25 points each
+    assert ex.six_nine_turn(..., safe, turned).passed is None and "guess_six_nine" in capsys.readouterr().out
+    assert ex.six_nine_turn(ex.SOLUTIONS["six_nine_turn"], safe, turned).passed is True
+    wrong = ex.six_nine_turn(ex.WRONG_ANSWERS["six_nine_turn"], safe, turned)
+    assert wrong.passed is False and "(high)" in wrong.message and "keeps its label 6" in wrong.message
+
+
+def test_live_strength_trains_at_one_strength_and_names_it_first(capsys):
+    import time
+
+    start = time.perf_counter()
+    augmentation.live_strength(2)
+    seconds = time.perf_counter() - start
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("strength = 2: scratch, N = 5 digits per class, seed 0, 60 steps in")
+    assert lines[1].startswith("validation ") and ", test " in lines[1]
+    print(f"live_strength(2): {seconds:.2f} s")  # about 1.3 s on 2 cores (shown with pytest -s)
