@@ -16,6 +16,17 @@ QUESTION = Question("Why does fine-tuning beat scratch at N=5?", {
 
 def test_an_untouched_exercise_prints_what_to_do_and_neither_passes_nor_fails(capsys):
     assert not attempted(...) and attempted(0)
+
+    def build(model):
+        ...
+
+    def stub(model):
+        pass
+
+    def written(model):
+        return model
+
+    assert not attempted(build) and not attempted(stub) and attempted(written) and attempted(lambda m: m)
     for feedback in (check_prediction(..., 12.0, tolerance=3, quantity="the gain", why="features"),
                      check_target(None, target=80, quantity="accuracy", hint="the rate"),
                      QUESTION.check(...)):

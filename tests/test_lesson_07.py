@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from ftlib import data
+from ftlib import data, transfer
 from ftlib.lessons import transfer_limits
 from ftlib.models import GlyphNet
 from ftlib.transfer import adapt_batchnorm
@@ -59,7 +59,11 @@ def test_a_probe_on_block2_beats_block4_on_validation_gratings_and_keeping_block
     assert lesson07.probe_earlier_block(lesson07.SOLUTIONS["probe_earlier_block"]).passed is True
     wrong = lesson07.probe_earlier_block(lesson07.WRONG_ANSWERS["probe_earlier_block"])
     assert wrong.passed is False and "transfer.truncate(model, 'blockN')" in wrong.message
-    assert lesson07.probe_earlier_block(lambda model: None).passed is False
+
+    def forgot_return(model):
+        transfer.truncate(model, "block2")
+
+    assert lesson07.probe_earlier_block(forgot_return).passed is False
 
 
 def test_the_flaw_question_rewards_the_inherited_blind_spot_and_answers_more_steps():

@@ -46,9 +46,16 @@ class Feedback:
         """Nothing: every check prints its words already, so a cell that ends with a check shows them once."""
 
 
+def _does_nothing():
+    ...
+
+
 def attempted(answer: object) -> bool:
-    """Whether the learner has replaced the exercise's ``...`` placeholder."""
-    return answer is not Ellipsis
+    """Whether the learner has replaced the exercise's placeholder: ``...``, or a function whose body is only
+    ``...`` or ``pass`` (as a *do* exercise hands it out)."""
+    if answer is Ellipsis:
+        return False
+    return not (isinstance(answer, FunctionType) and answer.__code__.co_code == _does_nothing.__code__.co_code)
 
 
 def tell(passed: bool | None, message: str) -> Feedback:

@@ -57,23 +57,13 @@ def why_pretraining_wins(answer: str | EllipsisType) -> Feedback:
     return WHY_PRETRAINING_WINS.check(answer)
 
 
-def _empty(model):
-    ...
-
-
-def _untouched(build: object) -> bool:
-    """Whether ``build`` is still the placeholder: not a function, or one whose body does nothing."""
-    code = getattr(build, "__code__", None)
-    return not attempted(build) or (code is not None and code.co_code == _empty.__code__.co_code)
-
-
 def probe_by_freezing(build: Callable[[nn.Module], object], curve: Results, seed: int = 0,
                       steps: int = 100) -> Feedback:
     """Exercise 3 (do): ``build(model)`` freezes parts of a pretrained model with a new head; it must leave only
     the head trainable. Then it trains exactly like plain fine-tuning (its rate, ``steps`` steps, N = 5 digits of
     ``seed``) and must beat scratch's test accuracy in that seed (from ``curve``) by at least 5 points."""
     target, quantity = 5, f"your probe's gain over scratch in test accuracy at N = 5, seed {seed},"
-    if not callable(build) or _untouched(build):
+    if not callable(build) or not attempted(build):
         return check_target(None, target=target, quantity=quantity, unit=" points", hint="")
     model = make_model(get_method("fine-tune"), 10, seed)
     build(model)

@@ -12,7 +12,7 @@ BatchNorm trap (explain).
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import EllipsisType, FunctionType
+from types import EllipsisType
 
 from torch import nn
 
@@ -21,29 +21,13 @@ from ...evaluation import evaluate
 from ...freeze import changed, count_parameters, freeze, snapshot
 from ...models import BLOCKS
 from ..experiments import Results, get_method, make_model, run
-from . import Feedback, Option, Question, attempted, check_target
+from . import Feedback, Option, Question, attempted, check_target, tell
 
 __all__ = ["BATCHNORM_TRAP", "SOLUTIONS", "TARGET_ACCURACY", "WRONG_ANSWERS", "batchnorm_trap", "build",
            "far_depth", "freeze_first_two", "weights_only"]
 
 TARGET_ACCURACY = 94.0  # test accuracy (%) that block1 + block2 frozen must reach on font_digits, N = 10, seed 0
 _BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
-
-
-class _Told(Feedback):
-    """A :class:`Feedback` whose words are printed already: a notebook cell does not show it a second time."""
-
-    def _ipython_display_(self) -> None:
-        pass
-
-
-def _quiet(feedback: Feedback) -> Feedback:
-    return _Told(feedback.passed, feedback.message)
-
-
-def _tell(feedback: Feedback) -> Feedback:
-    print(feedback.message)
-    return _quiet(feedback)
 
 
 def far_depth(guess: int | EllipsisType, sweep: Results, far: str = "gratings") -> Feedback:
@@ -54,13 +38,13 @@ def far_depth(guess: int | EllipsisType, sweep: Results, far: str = "gratings") 
     """
     quantity = f"how many blocks (0-{len(BLOCKS)}) to freeze on {far}"
     if not attempted(guess):
-        return _tell(Feedback(None, f"Exercise not attempted yet: write your prediction of {quantity} in "
-                                    f"`guess_far_k` (the cell before the sweep) in place of `...`, run that cell, "
-                                    f"then this one."))
+        return tell(None, f"Exercise not attempted yet: write your prediction of {quantity} in "
+                    f"`guess_far_k` (the cell before the sweep) in place of `...`, run that cell, "
+                    f"then this one.")
     ks = sorted(sweep.where(target=far).unique("k"))
     if isinstance(guess, bool) or guess not in ks:
-        return _tell(Feedback(False, f"Your prediction should be a whole number of blocks from {ks[0]} to {ks[-1]}, "
-                                     f"got {guess!r}."))
+        return tell(False, f"Your prediction should be a whole number of blocks from {ks[0]} to {ks[-1]}, "
+                    f"got {guess!r}.")
     mean = {k: 100 * sweep.mean(target=far, k=k) for k in ks}
     std = {k: 100 * sweep.std(target=far, k=k) for k in ks}
     best = max(ks, key=mean.get)
@@ -79,14 +63,7 @@ def far_depth(guess: int | EllipsisType, sweep: Results, far: str = "gratings") 
     why = ("the deeper blocks of GlyphNet are tuned to strokes, and gratings need other features, so they must "
            "adapt: on a far target freeze little (the first block's edge detectors are general enough), and "
            "compare with scratch.")
-    return _tell(Feedback(close, f"{verdict} Measured on {far} (mean over seeds): {measured}. Why: {why}"))
-
-
-def _is_placeholder(fn: object) -> bool:
-    """Whether ``fn`` is ``...`` or a function whose body does nothing (``...`` or ``pass``)."""
-    def empty(model):
-        ...
-    return fn is Ellipsis or (isinstance(fn, FunctionType) and fn.__code__.co_code == empty.__code__.co_code)
+    return tell(close, f"{verdict} Measured on {far} (mean over seeds): {measured}. Why: {why}")
 
 
 def freeze_first_two(build: Callable[[nn.Module], object] | EllipsisType, target: str = "font_digits", n: int = 10,
@@ -98,8 +75,8 @@ def freeze_first_two(build: Callable[[nn.Module], object] | EllipsisType, target
     :data:`TARGET_ACCURACY`.
     """
     quantity = f"test accuracy on {target} (N = {n}, seed {seed}, {steps} steps)"
-    if _is_placeholder(build):
-        return _quiet(check_target(None, target=TARGET_ACCURACY, quantity=quantity, hint="", unit="%"))
+    if not attempted(build):
+        return check_target(None, target=TARGET_ACCURACY, quantity=quantity, hint="", unit="%")
     train_set = data.few_shot(target, n, seed)
     model = make_model(get_method("fine-tune"), train_set.num_classes, seed)
     expected = sum(count_parameters(getattr(model, name)) for name in (*BLOCKS[2:], "head"))
@@ -109,10 +86,10 @@ def freeze_first_two(build: Callable[[nn.Module], object] | EllipsisType, target
     if trainable != expected:
         frozen = [name for name, block in model.named_children()
                   if not any(p.requires_grad for p in block.parameters())]
-        return _tell(Feedback(False, f"Not yet: {trainable:,} parameters are trainable, but with block1 and block2 "
-                                     f"frozen {expected:,} should be (block3, block4 and the head; the k = 2 row of "
-                                     f"the table). Frozen now: {', '.join(frozen) or 'nothing'}. Freeze them by "
-                                     f"name: freeze(model, [...]) with the names in models.BLOCKS."))
+        return tell(False, f"Not yet: {trainable:,} parameters are trainable, but with block1 and block2 "
+                    f"frozen {expected:,} should be (block3, block4 and the head; the k = 2 row of "
+                    f"the table). Frozen now: {', '.join(frozen) or 'nothing'}. Freeze them by "
+                    f"name: freeze(model, [...]) with the names in models.BLOCKS.")
     trained = run("fine-tune", train_set, seed, steps, model=model, lr=lr)
     moved = changed(trained.model, before)
     if moved:
@@ -120,14 +97,14 @@ def freeze_first_two(build: Callable[[nn.Module], object] | EllipsisType, target
         what = ("their BatchNorm running statistics moved (the trap of section 4): requires_grad alone freezes the "
                 "weights, not the statistics; ftlib.freeze keeps the frozen blocks' BatchNorm layers in eval mode"
                 if stats_only else "some of their weights were trained")
-        return _tell(Feedback(False, f"Not yet: the trainable count is right ({trainable:,}), but block1 and block2 "
-                                     f"changed during training ({len(moved)} tensors, e.g. {moved[0]}): {what}."))
+        return tell(False, f"Not yet: the trainable count is right ({trainable:,}), but block1 and block2 "
+                    f"changed during training ({len(moved)} tensors, e.g. {moved[0]}): {what}.")
     accuracy = 100 * evaluate(trained.model, data.test_set(target)).accuracy
     print(f"block1 and block2 frozen: {trainable:,} trainable parameters, their weights and BatchNorm statistics "
           f"unchanged; trained {steps} steps in {trained.seconds:.1f} s.")
-    return _quiet(check_target(accuracy, target=TARGET_ACCURACY, quantity=quantity, unit="%",
+    return check_target(accuracy, target=TARGET_ACCURACY, quantity=quantity, unit="%",
                                hint="the rate and steps are the lesson's; check that only block1 and block2 are "
-                                    "frozen."))
+                                    "frozen.")
 
 
 BATCHNORM_TRAP = Question(
@@ -156,7 +133,7 @@ BATCHNORM_TRAP = Question(
 
 def batchnorm_trap(answer: str | EllipsisType) -> Feedback:
     """The explain exercise: why the weights-only freeze costs accuracy on textures."""
-    return _quiet(BATCHNORM_TRAP.check(answer))
+    return BATCHNORM_TRAP.check(answer)
 
 
 def build(model):

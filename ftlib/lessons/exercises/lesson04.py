@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from statistics import fmean
-from types import EllipsisType, FunctionType
+from types import EllipsisType
 
 import torch
 from torch import nn
@@ -22,7 +22,7 @@ from ...evaluation import evaluate
 from ...train import Augment
 from ..augmentation import on_six_nine
 from ..experiments import run
-from . import Feedback, Option, Question, attempted, check_prediction, check_target
+from . import Feedback, Option, Question, attempted, check_prediction, check_target, tell
 
 __all__ = ["CHOOSE_ON_VALIDATION", "SHIFT", "SHIFTED_PER_CLASS", "SOLUTIONS", "TARGET_ACCURACY", "WRONG_ANSWERS",
            "build", "choose_on_validation", "lesson_strength_only", "shifted_digits", "shifted_set", "six_nine_turn"]
@@ -31,22 +31,6 @@ SHIFT = 0.2  # the held-out digits of the do exercise are moved by up to ±20% o
 SHIFTED_PER_CLASS = 50  # held-out digits per class, from the pool (never the test set): 500 in all
 TARGET_ACCURACY = 85.0  # accuracy (%) on them that scratch, N = 5, seed 0, must reach with the learner's augmentation
 _SHIFT_SEED = 4_000_003  # fixes each held-out digit's shift
-
-
-class _Told(Feedback):
-    """A :class:`Feedback` whose words are printed already: a notebook cell does not show it a second time."""
-
-    def _ipython_display_(self) -> None:
-        pass
-
-
-def _quiet(feedback: Feedback) -> Feedback:
-    return _Told(feedback.passed, feedback.message)
-
-
-def _tell(feedback: Feedback) -> Feedback:
-    print(feedback.message)
-    return _quiet(feedback)
 
 
 CHOOSE_ON_VALIDATION = Question(
@@ -76,20 +60,13 @@ CHOOSE_ON_VALIDATION = Question(
 
 def choose_on_validation(answer: str | EllipsisType) -> Feedback:
     """The explain exercise: why the strength is chosen on validation digits."""
-    return _quiet(CHOOSE_ON_VALIDATION.check(answer))
+    return CHOOSE_ON_VALIDATION.check(answer)
 
 
 def shifted_set(images: data.ImageSet, shift: float = SHIFT) -> data.ImageSet:
     """``images``, each moved by its own fixed random amount of up to ``shift`` of the width and height."""
     moved = augment.random_affine(0, shift, (1.0, 1.0))(images.images, torch.Generator().manual_seed(_SHIFT_SEED))
     return data.ImageSet(moved, images.labels, images.classes, images.name)
-
-
-def _is_placeholder(fn: object) -> bool:
-    """Whether ``fn`` is ``...`` or a function whose body does nothing (``...`` or ``pass``)."""
-    def empty():
-        ...
-    return fn is Ellipsis or (isinstance(fn, FunctionType) and fn.__code__.co_code == empty.__code__.co_code)
 
 
 def shifted_digits(build: Callable[[], Augment | nn.Module] | EllipsisType, n: int = 5, steps: int = 100,
@@ -101,11 +78,11 @@ def shifted_digits(build: Callable[[], Augment | nn.Module] | EllipsisType, n: i
     ``augment.compose``) or a ``torchvision.transforms.v2`` transform (applied image by image, slower).
     """
     quantity = f"accuracy on the shifted held-out digits (scratch, N = {n}, seed {seed}, {steps} steps)"
-    if _is_placeholder(build):
-        return _quiet(check_target(None, target=TARGET_ACCURACY, quantity=quantity, hint="", unit="%"))
+    if not attempted(build):
+        return check_target(None, target=TARGET_ACCURACY, quantity=quantity, hint="", unit="%")
     chosen = build()
     if chosen is None:
-        return _tell(Feedback(False, "build() returned nothing: end it with `return` and your augmentation."))
+        return tell(False, "build() returned nothing: end it with `return` and your augmentation.")
     if isinstance(chosen, nn.Module):  # a v2 transform works on one image: give each image its own draw
         print("a v2 transform: applied to each image on its own with augment.per_image (slower than ftlib.augment)")
         chosen = augment.per_image(chosen)
@@ -114,11 +91,11 @@ def shifted_digits(build: Callable[[], Augment | nn.Module] | EllipsisType, n: i
     accuracy = 100 * evaluate(trained.model, shifted_set(held_out)).accuracy
     print(f"trained in {trained.seconds:.1f} s; on the same held-out digits, not shifted: "
           f"{evaluate(trained.model, held_out).accuracy:.1%}")
-    return _quiet(check_target(accuracy, target=TARGET_ACCURACY, quantity=quantity, unit="%",
+    return check_target(accuracy, target=TARGET_ACCURACY, quantity=quantity, unit="%",
                                hint=f"these digits sit up to ±{100 * SHIFT:.0f}% of the width off-centre, while "
                                     f"augment.standard(s) shifts by only ±10%·s: let your augmentation shift as "
                                     f"far (augment.random_affine(translate=...)), and keep rotation and scale "
-                                    f"mild (a v2 transform: give it interpolation=augment.BILINEAR)."))
+                                    f"mild (a v2 transform: give it interpolation=augment.BILINEAR).")
 
 
 def six_nine_turn(guess: float | EllipsisType, safe: Iterable[dict], turned: Iterable[dict]) -> Feedback:
@@ -126,15 +103,15 @@ def six_nine_turn(guess: float | EllipsisType, safe: Iterable[dict], turned: Ite
     when half of the training digits are also turned upside down (``turned``) instead of not (``safe``)."""
     quantity = "the change in accuracy on 6 and 9, in points (mean over seeds)"
     if not attempted(guess):
-        return _tell(Feedback(None, f"Exercise not attempted yet: write your prediction of {quantity} in "
-                                    f"`guess_six_nine` (the cell before section 4's runs) in place of `...`, run "
-                                    f"that cell, then this one."))
+        return tell(None, f"Exercise not attempted yet: write your prediction of {quantity} in "
+                    f"`guess_six_nine` (the cell before section 4's runs) in place of `...`, run "
+                    f"that cell, then this one.")
     change = 100 * fmean(on_six_nine(t["confusion"]) - on_six_nine(s["confusion"]) for s, t in zip(safe, turned))
     why = ("a 6 turned upside down looks like a 9 but keeps its label 6 (and a turned 9 like a 6), so half of the "
            "time the model is taught that each shape is the other digit: it can no longer tell them apart, and "
            "predictions flow between the two (the swapped shares above). Flips help only when the label survives "
            "them.")
-    return _quiet(check_prediction(guess, change, tolerance=10, quantity=quantity, unit=" points", why=why))
+    return check_prediction(guess, change, tolerance=10, quantity=quantity, unit=" points", why=why)
 
 
 def build():

@@ -27,8 +27,8 @@ def most_letters(guess: str | EllipsisType, sweep: Results) -> Feedback:
     over seeds) in section 1's ``sweep``."""
     if not attempted(guess):
         return tell(None, "Exercise not attempted yet: in the cell before section 1's runs, write which "
-                                    "penalty you expect to keep the most letters (\"decay\", \"l2\" or \"l2sp\") "
-                                    "in place of `...`, then run the cells again.")
+                    "penalty you expect to keep the most letters (\"decay\", \"l2\" or \"l2sp\") "
+                    "in place of `...`, then run the cells again.")
     if guess not in _CHOICES:
         return tell(False, f"{guess!r} is not one of the choices: write \"decay\", \"l2\" or \"l2sp\".")
     kept = {p: sweep.mean("retention", penalty=p) for p in _CHOICES}
@@ -72,15 +72,15 @@ def build_l2sp(build: Callable[[nn.Module], object] | EllipsisType) -> Feedback:
     penalty = build(load_pretrained())
     if not isinstance(penalty, L2SP):
         return tell(False, f"build(model) returned {type(penalty).__name__}, not an L2SP: the pull must be "
-                                     "towards the pretrained weights (regularize.L2SP(model, alpha=...)).")
+                    "towards the pretrained weights (regularize.L2SP(model, alpha=...)).")
     (val_free, kept_free), (val, kept) = _measured(None), _measured(build)
     cost = 100 * (val_free - val)
     seen = (f"validation digits {val:.1%} (no penalty {val_free:.1%}), letters kept {kept:.1%} (no penalty "
             f"{kept_free:.1%}) at alpha={penalty.alpha:g}. ")
     if cost > 1.0:
         return tell(False, f"Not yet: {seen}The digits lose {cost:.1f} points on validation (at most 1): "
-                                     "the pull is too strong for 5 digits per class to move the backbone where "
-                                     "the digits need it. Look at: a strength 10 to 100 times smaller.")
+                    "the pull is too strong for 5 digits per class to move the backbone where "
+                    "the digits need it. Look at: a strength 10 to 100 times smaller.")
     print(seen.strip())
     return check_target(100 * (kept - kept_free), target=0.1, at_least=True, unit=" points",
                         quantity="letters kept minus no penalty's",

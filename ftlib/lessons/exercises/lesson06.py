@@ -35,7 +35,7 @@ def stop_a_real_run(rule: EarlyStopping | EllipsisType, histories: list[History]
                             "step of the lowest validation loss of the whole run)", hint="")
     if not isinstance(rule, EarlyStopping):
         return tell(False, "Build the rule with stopping.EarlyStopping(monitor, patience=..., "
-                                     f"min_delta=...), not {type(rule).__name__}.")
+                    f"min_delta=...), not {type(rule).__name__}.")
     full = histories[seed] if seed < len(histories) else es.long_run(seed, 25, 0.3, 0.2, steps, 10,
                                                                       watch_test=False).history
     low = full.eval_step[min(range(len(full.val_loss)), key=lambda i: full.val_loss[i])]
@@ -46,8 +46,8 @@ def stop_a_real_run(rule: EarlyStopping | EllipsisType, histories: list[History]
           f"the clean test digits); the whole run's lowest validation loss is at step {low}")
     if best != low:
         return tell(False, f"Not yet: the rule restored step {best}, not step {low}, where the validation "
-                                     "loss of the whole run is lowest. Look at: what it watches (the validation "
-                                     "loss) and min_delta (a large one ignores real improvements).")
+                    "loss of the whole run is lowest. Look at: what it watches (the validation "
+                    "loss) and min_delta (a large one ignores real improvements).")
     return check_target(trained, target=steps // 2, at_least=False, quantity="steps trained",
                         hint="each evaluation of patience costs 10 more steps after the best, and with the best "
                              "weights restored it buys nothing on this curve (section 5's table): a smaller "
