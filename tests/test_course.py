@@ -71,11 +71,13 @@ def test_every_parameter_a_lesson_assigns_can_be_set(notebook):
     assert list(course.notebook_parameters(notebook)) == assigned
 
 
-@pytest.mark.parametrize("notebook", course.lessons(), ids=lambda p: p.stem)
-def test_every_lesson_runs_through_papermill_with_fewer_seeds(notebook, tmp_path):
+def test_a_lesson_runs_through_the_course_runner_with_fewer_seeds(tmp_path):
+    """The runner's whole path on a real lesson: parameters in, headline out. (Every lesson runs at its defaults
+    under nbval, and with seeds=2 in the browser tests: a third full run of each would only add minutes.)"""
+    notebook = next(nb for nb in course.lessons() if nb.name.startswith("06_"))
     run = course.run_notebook(notebook, tmp_path, {"seeds": 2})
     assert run.status == "ok", run.error
-    assert run.headline, "each lesson prints a headline for the course summary"
+    assert run.headline and "(2/2 seeds)" in run.headline, "the lesson ran with the seeds it was given"
 
 
 @pytest.mark.parametrize("args, shipped, variant", [
