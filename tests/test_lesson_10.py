@@ -1,4 +1,5 @@
-"""Lesson 10's additions: RoPE by parts, the wavelengths, the sliding-window baseline, checks along a fine-tune."""
+"""Lesson 10's additions: RoPE by parts, the wavelengths, the sliding-window baseline, checks along a fine-tune, and
+the chat model extended against one kept at its trained context."""
 
 import math
 import random
@@ -11,7 +12,7 @@ import torch
 from ftlib import runtime
 from ftlib.lessons import context_extension
 from ftlib.lessons.exercises import lesson10 as exercises
-from ftlib.lm import context, corpus, model, pretrain
+from ftlib.lm import chat, context, corpus, model, pretrain
 
 matplotlib.use("Agg")
 from ftlib.lm.tokenizer import VOCAB, encode
@@ -147,3 +148,42 @@ def test_live_position_scale_scores_the_base_model(lesson_study, capsys):
     assert lines[0].startswith("position scale = 0.5: positions 0-255 turn RoPE as positions 0-127.5 would")
     assert lines[1].startswith("loss: positions 0-63 ") and "positions 128-255" in lines[1] and seconds > 0
     assert 1.0 in context_extension.POSITION_SCALES and 0.25 in context_extension.POSITION_SCALES
+
+
+QUESTIONS = [f"What does module_{i}.function do exactly?" if i % 3 else "Thanks!" for i in range(40)]  # 1 in 3 short
+CHAT = "".join(f"User: {q}\nAssistant: It does thing {i}.\n\n" for i, q in enumerate(QUESTIONS))
+
+
+def test_long_question_turns_are_the_turns_whose_user_tag_a_short_view_cannot_show():
+    turns = context_extension.long_question_turns(CHAT, view=20, first=100)
+    assert turns and all(CHAT.startswith("Assistant: ", s) and s >= 100 for s in turns)
+    for s in turns:  # the question line (newline included) is longer than the view
+        line = CHAT[CHAT.rfind("\n", 0, s - 1) + 1:s]
+        assert line.startswith("User: What does") and len(line) > 20
+    replies = [m for m in range(100, len(CHAT)) if CHAT.startswith("Assistant: ", m)]
+    assert len(turns) == sum(CHAT[CHAT.rfind("\n", 0, m - 1) + 1:m] != "User: Thanks!\n" for m in replies)
+    assert context_extension.long_question_turns(CHAT, view=200, first=0) == []  # every tag in view
+
+
+def test_format_chances_are_per_turn_and_read_the_whole_context():
+    lm = _lm()
+    starts = context_extension.long_question_turns(CHAT, view=5, first=SMALL.context)
+    chances = chat.format_chances(lm, CHAT, starts, temperature=1.0)
+    assert chances.shape == (len(starts),) and ((0 <= chances) & (chances <= 1)).all()
+    every = [m for m in range(SMALL.context, len(CHAT)) if CHAT.startswith("Assistant: ", m) and CHAT[m - 1] == "\n"]
+    assert math.isclose(chat.format_chances(lm, CHAT, every).mean().item(),
+                        chat.format_rate(lm, CHAT, prompts=len(every)), rel_tol=1e-5)
+    with pytest.raises(ValueError, match="context=16"):
+        chat.format_chances(lm, CHAT, [3])
+
+
+def test_chat_extension_tunes_both_arms_alike_and_reads_the_window_arm_through_a_sliding_window():
+    lm = _lm()
+    talk = context_extension.ChatExtension(lm, CHAT, CHAT, length=32, steps=2, lr=1e-3, chars_per_step=64,
+                                           temperature=0.7, eval_chars=4 * 32)
+    assert talk.view == 16 - len("Assistant: ") + 1 and talk.turns
+    window, parts = talk.run("window", 0), talk.run("parts", 0)
+    assert set(window) == set(parts) == {"past", "format", "seconds"}
+    assert 0 < window["format"] < 1 and window["past"] != parts["past"]
+    with pytest.raises(ValueError, match="chars_per_step=40"):
+        context_extension.ChatExtension(lm, CHAT, CHAT, 32, 2, 1e-3, 40, 0.7)

@@ -1,19 +1,24 @@
 """Lesson 10's drivers: loss by position before and after a short fine-tune at a longer context, the sliding-window
-baseline it must beat, checks along each fine-tune, the recall table, and the lesson's plots.
+baseline it must beat, checks along each fine-tune, the recall table, a chat model extended against one kept at its
+trained context and fine-tuned alike, and the lesson's plots.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from ..lm import context
+from ..lm import chat, context
+from ..lm.finetune import finetune
+from .chat_finetuning import view
 from .experiments import Results
 
-__all__ = ["POSITION_SCALES", "ContextExtension", "at_position_scale", "plot_before_after", "plot_loss_by_position",
+__all__ = ["POSITION_SCALES", "ChatExtension", "ContextExtension", "at_position_scale",
+           "long_question_turns", "plot_before_after", "plot_loss_by_position",
            "plot_wavelengths", "recall_scores", "recall_table", "smooth"]
 
 POSITION_SCALES = (1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25)  # the live slider's factors on every position
@@ -102,6 +107,69 @@ class ContextExtension:
                  for n in self.lengths]
         lines = [f"{'':<34}" + "".join(f"{h:>18}" for h in heads)]
         lines += [f"{names[m]:<34}" + "".join(f"{c:>18}" for c in cells) for m, cells in rows.items()]
+        return "\n".join(lines)
+
+
+def long_question_turns(text: str, view: int, first: int) -> list[int]:
+    """Where the assistant turns of chat ``text`` start whose question line (its newline included) is longer than
+    ``view`` characters, so a model that sees ``view`` characters before the turn cannot see the ``User:`` tag;
+    only turns at least ``first`` characters into the text, so every reader has its whole context before them."""
+    starts = [m.start() for m in re.finditer(rf"^{chat.ASSISTANT}", text, flags=re.MULTILINE) if m.start() >= first]
+    return [s for s in starts if s - (text.rfind("\n", 0, s - 1) + 1) > view]
+
+
+@dataclass
+class ChatExtension:
+    """Chat fine-tuning of the base model at ``length`` characters with an extension ``method``, against the same
+    fine-tune at the base's own context read through a sliding window (the ``"window"`` arm): same steps, learning
+    rate, seed and ``chars_per_step`` characters of the chat text per step, so only the context differs.
+
+    :meth:`run` scores each arm on ``eval_chars`` characters of the validation chat (the loss past the trained
+    context) and on the turns of :func:`long_question_turns` (the chance that a reply starts in the format).
+    """
+
+    base: nn.Module
+    train_text: str
+    val_text: str
+    length: int
+    steps: int
+    lr: float
+    chars_per_step: int
+    temperature: float
+    eval_chars: int = 4096
+
+    def __post_init__(self) -> None:
+        trained = self.base.config.context
+        if self.chars_per_step % self.length or self.length % trained:
+            raise ValueError(f"chars_per_step={self.chars_per_step} must be a multiple of length={self.length}, "
+                             f"itself a multiple of the trained context {trained}")
+        self.evaluation = self.val_text[:self.eval_chars + 1]
+        self.view = view(self.base)  # what the trained context shows of a question before the reply
+        self.turns = long_question_turns(self.val_text, self.view, self.length)
+
+    def run(self, arm: str, seed: int) -> dict:
+        """Fine-tune one arm (``"window"`` or an extension method) on the chat text; the record (for ``run_grid``)
+        holds ``past`` (bpc at positions trained..length-1), ``format`` (on the long questions) and ``seconds``."""
+        trained = self.base.config.context
+        if arm == "window":
+            lm, history = finetune(self.base, self.train_text, "full", self.steps, self.lr, seed,
+                                   batch_size=self.chars_per_step // trained)
+            bits = context.sliding_bits(lm, self.evaluation, self.length)
+        else:
+            lm, history = context.extend(self.base, arm, self.length, self.train_text, self.steps, self.lr, seed,
+                                         self.chars_per_step // self.length)
+            bits = context.position_bits(lm, self.evaluation, self.length)
+        chances = chat.format_chances(lm, self.val_text, self.turns, self.temperature)
+        return {"past": bits[trained:].mean().item(), "format": chances.mean().item(), "seconds": history.seconds}
+
+    def table(self, results: Results, names: dict[str, str]) -> str:
+        """One line per arm of :meth:`run` (``names`` labels them): the chat loss past the trained context and the
+        format rate on the long questions, mean ± std over the seeds run."""
+        lines = [f"{'':<42}{f'chat loss past {self.base.config.context}':>20}{'format, long questions':>26}"]
+        for arm, name in names.items():
+            lines.append(f"{name:<42}{results.mean('past', arm=arm):>11.2f} ± {results.std('past', arm=arm):.2f} bpc"
+                         f"{100 * results.mean('format', arm=arm):>19.1f} ± "
+                         f"{100 * results.std('format', arm=arm):.1f} %")
         return "\n".join(lines)
 
 

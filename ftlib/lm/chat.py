@@ -24,7 +24,8 @@ from .tokenizer import clean, encode
 from .train import char_bits
 
 __all__ = ["ASSISTANT", "CHAT_FILES", "CLOSING", "FIRST", "FOLLOW_UP", "USER", "VAL_FRACTION", "build_dialogues",
-           "chat_text", "first_sentence", "format_dialogue", "format_rate", "load_dialogues", "losses", "reply"]
+           "chat_text", "first_sentence", "format_chances", "format_dialogue", "format_rate", "load_dialogues",
+           "losses", "reply"]
 
 CHAT_FILES = {"train": DATA_DIR / "chat_train.jsonl", "val": DATA_DIR / "chat_val.jsonl"}
 USER, ASSISTANT = "User: ", "Assistant: "
@@ -126,26 +127,36 @@ def losses(model: nn.Module, chat: str, answer_mask: torch.Tensor, prose: str) -
 
 
 @torch.no_grad()
+def format_chances(model: nn.Module, text: str, starts: list[int], temperature: float = 0.7) -> torch.Tensor:
+    """For each assistant turn of ``text`` that starts at one of ``starts``: the probability that sampling at
+    ``temperature`` writes exactly ``Assistant: `` there (at 0: 1 if the most likely characters spell it, else 0).
+
+    The model reads the ``config.context`` characters before each turn (they end with the user's question and its
+    newline), in eval mode on its own device, and gets its mode back. The result lies on the CPU.
+    """
+    n, context = len(ASSISTANT), model.config.context
+    if any(s < context for s in starts):
+        raise ValueError(f"every turn must start at least context={context} characters into the text")
+    ids = torch.stack([encode(text[s + n - context - 1:s + n]) for s in starts]).to(next(model.parameters()).device)
+    with evaluating(model):
+        logits, wanted = model(ids[:, :-1])[:, -n:], ids[:, -n:]
+    if temperature == 0:
+        return (logits.argmax(-1) == wanted).all(-1).float().cpu()
+    return torch.log_softmax(logits / temperature, -1).gather(-1, wanted[..., None]).sum((1, 2)).exp().cpu()
+
+
 def format_rate(model: nn.Module, text: str, prompts: int = 48, temperature: float = 0.7) -> float:
     """How often replies sampled at ``temperature`` follow the turn format: after a user's line, ``Assistant: ``.
 
     For ``prompts`` evenly spaced assistant turns of ``text``, the model reads the characters before the turn
-    (they end with the user's question and its newline) and we take the probability that sampling writes exactly
-    ``Assistant: `` next: the product of its 11 characters' probabilities at this temperature (at 0, 1 if the
-    most likely characters spell it, else 0). The mean is the share of sampled replies that start in turn, as
-    many samples would measure it, without their noise. The model runs in eval mode on its own device and gets
-    its mode back.
+    and we take the probability that sampling writes exactly ``Assistant: `` next (:func:`format_chances`: the
+    product of its 11 characters' probabilities at this temperature). The mean is the share of sampled replies
+    that start in turn, as many samples would measure it, without their noise.
     """
-    n, context = len(ASSISTANT), model.config.context
+    context = model.config.context
     starts = [m.start() for m in re.finditer(rf"^{ASSISTANT}", text, flags=re.MULTILINE) if m.start() >= context]
     chosen = starts[:: max(1, len(starts) // prompts)][:prompts]
-    ids = torch.stack([encode(text[s + n - context - 1:s + n]) for s in chosen]).to(next(model.parameters()).device)
-    with evaluating(model):
-        logits, wanted = model(ids[:, :-1])[:, -n:], ids[:, -n:]
-    if temperature == 0:
-        return (logits.argmax(-1) == wanted).all(-1).float().mean().item()
-    chance = torch.log_softmax(logits / temperature, -1).gather(-1, wanted[..., None]).sum((1, 2)).exp()
-    return chance.mean().item()
+    return format_chances(model, text, chosen, temperature).mean().item()
 
 
 def reply(model: nn.Module, conversation: str, question: str, temperature: float = 0.7, seed: int = 0,

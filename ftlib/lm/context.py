@@ -107,8 +107,9 @@ def sliding_bits(model: nn.Module, text: str | torch.Tensor, length: int, reach:
     tokens = (encode(text) if isinstance(text, str) else text).to(next(model.parameters()).device)
     windows = (len(tokens) - 1) // length
     bits = position_bits(model, tokens, length).clone()
-    ends = range(reach + stride, length + 1, stride)  # each row predicts positions end - stride .. end - 1
-    rows = torch.stack([tokens[w * length + end - reach:w * length + end + 1] for end in ends for w in range(windows)])
+    ends = torch.arange(reach + stride, length + 1, stride)  # each row predicts positions end - stride .. end - 1
+    firsts = (ends[:, None] - reach + length * torch.arange(windows)[None, :]).flatten()  # by end, then by window
+    rows = tokens[firsts.to(tokens.device)[:, None] + torch.arange(reach + 1, device=tokens.device)]
     with evaluating(model):
         logits = torch.cat([model(rows[i:i + 256, :-1])[:, -stride:] for i in range(0, len(rows), 256)])
     nats = F.cross_entropy(logits.flatten(0, 1), rows[:, -stride:].flatten(), reduction="none")
