@@ -60,6 +60,10 @@ def test_interval_and_table():
     mean, half = learning_rate.interval([0.01, 0.02, 0.03])
     assert half == pytest.approx(4.303 * 0.01 / 3 ** 0.5)
     assert learning_rate.interval([0.05]) == (0.05, math.inf)
+    assert learning_rate.verdict([0.10, 0.11, 0.12])[2] == "helps"  # the mean lies outside its 95% interval
+    assert learning_rate.verdict([-0.10, -0.11, -0.12], "higher", "lower")[2] == "lower"
+    assert learning_rate.verdict([0.10, -0.05, 0.02])[2] == "not resolved at this scale"
+    assert learning_rate.verdict([0.05])[2] == "not resolved at this scale"  # one seed resolves nothing
     lines = learning_rate.table(_records(), "lr").splitlines()
     assert lines[0].split() == ["lr", "validation", "test"] and lines[1].split()[1:] == ["85.0", "±", "5.0",
                                                                                           "71.0", "±", "1.0"]

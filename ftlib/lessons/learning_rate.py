@@ -17,7 +17,7 @@ from .experiments import Results, run
 from .plots import plot_history
 
 __all__ = ["SCHEDULES", "VAL_PER_CLASS", "choose", "interval", "live_rate", "plot_range_tests", "plot_sweep",
-           "rate_run", "table", "top_region"]
+           "rate_run", "table", "top_region", "verdict"]
 
 VAL_PER_CLASS = 10  # labelled digits per class kept aside to choose with (never trained on, never the test set)
 
@@ -112,6 +112,14 @@ def interval(differences: Sequence[float]) -> tuple[float, float]:
     df = len(differences) - 1
     error = stdev(differences) / math.sqrt(len(differences))
     return fmean(differences), (_T95[df - 1] if df <= len(_T95) else 1.96) * error
+
+
+def verdict(differences: Sequence[float], above: str = "helps", below: str = "hurts",
+            unresolved: str = "not resolved at this scale") -> tuple[float, float, str]:
+    """:func:`interval` of per-seed differences and a word for it: ``above`` or ``below`` zero where the mean lies
+    outside its half-width, else ``unresolved``."""
+    mean, half = interval(differences)
+    return mean, half, (above if mean > 0 else below) if abs(mean) > half else unresolved
 
 
 def table(results: Results, rows: str) -> str:
