@@ -1,4 +1,4 @@
-"""Command line: ``python -m ftlib run | pretrain | refresh | bench | finetune | predict``."""
+"""Command line: ``python -m ftlib run | pretrain | context-sweep | refresh | bench | finetune | predict``."""
 
 from __future__ import annotations
 
@@ -97,6 +97,30 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _context_sweep(args: argparse.Namespace) -> int:
+    """Rebuild lesson 10's shipped step sweep (or, with ``--check``, rebuild it aside and compare the bytes)."""
+    from .checkpoint import file_digest
+    from .lessons import context_sweep
+
+    shipped = context_sweep.SWEEP
+    target = Path(args.out) if args.out else shipped
+    if target.exists() and not target.is_file():
+        print(f"error: --out {target} is not a file path (it is a folder or a special file)", file=sys.stderr)
+        return 2
+    if not target.parent.is_dir():
+        print(f"error: --out {target}: its folder {target.parent} does not exist", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="ftlib-check-") as scratch:
+        target = Path(scratch) / shipped.name if args.check else target
+        sweep = context_sweep.build(target)
+        print(f"saved {target}: {len(sweep['records'])} runs")
+        if args.check:
+            same = file_digest(target) == file_digest(shipped)
+            print(f"bit-identical to {shipped}: {'yes' if same else 'NO'}")
+            return 0 if same else 1
+    return 0
+
+
 def _refresh(args: argparse.Namespace) -> int:
     """Re-execute notebooks in place and keep only outputs and counts (for course authors)."""
     from .versions import warn_if_different
@@ -162,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     pre.add_argument("--seed", type=int, help="seed (default: the recipe's, 0)")
     pre.add_argument("--threads", type=int, help="torch threads (default: the recipe's, 2; bit-identity needs it)")
     pre.set_defaults(func=_pretrain)
+
+    sweep = commands.add_parser("context-sweep", help="rebuild lesson 10's step sweep, data/context_sweep.json "
+                                                      "(bit-identical; about 30 min on 2 cores)")
+    sweep.add_argument("--check", action="store_true", help="rebuild into a temporary folder and compare bytes")
+    sweep.add_argument("--out", help="where to write the sweep (default: the shipped file)")
+    sweep.set_defaults(func=_context_sweep)
 
     refresh = commands.add_parser("refresh", help="re-execute notebooks in place and strip volatile metadata")
     refresh.add_argument("notebooks", nargs="+")

@@ -163,6 +163,9 @@ def test_long_question_turns_are_the_turns_whose_user_tag_a_short_view_cannot_sh
     replies = [m for m in range(100, len(CHAT)) if CHAT.startswith("Assistant: ", m)]
     assert len(turns) == sum(CHAT[CHAT.rfind("\n", 0, m - 1) + 1:m] != "User: Thanks!\n" for m in replies)
     assert context_extension.long_question_turns(CHAT, view=200, first=0) == []  # every tag in view
+    short = context_extension.long_question_turns(CHAT, view=20, first=100, long=False)  # the control: tag in view
+    assert short and sorted(turns + short) == replies
+    assert all(CHAT[CHAT.rfind("\n", 0, s - 1) + 1:s] == "User: Thanks!\n" for s in short)
 
 
 def test_format_chances_are_per_turn_and_read_the_whole_context():
@@ -175,15 +178,19 @@ def test_format_chances_are_per_turn_and_read_the_whole_context():
                         chat.format_rate(lm, CHAT, prompts=len(every)), rel_tol=1e-5)
     with pytest.raises(ValueError, match="context=16"):
         chat.format_chances(lm, CHAT, [3])
+    assert chat.format_chances(lm, CHAT, []).shape == (0,)
 
 
 def test_chat_extension_tunes_both_arms_alike_and_reads_the_window_arm_through_a_sliding_window():
     lm = _lm()
     talk = context_extension.ChatExtension(lm, CHAT, CHAT, length=32, steps=2, lr=1e-3, chars_per_step=64,
-                                           temperature=0.7, eval_chars=4 * 32)
+                                           temperature=0.7, eval_chars=4 * 32, control=True)
     assert talk.view == 16 - len("Assistant: ") + 1 and talk.turns
     window, parts = talk.run("window", 0), talk.run("parts", 0)
-    assert set(window) == set(parts) == {"past", "format", "seconds"}
+    assert set(window) == set(parts) == {"past", "format", "format_short", "seconds"}
     assert 0 < window["format"] < 1 and window["past"] != parts["past"]
+    assert talk.short_turns == [] and math.isnan(window["format_short"])  # a view of 6 hides every question's tag
+    talk.control = False
+    assert set(talk.run("window", 0)) == {"past", "format", "seconds"}  # no control asked for: not scored
     with pytest.raises(ValueError, match="chars_per_step=40"):
         context_extension.ChatExtension(lm, CHAT, CHAT, 32, 2, 1e-3, 40, 0.7)

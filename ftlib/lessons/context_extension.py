@@ -14,10 +14,11 @@ from torch import nn
 
 from ..lm import chat, context
 from ..lm.finetune import finetune
+from ..lm.train import LMHistory
 from .chat_finetuning import view
 from .experiments import Results
 
-__all__ = ["POSITION_SCALES", "ChatExtension", "ContextExtension", "at_position_scale",
+__all__ = ["POSITION_SCALES", "ChatExtension", "ContextExtension", "ExtensionRuns", "at_position_scale",
            "long_question_turns", "plot_before_after", "plot_loss_by_position",
            "plot_wavelengths", "recall_scores", "recall_table", "smooth"]
 
@@ -110,22 +111,23 @@ class ContextExtension:
         return "\n".join(lines)
 
 
-def long_question_turns(text: str, view: int, first: int) -> list[int]:
+def long_question_turns(text: str, view: int, first: int, long: bool = True) -> list[int]:
     """Where the assistant turns of chat ``text`` start whose question line (its newline included) is longer than
     ``view`` characters, so a model that sees ``view`` characters before the turn cannot see the ``User:`` tag;
-    only turns at least ``first`` characters into the text, so every reader has its whole context before them."""
+    only turns at least ``first`` characters into the text, so every reader has its whole context before them.
+    ``long=False`` gives the other turns: those whose ``User:`` tag is in view (the control)."""
     starts = [m.start() for m in re.finditer(rf"^{chat.ASSISTANT}", text, flags=re.MULTILINE) if m.start() >= first]
-    return [s for s in starts if s - (text.rfind("\n", 0, s - 1) + 1) > view]
+    return [s for s in starts if (s - (text.rfind("\n", 0, s - 1) + 1) > view) == long]
 
 
 @dataclass
-class ChatExtension:
-    """Chat fine-tuning of the base model at ``length`` characters with an extension ``method``, against the same
-    fine-tune at the base's own context read through a sliding window (the ``"window"`` arm): same steps, learning
-    rate, seed and ``chars_per_step`` characters of the chat text per step, so only the context differs.
+class ExtensionRuns:
+    """Fine-tunes of the base model at ``length`` characters with an extension method, against the same fine-tune
+    at the base's own context read through a sliding window (the ``"window"`` arm): same steps, learning rate, seed
+    and ``chars_per_step`` characters of ``train_text`` per step, so only the context differs.
 
-    :meth:`run` scores each arm on ``eval_chars`` characters of the validation chat (the loss past the trained
-    context) and on the turns of :func:`long_question_turns` (the chance that a reply starts in the format).
+    :meth:`run` scores an arm on the first ``eval_chars`` characters of ``val_text``: the loss past the trained
+    context.
     """
 
     base: nn.Module
@@ -135,8 +137,7 @@ class ChatExtension:
     steps: int
     lr: float
     chars_per_step: int
-    temperature: float
-    eval_chars: int = 4096
+    eval_chars: int = field(default=4096, kw_only=True)
 
     def __post_init__(self) -> None:
         trained = self.base.config.context
@@ -144,23 +145,54 @@ class ChatExtension:
             raise ValueError(f"chars_per_step={self.chars_per_step} must be a multiple of length={self.length}, "
                              f"itself a multiple of the trained context {trained}")
         self.evaluation = self.val_text[:self.eval_chars + 1]
+
+    def tune(self, arm: str, seed: int, steps: int | None = None) -> tuple[nn.Module, LMHistory]:
+        """The fine-tuned model of ``arm`` (``"window"``: at the trained context; else :func:`context.extend` at
+        ``length``) after ``steps`` (default: ``self.steps``) steps, and its history."""
+        steps = steps or self.steps
+        if arm == "window":
+            return finetune(self.base, self.train_text, "full", steps, self.lr, seed,
+                            batch_size=self.chars_per_step // self.base.config.context)
+        return context.extend(self.base, arm, self.length, self.train_text, steps, self.lr, seed,
+                              self.chars_per_step // self.length)
+
+    def past(self, lm: nn.Module, arm: str) -> float:
+        """Mean bpc at positions trained..length-1 of the evaluation text (the window arm reads a sliding window)."""
+        bits = (context.sliding_bits(lm, self.evaluation, self.length) if arm == "window"
+                else context.position_bits(lm, self.evaluation, self.length))
+        return bits[self.base.config.context:].mean().item()
+
+    def run(self, arm: str, seed: int, steps: int | None = None) -> dict:
+        """Fine-tune one arm; the record (for ``run_grid``) holds ``past`` (see :meth:`past`) and ``seconds``."""
+        lm, history = self.tune(arm, seed, steps)
+        return {"past": self.past(lm, arm), "seconds": history.seconds}
+
+
+@dataclass
+class ChatExtension(ExtensionRuns):
+    """:class:`ExtensionRuns` on chat text, which :meth:`run` also scores on the turns of
+    :func:`long_question_turns`: the chance that a reply starts in the format, at ``temperature``, on the long
+    questions (``turns``) and, with ``control``, also on the others (``short_turns``, whose tag is in view).
+    """
+
+    temperature: float = 0.7
+    control: bool = field(default=False, kw_only=True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         self.view = view(self.base)  # what the trained context shows of a question before the reply
         self.turns = long_question_turns(self.val_text, self.view, self.length)
+        self.short_turns = long_question_turns(self.val_text, self.view, self.length, long=False)
 
-    def run(self, arm: str, seed: int) -> dict:
+    def run(self, arm: str, seed: int, steps: int | None = None) -> dict:
         """Fine-tune one arm (``"window"`` or an extension method) on the chat text; the record (for ``run_grid``)
-        holds ``past`` (bpc at positions trained..length-1), ``format`` (on the long questions) and ``seconds``."""
-        trained = self.base.config.context
-        if arm == "window":
-            lm, history = finetune(self.base, self.train_text, "full", self.steps, self.lr, seed,
-                                   batch_size=self.chars_per_step // trained)
-            bits = context.sliding_bits(lm, self.evaluation, self.length)
-        else:
-            lm, history = context.extend(self.base, arm, self.length, self.train_text, self.steps, self.lr, seed,
-                                         self.chars_per_step // self.length)
-            bits = context.position_bits(lm, self.evaluation, self.length)
-        chances = chat.format_chances(lm, self.val_text, self.turns, self.temperature)
-        return {"past": bits[trained:].mean().item(), "format": chances.mean().item(), "seconds": history.seconds}
+        holds ``past`` (bpc at positions trained..length-1), ``format`` (on the long questions), with ``control``
+        ``format_short`` (on the others), and ``seconds``."""
+        lm, history = self.tune(arm, seed, steps)
+        groups = {"format": self.turns} | ({"format_short": self.short_turns} if self.control else {})
+        chances = {name: chat.format_chances(lm, self.val_text, turns, self.temperature).mean().item()
+                   for name, turns in groups.items()}
+        return {"past": self.past(lm, arm), **chances, "seconds": history.seconds}
 
     def table(self, results: Results, names: dict[str, str]) -> str:
         """One line per arm of :meth:`run` (``names`` labels them): the chat loss past the trained context and the

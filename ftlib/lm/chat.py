@@ -132,11 +132,14 @@ def format_chances(model: nn.Module, text: str, starts: list[int], temperature: 
     ``temperature`` writes exactly ``Assistant: `` there (at 0: 1 if the most likely characters spell it, else 0).
 
     The model reads the ``config.context`` characters before each turn (they end with the user's question and its
-    newline), in eval mode on its own device, and gets its mode back. The result lies on the CPU.
+    newline), in eval mode on its own device, and gets its mode back. The result lies on the CPU (empty for no
+    ``starts``).
     """
     n, context = len(ASSISTANT), model.config.context
     if any(s < context for s in starts):
         raise ValueError(f"every turn must start at least context={context} characters into the text")
+    if not starts:
+        return torch.zeros(0)
     ids = torch.stack([encode(text[s + n - context - 1:s + n]) for s in starts]).to(next(model.parameters()).device)
     with evaluating(model):
         logits, wanted = model(ids[:, :-1])[:, -n:], ids[:, -n:]
