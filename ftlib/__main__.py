@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -74,8 +75,6 @@ def _pretrain_target(args: argparse.Namespace, shipped: Path, settings: dict, re
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from .checkpoint import file_digest
-
     try:
         build, shipped, recipe = _builder(args.model, args.variant)
         settings = _pretrain_settings(args, recipe)
@@ -83,14 +82,25 @@ def _pretrain(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+    def saved(path: Path) -> str:
+        metadata = build(path, **settings)
+        return (f"test accuracy {metadata['test_accuracy']:.2%} on {metadata['test_set']}"
+                if "test_accuracy" in metadata else
+                f"{metadata['val_bpc']:.3f} bits per character on {metadata['val_text']}")
+
+    return _rebuild(saved, shipped, target, args.check)
+
+
+def _rebuild(build: Callable[[Path], str], shipped: Path, target: Path | None, check: bool) -> int:
+    """``build(path)`` (it returns what it saved, in words) into ``target``, or with ``check`` into a temporary
+    folder, comparing the bytes with ``shipped`` and removing the copy: exit status 0, or 1 where they differ."""
+    from .checkpoint import file_digest
+
     with tempfile.TemporaryDirectory(prefix="ftlib-check-") as scratch:
-        target = target or Path(scratch) / shipped.name  # --check: rebuild beside, compare, remove
-        metadata = build(target, **settings)
-        score = (f"test accuracy {metadata['test_accuracy']:.2%} on {metadata['test_set']}"
-                 if "test_accuracy" in metadata else
-                 f"{metadata['val_bpc']:.3f} bits per character on {metadata['val_text']}")
-        print(f"saved {target}: {score}")
-        if args.check:
+        target = Path(scratch) / shipped.name if check else target
+        print(f"saved {target}: {build(target)}")
+        if check:
             same = file_digest(target) == file_digest(shipped)
             print(f"bit-identical to {shipped}: {'yes' if same else 'NO'}")
             return 0 if same else 1
@@ -99,7 +109,6 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 def _context_sweep(args: argparse.Namespace) -> int:
     """Rebuild lesson 10's shipped step sweep (or, with ``--check``, rebuild it aside and compare the bytes)."""
-    from .checkpoint import file_digest
     from .lessons import context_sweep
 
     shipped = context_sweep.SWEEP
@@ -110,15 +119,7 @@ def _context_sweep(args: argparse.Namespace) -> int:
     if not target.parent.is_dir():
         print(f"error: --out {target}: its folder {target.parent} does not exist", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="ftlib-check-") as scratch:
-        target = Path(scratch) / shipped.name if args.check else target
-        sweep = context_sweep.build(target)
-        print(f"saved {target}: {len(sweep['records'])} runs")
-        if args.check:
-            same = file_digest(target) == file_digest(shipped)
-            print(f"bit-identical to {shipped}: {'yes' if same else 'NO'}")
-            return 0 if same else 1
-    return 0
+    return _rebuild(lambda path: f"{len(context_sweep.build(path)['records'])} runs", shipped, target, args.check)
 
 
 def _refresh(args: argparse.Namespace) -> int:
