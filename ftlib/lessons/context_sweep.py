@@ -60,8 +60,8 @@ def runners(settings: dict = SETTINGS) -> dict[str, ExtensionRuns]:
 def run_sweep(settings: dict = SETTINGS, tasks=TASKS, arms=ARMS, seeds=None, budgets=None,
               progress: bool = False) -> list[dict]:
     """One record per task, arm, seed and budget (default: all of ``settings``): ``past`` (bpc past position 64,
-    reading ``length``) and, for chat, ``format`` (the chance a reply to a long question starts in the format),
-    rounded to 4 decimals."""
+    reading ``length``) and, for chat, ``format`` and ``format_short`` (the chance a reply to a long question, or to
+    a short one whose ``User:`` tag is in view, starts in the format), rounded to 4 decimals."""
     seeds = range(settings["seeds"]) if seeds is None else seeds
     budgets = settings["budgets"] if budgets is None else budgets
     for name, given, allowed in (("tasks", tasks, TASKS), ("arms", arms, ARMS)):
