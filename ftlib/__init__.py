@@ -1,9 +1,10 @@
-"""Fine-Tuning Lab's library: what a practitioner reuses, apart from what only the course needs.
+"""Fine-Tuning Lab's library: what a practitioner reuses. What only the course needs lives apart, in ``ftlib.course``.
 
 The library (each module lists its public names in ``__all__``):
 
-* data and models: ``data`` (offline datasets and few-shot splits), ``models`` (GlyphNet, the shipped checkpoint,
-  a seeded pretrained start), ``backbones`` (GlyphNet or a local ResNet-18), ``checkpoint`` (safetensors, no pickle)
+* data and models: ``data`` (offline datasets and few-shot splits), ``models`` (GlyphNet, the pretrained checkpoint
+  shipped as package data, a seeded pretrained start), ``backbones`` (GlyphNet or a local ResNet-18), ``checkpoint``
+  (safetensors, no pickle)
 * training: ``train`` (``fit``), ``schedules``, ``stopping`` (``History``, early stopping), ``evaluation``
   (``evaluate``, confusion matrix), ``probe`` (features, the linear probe), ``runtime`` (seeds, threads, device,
   eval mode, headless runs), ``checks`` (one-line errors that name the setting)
@@ -11,12 +12,14 @@ The library (each module lists its public names in ``__all__``):
   ``regularize`` (L2, L2-SP, drift, retention), ``lora``, ``unfreezing`` (stage plans: LP-FT, gradual unfreezing),
   ``transfer`` (task distance, truncation)
 * your own images: ``folder`` (image folders), ``recipe`` (the whole recipe), ``export`` (save and predict),
-  ``distributed`` (torchrun), ``picker`` (a file picker for JupyterLab)
+  ``distributed`` (torchrun)
 * ``lm``: a tiny character-level transformer, chat fine-tuning and context extension
-* ``paths``: where the shipped data lives; ``versions``: the versions that made the stored outputs
+* ``paths``: where the package's weights and the checkout's data live
 
-What only the course needs: ``lessons`` (the experiment runner and one module per lesson), ``course`` (the headless
-runner), ``bench``, ``widgets``, ``pretrain`` and ``example_images`` (rebuild the shipped files).
+``course`` is the course: the lessons' drivers and exercises, the headless runner, the benchmark, the sliders, the
+rebuilds of shipped files and the version warnings. It imports the library; no library module imports it (the
+command line reaches it only for its course commands: ``run``, ``refresh``, ``bench``, ``pretrain``,
+``context-sweep``).
 
 ``import ftlib`` loads nothing heavy; ``ftlib.models`` (or ``from ftlib import models``) imports on first use.
 """
@@ -25,10 +28,9 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["augment", "backbones", "bench", "checkpoint", "checks", "course", "data", "distributed", "evaluation",
-           "example_images", "export", "folder", "freeze", "lessons", "lm", "lora", "lr", "models", "paths", "picker",
-           "pretrain", "probe", "recipe", "regularize", "runtime", "schedules", "stopping", "train", "transfer",
-           "unfreezing", "versions", "widgets"]
+__all__ = ["augment", "backbones", "checkpoint", "checks", "course", "data", "distributed", "evaluation", "export",
+           "folder", "freeze", "lm", "lora", "lr", "models", "paths", "probe", "recipe", "regularize", "runtime",
+           "schedules", "stopping", "train", "transfer", "unfreezing"]
 
 
 def __getattr__(name: str):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .course import CELL_TIMEOUT, parse_value, run_course
-    from .versions import warn_if_different
+    from .course.runner import CELL_TIMEOUT, parse_value, run_course
+    from .course.versions import warn_if_different
 
     warn_if_different("the stored lesson outputs")
     parameters = {name: parse_value(value) for name, value in args.parameter}
@@ -34,12 +34,12 @@ def _run(args: argparse.Namespace) -> int:
 def _builder(model: str, variant: str):
     """The pretraining function of ``model`` (GlyphNet: with ``variant`` bound), its shipped file, its recipe."""
     if model == "tinylm":
-        from .lm import pretrain as lm
+        from .course import pretrain_lm as lm
 
         if variant != "full":
             raise ValueError(f"--variant {variant} is for glyphnet; tinylm has one recipe")
         return lm.pretrain, lm.CHECKPOINT, lm.SETTINGS
-    from . import pretrain as glyph
+    from .course import pretrain as glyph
 
     build = lambda path, **settings: glyph.pretrain(path, variant=variant, **settings)
     return build, glyph.checkpoint_path(variant), glyph.SETTINGS
@@ -109,7 +109,7 @@ def _rebuild(build: Callable[[Path], str], shipped: Path, target: Path | None, c
 
 def _context_sweep(args: argparse.Namespace) -> int:
     """Rebuild lesson 10's shipped step sweep (or, with ``--check``, rebuild it aside and compare the bytes)."""
-    from .lessons import context_sweep
+    from .course.lessons import context_sweep
 
     shipped = context_sweep.SWEEP
     target = Path(args.out) if args.out else shipped
@@ -124,7 +124,7 @@ def _context_sweep(args: argparse.Namespace) -> int:
 
 def _refresh(args: argparse.Namespace) -> int:
     """Re-execute notebooks in place and keep only outputs and counts (for course authors)."""
-    from .versions import warn_if_different
+    from .course.versions import warn_if_different
 
     warn_if_different("the other lessons' stored outputs")
     for nb in args.notebooks:
@@ -137,7 +137,7 @@ def _refresh(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import format_report, run_benchmark
+    from .course.bench import format_report, run_benchmark
 
     report = run_benchmark(with_lessons=not args.no_lessons, repeats=args.repeats)
     print(format_report(report))
@@ -172,12 +172,12 @@ def main(argv: list[str] | None = None) -> int:
                      help="seconds a cell may run before the lesson fails, naming the cell (default: 180)")
     run.set_defaults(func=_run)
 
-    pre = commands.add_parser("pretrain", help="rebuild a shipped checkpoint in data/ (bit-identical)")
+    pre = commands.add_parser("pretrain", help="rebuild a shipped checkpoint (bit-identical)")
     pre.add_argument("--model", default="glyphnet", choices=["glyphnet", "tinylm"],
-                     help="glyphnet: data/glyphnet_*.safetensors (default); tinylm: data/tinylm.* (lesson 09)")
+                     help="glyphnet (default): the --variant's file; tinylm: data/tinylm.* (lesson 09)")
     pre.add_argument("--variant", default="full", choices=["full", "narrow"],
-                     help="glyphnet only: full (data/glyphnet_letters.*, default) or narrow (data/glyphnet_narrow.*, "
-                          "lesson 07's flawed model)")
+                     help="glyphnet only: full (ftlib/weights/glyphnet_letters.*, default) or narrow "
+                          "(data/glyphnet_narrow.*, lesson 07's flawed model)")
     pre.add_argument("--check", action="store_true", help="rebuild into a temporary folder and compare bytes")
     pre.add_argument("--out", help="where to write the checkpoint (default: the shipped file, for the recipe's "
                                    "own settings only)")

@@ -59,9 +59,9 @@ def _check_file(path: Path) -> None:
 
 def _how_to_get(path: Path) -> str:
     """Advice that fits the file: only the shipped checkpoints are rebuilt by ``python -m ftlib pretrain``."""
-    from .models import DATA_DIR
+    from .paths import SHIPPED_DIRS
 
-    shipped = path.resolve().parent == DATA_DIR.resolve()
+    shipped = path.resolve().parent in {d.resolve() for d in SHIPPED_DIRS}
     return "; rebuild it with `python -m ftlib pretrain` (see the README)" if shipped else ""
 
 

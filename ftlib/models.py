@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from . import checkpoint
-from .paths import DATA_DIR
+from .paths import WEIGHTS_DIR
 
 __all__ = ["BLOCKS", "CHANNELS", "FEATURE_DIM", "GlyphNet", "PRETRAINED", "conv_block", "load_pretrained",
            "loaded_checkpoint", "pooled_features", "pretrained_start", "replace_head"]
@@ -18,7 +18,7 @@ __all__ = ["BLOCKS", "CHANNELS", "FEATURE_DIM", "GlyphNet", "PRETRAINED", "conv_
 BLOCKS = ("block1", "block2", "block3", "block4")
 CHANNELS = (16, 32, 64, 128)
 FEATURE_DIM = CHANNELS[-1]
-PRETRAINED = DATA_DIR / "glyphnet_letters.safetensors"
+PRETRAINED = WEIGHTS_DIR / "glyphnet_letters.safetensors"  # package data: a wheel has it too
 
 
 def conv_block(in_channels: int, out_channels: int, pool: bool) -> nn.Sequential:

@@ -1,11 +1,19 @@
-"""Where the course's files live: one place for every path the library and the lessons read."""
+"""Where ftlib's files live: one place for every path the library and the lessons read.
+
+``WEIGHTS_DIR`` ships inside the package (``pip install .`` brings it): the pretrained GlyphNet that the library's
+defaults need. The others are the course's checkout (a clone of the repository): its data and its lessons; an
+installed wheel has no ``data/`` or ``notebooks/`` beside it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent  # the checkout: data/, notebooks/, tests/ ...
-DATA_DIR = ROOT / "data"  # shipped data and checkpoints
+PACKAGE_DIR = Path(__file__).resolve().parent  # ftlib/
+WEIGHTS_DIR = PACKAGE_DIR / "weights"  # package data: the pretrained GlyphNet (the recipe's default backbone)
+ROOT = PACKAGE_DIR.parent  # the checkout: data/, notebooks/, tests/ ...
+DATA_DIR = ROOT / "data"  # the course's shipped data and checkpoints
 NOTEBOOK_DIR = ROOT / "notebooks"  # the lessons
+SHIPPED_DIRS = (WEIGHTS_DIR, DATA_DIR)  # where shipped checkpoints live: rebuilt by `python -m ftlib pretrain`
 
-__all__ = ["DATA_DIR", "NOTEBOOK_DIR", "ROOT"]
+__all__ = ["DATA_DIR", "NOTEBOOK_DIR", "PACKAGE_DIR", "ROOT", "SHIPPED_DIRS", "WEIGHTS_DIR"]

@@ -12,6 +12,7 @@ def pytest_configure(config):
     papermill and nbval start inherit ``$FTLIB_HEADLESS=1``, so sliders draw once without a widget round trip that
     can stall (the browser tests start JupyterLab without it)."""
     config.addinivalue_line("markers", "browser: runs a lesson in JupyterLab in headless Chromium (slow)")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds (pytest -m \"not slow\" leaves it out)")
     run_headless()
 
 

@@ -24,7 +24,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from ftlib import course  # noqa: E402
+from ftlib.course import runner as course  # noqa: E402
 
 WIDGET_CALLS = ("slider(", "interact(", "picker(", "text_box(")
 LESSON_TIMEOUT = 900  # seconds for each cell of the lesson's own run, before the widget cells are repeated

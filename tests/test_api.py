@@ -4,6 +4,8 @@ import ast
 import importlib
 import json
 import pkgutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ import pytest
 import ftlib
 
 ROOT = Path(ftlib.__file__).resolve().parent
-COURSE_ONLY = {"lessons", "course", "bench", "widgets"}  # what the library must never import
+COURSE = "ftlib.course"  # what only the course needs: the library must never import it
 
 
 def _modules():
@@ -53,13 +55,57 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
+def _library_files() -> list[Path]:
+    """Every library module: all of ftlib but the course subpackage and the command line's entry point."""
+    return [p for p in ROOT.rglob("*.py") if p.relative_to(ROOT).parts[0] not in {"course", "__main__.py"}]
+
+
+def _course_imports(path: Path) -> list[str]:
+    return sorted(i for i in _imports(path) if i == COURSE or i.startswith(COURSE + "."))
+
+
 def test_the_library_never_imports_what_only_the_course_needs():
-    library = [p for p in ROOT.rglob("*.py") if p.relative_to(ROOT).parts[0] not in
-               {*COURSE_ONLY, "lessons", "__main__.py"} and p.stem not in COURSE_ONLY]
-    offenders = {str(p.relative_to(ROOT)): sorted(i for i in _imports(p) if i.split(".")[:2] in
-                                                   [["ftlib", c] for c in COURSE_ONLY])
-                 for p in library}
+    library = _library_files()
+    assert len(library) > 25 and ROOT / "train.py" in library and ROOT / "lm" / "model.py" in library
+    offenders = {str(p.relative_to(ROOT)): _course_imports(p) for p in library}
     assert not {k: v for k, v in offenders.items() if v}
+
+
+def test_the_import_check_catches_a_library_module_that_imports_the_course():
+    """The check above can fail: absolute, relative and plain imports of the course are all found."""
+    probe = ROOT / "_import_probe.py"  # relative imports resolve against the file's place in ftlib/
+    try:
+        for source in ("from ftlib.course.lessons import experiments", "from .course import runner",
+                       "import ftlib.course.bench", "from . import course", "from ftlib import course"):
+            probe.write_text(source)
+            assert _course_imports(probe), source
+        probe.write_text("from . import models\nfrom ftlib.lm import chat")
+        assert not _course_imports(probe)
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def test_the_command_line_reaches_the_course_only_for_course_commands():
+    """``__main__`` is the one bridge: it imports ``ftlib.course`` lazily, inside the course commands, and
+    ``finetune`` / ``predict`` run with the course made unimportable."""
+    tree = ast.parse((ROOT / "__main__.py").read_text())
+    top_level = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert not [ast.unparse(n) for n in top_level if "course" in ast.unparse(n)]
+    blocker = ("import sys, importlib.abc\n"
+               "class Block(importlib.abc.MetaPathFinder):\n"
+               "    def find_spec(self, name, path, target=None):\n"
+               "        if name == 'ftlib.course' or name.startswith('ftlib.course.'):\n"
+               "            raise ImportError('the course was imported: ' + name)\n"
+               "sys.meta_path.insert(0, Block())\n"
+               "from ftlib.__main__ import main\n"
+               "for command in (['finetune', '--help'], ['predict', '--help']):\n"
+               "    try:\n"
+               "        main(command)\n"
+               "    except SystemExit as done:\n"
+               "        assert done.code == 0, (command, done.code)\n"
+               "print('course untouched')\n")
+    result = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, cwd=ROOT.parent)
+    assert result.returncode == 0 and "course untouched" in result.stdout, result.stderr[-2000:]
 
 
 def test_no_notebook_cell_defines_a_long_function():
@@ -72,4 +118,4 @@ def test_no_notebook_cell_defines_a_long_function():
             for node in ast.walk(ast.parse(source)):
                 if isinstance(node, ast.FunctionDef) and node.end_lineno - node.lineno + 1 > 12:
                     long.append(f"{path.name} cell {i}: {node.name}")
-    assert not long, f"move these into ftlib.lessons: {long}"
+    assert not long, f"move these into ftlib.course.lessons: {long}"

@@ -9,7 +9,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from ftlib import augment
-from ftlib.lessons.plots import plot_confusion
+from ftlib.course.lessons.plots import plot_confusion
 
 matplotlib.use("Agg")
 

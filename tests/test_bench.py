@@ -5,8 +5,9 @@ import copy
 import pytest
 import torch
 
-from ftlib import bench, data
-from ftlib.lessons.experiments import get_method, make_model
+from ftlib import data
+from ftlib.course import bench
+from ftlib.course.lessons.experiments import get_method, make_model
 from ftlib.train import fit
 
 

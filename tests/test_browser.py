@@ -25,9 +25,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ftlib import course
+from ftlib.course import runner as course
+from ftlib.course.widgets import LIVE_CLASS
 from ftlib.runtime import HEADLESS
-from ftlib.widgets import LIVE_CLASS
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
@@ -252,7 +252,7 @@ def _move_live_slider_and_check(page, name: str) -> str:
     """The lesson's live slider: it says when its first run is done, and a move runs the work again for real (the
     status says "done in ..." once more) and shows the new value's result."""
     live = page.locator(f"{NOTEBOOK} .{LIVE_CLASS}")
-    assert live.count() >= 1, f"{name} should have a live slider (ftlib.widgets.live_slider)"
+    assert live.count() >= 1, f"{name} should have a live slider (ftlib.course.widgets.live_slider)"
     status = live.first.locator(".widget-hbox > .widget-label")
     assert status.inner_text().startswith("done in"), f"its first run should be done: {status.inner_text()!r}"
     value = _move_slider_and_check(page, name, live.first, shot="-live")

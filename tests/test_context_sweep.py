@@ -8,8 +8,8 @@ import pytest
 
 from ftlib import runtime
 from ftlib.__main__ import main
-from ftlib.lessons import context_sweep
-from ftlib.lessons.experiments import Results
+from ftlib.course.lessons import context_sweep
+from ftlib.course.lessons.experiments import Results
 
 matplotlib.use("Agg")
 

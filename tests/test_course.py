@@ -6,8 +6,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ftlib import course
 from ftlib.__main__ import main
+from ftlib.course import runner as course
 
 
 def _notebook(path, parameters: str, body: str):
@@ -21,7 +21,7 @@ def _notebook(path, parameters: str, body: str):
 
 
 def test_runner_passes_parameters_and_reports_the_headline(tmp_path, capsys):
-    nb = _notebook(tmp_path / "01_demo.ipynb", "seeds = 3", "from ftlib.course import headline\n"
+    nb = _notebook(tmp_path / "01_demo.ipynb", "seeds = 3", "from ftlib.course.runner import headline\n"
                    "headline(f'{seeds} seeds')")
     runs = course.run_course([nb], tmp_path / "out", {"seeds": 2})
     assert [(r.status, r.headline) for r in runs] == [("ok", "2 seeds")]
@@ -87,8 +87,8 @@ def test_a_lesson_runs_through_the_course_runner_with_fewer_seeds(tmp_path):
 ])
 def test_pretrain_command_builds_the_chosen_checkpoint(args, shipped, variant, monkeypatch, capsys):
     """Each model gets its own builder, recipe and shipped file; a build that differs makes --check fail."""
-    import ftlib.pretrain
-    from ftlib.lm import pretrain as lm
+    import ftlib.course.pretrain
+    from ftlib.course import pretrain_lm as lm
 
     calls = []
 
@@ -97,13 +97,15 @@ def test_pretrain_command_builds_the_chosen_checkpoint(args, shipped, variant, m
         Path(path).write_bytes(b"not the shipped bytes")
         return {"val_bpc": 2.0, "val_text": "some prose"}
 
-    monkeypatch.setattr(ftlib.pretrain, "pretrain", fake)
+    monkeypatch.setattr(ftlib.course.pretrain, "pretrain", fake)
     monkeypatch.setattr(lm, "pretrain", fake)
     assert main(["pretrain", *args, "--check", "--steps", "3"]) == 1
     [(name, settings)] = calls
     assert name == shipped and (settings["steps"], settings["seed"], settings["threads"]) == (3, 0, 2)
     assert settings.get("variant") == variant
-    assert f"bit-identical to {ftlib.pretrain.DATA_DIR / shipped}: NO" in capsys.readouterr().out
+    where = lm.CHECKPOINT if variant is None else ftlib.course.pretrain.checkpoint_path(variant)
+    assert where.name == shipped
+    assert f"bit-identical to {where}: NO" in capsys.readouterr().out
 
 
 def test_pretrain_command_rejects_a_variant_for_the_language_model(capsys):

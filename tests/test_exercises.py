@@ -5,8 +5,8 @@ import importlib
 import nbformat
 import pytest
 
-from ftlib import course
-from ftlib.lessons.exercises import Option, Question, attempted, check_prediction, check_target, solution_text
+from ftlib.course import runner as course
+from ftlib.course.lessons.exercises import Option, Question, attempted, check_prediction, check_target, solution_text
 
 QUESTION = Question("Why does fine-tuning beat scratch at N=5?", {
     "a": Option("The pretrained features already separate the classes", True, "The probe shows it."),
@@ -73,7 +73,7 @@ def test_solution_text_is_a_functions_source_or_a_values_repr():
 @pytest.mark.parametrize("notebook", course.lessons(), ids=lambda p: p.stem)
 def test_every_lesson_has_two_or_three_exercises_each_with_its_solution_folded_below(notebook):
     cells = nbformat.read(notebook, as_version=4).cells
-    module = importlib.import_module(f"ftlib.lessons.exercises.lesson{notebook.name[:2]}")
+    module = importlib.import_module(f"ftlib.course.lessons.exercises.lesson{notebook.name[:2]}")
     assert set(module.SOLUTIONS) == set(module.WRONG_ANSWERS), "every exercise needs a solution and a wrong answer"
     exercises = [i for i, c in enumerate(cells) if "exercise" in c.metadata.get("tags", [])]
     assert 2 <= len(exercises) <= 3 and len(module.SOLUTIONS) == len(exercises)
@@ -94,14 +94,14 @@ def test_every_lesson_has_two_or_three_exercises_each_with_its_solution_folded_b
 def test_every_lesson_has_a_live_slider(notebook):
     cells = nbformat.read(notebook, as_version=4).cells
     assert any("live_slider(" in c.source for c in cells if c.cell_type == "code"), \
-        f"{notebook.name} should let the learner train or evaluate live (ftlib.widgets.live_slider)"
+        f"{notebook.name} should let the learner train or evaluate live (ftlib.course.widgets.live_slider)"
 
 
 def test_a_cell_ending_with_a_check_shows_its_words_once(capsys):
     from IPython.core.interactiveshell import InteractiveShell
 
     shell = InteractiveShell.instance()
-    shell.run_cell("from ftlib.lessons.exercises import check_target\n"
+    shell.run_cell("from ftlib.course.lessons.exercises import check_target\n"
                    "check_target(None, target=1, quantity='q', hint='h')")
     out = capsys.readouterr().out
     assert out.count("Exercise not attempted yet") == 1 and "Feedback(" not in out

@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ftlib import example_images, folder
+from ftlib import folder
+from ftlib.course import example_images
 
 
 def _write(path, mode="RGB", size=(30, 20), value=200, fmt=None):

@@ -1,4 +1,4 @@
-"""Lesson 01's helpers in ftlib.lessons.experiments: gains seed by seed, labels to reach an accuracy, the plot of
+"""Lesson 01's helpers in ftlib.course.lessons.experiments: gains seed by seed, labels to reach an accuracy, the plot of
 differences, and the rate a transfer run may override."""
 
 import math
@@ -8,9 +8,9 @@ import matplotlib
 import pytest
 
 from ftlib import freeze
-from ftlib.lessons import experiments, pretraining
-from ftlib.lessons.exercises import lesson01
-from ftlib.lessons.experiments import Results
+from ftlib.course.lessons import experiments, pretraining
+from ftlib.course.lessons.exercises import lesson01
+from ftlib.course.lessons.experiments import Results
 
 matplotlib.use("Agg")
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from ftlib import data, models, train
-from ftlib.lessons import learning_rate
-from ftlib.lessons.exercises import lesson02
-from ftlib.lessons.experiments import Results
+from ftlib.course.lessons import learning_rate
+from ftlib.course.lessons.exercises import lesson02
+from ftlib.course.lessons.experiments import Results
 
 matplotlib.use("Agg")
 

@@ -7,8 +7,8 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 
 from ftlib import models  # noqa: E402
-from ftlib.lessons import experiments, freezing, plots  # noqa: E402
-from ftlib.lessons.experiments import Results  # noqa: E402
+from ftlib.course.lessons import experiments, freezing, plots  # noqa: E402
+from ftlib.course.lessons.experiments import Results  # noqa: E402
 
 
 def test_depth_run_fits_the_head_exactly_when_every_block_is_frozen():
@@ -44,7 +44,7 @@ def test_plan_work_says_what_each_plan_trains():
     assert freezing.plan_work("gradual unfreezing", 60) == "5 stages x 12 steps"
 
 
-# --- Exercises (ftlib.lessons.exercises.lesson03) and the live slider's run -------------------------------------
+# --- Exercises (ftlib.course.lessons.exercises.lesson03) and the live slider's run ------------------------------------
 
 def _far_sweep():
     """A fake sweep on gratings: k = 1 best, k = 0 within the seeds' spread, deeper freezes far behind."""
@@ -54,7 +54,7 @@ def _far_sweep():
 
 
 def test_far_depth_accepts_a_depth_within_the_spread_of_the_best_and_explains_a_deep_one(capsys):
-    from ftlib.lessons.exercises import lesson03 as ex
+    from ftlib.course.lessons.exercises import lesson03 as ex
 
     untouched = ex.far_depth(..., _far_sweep())
     assert untouched.passed is None and "guess_far_k" in capsys.readouterr().out
@@ -67,7 +67,7 @@ def test_far_depth_accepts_a_depth_within_the_spread_of_the_best_and_explains_a_
 
 
 def test_freeze_first_two_passes_ftlib_freeze_and_catches_the_weights_only_freeze(capsys):
-    from ftlib.lessons.exercises import lesson03 as ex
+    from ftlib.course.lessons.exercises import lesson03 as ex
 
     def build(model):
         ...  # the notebook's placeholder
@@ -86,7 +86,7 @@ def test_freeze_first_two_passes_ftlib_freeze_and_catches_the_weights_only_freez
 
 
 def test_batchnorm_trap_question_gives_each_misconception_its_feedback():
-    from ftlib.lessons.exercises import lesson03 as ex
+    from ftlib.course.lessons.exercises import lesson03 as ex
 
     assert ex.batchnorm_trap(ex.SOLUTIONS["batchnorm_trap"]).passed is True
     wrong = ex.batchnorm_trap(ex.WRONG_ANSWERS["batchnorm_trap"])

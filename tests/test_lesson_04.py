@@ -8,8 +8,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from ftlib import augment, data  # noqa: E402
-from ftlib.lessons import augmentation, plots  # noqa: E402
-from ftlib.lessons.experiments import Results  # noqa: E402
+from ftlib.course.lessons import augmentation, plots  # noqa: E402
+from ftlib.course.lessons.experiments import Results  # noqa: E402
 
 
 @pytest.mark.parametrize("name", augmentation.EXTRA)
@@ -49,10 +49,10 @@ def test_plot_results_draws_numeric_x_in_increasing_order():
     assert list(plots.plot_results(labels, x="block").lines[0].get_xdata()) == ["block2", "block1"]
 
 
-# --- Exercises (ftlib.lessons.exercises.lesson04) and the live slider's run -------------------------------------
+# --- Exercises (ftlib.course.lessons.exercises.lesson04) and the live slider's run ------------------------------------
 
 def test_choose_on_validation_question_gives_each_misconception_its_feedback(capsys):
-    from ftlib.lessons.exercises import lesson04 as ex
+    from ftlib.course.lessons.exercises import lesson04 as ex
 
     assert ex.choose_on_validation(...).passed is None and "(b) A strength picked" in capsys.readouterr().out
     assert ex.choose_on_validation(ex.SOLUTIONS["choose_on_validation"]).passed is True
@@ -61,7 +61,7 @@ def test_choose_on_validation_question_gives_each_misconception_its_feedback(cap
 
 
 def test_shifted_digits_needs_shifts_as_wide_as_the_digits(capsys):
-    from ftlib.lessons.exercises import lesson04 as ex
+    from ftlib.course.lessons.exercises import lesson04 as ex
 
     def build():
         ...  # the notebook's placeholder
@@ -77,7 +77,7 @@ def test_shifted_digits_needs_shifts_as_wide_as_the_digits(capsys):
 
 
 def test_shifted_set_moves_each_digit_by_its_own_fixed_amount():
-    from ftlib.lessons.exercises import lesson04 as ex
+    from ftlib.course.lessons.exercises import lesson04 as ex
 
     copies = data.few_shot("mnist", 1, 0)
     moved = ex.shifted_set(copies)
@@ -93,7 +93,7 @@ def _confusions(six_nine_correct: int) -> dict:
 
 
 def test_six_nine_turn_compares_the_guess_with_the_mean_change(capsys):
-    from ftlib.lessons.exercises import lesson04 as ex
+    from ftlib.course.lessons.exercises import lesson04 as ex
 
     safe, turned = [_confusions(100), _confusions(98)], [_confusions(75), _confusions(73)]  # -25 points each
     assert ex.six_nine_turn(..., safe, turned).passed is None and "guess_six_nine" in capsys.readouterr().out

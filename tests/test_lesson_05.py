@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from ftlib import data, models, regularize
-from ftlib.lessons import experiments
-from ftlib.lessons import weight_regularization as wr
+from ftlib.course.lessons import experiments
+from ftlib.course.lessons import weight_regularization as wr
 
 
 def test_layer_drift_scale_free_ignores_a_rescaled_layer():
@@ -85,7 +85,7 @@ def test_a_decay_run_reports_every_measure():
 
 # Exercises and the live slider (issue #24)
 
-from ftlib.lessons.exercises import lesson05 as ex05  # noqa: E402
+from ftlib.course.lessons.exercises import lesson05 as ex05  # noqa: E402
 
 
 def _sweep(kept):

@@ -3,7 +3,7 @@
 import pytest
 
 from ftlib import stopping
-from ftlib.lessons import early_stopping
+from ftlib.course.lessons import early_stopping
 
 
 def _history():
@@ -39,7 +39,7 @@ def test_gap_closed_and_the_two_watched_scores():
 
 # Exercises and the live slider (issue #24)
 
-from ftlib.lessons.exercises import lesson06 as ex06  # noqa: E402
+from ftlib.course.lessons.exercises import lesson06 as ex06  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ftlib import data, transfer
-from ftlib.lessons import transfer_limits
+from ftlib.course.lessons import transfer_limits
 from ftlib.models import GlyphNet
 from ftlib.transfer import adapt_batchnorm
 
@@ -37,7 +37,7 @@ def test_the_ladder_knows_its_fair_arms_and_the_flaw_run_its_heads():
 
 
 # ------------------------------------------------------------------------------------ exercises and the live slider
-from ftlib.lessons.exercises import lesson07  # noqa: E402
+from ftlib.course.lessons.exercises import lesson07  # noqa: E402
 
 
 def test_an_untouched_lesson07_exercise_says_what_to_do_and_computes_nothing(capsys):

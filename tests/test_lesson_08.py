@@ -3,7 +3,7 @@
 import pytest
 
 from ftlib import data
-from ftlib.lessons import adapters
+from ftlib.course.lessons import adapters
 
 SETTINGS = {"steps": 2, "blocks": ["block3", "block4"], "alpha": 8.0}
 
@@ -47,7 +47,7 @@ def test_a_grid_record_splits_the_trainable_parameters_into_adapters_and_head():
 
 
 # ------------------------------------------------------------------------------------ exercises and the live slider
-from ftlib.lessons.exercises import lesson08  # noqa: E402
+from ftlib.course.lessons.exercises import lesson08  # noqa: E402
 
 
 def test_an_untouched_lesson08_exercise_says_what_to_do_and_computes_nothing(capsys):

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from ftlib import runtime
-from ftlib.lessons import chat_finetuning
-from ftlib.lessons.exercises import lesson09 as exercises
-from ftlib.lm import chat, model, pretrain
+from ftlib.course import pretrain_lm
+from ftlib.course.lessons import chat_finetuning
+from ftlib.course.lessons.exercises import lesson09 as exercises
+from ftlib.lm import chat, model
 from ftlib.lm.finetune import finetune
 
 matplotlib.use("Agg")
@@ -63,7 +64,7 @@ def lora_chat_model():
     """The lesson's seed-0 LoRA model: 80 steps on the training dialogues (about 5 s on 2 cores)."""
     runtime.seed_everything(0)
     train_text, _ = chat.chat_text(chat.load_dialogues("train"))
-    return finetune(pretrain.load_pretrained(), train_text, "lora", 80, 1e-2, 0, batch_size=8)[0]
+    return finetune(pretrain_lm.load_pretrained(), train_text, "lora", 80, 1e-2, 0, batch_size=8)[0]
 
 
 def test_untouched_exercises_say_what_to_do_and_neither_pass_nor_fail(capsys):

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from ftlib import runtime
-from ftlib.lessons import context_extension
-from ftlib.lessons.exercises import lesson10 as exercises
-from ftlib.lm import chat, context, corpus, model, pretrain
+from ftlib.course import pretrain_lm
+from ftlib.course.lessons import context_extension
+from ftlib.course.lessons.exercises import lesson10 as exercises
+from ftlib.lm import chat, context, corpus, model
 
 matplotlib.use("Agg")
 from ftlib.lm.tokenizer import VOCAB, encode
@@ -100,7 +101,7 @@ def test_extend_run_checks_the_fine_tune_along_the_way():
 @pytest.fixture(scope="module")
 def lesson_study():
     """The lesson's setting (no fine-tune run): the shipped base model and its 8,192 validation characters."""
-    base = pretrain.load_pretrained()
+    base = pretrain_lm.load_pretrained()
     train_text, val_text = corpus.split_text()
     return context_extension.ContextExtension(base, val_text[:8193], (64, 128, 256), train_text, 40, 1e-3, 3)
 

@@ -7,10 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from ftlib import example_images, recipe
+from ftlib import recipe
+from ftlib.course import example_images
+from ftlib.course.lessons import your_own_images
+from ftlib.course.lessons.exercises import lesson11
 from ftlib.data import ImageSet
-from ftlib.lessons import your_own_images
-from ftlib.lessons.exercises import lesson11
 from ftlib.stopping import History
 
 

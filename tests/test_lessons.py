@@ -1,10 +1,10 @@
-"""The course-only helpers in ftlib.lessons: the one run helper and the lesson drivers' small pieces."""
+"""The course-only helpers in ftlib.course.lessons: the one run helper and the lesson drivers' small pieces."""
 
 import pytest
 import torch
 
 from ftlib import data, freeze, lora, models, stopping
-from ftlib.lessons import adapters, early_stopping, experiments
+from ftlib.course.lessons import adapters, early_stopping, experiments
 
 
 def _tiny(seed=0):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from ftlib import checkpoint, lora, runtime, schedules
-from ftlib.lm import chat, context, corpus, generate, model, pretrain, tokenizer
+from ftlib.course import pretrain_lm
+from ftlib.lm import chat, context, corpus, generate, model, tokenizer
 from ftlib.lm import train as lm_train
 from ftlib.lm.train import bits_per_char, char_bits
 
@@ -131,7 +132,7 @@ def _greedy(lm, ids, new):
 def test_checkpoint_round_trip_in_fp16_is_exact(tmp_path):
     lm = _lm().half().float()
     path = checkpoint.save_checkpoint(lm.half(), tmp_path / "lm.safetensors", {"config": SMALL.as_dict()})
-    loaded = pretrain.load_pretrained(path)
+    loaded = pretrain_lm.load_pretrained(path)
     ids = torch.randint(0, 96, (2, 12))
     assert loaded.config == SMALL and next(loaded.parameters()).dtype == torch.float32
     assert torch.equal(loaded(ids), _lm().half().float()(ids))

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ftlib import checkpoint, freeze, models
+from ftlib import checkpoint, freeze, models, paths
 
 
 def test_glyphnet_shapes_and_size():
@@ -68,7 +68,7 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"m\.safetensors is damaged") as caught:
         checkpoint.load_weights(models.GlyphNet(10), path)
     assert "pretrain" not in str(caught.value)  # a user's own file: rebuilding the shipped ones cannot help
-    monkeypatch.setattr(models, "DATA_DIR", tmp_path)  # a shipped checkpoint: say how to rebuild it
+    monkeypatch.setattr(paths, "SHIPPED_DIRS", (tmp_path,))  # a shipped checkpoint: say how to rebuild it
     with pytest.raises(ValueError, match=r"m\.safetensors is damaged.*python -m ftlib pretrain"):
         checkpoint.load_weights(models.GlyphNet(10), path)
 
@@ -80,6 +80,6 @@ def test_checkpoint_with_wrong_shapes_is_a_clear_error(tmp_path):
 
 
 def test_missing_checkpoint_says_how_to_rebuild(tmp_path, monkeypatch):
-    monkeypatch.setattr(models, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(paths, "SHIPPED_DIRS", (tmp_path,))
     with pytest.raises(FileNotFoundError, match="python -m ftlib pretrain"):
         checkpoint.load_weights(models.GlyphNet(10), tmp_path / "none.safetensors")

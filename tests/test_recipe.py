@@ -11,7 +11,8 @@ import pytest
 import torch
 import torchvision
 
-from ftlib import backbones, distributed, example_images, export, recipe
+from ftlib import backbones, distributed, export, recipe
+from ftlib.course import example_images
 from ftlib.folder import load_folder
 
 

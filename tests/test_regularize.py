@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from ftlib import checkpoint, data, models, regularize
-from ftlib.lessons import weight_regularization
+from ftlib.course.lessons import weight_regularization
 
 
 def _nudged(model, amount=0.01):

@@ -14,8 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ftlib import backbones, checkpoint, course, data, example_images, export, folder, pretrain, recipe, runtime, train
+from ftlib import backbones, checkpoint, data, export, folder, paths, recipe, runtime, train
 from ftlib.__main__ import main
+from ftlib.course import example_images, pretrain
+from ftlib.course import runner as course
 
 
 # ----------------------------------------------------------------------------------------------- small files
@@ -205,7 +207,7 @@ def test_interrupted_finetune_exits_130_and_keeps_the_previous_export(tiny, tmp_
 
 
 def test_an_interrupt_inside_a_grid_stops_the_grid():
-    from ftlib.lessons import experiments
+    from ftlib.course.lessons import experiments
 
     ran = []
 
@@ -313,9 +315,8 @@ def test_predict_with_a_missing_json_uses_the_header(model_file, tmp_path, capsy
 
 
 def test_the_message_for_a_missing_shipped_checkpoint_says_how_to_rebuild(tmp_path, monkeypatch):
-    from ftlib import models
 
-    monkeypatch.setattr(models, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(paths, "SHIPPED_DIRS", (tmp_path,))
     with pytest.raises(FileNotFoundError, match="python -m ftlib pretrain"):
         checkpoint.read_metadata(tmp_path / "glyphnet_letters.safetensors")
 
@@ -485,7 +486,7 @@ def test_training_stays_on_the_cpu_unless_a_gpu_is_asked_for(monkeypatch):
 
 
 def test_a_scratch_folder_is_removed_when_the_process_ends():
-    code = "from ftlib import course; f = course.scratch_folder(); (f / 'x').write_text('1'); print(f)"
+    code = "from ftlib.course import scratch_folder; f = scratch_folder(); (f / 'x').write_text('1'); print(f)"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 0, run.stderr

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import nbformat
 
-from ftlib import course
 from ftlib.__main__ import main
+from ftlib.course import runner as course
 from ftlib.runtime import HEADLESS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,7 +23,7 @@ def _notebook(path: Path, *sources: str) -> Path:
 
 def test_the_runner_starts_headless_kernels_and_a_slider_draws_once_without_a_widget(tmp_path, monkeypatch):
     monkeypatch.delenv(HEADLESS, raising=False)
-    nb = _notebook(tmp_path / "01_slider.ipynb", "from ftlib.widgets import slider",
+    nb = _notebook(tmp_path / "01_slider.ipynb", "from ftlib.course.widgets import slider",
                    "slider(lambda n: print(f'drawn at {n}'), 'n', [1, 2, 3], 2, 'labels per class (N)')")
     run = course.run_notebook(nb, tmp_path / "out")
     assert run.status == "ok", run.error

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from ftlib import data, evaluation, freeze, models, probe, runtime, train
-from ftlib.lessons import experiments
+from ftlib.course.lessons import experiments
 
 
 @pytest.fixture(scope="module")

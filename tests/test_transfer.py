@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from ftlib import checkpoint, data, models, pretrain, probe, transfer
-from ftlib.lessons import transfer_limits
+from ftlib import checkpoint, data, models, probe, transfer
+from ftlib.course import pretrain
+from ftlib.course.lessons import transfer_limits
 
 
 def test_frechet_distance_is_zero_for_one_cloud_and_the_squared_shift_for_a_moved_one():

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from ftlib import data, freeze, models, unfreezing
-from ftlib.lessons import freezing
+from ftlib.course.lessons import freezing
 
 
 def _tiny_set(n: int = 24) -> data.ImageSet:

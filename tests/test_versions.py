@@ -1,6 +1,6 @@
-"""ftlib.versions: the pins in .ci/constraints.txt and the one-line warning when torch & co. differ from them."""
+"""ftlib.course.versions: the pins in .ci/constraints.txt and the one-line warning when torch & co. differ from them."""
 
-from ftlib import versions
+from ftlib.course import versions
 
 
 def _constraints(tmp_path, text):

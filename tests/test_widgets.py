@@ -1,8 +1,8 @@
 import ipywidgets
 import pytest
 
+from ftlib.course.widgets import LIVE_CLASS, live_slider, slider, text_box
 from ftlib.runtime import HEADLESS
-from ftlib.widgets import LIVE_CLASS, live_slider, slider, text_box
 
 
 def test_slider_makes_one_control_and_calls_show_with_the_chosen_value(monkeypatch):

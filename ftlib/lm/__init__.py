@@ -3,8 +3,8 @@
 One job per module: ``tokenizer`` (96 characters), ``corpus`` (the shipped prose snapshot and its batches),
 ``model`` (a decoder-only transformer with RoPE), ``train`` (the training loop and bits per character),
 ``generate`` (seeded sampling), ``chat`` (self-chat dialogues built from the snapshot), ``finetune`` (full or
-LoRA fine-tuning), ``pretrain`` (the seeded rebuild of the shipped checkpoint), ``context`` (reading past the
-training context: RoPE scaling, loss by position, the long fine-tune, a recall task).
+LoRA fine-tuning), ``context`` (reading past the training context: RoPE scaling, loss by position, the long
+fine-tune, a recall task). The shipped TinyLM and its seeded rebuild are the course's: ``ftlib.course.pretrain_lm``.
 """
 
-__all__ = ["chat", "context", "corpus", "finetune", "generate", "model", "pretrain", "tokenizer", "train"]
+__all__ = ["chat", "context", "corpus", "finetune", "generate", "model", "tokenizer", "train"]

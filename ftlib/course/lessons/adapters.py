@@ -1,0 +1,231 @@
+"""Lesson 08's drivers: LoRA adapters on GlyphNet beside fair controls, their cost, merging and switching.
+
+Every method of the lesson is named by a string (:data:`PROBE`, :data:`HEAD`, ``"LoRA r=<rank>"``,
+:data:`PARTIAL`, :data:`FULL`) and trained by :func:`train_method`; :func:`choose_rates` gives each trained method
+its own learning rate on a validation split, and :func:`method_run` scores a method on the test set.
+:func:`rank_live` (the live slider) trains LoRA at one rank.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import safetensors.torch
+import torch
+from torch import nn
+
+from ftlib import checkpoint, data, freeze, lora, transfer
+from ftlib.course.lessons.experiments import Results, Trained, run
+from ftlib.evaluation import evaluate
+from ftlib.freeze import count_parameters
+from ftlib.models import BLOCKS
+
+__all__ = ["FULL", "HEAD", "LIVE_RANKS", "METHOD", "PARTIAL", "PROBE", "choose_rates", "lora_name",
+           "merge_round_trip", "method_run", "plot_accuracy_vs_parameters", "print_costs", "print_rates", "rank_live",
+           "show_rank", "switch_adapters", "train_lora", "train_method"]
+
+METHOD = "fine-tune"  # the pretrained GlyphNet with a new head; every method below starts from it
+PROBE = "linear probe"  # the head alone, fitted exactly by L-BFGS on frozen features (ftlib.probe)
+HEAD = "head only (fit)"  # the head alone, trained by fit like LoRA: same steps, batches and optimizer
+PARTIAL = "fine-tune blocks 3-4"  # the blocks that carry adapters (and the head) trained in full
+FULL = "fine-tune"  # every weight trains
+LIVE_RANKS = (1, 2, 4, 8, 16)  # the live slider's ranks
+LIVE_TEST_PER_CLASS = 50  # the live slider scores on 500 test gratings: a fraction of a second
+
+
+def lora_name(rank: int) -> str:
+    """The lesson's name of LoRA at ``rank``: ``"LoRA r=<rank>"``."""
+    return f"LoRA r={rank}"
+
+
+def _prepare(method: str, blocks: list[str], alpha: float):
+    """The ``prepare`` step of :func:`run` for ``method``: what to freeze, where to put adapters."""
+    if method.startswith("LoRA r="):
+        rank = int(method.removeprefix("LoRA r="))
+        return lambda model: lora.add_lora(model, blocks, rank, alpha) and None
+    frozen = {HEAD: [b for b in BLOCKS if b != "head"], PARTIAL: [b for b in BLOCKS if b not in blocks and b != "head"],
+              FULL: []}
+    if method not in frozen:
+        raise ValueError(f"unknown method {method!r}: choose {PROBE!r}, {HEAD!r}, 'LoRA r=<rank>', {PARTIAL!r} "
+                         f"or {FULL!r}")
+    return lambda model: freeze.freeze(model, frozen[method]) and None if frozen[method] else None
+
+
+def train_method(method: str, train_set: data.ImageSet, seed: int, *, lr: float | None, steps: int,
+                 blocks: list[str], alpha: float) -> Trained:
+    """Train ``method`` from the pretrained GlyphNet with a new head on ``train_set`` (``lr`` unused by the probe)."""
+    if method == PROBE:
+        return run(PROBE, train_set, seed)
+    return run(METHOD, train_set, seed, steps, lr=lr, prepare=_prepare(method, blocks, alpha))
+
+
+def choose_rates(methods: list[str], rates: list[float], target: str, n: int, seed: int = 0,
+                 val_fraction: float = 0.25, **settings) -> tuple[dict[str, float], Results]:
+    """Each method's learning rate, chosen on validation: the best validation accuracy (then loss) among ``rates``.
+
+    The ``n`` labels per class of ``target`` (split ``seed``) are cut into training and validation data
+    (:func:`ftlib.data.split_validation`); the test set is never looked at. ``settings``: ``steps``, ``blocks``,
+    ``alpha``. Returns ``{method: rate}`` and every validation score.
+    """
+    train_set, val_set = data.split_validation(data.few_shot(target, n, seed), val_fraction, seed)
+    scores = Results()
+    for method in methods:
+        for lr in rates:
+            metrics = evaluate(train_method(method, train_set, seed, lr=lr, **settings).model, val_set)
+            scores.append({"method": method, "lr": lr, "accuracy": metrics.accuracy, "loss": metrics.loss,
+                           "images": len(val_set)})
+    chosen = {m: max(scores.where(method=m), key=lambda r: (r["accuracy"], -r["loss"]))["lr"] for m in methods}
+    return chosen, scores
+
+
+def print_rates(scores: Results, chosen: dict[str, float]) -> None:
+    """Validation accuracy of every method at every rate, the chosen rate marked with ``*``."""
+    rates = scores.unique("lr")
+    print(f"Validation accuracy (%) on {scores[0]['images']} held-out labelled images, by learning rate (* = chosen):")
+    print(f"{'method':<24}" + "".join(f"{lr:>10g}" for lr in rates))
+    for method in scores.unique("method"):
+        cells = [f"{100 * scores.values(method=method, lr=lr)[0]:.1f}{'*' if chosen[method] == lr else ' '}"
+                 for lr in rates]
+        print(f"{method:<24}" + "".join(f"{c:>10}" for c in cells))
+
+
+def _split_count(model: nn.Module) -> tuple[int, int]:
+    """Trainable parameters outside the head (adapters, or fine-tuned blocks) and in the head."""
+    head = count_parameters(model.head, trainable_only=True)
+    return count_parameters(model, trainable_only=True) - head, head
+
+
+def method_run(method: str, target: str, n: int, seed: int, *, rates: dict[str, float], keep: dict,
+               **settings) -> dict:
+    """Train ``method`` on ``n`` labels per class of ``target`` (split ``seed``) at its rate; a grid record.
+
+    LoRA at any rank uses the rate chosen for LoRA (``rates["LoRA"]``). The record holds the test ``accuracy``,
+    the ``seconds``, the trainable parameters in the backbone (``backbone``: adapters or fine-tuned blocks) and in
+    the ``head``. The trained model is kept in ``keep[method, seed]``.
+    """
+    lr = rates.get("LoRA" if method.startswith("LoRA") else method)
+    trained = train_method(method, data.few_shot(target, n, seed), seed, lr=lr, **settings)
+    keep[method, seed] = trained.model
+    backbone, head = _split_count(trained.model)
+    return {"accuracy": evaluate(trained.model, data.test_set(target)).accuracy, "seconds": trained.seconds,
+            "backbone": backbone, "head": head, "trainable": backbone + head}
+
+
+def train_lora(target: str, n: int, rank: int, seed: int, *, lr: float, **settings) -> nn.Module:
+    """The pretrained GlyphNet with a new head and rank-``rank`` adapters, trained on ``n`` labels per class."""
+    return train_method(lora_name(rank), data.few_shot(target, n, seed), seed, lr=lr, **settings).model
+
+
+def _stored_bytes(model: nn.Module, method: str, folder: Path) -> int:
+    """Bytes on disk of what one task needs beside the shared pretrained backbone."""
+    path = folder / f"{method}.safetensors".replace(" ", "_")
+    if method.startswith("LoRA"):
+        return lora.save_adapter(model, path).stat().st_size
+    if method == FULL:
+        return checkpoint.save_checkpoint(model, path, {}).stat().st_size
+    trained = {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad}
+    state = {k: v.contiguous() for k, v in model.state_dict().items() if k.split(".")[0] in trained}
+    safetensors.torch.save_file(state, str(path))
+    return path.stat().st_size
+
+
+def print_costs(results: Results, kept: dict, full_count: int, folder: Path) -> None:
+    """Per method: trainable parameters in the backbone and in the head, their share of full fine-tuning's, the
+    seconds per run, and the file each task needs beside the shared backbone."""
+    print(f"{'method':<22}{'backbone':>10}{'head':>8}{'of full FT':>12}{'seconds':>10}{'file per task':>15}")
+    for method in results.unique("method"):
+        row = results.where(method=method)[0]
+        size = _stored_bytes(kept[method, row["seed"]], method, folder)
+        print(f"{method:<22}{row['backbone']:>10,}{row['head']:>8,}{row['trainable'] / full_count:>12.1%}"
+              f"{results.mean('seconds', method=method):>8.1f} s{size // 1024:>12} KB")
+
+
+def plot_accuracy_vs_parameters(results: Results, probe: str = PROBE) -> None:
+    """Left: test accuracy against trainable parameters (log scale). Right: each seed's gain over the probe."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    methods = results.unique("method")
+    for i, method in enumerate(methods):
+        rows = results.where(method=method)
+        x, mean, std = rows.values("trainable")[0], 100 * rows.mean(), 100 * rows.std()
+        left.errorbar([x], [mean], [std], marker="o", capsize=3, color=f"C{i}", label=method)
+        gains = [100 * g for g in results.differences("method", method, probe)]
+        right.plot([i] * len(gains), gains, "o", color=f"C{i}", alpha=0.7)
+        right.plot([i - 0.25, i + 0.25], [sum(gains) / len(gains)] * 2, color=f"C{i}")
+    left.set(xscale="log", xlabel="trainable parameters (log scale)", ylabel="test accuracy (%)",
+             title="accuracy against trainable parameters (mean ± std)")
+    left.legend(fontsize=8)
+    right.axhline(0, color="gray", linewidth=1)
+    right.set_xticks(range(len(methods)), [m.replace(" (", "\n(").replace(" blocks", "\nblocks") for m in methods],
+                     fontsize=8)
+    right.set(ylabel="points over the linear probe", title="each seed's gain over the probe (dots), mean (line)")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    plt.show()
+
+
+@torch.no_grad()
+def merge_round_trip(model: nn.Module, images: torch.Tensor) -> dict:
+    """Merge the adapters, unmerge them again, and say what changed: the logits, the predictions, the weights."""
+    base_weights = {name: p.clone() for name, p in model.named_parameters() if name.endswith("base.weight")}
+    unmerged = model(images)
+    lora.merge(model)
+    merged = model(images)
+    lora.unmerge(model)
+    restored = max((p - base_weights[name]).abs().max().item() for name, p in model.named_parameters()
+                   if name in base_weights)
+    return {"logits agree": torch.allclose(merged, unmerged, atol=1e-4, rtol=0),
+            "same predictions": int((merged.argmax(1) == unmerged.argmax(1)).sum()), "restored": restored}
+
+
+def switch_adapters(shared: nn.Module, files: dict[str, Path], trained: dict[str, tuple[nn.Module, data.ImageSet]],
+                    order: tuple[str, ...]) -> list[bool]:
+    """Load each task's adapter file into ``shared`` in ``order``; per switch, whether it scores as its own model."""
+    matches = []
+    for task in order:
+        lora.load_adapter(shared, files[task])
+        model, test = trained[task]
+        accuracy = evaluate(shared, test).accuracy
+        matches.append(accuracy == evaluate(model, test).accuracy)
+        print(f"{task:>8} adapter ({files[task].stat().st_size // 1024} KB) loaded: {shared.num_classes} classes, "
+              f"{accuracy:.1%} on its test set, same as the model it was trained in: {matches[-1]}")
+    return matches
+
+
+def show_rank(results: Results, rank: int, *, full_count: int) -> None:
+    """LoRA at ``rank`` beside every control: a line of numbers, and bars on a zoomed axis with each seed's dot."""
+    name = lora_name(rank)
+    row = results.where(method=name)[0]
+    print(f"rank = {rank}: {row['backbone']:,} adapter + {row['head']:,} head parameters "
+          f"({row['trainable'] / full_count:.1%} of full fine-tuning's); test accuracy "
+          + ", ".join(f"{m} {results.mean(method=m):.1%}" for m in results.unique("method")
+                      if not m.startswith("LoRA") or m == name))
+    shown = [m for m in results.unique("method") if not m.startswith("LoRA") or m == name]
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    for i, method in enumerate(shown):
+        values = [100 * v for v in results.values(method=method)]
+        ax.bar(i, sum(values) / len(values), color="C1" if method == name else "C0", alpha=0.6)
+        ax.plot([i] * len(values), values, "k.", alpha=0.7)
+    low = min(100 * v for m in shown for v in results.values(method=m))
+    high = max(100 * v for m in shown for v in results.values(method=m))
+    ax.set_ylim(low - 4, high + 2)
+    ax.set_xticks(range(len(shown)), [m.replace(" (", "\n(").replace(" blocks", "\nblocks") for m in shown],
+                  fontsize=8)
+    ax.set(ylabel="test accuracy (%)", title=f"{name} beside the controls (bars: mean; dots: seeds; zoomed axis)")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    plt.show()
+
+
+def rank_live(rank: int, *, lr: float, steps: int, blocks: list[str], alpha: float, target: str = "gratings",
+              n: int = 20, seed: int = 0) -> None:
+    """The live slider: LoRA at ``rank`` trained for real on ``n`` labels per class of ``target`` (split ``seed``),
+    scored on 50 test images per class; prints its trainable parameters and its accuracy."""
+    trained = train_method(lora_name(rank), data.few_shot(target, n, seed), seed, lr=lr, steps=steps, blocks=blocks,
+                           alpha=alpha)
+    test = transfer.subset(data.test_set(target), LIVE_TEST_PER_CLASS)
+    backbone, head = _split_count(trained.model)
+    print(f"rank = {rank}: {backbone:,} adapter + {head:,} head parameters trained on {n} {target} per class "
+          f"(seed {seed}, {steps} steps at {lr:g}) in {trained.seconds:.1f} s")
+    print(f"test accuracy {evaluate(trained.model, test).accuracy:.1%} on {len(test):,} test images")

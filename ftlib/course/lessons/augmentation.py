@@ -1,0 +1,171 @@
+"""Lesson 04's drivers: a preview of each augmentation, runs with and without augmentation, and the 6/9 trap.
+
+:func:`augmented_run` trains on ``n`` digits per class and scores on a validation set (more labelled digits from the
+pool, disjoint from training and test: the strength is chosen there) and on the test set. :func:`batched` gives
+batch versions (one draw per image) of the catalogue's elastic, noise, blur and erasing, fast enough to train with.
+:func:`live_strength` is the live slider's run: scratch trained for real at one strength.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+
+from ftlib import augment, data
+from ftlib.course.lessons import plots
+from ftlib.course.lessons.experiments import run
+from ftlib.course.runner import points
+from ftlib.evaluation import confusion_matrix, evaluate
+from ftlib.train import Augment
+
+__all__ = ["EXTRA", "VALIDATION_PER_CLASS", "augmented_run", "batched", "best_strength", "digit_changes",
+           "live_strength", "on_six_nine", "preview", "swapped", "ways_table"]
+
+VALIDATION_PER_CLASS = 20  # labelled digits per class held out to choose the strength (never the test set)
+EXTRA = ("elastic", "noise", "blur", "erasing")  # the catalogue's augmentations beyond rotation, shift and scale
+
+
+def preview(digits: torch.Tensor, strength: float) -> None:
+    """Show ``digits`` under each augmentation of the catalogue and the v2 pipeline, at ``strength``."""
+    single = {name: augment.per_image(t) for name, t in augment.catalogue(strength).items()}
+    rows = {"original": lambda x, g: x, **single, "v2 pipeline": augment.per_image(augment.pipeline(strength))}
+    grid = torch.cat([fn(digits, torch.Generator().manual_seed(0)) for fn in rows.values()])
+    names = [name if k == 0 else "" for name in rows for k in range(len(digits))]
+    degrees, shift, scale = augment.affine_ranges(strength)
+    print(f"strength = {strength}: rotation ±{degrees:g}°, shift ±{100 * shift:.0f}%, "
+          f"scale {scale[0]:.2f}-{scale[1]:.2f}")
+    plots.show_images(grid, count=len(grid), columns=len(digits), labels=names,
+                      title=f"Six training digits under each augmentation (strength {strength})")
+    plt.show()
+
+
+def _noise(sigma: float) -> Augment:
+    def apply(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        return (x + sigma * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    return apply
+
+
+def _blur(top: float) -> Augment:
+    def apply(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        sigma = 0.01 + (top - 0.01) * torch.rand(len(x), generator=g)
+        taps = torch.exp(-torch.arange(-2.0, 3.0)[None] ** 2 / (2 * sigma[:, None] ** 2))
+        taps = taps / taps.sum(1, keepdim=True)  # one 5-tap Gaussian per image, as v2.GaussianBlur(5, sigma)
+        y = F.conv2d(F.pad(x.transpose(0, 1), (2, 2, 0, 0), mode="reflect"), taps[:, None, None], groups=len(x))
+        return F.conv2d(F.pad(y, (0, 0, 2, 2), mode="reflect"), taps[:, None, :, None], groups=len(x)).transpose(0, 1)
+    return apply
+
+
+def _erasing(low: float, high: float) -> Augment:
+    def apply(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        n, _, h, w = x.shape
+        area = h * w * (low + (high - low) * torch.rand(n, generator=g))
+        ratio = torch.exp(math.log(0.3) + (math.log(3.3) - math.log(0.3)) * torch.rand(n, generator=g))
+        eh = (area * ratio).sqrt().clamp(1, h - 1).round()
+        ew = (area / ratio).sqrt().clamp(1, w - 1).round()
+        top, left = ((h - eh) * torch.rand(n, generator=g)).floor(), ((w - ew) * torch.rand(n, generator=g)).floor()
+        rows, cols = torch.arange(h)[None, :, None], torch.arange(w)[None, None, :]
+        box = ((rows >= top[:, None, None]) & (rows < (top + eh)[:, None, None])
+               & (cols >= left[:, None, None]) & (cols < (left + ew)[:, None, None]))
+        return x * ~box[:, None]
+    return apply
+
+
+def _elastic(alpha: float, sigma: float = 3.0) -> Augment:
+    def apply(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        n, _, h, w = x.shape
+        field = 2 * torch.rand(n * 2, 1, h, w, generator=g) - 1  # as v2.ElasticTransform: uniform, then smoothed
+        taps = torch.exp(-torch.arange(-6.0, 7.0) ** 2 / (2 * sigma ** 2))
+        taps = (taps / taps.sum()).to(x.dtype)
+        field = F.conv2d(F.pad(field, (6, 6, 0, 0), mode="reflect"), taps.view(1, 1, 1, -1))
+        field = F.conv2d(F.pad(field, (0, 0, 6, 6), mode="reflect"), taps.view(1, 1, -1, 1))
+        shift = (alpha / torch.tensor([w, h], dtype=x.dtype)) * field.view(n, 2, h, w).permute(0, 2, 3, 1)
+        grid = F.affine_grid(torch.eye(2, 3)[None].expand(n, 2, 3).to(x.dtype), list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid + shift, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return apply
+
+
+def batched(name: str, strength: float = 1.0) -> Augment:
+    """The catalogue's ``name`` (one of :data:`EXTRA`) at ``strength`` on a whole batch, one draw per image.
+
+    Same ranges as :func:`ftlib.augment.catalogue`: elastic alpha 15 px, noise sigma 0.1, blur sigma up to 1
+    and erasing 2-10% of the image at strength 1.
+    """
+    s = strength
+    makers = {"elastic": lambda: _elastic(15.0 * s), "noise": lambda: _noise(0.1 * s),
+              "blur": lambda: _blur(max(0.01, s)), "erasing": lambda: _erasing(0.02 * s, 0.1 * s)}
+    if name not in makers:
+        raise ValueError(f"unknown augmentation {name!r}; choose one of {', '.join(makers)}")
+    return makers[name]()
+
+
+def augmented_run(method: str, strength: float, seed: int, n: int, steps: int, turn: bool = False,
+                  kind: str = "affine") -> dict:
+    """Train ``method`` on ``n`` digits per class with augmentation ``kind`` at ``strength`` (0: none).
+
+    ``kind`` is ``"affine"`` (the standard rotation, shift and scale) or one of :data:`EXTRA`. ``turn`` also
+    turns half of the images upside down (a 180° turn). Returns the ``validation`` accuracy (on
+    :func:`ftlib.data.few_shot_split`'s held-out digits), the test ``accuracy``, the ``confusion`` matrix on the test
+    digits, and the training ``seconds``.
+    """
+    parts = [augment.standard(strength) if kind == "affine" else batched(kind, strength)] if strength else []
+    if turn:
+        parts.append(augment.random_flip(horizontal=True, vertical=True, p=0.5))
+    train_set, val_set = data.few_shot_split("mnist", n, VALIDATION_PER_CLASS, seed)
+    trained = run(method, train_set, seed, steps, augment=augment.compose(*parts) if parts else None)
+    test = data.test_set("mnist")
+    confusion = confusion_matrix(trained.model, test)
+    return {"validation": evaluate(trained.model, val_set).accuracy, "accuracy": confusion.trace().item() / len(test),
+            "confusion": confusion, "seconds": trained.history.seconds}
+
+
+def live_strength(strength: float, n: int = 5, steps: int = 60, seed: int = 0, method: str = "scratch") -> None:
+    """Train ``method`` at ``strength`` for real (:func:`augmented_run`; 60 steps take about 1.3 s on 2 cores);
+    print its validation and test accuracy, and show eight of its training digits as one augmented batch draws
+    them."""
+    record = augmented_run(method, strength, seed, n, steps)
+    print(f"strength = {strength}: {method}, N = {n} digits per class, seed {seed}, {steps} steps in "
+          f"{record['seconds']:.1f} s")
+    print(f"validation {record['validation']:.1%}, test {record['accuracy']:.1%}")
+    digits = data.few_shot("mnist", 1, seed).images[:8]
+    shown = augment.standard(strength)(digits, torch.Generator().manual_seed(seed)) if strength else digits
+    plots.show_images(shown, count=8, columns=8, title=f"Eight training digits as strength {strength} draws them")
+    plt.show()
+
+
+def best_strength(results, method: str) -> float:
+    """The strength with the highest mean validation accuracy over seeds for ``method`` (ties: the weaker one)."""
+    sub = results.where(method=method)
+    return max(sorted(sub.unique("strength")), key=lambda s: (sub.mean("validation", strength=s), -s))
+
+
+def ways_table(results, field: str = "way", baseline: str = "none") -> str:
+    """Per value of ``field``: validation and test accuracy (mean ± std), and the test gain over ``baseline``."""
+    lines = [f"{field:<24}{'validation':>16}{'test':>16}   test gain over {baseline}, per seed"]
+    for way in results.unique(field):
+        cells = [f"{100 * results.mean(m, **{field: way}):.1f} ± {100 * results.std(m, **{field: way}):.1f}"
+                 for m in ("validation", "accuracy")]
+        gains = "" if way == baseline else points(results.differences(field, way, baseline))
+        lines.append(f"{way:<24}{cells[0]:>16}{cells[1]:>16}   {gains}")
+    return "\n".join(lines)
+
+
+def digit_changes(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    """Per true digit: the change in the share read correctly (points, after minus before) of summed confusions."""
+    return 100 * (after.diag() / after.sum(1) - before.diag() / before.sum(1))
+
+
+def _six_nine_count(confusion: torch.Tensor) -> int:
+    return int(confusion[6].sum() + confusion[9].sum())
+
+
+def on_six_nine(confusion: torch.Tensor) -> float:
+    """The share of the test 6s and 9s that are read correctly."""
+    return (confusion[6, 6] + confusion[9, 9]).item() / _six_nine_count(confusion)
+
+
+def swapped(confusion: torch.Tensor) -> float:
+    """The share of the test 6s and 9s read as the other one."""
+    return (confusion[6, 9] + confusion[9, 6]).item() / _six_nine_count(confusion)

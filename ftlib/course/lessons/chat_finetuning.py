@@ -1,0 +1,243 @@
+"""Lesson 09's drivers: fine-tune the TinyLM on the template dialogues (in full or with LoRA), score it over the
+steps on held-out dialogues and prose, and show the scores as a table and as curves.
+
+:func:`turn_format` scores every assistant turn of a text (how likely a sampled reply starts in the format, what the
+model sees of the question), :func:`format_breakdown` groups those scores, and :func:`prose_at_chat` reads a
+method's forgetting at a given chat loss (learning and forgetting compared at matched learning).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+
+from ftlib.course.lessons.experiments import Results
+from ftlib.freeze import count_parameters
+from ftlib.lm import chat, corpus
+from ftlib.lm.finetune import finetune
+from ftlib.lm.tokenizer import VOCAB, encode
+from ftlib.runtime import evaluating
+
+__all__ = ["EVAL_CHARS", "GROUPS", "TEMPERATURES", "ChatFinetuning", "at_temperature", "format_breakdown",
+           "plot_over_steps", "plot_tradeoff", "print_format_breakdown", "prose_at_chat", "sample_replies",
+           "score_table", "turn_format", "view"]
+
+EVAL_CHARS = 3072  # characters of the validation dialogues and of the held-out prose scored at every check
+
+
+TEMPERATURES = (0.1, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)  # the live slider's sampling temperatures
+GROUPS = ("first question", "follow-up question", "closing thanks", "question in view", "'User:' out of view")
+
+
+def view(model: nn.Module) -> int:
+    """Characters before an assistant turn that the model sees when it writes the turn's first character."""
+    return model.config.context - len(chat.ASSISTANT) + 1
+
+
+@torch.no_grad()
+def turn_format(model: nn.Module, text: str, temperature: float) -> dict[str, torch.Tensor | list[str]]:
+    """Every assistant turn of ``text`` (after the first context's worth): how sampling at ``temperature`` starts it.
+
+    Like :func:`ftlib.lm.chat.format_rate`, but for each turn: ``chance`` that a sampled reply starts with
+    ``Assistant: ``, ``user_first`` the probability that it starts with ``U`` instead (another ``User:`` line),
+    ``length`` the characters of the question line (its newline included), and ``kind``: ``"first question"``,
+    ``"follow-up question"`` or ``"closing thanks"``.
+    """
+    n, context = len(chat.ASSISTANT), model.config.context
+    starts = [m.start() for m in re.finditer(rf"^{chat.ASSISTANT}", text, flags=re.MULTILINE) if m.start() >= context]
+    ids = torch.stack([encode(text[s + n - context - 1:s + n]) for s in starts]).to(next(model.parameters()).device)
+    with evaluating(model):
+        logits, wanted = model(ids[:, :-1])[:, -n:] / temperature, ids[:, -n:]
+    log_p = torch.log_softmax(logits, -1)
+    closings = {user for user, _ in chat.CLOSING}
+    lines = [text[text.rfind("\n", 0, s - 1) + 1:s] for s in starts]  # "User: ...\n"
+    before = [text[max(0, text.rfind("\n", 0, s - 1) - 1):text.rfind("\n", 0, s - 1) + 1] for s in starts]
+    kind = ["closing thanks" if line[len(chat.USER):-1] in closings else
+            "first question" if b in ("", "\n", "\n\n") else "follow-up question" for line, b in zip(lines, before)]
+    return {"chance": log_p.gather(-1, wanted[..., None]).sum((1, 2)).exp().cpu(),
+            "user_first": log_p[:, 0, VOCAB.index("U")].exp().cpu(),
+            "length": torch.tensor([len(line) for line in lines]), "kind": kind}
+
+
+def format_breakdown(turns: dict, shown: int) -> dict[str, tuple[float, int]]:
+    """The mean format rate and the number of turns in each of :data:`GROUPS`; ``shown`` is :func:`view`."""
+    kinds = turns["kind"]
+    masks = {group: torch.tensor([k == group for k in kinds]) for group in GROUPS[:3]}
+    masks[GROUPS[3]], masks[GROUPS[4]] = turns["length"] <= shown, turns["length"] > shown
+    return {g: (turns["chance"][m].mean().item(), int(m.sum())) for g, m in masks.items()}
+
+
+def prose_at_chat(curve: dict[int, dict], level: float) -> float:
+    """The prose loss where a run's chat loss first falls to ``level`` (linear between the checked steps).
+
+    ``curve`` maps steps to scores (``"chat"``, ``"prose"``); NaN if the run never gets that low.
+    """
+    steps = sorted(curve)
+    for before, after in zip(steps, steps[1:]):
+        high, low = curve[before]["chat"], curve[after]["chat"]
+        if low <= level <= high:
+            t = (high - level) / (high - low) if high > low else 1.0
+            return curve[before]["prose"] + t * (curve[after]["prose"] - curve[before]["prose"])
+    return float("nan")
+
+
+def sample_replies(models: dict[str, nn.Module], questions: list[str], temperature: float, max_chars: int = 80
+                   ) -> dict[str, list[str]]:
+    """Each model's sampled reply (seed 0) to each question asked on its own: ``{name: [reply, ...]}``."""
+    return {name: [chat.reply(lm, "", q, temperature, seed=0, max_chars=max_chars) for q in questions]
+            for name, lm in models.items()}
+
+
+def at_temperature(model: nn.Module, name: str, val_text: str, questions: list[str], temperature: float) -> None:
+    """The live slider: ``model``'s format rate over every validation turn at ``temperature`` (printed under a first
+    line that names the value, and drawn by kind of turn, :data:`GROUPS`), and its sampled replies (seed 0, 60
+    characters at most) to ``questions``."""
+    turns = turn_format(model, val_text, temperature)
+    print(f"temperature = {temperature}: {name} starts {turns['chance'].mean().item():.1%} of {len(turns['chance'])} "
+          "validation replies with 'Assistant: '")
+    for question, said in zip(questions, sample_replies({name: model}, questions, temperature, 60)[name]):
+        print(f"User: {question}\n  {name} | " + said.replace("\n", "\n" + " " * (len(name) + 5)))
+    parts = format_breakdown(turns, view(model))
+    fig, ax = plt.subplots(figsize=(8, 2.6))
+    ax.barh(GROUPS[::-1], [100 * parts[g][0] for g in GROUPS[::-1]])
+    ax.set(xlim=(0, 100), xlabel="replies that start with 'Assistant: ' (%)",
+           title=f"{name}, sampling temperature {temperature}: format rate by kind of turn")
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    plt.show()
+
+
+@dataclass
+class ChatFinetuning:
+    """The lesson's setting: the base model, the chat data, and how both methods fine-tune and sample.
+
+    ``lr`` gives each method ("full", "lora") its rate. On creation the base model is scored once
+    (``base_losses``); every :meth:`run` keeps its fine-tuned model in ``models`` and its scores by step in
+    ``curves``, both by ``(method, seed)``.
+    """
+
+    base: nn.Module
+    train_text: str
+    val_text: str
+    answer_mask: torch.Tensor
+    steps: int
+    lr: dict[str, float]
+    batch_size: int
+    rank: int
+    temperature: float
+    eval_chars: int = EVAL_CHARS
+    checks: int = 4
+    models: dict[tuple[str, int], nn.Module] = field(default_factory=dict, init=False)
+    curves: dict[tuple[str, int], dict[int, dict]] = field(default_factory=dict, init=False)
+    turns: dict[tuple[str, int], dict] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        end = self.eval_chars + 1
+        self.chat_eval, self.answers_eval = self.val_text[:end], self.answer_mask[:end]
+        self.prose_eval = corpus.split_text()[1][:end]
+        self.base_losses = self.losses(self.base)
+        self.base_turns = turn_format(self.base, self.val_text, self.temperature)
+
+    def losses(self, lm: nn.Module) -> dict[str, float]:
+        """Bits per character on the validation dialogues, on their answers, and on held-out prose."""
+        return chat.losses(lm, self.chat_eval, self.answers_eval, self.prose_eval)
+
+    def run(self, method: str, seed: int) -> dict:
+        """Fine-tune the base model by ``method``, scored ``checks`` times; a record for ``run_grid``.
+
+        The record holds the last scores, the ``format`` rate of sampled replies over every validation turn
+        (:func:`turn_format`, kept in ``turns``), the training ``seconds`` and the ``trainable`` parameters.
+        """
+        lm, history = finetune(self.base, self.train_text, method, self.steps, self.lr[method], seed,
+                               batch_size=self.batch_size, rank=self.rank, evaluate=self.losses,
+                               every=self.steps // self.checks)
+        self.models[method, seed], self.curves[method, seed] = lm, {0: self.base_losses, **history.evals}
+        self.turns[method, seed] = turn_format(lm, self.val_text, self.temperature)
+        in_turn = self.turns[method, seed]["chance"].mean().item()
+        return {**history.evals[self.steps], "format": in_turn, "seconds": history.seconds,
+                "trainable": count_parameters(lm, trainable_only=True)}
+
+    def mean_at(self, method: str, step: int, key: str) -> float:
+        """The mean over the seeds run of score ``key`` of ``method`` at ``step``."""
+        seeds = sorted(s for m, s in self.curves if m == method)
+        return sum(self.curves[method, s][step][key] for s in seeds) / len(seeds)
+
+
+def score_table(before: Results, results: Results, names: dict[str, str]) -> str:
+    """One line per method (base model, full, LoRA): trainable weights, the three losses, format rate, seconds.
+
+    Each score is the mean ± std over the seeds; ``names`` maps "base", "full", "lora" to the lesson's labels.
+    """
+    lines = [f"{'':<18}{'trainable':>10}{'chat':>14}{'answers':>14}{'prose':>14}{'format':>10}{'seconds':>10}"]
+    for method, rows in (("base", before), ("full", results), ("lora", results)):
+        cells = "".join(f"{rows.mean(k, method=method):>8.2f} ± {rows.std(k, method=method):.2f}"
+                        for k in ("chat", "answer", "prose"))
+        seconds = f"{rows.mean('seconds', method=method):.1f} s" if method != "base" else "-"
+        lines.append(f"{names[method]:<18}{rows.values('trainable', method=method)[0]:>10,}{cells}"
+                     f"{rows.mean('format', method=method):>10.1%}{seconds:>10}")
+    return "\n".join(lines)
+
+
+def plot_over_steps(study: ChatFinetuning, step: int, names: dict[str, str]) -> None:
+    """The chat loss and the prose loss of both methods at every checked step (mean over seeds), ``step`` marked."""
+    checked = sorted(study.curves["full", 0])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, key, title in zip(axes, ("chat", "prose"), ("chat loss (validation dialogues)",
+                                                       "prose loss (held-out docs): forgetting")):
+        for method in ("full", "lora"):
+            ax.plot(checked, [study.mean_at(method, s, key) for s in checked], marker="o", label=names[method])
+        ax.axvline(step, color="gray", linestyle="--", label=f"step {step}")
+        ax.set(xlabel="fine-tuning step", ylabel="bits per character", title=title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    plt.show()
+
+
+def plot_tradeoff(study: ChatFinetuning, names: dict[str, str]) -> None:
+    """Learning against forgetting along training: prose loss against chat loss at every check, per run.
+
+    Thin lines: each seed; the base model is the black dot where every run starts (training moves left).
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, method in enumerate(("full", "lora")):
+        for (m, seed), curve in sorted(study.curves.items()):
+            if m == method:
+                steps = sorted(curve)
+                ax.plot([curve[s]["chat"] for s in steps], [curve[s]["prose"] for s in steps], "o-", ms=3,
+                        color=f"C{i}", alpha=0.6, label=names[method] if seed == 0 else None)
+    ax.plot([study.base_losses["chat"]], [study.base_losses["prose"]], "ko", label="base model (step 0)")
+    ax.invert_xaxis()
+    ax.set(xlabel="chat loss, bpc (learning: lower is better, so the axis runs right to left)",
+           ylabel="prose loss, bpc (forgetting: higher is worse)",
+           title="learning against forgetting, checked along training (one line per seed)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    plt.show()
+
+
+def print_format_breakdown(study: ChatFinetuning, names: dict[str, str]) -> dict[str, dict[str, list[float]]]:
+    """The format rate of each method in each of :data:`GROUPS` (mean over seeds, and the turns counted), and where
+    the missing probability goes; returns ``{method: {group: [rate per seed]}}``."""
+    shown = view(study.base)
+    by_method = {}
+    print(f"{'turns':<22}{'count':>7}" + "".join(f"{names[m]:>20}" for m in ("full", "lora")))
+    for method in ("full", "lora"):
+        seeds = sorted(s for m, s in study.turns if m == method)
+        parts = [format_breakdown(study.turns[method, s], shown) for s in seeds]
+        by_method[method] = {g: [p[g][0] for p in parts] for g in GROUPS}
+    for group in GROUPS:
+        count = format_breakdown(study.turns["full", 0], shown)[group][1]
+        print(f"{group:<22}{count:>7}" + "".join(f"{sum(by_method[m][group]) / len(by_method[m][group]):>20.1%}"
+                                                  for m in ("full", "lora")))
+    for method in ("full", "lora"):
+        turns = [t for (m, _), t in study.turns.items() if m == method]
+        user = sum(t["user_first"].sum().item() for t in turns) / sum((1 - t["chance"]).sum().item() for t in turns)
+        print(f"{names[method]}: {user:.0%} of the probability of missing the format is a reply that starts with 'U' "
+              "(another 'User:' line)")
+    return by_method

@@ -1,0 +1,190 @@
+"""Lesson 06's drivers: fine-tune long on noisily labelled digits, then replay stopping rules on the recorded curves."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+
+from ftlib import data
+from ftlib.course.lessons import plots
+from ftlib.course.lessons.experiments import Results, Trained, run
+from ftlib.stopping import MONITORS, EarlyStopping, History, stopping_point
+
+__all__ = ["BATCH_SIZE", "LIVE_NOISES", "METHOD", "ORACLE", "SCHEDULE", "compare_monitors", "describe_curve",
+           "early_stop", "gap_closed", "live_noise", "long_run", "noisy_split", "onecycle_rate", "plot_curves",
+           "plot_tradeoff", "policies", "tradeoff"]
+
+METHOD = "fine-tune"  # the pretrained GlyphNet with a new head, lr 1e-3
+BATCH_SIZE = 32
+SCHEDULE = "constant"
+ORACLE = "oracle (peeks at test)"
+
+
+def noisy_split(n_labelled: int, noise: float, val_fraction: float,
+                seed: int) -> tuple[data.ImageSet, data.ImageSet, data.ImageSet]:
+    """``n_labelled`` digits per class with a share ``noise`` of wrong labels: (all of them, training, validation)."""
+    labelled = data.flip_labels(data.few_shot("mnist", n_labelled, seed), noise, seed)
+    return labelled, *data.split_validation(labelled, val_fraction, seed)
+
+
+def long_run(seed: int, n_labelled: int, noise: float, val_fraction: float, steps: int, eval_every: int,
+             watch_test: bool = True, early_stopping: EarlyStopping | None = None, batch_size: int = BATCH_SIZE,
+             schedule: str = SCHEDULE) -> Trained:
+    """Fine-tune on a noisy split (at a constant rate, batch 32, unless told otherwise), evaluating every
+    ``eval_every`` steps.
+
+    The history records the validation scores and, with ``watch_test``, the clean test accuracy at every evaluation
+    (recorded, never used to choose).
+    """
+    _, train_set, val_set = noisy_split(n_labelled, noise, val_fraction, seed)
+    test = data.test_set("mnist") if watch_test else None
+    return run(METHOD, train_set, seed, steps, batch_size=batch_size, schedule=schedule, val_data=val_set,
+               eval_data=test, eval_every=eval_every, early_stopping=early_stopping)
+
+
+def early_stop(history: History, patience: int, min_delta: float, monitor: str = "val_loss") -> dict:
+    """The rule replayed on a recorded curve: steps trained, test accuracy of the restored step, and that step."""
+    best, stop = stopping_point(getattr(history, monitor), patience, min_delta, MONITORS[monitor])
+    stop_step = history.eval_step[stop] if stop is not None else len(history.step)
+    return {"steps": stop_step, "accuracy": history.eval_accuracy[best], "best_step": history.eval_step[best]}
+
+
+def policies(histories: list[History], patience: int, min_delta: float) -> Results:
+    """Per seed: training to the end, early stopping on the validation loss, and the oracle that peeks at test."""
+    records = []
+    for seed, history in enumerate(histories):
+        oracle = max(range(len(history.eval_step)), key=lambda i: history.eval_accuracy[i])
+        records += [
+            {"policy": "train to the end", "seed": seed, "steps": len(history.step),
+             "accuracy": history.eval_accuracy[-1]},
+            {"policy": "early stopping", "seed": seed, **early_stop(history, patience, min_delta)},
+            {"policy": ORACLE, "seed": seed, "steps": history.eval_step[oracle],
+             "accuracy": history.eval_accuracy[oracle]},
+        ]
+    return Results(records)
+
+
+def tradeoff(histories: list[History], patiences: list[int]) -> Results:
+    """Every patience on every seed's curve, watching each score in ``MONITORS`` (min_delta 0)."""
+    return Results({"patience": p, "seed": s, "on": m, **early_stop(h, p, 0.0, m)}
+                   for m in MONITORS for p in patiences for s, h in enumerate(histories))
+
+
+def plot_curves(history: History, marks: dict[str, tuple[int, str]] | None = None, title: str = "") -> None:
+    """Training and validation loss (left), clean test accuracy (right), vertical ``marks`` (label: step, colour)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    plots.plot_history({"training loss (running mean)": history}, ax=left)
+    left.plot(history.eval_step, history.val_loss, "o-", ms=3, label="validation loss (noisy labels)")
+    right.plot(history.eval_step, [100 * a for a in history.eval_accuracy], "o-", ms=3, color="C2")
+    for label, (step, color) in (marks or {}).items():
+        for ax in (left, right):
+            ax.axvline(step, color=color, ls="--", lw=1, label=label)
+    left.set_ylabel("loss")
+    left.legend(fontsize=8)
+    right.set(xlabel="step", ylabel="test accuracy (%)", title="test accuracy (clean labels)")
+    right.grid(alpha=0.3)
+    if marks:
+        right.legend(fontsize=8)
+    fig.suptitle(title)
+    plt.show()
+
+
+def plot_tradeoff(results: Results, compared: Results, patiences: list[int]) -> None:
+    """Test accuracy against steps trained for each patience and watched score, beside the end and the oracle.
+
+    The patience labels of the first watched score sit above its points, those of the second below, so that they
+    do not overlap where the two curves meet.
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for monitor, offset, align in zip(MONITORS, [(0, 6), (0, -12)], ["bottom", "top"]):
+        xs = [results.mean("steps", patience=p, on=monitor) for p in patiences]
+        ys = [100 * results.mean(patience=p, on=monitor) for p in patiences]
+        line, = ax.plot(xs, ys, "o-", label=f"early stopping on {monitor}")
+        for p, x, y in zip(patiences, xs, ys):
+            ax.annotate(str(p), (x, y), textcoords="offset points", xytext=offset, fontsize=8, ha="center",
+                        va=align, color=line.get_color())
+    for policy, color, style in (("train to the end", "C3", "--"), (ORACLE, "C2", ":")):
+        ax.axhline(100 * compared.mean(policy=policy), color=color, ls=style, label=policy)
+    ax.set(xlabel="steps trained (mean over seeds)", ylabel="test accuracy (%)",
+           title="The price of patience (numbers: patience in evaluations)")
+    ax.margins(y=0.08)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    plt.show()
+
+
+def describe_curve(history: History) -> str:
+    """What one recorded long run did: training loss, lowest validation loss, and the test accuracy's peak and end."""
+    low = min(range(len(history.val_loss)), key=lambda i: history.val_loss[i])
+    peak = max(range(len(history.eval_accuracy)), key=lambda i: history.eval_accuracy[i])
+    head, tail = history.loss[:10], history.loss[-10:]
+    return (f"training loss (mean of 10 steps) {sum(head) / len(head):.2f} at the start, {sum(tail) / len(tail):.2f} "
+            f"at the end; validation loss lowest at step {history.eval_step[low]} ({history.val_loss[low]:.2f}), "
+            f"{history.val_loss[-1]:.2f} at the end; test accuracy peaks at step {history.eval_step[peak]} "
+            f"({history.eval_accuracy[peak]:.1%}) and ends at {history.eval_accuracy[-1]:.1%}")
+
+
+def onecycle_rate(step: int, steps: int) -> float:
+    """The share of its peak rate that ``fit``'s default one-cycle schedule over ``steps`` gives at ``step``."""
+    import torch
+
+    from ftlib.schedules import make_schedule
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    schedule = make_schedule("onecycle", optimizer, steps)
+    for _ in range(step - 1):
+        optimizer.step()
+        schedule.step()
+    return optimizer.param_groups[0]["lr"]
+
+
+def compare_monitors(results: Results, compared: Results) -> list[str]:
+    """Lines that say, per watched score and patience, in how many seeds the rule restores a step as good on test as
+    the oracle's, and at which patiences watching the validation accuracy beats watching the loss (mean over seeds)."""
+    oracle = {r["seed"]: r["accuracy"] for r in compared.where(policy=ORACLE)}
+    patiences = results.unique("patience")
+    lines = []
+    for monitor in MONITORS:
+        hits = [sum(r["accuracy"] >= oracle[r["seed"]] for r in results.where(patience=p, on=monitor))
+                for p in patiences]
+        means = [results.mean(patience=p, on=monitor) for p in patiences]
+        lines.append(f"watching {monitor}: as good as the oracle in " + ", ".join(
+            f"{h}/{len(oracle)}" for h in hits) + f" seeds at patience {', '.join(map(str, patiences))}; "
+            f"mean test accuracy {min(means):.1%} to {max(means):.1%} over these patiences")
+    mean = {(p, m): results.mean(patience=p, on=m) for p in patiences for m in MONITORS}
+    wins = [p for p in patiences if mean[p, "val_accuracy"] > mean[p, "val_loss"]]
+    ties = [p for p in patiences if mean[p, "val_accuracy"] == mean[p, "val_loss"]]
+    losses = [p for p in patiences if mean[p, "val_accuracy"] < mean[p, "val_loss"]]
+    lines.append("mean test accuracy, watching val_accuracy against val_loss: "
+                 + "; ".join(f"{word} at patience {', '.join(map(str, ps))}" for word, ps in
+                             [("higher", wins), ("equal", ties), ("lower", losses)] if ps))
+    return lines
+
+
+def gap_closed(compared: Results) -> str:
+    """How much of the gap between training to the end and the oracle early stopping closes (means over seeds)."""
+    end, stop, oracle = (compared.mean(policy=p) for p in ("train to the end", "early stopping", ORACLE))
+    return (f"early stopping closes {(stop - end) / (oracle - end):.0%} of the gap between training to the end "
+            f"({end:.1%}) and the oracle ({oracle:.1%}), without looking at the test set")
+
+
+LIVE_NOISES = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]  # the live slider's shares of wrong labels
+
+
+def live_noise(noise: float, steps: int = 100, patience: int = 5, seed: int = 0) -> None:
+    """The live slider's run: fine-tune seed 0 for ``steps`` steps with a share ``noise`` of wrong labels, for real,
+    replay early stopping (``patience``, validation loss) on its curve, and plot it; the test accuracy is measured
+    on every 5th clean test digit (500) to keep a move near 2 s."""
+    _, train_set, val_set = noisy_split(25, noise, 0.2, seed)
+    test = data.test_set("mnist")
+    some = data.ImageSet(test.images[::5], test.labels[::5], test.classes, "mnist test (1 in 5)")
+    history = run(METHOD, train_set, seed, steps, batch_size=BATCH_SIZE, schedule=SCHEDULE, val_data=val_set,
+                  eval_data=some, eval_every=10).history
+    stop = early_stop(history, patience, 0.0)
+    low = history.eval_step[min(range(len(history.val_loss)), key=lambda i: history.val_loss[i])]
+    stopped = f"stops at step {stop['steps']}" if stop["steps"] < steps else f"does not stop before step {steps}"
+    print(f"noise = {noise}")
+    print(f"seed {seed}, {steps} steps: validation loss lowest at step {low}; early stopping (patience {patience}) "
+          f"{stopped} and restores step {stop['best_step']}: {stop['accuracy']:.1%} on 500 clean test digits, "
+          f"against {history.eval_accuracy[-1]:.1%} at step {steps}")
+    plot_curves(history, {f"restored (step {stop['best_step']})": (stop["best_step"], "C3")},
+                title=f"Seed {seed}, {noise:.0%} wrong labels, trained live")

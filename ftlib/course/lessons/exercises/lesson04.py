@@ -1,0 +1,128 @@
+"""Lesson 04's exercises: why the strength is chosen on validation (explain), an augmentation for shifted digits (do),
+and what upside-down digits cost 6 and 9 (predict).
+
+* :data:`CHOOSE_ON_VALIDATION`: why section 3 picks the strength on validation digits, not on the test set.
+* :func:`shifted_digits`: the learner writes ``build()`` that returns an augmentation; the check trains scratch with
+  it (about 2 s) and scores it on held-out digits moved off-centre by up to :data:`SHIFT` of their width.
+* :func:`six_nine_turn`: the learner predicts, before section 4 runs, how many points of accuracy on 6 and 9 the
+  upside-down turns cost; the check reads the lesson's runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from statistics import fmean
+from types import EllipsisType
+
+import torch
+from torch import nn
+
+from ftlib import augment, data
+from ftlib.course.lessons.augmentation import on_six_nine
+from ftlib.course.lessons.exercises import Feedback, Option, Question, attempted, check_prediction, check_target, tell
+from ftlib.course.lessons.experiments import run
+from ftlib.evaluation import evaluate
+from ftlib.train import Augment
+
+__all__ = ["CHOOSE_ON_VALIDATION", "SHIFT", "SHIFTED_PER_CLASS", "SOLUTIONS", "TARGET_ACCURACY", "WRONG_ANSWERS",
+           "build", "choose_on_validation", "lesson_strength_only", "shifted_digits", "shifted_set", "six_nine_turn"]
+
+SHIFT = 0.2  # the held-out digits of the do exercise are moved by up to ±20% of their width and height
+SHIFTED_PER_CLASS = 50  # held-out digits per class, from the pool (never the test set): 500 in all
+TARGET_ACCURACY = 85.0  # accuracy (%) on them that scratch, N = 5, seed 0, must reach with the learner's augmentation
+_SHIFT_SEED = 4_000_003  # fixes each held-out digit's shift
+
+
+CHOOSE_ON_VALIDATION = Question(
+    "Section 3 chose each method's strength on the validation digits and read the test digits only afterwards. Why "
+    "not simply take the strength with the best test accuracy?",
+    {
+        "a": Option("The validation digits are more numerous, so they measure accuracy better.", False,
+                    "There are fewer validation digits (20 per class) than test digits (250 per class): the reason "
+                    "is not their number. A score that was used to choose stops being an honest estimate, whatever "
+                    "its size."),
+        "b": Option("A strength picked by its test score makes the test set part of the tuning: the best of "
+                    "several noisy scores is biased upwards, so the reported gain would flatter the method.", True,
+                    "Validation digits choose, the test digits are read once at the end, so the test accuracy of "
+                    "the chosen strength is an honest estimate of what new digits get. With only 50 training "
+                    "digits you would hold some out for this (lesson 06) or cross-validate."),
+        "c": Option("Validation and test accuracy always pick the same strength, so it makes no difference.", False,
+                    "Nothing guarantees it: compare the two tables above, where the strength with the best mean "
+                    "test accuracy need not be the one chosen on validation. And even when they agree, the test "
+                    "score of a choice made on the test set is biased upwards."),
+        "d": Option("Choosing on validation gives a higher test accuracy than choosing on the test set.", False,
+                    "Choosing on the test set gives the highest test number by construction: that is the problem. "
+                    "The number is flattered, the model is not better. Choosing on validation gives an honest "
+                    "number, which may be lower."),
+    },
+)
+
+
+def choose_on_validation(answer: str | EllipsisType) -> Feedback:
+    """The explain exercise: why the strength is chosen on validation digits."""
+    return CHOOSE_ON_VALIDATION.check(answer)
+
+
+def shifted_set(images: data.ImageSet, shift: float = SHIFT) -> data.ImageSet:
+    """``images``, each moved by its own fixed random amount of up to ``shift`` of the width and height."""
+    moved = augment.random_affine(0, shift, (1.0, 1.0))(images.images, torch.Generator().manual_seed(_SHIFT_SEED))
+    return data.ImageSet(moved, images.labels, images.classes, images.name)
+
+
+def shifted_digits(build: Callable[[], Augment | nn.Module] | EllipsisType, n: int = 5, steps: int = 100,
+                   seed: int = 0) -> Feedback:
+    """Train scratch on ``n`` digits per class with the augmentation ``build()`` returns, and score it on
+    :data:`SHIFTED_PER_CLASS` held-out digits per class moved off-centre (:func:`shifted_set`).
+
+    ``build()`` returns an ``ftlib.augment`` function ``(images, generator) -> images`` (several can be chained with
+    ``augment.compose``) or a ``torchvision.transforms.v2`` transform (applied image by image, slower).
+    """
+    quantity = f"accuracy on the shifted held-out digits (scratch, N = {n}, seed {seed}, {steps} steps)"
+    if not attempted(build):
+        return check_target(None, target=TARGET_ACCURACY, quantity=quantity, hint="", unit="%")
+    chosen = build()
+    if chosen is None:
+        return tell(False, "build() returned nothing: end it with `return` and your augmentation.")
+    if isinstance(chosen, nn.Module):  # a v2 transform works on one image: give each image its own draw
+        print("a v2 transform: applied to each image on its own with augment.per_image (slower than ftlib.augment)")
+        chosen = augment.per_image(chosen)
+    train_set, held_out = data.few_shot_split("mnist", n, SHIFTED_PER_CLASS, seed)
+    trained = run("scratch", train_set, seed, steps, augment=chosen)
+    accuracy = 100 * evaluate(trained.model, shifted_set(held_out)).accuracy
+    print(f"trained in {trained.seconds:.1f} s; on the same held-out digits, not shifted: "
+          f"{evaluate(trained.model, held_out).accuracy:.1%}")
+    return check_target(accuracy, target=TARGET_ACCURACY, quantity=quantity, unit="%",
+                               hint=f"these digits sit up to ±{100 * SHIFT:.0f}% of the width off-centre, while "
+                                    f"augment.standard(s) shifts by only ±10%·s: let your augmentation shift as "
+                                    f"far (augment.random_affine(translate=...)), and keep rotation and scale "
+                                    f"mild (a v2 transform: give it interpolation=augment.BILINEAR).")
+
+
+def six_nine_turn(guess: float | EllipsisType, safe: Iterable[dict], turned: Iterable[dict]) -> Feedback:
+    """Compare the learner's ``guess`` (points) with the measured change in accuracy on 6 and 9, mean over seeds,
+    when half of the training digits are also turned upside down (``turned``) instead of not (``safe``)."""
+    quantity = "the change in accuracy on 6 and 9, in points (mean over seeds)"
+    if not attempted(guess):
+        return tell(None, f"Exercise not attempted yet: write your prediction of {quantity} in "
+                    f"`guess_six_nine` (the cell before section 4's runs) in place of `...`, run "
+                    f"that cell, then this one.")
+    change = 100 * fmean(on_six_nine(t["confusion"]) - on_six_nine(s["confusion"]) for s, t in zip(safe, turned))
+    why = ("a 6 turned upside down looks like a 9 but keeps its label 6 (and a turned 9 like a 6), so half of the "
+           "time the model is taught that each shape is the other digit: it can no longer tell them apart, and "
+           "predictions flow between the two (the swapped shares above). Flips help only when the label survives "
+           "them.")
+    return check_prediction(guess, change, tolerance=10, quantity=quantity, unit=" points", why=why)
+
+
+def build():
+    return augment.compose(augment.standard(0.5),
+                           augment.random_affine(degrees=0, translate=0.2, scale=(1.0, 1.0)))
+
+
+def lesson_strength_only():
+    return augment.standard(0.5)
+
+
+SOLUTIONS: dict[str, object] = {"choose_on_validation": "b", "shifted_digits": build, "six_nine_turn": -25.0}
+WRONG_ANSWERS: dict[str, object] = {"choose_on_validation": "c", "shifted_digits": lesson_strength_only,
+                                    "six_nine_turn": 2.0}

@@ -1,0 +1,110 @@
+"""Lesson 07's exercises: predict the gain of transfer on the far target, probe an earlier block, and explain why the
+flawed checkpoint fails only once the data shifts.
+
+* :func:`predict_far_gain` (*predict, then run*): the learner writes down, before the ladder runs, how many points
+  the best transfer arm gains over scratch on the farthest target; the check compares it with the ladder's gains.
+* :func:`probe_earlier_block` (*do*): the learner cuts the pretrained network after a block of their choice
+  (:func:`ftlib.transfer.truncate`); the check fits a linear probe on its features and on block 4's, on 5 gratings
+  per class, and scores both on 500 held-out validation gratings (never the test set).
+* :data:`FLAW_QUESTION` / :func:`explain_flaw` (*explain*): why the flawed checkpoint is fine on upright digits and
+  loses on varied ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from statistics import fmean
+from types import EllipsisType
+
+from torch import nn
+
+from ftlib import data, transfer
+from ftlib.course.lessons.exercises import Feedback, Option, Question, attempted, check_prediction, check_target
+from ftlib.course.lessons.experiments import run
+from ftlib.course.pretrain import checkpoint_path
+from ftlib.evaluation import evaluate
+from ftlib.models import pretrained_start
+
+__all__ = ["FLAW_QUESTION", "PROBE_LEAD", "SOLUTIONS", "WRONG_ANSWERS", "explain_flaw", "predict_far_gain",
+           "probe_earlier_block"]
+
+PROBE_LEAD = 3.0  # points a probe on the learner's cut must gain over block 4's probe, on validation gratings
+_PROBE_TARGET, _PROBE_N, _PROBE_VAL, _PROBE_SEED = "gratings", 5, 50, 0  # 5 shots per class, 50 held out per class
+
+
+def predict_far_gain(guess: float | EllipsisType, gains: Sequence[float]) -> Feedback:
+    """Compare the learner's ``guess`` (points, best transfer arm minus scratch on the far target) with the mean
+    of the ladder's per-seed ``gains`` (fractions, as ``experiments.gain_over_scratch`` returns them)."""
+    return check_prediction(
+        guess, 100 * fmean(gains), tolerance=5, unit=" points",
+        quantity="the gain of the best transfer arm over scratch on the farthest target, in points",
+        why="the letter features are tuned to bright strokes on a dark background; on faint, noisy stripes they "
+            "carry little of what the angle needs, so every transfer arm starts from features it must first unlearn, "
+            "while scratch learns the stripes directly. The sign is what distance predicts: the farther the "
+            "target, the less the pretrained start is worth, down to less than nothing.")
+
+
+def probe_earlier_block(build: Callable[[nn.Module], nn.Module] | EllipsisType) -> Feedback:
+    """Fit a linear probe on ``build(model)`` (``model``: the pretrained GlyphNet with a new 10-class head) and on
+    the full model (block 4's features), on 5 gratings per class; the target is a lead of :data:`PROBE_LEAD` points
+    on 500 held-out validation gratings. Takes about a second."""
+    quantity, hint = "the probe's lead over block4's probe", (
+        "the probe reads the pooled features of the last block you keep. Cut earlier with "
+        "transfer.truncate(model, 'blockN'): block1's 16 features are too few and too plain, block4's too specific "
+        "to letters; the table of section 3 shows where the gratings peak.")
+    if not attempted(build):
+        return check_target(None, target=PROBE_LEAD, quantity=quantity, hint=hint, unit=" points")
+    train, val = data.few_shot_split(_PROBE_TARGET, _PROBE_N, _PROBE_VAL, _PROBE_SEED)
+    start = lambda: pretrained_start(train.num_classes, _PROBE_SEED, checkpoint_path("full"))  # noqa: E731
+    cut = build(start())
+    if not isinstance(cut, nn.Module):
+        message = (f"build(model) should return the network the probe reads, got {cut!r}: return the cut copy "
+                   "(transfer.truncate returns a new model).")
+        print(message)
+        return Feedback(False, message)
+    scores = {name: 100 * evaluate(run("linear probe", train, _PROBE_SEED, model=model).model, val).accuracy
+              for name, model in (("yours", cut), ("block4", transfer.truncate(start(), "block4")))}
+    print(f"validation accuracy on {len(val)} held-out gratings: your cut {scores['yours']:.1f}%, "
+          f"block4 {scores['block4']:.1f}%")
+    return check_target(scores["yours"] - scores["block4"], target=PROBE_LEAD, quantity=quantity, hint=hint,
+                        unit=" points")
+
+
+FLAW_QUESTION = Question(
+    "Both checkpoints were fine-tuned on the very same upright digits. Why does the flawed one score about as well "
+    "as the sound one on upright test digits, yet several points lower on varied (rotated, bold, dim) digits?",
+    {
+        "a": Option("It has fewer parameters, so it cannot fit varied digits.", False,
+                    "Same network, same recipe, same 3,000 pretraining steps: only its source letters differed "
+                    "(the metadata line of section 4). And on upright digits it keeps up with the sound one."),
+        "b": Option("Its fine-tuning data was worse.", False,
+                    "Both were fine-tuned on exactly the same examples (same seed, same digits). The difference "
+                    "was made before fine-tuning, in pretraining."),
+        "c": Option("It never saw rotated, bold or dim letters in pretraining, so its features do not ignore "
+                    "that variation, and five upright digits per class cannot teach it.", True,
+                    "Its blind spot was inherited: on data like its fine-tuning set it looks fine, and the gap "
+                    "opens only under the shift. The linear probe, which cannot change the features, loses about "
+                    "as much: the features are what differs. Augmentation, which adds rotation, recovers part."),
+        "d": Option("It was fine-tuned too briefly: more steps would close the gap.", False,
+                    "More steps on upright digits fit upright digits better; they show nothing rotated or bold. The "
+                    "linear probe, fitted to convergence, loses about as much as fine-tuning: training longer "
+                    "cannot add what the data never shows."),
+    })
+
+
+def explain_flaw(answer: str | EllipsisType) -> Feedback:
+    """Feedback on the learner's letter for :data:`FLAW_QUESTION`."""
+    return FLAW_QUESTION.check(answer)
+
+
+def build(model):
+    return transfer.truncate(model, "block2")
+
+
+def _keep_block4(model):
+    return model
+
+
+SOLUTIONS: dict[str, object] = {"predict_far_gain": -5, "probe_earlier_block": build, "explain_flaw": "c"}
+WRONG_ANSWERS: dict[str, object] = {"predict_far_gain": 20, "probe_earlier_block": _keep_block4,
+                                    "explain_flaw": "d"}

@@ -1,0 +1,113 @@
+"""Lesson 08's exercises: count an adapter's numbers, explain why B starts at zero, and fit adapters into a budget.
+
+* :func:`predict_adapter_size` (*predict, then run*): the trainable numbers of a rank-4 adapter on block 4's
+  convolution, written down before the lesson prints them; the check builds the adapter and counts.
+* :data:`ZERO_B_QUESTION` / :func:`explain_zero_b` (*explain*): why ``B`` starts at zero and ``A`` at random.
+* :func:`fit_the_budget` (*do*): the learner attaches adapters (``ftlib.lora.add_lora``) so that at most
+  :data:`BUDGET` numbers train, head included; the check trains the model like the lesson's LoRA and scores it on
+  100 held-out validation gratings (never the test set) against :data:`TARGET`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import EllipsisType
+
+from torch import nn
+
+from ftlib import data, lora
+from ftlib.course.lessons.adapters import METHOD
+from ftlib.course.lessons.exercises import Feedback, Option, Question, attempted, check_prediction, check_target
+from ftlib.course.lessons.experiments import get_method, make_model, run
+from ftlib.evaluation import evaluate
+from ftlib.freeze import count_parameters
+from ftlib.models import load_pretrained
+
+__all__ = ["BUDGET", "SOLUTIONS", "TARGET", "WRONG_ANSWERS", "ZERO_B_QUESTION", "explain_zero_b", "fit_the_budget",
+           "predict_adapter_size"]
+
+BUDGET = 2500  # trainable numbers allowed, the new head's 1,290 included
+TARGET = 72.0  # validation accuracy (%) on held-out gratings that the budgeted model must reach
+_TASK, _N, _N_VAL, _SEED = "gratings", 20, 10, 0  # the lesson's 20 labels per class, and 10 more held out
+
+
+def predict_adapter_size(guess: int | EllipsisType) -> Feedback:
+    """Compare ``guess`` with the trainable numbers (A and B) of a rank-4 adapter on block 4's convolution."""
+    if not attempted(guess):
+        return check_prediction(guess, 0.0, tolerance=0, quantity="the trainable numbers of the adapter", why="")
+    conv = load_pretrained().block4[0]
+    layer = lora.LoRAConv2d(conv, rank=4, alpha=8.0)
+    actual = layer.lora_A.numel() + layer.lora_B.numel()
+    return check_prediction(
+        guess, actual, tolerance=0,
+        quantity="the trainable numbers of a rank-4 adapter on block4's convolution",
+        why=f"A is a 3x3 convolution from {conv.in_channels} channels into r = 4: each of its 4 filters reads a "
+            f"3x3 patch of {conv.in_channels} channels, {conv.in_channels * 9} inputs, so A has "
+            f"{layer.lora_A.numel():,} numbers; B maps those 4 channels back to {conv.out_channels}: "
+            f"{layer.lora_B.numel():,}. That is r (inputs + outputs) = 4 x ({conv.in_channels * 9} + "
+            f"{conv.out_channels}) = {actual:,}, against {conv.weight.numel():,} in the frozen weight. For a "
+            f"convolution the inputs are channels x 3 x 3: forgetting the kernel gives 4 x "
+            f"({conv.in_channels} + {conv.out_channels}) = {4 * (conv.in_channels + conv.out_channels)}.")
+
+
+ZERO_B_QUESTION = Question(
+    "A starts random and B starts at zero. Why?",
+    {
+        "a": Option("To save memory: a matrix of zeros costs nothing to store.", False,
+                    "A zero matrix is stored like any other: B is in the adapter file in full (the cost table "
+                    "counts it). The zeros are about where training starts, not about storage."),
+        "b": Option("So that a fresh adapter changes nothing (B A = 0): training starts exactly at the pretrained "
+                    "model, whatever the rank.", True,
+                    "The cell above printed it: with a fresh adapter the outputs are identical to the pretrained "
+                    "model's. A must be random, or nothing would train: B's gradient is proportional to A x."),
+        "c": Option("It makes no difference: A and B could both start at zero.", False,
+                    "Then nothing would ever train: B's gradient is proportional to A x (zero) and A's to B (zero), "
+                    "so both stay zero. One matrix must start random, and putting the zero in B makes B A = 0."),
+        "d": Option("A small start lets the adapter use a larger learning rate than full fine-tuning.", False,
+                    "B leaves zero at the first step, and the rates are chosen on validation per method (section "
+                    "3). What the zero buys is the start: the update B A is exactly zero, so the model begins as "
+                    "the pretrained one."),
+    })
+
+
+def explain_zero_b(answer: str | EllipsisType) -> Feedback:
+    """Feedback on the learner's letter for :data:`ZERO_B_QUESTION`."""
+    return ZERO_B_QUESTION.check(answer)
+
+
+def fit_the_budget(build: Callable[[nn.Module], object] | EllipsisType, lr: float = 1e-2, steps: int = 100) -> Feedback:
+    """Call ``build(model)`` on the pretrained GlyphNet with a new 10-class head (it attaches adapters in place);
+    if at most :data:`BUDGET` numbers train, train it like the lesson's LoRA (rate ``lr``, ``steps`` steps) on 20
+    gratings per class and score it on 100 held-out ones. About 2 seconds."""
+    quantity = f"validation accuracy (within {BUDGET:,} trainable numbers)"
+    hint = ("where the adapters sit matters as much as their rank: the far gratings need the features of block 3 "
+            "changed (lesson 07: the gratings peak at an early block), and a rank-1 adapter is already cheap.")
+    if not attempted(build):
+        return check_target(None, target=TARGET, quantity=quantity, hint=hint, unit="%")
+    model = make_model(get_method(METHOD), 10, _SEED)
+    build(model)
+    trainable = count_parameters(model, trainable_only=True)
+    print(f"trainable numbers: {trainable:,} (head {count_parameters(model.head, trainable_only=True):,}), "
+          f"budget {BUDGET:,}")
+    if trainable > BUDGET:
+        message = (f"Over budget: {trainable:,} numbers train, the budget is {BUDGET:,}. Count each adapted "
+                   "convolution as r x (inputs x 3 x 3 + outputs) (block3: 32 -> 64 channels, block4: 64 -> 128), "
+                   "plus the head's 1,290; lower the rank or adapt fewer blocks.")
+        print(message)
+        return Feedback(False, message)
+    train, val = data.few_shot_split(_TASK, _N, _N_VAL, _SEED)
+    trained = run(METHOD, train, _SEED, steps, model=model, lr=lr).model
+    print(f"trained {steps} steps at {lr:g} on {len(train):,} gratings; scored on {len(val)} held-out ones")
+    return check_target(100 * evaluate(trained, val).accuracy, target=TARGET, quantity=quantity, hint=hint, unit="%")
+
+
+def build(model):
+    lora.add_lora(model, ["block3", "block4"], rank=1, alpha=8.0)
+
+
+def _rank_four(model):
+    lora.add_lora(model, ["block3", "block4"], rank=4, alpha=8.0)
+
+
+SOLUTIONS: dict[str, object] = {"predict_adapter_size": 2816, "explain_zero_b": "b", "fit_the_budget": build}
+WRONG_ANSWERS: dict[str, object] = {"predict_adapter_size": 768, "explain_zero_b": "c", "fit_the_budget": _rank_four}

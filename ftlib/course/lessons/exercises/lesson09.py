@@ -1,0 +1,107 @@
+"""Lesson 09's exercises: predict whether long questions miss the turn format more often, explain where the misses
+come from, and write a prompt that the fine-tuned model answers in turn.
+"""
+
+from __future__ import annotations
+
+from statistics import fmean
+from types import EllipsisType
+
+import torch
+from torch import nn
+
+from ftlib.course.lessons.exercises import Feedback, Option, Question, attempted, check_prediction, check_target
+from ftlib.lm import chat
+from ftlib.lm.generate import generate
+from ftlib.lm.tokenizer import clean, encode
+from ftlib.runtime import evaluating
+
+__all__ = ["FORMAT_MISSES", "PROMPT_TARGET", "SOLUTIONS", "WRONG_ANSWERS", "chat_prompt", "format_misses",
+           "long_questions", "reply_chance"]
+
+PROMPT_TARGET = 50.0  # percent of sampled replies that must start with "Assistant: " after the learner's prompt
+
+
+def long_questions(guess: float | EllipsisType, long_minus_short: dict[str, list[float]]) -> Feedback:
+    """Predict (in points) full fine-tuning's format rate on turns whose ``User:`` is out of view minus in view.
+
+    ``long_minus_short`` is the lesson's ``{method: [difference per seed, as a fraction]}``.
+    """
+    measured = 100 * fmean(long_minus_short["full"])
+    side = "more" if measured >= 0 else "less"
+    return check_prediction(
+        guess, measured, tolerance=5.0, unit=" points",
+        quantity="full fine-tuning's format rate on turns whose 'User:' is out of view minus on turns that show "
+                 "it, in points (negative if long questions miss more)",
+        why=f"long questions follow the format {side} often, not less: what the model reads just before it writes "
+            "'Assistant: ' is the end of the question line, and that stays in view however long the question is. "
+            "The misses sit elsewhere (the rows by kind above).")
+
+
+FORMAT_MISSES = Question(
+    "Full fine-tuning and LoRA both miss the turn format on about a quarter of the validation turns, yet turns "
+    "whose 'User:' tag is out of the 64-character view do not miss more often. Which reading fits the table?",
+    {
+        "a": Option("The model was not trained enough: long questions need more steps than short ones.", False,
+                    "If long questions were the ones still unlearned, their rows would lag; the 'User:' out of view "
+                    "row is as high as or higher than the in-view row for both methods, after the same steps."),
+        "b": Option("LoRA's rank is too low to learn long questions.", False,
+                    "Full fine-tuning, which trains every weight, shows the same pattern: its out-of-view turns "
+                    "do not miss more either, and it also misses about a quarter of all turns."),
+        "c": Option("The cue for a reply is the end of the question line, which is always in view; the misses are "
+                    "elsewhere: mostly a reply that opens another 'User:' line, most often after a short line such "
+                    "as 'Thanks!'.", True,
+                    "The rows by kind put the lowest rates at the closing thanks and the first questions, and the "
+                    "last lines show that most of the missing probability goes to a reply starting with 'U'. Why a "
+                    "short line trips the model is not resolved at this scale."),
+        "d": Option("RoPE lets the model see the 'User:' tag even when it is more than 64 characters back.", False,
+                    "The model reads at most 64 characters (its context): what lies further back does not reach "
+                    "it at all. Long questions do fine without seeing the tag."),
+    })
+
+
+def format_misses(answer: str | EllipsisType) -> Feedback:
+    """Explain: where the format misses come from (see :data:`FORMAT_MISSES`)."""
+    return FORMAT_MISSES.check(answer)
+
+
+@torch.no_grad()
+def reply_chance(model: nn.Module, prompt: str, temperature: float) -> float:
+    """The probability that a reply sampled at ``temperature`` right after ``prompt`` starts with ``Assistant: ``.
+
+    The model reads the last characters of its context, as when it writes; eval mode, its mode restored.
+    """
+    n, context = len(chat.ASSISTANT), model.config.context
+    ids = encode((prompt + chat.ASSISTANT)[-(context + 1):]).to(next(model.parameters()).device)
+    with evaluating(model):
+        logits = model(ids[None, :-1])[0, -n:] / temperature
+    return torch.log_softmax(logits, -1).gather(-1, ids[-n:, None]).sum().exp().item()
+
+
+def chat_prompt(prompt: str | EllipsisType, model: nn.Module, temperature: float) -> Feedback:
+    """Do: a prompt after which the fine-tuned ``model`` replies in turn (``Assistant: ...``) at least half the time.
+
+    It prints a reply sampled after the prompt (seed 0), and, for a prompt that starts with ``User: ``, how likely
+    the format is without that tag.
+    """
+    quantity = "the chance that a sampled reply starts with 'Assistant: '"
+    if not attempted(prompt):
+        return check_target(None, target=PROMPT_TARGET, quantity=quantity, hint="", unit="%")
+    if not isinstance(prompt, str) or not clean(prompt) or clean(prompt) != prompt:
+        feedback = Feedback(False, f"Write the prompt as a non-empty string of plain ASCII characters, got {prompt!r}.")
+        print(feedback.message)
+        return feedback
+    chance = 100 * reply_chance(model, prompt, temperature)
+    print(f"after your prompt the model writes: {generate(model, prompt, 60, temperature, seed=0)!r}")
+    if prompt.startswith(chat.USER) and len(prompt) > len(chat.USER):
+        bare = 100 * reply_chance(model, prompt[len(chat.USER):], temperature)
+        print(f"the same prompt without its 'User: ' tag: {bare:.1f}% of replies start with 'Assistant: '")
+    return check_target(chance, target=PROMPT_TARGET, quantity=quantity, unit="%",
+                        hint="in the training text every 'Assistant: ' starts a new line, right after the user's "
+                             "question and its newline. Does your prompt end with the question and '\\n'?")
+
+
+SOLUTIONS: dict[str, object] = {"long_questions": 7.0, "format_misses": "c",
+                                "chat_prompt": "User: What does heapq.heappush do?\n"}
+WRONG_ANSWERS: dict[str, object] = {"long_questions": -20.0, "format_misses": "a",
+                                    "chat_prompt": "User: What does heapq.heappush do?"}

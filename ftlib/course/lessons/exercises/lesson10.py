@@ -1,0 +1,101 @@
+"""Lesson 10's exercises: predict the unchanged model's loss past its training context, explain why squeezing the
+fast RoPE pairs hurts, and choose which pairs to leave alone when reading 4x further (RoPE by parts, by hand).
+"""
+
+from __future__ import annotations
+
+from types import EllipsisType
+
+import torch
+from torch import nn
+
+from ftlib.course.lessons.exercises import Feedback, Option, Question, attempted, check_prediction, check_target
+from ftlib.lm import context
+
+__all__ = ["KEEP_TARGET", "PI_FAST_PAIRS", "SOLUTIONS", "WRONG_ANSWERS", "keep_fast_pairs", "naive_loss",
+           "pi_fast_pairs", "split_scaled"]
+
+KEEP_TARGET = 2.5  # bpc past the trained context, reading 4x as far, that a by-hand split must reach (at most)
+
+
+def naive_loss(guess: float | EllipsisType, study, naive: torch.Tensor) -> Feedback:
+    """Predict the unchanged model's mean loss (bpc) at positions trained..longest-1 when it reads ``longest``.
+
+    ``study`` is the lesson's ``ContextExtension``; ``naive`` the base model's loss by position.
+    """
+    inside, window = study.beyond(naive, study.trained), study.beyond(study.window, study.longest)
+    return check_prediction(
+        guess, study.beyond(naive, study.longest), tolerance=0.4, unit=" bpc",
+        quantity=f"the unchanged model's mean loss at positions {study.trained}-{study.longest - 1} when it reads "
+                 f"{study.longest} characters, in bpc",
+        why=f"inside its {study.trained} characters it averages {inside:.2f} bpc, and reading only the last "
+            f"{study.trained} it gets {window:.2f} bpc further in; reading the whole window, RoPE turns queries and "
+            "keys by angles the model never saw past about 1.5x its training length, and that confusion spreads "
+            "through every later layer: reading more makes it worse, not better.")
+
+
+PI_FAST_PAIRS = Question(
+    "Position interpolation (PI) with no fine-tune is worse than leaving the positions alone, even at positions "
+    "0-63, while RoPE by parts, which squeezes only the slow pairs, is far better. Why does squeezing the fast "
+    "pairs hurt?",
+    {
+        "a": Option("PI turns the pairs by larger angles than the model saw in training.", False,
+                    "It is the other way round: PI multiplies every position by 64/256, so every angle is smaller "
+                    "and stays inside the trained range. The trouble is which angles separate neighbours."),
+        "b": Option("The fast pairs had already turned through every angle inside 64 characters, and the model "
+                    "uses them to tell nearby characters apart; squeezed 4x, neighbours sit at angles it never saw "
+                    "between neighbours.", True,
+                    "The wavelengths show it: the fastest pairs turn once every 6 or 11 characters, so no angle "
+                    "was new to them past position 64. PI slows them anyway, which hurts at every position, even "
+                    "0-63; by parts leaves them alone and squeezes only pairs that turn at most once in 64."),
+        "c": Option("PI is right, it only needs a fine-tune to adapt.", False,
+                    "A fine-tune helps every method, but PI starts worst and, in section 3, still trails the "
+                    "unscaled control by about a bit per character at every check of the short fine-tune."),
+        "d": Option("The slow pairs are the problem: squeezing any pair breaks the model.", False,
+                    "RoPE by parts squeezes the slow pairs exactly as PI does (x0.25) and is far better than PI "
+                    "and than naive past position 64: squeezing the slow pairs is fine."),
+    })
+
+
+def pi_fast_pairs(answer: str | EllipsisType) -> Feedback:
+    """Explain: why position interpolation hurts a character model (see :data:`PI_FAST_PAIRS`)."""
+    return PI_FAST_PAIRS.check(answer)
+
+
+def split_scaled(base: nn.Module, keep: int, length: int) -> nn.Module:
+    """A copy of ``base`` reading ``length`` characters whose ``keep`` fastest rotated pairs keep their frequency
+    and whose other pairs are squeezed as position interpolation squeezes them (``context / length``)."""
+    out = context.scaled(base, "naive", length)
+    pairs = len(context.wavelengths(base.config))
+    out.rope_scale = torch.tensor([1.0] * keep + [base.config.context / length] * (pairs - keep))
+    return out
+
+
+def keep_fast_pairs(keep: int | EllipsisType, base: nn.Module, study) -> Feedback:
+    """Do: how many of a head's fastest rotated pairs to leave alone (the rest squeezed as PI does), so that the
+    base model, untrained, reads ``study.longest`` characters with at most :data:`KEEP_TARGET` bpc past position
+    ``study.trained``."""
+    pairs = len(context.wavelengths(base.config))
+    quantity = f"the loss at positions {study.trained}-{study.longest - 1} of {study.longest}-character windows"
+    if not attempted(keep):
+        return check_target(None, target=KEEP_TARGET, quantity=quantity, hint="", unit=" bpc", at_least=False)
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 0 <= keep <= pairs:
+        feedback = Feedback(False, f"keep should be a whole number of pairs from 0 to {pairs}, got {keep!r}.")
+        print(feedback.message)
+        return feedback
+    bits = study.curve(split_scaled(base, keep, study.longest))
+    waves = context.wavelengths(base.config)
+    print(f"keep = {keep}: the fastest {keep} pairs keep their frequency (wavelengths up to "
+          f"{waves[keep - 1].item() if keep else 0:,.0f} characters), the other {pairs - keep} turn "
+          f"{study.longest // study.trained}x more slowly; loss at positions 0-{study.trained - 1}: "
+          f"{study.beyond(bits, study.trained):.2f} bpc")
+    squeezed_fast = "you squeeze pairs that already turn at least once inside the trained context (the wavelengths " \
+                    "above): slowed down, they no longer tell neighbouring characters apart as in training"
+    kept_slow = "you keep pairs that turn less than once inside the trained context: past it they reach angles the " \
+                "model never saw, as the naive model does"
+    return check_target(study.beyond(bits, study.longest), target=KEEP_TARGET, quantity=quantity, unit=" bpc",
+                        at_least=False, hint=kept_slow if (waves[:keep] > study.trained).any() else squeezed_fast)
+
+
+SOLUTIONS: dict[str, object] = {"naive_loss": 3.5, "pi_fast_pairs": "b", "keep_fast_pairs": 5}
+WRONG_ANSWERS: dict[str, object] = {"naive_loss": 2.0, "pi_fast_pairs": "a", "keep_fast_pairs": 0}

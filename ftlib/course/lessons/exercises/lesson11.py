@@ -1,0 +1,130 @@
+"""Lesson 11's exercises: arrange a folder the way the recipe reads it, predict what half the training images cost,
+and explain why the test set must not choose the backbone factor."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from types import EllipsisType
+
+from ftlib import recipe
+from ftlib.course import example_images
+from ftlib.course.lessons import your_own_images
+from ftlib.course.lessons.exercises import Feedback, Option, Question, attempted, check_prediction, check_target
+from ftlib.folder import load_folder
+
+__all__ = ["INBOX_PER_CLASS", "SOLUTIONS", "TEST_CHOOSES", "WRONG_ANSWERS", "arrange_folder", "half_the_images",
+           "make_inbox", "test_must_not_choose"]
+
+INBOX_PER_CLASS = 3  # images of each example class in the exercise's unsorted inbox
+
+
+def make_inbox(inbox: str | Path, per_class: int = INBOX_PER_CLASS) -> dict[str, str]:
+    """Copy ``per_class`` images of each class of the example folder into one flat folder ``inbox``, named
+    ``<class>_<nn>.<suffix>`` (as files exported from a photo tool often are); returns each file's content hash
+    -> its class."""
+    inbox = Path(inbox)
+    inbox.mkdir(parents=True, exist_ok=True)
+    truth = {}
+    for name in example_images.CLASSES:
+        for i, source in enumerate(sorted((example_images.EXAMPLE_DIR / name).iterdir())[:per_class]):
+            content = source.read_bytes()
+            (inbox / f"{name}_{i:02d}{source.suffix}").write_bytes(content)
+            truth[hashlib.sha256(content).hexdigest()] = name
+    return truth
+
+
+def arrange_folder(arrange: Callable[[Path, Path], None] | EllipsisType) -> Feedback:
+    """*Do*: ``arrange(inbox, root)`` should sort the flat ``inbox`` into ``root/<class name>/`` so that the
+    recipe's loader finds every image under its class. The check makes an inbox, runs ``arrange``, loads ``root``
+    with :func:`ftlib.folder.load_folder` and prints what the loader found."""
+    quantity = "share of the inbox's images the loader finds under their own class"
+    if not attempted(arrange):
+        return check_target(None, target=100, quantity=quantity, hint="", unit="%")
+    with tempfile.TemporaryDirectory(prefix="ftlib-ex11-") as scratch:
+        inbox, root = Path(scratch) / "inbox", Path(scratch) / "my_images"
+        truth = make_inbox(inbox)
+        try:
+            arrange(inbox, root)
+            _, report = load_folder(root)
+        except Exception as error:  # the learner's code or the loader: either way, say it in one line
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            return check_target(0.0, target=100, quantity=quantity, unit="%", hint=(
+                f"the loader (or your function) says: {first}. The recipe reads root/<class name>/<image files>: "
+                "one sub-folder per class, named after the class (the part of each file name before '_')."))
+        print(report)
+        found = {hashlib.sha256(path.read_bytes()).hexdigest(): path.relative_to(root).parts[0]
+                 for path in report.files}
+    right = sum(truth.get(digest) == folder for digest, folder in found.items())
+    return check_target(100 * right / len(truth), target=100, quantity=quantity, unit="%", hint=(
+        f"the classes the loader lists above should be the {len(example_images.CLASSES)} names before the '_' "
+        f"({', '.join(example_images.CLASSES)}), each with {INBOX_PER_CLASS} images."))
+
+
+def half_the_images(drop: float | EllipsisType, run: recipe.RecipeResult, steps: int,
+                    patience: int = recipe.PATIENCE) -> Feedback:
+    """*Predict*: how many points of test accuracy seed 0's fine-tuning loses with half its training images per
+    class (the same recipe, split, rates and steps; measured here once a number is written, a few seconds)."""
+    most = int(run.splits["train"].labels.bincount().min())
+    quantity = f"the points of test accuracy lost with {most // 2} instead of {most} training images per class"
+    if not attempted(drop):
+        return check_prediction(..., 0.0, tolerance=5, quantity=quantity, why="")
+    half, _ = your_own_images.fewer_images(run, most // 2, 0, steps, patience)
+    lost = 100 * (run.test.accuracy - half)
+    share = "far less than half" if lost < 25 * run.test.accuracy else "a large share of"
+    why = (f"with {most // 2} images per class seed 0 reaches {half:.1%}, with {most} {run.test.accuracy:.1%}: "
+           f"halving the labels costs {share} the accuracy. The pretrained features do much of the work before "
+           f"any fine-tuning (a linear probe on them alone reaches {run.probe_accuracy:.1%}, chance "
+           f"{1 / run.splits['test'].num_classes:.1%}), and each labelled image refines them. The live slider "
+           "below the seeds shows the whole curve.")
+    return check_prediction(drop, lost, tolerance=5, quantity=quantity, why=why, unit=" points")
+
+
+TEST_CHOOSES = Question(
+    "Suppose each seed had picked its backbone factor by TEST accuracy instead of validation loss, and we then "
+    "reported that test accuracy. What would go wrong?", {
+        "a": Option("Nothing: the test set has more images than the validation set, so it would choose better "
+                    "and the score would stay honest", False,
+                    "More images make the choice less noisy, but the score is then the best of several tries on the "
+                    "very images it is reported on: biased upwards, like the validation score of the kept weights "
+                    "(the winner's curse just above), and no untouched set would be left to say how well the model "
+                    "does on new images."),
+        "b": Option("The reported test accuracy would be biased upwards: the best of several tries on the same test "
+                    "images, so it would no longer estimate how the model does on new images", True,
+                    "Choosing is fitting: whatever set picks the winner scores it too kindly (the winner's curse "
+                    "above). Validation makes the choices so that the test set, read once at the end, stays an "
+                    "honest estimate."),
+        "c": Option("The model would learn the test images, because choosing the factor trains on them", False,
+                    "No weight ever sees a test image or its label: the factor is a choice between finished runs. "
+                    "The harm is to the estimate, not the weights: the reported score is the best of several "
+                    "tries on the same images, biased upwards."),
+        "d": Option("The test accuracy would come out lower, because the test set is noisier than the validation "
+                    "set", False,
+                    "The test set is the larger one here, so it is the less noisy; and keeping "
+                    "the best of several scores on the same images pushes the reported number up, not down."),
+    })
+
+
+def test_must_not_choose(answer: str | EllipsisType) -> Feedback:
+    """*Explain*: why the test set must not choose the backbone factor (or the patience)."""
+    return TEST_CHOOSES.check(answer)
+
+
+def arrange(inbox, root):
+    for file in Path(inbox).iterdir():
+        label = file.name.split("_")[0]  # "pound_02.jpg" -> "pound"
+        (Path(root) / label).mkdir(parents=True, exist_ok=True)
+        (Path(root) / label / file.name).write_bytes(file.read_bytes())
+
+
+def arrange_flat(inbox, root):
+    Path(root).mkdir(parents=True, exist_ok=True)
+    for file in Path(inbox).iterdir():
+        (Path(root) / file.name).write_bytes(file.read_bytes())
+
+
+SOLUTIONS: dict[str, object] = {"arrange_folder": arrange, "half_the_images": 10, "test_must_not_choose": "b"}
+WRONG_ANSWERS: dict[str, object] = {"arrange_folder": arrange_flat, "half_the_images": 45,
+                                    "test_must_not_choose": "c"}

@@ -1,0 +1,165 @@
+"""Lesson 02's drivers: fine-tuning runs at a given peak rate and schedule, scored on validation and test digits;
+choosing on validation; the schedules that take one-cycle apart; a t interval over seeds; the sweep's plots."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from statistics import fmean, stdev
+
+import matplotlib.pyplot as plt
+import torch
+
+from ftlib import data
+from ftlib.course.lessons.experiments import Results, run
+from ftlib.course.lessons.plots import plot_history
+from ftlib.lr import RangeTest
+from ftlib.schedules import warmup_cosine
+
+__all__ = ["SCHEDULES", "VAL_PER_CLASS", "choose", "interval", "live_rate", "plot_range_tests", "plot_sweep",
+           "rate_run", "table", "top_region", "verdict"]
+
+VAL_PER_CLASS = 10  # labelled digits per class kept aside to choose with (never trained on, never the test set)
+
+
+def _lambda(factor: Callable[[int, int], float]) -> Callable:
+    """A ``fit`` schedule ``(optimizer, steps)`` that multiplies every group's peak rate by ``factor(step, steps)``.
+
+    Only the rate moves: unlike ``OneCycleLR``, nothing else of the optimizer (Adam's beta1) is changed.
+    """
+    return lambda optimizer, steps: torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: factor(s, steps))
+
+
+# The schedules of section 4, none of which touches Adam's beta1 (it stays 0.9): warm-up alone (the first quarter
+# of the steps, linear from 1/25 of the peak, as one-cycle starts), cosine decay alone (to zero at the end), and
+# PyTorch's one-cycle (both) with its beta1 cycle switched off.
+SCHEDULES = {
+    "constant": _lambda(lambda s, steps: 1.0),
+    "warm-up only": _lambda(lambda s, steps: min(1.0, (s + 1) / max(1, steps // 4))),
+    "cosine decay only": _lambda(lambda s, steps: warmup_cosine(s, steps, 0)),
+    "one-cycle, beta1 fixed": lambda optimizer, steps: torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=steps, pct_start=0.25,
+        cycle_momentum=False),
+}
+
+
+def rate_run(lr: float | dict[str, float], seed: int, *, n: int, steps: int, method: str = "fine-tune",
+             schedule: str = "onecycle", label: str = "") -> dict:
+    """Train ``method`` on ``n`` digits per class (split ``seed``) at peak rate ``lr`` under ``schedule``.
+
+    ``schedule`` is one of :data:`SCHEDULES` or a name ``fit`` knows (``"onecycle"``, which also cycles Adam's
+    beta1). Returns the ``accuracy`` on the test digits and the ``val_accuracy`` and ``val_loss`` on the
+    validation digits after the last step, the ``history``, and the ``method``, ``schedule`` and a ``label`` for
+    tables (by default "one rate, <lr>").
+    """
+    train, val = data.few_shot_split("mnist", n, VAL_PER_CLASS, seed)
+    trained = run(method, train, seed, steps, lr=lr, schedule=SCHEDULES.get(schedule, schedule),
+                  eval_data=data.test_set("mnist"), val_data=val)
+    history = trained.history
+    return {"accuracy": history.final_accuracy, "val_accuracy": history.val_accuracy[-1],
+            "val_loss": history.val_loss[-1], "history": history, "method": method, "schedule": schedule,
+            "label": label or f"one rate, {lr}"}
+
+
+def live_rate(lr: float, *, n: int, steps: int, seed: int = 0) -> None:
+    """The live slider's compute: fine-tune at peak rate ``lr`` for ``steps`` steps on ``n`` digits per class of
+    split ``seed`` (:func:`rate_run`), print its validation and test accuracy and final training loss, and draw
+    its training loss. The first printed line names ``lr`` as a slider shows it (``str``: ``0.003``)."""
+    result = rate_run(lr, seed, n=n, steps=steps)
+    history = result["history"]
+    print(f"lr = {lr}: after {steps} steps on seed {seed}: validation {result['val_accuracy']:.1%}, "
+          f"test {result['accuracy']:.1%}")
+    print(f"training loss at the end: {fmean(history.loss[-10:]):.1e} (mean of the last 10 steps)")
+    ax = plot_history({f"peak rate {lr}": history}, title=f"Training loss at peak rate {lr}, trained just now")
+    ax.set(yscale="log", ylim=(1e-6, 5))
+    plt.show()
+
+
+def choose(results: Results, field: str, seed: int | None = None, **where):
+    """The value of ``field`` whose runs score the best validation accuracy (ties: the lower validation loss).
+
+    With ``seed``, that seed's runs alone (one practitioner's data); without, the means over the seeds.
+    The test set is never read.
+    """
+    runs = results.where(**where, **({} if seed is None else {"seed": seed}))
+    values = runs.unique(field)
+    # accuracies rounded so that equal means count as ties whatever the order of the floating-point sums
+    return max(values, key=lambda v: (round(runs.mean("val_accuracy", **{field: v}), 9),
+                                      -runs.mean("val_loss", **{field: v})))
+
+
+def top_region(results: Results, field: str, within: float = 0.02, **where) -> list:
+    """The values of ``field`` whose mean validation accuracy is within ``within`` of the best mean (validation
+    only, never test)."""
+    runs = results.where(**where)
+    values = runs.unique(field)
+    best = max(runs.mean("val_accuracy", **{field: v}) for v in values)
+    return [v for v in values if runs.mean("val_accuracy", **{field: v}) >= best - within - 1e-9]
+
+
+# two-sided 95% critical values of Student's t for 1..10 degrees of freedom (seeds - 1), then the normal's
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+
+
+def interval(differences: Sequence[float]) -> tuple[float, float]:
+    """Mean of per-seed differences and the half-width of its 95% confidence interval (Student's t).
+
+    A mean smaller than the half-width is inside the seed-to-seed spread: not resolved by these seeds. One
+    difference alone gives an infinite half-width.
+    """
+    if len(differences) < 2:
+        return fmean(differences), math.inf
+    df = len(differences) - 1
+    error = stdev(differences) / math.sqrt(len(differences))
+    return fmean(differences), (_T95[df - 1] if df <= len(_T95) else 1.96) * error
+
+
+def verdict(differences: Sequence[float], above: str = "helps", below: str = "hurts",
+            unresolved: str = "not resolved at this scale") -> tuple[float, float, str]:
+    """:func:`interval` of per-seed differences and a word for it: ``above`` or ``below`` zero where the mean lies
+    outside its half-width, else ``unresolved``."""
+    mean, half = interval(differences)
+    return mean, half, (above if mean > 0 else below) if abs(mean) > half else unresolved
+
+
+def table(results: Results, rows: str) -> str:
+    """A text table: for each value of ``rows``, validation and test accuracy, mean ± std over the seeds (%)."""
+    lead = max([28] + [len(str(r)) + 2 for r in results.unique(rows)])
+    lines = [f"{rows:<{lead}}{'validation':>16}{'test':>16}"]
+    for r in results.unique(rows):
+        cells = [f"{100 * results.mean(m, **{rows: r}):.1f} ± {100 * results.std(m, **{rows: r}):.1f}"
+                 for m in ("val_accuracy", "accuracy")]
+        lines.append(f"{str(r):<{lead}}" + "".join(f"{c:>16}" for c in cells))
+    return "\n".join(lines)
+
+
+def plot_sweep(sweep: Results, top: list[float], best: float, ax: plt.Axes) -> plt.Axes:
+    """Validation and test accuracy against the rate (mean ± std over seeds), the top region and the choice."""
+    rates = sweep.unique("lr")
+    for metric, name in (("val_accuracy", "validation (chooses)"), ("accuracy", "test (reports)")):
+        means = [100 * sweep.mean(metric, lr=r) for r in rates]
+        stds = [100 * sweep.std(metric, lr=r) for r in rates]
+        line, = ax.plot(rates, means, marker="o", label=name)
+        ax.fill_between(rates, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
+                        color=line.get_color(), alpha=0.15)
+    ax.axvspan(min(top) / 1.15, max(top) * 1.15, color="green", alpha=0.1,
+               label="top region (validation within 2 points of its best)")
+    ax.axvline(best, color="green", ls="--", lw=1, label=f"chosen on validation: {best:.0e}")
+    ax.set(xscale="log", xlabel="peak learning rate (log scale)", ylabel="accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower center")
+    return ax
+
+
+def plot_range_tests(tests: list[RangeTest], top: list[float], ax: plt.Axes) -> plt.Axes:
+    """Each seed's smoothed loss against the rising rate, a dot at its suggestion, and the sweep's top region."""
+    for seed, result in enumerate(tests):
+        line, = ax.plot(result.lrs, result.losses, label=f"seed {seed}", lw=1.2)
+        k = result.lrs.index(result.suggestion)
+        ax.plot(result.suggestion, result.losses[k], "o", color=line.get_color(), ms=7, mec="black")
+    ax.axvspan(min(top) / 1.15, max(top) * 1.15, color="green", alpha=0.1, label="the sweep's top region (validation)")
+    ax.set(xscale="log", xlabel="learning rate (rising at every step)", ylabel="training loss (smoothed)",
+           title="Range test: a dot marks each seed's steepest fall (its suggestion)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax

@@ -1,0 +1,160 @@
+"""Lesson 11's drivers: the recipe fine-tuned (backbone factor chosen on validation, from a fresh head and LP-FT)
+and from scratch over seeds, a probe on random features, paired comparisons on the test images, early stopping
+replayed with less patience, exports checked against the models, and the live slider's rerun of one seed's
+fine-tuning on fewer training images per class."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import torch
+
+from ftlib import augment, backbones, distributed, export, recipe
+from ftlib.course.lessons.experiments import Results
+from ftlib.data import ImageSet
+from ftlib.evaluation import evaluate
+from ftlib.probe import linear_probe
+from ftlib.stopping import EarlyStopping, History, stopping_point
+from ftlib.train import fit
+from ftlib.transfer import adapt_batchnorm
+
+__all__ = ["LIVE_STEPS", "compare_runs", "export_agreement", "fewer_images", "kept", "live_values", "paired",
+           "random_probe", "replay_patience", "show_fewer_images", "sign_test_z"]
+
+LIVE_STEPS = 100  # fine-tuning steps of a live rerun (the lesson's runs take up to 200): about 2 s on 2 cores
+
+
+def kept(history: History) -> tuple[float, float]:
+    """The validation loss and accuracy at the evaluation whose weights early stopping kept."""
+    i = history.eval_step.index(history.best_step)
+    return history.val_loss[i], history.val_accuracy[i]
+
+
+def compare_runs(folder: str | Path, backbone: str, seeds: int, factors: tuple[float, ...] = (0.3, 1.0),
+                 **options) -> tuple[dict, Results, Results]:
+    """The recipe on ``folder`` for seeds 0 .. ``seeds - 1``: fine-tuned, LP-FT, and from scratch.
+
+    In each seed the backbone factor is chosen among ``factors`` by the validation loss of the kept weights (the
+    test set is not looked at); LP-FT runs at the chosen factor. Returns the runs by ``(method, seed)``, their
+    test accuracies (with the linear-probe baseline as a method), and the validation scores of every factor tried.
+    ``options`` go to :func:`ftlib.recipe.finetune`.
+    """
+    runs, results, choices = {}, Results(), Results()
+    for seed in range(seeds):
+        tried = {f: recipe.finetune(folder, backbone, seed=seed, backbone_factor=f, **options) for f in factors}
+        for f, run in tried.items():
+            choices.append({"seed": seed, "factor": f, "val loss": kept(run.history)[0],
+                            "accuracy": kept(run.history)[1]})
+        chosen = min(factors, key=lambda f: kept(tried[f].history)[0])
+        runs["fine-tune", seed] = tried[chosen]
+        runs["LP-FT", seed] = recipe.finetune(folder, backbone, seed=seed, backbone_factor=chosen, lp_ft=True,
+                                              **options)
+        runs["scratch", seed] = recipe.finetune(folder, backbone, seed=seed, pretrained=False, **options)
+        for method in ("fine-tune", "LP-FT", "scratch"):
+            run = runs[method, seed]
+            results.append({"method": method, "seed": seed, "data": "example", "accuracy": run.test.accuracy,
+                            "val accuracy": kept(run.history)[1], "factor": chosen})
+        results.append({"method": "linear probe", "seed": seed, "data": "example",
+                        "accuracy": runs["fine-tune", seed].probe_accuracy})
+    return runs, results, choices
+
+
+def random_probe(run: recipe.RecipeResult, seed: int) -> float:
+    """Test accuracy of the recipe's linear probe (AdaBN included) on a *randomly initialised* backbone, on the
+    same split as ``run``: what the letters' features add over features that learnt nothing."""
+    train, test = run.splits["train"], run.splits["test"]
+    model = backbones.build(run.backbone, train.num_classes, seed, pretrained=False)
+    return evaluate(linear_probe(adapt_batchnorm(model, train.images), train), test).accuracy
+
+
+@torch.no_grad()
+def paired(first: torch.nn.Module, second: torch.nn.Module, test: ImageSet) -> tuple[int, int]:
+    """On the same test images: how many ``first`` gets right and ``second`` wrong, and the other way round."""
+    right = []
+    for model in (first, second):
+        model.eval()
+        right.append(model(test.images).argmax(1) == test.labels)
+    return int((right[0] & ~right[1]).sum()), int((right[1] & ~right[0]).sum())
+
+
+def sign_test_z(only_first: int, only_second: int) -> float:
+    """McNemar's statistic as a z score: (b - c) / sqrt(b + c); about 2 or more means the lead is resolved."""
+    return (only_first - only_second) / math.sqrt(max(1, only_first + only_second))
+
+
+def replay_patience(history: History, patience: int) -> tuple[int, float]:
+    """Early stopping with ``patience`` replayed on a recorded validation-loss curve (the same run up to the stop):
+    the step it stops at and the validation loss of the weights it would keep."""
+    best, stop = stopping_point(history.val_loss, patience)
+    end = history.eval_step[stop] if stop is not None else len(history.step)
+    return end, history.val_loss[best]
+
+
+def export_agreement(models: list[torch.nn.Module], images: ImageSet, files: list[Path], backbone: str,
+                     folder: str | Path) -> tuple[list[int], list[float]]:
+    """Export each model to ``folder/seed<i>/``, predict ``files`` from the export, and compare with the model.
+
+    Returns, per model, how many files the reloaded export labels as the in-memory model does, and the largest
+    difference between their probabilities.
+    """
+    agree, gaps = [], []
+    for seed, model in enumerate(models):
+        model.eval()
+        path = export.save(model, f"{folder}/seed{seed}/model.safetensors", backbone, images.classes)
+        predictions = export.predict(path, files)
+        with torch.no_grad():
+            in_memory = torch.softmax(model(images.images), 1)
+        agree.append(sum(p.label == images.classes[i] for p, i in zip(predictions, in_memory.argmax(1).tolist())))
+        gaps.append((torch.tensor([p.probability for p in predictions]) - in_memory.max(1).values).abs().max().item())
+    return agree, gaps
+
+
+def fewer_images(run: recipe.RecipeResult, per_class: int, seed: int, steps: int,
+                 patience: int = recipe.PATIENCE) -> tuple[float, History]:
+    """Fine-tune ``run``'s backbone again, as the recipe did with ``seed``, on only the first ``per_class``
+    training images of each class of its split: same validation and test images, the rates its range test found,
+    the recipe's AdaBN, augmentation, cosine schedule and early stopping, for up to ``steps`` steps. Returns the
+    test accuracy and the history. With every training image and the run's ``steps`` it repeats the run exactly.
+    """
+    train = run.splits["train"]
+    most = int(torch.bincount(train.labels).min())
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or not 1 <= per_class <= most:
+        raise ValueError(f"per_class={per_class!r} is not allowed: the split trains on {most} images per class, "
+                         f"so choose an integer from 1 to {most}")
+    rows = torch.cat([torch.nonzero(train.labels == c).flatten()[:per_class] for c in range(train.num_classes)])
+    subset = ImageSet(train.images[rows], train.labels[rows], train.classes, train.name)
+    model = backbones.build(run.backbone, train.num_classes, seed, run.pretrained)
+    if run.pretrained:
+        adapt_batchnorm(model, subset.images)
+    history = fit(model, subset, steps, lr=run.lr["head"], optimizer=distributed.block_adamw(model, run.lr),
+                  batch_size=32, schedule=recipe.SCHEDULE,
+                  augment=augment.standard(), val_data=run.splits["val"], eval_every=10,
+                  early_stopping=EarlyStopping(patience=patience), seed=seed)
+    return evaluate(model, run.splits["test"]).accuracy, history
+
+
+def live_values(run: recipe.RecipeResult) -> list[int]:
+    """The live slider's choices of training images per class: 1, 2, 3, and a quarter, half, three quarters and
+    all of what ``run``'s split trains on (1, 2, 3, 6, 9, 12 for the example folder)."""
+    most = int(torch.bincount(run.splits["train"].labels).min())
+    return sorted({v for v in (1, 2, 3, most // 4, most // 2, 3 * most // 4, most) if 1 <= v <= most})
+
+
+def show_fewer_images(run: recipe.RecipeResult, per_class: int, seed: int = 0, steps: int = LIVE_STEPS) -> None:
+    """The live slider's run: :func:`fewer_images` for real, its test accuracy beside the full run's, and its
+    validation curve (a new small plot each time)."""
+    accuracy, h = fewer_images(run, per_class, seed, steps)
+    test = run.splits["test"]
+    images = "image" if per_class == 1 else "images"
+    print(f"{per_class} training {images} per class: test accuracy {accuracy:.1%} on {len(test)} images "
+          f"(seed {seed}, up to {steps} steps, kept the weights of step {h.best_step})")
+    print(f"the lesson's run of seed {seed} (all {int(torch.bincount(run.splits['train'].labels).min())} per "
+          f"class, its full step budget): {run.test.accuracy:.1%}; chance {1 / test.num_classes:.1%}")
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    ax.plot(h.eval_step, [100 * a for a in h.val_accuracy], marker=".")
+    ax.plot(h.best_step, 100 * h.val_accuracy[h.eval_step.index(h.best_step)], "o", ms=9)
+    ax.set(xlabel="step", ylabel="validation accuracy (%)", title=f"{per_class} training images per class, live")
+    ax.grid(alpha=0.3)
+    plt.show()
