@@ -26,6 +26,7 @@ from torch import nn
 
 from .freeze import freeze_backbone
 from .models import BLOCKS, replace_head
+from .runtime import model_device
 
 __all__ = ["LoRAConv2d", "LoRALayer", "LoRALinear", "adapter_state", "add_lora", "add_lora_layers",
            "add_lora_to_linears", "load_adapter", "lora_layers", "merge", "multiply_adds", "save_adapter", "unmerge"]
@@ -226,7 +227,7 @@ def multiply_adds(model: nn.Module, images: torch.Tensor) -> tuple[int, int]:
     hooks = [m.register_forward_hook(lambda m, i, out: positions.__setitem__(m, out[0, 0].numel()))
              for m in lora_layers(model)]
     try:
-        model(images)
+        model(images.to(model_device(model)))
     finally:
         for hook in hooks:
             hook.remove()

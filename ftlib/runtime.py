@@ -13,8 +13,8 @@ from torch import nn
 
 from .checks import SettingError, check_seed, named
 
-__all__ = ["DEFAULT_THREADS", "DEVICES", "HEADLESS", "evaluating", "get_device", "headless", "pin_threads",
-           "run_headless", "seed_everything", "seed_rngs", "thread_count"]
+__all__ = ["DEFAULT_THREADS", "DEVICES", "HEADLESS", "deterministic_cuda", "evaluating", "get_device", "headless",
+           "model_device", "pin_threads", "run_headless", "seed_everything", "seed_rngs", "thread_count"]
 
 
 @contextlib.contextmanager
@@ -104,7 +104,24 @@ def get_device(name: str | None = None, flag: str = "device") -> torch.device:
                            "use; choose cpu")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise SettingError(f"{named(source, name)}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "cuda":
+        deterministic_cuda()
     return device
+
+
+def deterministic_cuda() -> None:
+    """Same seed, same numbers on one GPU too: deterministic cuDNN and cuBLAS kernels (PyTorch's reproducibility
+    notes), so that a lesson that replays a run gets exactly the same weights. An operation with no deterministic
+    kernel warns instead of failing."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s weights: where its inputs must go (the CPU for a model without parameters)."""
+    return next(model.parameters(), torch.empty(0)).device
 
 
 HEADLESS = "FTLIB_HEADLESS"  # set to 1 by whoever starts a kernel that no front end will render widgets for

@@ -5,10 +5,12 @@ import math
 import matplotlib
 import pytest
 import torch
+from devices import on_each_device
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from ftlib import augment
+from ftlib.course.lessons import augmentation
 from ftlib.course.lessons.plots import plot_confusion
 
 matplotlib.use("Agg")
@@ -124,3 +126,21 @@ def test_plot_confusion_checks_its_shape_and_draws_rates():
     assert [t.get_rotation() for t in plot_confusion(counts, ["6", "9"]).get_xticklabels()] == [0.0, 0.0]
     with pytest.raises(ValueError, match="3 classes"):
         plot_confusion(counts, ["a", "b", "c"])
+
+
+# --- every augmentation on each available device (the CPU here; a GPU where there is one) ------------------------
+
+BATCHED = {**{name: (lambda name: augmentation.batched(name, 1.0))(name) for name in augmentation.EXTRA},
+           "standard": augment.standard(1.0), "flips": augment.random_flip(True, True)}
+
+
+@on_each_device
+@pytest.mark.parametrize("name", list(BATCHED))
+def test_each_batched_augmentation_runs_on_the_batchs_device_with_the_cpus_draws(name, device):
+    """``fit`` moves the batch to the device and passes its CPU generator: the augmented batch stays on the
+    device, and a seed draws the same augmentation there as on the CPU (equal up to float rounding)."""
+    images = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    on_cpu = BATCHED[name](images, torch.Generator().manual_seed(7))
+    on_device = BATCHED[name](images.to(device), torch.Generator().manual_seed(7))
+    assert on_device.device.type == torch.device(device).type and on_device.shape == images.shape
+    torch.testing.assert_close(on_device.cpu(), on_cpu, atol=1e-4, rtol=1e-4)

@@ -154,3 +154,12 @@ def test_confusion_matrix_counts_true_against_predicted_and_restores_the_mode():
     model.train()
     counts = evaluation.confusion_matrix(model, data.ImageSet(images, labels, ("a", "b"), "toy"), batch_size=2)
     assert counts.tolist() == [[1, 1], [1, 2]] and model.training
+
+
+def test_model_device_is_where_the_weights_are():
+    from torch import nn
+
+    from ftlib.runtime import model_device
+
+    assert model_device(nn.Linear(2, 2)) == torch.device("cpu")
+    assert model_device(nn.ReLU()) == torch.device("cpu")  # no parameters: the CPU

@@ -20,6 +20,7 @@ from ftlib.course.lessons.experiments import Results, Trained, run
 from ftlib.evaluation import evaluate
 from ftlib.freeze import count_parameters
 from ftlib.models import BLOCKS
+from ftlib.runtime import model_device
 
 __all__ = ["FULL", "HEAD", "LIVE_RANKS", "METHOD", "PARTIAL", "PROBE", "choose_rates", "lora_name",
            "merge_round_trip", "method_run", "plot_accuracy_vs_parameters", "print_costs", "print_rates", "rank_live",
@@ -169,6 +170,7 @@ def plot_accuracy_vs_parameters(results: Results, probe: str = PROBE) -> None:
 def merge_round_trip(model: nn.Module, images: torch.Tensor) -> dict:
     """Merge the adapters, unmerge them again, and say what changed: the logits, the predictions, the weights."""
     base_weights = {name: p.clone() for name, p in model.named_parameters() if name.endswith("base.weight")}
+    images = images.to(model_device(model))
     unmerged = model(images)
     lora.merge(model)
     merged = model(images)

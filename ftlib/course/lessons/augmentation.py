@@ -42,9 +42,13 @@ def preview(digits: torch.Tensor, strength: float) -> None:
     plt.show()
 
 
+# The random draws come from the CPU generator that ``fit`` passes (so that a seed gives the same augmentation on
+# every device); what they shape moves to the batch's device before it touches the images.
+
+
 def _noise(sigma: float) -> Augment:
     def apply(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        return (x + sigma * torch.randn(x.shape, generator=g)).clamp(0, 1)
+        return (x + sigma * torch.randn(x.shape, generator=g).to(x.device)).clamp(0, 1)
     return apply
 
 
@@ -52,7 +56,7 @@ def _blur(top: float) -> Augment:
     def apply(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         sigma = 0.01 + (top - 0.01) * torch.rand(len(x), generator=g)
         taps = torch.exp(-torch.arange(-2.0, 3.0)[None] ** 2 / (2 * sigma[:, None] ** 2))
-        taps = taps / taps.sum(1, keepdim=True)  # one 5-tap Gaussian per image, as v2.GaussianBlur(5, sigma)
+        taps = (taps / taps.sum(1, keepdim=True)).to(x.device)  # one 5-tap Gaussian per image, as v2.GaussianBlur
         y = F.conv2d(F.pad(x.transpose(0, 1), (2, 2, 0, 0), mode="reflect"), taps[:, None, None], groups=len(x))
         return F.conv2d(F.pad(y, (0, 0, 2, 2), mode="reflect"), taps[:, None, :, None], groups=len(x)).transpose(0, 1)
     return apply
@@ -69,7 +73,7 @@ def _erasing(low: float, high: float) -> Augment:
         rows, cols = torch.arange(h)[None, :, None], torch.arange(w)[None, None, :]
         box = ((rows >= top[:, None, None]) & (rows < (top + eh)[:, None, None])
                & (cols >= left[:, None, None]) & (cols < (left + ew)[:, None, None]))
-        return x * ~box[:, None]
+        return x * ~box[:, None].to(x.device)
     return apply
 
 
@@ -83,7 +87,7 @@ def _elastic(alpha: float, sigma: float = 3.0) -> Augment:
         field = F.conv2d(F.pad(field, (0, 0, 6, 6), mode="reflect"), taps.view(1, 1, -1, 1))
         shift = (alpha / torch.tensor([w, h], dtype=x.dtype)) * field.view(n, 2, h, w).permute(0, 2, 3, 1)
         grid = F.affine_grid(torch.eye(2, 3)[None].expand(n, 2, 3).to(x.dtype), list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid + shift, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return F.grid_sample(x, (grid + shift).to(x.device), mode="bilinear", padding_mode="zeros", align_corners=False)
     return apply
 
 

@@ -19,6 +19,7 @@ from ftlib.data import ImageSet
 from ftlib.evaluation import evaluate
 from ftlib.models import load_pretrained
 from ftlib.regularize import L2SP, L2Penalty, drift, layer_drift, output_change, retention, source_probe, starting_point
+from ftlib.runtime import model_device
 from ftlib.schedules import make_schedule
 
 __all__ = ["COLOURS", "COLUMNS", "HEAD_DECAY", "LETTERS_USED", "LIVE_STRENGTHS", "NAMES", "N_VAL", "PENALTIES",
@@ -96,7 +97,7 @@ def regularized_run(penalty: str, alpha: float, lr: float, seed: int, n: int = 5
     head, letters, source_images = _source()
     probe = source_probe(model, head, source_images)  # the letters head and the letters' BatchNorm statistics
     with torch.no_grad():
-        moved = output_change(probe(source_images), _shipped_logits())  # unlabelled letters, not the test ones
+        moved = output_change(probe(source_images.to(model_device(probe))), _shipped_logits())  # not test letters
     return {"accuracy": evaluate(model, data.test_set(target)).accuracy,
             "val_accuracy": evaluate(model, val_set).accuracy, "drift": drift(model, start),
             "layer_drift": fmean(layer_drift(model, start).values()),
