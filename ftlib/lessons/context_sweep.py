@@ -18,10 +18,10 @@ import torch
 from ..lm import chat, corpus, pretrain
 from ..paths import DATA_DIR
 from ..runtime import seed_everything
+from ..stats import interval, verdict
 from ..versions import warn_if_different
 from .context_extension import ChatExtension, ExtensionRuns
 from .experiments import Results
-from .learning_rate import interval, verdict
 
 __all__ = ["ARMS", "SETTINGS", "SWEEP", "TASKS", "build", "differs", "gap_table", "gaps", "largest_difference",
            "load", "plot_sweep", "run_sweep", "runners", "verdicts"]
@@ -146,7 +146,7 @@ def gap_table(table: dict[str, dict[int, list]], names: dict[str, str], scale: f
 def verdicts(table: dict[str, dict[int, list]], above: str = "higher", below: str = "lower",
              unresolved: str = "not resolved") -> dict[str, dict[int, str]]:
     """For each arm and budget of :func:`gaps`, a word for the 95% interval of its per-seed gaps: ``above`` or
-    ``below`` zero, or ``unresolved`` where it holds zero (``learning_rate.verdict``)."""
+    ``below`` zero, or ``unresolved`` where it holds zero (:func:`ftlib.stats.verdict`)."""
     return {arm: {k: verdict(d, above, below, unresolved)[2] for k, d in by_budget.items()}
             for arm, by_budget in table.items()}
 

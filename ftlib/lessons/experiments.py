@@ -22,6 +22,7 @@ from ..freeze import count_parameters
 from ..models import GlyphNet, pretrained_start
 from ..probe import linear_probe
 from ..runtime import seed_everything
+from ..stats import sample_std
 from ..stopping import History
 from ..train import fit
 
@@ -131,8 +132,9 @@ class Results(list):
         return statistics.fmean(values) if values else math.nan
 
     def std(self, metric: str = "accuracy", **filters) -> float:
+        """The sample standard deviation (n - 1) of ``metric`` over the matching records; 0.0 for fewer than two."""
         values = self.values(metric, **filters)
-        return statistics.pstdev(values) if len(values) > 1 else 0.0
+        return sample_std(values) if len(values) > 1 else 0.0
 
     def differences(self, field: str, first, second, metric: str = "accuracy", **filters) -> list[float]:
         """Per seed: ``metric`` where ``field`` is ``first`` minus ``metric`` where it is ``second``.
