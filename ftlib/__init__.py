@@ -6,7 +6,8 @@ The library (each module lists its public names in ``__all__``):
   a seeded pretrained start), ``backbones`` (GlyphNet or a local ResNet-18), ``checkpoint`` (safetensors, no pickle)
 * training: ``train`` (``fit``), ``schedules``, ``stopping`` (``History``, early stopping), ``evaluation``
   (``evaluate``, confusion matrix), ``probe`` (features, the linear probe), ``runtime`` (seeds, threads, device,
-  eval mode, headless runs), ``checks`` (one-line errors that name the setting)
+  eval mode, headless runs), ``checks`` (one-line errors that name the setting), ``stats`` (sample std, t
+  intervals over seeds, paired differences, exact McNemar)
 * one module per technique: ``lr`` (range test), ``freeze`` (blocks, BatchNorm, per-block rates), ``augment``,
   ``regularize`` (L2, L2-SP, drift, retention), ``lora``, ``unfreezing`` (stage plans: LP-FT, gradual unfreezing),
   ``transfer`` (task distance, truncation)
@@ -27,8 +28,8 @@ import importlib
 
 __all__ = ["augment", "backbones", "bench", "checkpoint", "checks", "course", "data", "distributed", "evaluation",
            "example_images", "export", "folder", "freeze", "lessons", "lm", "lora", "lr", "models", "paths", "picker",
-           "pretrain", "probe", "recipe", "regularize", "runtime", "schedules", "stopping", "train", "transfer",
-           "unfreezing", "versions", "widgets"]
+           "pretrain", "probe", "recipe", "regularize", "runtime", "schedules", "stats", "stopping", "train",
+           "transfer", "unfreezing", "versions", "widgets"]
 
 
 def __getattr__(name: str):
