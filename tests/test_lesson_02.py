@@ -2,6 +2,7 @@
 choosing on validation, and the tables."""
 
 import functools
+import math
 import time
 
 import matplotlib
@@ -58,6 +59,8 @@ def test_table_prints_mean_and_sample_std_over_the_seeds():
     # validation 0.80 and 0.90: sample std (n - 1) 0.0707; test 0.70 and 0.72: 0.0141
     assert lines[0].split() == ["lr", "validation", "test"] and lines[1].split()[1:] == ["85.0", "±", "7.1",
                                                                                           "71.0", "±", "1.4"]
+    assert math.isnan(Results([{"accuracy": 0.5}, {"accuracy": math.nan}]).std())  # a diverged run: no spread
+    assert Results([{"accuracy": 0.5}]).std() == 0.0
 
 
 # The exercises and the live slider (issue #24)
