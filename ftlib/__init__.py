@@ -7,7 +7,8 @@ The library (each module lists its public names in ``__all__``):
   (safetensors, no pickle)
 * training: ``train`` (``fit``), ``schedules``, ``stopping`` (``History``, early stopping), ``evaluation``
   (``evaluate``, confusion matrix), ``probe`` (features, the linear probe), ``runtime`` (seeds, threads, device,
-  eval mode, headless runs), ``checks`` (one-line errors that name the setting)
+  eval mode, headless runs), ``checks`` (one-line errors that name the setting), ``stats`` (sample std, t
+  intervals over seeds, paired differences, exact McNemar)
 * one module per technique: ``lr`` (range test), ``freeze`` (blocks, BatchNorm, per-block rates), ``augment``,
   ``regularize`` (L2, L2-SP, drift, retention), ``lora``, ``unfreezing`` (stage plans: LP-FT, gradual unfreezing),
   ``transfer`` (task distance, truncation)
@@ -30,7 +31,7 @@ import importlib
 
 __all__ = ["augment", "backbones", "checkpoint", "checks", "course", "data", "distributed", "evaluation", "export",
            "folder", "freeze", "lm", "lora", "lr", "models", "paths", "probe", "recipe", "regularize", "runtime",
-           "schedules", "stopping", "train", "transfer", "unfreezing"]
+           "schedules", "stats", "stopping", "train", "transfer", "unfreezing"]
 
 
 def __getattr__(name: str):

@@ -1,5 +1,5 @@
-"""Lesson 11's additions: the paired count and its z score, early stopping replayed with less patience, the
-recipe's LP-FT start, the exercises and the live slider."""
+"""Lesson 11's additions: the paired count (its exact McNemar test: tests/test_stats.py), early stopping replayed
+with less patience, the recipe's LP-FT start, the exercises and the live slider."""
 
 from pathlib import Path
 
@@ -27,7 +27,6 @@ class Fixed(nn.Module):
 def test_paired_counts_the_images_only_one_model_gets_right():
     test = ImageSet(torch.zeros(5, 1, 28, 28), torch.tensor([0, 1, 0, 1, 0]), ("a", "b"), "t")
     assert your_own_images.paired(Fixed([0, 1, 1, 0, 0]), Fixed([0, 0, 0, 1, 1]), test) == (2, 2)
-    assert your_own_images.sign_test_z(9, 1) == pytest.approx(8 / 10 ** 0.5)
 
 
 def test_replaying_less_patience_stops_where_fit_would():

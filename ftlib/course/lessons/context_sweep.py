@@ -18,11 +18,11 @@ import torch
 from ftlib.course import pretrain_lm
 from ftlib.course.lessons.context_extension import ChatExtension, ExtensionRuns
 from ftlib.course.lessons.experiments import Results
-from ftlib.course.lessons.learning_rate import interval, verdict
 from ftlib.course.versions import warn_if_different
 from ftlib.lm import chat, corpus
 from ftlib.paths import DATA_DIR
 from ftlib.runtime import seed_everything
+from ftlib.stats import interval, verdict
 
 __all__ = ["ARMS", "SETTINGS", "SWEEP", "TASKS", "build", "differs", "gap_table", "gaps", "largest_difference",
            "load", "plot_sweep", "run_sweep", "runners", "verdicts"]
@@ -147,7 +147,7 @@ def gap_table(table: dict[str, dict[int, list]], names: dict[str, str], scale: f
 def verdicts(table: dict[str, dict[int, list]], above: str = "higher", below: str = "lower",
              unresolved: str = "not resolved") -> dict[str, dict[int, str]]:
     """For each arm and budget of :func:`gaps`, a word for the 95% interval of its per-seed gaps: ``above`` or
-    ``below`` zero, or ``unresolved`` where it holds zero (``learning_rate.verdict``)."""
+    ``below`` zero, or ``unresolved`` where it holds zero (:func:`ftlib.stats.verdict`)."""
     return {arm: {k: verdict(d, above, below, unresolved)[2] for k, d in by_budget.items()}
             for arm, by_budget in table.items()}
 

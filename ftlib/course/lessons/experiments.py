@@ -22,6 +22,7 @@ from ftlib.freeze import count_parameters
 from ftlib.models import GlyphNet, pretrained_start
 from ftlib.probe import linear_probe
 from ftlib.runtime import seed_everything
+from ftlib.stats import sample_std
 from ftlib.stopping import History
 from ftlib.train import fit
 
@@ -131,8 +132,12 @@ class Results(list):
         return statistics.fmean(values) if values else math.nan
 
     def std(self, metric: str = "accuracy", **filters) -> float:
+        """The sample standard deviation (n - 1) of ``metric`` over the matching records; 0.0 for fewer than two,
+        nan where a value is not finite (a diverged run)."""
         values = self.values(metric, **filters)
-        return statistics.pstdev(values) if len(values) > 1 else 0.0
+        if len(values) < 2:
+            return 0.0
+        return sample_std(values) if all(math.isfinite(v) for v in values) else math.nan
 
     def differences(self, field: str, first, second, metric: str = "accuracy", **filters) -> list[float]:
         """Per seed: ``metric`` where ``field`` is ``first`` minus ``metric`` where it is ``second``.

@@ -1,11 +1,11 @@
 """Lesson 02's drivers: fine-tuning runs at a given peak rate and schedule, scored on validation and test digits;
-choosing on validation; the schedules that take one-cycle apart; a t interval over seeds; the sweep's plots."""
+choosing on validation; the schedules that take one-cycle apart; the sweep's plots (intervals over seeds:
+:mod:`ftlib.stats`)."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
-from statistics import fmean, stdev
+from collections.abc import Callable
+from statistics import fmean
 
 import matplotlib.pyplot as plt
 import torch
@@ -16,8 +16,8 @@ from ftlib.course.lessons.plots import plot_history
 from ftlib.lr import RangeTest
 from ftlib.schedules import warmup_cosine
 
-__all__ = ["SCHEDULES", "VAL_PER_CLASS", "choose", "interval", "live_rate", "plot_range_tests", "plot_sweep",
-           "rate_run", "table", "top_region", "verdict"]
+__all__ = ["SCHEDULES", "VAL_PER_CLASS", "choose", "live_rate", "plot_range_tests", "plot_sweep",
+           "rate_run", "table", "top_region"]
 
 VAL_PER_CLASS = 10  # labelled digits per class kept aside to choose with (never trained on, never the test set)
 
@@ -95,31 +95,6 @@ def top_region(results: Results, field: str, within: float = 0.02, **where) -> l
     values = runs.unique(field)
     best = max(runs.mean("val_accuracy", **{field: v}) for v in values)
     return [v for v in values if runs.mean("val_accuracy", **{field: v}) >= best - within - 1e-9]
-
-
-# two-sided 95% critical values of Student's t for 1..10 degrees of freedom (seeds - 1), then the normal's
-_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
-
-
-def interval(differences: Sequence[float]) -> tuple[float, float]:
-    """Mean of per-seed differences and the half-width of its 95% confidence interval (Student's t).
-
-    A mean smaller than the half-width is inside the seed-to-seed spread: not resolved by these seeds. One
-    difference alone gives an infinite half-width.
-    """
-    if len(differences) < 2:
-        return fmean(differences), math.inf
-    df = len(differences) - 1
-    error = stdev(differences) / math.sqrt(len(differences))
-    return fmean(differences), (_T95[df - 1] if df <= len(_T95) else 1.96) * error
-
-
-def verdict(differences: Sequence[float], above: str = "helps", below: str = "hurts",
-            unresolved: str = "not resolved at this scale") -> tuple[float, float, str]:
-    """:func:`interval` of per-seed differences and a word for it: ``above`` or ``below`` zero where the mean lies
-    outside its half-width, else ``unresolved``."""
-    mean, half = interval(differences)
-    return mean, half, (above if mean > 0 else below) if abs(mean) > half else unresolved
 
 
 def table(results: Results, rows: str) -> str:

@@ -5,7 +5,6 @@ fine-tuning on fewer training images per class."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -21,7 +20,7 @@ from ftlib.train import fit
 from ftlib.transfer import adapt_batchnorm
 
 __all__ = ["LIVE_STEPS", "compare_runs", "export_agreement", "fewer_images", "kept", "live_values", "paired",
-           "random_probe", "replay_patience", "show_fewer_images", "sign_test_z"]
+           "random_probe", "replay_patience", "show_fewer_images"]
 
 LIVE_STEPS = 100  # fine-tuning steps of a live rerun (the lesson's runs take up to 200): about 2 s on 2 cores
 
@@ -71,17 +70,13 @@ def random_probe(run: recipe.RecipeResult, seed: int) -> float:
 
 @torch.no_grad()
 def paired(first: torch.nn.Module, second: torch.nn.Module, test: ImageSet) -> tuple[int, int]:
-    """On the same test images: how many ``first`` gets right and ``second`` wrong, and the other way round."""
+    """On the same test images: how many ``first`` gets right and ``second`` wrong, and the other way round (the
+    discordant counts that :func:`ftlib.stats.mcnemar_exact` tests)."""
     right = []
     for model in (first, second):
         model.eval()
         right.append(model(test.images).argmax(1) == test.labels)
     return int((right[0] & ~right[1]).sum()), int((right[1] & ~right[0]).sum())
-
-
-def sign_test_z(only_first: int, only_second: int) -> float:
-    """McNemar's statistic as a z score: (b - c) / sqrt(b + c); about 2 or more means the lead is resolved."""
-    return (only_first - only_second) / math.sqrt(max(1, only_first + only_second))
 
 
 def replay_patience(history: History, patience: int) -> tuple[int, float]:
