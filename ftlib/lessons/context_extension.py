@@ -14,7 +14,7 @@ from torch import nn
 
 from ..lm import chat, context
 from ..lm.finetune import finetune
-from ..lm.train import LMHistory
+from ..stopping import History
 from .chat_finetuning import view
 from .experiments import Results
 
@@ -146,7 +146,7 @@ class ExtensionRuns:
                              f"itself a multiple of the trained context {trained}")
         self.evaluation = self.val_text[:self.eval_chars + 1]
 
-    def tune(self, arm: str, seed: int, steps: int | None = None) -> tuple[nn.Module, LMHistory]:
+    def tune(self, arm: str, seed: int, steps: int | None = None) -> tuple[nn.Module, History]:
         """The fine-tuned model of ``arm`` (``"window"``: at the trained context; else :func:`context.extend` at
         ``length``) after ``steps`` (default: ``self.steps``) steps, and its history."""
         steps = steps or self.steps
