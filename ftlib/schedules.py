@@ -1,4 +1,5 @@
-"""Learning-rate schedules: the named schedules ``fit`` builds, and factors of the base rate for ``LambdaLR``."""
+"""Learning-rate schedules: the named schedules ``fit`` builds, warm-up then cosine (the language models'), and
+the factor of the base rate that it applies at each step."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["make_schedule", "warmup_cosine"]
+__all__ = ["make_schedule", "warmup_cosine", "warmup_cosine_schedule"]
 
 
 def warmup_cosine(step: int, steps: int, warmup: int) -> float:
@@ -19,6 +20,18 @@ def warmup_cosine(step: int, steps: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
+def warmup_cosine_schedule(warmup: int) -> Callable[[torch.optim.Optimizer, int], torch.optim.lr_scheduler.LambdaLR]:
+    """A schedule for ``fit(schedule=...)``: ``warmup`` steps of linear warm-up, then a cosine down to 0
+    (:func:`warmup_cosine`), the same factor on every parameter group."""
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup={warmup!r} is not allowed: it must be a whole number of steps >= 0")
+
+    def schedule(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, steps, warmup))
+
+    return schedule
 
 
 def make_schedule(name: str | Callable, optimizer: torch.optim.Optimizer, steps: int):

@@ -14,10 +14,14 @@ __all__ = ["EarlyStopping", "History", "MONITORS", "stopping_point"]
 class History:
     """What ``fit`` measured: the training loss and rate at every step, and evaluations every few steps.
 
-    ``eval_step`` lists the evaluated steps; ``eval_*`` hold the scores on ``eval_data`` and ``val_*`` those on
-    ``val_data`` at those steps. With early stopping, ``best_step`` is the evaluated step with the best monitored
-    score and ``stopped_step`` the step where the rule stopped training; after an interrupt, ``interrupted`` is
-    true and ``stopped_step`` is the last step recorded. ``stopped_step`` is None when every step ran.
+    ``loss`` is the mean training loss of each step's batch (cross-entropy in nats by default: divide by
+    ``math.log(2)`` for a language model's bits per character). ``eval_step`` lists the evaluated steps;
+    ``eval_*`` hold the scores on ``eval_data`` and ``val_*`` those on ``val_data`` at those steps, and
+    ``evals[step]`` what ``fit``'s ``evaluate(model)`` returned at each of them. With early stopping,
+    ``best_step`` is the evaluated step with the best monitored score and ``stopped_step`` the step where the rule
+    stopped training; after an interrupt, ``interrupted`` is true and ``stopped_step`` is the last step recorded.
+    ``stopped_step`` is None when every step ran. ``seconds`` is the wall-clock time of the training steps,
+    evaluations not counted.
     """
 
     step: list[int] = field(default_factory=list)
@@ -28,6 +32,7 @@ class History:
     eval_accuracy: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
+    evals: dict[int, dict] = field(default_factory=dict)
     best_step: int | None = None
     stopped_step: int | None = None
     interrupted: bool = False

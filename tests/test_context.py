@@ -8,8 +8,8 @@ import torch
 
 from ftlib import runtime
 from ftlib.lm import context, model
+from ftlib.lm.bits import bits_per_char
 from ftlib.lm.tokenizer import VOCAB
-from ftlib.lm.train import bits_per_char
 
 SMALL = model.Config(layers=2, dim=32, heads=2, context=16)
 TEXT = "".join(random.Random(0).choices(VOCAB[1:], k=2000))

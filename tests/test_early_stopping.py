@@ -59,7 +59,7 @@ def scripted(monkeypatch):
             snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
             i = len(snapshots) - 1
             return evaluation.Metrics(loss=losses[i] if losses else 0.0, accuracy=accuracies[i] if accuracies else 0.0)
-        monkeypatch.setattr(train, "evaluate", fake_evaluate)
+        monkeypatch.setattr(train, "evaluate_set", fake_evaluate)
         return snapshots
     return install
 

@@ -1,5 +1,6 @@
 """The tiny language model: tokenizer, shapes, causal masking, RoPE, sampling, checkpoints, corpus and chat data."""
 
+import copy
 import math
 
 import pytest
@@ -7,11 +8,17 @@ import torch
 
 from ftlib import checkpoint, lora, runtime, schedules
 from ftlib.course import pretrain_lm
-from ftlib.lm import chat, context, corpus, generate, model, tokenizer
-from ftlib.lm import train as lm_train
-from ftlib.lm.train import bits_per_char, char_bits
+from ftlib.lm import chat, context, corpus, finetune, generate, model, tokenizer
+from ftlib.lm.bits import bits_per_char, char_bits
+from ftlib.train import fit
 
 SMALL = model.Config(layers=2, dim=32, heads=2, context=16)
+
+
+def _train(lm, batches, steps, lr, warmup=0, **options):
+    """``fit`` with the TinyLM recipe (AdamW, weight decay 0.01, clipping at norm 1, warm-up then cosine)."""
+    return fit(lm, batches, steps, lr=lr, weight_decay=0.01, schedule=schedules.warmup_cosine_schedule(warmup),
+               clip_grad_norm=1.0, **options)
 
 
 def _lm(config=SMALL, seed=0):
@@ -71,8 +78,8 @@ def test_training_lowers_the_loss_and_bits_per_char_masks_characters():
     text = "the cat sat on the mat. " * 40
     before = bits_per_char(lm, text, SMALL.context)
     assert before == pytest.approx(math.log2(96), abs=0.2)  # a fresh model guesses about uniformly
-    history = lm_train.train(lm, corpus.batches(text, 8, SMALL.context, seed=0), steps=60, lr=3e-3,
-                             evaluate=lambda m: {"bpc": bits_per_char(m, text, SMALL.context)}, every=25)
+    history = _train(lm, corpus.batches(text, 8, SMALL.context, seed=0), steps=60, lr=3e-3,
+                     evaluate=lambda m: {"bpc": bits_per_char(m, text, SMALL.context)}, eval_every=25)
     assert len(history.loss) == 60 and bits_per_char(lm, text, SMALL.context) < before - 2
     assert sorted(history.evals) == [25, 50, 60] and history.evals[60]["bpc"] < history.evals[25]["bpc"]
     mask = torch.zeros(len(text), dtype=torch.bool)
@@ -87,14 +94,39 @@ def test_warmup_cosine_climbs_during_warm_up_then_falls_to_zero():
     assert schedules.warmup_cosine(0, 100, 0) == 1.0  # no warm-up: the cosine alone
 
 
-def test_the_training_loop_uses_warmup_cosine_and_ends_in_eval_mode(monkeypatch):
-    lm, calls = _lm().train(), []
-    monkeypatch.setattr(lm_train, "warmup_cosine", lambda *args: calls.append(args) or schedules.warmup_cosine(*args))
-    batches = corpus.batches("abcdefgh " * 20, 2, SMALL.context, seed=0)
-    history = lm_train.train(lm, batches, steps=20, lr=1e-3, warmup=4, evaluate=lambda m: {"training": m.training},
-                             every=10)
-    assert not lm.training and history.evals == {10: {"training": False}, 20: {"training": False}}
-    assert calls == [(s, 20, 4) for s in range(21)]  # LambdaLR asks at the start and after each of the 20 steps
+def test_finetune_uses_warmup_cosine_and_ends_in_eval_mode(monkeypatch):
+    lm, calls, factor = _lm().train(), [], schedules.warmup_cosine
+    monkeypatch.setattr(schedules, "warmup_cosine", lambda *args: calls.append(args) or factor(*args))
+    tuned, history = finetune.finetune(lm, "abcdefgh " * 20, "full", steps=20, lr=1e-3, seed=0, batch_size=2,
+                                       evaluate=lambda m: {"training": m.training}, every=10)
+    assert not tuned.training and history.evals == {10: {"training": False}, 20: {"training": False}}
+    assert history.eval_step == [10, 20] and len(history.loss) == 20
+    # LambdaLR asks at the start and after each of the 20 steps, once per parameter group (one per block)
+    assert sorted(set(calls)) == [(s, 20, 2) for s in range(21)]
+
+
+def test_fit_trains_a_tinylm_exactly_as_a_hand_written_clipped_warmup_cosine_loop():
+    """The order ``fit`` promises (zero_grad, forward, loss, backward, clip, step, schedule) to the last bit."""
+    text, steps = "the cat sat on the mat. " * 20, 12
+    runtime.seed_everything(0)
+    start = _lm()
+    by_fit, by_hand = copy.deepcopy(start), copy.deepcopy(start)
+    history = _train(by_fit, corpus.batches(text, 4, SMALL.context, seed=0), steps, lr=3e-3, warmup=3)
+    trainable = [p for p in by_hand.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=3e-3, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: schedules.warmup_cosine(s, steps, 3))
+    losses = []
+    for _, (x, y) in zip(range(steps), corpus.batches(text, 4, SMALL.context, seed=0)):
+        by_hand.train()
+        loss = torch.nn.functional.cross_entropy(by_hand(x).flatten(0, 1), y.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+    assert history.loss == losses
+    assert all(torch.equal(a, b) for a, b in zip(by_fit.state_dict().values(), by_hand.state_dict().values()))
 
 
 @pytest.mark.parametrize("mode", [True, False], ids=["train mode", "eval mode"])
@@ -187,7 +219,7 @@ def test_format_rate_at_temperature_zero_is_the_share_of_greedy_replies_in_turn(
     lm, n = _lm(), len(chat.ASSISTANT)
     text = "".join(f"User: q{i % 7}?\nAssistant: a{i % 5}.\n" for i in range(300))
     assert chat.format_rate(lm, text, temperature=1.0) < 0.01  # an untrained model is not in turn
-    lm_train.train(lm, corpus.batches(text, 16, SMALL.context, seed=0), steps=60, lr=1e-2)
+    _train(lm, corpus.batches(text, 16, SMALL.context, seed=0), steps=60, lr=1e-2)
     starts = [i for i in range(SMALL.context, len(text)) if text.startswith(chat.ASSISTANT, i)]
     greedy = generate.generate(lm, [text[s + n - SMALL.context - 1:s] for s in starts], n, temperature=0)
     share = sum(g == chat.ASSISTANT for g in greedy) / len(starts)

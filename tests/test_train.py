@@ -1,3 +1,5 @@
+import time
+
 import pytest
 import torch
 from torch import nn
@@ -58,6 +60,38 @@ def test_fit_accepts_any_optimizer_and_a_stream_of_batches(tiny_task):
     assert len(history.loss) == 5 and history.lr == [0.1] * 5
 
 
+def test_fit_minimises_the_loss_it_is_given_and_records_it(tiny_task):
+    doubled = lambda model, batch: 2 * train.cross_entropy_loss(model, batch)
+    (_, plain), (_, given) = _trained(tiny_task, steps=1), _trained(tiny_task, steps=1, loss=doubled)
+    assert given.loss == [2 * plain.loss[0]]
+
+
+def test_fit_clips_the_gradients_to_the_norm_given(tiny_task, monkeypatch):
+    norms = []
+    step = torch.optim.AdamW.step
+    monkeypatch.setattr(torch.optim.AdamW, "step", lambda self, *a, **k: norms.append(
+        torch.linalg.vector_norm(torch.stack([p.grad.norm() for g in self.param_groups for p in g["params"]])).item())
+        or step(self, *a, **k))
+    _trained(tiny_task, steps=3)
+    assert min(norms) > 0.05  # so that clipping at 0.05 has something to do
+    norms.clear()
+    _trained(tiny_task, steps=3, clip_grad_norm=0.05)
+    assert max(norms) == pytest.approx(0.05, rel=1e-4)
+
+
+def test_fit_runs_evaluate_in_eval_mode_and_leaves_its_seconds_out(tiny_task):
+    def evaluate(model):
+        time.sleep(0.3)
+        return {"training": model.training}
+
+    runtime.seed_everything(0)
+    begin = time.perf_counter()
+    history = train.fit(models.GlyphNet(10), tiny_task[0], 4, schedule="constant", evaluate=evaluate, eval_every=2)
+    total = time.perf_counter() - begin
+    assert history.evals == {2: {"training": False}, 4: {"training": False}} and history.eval_step == [2, 4]
+    assert 0 < history.seconds <= total - 0.6
+
+
 def test_fit_does_not_change_frozen_blocks(tiny_task):
     runtime.seed_everything(0)
     model = models.GlyphNet(10)
@@ -75,6 +109,7 @@ def test_fit_does_not_change_frozen_blocks(tiny_task):
     ({"steps": 5, "lr": {"backbone": 1e-3, "head": -1.0}}, r"lr\['head'\]=-1.0"),
     ({"steps": 5, "optimizer": "adamax"}, "unknown optimizer 'adamax'"),
     ({"steps": 5, "schedule": "linear"}, "unknown schedule 'linear'"),
+    ({"steps": 5, "clip_grad_norm": 0.0}, "clip_grad_norm=0.0"),
 ])
 def test_bad_training_settings_are_clear_errors(tiny_task, kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -1,10 +1,10 @@
 """A tiny character-level language model, small enough to read and to train on a laptop CPU.
 
 One job per module: ``tokenizer`` (96 characters), ``corpus`` (the shipped prose snapshot and its batches),
-``model`` (a decoder-only transformer with RoPE), ``train`` (the training loop and bits per character),
+``model`` (a decoder-only transformer with RoPE), ``bits`` (bits per character; training is ``ftlib.train.fit``),
 ``generate`` (seeded sampling), ``chat`` (self-chat dialogues built from the snapshot), ``finetune`` (full or
 LoRA fine-tuning), ``context`` (reading past the training context: RoPE scaling, loss by position, the long
 fine-tune, a recall task). The shipped TinyLM and its seeded rebuild are the course's: ``ftlib.course.pretrain_lm``.
 """
 
-__all__ = ["chat", "context", "corpus", "finetune", "generate", "model", "tokenizer", "train"]
+__all__ = ["bits", "chat", "context", "corpus", "finetune", "generate", "model", "tokenizer"]

@@ -19,9 +19,9 @@ from torch import nn
 from ..paths import DATA_DIR
 from ..runtime import evaluating
 from . import corpus
+from .bits import char_bits
 from .generate import generate
 from .tokenizer import clean, encode
-from .train import char_bits
 
 __all__ = ["ASSISTANT", "CHAT_FILES", "CLOSING", "FIRST", "FOLLOW_UP", "USER", "VAL_FRACTION", "build_dialogues",
            "chat_text", "first_sentence", "format_chances", "format_dialogue", "format_rate", "load_dialogues",

@@ -24,10 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..runtime import evaluating
+from ..stopping import History
+from .bits import char_bits
 from .finetune import finetune
 from .model import Config
 from .tokenizer import encode
-from .train import LMHistory, char_bits
 
 __all__ = ["BASE_FACTOR", "EXTENSIONS", "PARTS_RAMP", "extend", "parts_factors", "position_bits", "recall_bits",
            "recall_task", "scaled", "sliding_bits", "wavelengths"]
@@ -84,7 +85,7 @@ def position_bits(model: nn.Module, text: str | torch.Tensor, length: int) -> to
     """Mean loss in bits at each position 0..length-1, over consecutive windows of ``length`` characters of ``text``.
 
     Entry ``i`` is the surprise at the ``i + 2``-th character of a window, predicted from the ``i + 1`` before it.
-    Scored as :func:`ftlib.lm.train.char_bits` scores: in eval mode (the mode is restored), on the model's device.
+    Scored as :func:`ftlib.lm.bits.char_bits` scores: in eval mode (the mode is restored), on the model's device.
     """
     bits = char_bits(model, text, length)
     return bits.view(-1, length).mean(0)
@@ -119,10 +120,11 @@ def sliding_bits(model: nn.Module, text: str | torch.Tensor, length: int, reach:
 
 def extend(model: nn.Module, method: str, length: int, text: str | torch.Tensor, steps: int, lr: float, seed: int,
            batch_size: int = 4, evaluate: Callable[[nn.Module], dict] | None = None,
-           every: int = 0) -> tuple[nn.Module, LMHistory]:
+           every: int | None = None) -> tuple[nn.Module, History]:
     """Set ``model`` up with ``method`` at ``length`` and fine-tune all its weights on windows of that length.
 
-    ``evaluate`` and ``every`` go to :func:`ftlib.lm.train.train` (checks along the way, in ``history.evals``).
+    ``evaluate`` and ``every`` go to :func:`ftlib.lm.finetune.finetune` (checks along the way, in
+    ``history.evals``).
     """
     return finetune(scaled(model, method, length), text, "full", steps, lr, seed, batch_size=batch_size,
                     evaluate=evaluate, every=every)

@@ -9,8 +9,10 @@ from torch import nn
 
 from ..lora import add_lora_to_linears
 from ..runtime import seed_rngs
+from ..schedules import warmup_cosine_schedule
+from ..stopping import History
+from ..train import fit
 from . import corpus
-from .train import LMHistory, train
 
 __all__ = ["ATTENTION", "finetune"]
 
@@ -19,13 +21,16 @@ ATTENTION = ("q", "k", "v", "o")  # the attention projections of every block: wh
 
 def finetune(base: nn.Module, text: str, method: str, steps: int, lr: float, seed: int, batch_size: int = 16,
              rank: int = 8, alpha: float = 16.0, evaluate: Callable[[nn.Module], dict] | None = None,
-             every: int = 0) -> tuple[nn.Module, LMHistory]:
+             every: int | None = None) -> tuple[nn.Module, History]:
     """A copy of ``base`` trained on random windows of ``text``; ``base`` itself is left unchanged.
 
     ``method="full"`` trains every weight; ``method="lora"`` freezes them all and trains rank-``rank`` adapters
     on the attention projections. The seed fixes the adapters' start and the order of the windows.
-    ``evaluate`` and ``every`` are passed to :func:`ftlib.lm.train.train`. The copy (and its adapters) stays on
-    ``base``'s device and ends in eval mode.
+
+    Trained by :func:`ftlib.train.fit`: AdamW (weight decay 0.01), gradients clipped to norm 1, ``min(10, steps //
+    10)`` warm-up steps then cosine. ``evaluate(model)`` runs every ``every`` steps and after the last (its
+    results in ``history.evals[step]``). The copy (and its adapters) stays on ``base``'s device and ends in eval
+    mode.
     """
     if method not in ("full", "lora"):
         raise ValueError(f"method={method!r} is not allowed: choose 'full' or 'lora'")
@@ -34,4 +39,7 @@ def finetune(base: nn.Module, text: str, method: str, steps: int, lr: float, see
     if method == "lora":
         add_lora_to_linears(model, ATTENTION, rank, alpha)
     batches = corpus.batches(text, batch_size, model.config.context, seed)
-    return model, train(model, batches, steps, lr, warmup=min(10, steps // 10), evaluate=evaluate, every=every)
+    schedule = warmup_cosine_schedule(min(10, steps // 10))
+    history = fit(model, batches, steps, lr=lr, weight_decay=0.01, schedule=schedule, clip_grad_norm=1.0,
+                  evaluate=evaluate, eval_every=every, device=next(model.parameters()).device)
+    return model.eval(), history

@@ -16,7 +16,7 @@ from ftlib.course.lessons.chat_finetuning import view
 from ftlib.course.lessons.experiments import Results
 from ftlib.lm import chat, context
 from ftlib.lm.finetune import finetune
-from ftlib.lm.train import LMHistory
+from ftlib.stopping import History
 
 __all__ = ["POSITION_SCALES", "ChatExtension", "ContextExtension", "ExtensionRuns", "at_position_scale",
            "long_question_turns", "plot_before_after", "plot_loss_by_position",
@@ -146,7 +146,7 @@ class ExtensionRuns:
                              f"itself a multiple of the trained context {trained}")
         self.evaluation = self.val_text[:self.eval_chars + 1]
 
-    def tune(self, arm: str, seed: int, steps: int | None = None) -> tuple[nn.Module, LMHistory]:
+    def tune(self, arm: str, seed: int, steps: int | None = None) -> tuple[nn.Module, History]:
         """The fine-tuned model of ``arm`` (``"window"``: at the trained context; else :func:`context.extend` at
         ``length``) after ``steps`` (default: ``self.steps``) steps, and its history."""
         steps = steps or self.steps
