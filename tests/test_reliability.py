@@ -490,3 +490,59 @@ def test_a_scratch_folder_is_removed_when_the_process_ends():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 0, run.stderr
     assert not Path(run.stdout.strip()).exists()
+
+
+# ------------------------------------------------------------------------------ issue 37 row 1: --out and data/
+def _digests(*folders: Path) -> dict[Path, str]:
+    return {p: checkpoint.file_digest(p) for folder in folders for p in folder.iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--variant", "full", "--out", "data/glyphnet_narrow.safetensors"], "in the course's data/ or notebooks/"),
+    (["--out", "data/glyphnet_letters.safetensors", "--steps", "7"], "in the course's data/ or notebooks/"),
+    (["--out", "data/glyphnet_letters.bin"], "must end in .safetensors"),
+    (["--out", "notebooks/01_pretraining_vs_finetuning.ipynb"], "must end in .safetensors"),
+    (["--out", "notebooks/x.safetensors"], "in the course's data/ or notebooks/"),
+    (["--out", "m.json"], "must end in .safetensors"),
+    (["--check", "--out", "x.safetensors"], "--check rebuilds into a temporary folder"),
+    (["--check", "--steps", "10"], "could never pass"),
+    (["--check", "--overwrite-shipped"], "has no meaning with it"),
+])
+def test_pretrain_out_never_touches_course_files_and_conflicts_are_named(args, needle, monkeypatch, capsys):
+    from ftlib.paths import DATA_DIR, NOTEBOOK_DIR
+
+    monkeypatch.setattr(pretrain, "pretrain", lambda *a, **k: pytest.fail("built despite a bad --out"))
+    monkeypatch.chdir(DATA_DIR.parent)
+    before = _digests(DATA_DIR, NOTEBOOK_DIR)
+    assert main(["pretrain", *args]) == 2
+    _one_line_error(capsys, needle)
+    assert _digests(DATA_DIR, NOTEBOOK_DIR) == before
+
+
+def test_pretrain_out_into_data_only_with_overwrite_shipped(monkeypatch, tmp_path):
+    from ftlib import paths
+
+    built = []
+    monkeypatch.setattr(pretrain, "pretrain", lambda path, **settings: built.append(Path(path)) or {"val_bpc": 2.0,
+                                                                                              "val_text": "prose"})
+    monkeypatch.setattr(paths, "DATA_DIR", tmp_path)  # a stand-in data/ folder: nothing real is written
+    assert main(["pretrain", "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert main(["pretrain", "--out", str(tmp_path / "x.safetensors"), "--overwrite-shipped"]) == 0
+    assert built == [tmp_path / "x.safetensors"]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--out", "data/tinylm.json"], "in the course's data/ or notebooks/"),
+    (["--out", "sweep.safetensors"], "must end in .json"),
+    (["--check", "--out", "x.json"], "--check rebuilds into a temporary folder"),
+])
+def test_context_sweep_out_is_guarded_the_same_way(args, needle, monkeypatch, capsys):
+    from ftlib.lessons import context_sweep
+    from ftlib.paths import DATA_DIR
+
+    monkeypatch.setattr(context_sweep, "build", lambda *a, **k: pytest.fail("built despite a bad --out"))
+    monkeypatch.chdir(DATA_DIR.parent)
+    before = _digests(DATA_DIR)
+    assert main(["context-sweep", *args]) == 2
+    _one_line_error(capsys, needle)
+    assert _digests(DATA_DIR) == before
