@@ -500,12 +500,14 @@ def flip_labels(data: ImageSet, fraction: float, seed: int) -> ImageSet:
     return ImageSet(data.images, labels, data.classes, data.name)
 
 
-def split_validation(data: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
+def split_validation(data: ImageSet, fraction: float, seed: int,
+                     keep: int | None = None) -> tuple[ImageSet, ImageSet]:
     """Split labelled ``data`` into ``(train, validation)``, stratified by label, chosen by ``seed``.
 
     From each class, ``round(fraction * count)`` examples (at least one) go to the validation set and the
-    rest stay for training; the two sets are disjoint. Carve validation data from the labelled data like
-    this, never from the test set.
+    rest stay for training; the two sets are disjoint. With ``keep``, at least that many of each class stay for
+    training (a class of ``keep`` or fewer gives validation none). Carve validation data from the labelled data
+    like this, never from the test set.
     """
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
         raise ValueError(f"fraction={fraction!r} is not allowed: it must be a number between 0 and 1 (exclusive)")
@@ -515,6 +517,8 @@ def split_validation(data: ImageSet, fraction: float, seed: int) -> tuple[ImageS
         members = torch.nonzero(data.labels == c).flatten()
         members = members[torch.randperm(len(members), generator=g)]
         cut = max(1, round(fraction * len(members))) if len(members) > 1 else 0
+        if keep is not None:
+            cut = max(0, min(cut, len(members) - keep))
         val_rows.append(members[:cut])
         train_rows.append(members[cut:])
     train_rows, val_rows = torch.cat(train_rows), torch.cat(val_rows)

@@ -3,7 +3,8 @@
 ``root/<class name>/<any image file>``: PNG, JPEG, BMP, GIF, TIFF or WebP, of any size and colour mode. Every image
 is converted to what the backbone expects (greyscale or RGB, a square of ``size`` pixels: the largest centred
 square is cut out and resized), as floats in [0, 1]; 16-bit, 32-bit integer and float images are scaled by their
-own range of values (darkest pixel 0, brightest 1). For a backbone pretrained on bright ink on a dark background
+own range of values (darkest pixel 0, brightest 1); a photo's EXIF orientation is applied first (it is read
+upright, as a viewer shows it). For a backbone pretrained on bright ink on a dark background
 (GlyphNet), ``bright_ink=True`` inverts every image whose border is brighter than its centre. Files that PIL cannot
 read (or that claim more pixels than PIL decodes safely) are skipped with a warning that names them; hidden
 files and folders (names starting with ``.``) are ignored; everything found and skipped is in the
@@ -110,7 +111,8 @@ def read_image(path: str | Path, size: int, channels: int, bright_ink: bool = Fa
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 image.load()
-                return to_tensor(image, size, channels, bright_ink)
+                upright = ImageOps.exif_transpose(image)  # a phone photo as it was taken, not as it is stored
+                return to_tensor(upright if upright is not None else image, size, channels, bright_ink)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise UnreadableImage(path, "is too large to decode safely", str(error).split(".")[0]) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
@@ -172,15 +174,20 @@ def load_folder(root: str | Path, size: int = 28, channels: int = 1,
     if not images:
         raise ValueError(f"image folder {root} has no readable image in its class folders "
                          f"{[f.name for f in folders]}; allowed file types: {', '.join(SUFFIXES)}")
+    if len(folders) < 2:
+        raise ValueError(f"image folder {root} has one class folder ({folders[0].name}): a classifier needs at "
+                         "least 2, one sub-folder per class")
     data = ImageSet(torch.stack(images), torch.tensor(labels), report.classes, root.name)
     return data, report
 
 
 def split(data: ImageSet, seed: int, val: float = 0.2, test: float = 0.4) -> tuple[ImageSet, ImageSet, ImageSet]:
     """A stratified ``(train, validation, test)`` split chosen by ``seed``: ``test`` of each class for the test set,
-    then ``val`` of each class for validation, the rest for training (each part gets at least one per class).
+    then ``val`` of each class for validation, the rest for training (each part gets at least one per class: a
+    small class gives the test set fewer than ``test`` of it, so that two are left for training and validation).
 
-    A class with fewer than 3 images cannot be split and is a ``ValueError`` that names it.
+    A class with fewer than 3 images cannot be split, and fewer than 2 classes cannot be classified: either is a
+    ``ValueError`` that names it.
     """
     if not (0 < val < 1 and 0 < test < 1 and val + test < 1):
         raise ValueError(f"val={val!r}, test={test!r}: choose fractions between 0 and 1 that add up to less than 1")
@@ -189,6 +196,9 @@ def split(data: ImageSet, seed: int, val: float = 0.2, test: float = 0.4) -> tup
     if few:
         raise ValueError(f"class(es) with too few images for a train/validation/test split: {few}; "
                          "each class needs at least 3 images (more than 20 is better)")
-    rest, test_set = split_validation(data, test, seed)
-    train_set, val_set = split_validation(rest, val / (1 - test), seed + 1)
+    if data.num_classes < 2:
+        raise ValueError(f"{data.name or 'the image folder'} has {data.num_classes} class {list(data.classes)}: "
+                         "a classifier needs at least 2 classes (one sub-folder per class)")
+    rest, test_set = split_validation(data, test, seed, keep=2)
+    train_set, val_set = split_validation(rest, val / (1 - test), seed + 1, keep=1)
     return train_set, val_set, test_set

@@ -86,6 +86,7 @@ def test_16_bit_and_float_images_are_scaled_by_their_own_range(array):
 
 def test_a_float_image_with_nan_pixels_is_skipped_with_its_reason(tmp_path):
     _png(tmp_path / "cats" / "ok.png")
+    _png(tmp_path / "dogs" / "ok.png")
     bad = np.ones((20, 20), np.float32)
     bad[3, 3] = np.nan
     Image.fromarray(bad).save(tmp_path / "cats" / "nan.tif")
