@@ -547,3 +547,122 @@ def test_context_sweep_out_is_guarded_the_same_way(args, needle, monkeypatch, ca
     assert main(["context-sweep", *args]) == 2
     _one_line_error(capsys, needle)
     assert _digests(DATA_DIR) == before
+
+
+# ------------------------------------------------------------------------------ issue 37 row 4: atomic export
+def _export_state(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def _replace_with(monkeypatch, between):
+    """``os.replace`` in the checkpoint module, calling ``between()`` after its first call."""
+    real, calls = os.replace, []
+
+    def replace(src, dst):
+        real(src, dst)
+        calls.append(dst)
+        if len(calls) == 1:
+            between()
+
+    monkeypatch.setattr(checkpoint.os, "replace", replace)
+    return calls
+
+
+def test_a_fault_between_the_two_replaces_keeps_the_old_export_whole(model_file, monkeypatch):
+    before = _export_state(model_file.parent)
+
+    def fail_second(src, dst, real=os.replace, calls=[]):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(5, "Input/output error")
+        real(src, dst)
+
+    monkeypatch.setattr(checkpoint.os, "replace", fail_second)
+    with pytest.raises(ValueError, match="Input/output error; any earlier export there is as it was"):
+        export.save(backbones.build("glyphnet", 2, seed=1), model_file, "glyphnet", ["x", "y"])
+    monkeypatch.undo()
+    assert _export_state(model_file.parent) == before  # no temporary or backup file either
+    assert export.load(model_file).classes == ("a", "b", "c")
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_signal_between_the_two_replaces_waits_until_both_are_in_place(signum, model_file, monkeypatch):
+    import signal
+
+    caught = []
+    if signum == "SIGTERM":
+        monkeypatch.setattr(signal, "signal", signal.signal)  # restored below
+        old = signal.signal(signal.SIGTERM, lambda *a: caught.append("term"))
+    calls = _replace_with(monkeypatch, lambda: os.kill(os.getpid(), getattr(signal, signum)))
+    try:
+        if signum == "SIGINT":
+            with pytest.raises(KeyboardInterrupt):
+                export.save(backbones.build("glyphnet", 2, seed=1), model_file, "glyphnet", ["x", "y"])
+        else:
+            export.save(backbones.build("glyphnet", 2, seed=1), model_file, "glyphnet", ["x", "y"])
+            assert caught == ["term"]
+    finally:
+        if signum == "SIGTERM":
+            signal.signal(signal.SIGTERM, old)
+    monkeypatch.undo()
+    assert len(calls) == 2 and sorted(p.name for p in model_file.parent.iterdir()) == ["model.json",
+                                                                                       "model.safetensors"]
+    assert export.load(model_file).classes == ("x", "y")  # both new, and they agree
+
+
+def test_two_saves_into_one_folder_at_once_never_mix(model_file, monkeypatch):
+    import threading
+    import time
+
+    _replace_with(monkeypatch, lambda: time.sleep(0.3))  # widen the gap between the two replaces
+    models = [(backbones.build("glyphnet", 2, seed=1), ["x", "y"]), (backbones.build("glyphnet", 4, seed=2),
+                                                                     ["p", "q", "r", "s"])]
+    threads = [threading.Thread(target=export.save, args=(m, model_file, "glyphnet", c)) for m, c in models]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    monkeypatch.undo()
+    assert export.load(model_file).classes in {("x", "y"), ("p", "q", "r", "s")}
+    assert len(list(model_file.parent.iterdir())) == 2
+
+
+def test_a_full_disk_at_export_is_one_line_and_leaves_no_temporary_file(model_file, monkeypatch):
+    import errno
+
+    before = _export_state(model_file.parent)
+
+    def full(state, filename, metadata=None):
+        Path(filename).write_bytes(b"")  # as a real full disk leaves it: a 0-byte file
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    with pytest.raises(ValueError, match="No space left on device; nothing was written") as caught:
+        export.save(backbones.build("glyphnet", 2, seed=1), model_file, "glyphnet", ["x", "y"])
+    assert "\n" not in str(caught.value)
+    assert _export_state(model_file.parent) == before
+
+
+def test_finetune_on_a_full_disk_is_one_line_exit_2(tiny, tmp_path, monkeypatch, capsys):
+    import errno
+
+    def full(state, filename, metadata=None):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    assert main(["finetune", str(tiny), "--steps", "2", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    out_err = capsys.readouterr().err.strip().splitlines()
+    assert out_err[-1].startswith("error: cannot write") and "No space left on device" in out_err[-1]
+    assert list((tmp_path / "o").iterdir()) == []
+
+
+def test_an_interrupt_after_the_export_says_the_export_is_complete(tiny, tmp_path, monkeypatch, capsys):
+    def export_then_interrupt(folder, backbone, **settings):
+        export.save(backbones.build("glyphnet", 2, seed=1), Path(settings["out"]) / "model.safetensors",
+                    "glyphnet", ["x", "y"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recipe, "finetune", export_then_interrupt)
+    assert main(["finetune", str(tiny), "--out", str(tmp_path / "o"), "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    assert "was complete before it stopped" in err and "nothing was exported" not in err
