@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,36 +67,62 @@ class Predictor:
                                   {c: float(v) for c, v in zip(self.classes, row)}))
         return out
 
-    def predict_each(self, paths: list[str | Path]) -> tuple[list[Prediction], list[tuple[str, str]]]:
+    def predict_each(self, paths: list[str | Path],
+                     batch_size: int = 256) -> tuple[list[Prediction], list[tuple[str, str]]]:
         """Predictions for every file that can be read, and ``(path, why not)`` for every one that cannot.
 
         A folder among ``paths`` stands for its image files (:func:`ftlib.folder.image_files`).
         """
         readable, failed = [], []
+        for item in self.stream(paths, batch_size):
+            (readable if isinstance(item, Prediction) else failed).append(item)
+        return readable, failed
+
+    def stream(self, paths: list[str | Path], batch_size: int = 256) -> Iterator[Prediction | tuple[str, str]]:
+        """:meth:`predict_each` one result at a time, in the order of ``paths``: a :class:`Prediction`, or
+        ``(path, why not)``; at most ``batch_size`` images are in memory at once, so any number of files fit."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r} is not allowed: choose a positive integer (e.g. 256)")
+        batch: list[tuple[Path, torch.Tensor]] = []
         for path in expand(paths):
             if isinstance(path, tuple):
-                failed.append(path)
+                yield from self._label(batch)
+                batch = []
+                yield path
                 continue
             try:
-                readable.append((path, self.read(path)))
+                batch.append((path, self.read(path)))
             except UnreadableImage as error:
-                failed.append((str(path), str(error)))
-        if not readable:
-            return [], failed
-        rows = self.probabilities(torch.stack([image for _, image in readable]))
+                yield from self._label(batch)
+                batch = []
+                yield str(path), str(error)
+                continue
+            if len(batch) == batch_size:
+                yield from self._label(batch)
+                batch = []
+        yield from self._label(batch)
+
+    def _label(self, batch: list[tuple[Path, torch.Tensor]]) -> list[Prediction]:
+        """The predictions for one batch of ``(path, image)``."""
+        if not batch:
+            return []
+        rows = self.probabilities(torch.stack([image for _, image in batch]))
         out = []
-        for (path, _), row in zip(readable, rows):
+        for (path, _), row in zip(batch, rows):
             best = int(row.argmax())
             out.append(Prediction(str(path), self.classes[best], float(row[best]),
                                   {c: float(v) for c, v in zip(self.classes, row)}))
-        return out, failed
+        return out
 
 
 def expand(paths: list[str | Path]) -> list[Path | tuple[str, str]]:
     """Each path, with a folder replaced by its image files (or by ``(folder, why)`` when it has none)."""
     out: list[Path | tuple[str, str]] = []
-    for path in map(Path, paths):
-        if path.is_dir():
+    for text in paths:
+        path = Path(text)
+        if not str(text):
+            out.append(("", "an empty path names no file (it would mean the current folder)"))
+        elif path.is_dir():
             found = image_files(path)
             out += found or [(str(path), f"{path} is a folder without image files ({', '.join(SUFFIXES)})")]
         else:
@@ -136,9 +163,16 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("export", help="a model written by `python -m ftlib finetune` (model.safetensors)")
     parser.add_argument("images", nargs="+", help="image files, or folders of them, to label")
     parser.add_argument("--threads", type=int, help="torch threads (default: $FTLIB_THREADS, else every core)")
+    parser.add_argument("--batch-size", type=int, default=256,
+                        help="images labelled at once (default 256): memory stays small for any number of files")
     args = parser.parse_args(argv)
     try:
         pin_threads(args.threads, default=None, flag="--threads")
+        if args.batch_size < 1:
+            raise SettingError(f"--batch-size {args.batch_size} is not allowed: choose a positive integer (e.g. 256)")
+        if "" in args.images:
+            raise SettingError("an empty image path '' is not allowed (it would label everything under the "
+                               "current folder): give files or folders, e.g. '.' for the current folder")
     except SettingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -147,11 +181,14 @@ def cli(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"error: cannot use the export: {error}", file=sys.stderr)
         return 2
-    predictions, failed = predictor.predict_each(args.images)
-    for p in predictions:
-        print(f"{p.path}: {p.label} ({p.probability:.1%})")
-    for _path, why in failed:
-        print(f"error: {why}", file=sys.stderr)
+    labelled = failed = 0
+    for item in predictor.stream(args.images, args.batch_size):
+        if isinstance(item, Prediction):
+            labelled += 1
+            print(f"{item.path}: {item.label} ({item.probability:.1%})", flush=True)
+        else:
+            failed += 1
+            print(f"error: {item[1]}", file=sys.stderr, flush=True)
     if failed:
-        print(f"{len(failed)} of {len(failed) + len(predictions)} file(s) could not be labelled", file=sys.stderr)
+        print(f"{failed} of {failed + labelled} file(s) could not be labelled", file=sys.stderr)
     return 2 if failed else 0

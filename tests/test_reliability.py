@@ -666,3 +666,33 @@ def test_an_interrupt_after_the_export_says_the_export_is_complete(tiny, tmp_pat
     assert main(["finetune", str(tiny), "--out", str(tmp_path / "o"), "--no-progress"]) == 130
     err = capsys.readouterr().err
     assert "was complete before it stopped" in err and "nothing was exported" not in err
+
+
+# ------------------------------------------------------------------------------ issue 37 row 5: predict streams
+def test_predict_streams_in_batches_and_keeps_the_order(model_file, tmp_path, monkeypatch):
+    files = [_png(tmp_path / "images" / f"{i:02d}.png", value=40 * i) for i in range(5)]
+    (tmp_path / "images" / "03.png").write_bytes(b"broken")
+    predictor = export.load(model_file)
+    read, real = [], predictor.read
+    monkeypatch.setattr(predictor, "read", lambda path: read.append(path) or real(path))
+    results = predictor.stream([str(tmp_path / "images")], batch_size=2)
+    first = next(results)
+    assert first.path == str(files[0]) and len(read) == 2  # labelled before the later files were read
+    rest = list(results)
+    assert [r.path if isinstance(r, export.Prediction) else r[0] for r in rest] == [str(f) for f in files[1:]]
+    assert isinstance(rest[2], tuple)  # the broken file, in its place
+    whole, failed = export.load(model_file).predict_each([str(tmp_path / "images")])
+    streamed = [r for r in [first, *rest] if not isinstance(r, tuple)]
+    assert [p.path for p in whole] == [p.path for p in streamed] and len(failed) == 1
+    for one, other in zip(whole, streamed):  # the same model, batches of other sizes: equal to float rounding
+        assert list(one.probabilities.values()) == pytest.approx(list(other.probabilities.values()), abs=1e-5)
+
+
+@pytest.mark.parametrize("args, needle", [([""], "an empty image path '' is not allowed"),
+                                          (["x.png", "--batch-size", "0"], "--batch-size 0 is not allowed")])
+def test_predict_refuses_an_empty_path_and_a_bad_batch_size(args, needle, model_file, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    _png(tmp_path / "here" / "x.png")
+    assert main(["predict", str(model_file), *args]) == 2
+    _one_line_error(capsys, needle)
+    assert capsys.readouterr().out == ""
