@@ -167,9 +167,13 @@ def _header(path: Path) -> dict:
     if "ftlib" not in header:
         raise ValueError(f"checkpoint {path} has no ftlib metadata in its header: it was not written by ftlib")
     try:
-        return json.loads(header["ftlib"])
+        metadata = json.loads(header["ftlib"])
     except ValueError:
         raise ValueError(f"checkpoint {path} has damaged ftlib metadata in its header") from None
+    if not isinstance(metadata, dict):
+        raise ValueError(f"checkpoint {path} has damaged ftlib metadata in its header (a JSON "
+                         f"{type(metadata).__name__}, not an object)")
+    return metadata
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -209,6 +213,12 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     if missing or unexpected or wrong:
         raise ValueError(f"checkpoint {path} does not fit this model: missing {missing}, unexpected {unexpected}, "
                          f"shape mismatches {wrong}")
+    kinds = [f"{k}: file {state[k].dtype} vs model {expected[k].dtype}" for k in sorted(state)
+             if state[k].is_floating_point() != expected[k].is_floating_point()
+             or (not state[k].is_floating_point() and state[k].dtype != expected[k].dtype)]
+    if kinds:  # e.g. a header that calls float weights I32: load_state_dict would cast them silently
+        raise ValueError(f"checkpoint {path} stores its tensors in the wrong type ({kinds[0]}"
+                         f"{f' and {len(kinds) - 1} more' if len(kinds) > 1 else ''}): it is damaged")
     device = next(model.parameters()).device
     model.load_state_dict({k: v.to(device) for k, v in state.items()})
     return model

@@ -14,7 +14,7 @@ from torch import nn
 from . import backbones, checkpoint
 from .folder import SUFFIXES, UnreadableImage, image_files, read_image
 
-__all__ = ["FORMAT", "Prediction", "Predictor", "cli", "expand", "load", "predict", "save"]
+__all__ = ["FORMAT", "MAX_SIZE", "Prediction", "Predictor", "cli", "expand", "load", "predict", "save"]
 
 FORMAT = "ftlib-export-1"
 
@@ -102,13 +102,16 @@ class Predictor:
                 batch = []
         yield from self._label(batch)
 
-    def _label(self, batch: list[tuple[Path, torch.Tensor]]) -> list[Prediction]:
-        """The predictions for one batch of ``(path, image)``."""
+    def _label(self, batch: list[tuple[Path, torch.Tensor]]) -> list[Prediction | tuple[str, str]]:
+        """The predictions for one batch of ``(path, image)`` (``(path, why not)`` for a non-finite output)."""
         if not batch:
             return []
         rows = self.probabilities(torch.stack([image for _, image in batch]))
-        out = []
+        out: list[Prediction | tuple[str, str]] = []
         for (path, _), row in zip(batch, rows):
+            if not torch.isfinite(row).all():
+                out.append((str(path), f"{path}: the model's output is NaN or infinite (a damaged export?)"))
+                continue
             best = int(row.argmax())
             out.append(Prediction(str(path), self.classes[best], float(row[best]),
                                   {c: float(v) for c, v in zip(self.classes, row)}))
@@ -138,11 +141,39 @@ def load(path: str | Path) -> Predictor:
     classes = metadata.get("classes")
     if not (isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) for c in classes)):
         raise ValueError(f"{path} has no list of class names in its metadata; export it again")
+    _check_input_settings(path, metadata)
     model = backbones.build(metadata["backbone"], len(classes), seed=None, pretrained=False)
     checkpoint.load_weights(model, path)
     if not all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point()):
         raise ValueError(f"{path} holds NaN or infinite weights: it cannot predict; train and export it again")
+    negative = [name for name, v in model.state_dict().items() if name.endswith("running_var") and (v < 0).any()]
+    if negative:
+        raise ValueError(f"{path} holds negative BatchNorm variances ({negative[0]}): it is damaged; export it again")
     return Predictor(model, metadata)
+
+
+MAX_SIZE = 1024  # pixels a side: larger is a damaged export, and would allocate without bound
+
+
+def _check_input_settings(path: str | Path, metadata: dict) -> None:
+    """The export's backbone and image settings, checked before any image is read: a ``ValueError`` naming the
+    export and the bad key (a wrong size or channel count would otherwise blame every image, or allocate without
+    bound)."""
+    backbone = metadata.get("backbone")
+    if not isinstance(backbone, str) or backbone not in backbones.SPECS:
+        raise ValueError(f"{path} has backbone={backbone!r} in its metadata; expected one of "
+                         f"{', '.join(backbones.SPECS)}: export it again")
+    spec = backbones.spec(backbone)
+    size, channels, bright_ink = metadata.get("size"), metadata.get("channels"), metadata.get("bright_ink")
+    if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= MAX_SIZE:
+        raise ValueError(f"{path} has size={size!r} in its metadata; expected an integer from 8 to {MAX_SIZE} "
+                         f"({spec.size} for {backbone}): export it again")
+    if channels != spec.channels or isinstance(channels, bool):
+        raise ValueError(f"{path} has channels={channels!r} in its metadata; {backbone} takes {spec.channels}: "
+                         "export it again")
+    if not isinstance(bright_ink, bool):
+        raise ValueError(f"{path} has bright_ink={bright_ink!r} in its metadata; expected true or false: "
+                         "export it again")
 
 
 def predict(export: str | Path, paths: list[str | Path]) -> list[Prediction]:

@@ -696,3 +696,62 @@ def test_predict_refuses_an_empty_path_and_a_bad_batch_size(args, needle, model_
     assert main(["predict", str(model_file), *args]) == 2
     _one_line_error(capsys, needle)
     assert capsys.readouterr().out == ""
+
+
+# ------------------------------------------------------------------------------ issue 37 row 6: trusted metadata
+def _edit_header(path: Path, edit) -> None:
+    """Rewrite the safetensors header of ``path`` with ``edit(header)`` (the .json copy is removed)."""
+    raw = path.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    edit(header)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n:])
+    checkpoint.metadata_path(path).unlink(missing_ok=True)
+
+
+def _set_meta(**changes):
+    def edit(header):
+        meta = json.loads(header["__metadata__"]["ftlib"])
+        for key, value in changes.items():
+            if value is ...:
+                meta.pop(key)
+            else:
+                meta[key] = value
+        header["__metadata__"]["ftlib"] = json.dumps(meta)
+    return edit
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (_set_meta(size=60000), "size=60000"), (_set_meta(size=0), "size=0"), (_set_meta(size="28"), "size='28'"),
+    (_set_meta(size=-5), "size=-5"), (_set_meta(channels=3), "channels=3"), (_set_meta(channels=2), "channels=2"),
+    (_set_meta(backbone=...), "backbone=None"), (_set_meta(bright_ink="yes"), "bright_ink='yes'"),
+    (lambda h: h["__metadata__"].update(ftlib="[1, 2]"), "a JSON list, not an object"),
+    (lambda h: h["conv1.weight" if "conv1.weight" in h else next(k for k in h if k.endswith("weight"))]
+     .update(dtype="I32"), "stores its tensors in the wrong type"),
+])
+def test_damaged_export_metadata_and_dtypes_are_one_line_errors(edit, needle, model_file, tmp_path, capsys):
+    _edit_header(model_file, edit)
+    assert main(["predict", str(model_file), str(_png(tmp_path / "x.png"))]) == 2
+    err = _one_line_error(capsys, "cannot use the export", needle)
+    assert str(tmp_path / "x.png") not in err  # the export is blamed, not the image
+
+
+def test_a_negated_batchnorm_variance_is_caught_not_printed_as_nan(model_file, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(model_file)
+    name = next(k for k in state if k.endswith("running_var"))
+    state[name] = -state[name]
+    save_file(state, model_file, metadata={"ftlib": json.dumps(checkpoint.read_metadata(model_file),
+                                                               sort_keys=True)})
+    assert main(["predict", str(model_file), str(_png(tmp_path / "x.png"))]) == 2
+    _one_line_error(capsys, "negative BatchNorm variances")
+
+
+def test_a_non_finite_output_is_a_failed_file_not_nan_percent(model_file, tmp_path, monkeypatch):
+    predictor = export.load(model_file)
+    monkeypatch.setattr(predictor, "probabilities", lambda images: torch.full((len(images), 3), float("nan")))
+    labelled, failed = predictor.predict_each([str(_png(tmp_path / "x.png"))])
+    assert labelled == [] and "NaN or infinite" in failed[0][1]
