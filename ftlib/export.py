@@ -126,8 +126,11 @@ def expand(paths: list[str | Path]) -> list[Path | tuple[str, str]]:
         if not str(text):
             out.append(("", "an empty path names no file (it would mean the current folder)"))
         elif path.is_dir():
-            found = image_files(path)
-            out += found or [(str(path), f"{path} is a folder without image files ({', '.join(SUFFIXES)})")]
+            unreadable: list[tuple[Path, str]] = []
+            found = image_files(path, unreadable)
+            out += [(str(folder), f"{folder} is a folder that cannot be read ({why})") for folder, why in unreadable]
+            out += found or ([] if unreadable else
+                             [(str(path), f"{path} is a folder without image files ({', '.join(SUFFIXES)})")])
         else:
             out.append(path)
     return out

@@ -13,6 +13,7 @@ files and folders (names starting with ``.``) are ignored; everything found and 
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,16 +120,28 @@ def read_image(path: str | Path, size: int, channels: int, bright_ink: bool = Fa
         raise UnreadableImage(path, "is not a readable image", f"{type(error).__name__}: {error}") from None
 
 
-def _visible(path: Path, root: Path) -> bool:
-    """True unless a file or folder on the way from ``root`` to ``path`` is hidden (its name starts with ``.``)."""
-    return not any(part.startswith(".") for part in path.relative_to(root).parts)
+def _walk(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Every entry under ``folder`` that is not a folder (sorted, hidden files and folders left out), and
+    ``(folder, why)`` for each folder that could not be listed (``folder`` itself included), never dropped quietly."""
+    found: list[Path] = []
+    unreadable: list[tuple[Path, str]] = []
+
+    def note(error: OSError) -> None:
+        unreadable.append((Path(error.filename), error.strerror or type(error).__name__))
+
+    for top, dirs, files in os.walk(folder, onerror=note, followlinks=True):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(top) / f for f in files if not f.startswith(".")]
+    return sorted(found), sorted(unreadable)
 
 
-def image_files(folder: str | Path) -> list[Path]:
-    """The regular files under ``folder`` whose suffix is an image type, sorted, hidden files and folders left out."""
-    folder = Path(folder)
-    return sorted(p for p in folder.rglob("*") if _visible(p, folder) and p.is_file()
-                  and p.suffix.lower() in SUFFIXES)
+def image_files(folder: str | Path, unreadable: list[tuple[Path, str]] | None = None) -> list[Path]:
+    """The regular files under ``folder`` whose suffix is an image type, sorted, hidden files and folders left out;
+    the folders that cannot be listed are added to ``unreadable`` as ``(folder, why)``, when it is given."""
+    found, blocked = _walk(Path(folder))
+    if unreadable is not None:
+        unreadable += blocked
+    return [p for p in found if p.is_file() and p.suffix.lower() in SUFFIXES]
 
 
 def load_folder(root: str | Path, size: int = 28, channels: int = 1,
@@ -145,15 +158,26 @@ def load_folder(root: str | Path, size: int = 28, channels: int = 1,
         raise FileNotFoundError(f"image folder {root} does not exist (expected {root}/<class name>/<images>)")
     if not isinstance(size, int) or size < 8:
         raise ValueError(f"size={size!r} is not allowed: choose an integer of at least 8 pixels")
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    report = FolderReport(str(root), {}, [(p.name, "not in a class folder") for p in sorted(root.iterdir())
+    try:
+        entries = sorted(root.iterdir())
+    except OSError as error:
+        raise ValueError(f"image folder {root} cannot be read ({error.strerror or error})") from None
+    folders = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
+    report = FolderReport(str(root), {}, [(p.name, "not in a class folder") for p in entries
                                           if p.is_file() and not p.name.startswith(".")])
     if not folders:
         raise ValueError(f"image folder {root} has no class folders: put each class's images in root/<class name>/")
     images, labels = [], []
     for folder in folders:
         found = 0
-        for path in sorted(p for p in folder.rglob("*") if _visible(p, folder) and not p.is_dir()):
+        paths, unreadable = _walk(folder)
+        if unreadable and unreadable[0][0] == folder:
+            raise ValueError(f"class folder {folder} cannot be read ({unreadable[0][1]}): give this user read "
+                             "access to it, or move it out of the image folder")
+        for blocked, why in unreadable:
+            warnings.warn(f"skipped the folder {blocked}: it cannot be read ({why})", stacklevel=2)
+            report.skipped.append((f"{blocked.relative_to(root)}/", f"folder not readable ({why})"))
+        for path in paths:
             relative = str(path.relative_to(root))
             if not path.is_file():
                 report.skipped.append((relative, "not a regular file"))

@@ -755,3 +755,45 @@ def test_a_non_finite_output_is_a_failed_file_not_nan_percent(model_file, tmp_pa
     monkeypatch.setattr(predictor, "probabilities", lambda images: torch.full((len(images), 3), float("nan")))
     labelled, failed = predictor.predict_each([str(_png(tmp_path / "x.png"))])
     assert labelled == [] and "NaN or infinite" in failed[0][1]
+
+
+# ------------------------------------------------------------------------------ issue 37 row 7: unreadable folders
+def _deny(monkeypatch, *blocked: Path) -> None:
+    """Listing any of ``blocked`` raises PermissionError, as for a user without read access (tests run as root)."""
+    real = os.scandir
+
+    def scandir(path="."):
+        if Path(path) in blocked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_an_unreadable_subfolder_is_listed_in_skipped(tmp_path, monkeypatch):
+    _png(tmp_path / "at" / "ok.png")
+    _png(tmp_path / "at" / "locked" / "hidden_from_us.png")
+    _png(tmp_path / "to" / "ok.png")
+    _deny(monkeypatch, tmp_path / "at" / "locked")
+    with pytest.warns(UserWarning, match="locked: it cannot be read"):
+        _, report = folder.load_folder(tmp_path)
+    assert report.counts == {"at": 1, "to": 1}
+    assert dict(report.skipped) == {"at/locked/": "folder not readable (Permission denied)"}
+
+
+def test_an_unreadable_class_folder_is_a_one_line_error(tmp_path, monkeypatch):
+    _png(tmp_path / "at" / "ok.png")
+    _png(tmp_path / "to" / "ok.png")
+    _deny(monkeypatch, tmp_path / "at")
+    with pytest.raises(ValueError, match=r"class folder .*at cannot be read \(Permission denied\)"):
+        folder.load_folder(tmp_path)
+
+
+def test_predict_names_an_unreadable_folder(model_file, tmp_path, monkeypatch, capsys):
+    _png(tmp_path / "images" / "ok.png")
+    _png(tmp_path / "images" / "locked" / "x.png")
+    _deny(monkeypatch, tmp_path / "images" / "locked")
+    assert main(["predict", str(model_file), str(tmp_path / "images")]) == 2
+    out, err = capsys.readouterr()
+    assert out.startswith(str(tmp_path / "images" / "ok.png"))
+    assert f"error: {tmp_path / 'images' / 'locked'} is a folder that cannot be read (Permission denied)" in err
