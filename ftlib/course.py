@@ -145,6 +145,7 @@ def run_notebook(path: str | Path, out_dir: str | Path, parameters: dict | None 
     """
     import nbformat
     import papermill
+    from nbclient.exceptions import DeadKernelError
 
     path, out_dir = Path(path), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -164,6 +165,9 @@ def run_notebook(path: str | Path, out_dir: str | Path, parameters: dict | None 
     except TimeoutError:  # nbclient's CellTimeoutError
         return LessonRun(path.name, "failed", time.perf_counter() - start,
                          error=_timed_out_cell(output, timeout), output=str(output))
+    except DeadKernelError as error:  # the process running the lesson ended: the other lessons still run
+        return LessonRun(path.name, "failed", time.perf_counter() - start,
+                         error=f"the kernel died: out of memory? ({error})".replace(" ()", ""), output=str(output))
     seconds = time.perf_counter() - start
     return LessonRun(path.name, "ok", seconds, _headline(nbformat.read(output, as_version=4)), output=str(output))
 
