@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -165,6 +167,11 @@ def _refresh(args: argparse.Namespace) -> int:
     from .versions import warn_if_different
 
     warn_if_different("the other lessons' stored outputs")
+    missing = [tool for tool in ("jupyter", "nbstripout") if shutil.which(tool) is None]
+    if missing:  # checked first: a notebook is never left executed but not stripped
+        print(f"error: refresh needs {' and '.join(missing)} on PATH (pip install -e \".[dev]\"); "
+              "no notebook was changed", file=sys.stderr)
+        return 2
     for nb in args.notebooks:
         for command in (["jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
                          f"--ExecutePreprocessor.timeout={args.timeout}", nb],
@@ -177,10 +184,21 @@ def _refresh(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from .bench import format_report, run_benchmark
 
+    out = Path(args.json)
+    try:  # checked before the benchmark, which takes minutes
+        if args.repeats < 1:
+            raise ValueError(f"--repeats {args.repeats} is not allowed: choose a positive integer (e.g. 5)")
+        if out.exists() and not out.is_file():
+            raise ValueError(f"--json {out} is not a file path (it is a folder or a special file)")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(out.parent, os.W_OK):
+            raise ValueError(f"--json {out}: its folder {out.parent} cannot be written")
+    except (ValueError, OSError) as error:
+        text = error if isinstance(error, ValueError) else f"--json {out}: {error.strerror or error}"
+        print(f"error: {text}", file=sys.stderr)
+        return 2
     report = run_benchmark(with_lessons=not args.no_lessons, repeats=args.repeats)
     print(format_report(report))
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"saved {out}")
     failed = [name for name, r in report.get("lessons", {}).items() if r["status"] != "ok"]

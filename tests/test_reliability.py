@@ -797,3 +797,95 @@ def test_predict_names_an_unreadable_folder(model_file, tmp_path, monkeypatch, c
     out, err = capsys.readouterr()
     assert out.startswith(str(tmp_path / "images" / "ok.png"))
     assert f"error: {tmp_path / 'images' / 'locked'} is a folder that cannot be read (Permission denied)" in err
+
+
+# ------------------------------------------------------------------------------ issue 37 row 9: one-line errors
+@pytest.mark.parametrize("where", ["a file", "read-only"])
+def test_an_unusable_cache_folder_is_one_line(where, tmp_path, monkeypatch):
+    target = tmp_path / "cache"
+    if where == "a file":
+        target.write_text("not a folder")
+    else:
+        target.mkdir()
+        monkeypatch.setattr(np, "savez_compressed", lambda path, **arrays: (_ for _ in ()).throw(
+            PermissionError(13, "Permission denied", str(path))))  # root ignores chmod, so the write is refused here
+    monkeypatch.setenv("FTLIB_CACHE_DIR", str(target))
+    with pytest.raises(ValueError, match="FTLIB_CACHE_DIR") as caught:
+        data._cached_npz("probe", lambda: {"x": np.arange(3)})
+    assert "\n" not in str(caught.value) and not list(tmp_path.glob("cache/*.tmp*"))
+
+
+@pytest.mark.parametrize("stored", [{"y": np.arange(1000)}, {"x": np.arange(10)}], ids=["keys", "shape"])
+def test_a_cache_file_with_other_arrays_is_rebuilt(stored, tmp_path, monkeypatch):
+    monkeypatch.setenv("FTLIB_CACHE_DIR", str(tmp_path))
+    np.savez_compressed(tmp_path / f"probe-v{data._CACHE_VERSION}.npz", **stored)
+    rebuilt = data._cached_npz("probe", lambda: {"x": np.arange(1000)}, {"x": (1000,)})
+    assert np.array_equal(rebuilt["x"], np.arange(1000))
+    assert np.array_equal(np.load(tmp_path / f"probe-v{data._CACHE_VERSION}.npz")["x"], np.arange(1000))
+
+
+def _tiny_notebook(path: Path) -> Path:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell("x = 1")]
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("kernel", "--kernel 'nosuchkernel' is not an installed Jupyter kernel"),
+    ("out is a file", "is an existing file"),
+    ("list json", "is not a readable notebook"),
+    ("hard link", "is the source notebook"),
+])
+def test_run_refuses_bad_kernels_outputs_and_notebooks_in_one_line(case, needle, tmp_path, capsys):
+    nb = _tiny_notebook(tmp_path / "01_x.ipynb")
+    source = nb.read_bytes()
+    out = tmp_path / "out"
+    args = []
+    if case == "kernel":
+        args = ["--kernel", "nosuchkernel"]
+    elif case == "out is a file":
+        out.write_text("keep")
+    elif case == "list json":
+        nb.write_text("[1, 2]")
+        source = nb.read_bytes()
+    else:
+        out.mkdir()
+        os.link(nb, out / nb.name)
+    assert main(["run", str(nb), "--out", str(out), *args]) == 2
+    _one_line_error(capsys, needle)
+    assert nb.read_bytes() == source
+
+
+@pytest.mark.parametrize("args, needle", [(["--repeats", "0"], "--repeats 0"), (["--json", "afile/b.json"], "afile")])
+def test_bench_checks_its_flags_before_the_benchmark(args, needle, tmp_path, monkeypatch, capsys):
+    from ftlib import bench
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("a file")
+    monkeypatch.setattr(bench, "run_benchmark", lambda **k: pytest.fail("benchmarked despite a bad flag"))
+    assert main(["bench", "--no-lessons", *args]) == 2
+    _one_line_error(capsys, needle)
+
+
+@pytest.mark.parametrize("missing", ["jupyter", "nbstripout"])
+def test_refresh_needs_its_tools_before_touching_a_notebook(missing, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    nb = _tiny_notebook(tmp_path / "01_x.ipynb")
+    before = nb.read_bytes()
+    real = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda tool, *a, **k: None if tool == missing else real(tool, *a, **k))
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("ran a tool despite a missing one"))
+    assert main(["refresh", str(nb)]) == 2
+    _one_line_error(capsys, missing, "no notebook was changed")
+    assert nb.read_bytes() == before
+
+
+def test_a_superscript_thread_count_is_one_line(model_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FTLIB_THREADS", "²")
+    assert main(["predict", str(model_file), str(_png(tmp_path / "x.png"))]) == 2
+    _one_line_error(capsys, "FTLIB_THREADS='²'")
