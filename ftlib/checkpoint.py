@@ -60,8 +60,8 @@ def save_checkpoint(model: nn.Module, path: str | Path, metadata: dict) -> Path:
 
 
 def _aside(path: Path, kind: str) -> Path:
-    """A hidden name beside ``path`` for this process (``.<name>.<pid>.<kind>``)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{kind}")
+    """A hidden name beside ``path`` for this process and thread (``.<name>.<pid>-<thread>.<kind>``)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.{kind}")
 
 
 def _write_synced(path: Path, text: str) -> None:

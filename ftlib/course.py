@@ -112,10 +112,22 @@ def check_value(name: str, value, default, notebook: str = "the notebook") -> No
     if default is not None and kind(value) != kind(default):
         raise ValueError(f"-p {name} {value!r} is not allowed: {notebook} declares {name} = {default!r}, "
                          f"so give a {kind(default)}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"-p {name} {value!r} is not allowed: give a finite number")
+    if any(isinstance(v, float) and not math.isfinite(v) for v in _leaves(value)):
+        raise ValueError(f"-p {name} {value!r} is not allowed: give finite numbers")
     if name in COUNTS and not (isinstance(value, int) and value >= 1):
         raise ValueError(f"-p {name} {value!r} is not allowed: {name} counts something, give a positive integer")
+
+
+def _leaves(value) -> Iterator:
+    """``value`` itself, or every value nested in it (lists, tuples, sets, dict keys and values)."""
+    if isinstance(value, dict):
+        for item in value.items():
+            yield from _leaves(item)
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield value
 
 
 @dataclass

@@ -190,7 +190,7 @@ def cli(argv: list[str] | None = None) -> int:
     A file that cannot be read is reported on stderr and the others are still labelled; the exit status is 2 if
     the export or any file could not be used, else 0.
     """
-    from .checks import SettingError
+    from .checks import SettingError, printable
     from .runtime import pin_threads
 
     parser = argparse.ArgumentParser(prog="python -m ftlib predict", description=cli.__doc__)
@@ -219,10 +219,10 @@ def cli(argv: list[str] | None = None) -> int:
     for item in predictor.stream(args.images, args.batch_size):
         if isinstance(item, Prediction):
             labelled += 1
-            print(f"{item.path}: {item.label} ({item.probability:.1%})", flush=True)
+            print(f"{printable(item.path)}: {printable(item.label)} ({item.probability:.1%})", flush=True)
         else:
             failed += 1
-            print(f"error: {item[1]}", file=sys.stderr, flush=True)
+            print(f"error: {printable(item[1])}", file=sys.stderr, flush=True)
     if failed:
         print(f"{failed} of {failed + labelled} file(s) could not be labelled", file=sys.stderr)
     return 2 if failed else 0

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .checks import printable
 from .data import ImageSet, split_validation
 
 __all__ = ["FolderReport", "SUFFIXES", "UnreadableImage", "WIDE_MODES", "image_files", "load_folder", "read_image",
@@ -67,10 +68,10 @@ class FolderReport:
         return tuple(self.counts)
 
     def __str__(self) -> str:
-        lines = [f"{Path(self.root).name}/: {sum(self.counts.values())} images in {len(self.counts)} classes"]
-        lines += [f"  {name:<16} {count:>5} images" for name, count in self.counts.items()]
+        lines = [f"{printable(Path(self.root).name)}/: {sum(self.counts.values())} images in {len(self.counts)} classes"]
+        lines += [f"  {printable(name):<16} {count:>5} images" for name, count in self.counts.items()]
         lines.append(f"  skipped {len(self.skipped)} file(s)" + (":" if self.skipped else ""))
-        lines += [f"    {path}: {reason}" for path, reason in self.skipped]
+        lines += [f"    {printable(path)}: {reason}" for path, reason in self.skipped]
         return "\n".join(lines)
 
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import augment, backbones, distributed, export
-from .checks import SettingError, check_positive, check_seed
+from .checks import SettingError, check_positive, check_seed, printable
 from .data import ImageSet
 from .evaluation import confusion_matrix, evaluate
 from .folder import FolderReport, load_folder, split
@@ -64,7 +64,7 @@ class TestReport:
         lines = [f"test accuracy {self.accuracy:.1%} on {int(self.counts.sum())} images",
                  f"{'class':<16}{'images':>7}{'precision':>11}{'recall':>9}"]
         for name, n, p, r in zip(self.classes, self.counts.sum(1).tolist(), self.precision, self.recall):
-            lines.append(f"{name:<16}{n:>7}{p:>11.1%}{r:>9.1%}")
+            lines.append(f"{printable(name):<16}{n:>7}{p:>11.1%}{r:>9.1%}")
         return "\n".join(lines)
 
 
@@ -251,7 +251,7 @@ def cli(argv: list[str] | None = None) -> int:
           f"{'-' if result.probe_accuracy is None else f'{result.probe_accuracy:.1%}'}")
     print(f"fine-tuning: {len(result.history.step)} steps, best at step {result.history.best_step}")
     print(result.test)
-    print(f"rank {_rank()}: exported to {result.export_path} in {result.seconds:.1f} s", flush=True)
+    print(f"rank {_rank()}: exported to {printable(str(result.export_path))} in {result.seconds:.1f} s", flush=True)
     return 0
 
 

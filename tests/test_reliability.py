@@ -889,3 +889,30 @@ def test_a_superscript_thread_count_is_one_line(model_file, tmp_path, capsys, mo
     monkeypatch.setenv("FTLIB_THREADS", "²")
     assert main(["predict", str(model_file), str(_png(tmp_path / "x.png"))]) == 2
     _one_line_error(capsys, "FTLIB_THREADS='²'")
+
+
+# ------------------------------------------------------------------------------ issue 37 row 10 (and 9's UTF-8)
+def test_a_newline_in_a_class_or_file_name_cannot_forge_a_line(tmp_path, capsys):
+    model = backbones.build("glyphnet", 2, seed=0)
+    forged = export.save(model, tmp_path / "m" / "model.safetensors", "glyphnet", ["cat\nevil.png: dog (99.0%)",
+                                                                                   "dog\nx"])
+    image = _png(tmp_path / "images" / "a\nb.png")
+    assert main(["predict", str(forged), str(image)]) == 0
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) == 1 and "\\n" in out
+
+
+def test_a_class_name_that_is_not_utf_8_prints_on_a_strict_terminal(tmp_path):
+    name = os.fsdecode(b"caf\xe9")  # a Latin-1 folder name: a lone surrogate in Python
+    _png(tmp_path / name / "a.png")
+    _png(tmp_path / "ok" / "a.png")
+    _, report = folder.load_folder(tmp_path)
+    str(report).encode("utf-8")  # strict: raised UnicodeEncodeError before, after the whole training
+    counts = torch.tensor([[1, 0], [0, 1]])
+    str(recipe.TestReport(report.classes, counts)).encode("utf-8")
+
+
+@pytest.mark.parametrize("value", [[1, 1e999], [[2, float("nan")]], {"a": float("-inf")}])
+def test_numbers_nested_in_a_parameter_must_be_finite(value):
+    with pytest.raises(ValueError, match="give finite numbers"):
+        course.check_value("ns", value, [1, 2, 5] if isinstance(value, list) else {"a": 1})
