@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,12 +61,39 @@ def _pretrain_settings(args: argparse.Namespace, recipe: dict) -> dict:
     return settings
 
 
-def _pretrain_target(args: argparse.Namespace, shipped: Path, settings: dict, recipe: dict) -> Path:
-    """Where to write: ``--out``, else the shipped file, but only for the recipe's own settings (the documented
-    bit-identical rebuild) or with ``--overwrite-shipped``; anything else would replace the course's model."""
-    target = Path(args.out) if args.out else shipped
+def _check_out(args: argparse.Namespace, suffix: str, siblings: tuple[str, ...] = ()) -> Path | None:
+    """``--out`` as a path, checked before any work: it must end in ``suffix``, be (or become) a file, not
+    come with ``--check`` (which writes only to a temporary folder), and neither it nor its ``siblings`` (the same
+    name with those suffixes, also written) may lie in data/, notebooks/ or ftlib/weights/ without
+    ``--overwrite-shipped``."""
+    from .paths import in_course_folders
+
+    if args.out is None:
+        return None
+    if args.check:
+        raise ValueError(f"--check rebuilds into a temporary folder and compares it with the shipped file: "
+                         f"--out {args.out} has no meaning with it; give one or the other")
+    target = Path(args.out)
+    if target.suffix != suffix:
+        raise ValueError(f"--out {target} is not allowed: the file name must end in {suffix}")
     if target.exists() and not target.is_file():
         raise ValueError(f"--out {target} is not a file path (it is a folder or a special file)")
+    if not target.parent.is_dir():
+        raise ValueError(f"--out {target}: its folder {target.parent} does not exist")
+    written = [target, *(target.with_suffix(s) for s in siblings)]
+    shipped = [p for p in written if in_course_folders(p)]
+    if shipped and not args.overwrite_shipped:
+        raise ValueError(f"--out {target} would write {', '.join(map(str, shipped))} in a shipped folder (data/, "
+                         "notebooks/ or ftlib/weights/); give a path outside them (or --overwrite-shipped if you mean "
+                         "it)")
+    return target
+
+
+def _pretrain_target(args: argparse.Namespace, shipped: Path, settings: dict, recipe: dict) -> Path:
+    """Where to write: ``--out`` (see :func:`_check_out`), else the shipped file, but only for the recipe's own
+    settings (the documented bit-identical rebuild) or with ``--overwrite-shipped``; anything else would replace
+    the course's model."""
+    target = _check_out(args, ".safetensors", siblings=(".json",)) or shipped
     ships = target.resolve() == shipped.resolve()
     own_recipe = all(settings[name] == recipe[name] for name in settings)
     if ships and not own_recipe and not args.overwrite_shipped:
@@ -74,11 +103,24 @@ def _pretrain_target(args: argparse.Namespace, shipped: Path, settings: dict, re
     return target
 
 
+def _check_flags(args: argparse.Namespace, settings: dict, recipe: dict) -> None:
+    """``--check`` with flags it cannot honour is a ``ValueError``: it compares a rebuild with the shipped file,
+    which only the recipe's own settings can match, and it never writes to the shipped file."""
+    if args.check and args.overwrite_shipped:
+        raise ValueError("--check never writes to the shipped file: --overwrite-shipped has no meaning with it")
+    changed = [f"--{name} {settings[name]}" for name in settings if settings[name] != recipe[name]]
+    if args.check and changed:
+        raise ValueError(f"--check compares a rebuild with the shipped file, which only the recipe's settings "
+                         f"rebuild: {', '.join(changed)} could never pass; drop them or --check")
+
+
 def _pretrain(args: argparse.Namespace) -> int:
     try:
         build, shipped, recipe = _builder(args.model, args.variant)
         settings = _pretrain_settings(args, recipe)
-        target = None if args.check else _pretrain_target(args, shipped, settings, recipe)
+        _check_flags(args, settings, recipe)
+        target = _pretrain_target(args, shipped, settings, recipe)  # also checks --out against --check
+        target = None if args.check else target
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -112,12 +154,12 @@ def _context_sweep(args: argparse.Namespace) -> int:
     from .course.lessons import context_sweep
 
     shipped = context_sweep.SWEEP
-    target = Path(args.out) if args.out else shipped
-    if target.exists() and not target.is_file():
-        print(f"error: --out {target} is not a file path (it is a folder or a special file)", file=sys.stderr)
-        return 2
-    if not target.parent.is_dir():
-        print(f"error: --out {target}: its folder {target.parent} does not exist", file=sys.stderr)
+    try:
+        if args.check and args.overwrite_shipped:
+            raise ValueError("--check never writes to the shipped file: --overwrite-shipped has no meaning with it")
+        target = _check_out(args, ".json") or shipped
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     return _rebuild(lambda path: f"{len(context_sweep.build(path)['records'])} runs", shipped, target, args.check)
 
@@ -127,6 +169,11 @@ def _refresh(args: argparse.Namespace) -> int:
     from .course.versions import warn_if_different
 
     warn_if_different("the other lessons' stored outputs")
+    missing = [tool for tool in ("jupyter", "nbstripout") if shutil.which(tool) is None]
+    if missing:  # checked first: a notebook is never left executed but not stripped
+        print(f"error: refresh needs {' and '.join(missing)} on PATH (pip install -e \".[dev]\"); "
+              "no notebook was changed", file=sys.stderr)
+        return 2
     for nb in args.notebooks:
         for command in (["jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
                          f"--ExecutePreprocessor.timeout={args.timeout}", nb],
@@ -139,10 +186,21 @@ def _refresh(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from .course.bench import format_report, run_benchmark
 
+    out = Path(args.json)
+    try:  # checked before the benchmark, which takes minutes
+        if args.repeats < 1:
+            raise ValueError(f"--repeats {args.repeats} is not allowed: choose a positive integer (e.g. 5)")
+        if out.exists() and not out.is_file():
+            raise ValueError(f"--json {out} is not a file path (it is a folder or a special file)")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(out.parent, os.W_OK):
+            raise ValueError(f"--json {out}: its folder {out.parent} cannot be written")
+    except (ValueError, OSError) as error:
+        text = error if isinstance(error, ValueError) else f"--json {out}: {error.strerror or error}"
+        print(f"error: {text}", file=sys.stderr)
+        return 2
     report = run_benchmark(with_lessons=not args.no_lessons, repeats=args.repeats)
     print(format_report(report))
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"saved {out}")
     failed = [name for name, r in report.get("lessons", {}).items() if r["status"] != "ok"]
@@ -179,10 +237,11 @@ def main(argv: list[str] | None = None) -> int:
                      help="glyphnet only: full (ftlib/weights/glyphnet_letters.*, default) or narrow "
                           "(data/glyphnet_narrow.*, lesson 07's flawed model)")
     pre.add_argument("--check", action="store_true", help="rebuild into a temporary folder and compare bytes")
-    pre.add_argument("--out", help="where to write the checkpoint (default: the shipped file, for the recipe's "
-                                   "own settings only)")
+    pre.add_argument("--out", help="where to write the checkpoint, a .safetensors file (its .json beside it; "
+                                   "default: the shipped file, for the recipe's own settings only)")
     pre.add_argument("--overwrite-shipped", action="store_true",
-                     help="allow other --steps/--seed/--threads to replace the shipped file (the lessons use it)")
+                     help="allow other --steps/--seed/--threads to replace the shipped file (the lessons use it), "
+                          "or --out to write into a shipped folder (data/, notebooks/, ftlib/weights/)")
     pre.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
     pre.add_argument("--seed", type=int, help="seed (default: the recipe's, 0)")
     pre.add_argument("--threads", type=int, help="torch threads (default: the recipe's, 2; bit-identity needs it)")
@@ -191,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     sweep = commands.add_parser("context-sweep", help="rebuild lesson 10's step sweep, data/context_sweep.json "
                                                       "(bit-identical; about 30 min on 2 cores)")
     sweep.add_argument("--check", action="store_true", help="rebuild into a temporary folder and compare bytes")
-    sweep.add_argument("--out", help="where to write the sweep (default: the shipped file)")
+    sweep.add_argument("--out", help="where to write the sweep, a .json file (default: the shipped file)")
+    sweep.add_argument("--overwrite-shipped", action="store_true",
+                       help="allow --out to write into a shipped folder (data/, notebooks/, ftlib/weights/)")
     sweep.set_defaults(func=_context_sweep)
 
     refresh = commands.add_parser("refresh", help="re-execute notebooks in place and strip volatile metadata")

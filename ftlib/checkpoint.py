@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
@@ -17,22 +26,103 @@ def save_checkpoint(model: nn.Module, path: str | Path, metadata: dict) -> Path:
     """Write ``model``'s weights to ``path`` (safetensors) and ``metadata`` beside it as ``<name>.json``.
 
     The metadata also goes into the safetensors header, as one JSON string under the key ``"ftlib"`` (one key,
-    because safetensors writes several keys in a random order). Both files are written atomically, and the same
-    weights and metadata always give the same bytes.
+    because safetensors writes several keys in a random order). The same weights and metadata always give the
+    same bytes. The save is all or nothing: both files are written aside first (a full disk is a ``ValueError``
+    and leaves the old files as they were), then both are put in place under a lock on the folder (another save
+    into it waits), with SIGINT and SIGTERM held back until both are in place, and the old weights are put back
+    if the second step fails. No temporary file stays behind.
     """
     path = Path(path)
     header = {"ftlib": _dumps(metadata, path)}
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(state, tmp, metadata=header)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
     meta_path = metadata_path(path)
-    tmp = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, meta_path)
+    temporary = {path: _aside(path, "tmp"), meta_path: _aside(meta_path, "tmp")}
+    try:
+        try:
+            save_file(state, temporary[path], metadata=header)
+            os.chmod(temporary[path], 0o644)
+            _write_synced(temporary[meta_path], json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+        except (OSError, SafetensorError) as error:
+            why = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            raise ValueError(f"cannot write {path}: {why}; nothing was written and any "
+                             "earlier export there is as it was") from None
+        try:
+            with _folder_lock(path.parent), _signals_held():
+                _replace_both(temporary, path, meta_path)
+        except OSError as error:
+            raise ValueError(f"cannot put {path} in place: {error.strerror or error}; any earlier export there "
+                             "is as it was") from None
+    finally:
+        for tmp in temporary.values():
+            tmp.unlink(missing_ok=True)
     return path
+
+
+def _aside(path: Path, kind: str) -> Path:
+    """A hidden name beside ``path`` for this process and thread (``.<name>.<pid>-<thread>.<kind>``)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.{kind}")
+
+
+def _write_synced(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _replace_both(temporary: dict[Path, Path], path: Path, meta_path: Path) -> None:
+    """Move the weights, then the metadata, into place; if the metadata cannot be moved, put the old weights
+    back (or remove the new ones where there were none), so the two files never disagree."""
+    backup = _aside(path, "old")
+    had_old = path.is_file()
+    if had_old:
+        os.link(path, backup)
+    try:
+        os.replace(temporary[path], path)
+        try:
+            os.replace(temporary[meta_path], meta_path)
+        except BaseException:
+            if had_old:
+                os.replace(backup, path)
+            else:
+                path.unlink(missing_ok=True)
+            raise
+    finally:
+        backup.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on ``folder`` (flock on the folder itself, no lock file) for two saves into it at once."""
+    if fcntl is None:  # Windows: no flock
+        yield
+        return
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # releases the lock
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM that arrive inside the block are delivered after it (Python runs signal handlers in the
+    main thread only, so in another thread a signal cannot interrupt the block anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    before = {signum: signal.signal(signum, lambda signum, frame: arrived.append(signum)) for signum in held}
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(arrived):
+            signal.raise_signal(signum)
 
 
 def _dumps(metadata: dict, path: Path) -> str:
@@ -77,9 +167,13 @@ def _header(path: Path) -> dict:
     if "ftlib" not in header:
         raise ValueError(f"checkpoint {path} has no ftlib metadata in its header: it was not written by ftlib")
     try:
-        return json.loads(header["ftlib"])
+        metadata = json.loads(header["ftlib"])
     except ValueError:
         raise ValueError(f"checkpoint {path} has damaged ftlib metadata in its header") from None
+    if not isinstance(metadata, dict):
+        raise ValueError(f"checkpoint {path} has damaged ftlib metadata in its header (a JSON "
+                         f"{type(metadata).__name__}, not an object)")
+    return metadata
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -119,6 +213,12 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     if missing or unexpected or wrong:
         raise ValueError(f"checkpoint {path} does not fit this model: missing {missing}, unexpected {unexpected}, "
                          f"shape mismatches {wrong}")
+    kinds = [f"{k}: file {state[k].dtype} vs model {expected[k].dtype}" for k in sorted(state)
+             if state[k].is_floating_point() != expected[k].is_floating_point()
+             or (not state[k].is_floating_point() and state[k].dtype != expected[k].dtype)]
+    if kinds:  # e.g. a header that calls float weights I32: load_state_dict would cast them silently
+        raise ValueError(f"checkpoint {path} stores its tensors in the wrong type ({kinds[0]}"
+                         f"{f' and {len(kinds) - 1} more' if len(kinds) > 1 else ''}): it is damaged")
     device = next(model.parameters()).device
     model.load_state_dict({k: v.to(device) for k, v in state.items()})
     return model

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["MAX_RATE", "MAX_SEED", "SettingError", "check_positive", "check_rate", "check_seed", "named"]
+__all__ = ["MAX_RATE", "MAX_SEED", "SettingError", "check_positive", "check_rate", "check_seed", "named",
+           "printable"]
 
 
 class SettingError(ValueError):
@@ -43,3 +44,9 @@ def check_rate(name: str, value: float) -> None:
     check_positive(name, value)
     if value > MAX_RATE:
         raise SettingError(f"{name}={value!r} is not allowed: a learning rate must be at most {MAX_RATE:g}")
+
+
+def printable(text: str) -> str:
+    """``text`` as is when every character prints, else quoted with escapes (``'a\\nb'``): a newline in a file or
+    class name cannot forge a line of output, and a name that is not valid UTF-8 prints on any terminal."""
+    return text if text.isprintable() else ascii(text)

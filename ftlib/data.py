@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from .checks import SettingError
+
 __all__ = ["BASE_SIZE", "DIGITS", "FULL", "GRATINGS", "GREEK", "GREEK_FONTS", "IMAGE_SIZE", "ImageSet",
            "LATIN_FONTS", "LETTERS", "LETTERS_TEST_PER_CLASS", "MNIST_FILE", "NARROW", "NARROW_LACKS",
            "POOL_PER_CLASS", "SHAPES", "TARGETS", "TEST_PER_CLASS", "TEXTURES", "Variation", "cache_dir",
@@ -121,23 +123,42 @@ class ImageSet(Dataset):
 def cache_dir() -> Path:
     """Where rendered glyphs and the decoded MNIST subset are cached (``$FTLIB_CACHE_DIR`` overrides it)."""
     path = Path(os.environ.get("FTLIB_CACHE_DIR", Path.home() / ".cache" / "ftlib"))
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _cache_error(path, error) from None
     return path
 
 
-def _cached_npz(name: str, build) -> dict[str, np.ndarray]:
-    """Load ``name`` from the disk cache, or build it, save it atomically and return it."""
+def _cache_error(path: Path, error: OSError) -> SettingError:
+    """A one-line error that names the cache folder and ``$FTLIB_CACHE_DIR`` (a file, unwritable, ...)."""
+    return SettingError(f"the cache folder {path} cannot be used ({error.strerror or error}): set FTLIB_CACHE_DIR "
+                        "to a folder this user can write to, or unset it (default ~/.cache/ftlib)")
+
+
+def _cached_npz(name: str, build, shapes: dict[str, tuple[int, ...]] | None = None) -> dict[str, np.ndarray]:
+    """Load ``name`` from the disk cache, or build it, save it atomically and return it.
+
+    A cache file that cannot be read, or whose arrays are not the ones ``build`` makes (other keys, or other
+    ``shapes`` where given), is rebuilt.
+    """
     path = cache_dir() / f"{name}-v{_CACHE_VERSION}.npz"
     if path.exists():
         try:
             with np.load(path) as stored:
-                return dict(stored)
+                arrays = dict(stored)
+            if shapes is None or ({k: v.shape for k, v in arrays.items()} == shapes):
+                return arrays
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
             pass  # a damaged cache file (unreadable, truncated, not a zip) is rebuilt below
     arrays = build()
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    try:
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise _cache_error(path.parent, error) from None
     return arrays
 
 
@@ -184,7 +205,8 @@ def glyph_bases(kind: str) -> torch.Tensor:
     if kind not in alphabets:
         raise ValueError(f"unknown glyph alphabet {kind!r}; choose one of {sorted(alphabets)}")
     chars, fonts = alphabets[kind]
-    arrays = _cached_npz(f"glyphs-{kind}", lambda: {"bases": _render_glyphs(chars, fonts)})
+    arrays = _cached_npz(f"glyphs-{kind}", lambda: {"bases": _render_glyphs(chars, fonts)},
+                         {"bases": (len(chars), len(fonts), 3, BASE_SIZE, BASE_SIZE)})
     bases = torch.from_numpy(arrays["bases"]).float().div_(255)
     return bases.reshape(len(chars), -1, BASE_SIZE, BASE_SIZE)
 
@@ -400,7 +422,7 @@ def mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
             table = np.loadtxt(handle, delimiter=",", dtype=np.uint8)
         return {"images": table[:, :-1].reshape(-1, 28, 28), "labels": table[:, -1].astype(np.int64)}
 
-    arrays = _cached_npz("mnist5k", build)
+    arrays = _cached_npz("mnist5k", build, {"images": (5000, 28, 28), "labels": (5000,)})
     return arrays["images"], arrays["labels"]
 
 
@@ -500,12 +522,14 @@ def flip_labels(data: ImageSet, fraction: float, seed: int) -> ImageSet:
     return ImageSet(data.images, labels, data.classes, data.name)
 
 
-def split_validation(data: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
+def split_validation(data: ImageSet, fraction: float, seed: int,
+                     keep: int | None = None) -> tuple[ImageSet, ImageSet]:
     """Split labelled ``data`` into ``(train, validation)``, stratified by label, chosen by ``seed``.
 
     From each class, ``round(fraction * count)`` examples (at least one) go to the validation set and the
-    rest stay for training; the two sets are disjoint. Carve validation data from the labelled data like
-    this, never from the test set.
+    rest stay for training; the two sets are disjoint. With ``keep``, at least that many of each class stay for
+    training (a class of ``keep`` or fewer gives validation none). Carve validation data from the labelled data
+    like this, never from the test set.
     """
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
         raise ValueError(f"fraction={fraction!r} is not allowed: it must be a number between 0 and 1 (exclusive)")
@@ -515,6 +539,8 @@ def split_validation(data: ImageSet, fraction: float, seed: int) -> tuple[ImageS
         members = torch.nonzero(data.labels == c).flatten()
         members = members[torch.randperm(len(members), generator=g)]
         cut = max(1, round(fraction * len(members))) if len(members) > 1 else 0
+        if keep is not None:
+            cut = max(0, min(cut, len(members) - keep))
         val_rows.append(members[:cut])
         train_rows.append(members[cut:])
     train_rows, val_rows = torch.cat(train_rows), torch.cat(val_rows)

@@ -3,7 +3,8 @@
 ``root/<class name>/<any image file>``: PNG, JPEG, BMP, GIF, TIFF or WebP, of any size and colour mode. Every image
 is converted to what the backbone expects (greyscale or RGB, a square of ``size`` pixels: the largest centred
 square is cut out and resized), as floats in [0, 1]; 16-bit, 32-bit integer and float images are scaled by their
-own range of values (darkest pixel 0, brightest 1). For a backbone pretrained on bright ink on a dark background
+own range of values (darkest pixel 0, brightest 1); a photo's EXIF orientation is applied first (it is read
+upright, as a viewer shows it). For a backbone pretrained on bright ink on a dark background
 (GlyphNet), ``bright_ink=True`` inverts every image whose border is brighter than its centre. Files that PIL cannot
 read (or that claim more pixels than PIL decodes safely) are skipped with a warning that names them; hidden
 files and folders (names starting with ``.``) are ignored; everything found and skipped is in the
@@ -12,6 +13,7 @@ files and folders (names starting with ``.``) are ignored; everything found and 
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .checks import printable
 from .data import ImageSet, split_validation
 
 __all__ = ["FolderReport", "SUFFIXES", "UnreadableImage", "WIDE_MODES", "image_files", "load_folder", "read_image",
@@ -65,10 +68,11 @@ class FolderReport:
         return tuple(self.counts)
 
     def __str__(self) -> str:
-        lines = [f"{Path(self.root).name}/: {sum(self.counts.values())} images in {len(self.counts)} classes"]
-        lines += [f"  {name:<16} {count:>5} images" for name, count in self.counts.items()]
+        total = sum(self.counts.values())
+        lines = [f"{printable(Path(self.root).name)}/: {total} images in {len(self.counts)} classes"]
+        lines += [f"  {printable(name):<16} {count:>5} images" for name, count in self.counts.items()]
         lines.append(f"  skipped {len(self.skipped)} file(s)" + (":" if self.skipped else ""))
-        lines += [f"    {path}: {reason}" for path, reason in self.skipped]
+        lines += [f"    {printable(path)}: {reason}" for path, reason in self.skipped]
         return "\n".join(lines)
 
 
@@ -110,23 +114,36 @@ def read_image(path: str | Path, size: int, channels: int, bright_ink: bool = Fa
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 image.load()
-                return to_tensor(image, size, channels, bright_ink)
+                upright = ImageOps.exif_transpose(image)  # a phone photo as it was taken, not as it is stored
+                return to_tensor(upright if upright is not None else image, size, channels, bright_ink)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise UnreadableImage(path, "is too large to decode safely", str(error).split(".")[0]) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise UnreadableImage(path, "is not a readable image", f"{type(error).__name__}: {error}") from None
 
 
-def _visible(path: Path, root: Path) -> bool:
-    """True unless a file or folder on the way from ``root`` to ``path`` is hidden (its name starts with ``.``)."""
-    return not any(part.startswith(".") for part in path.relative_to(root).parts)
+def _walk(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Every entry under ``folder`` that is not a folder (sorted, hidden files and folders left out), and
+    ``(folder, why)`` for each folder that could not be listed (``folder`` itself included), never dropped quietly."""
+    found: list[Path] = []
+    unreadable: list[tuple[Path, str]] = []
+
+    def note(error: OSError) -> None:
+        unreadable.append((Path(error.filename), error.strerror or type(error).__name__))
+
+    for top, dirs, files in os.walk(folder, onerror=note, followlinks=True):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(top) / f for f in files if not f.startswith(".")]
+    return sorted(found), sorted(unreadable)
 
 
-def image_files(folder: str | Path) -> list[Path]:
-    """The regular files under ``folder`` whose suffix is an image type, sorted, hidden files and folders left out."""
-    folder = Path(folder)
-    return sorted(p for p in folder.rglob("*") if _visible(p, folder) and p.is_file()
-                  and p.suffix.lower() in SUFFIXES)
+def image_files(folder: str | Path, unreadable: list[tuple[Path, str]] | None = None) -> list[Path]:
+    """The regular files under ``folder`` whose suffix is an image type, sorted, hidden files and folders left out;
+    the folders that cannot be listed are added to ``unreadable`` as ``(folder, why)``, when it is given."""
+    found, blocked = _walk(Path(folder))
+    if unreadable is not None:
+        unreadable += blocked
+    return [p for p in found if p.is_file() and p.suffix.lower() in SUFFIXES]
 
 
 def load_folder(root: str | Path, size: int = 28, channels: int = 1,
@@ -143,15 +160,26 @@ def load_folder(root: str | Path, size: int = 28, channels: int = 1,
         raise FileNotFoundError(f"image folder {root} does not exist (expected {root}/<class name>/<images>)")
     if not isinstance(size, int) or size < 8:
         raise ValueError(f"size={size!r} is not allowed: choose an integer of at least 8 pixels")
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    report = FolderReport(str(root), {}, [(p.name, "not in a class folder") for p in sorted(root.iterdir())
+    try:
+        entries = sorted(root.iterdir())
+    except OSError as error:
+        raise ValueError(f"image folder {root} cannot be read ({error.strerror or error})") from None
+    folders = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
+    report = FolderReport(str(root), {}, [(p.name, "not in a class folder") for p in entries
                                           if p.is_file() and not p.name.startswith(".")])
     if not folders:
         raise ValueError(f"image folder {root} has no class folders: put each class's images in root/<class name>/")
     images, labels = [], []
     for folder in folders:
         found = 0
-        for path in sorted(p for p in folder.rglob("*") if _visible(p, folder) and not p.is_dir()):
+        paths, unreadable = _walk(folder)
+        if unreadable and unreadable[0][0] == folder:
+            raise ValueError(f"class folder {folder} cannot be read ({unreadable[0][1]}): give this user read "
+                             "access to it, or move it out of the image folder")
+        for blocked, why in unreadable:
+            warnings.warn(f"skipped the folder {blocked}: it cannot be read ({why})", stacklevel=2)
+            report.skipped.append((f"{blocked.relative_to(root)}/", f"folder not readable ({why})"))
+        for path in paths:
             relative = str(path.relative_to(root))
             if not path.is_file():
                 report.skipped.append((relative, "not a regular file"))
@@ -172,15 +200,20 @@ def load_folder(root: str | Path, size: int = 28, channels: int = 1,
     if not images:
         raise ValueError(f"image folder {root} has no readable image in its class folders "
                          f"{[f.name for f in folders]}; allowed file types: {', '.join(SUFFIXES)}")
+    if len(folders) < 2:
+        raise ValueError(f"image folder {root} has one class folder ({folders[0].name}): a classifier needs at "
+                         "least 2, one sub-folder per class")
     data = ImageSet(torch.stack(images), torch.tensor(labels), report.classes, root.name)
     return data, report
 
 
 def split(data: ImageSet, seed: int, val: float = 0.2, test: float = 0.4) -> tuple[ImageSet, ImageSet, ImageSet]:
     """A stratified ``(train, validation, test)`` split chosen by ``seed``: ``test`` of each class for the test set,
-    then ``val`` of each class for validation, the rest for training (each part gets at least one per class).
+    then ``val`` of each class for validation, the rest for training (each part gets at least one per class: a
+    small class gives the test set fewer than ``test`` of it, so that two are left for training and validation).
 
-    A class with fewer than 3 images cannot be split and is a ``ValueError`` that names it.
+    A class with fewer than 3 images cannot be split, and fewer than 2 classes cannot be classified: either is a
+    ``ValueError`` that names it.
     """
     if not (0 < val < 1 and 0 < test < 1 and val + test < 1):
         raise ValueError(f"val={val!r}, test={test!r}: choose fractions between 0 and 1 that add up to less than 1")
@@ -189,6 +222,9 @@ def split(data: ImageSet, seed: int, val: float = 0.2, test: float = 0.4) -> tup
     if few:
         raise ValueError(f"class(es) with too few images for a train/validation/test split: {few}; "
                          "each class needs at least 3 images (more than 20 is better)")
-    rest, test_set = split_validation(data, test, seed)
-    train_set, val_set = split_validation(rest, val / (1 - test), seed + 1)
+    if data.num_classes < 2:
+        raise ValueError(f"{data.name or 'the image folder'} has {data.num_classes} class {list(data.classes)}: "
+                         "a classifier needs at least 2 classes (one sub-folder per class)")
+    rest, test_set = split_validation(data, test, seed, keep=2)
+    train_set, val_set = split_validation(rest, val / (1 - test), seed + 1, keep=1)
     return train_set, val_set, test_set

@@ -16,4 +16,12 @@ DATA_DIR = ROOT / "data"  # the course's shipped data and checkpoints
 NOTEBOOK_DIR = ROOT / "notebooks"  # the lessons
 SHIPPED_DIRS = (WEIGHTS_DIR, DATA_DIR)  # where shipped checkpoints live: rebuilt by `python -m ftlib pretrain`
 
-__all__ = ["DATA_DIR", "NOTEBOOK_DIR", "PACKAGE_DIR", "ROOT", "SHIPPED_DIRS", "WEIGHTS_DIR"]
+__all__ = ["DATA_DIR", "NOTEBOOK_DIR", "PACKAGE_DIR", "ROOT", "SHIPPED_DIRS", "WEIGHTS_DIR", "in_course_folders"]
+
+
+def in_course_folders(path: str | Path) -> bool:
+    """True if ``path`` (once resolved: links and ``..`` followed) lies in ``data/``, ``notebooks/`` or the package's
+    ``weights/``, whose files ship with the course and the library; commands write there only when told
+    (``--overwrite-shipped``)."""
+    resolved = Path(path).resolve()
+    return any(resolved.is_relative_to(folder.resolve()) for folder in (DATA_DIR, NOTEBOOK_DIR, WEIGHTS_DIR))

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import augment, backbones, distributed, export
-from .checks import SettingError, check_positive, check_seed
+from .checks import SettingError, check_positive, check_seed, printable
 from .data import ImageSet
 from .evaluation import confusion_matrix, evaluate
 from .folder import FolderReport, load_folder, split
@@ -64,7 +64,7 @@ class TestReport:
         lines = [f"test accuracy {self.accuracy:.1%} on {int(self.counts.sum())} images",
                  f"{'class':<16}{'images':>7}{'precision':>11}{'recall':>9}"]
         for name, n, p, r in zip(self.classes, self.counts.sum(1).tolist(), self.precision, self.recall):
-            lines.append(f"{name:<16}{n:>7}{p:>11.1%}{r:>9.1%}")
+            lines.append(f"{printable(name):<16}{n:>7}{p:>11.1%}{r:>9.1%}")
         return "\n".join(lines)
 
 
@@ -227,6 +227,7 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch threads (default: $FTLIB_THREADS, else every core)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    before = _file_id(Path(args.out) / "model.safetensors")
     try:
         settings = _cli_settings(args)
         result = finetune(args.folder, args.backbone, **settings)
@@ -237,7 +238,10 @@ def cli(argv: list[str] | None = None) -> int:
         print(f"error: {error}; nothing was exported", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"\ninterrupted: nothing was exported; {args.out} is as it was", file=sys.stderr)
+        target = Path(args.out) / "model.safetensors"
+        done = (f"the export {target} was complete before it stopped" if _file_id(target) != before
+                else f"nothing was exported; {args.out} is as it was")
+        print(f"\ninterrupted: {done}", file=sys.stderr)
         return 130
     if result.export_path is None:  # another rank under torchrun: rank 0 writes and reports
         print(f"rank {_rank()}: trained on its shard; rank 0 writes the export", flush=True)
@@ -247,7 +251,7 @@ def cli(argv: list[str] | None = None) -> int:
           f"{'-' if result.probe_accuracy is None else f'{result.probe_accuracy:.1%}'}")
     print(f"fine-tuning: {len(result.history.step)} steps, best at step {result.history.best_step}")
     print(result.test)
-    print(f"rank {_rank()}: exported to {result.export_path} in {result.seconds:.1f} s", flush=True)
+    print(f"rank {_rank()}: exported to {printable(str(result.export_path))} in {result.seconds:.1f} s", flush=True)
     return 0
 
 
@@ -270,6 +274,15 @@ def _flag_names(error: Exception) -> str:
     for name in ("backbone_factor", "weights", "seed", "threads", "device"):
         text = text.replace(f"{name}=", f"--{name.replace('_', '-')} ", 1) if text.startswith(f"{name}=") else text
     return text
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """Which file is at ``path`` (inode and change time), to tell whether an export replaced it; None if none."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_ctime_ns
 
 
 def _rank() -> int:

@@ -44,7 +44,7 @@ def thread_count(threads: int | None = None, default: int | None = DEFAULT_THREA
     text = os.environ.get("FTLIB_THREADS", "").strip()
     if not text:
         return default
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:  # '²'.isdigit() is True, int('²') fails
         raise SettingError(f"FTLIB_THREADS={text!r} is not allowed: set it to a positive integer (e.g. 2) or unset it")
     return int(text)
 

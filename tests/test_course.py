@@ -99,9 +99,10 @@ def test_pretrain_command_builds_the_chosen_checkpoint(args, shipped, variant, m
 
     monkeypatch.setattr(ftlib.course.pretrain, "pretrain", fake)
     monkeypatch.setattr(lm, "pretrain", fake)
-    assert main(["pretrain", *args, "--check", "--steps", "3"]) == 1
+    assert main(["pretrain", *args, "--check"]) == 1  # --check with other --steps is refused (issue 37 row 1)
     [(name, settings)] = calls
-    assert name == shipped and (settings["steps"], settings["seed"], settings["threads"]) == (3, 0, 2)
+    recipe = (lm if variant is None else ftlib.course.pretrain).SETTINGS
+    assert name == shipped and (settings["steps"], settings["seed"], settings["threads"]) == (recipe["steps"], 0, 2)
     assert settings.get("variant") == variant
     where = lm.CHECKPOINT if variant is None else ftlib.course.pretrain.checkpoint_path(variant)
     assert where.name == shipped
@@ -116,3 +117,13 @@ def test_pretrain_command_rejects_a_variant_for_the_language_model(capsys):
 def test_points_shows_each_difference_in_signed_percentage_points():
     assert course.points([0.031, -0.004, 0.0]) == "+3.1 points, -0.4 points, +0.0 points"
     assert course.points([]) == ""
+
+
+def test_a_dying_kernel_fails_its_lesson_and_the_next_still_runs(tmp_path, capsys):
+    """Issue 37 row 8: a kernel killed (as by the out-of-memory killer) aborted the whole run with a traceback."""
+    dies = _notebook(tmp_path / "01_dies.ipynb", "x = 1", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    fine = _notebook(tmp_path / "02_fine.ipynb", "x = 1", "from ftlib.course import headline\nheadline('fine')")
+    assert main(["run", str(dies), str(fine), "--out", str(tmp_path / "out")]) == 1
+    out, err = capsys.readouterr()
+    assert "FAILED 01_dies.ipynb: the kernel died: out of memory?" in err and "Traceback" not in err
+    assert "02_fine.ipynb  ok" in out and "fine" in out

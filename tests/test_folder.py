@@ -84,12 +84,13 @@ def test_bright_ink_inverts_dark_symbols_on_light_backgrounds():
 
 def test_unreadable_files_are_skipped_with_a_warning_that_names_them(tmp_path):
     _write(tmp_path / "cats" / "ok.png")
+    _write(tmp_path / "dogs" / "ok.png")  # a second class: one class alone is an error
     (tmp_path / "cats" / "broken.jpg").write_bytes(b"not a jpeg at all")
     (tmp_path / "cats" / "notes.txt").write_text("hello")
     (tmp_path / "stray.png").write_bytes(b"x")
     with pytest.warns(UserWarning, match=r"broken\.jpg is not a readable image"):
         data, report = folder.load_folder(tmp_path)
-    assert len(data) == 1 and report.files == [tmp_path / "cats" / "ok.png"]
+    assert len(data) == 2 and report.files == [tmp_path / "cats" / "ok.png", tmp_path / "dogs" / "ok.png"]
     reasons = dict(report.skipped)
     assert reasons["cats/broken.jpg"] == "not a readable image"
     assert reasons["cats/notes.txt"].startswith("not an image file")
@@ -142,3 +143,36 @@ def test_pixels_keep_their_values():
     array[:, 10:] = 255
     out = folder.to_tensor(Image.fromarray(array), 20, 1)
     assert out[0, :, 0].max() == 0 and out[0, :, -1].min() == 1
+
+
+@pytest.mark.parametrize("counts, test", [([3, 3], 0.5), ([3, 12], 0.5), ([3, 40, 7], 0.4), ([4, 3], 0.7)])
+def test_every_class_of_three_or_more_reaches_every_part(counts, test):
+    """Issue 37 row 2: a class of 3 (the documented minimum) gave validation none, so evaluation divided by 0."""
+    train, val, test_set = folder.split(_labelled(counts), seed=0, val=0.2, test=test)
+    for part in (train, val, test_set):
+        assert (torch.bincount(part.labels, minlength=len(counts)) >= 1).all()
+    assert len(train) + len(val) + len(test_set) == sum(counts)
+
+
+def test_a_single_class_folder_is_a_one_line_error(tmp_path):
+    for i in range(4):
+        _write(tmp_path / "only" / f"{i}.png")
+    with pytest.raises(ValueError, match="one class folder \\(only\\): a classifier needs at least 2") as caught:
+        folder.load_folder(tmp_path)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        folder.split(_labelled([5]), seed=0)
+
+
+def test_a_photo_is_read_upright_by_its_exif_orientation(tmp_path):
+    """Issue 37 row 3: a phone photo stores its pixels sideways with orientation 6 (rotate 90° clockwise)."""
+    upright = np.zeros((40, 40), np.uint8)
+    upright[:, :10] = 255  # a bright bar on the left
+    stored = np.rot90(upright, 1)  # as the camera stored it: the viewer turns it 90° clockwise back
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(stored).save(path, exif=exif, quality=95)
+    out = folder.read_image(path, 20, 1)[0].numpy()
+    expected = folder.to_tensor(Image.fromarray(upright), 20, 1)[0].numpy()
+    assert np.abs(out - expected).mean() < 0.05 and expected[:, :5].mean() > 0.9

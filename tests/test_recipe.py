@@ -150,3 +150,12 @@ def test_torchrun_with_two_processes_trains_identically_and_rank_0_alone_exports
     assert meta["world_size"] == 2 and meta["written_by_rank"] == 0
     assert meta["steps_run"] > 0 and meta["test_accuracy"] > 1 / len(example_images.CLASSES)
     assert meta["weight_gap_between_ranks"] == 0.0  # DDP averaged the gradients: both ranks end identical
+
+
+def test_the_recipe_runs_on_classes_of_exactly_three_images(tmp_path):
+    """Issue 37 row 2: three images per class (the documented minimum) with lesson 11's test share of 0.5."""
+    example_images.generate(tmp_path / "few", seed=3, per_class=3)
+    result = recipe.finetune(tmp_path / "few", steps=4, batch_size=4, eval_every=2, range_steps=4, test=0.5)
+    for part in result.splits.values():
+        assert (torch.bincount(part.labels, minlength=part.num_classes) >= 1).all()
+    assert result.history.val_loss and all(loss == loss for loss in result.history.val_loss)  # scored, not NaN

@@ -88,6 +88,7 @@ def test_16_bit_and_float_images_are_scaled_by_their_own_range(array):
 
 def test_a_float_image_with_nan_pixels_is_skipped_with_its_reason(tmp_path):
     _png(tmp_path / "cats" / "ok.png")
+    _png(tmp_path / "dogs" / "ok.png")
     bad = np.ones((20, 20), np.float32)
     bad[3, 3] = np.nan
     Image.fromarray(bad).save(tmp_path / "cats" / "nan.tif")
@@ -491,3 +492,431 @@ def test_a_scratch_folder_is_removed_when_the_process_ends():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 0, run.stderr
     assert not Path(run.stdout.strip()).exists()
+
+
+# ------------------------------------------------------------------------------ issue 37 row 1: --out and data/
+def _digests(*folders: Path) -> dict[Path, str]:
+    return {p: checkpoint.file_digest(p) for folder in folders for p in folder.iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--variant", "full", "--out", "data/glyphnet_narrow.safetensors"], "in a shipped folder"),
+    (["--out", "data/glyphnet_letters.safetensors", "--steps", "7"], "in a shipped folder"),
+    (["--out", "data/glyphnet_letters.bin"], "must end in .safetensors"),
+    (["--out", "notebooks/01_pretraining_vs_finetuning.ipynb"], "must end in .safetensors"),
+    (["--out", "notebooks/x.safetensors"], "in a shipped folder"),
+    (["--out", "ftlib/weights/glyphnet_letters.safetensors", "--steps", "7"], "in a shipped folder"),
+    (["--out", "m.json"], "must end in .safetensors"),
+    (["--check", "--out", "x.safetensors"], "--check rebuilds into a temporary folder"),
+    (["--check", "--steps", "10"], "could never pass"),
+    (["--check", "--overwrite-shipped"], "has no meaning with it"),
+])
+def test_pretrain_out_never_touches_course_files_and_conflicts_are_named(args, needle, monkeypatch, capsys):
+    from ftlib.paths import DATA_DIR, NOTEBOOK_DIR, WEIGHTS_DIR
+
+    monkeypatch.setattr(pretrain, "pretrain", lambda *a, **k: pytest.fail("built despite a bad --out"))
+    monkeypatch.chdir(DATA_DIR.parent)
+    before = _digests(DATA_DIR, NOTEBOOK_DIR, WEIGHTS_DIR)
+    assert main(["pretrain", *args]) == 2
+    _one_line_error(capsys, needle)
+    assert _digests(DATA_DIR, NOTEBOOK_DIR, WEIGHTS_DIR) == before
+
+
+def test_pretrain_out_into_data_only_with_overwrite_shipped(monkeypatch, tmp_path):
+    from ftlib import paths
+
+    built = []
+    monkeypatch.setattr(pretrain, "pretrain", lambda path, **settings: built.append(Path(path)) or {"val_bpc": 2.0,
+                                                                                              "val_text": "prose"})
+    monkeypatch.setattr(paths, "DATA_DIR", tmp_path)  # a stand-in data/ folder: nothing real is written
+    assert main(["pretrain", "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert main(["pretrain", "--out", str(tmp_path / "x.safetensors"), "--overwrite-shipped"]) == 0
+    assert built == [tmp_path / "x.safetensors"]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--out", "data/tinylm.json"], "in a shipped folder"),
+    (["--out", "sweep.safetensors"], "must end in .json"),
+    (["--check", "--out", "x.json"], "--check rebuilds into a temporary folder"),
+])
+def test_context_sweep_out_is_guarded_the_same_way(args, needle, monkeypatch, capsys):
+    from ftlib.course.lessons import context_sweep
+    from ftlib.paths import DATA_DIR
+
+    monkeypatch.setattr(context_sweep, "build", lambda *a, **k: pytest.fail("built despite a bad --out"))
+    monkeypatch.chdir(DATA_DIR.parent)
+    before = _digests(DATA_DIR)
+    assert main(["context-sweep", *args]) == 2
+    _one_line_error(capsys, needle)
+    assert _digests(DATA_DIR) == before
+
+
+# ------------------------------------------------------------------------------ issue 37 row 4: atomic export
+def _export_state(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def _replace_with(monkeypatch, between):
+    """``os.replace`` in the checkpoint module, calling ``between()`` after its first call."""
+    real, calls = os.replace, []
+
+    def replace(src, dst):
+        real(src, dst)
+        calls.append(dst)
+        if len(calls) == 1:
+            between()
+
+    monkeypatch.setattr(checkpoint.os, "replace", replace)
+    return calls
+
+
+def test_a_fault_between_the_two_replaces_keeps_the_old_export_whole(model_file, monkeypatch):
+    before = _export_state(model_file.parent)
+
+    calls, real = [], os.replace
+
+    def fail_second(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(5, "Input/output error")
+        real(src, dst)
+
+    monkeypatch.setattr(checkpoint.os, "replace", fail_second)
+    with pytest.raises(ValueError, match="Input/output error; any earlier export there is as it was"):
+        export.save(backbones.build("glyphnet", 2, seed=1), model_file, "glyphnet", ["x", "y"])
+    monkeypatch.undo()
+    assert _export_state(model_file.parent) == before  # no temporary or backup file either
+    assert export.load(model_file).classes == ("a", "b", "c")
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_signal_between_the_two_replaces_waits_until_both_are_in_place(signum, model_file, monkeypatch):
+    import signal
+
+    caught = []
+    if signum == "SIGTERM":
+        monkeypatch.setattr(signal, "signal", signal.signal)  # restored below
+        old = signal.signal(signal.SIGTERM, lambda *a: caught.append("term"))
+    calls = _replace_with(monkeypatch, lambda: os.kill(os.getpid(), getattr(signal, signum)))
+    try:
+        if signum == "SIGINT":
+            with pytest.raises(KeyboardInterrupt):
+                export.save(backbones.build("glyphnet", 2, seed=1), model_file, "glyphnet", ["x", "y"])
+        else:
+            export.save(backbones.build("glyphnet", 2, seed=1), model_file, "glyphnet", ["x", "y"])
+            assert caught == ["term"]
+    finally:
+        if signum == "SIGTERM":
+            signal.signal(signal.SIGTERM, old)
+    monkeypatch.undo()
+    assert len(calls) == 2 and sorted(p.name for p in model_file.parent.iterdir()) == ["model.json",
+                                                                                       "model.safetensors"]
+    assert export.load(model_file).classes == ("x", "y")  # both new, and they agree
+
+
+def test_two_saves_into_one_folder_at_once_never_mix(model_file, monkeypatch):
+    import threading
+    import time
+
+    _replace_with(monkeypatch, lambda: time.sleep(0.3))  # widen the gap between the two replaces
+    models = [(backbones.build("glyphnet", 2, seed=1), ["x", "y"]), (backbones.build("glyphnet", 4, seed=2),
+                                                                     ["p", "q", "r", "s"])]
+    threads = [threading.Thread(target=export.save, args=(m, model_file, "glyphnet", c)) for m, c in models]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    monkeypatch.undo()
+    assert export.load(model_file).classes in {("x", "y"), ("p", "q", "r", "s")}
+    assert len(list(model_file.parent.iterdir())) == 2
+
+
+def test_a_full_disk_at_export_is_one_line_and_leaves_no_temporary_file(model_file, monkeypatch):
+    import errno
+
+    before = _export_state(model_file.parent)
+
+    def full(state, filename, metadata=None):
+        Path(filename).write_bytes(b"")  # as a real full disk leaves it: a 0-byte file
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    with pytest.raises(ValueError, match="No space left on device; nothing was written") as caught:
+        export.save(backbones.build("glyphnet", 2, seed=1), model_file, "glyphnet", ["x", "y"])
+    assert "\n" not in str(caught.value)
+    assert _export_state(model_file.parent) == before
+
+
+def test_finetune_on_a_full_disk_is_one_line_exit_2(tiny, tmp_path, monkeypatch, capsys):
+    import errno
+
+    def full(state, filename, metadata=None):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    assert main(["finetune", str(tiny), "--steps", "2", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    out_err = capsys.readouterr().err.strip().splitlines()
+    assert out_err[-1].startswith("error: cannot write") and "No space left on device" in out_err[-1]
+    assert list((tmp_path / "o").iterdir()) == []
+
+
+def test_an_interrupt_after_the_export_says_the_export_is_complete(tiny, tmp_path, monkeypatch, capsys):
+    def export_then_interrupt(folder, backbone, **settings):
+        export.save(backbones.build("glyphnet", 2, seed=1), Path(settings["out"]) / "model.safetensors",
+                    "glyphnet", ["x", "y"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recipe, "finetune", export_then_interrupt)
+    assert main(["finetune", str(tiny), "--out", str(tmp_path / "o"), "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    assert "was complete before it stopped" in err and "nothing was exported" not in err
+
+
+# ------------------------------------------------------------------------------ issue 37 row 5: predict streams
+def test_predict_streams_in_batches_and_keeps_the_order(model_file, tmp_path, monkeypatch):
+    files = [_png(tmp_path / "images" / f"{i:02d}.png", value=40 * i) for i in range(5)]
+    (tmp_path / "images" / "03.png").write_bytes(b"broken")
+    predictor = export.load(model_file)
+    read, real = [], predictor.read
+    monkeypatch.setattr(predictor, "read", lambda path: read.append(path) or real(path))
+    results = predictor.stream([str(tmp_path / "images")], batch_size=2)
+    first = next(results)
+    assert first.path == str(files[0]) and len(read) == 2  # labelled before the later files were read
+    rest = list(results)
+    assert [r.path if isinstance(r, export.Prediction) else r[0] for r in rest] == [str(f) for f in files[1:]]
+    assert isinstance(rest[2], tuple)  # the broken file, in its place
+    whole, failed = export.load(model_file).predict_each([str(tmp_path / "images")])
+    streamed = [r for r in [first, *rest] if not isinstance(r, tuple)]
+    assert [p.path for p in whole] == [p.path for p in streamed] and len(failed) == 1
+    for one, other in zip(whole, streamed):  # the same model, batches of other sizes: equal to float rounding
+        assert list(one.probabilities.values()) == pytest.approx(list(other.probabilities.values()), abs=1e-5)
+
+
+@pytest.mark.parametrize("args, needle", [([""], "an empty image path '' is not allowed"),
+                                          (["x.png", "--batch-size", "0"], "--batch-size 0 is not allowed")])
+def test_predict_refuses_an_empty_path_and_a_bad_batch_size(args, needle, model_file, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    _png(tmp_path / "here" / "x.png")
+    assert main(["predict", str(model_file), *args]) == 2
+    _one_line_error(capsys, needle)
+    assert capsys.readouterr().out == ""
+
+
+# ------------------------------------------------------------------------------ issue 37 row 6: trusted metadata
+def _edit_header(path: Path, edit) -> None:
+    """Rewrite the safetensors header of ``path`` with ``edit(header)`` (the .json copy is removed)."""
+    raw = path.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    edit(header)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n:])
+    checkpoint.metadata_path(path).unlink(missing_ok=True)
+
+
+def _set_meta(**changes):
+    def edit(header):
+        meta = json.loads(header["__metadata__"]["ftlib"])
+        for key, value in changes.items():
+            if value is ...:
+                meta.pop(key)
+            else:
+                meta[key] = value
+        header["__metadata__"]["ftlib"] = json.dumps(meta)
+    return edit
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (_set_meta(size=60000), "size=60000"), (_set_meta(size=0), "size=0"), (_set_meta(size="28"), "size='28'"),
+    (_set_meta(size=-5), "size=-5"), (_set_meta(channels=3), "channels=3"), (_set_meta(channels=2), "channels=2"),
+    (_set_meta(backbone=...), "backbone=None"), (_set_meta(bright_ink="yes"), "bright_ink='yes'"),
+    (lambda h: h["__metadata__"].update(ftlib="[1, 2]"), "a JSON list, not an object"),
+    (lambda h: h["conv1.weight" if "conv1.weight" in h else next(k for k in h if k.endswith("weight"))]
+     .update(dtype="I32"), "stores its tensors in the wrong type"),
+])
+def test_damaged_export_metadata_and_dtypes_are_one_line_errors(edit, needle, model_file, tmp_path, capsys):
+    _edit_header(model_file, edit)
+    assert main(["predict", str(model_file), str(_png(tmp_path / "x.png"))]) == 2
+    err = _one_line_error(capsys, "cannot use the export", needle)
+    assert str(tmp_path / "x.png") not in err  # the export is blamed, not the image
+
+
+def test_a_negated_batchnorm_variance_is_caught_not_printed_as_nan(model_file, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(model_file)
+    name = next(k for k in state if k.endswith("running_var"))
+    state[name] = -state[name]
+    save_file(state, model_file, metadata={"ftlib": json.dumps(checkpoint.read_metadata(model_file),
+                                                               sort_keys=True)})
+    assert main(["predict", str(model_file), str(_png(tmp_path / "x.png"))]) == 2
+    _one_line_error(capsys, "negative BatchNorm variances")
+
+
+def test_a_non_finite_output_is_a_failed_file_not_nan_percent(model_file, tmp_path, monkeypatch):
+    predictor = export.load(model_file)
+    monkeypatch.setattr(predictor, "probabilities", lambda images: torch.full((len(images), 3), float("nan")))
+    labelled, failed = predictor.predict_each([str(_png(tmp_path / "x.png"))])
+    assert labelled == [] and "NaN or infinite" in failed[0][1]
+
+
+# ------------------------------------------------------------------------------ issue 37 row 7: unreadable folders
+def _deny(monkeypatch, *blocked: Path) -> None:
+    """Listing any of ``blocked`` raises PermissionError, as for a user without read access (tests run as root)."""
+    real = os.scandir
+
+    def scandir(path="."):
+        if Path(path) in blocked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_an_unreadable_subfolder_is_listed_in_skipped(tmp_path, monkeypatch):
+    _png(tmp_path / "at" / "ok.png")
+    _png(tmp_path / "at" / "locked" / "hidden_from_us.png")
+    _png(tmp_path / "to" / "ok.png")
+    _deny(monkeypatch, tmp_path / "at" / "locked")
+    with pytest.warns(UserWarning, match="locked: it cannot be read"):
+        _, report = folder.load_folder(tmp_path)
+    assert report.counts == {"at": 1, "to": 1}
+    assert dict(report.skipped) == {"at/locked/": "folder not readable (Permission denied)"}
+
+
+def test_an_unreadable_class_folder_is_a_one_line_error(tmp_path, monkeypatch):
+    _png(tmp_path / "at" / "ok.png")
+    _png(tmp_path / "to" / "ok.png")
+    _deny(monkeypatch, tmp_path / "at")
+    with pytest.raises(ValueError, match=r"class folder .*at cannot be read \(Permission denied\)"):
+        folder.load_folder(tmp_path)
+
+
+def test_predict_names_an_unreadable_folder(model_file, tmp_path, monkeypatch, capsys):
+    _png(tmp_path / "images" / "ok.png")
+    _png(tmp_path / "images" / "locked" / "x.png")
+    _deny(monkeypatch, tmp_path / "images" / "locked")
+    assert main(["predict", str(model_file), str(tmp_path / "images")]) == 2
+    out, err = capsys.readouterr()
+    assert out.startswith(str(tmp_path / "images" / "ok.png"))
+    assert f"error: {tmp_path / 'images' / 'locked'} is a folder that cannot be read (Permission denied)" in err
+
+
+# ------------------------------------------------------------------------------ issue 37 row 9: one-line errors
+@pytest.mark.parametrize("where", ["a file", "read-only"])
+def test_an_unusable_cache_folder_is_one_line(where, tmp_path, monkeypatch):
+    target = tmp_path / "cache"
+    if where == "a file":
+        target.write_text("not a folder")
+    else:
+        target.mkdir()
+        monkeypatch.setattr(np, "savez_compressed", lambda path, **arrays: (_ for _ in ()).throw(
+            PermissionError(13, "Permission denied", str(path))))  # root ignores chmod, so the write is refused here
+    monkeypatch.setenv("FTLIB_CACHE_DIR", str(target))
+    with pytest.raises(ValueError, match="FTLIB_CACHE_DIR") as caught:
+        data._cached_npz("probe", lambda: {"x": np.arange(3)})
+    assert "\n" not in str(caught.value) and not list(tmp_path.glob("cache/*.tmp*"))
+
+
+@pytest.mark.parametrize("stored", [{"y": np.arange(1000)}, {"x": np.arange(10)}], ids=["keys", "shape"])
+def test_a_cache_file_with_other_arrays_is_rebuilt(stored, tmp_path, monkeypatch):
+    monkeypatch.setenv("FTLIB_CACHE_DIR", str(tmp_path))
+    np.savez_compressed(tmp_path / f"probe-v{data._CACHE_VERSION}.npz", **stored)
+    rebuilt = data._cached_npz("probe", lambda: {"x": np.arange(1000)}, {"x": (1000,)})
+    assert np.array_equal(rebuilt["x"], np.arange(1000))
+    assert np.array_equal(np.load(tmp_path / f"probe-v{data._CACHE_VERSION}.npz")["x"], np.arange(1000))
+
+
+def _tiny_notebook(path: Path) -> Path:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell("x = 1")]
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("kernel", "--kernel 'nosuchkernel' is not an installed Jupyter kernel"),
+    ("out is a file", "is an existing file"),
+    ("list json", "is not a readable notebook"),
+    ("hard link", "is the source notebook"),
+])
+def test_run_refuses_bad_kernels_outputs_and_notebooks_in_one_line(case, needle, tmp_path, capsys):
+    nb = _tiny_notebook(tmp_path / "01_x.ipynb")
+    source = nb.read_bytes()
+    out = tmp_path / "out"
+    args = []
+    if case == "kernel":
+        args = ["--kernel", "nosuchkernel"]
+    elif case == "out is a file":
+        out.write_text("keep")
+    elif case == "list json":
+        nb.write_text("[1, 2]")
+        source = nb.read_bytes()
+    else:
+        out.mkdir()
+        os.link(nb, out / nb.name)
+    assert main(["run", str(nb), "--out", str(out), *args]) == 2
+    _one_line_error(capsys, needle)
+    assert nb.read_bytes() == source
+
+
+@pytest.mark.parametrize("args, needle", [(["--repeats", "0"], "--repeats 0"), (["--json", "afile/b.json"], "afile")])
+def test_bench_checks_its_flags_before_the_benchmark(args, needle, tmp_path, monkeypatch, capsys):
+    from ftlib.course import bench
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("a file")
+    monkeypatch.setattr(bench, "run_benchmark", lambda **k: pytest.fail("benchmarked despite a bad flag"))
+    assert main(["bench", "--no-lessons", *args]) == 2
+    _one_line_error(capsys, needle)
+
+
+@pytest.mark.parametrize("missing", ["jupyter", "nbstripout"])
+def test_refresh_needs_its_tools_before_touching_a_notebook(missing, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    nb = _tiny_notebook(tmp_path / "01_x.ipynb")
+    before = nb.read_bytes()
+    real = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda tool, *a, **k: None if tool == missing else real(tool, *a, **k))
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("ran a tool despite a missing one"))
+    assert main(["refresh", str(nb)]) == 2
+    _one_line_error(capsys, missing, "no notebook was changed")
+    assert nb.read_bytes() == before
+
+
+def test_a_superscript_thread_count_is_one_line(model_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FTLIB_THREADS", "²")
+    assert main(["predict", str(model_file), str(_png(tmp_path / "x.png"))]) == 2
+    _one_line_error(capsys, "FTLIB_THREADS='²'")
+
+
+# ------------------------------------------------------------------------------ issue 37 row 10 (and 9's UTF-8)
+def test_a_newline_in_a_class_or_file_name_cannot_forge_a_line(tmp_path, capsys):
+    model = backbones.build("glyphnet", 2, seed=0)
+    forged = export.save(model, tmp_path / "m" / "model.safetensors", "glyphnet", ["cat\nevil.png: dog (99.0%)",
+                                                                                   "dog\nx"])
+    image = _png(tmp_path / "images" / "a\nb.png")
+    assert main(["predict", str(forged), str(image)]) == 0
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) == 1 and "\\n" in out
+
+
+def test_a_class_name_that_is_not_utf_8_prints_on_a_strict_terminal(tmp_path):
+    name = os.fsdecode(b"caf\xe9")  # a Latin-1 folder name: a lone surrogate in Python
+    _png(tmp_path / name / "a.png")
+    _png(tmp_path / "ok" / "a.png")
+    _, report = folder.load_folder(tmp_path)
+    str(report).encode("utf-8")  # strict: raised UnicodeEncodeError before, after the whole training
+    counts = torch.tensor([[1, 0], [0, 1]])
+    str(recipe.TestReport(report.classes, counts)).encode("utf-8")
+
+
+@pytest.mark.parametrize("value", [[1, 1e999], [[2, float("nan")]], {"a": float("-inf")}])
+def test_numbers_nested_in_a_parameter_must_be_finite(value):
+    with pytest.raises(ValueError, match="give finite numbers"):
+        course.check_value("ns", value, [1, 2, 5] if isinstance(value, list) else {"a": 1})

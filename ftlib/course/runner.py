@@ -17,9 +17,9 @@ from pathlib import Path
 from ftlib.paths import NOTEBOOK_DIR
 from ftlib.runtime import HEADLESS
 
-__all__ = ["CELL_TIMEOUT", "COUNTS", "HEADLINE_PREFIX", "LessonRun", "check_parameters", "check_value",
-           "headless_kernels", "headline", "lessons", "notebook_parameters", "parse_value", "points", "run_course",
-           "run_notebook", "scratch_folder", "summary_table"]
+__all__ = ["CELL_TIMEOUT", "COUNTS", "HEADLINE_PREFIX", "LessonRun", "check_kernel", "check_out_dir",
+           "check_parameters", "check_value", "headless_kernels", "headline", "lessons", "notebook_parameters",
+           "parse_value", "points", "run_course", "run_notebook", "scratch_folder", "summary_table"]
 
 HEADLINE_PREFIX = "Headline: "
 CELL_TIMEOUT = 180  # seconds a lesson cell may run headless; the slowest takes about 30 s on 2 cores
@@ -52,9 +52,38 @@ def parse_value(text: str):
 
 def notebook_parameters(path: str | Path) -> dict[str, str]:
     """The parameters a notebook declares in its cell tagged ``parameters``: name -> default (as source text)."""
+    import nbformat
     import papermill
 
-    return {name: info["default"] for name, info in papermill.inspect_notebook(str(path)).items()}
+    try:
+        nbformat.validate(nbformat.read(path, as_version=4))  # e.g. a JSON list is not a notebook
+        return {name: info["default"] for name, info in papermill.inspect_notebook(str(path)).items()}
+    except (OSError, ValueError, AttributeError, TypeError, KeyError, nbformat.ValidationError) as error:
+        raise ValueError(f"{path} is not a readable notebook ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else ''})") from None
+
+
+def check_kernel(kernel: str) -> None:
+    """A ``ValueError`` naming ``kernel`` and the installed ones unless Jupyter knows a kernel of that name."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    installed = sorted(KernelSpecManager().find_kernel_specs())
+    if kernel not in installed:
+        raise ValueError(f"--kernel {kernel!r} is not an installed Jupyter kernel; installed: "
+                         f"{', '.join(installed) or 'none'} (`jupyter kernelspec list`)")
+
+
+def check_out_dir(out_dir: str | Path, notebooks: list[Path]) -> None:
+    """A ``ValueError`` unless ``out_dir`` is (or can become) a folder whose outputs are none of ``notebooks``
+    (also through a hard or symbolic link)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is an existing file: give a folder for the executed notebooks")
+    for nb in notebooks:
+        output = out_dir / nb.name
+        if output.exists() and (output.resolve() == nb.resolve() or os.path.samefile(output, nb)):
+            raise ValueError(f"--out {out_dir}: {output} is the source notebook {nb} (the same file, or a link "
+                             "to it); choose another folder")
 
 
 def check_parameters(notebooks: list[Path], parameters: dict) -> None:
@@ -82,10 +111,22 @@ def check_value(name: str, value, default, notebook: str = "the notebook") -> No
     if default is not None and kind(value) != kind(default):
         raise ValueError(f"-p {name} {value!r} is not allowed: {notebook} declares {name} = {default!r}, "
                          f"so give a {kind(default)}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"-p {name} {value!r} is not allowed: give a finite number")
+    if any(isinstance(v, float) and not math.isfinite(v) for v in _leaves(value)):
+        raise ValueError(f"-p {name} {value!r} is not allowed: give finite numbers")
     if name in COUNTS and not (isinstance(value, int) and value >= 1):
         raise ValueError(f"-p {name} {value!r} is not allowed: {name} counts something, give a positive integer")
+
+
+def _leaves(value) -> Iterator:
+    """``value`` itself, or every value nested in it (lists, tuples, sets, dict keys and values)."""
+    if isinstance(value, dict):
+        for item in value.items():
+            yield from _leaves(item)
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield value
 
 
 @dataclass
@@ -145,12 +186,14 @@ def run_notebook(path: str | Path, out_dir: str | Path, parameters: dict | None 
     """
     import nbformat
     import papermill
+    from nbclient.exceptions import DeadKernelError
 
     path, out_dir = Path(path), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / path.name
-    if output.resolve() == path.resolve():
-        raise ValueError(f"output folder {out_dir} holds the source notebook; choose another folder")
+    if output.resolve() == path.resolve() or (output.exists() and os.path.samefile(output, path)):
+        raise ValueError(f"output folder {out_dir} holds the source notebook (or a link to it); choose another "
+                         "folder")
     declared = notebook_parameters(path)
     own = {k: v for k, v in (parameters or {}).items() if k in declared}
     start = time.perf_counter()
@@ -164,6 +207,9 @@ def run_notebook(path: str | Path, out_dir: str | Path, parameters: dict | None 
     except TimeoutError:  # nbclient's CellTimeoutError
         return LessonRun(path.name, "failed", time.perf_counter() - start,
                          error=_timed_out_cell(output, timeout), output=str(output))
+    except DeadKernelError as error:  # the process running the lesson ended: the other lessons still run
+        return LessonRun(path.name, "failed", time.perf_counter() - start,
+                         error=f"the kernel died: out of memory? ({error})".replace(" ()", ""), output=str(output))
     seconds = time.perf_counter() - start
     return LessonRun(path.name, "ok", seconds, _headline(nbformat.read(output, as_version=4)), output=str(output))
 
@@ -176,6 +222,8 @@ def run_course(notebooks: list[Path] | None = None, out_dir: str | Path = "runs"
     if missing:
         raise ValueError(f"notebook(s) not found: {missing}; the lessons are {[p.name for p in lessons()]}")
     parameters = parameters or {}
+    check_out_dir(out_dir, notebooks)
+    check_kernel(kernel)
     check_parameters(notebooks, parameters)
     runs = []
     for nb in notebooks:
