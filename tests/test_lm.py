@@ -65,6 +65,7 @@ def test_generation_is_repeatable_under_a_seed_and_greedy_ignores_it():
         generate.generate(lm, ["Hi", "World"], 5)
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_bits_per_char_masks_characters():
     lm = _lm()
     text = "the cat sat on the mat. " * 40
