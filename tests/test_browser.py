@@ -197,7 +197,7 @@ def _save(page, lab: dict, name: str) -> nbformat.NotebookNode:
     before = path.stat().st_mtime_ns
     page.get_by_role("menubar").get_by_role("menuitem", name="File", exact=True).click()
     page.get_by_role("menuitem", name=re.compile(r"^Save Notebook\b")).first.click()
-    dirty = page.locator(".jp-mod-current.jp-mod-dirty")  # the tab's unsaved-changes mark
+    dirty = page.locator(".lm-TabBar-tab.lm-mod-current.jp-mod-dirty")  # the tab's unsaved-changes mark
     deadline = time.monotonic() + STEP_TIMEOUT_S
     while (path.stat().st_mtime_ns == before or dirty.count()) and time.monotonic() < deadline:
         time.sleep(0.2)
