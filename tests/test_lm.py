@@ -53,6 +53,7 @@ def test_rope_scores_depend_only_on_the_distance_between_positions():
     assert rotated.norm().item() == pytest.approx(q.norm().item(), rel=1e-6)  # a rotation keeps lengths
 
 
+@pytest.mark.slow
 def test_generation_is_repeatable_under_a_seed_and_greedy_ignores_it():
     lm = _lm()
     a = generate.generate(lm, "Hello", 20, temperature=1.0, seed=3)
@@ -183,6 +184,7 @@ def test_prose_split_is_by_document():
     assert len(train_text) > 15 * len(val_text)
 
 
+@pytest.mark.slow
 def test_format_rate_at_temperature_zero_is_the_share_of_greedy_replies_in_turn():
     lm, n = _lm(), len(chat.ASSISTANT)
     text = "".join(f"User: q{i % 7}?\nAssistant: a{i % 5}.\n" for i in range(300))
