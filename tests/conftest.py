@@ -8,11 +8,9 @@ from ftlib.runtime import run_headless
 
 
 def pytest_configure(config):
-    """Register the marker of the browser tests (deselect: -m "not browser"), and run headless: kernels that
-    papermill and nbval start inherit ``$FTLIB_HEADLESS=1``, so sliders draw once without a widget round trip that
-    can stall (the browser tests start JupyterLab without it)."""
-    config.addinivalue_line("markers", "browser: runs a lesson in JupyterLab in headless Chromium (slow)")
-    config.addinivalue_line("markers", "slow: takes more than a few seconds (pytest -m \"not slow\" leaves it out)")
+    """Run headless: kernels that papermill and nbval start inherit ``$FTLIB_HEADLESS=1``, so sliders draw once
+    without a widget round trip that can stall (the browser tests start JupyterLab without it). The markers
+    (``slow``, ``browser``) are registered in pyproject.toml."""
     run_headless()
 
 

@@ -11,6 +11,7 @@ from ftlib.course.lessons.experiments import get_method, make_model
 from ftlib.train import fit
 
 
+@pytest.mark.slow
 def test_plain_loop_trains_exactly_like_fit():
     train = data.few_shot("mnist", 3, 0)  # 30 images: batches of 16 wrap around epochs
     start = make_model(get_method("fine-tune"), 10, 0)

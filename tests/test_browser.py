@@ -1,12 +1,16 @@
-"""Every lesson in JupyterLab, in headless Chromium: run all cells, move the main slider, see its output change;
-then move the live slider and see it run again for real.
+"""Every lesson in JupyterLab, in headless Chromium: run all cells, compare every output with the committed one (as
+``pytest --nbval`` would), move the main slider and see its output change; then move the live slider and see it run
+again for real.
 
-nbval cannot see widgets (their output lives in widget state), so this is what proves that the sliders work where
-learners use them. One JupyterLab server and one browser serve the whole module; each lesson gets a fresh page and
-its kernel is shut down afterwards. Screenshots go to tests/screenshots/ (ignored by git).
+This is the one run of each lesson in the default ``pytest``: nbval cannot see widgets (their output lives in widget
+state), so the lesson runs where learners use it, and its saved outputs are then checked with nbval's own comparison
+(tests/notebook_outputs.py; digits that vary between CPUs masked by tests/nbval_sanitize.cfg). One JupyterLab server
+and one browser serve the whole module; each lesson gets a fresh page and its kernel is shut down afterwards.
+Screenshots go to tests/screenshots/ (ignored by git).
 
-Deselect these tests with ``pytest -m "not browser"``. They need Debian's Chromium (``apt-get install chromium``);
-without it they are skipped, except when the environment variable ``CI`` is set, where they fail.
+Deselect these tests with ``pytest -m "not browser"`` (or ``-m "not slow"``). They need Debian's Chromium
+(``apt-get install chromium``); without it they are skipped, except when the environment variable ``CI`` is set,
+where they fail.
 """
 
 import json
@@ -24,6 +28,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from notebook_outputs import SANITIZE_FILE, output_mismatches
 
 from ftlib.course import runner as course
 from ftlib.course.widgets import LIVE_CLASS
@@ -34,7 +39,6 @@ SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 RUN_TIMEOUT_S = 1800  # a lesson takes ~50 s on 2 idle cores; leave room for a busy CI machine
 CELL_TIMEOUT_S = 600  # longest wait for the next cell to finish (~30 s on 2 idle cores; a busy CI machine is slower)
 NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook on screen
-BROWSER_SEEDS = 2  # seeds each lesson runs with in the browser (fewer than the default, to save time)
 STEP_TIMEOUT_S = 60  # a page to open, a kernel to start, a slider to redraw
 KERNEL_IDLE = re.compile(r"\| Idle$")  # status bar: "Python 3 (ipykernel) | Idle"
 SETTINGS = {  # JupyterLab settings for the test server: no news toast, every cell rendered (no windowing)
@@ -68,8 +72,7 @@ def _free_port() -> int:
 def _copy_lessons(target: Path) -> None:
     """A copy of the notebooks folder, lessons without their stored outputs: whatever shows up was run here.
 
-    Each copy runs with ``seeds = 2`` (as the papermill test does): the sliders are what is tested here, and the
-    claims with the default seeds are checked by nbval.
+    Each lesson keeps its parameters (its default seeds): its outputs are compared with the committed ones.
     """
     shutil.copytree(course.NOTEBOOK_DIR, target, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     for path in course.lessons(target):
@@ -77,9 +80,6 @@ def _copy_lessons(target: Path) -> None:
         for cell in nb.cells:
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None
-            if "parameters" in cell.metadata.get("tags", []):
-                cell.source, count = re.subn(r"^seeds = \d+", f"seeds = {BROWSER_SEEDS}", cell.source, flags=re.M)
-                assert count == 1, f"{path.name}: its parameters cell should set seeds"
         nbformat.write(nb, path)
 
 
@@ -92,7 +92,8 @@ def _api(lab: dict, path: str, method: str = "GET"):
 
 def _server_env(state: Path) -> dict:
     """The server's environment: private state folders, and no headless flag (a person's JupyterLab renders
-    widgets, so the lessons must get their live sliders even though pytest runs nbval kernels headless)."""
+    widgets, so the lessons must get their live sliders even though the kernels pytest starts itself run headless;
+    the committed outputs were made with widgets too, by ``python -m ftlib refresh``)."""
     env = dict(os.environ)
     env.pop(HEADLESS, None)
     for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR",
@@ -115,7 +116,7 @@ def _start_server(root: Path, state: Path) -> dict:
     log = state / "server.log"
     with log.open("w") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    lab = {"process": process, "url": f"http://127.0.0.1:{port}", "token": token, "log": log}
+    lab = {"process": process, "url": f"http://127.0.0.1:{port}", "token": token, "log": log, "root": root}
     deadline = time.monotonic() + STEP_TIMEOUT_S
     while time.monotonic() < deadline and process.poll() is None:
         try:
@@ -188,6 +189,20 @@ def _run_all(page, lab: dict, name: str) -> None:
     errors = outputs.filter(has_text="Traceback")
     assert errors.count() == 0, f"{name} failed in the browser:\n{errors.first.inner_text()[-3000:]}"
     page.get_by_role("button", name=KERNEL_IDLE).wait_for(timeout=STEP_TIMEOUT_S * 1000)
+
+
+def _save(page, lab: dict, name: str) -> nbformat.NotebookNode:
+    """Save the notebook on screen (File > Save Notebook) and return it as written to disk: the lesson as run."""
+    path = Path(lab["root"]) / name
+    before = path.stat().st_mtime_ns
+    page.get_by_role("menubar").get_by_role("menuitem", name="File", exact=True).click()
+    page.get_by_role("menuitem", name=re.compile(r"^Save Notebook\b")).first.click()
+    dirty = page.locator(".lm-TabBar-tab.lm-mod-current.jp-mod-dirty")  # the tab's unsaved-changes mark
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while (path.stat().st_mtime_ns == before or dirty.count()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert path.stat().st_mtime_ns != before and not dirty.count(), f"{name} was not saved in {STEP_TIMEOUT_S} s"
+    return nbformat.read(path, as_version=4)
 
 
 def _shutdown_kernels(lab: dict) -> None:
@@ -283,14 +298,16 @@ def test_missing_browser_fails_under_ci(monkeypatch):
         _require_browser()
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 @pytest.mark.parametrize("notebook", course.lessons(), ids=lambda p: p.stem)
-def test_lesson_slider_redraws_in_jupyterlab(notebook, lab, browser):
+def test_lesson_runs_as_committed_and_its_sliders_redraw_in_jupyterlab(notebook, lab, browser, pytestconfig):
     SCREENSHOTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1280, "height": 2400})  # tall enough for the tallest widget
     page.set_default_timeout(STEP_TIMEOUT_S * 1000)
     try:
         _run_all(page, lab, notebook.name)
+        ran = _save(page, lab, notebook.name)
         _move_slider_and_check(page, notebook.name)
         _move_live_slider_and_check(page, notebook.name)
     except Exception:
@@ -299,3 +316,7 @@ def test_lesson_slider_redraws_in_jupyterlab(notebook, lab, browser):
     finally:
         page.close()
         _shutdown_kernels(lab)
+    mismatches = output_mismatches(ran, nbformat.read(notebook, as_version=4), config=pytestconfig)
+    assert not mismatches, (f"{notebook.name} run in JupyterLab differs from its committed outputs (compared as "
+                            f"`pytest --nbval` compares, digits masked by {SANITIZE_FILE.name}):\n\n"
+                            + "\n\n".join(mismatches))

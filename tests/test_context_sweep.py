@@ -28,6 +28,7 @@ def test_the_shipped_sweep_holds_every_run_once_with_the_recipe_settings():
     assert not any("format" in r or "format_short" in r for r in sweep.where(task="prose"))
 
 
+@pytest.mark.slow
 def test_a_long_run_of_the_shipped_sweep_is_reproduced_when_run_on_its_own():
     """Each record is a pure function of its task, arm, seed and steps: rerun one 160-step chat run (about 6 s)."""
     runtime.seed_everything(0)
@@ -37,6 +38,7 @@ def test_a_long_run_of_the_shipped_sweep_is_reproduced_when_run_on_its_own():
     assert all(abs(fresh[k] - stored[k]) < 0.01 for k in ("past", "format", "format_short"))
 
 
+@pytest.mark.slow
 def test_run_sweep_gives_one_record_per_run_the_same_twice():
     runtime.seed_everything(0)
     first = context_sweep.run_sweep(TINY, arms=["window", "parts"])

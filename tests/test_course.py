@@ -1,6 +1,10 @@
-"""The course runner, on tiny notebooks made here, and every lesson once through papermill with fewer seeds."""
+"""The course runner, on tiny notebooks made here and on one lesson with fewer seeds; the pretrain command, faked and
+for real."""
 
 import ast
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -8,6 +12,8 @@ import pytest
 
 from ftlib.__main__ import main
 from ftlib.course import runner as course
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _notebook(path, parameters: str, body: str):
@@ -71,9 +77,11 @@ def test_every_parameter_a_lesson_assigns_can_be_set(notebook):
     assert list(course.notebook_parameters(notebook)) == assigned
 
 
+@pytest.mark.slow
 def test_a_lesson_runs_through_the_course_runner_with_fewer_seeds(tmp_path):
-    """The runner's whole path on a real lesson: parameters in, headline out. (Every lesson runs at its defaults
-    under nbval, and with seeds=2 in the browser tests: a third full run of each would only add minutes.)"""
+    """The runner's whole path on a real lesson: parameters in, headline out. (Every lesson runs once at its
+    defaults in the browser tests, its outputs compared with the committed ones: a second run of each would only
+    add minutes.)"""
     notebook = next(nb for nb in course.lessons() if nb.name.startswith("06_"))
     run = course.run_notebook(notebook, tmp_path, {"seeds": 2})
     assert run.status == "ok", run.error
@@ -107,6 +115,20 @@ def test_pretrain_command_builds_the_chosen_checkpoint(args, shipped, variant, m
     where = lm.CHECKPOINT if variant is None else ftlib.course.pretrain.checkpoint_path(variant)
     assert where.name == shipped
     assert f"bit-identical to {where}: NO" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_pretrain_check_rebuilds_the_shipped_letters_checkpoint_bit_identically():
+    """The real rebuild of the shipped GlyphNet letters checkpoint (about 90 s on 2 idle cores), as a
+    learner runs it: its own process, the recipe's settings, compared byte for byte with the shipped file
+    (ftlib/weights/)."""
+    import ftlib.course.pretrain
+
+    shipped = ftlib.course.pretrain.checkpoint_path("full")
+    done = subprocess.run([sys.executable, "-m", "ftlib", "pretrain", "--check"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=1800)
+    assert done.returncode == 0 and re.search(rf"bit-identical to \S*{re.escape(shipped.name)}: yes", done.stdout), \
+        f"exit status {done.returncode}\n{done.stdout}\n{done.stderr[-3000:]}"
 
 
 def test_pretrain_command_rejects_a_variant_for_the_language_model(capsys):

@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 @pytest.mark.parametrize("name, first, peak_step, last", [
     ("constant", 1.0, 0, 1.0), ("warm-up only", 1 / 25, 24, 1.0), ("cosine decay only", 1.0, 0, None),
 ("one-cycle, beta1 fixed", 1 / 25, 24, None)])
+@pytest.mark.slow
 def test_the_schedules_move_the_rate_and_leave_beta1_alone(name, first, peak_step, last):
     model = models.GlyphNet(10)
     history = train.fit(model, data.few_shot("font_digits", 2, 0), 100, lr=1e-2, schedule=learning_rate.SCHEDULES[name],
@@ -88,6 +89,7 @@ def test_lesson02_question_on_the_training_loss(capsys):
     assert wrong.passed is False and "It did not explode" in wrong.message
 
 
+@pytest.mark.slow
 def test_lesson02_a_rate_read_off_the_range_test_is_trained_and_compared(capsys):
     finetune = functools.partial(learning_rate.rate_run, n=5, steps=80)  # the lesson's defaults
     sweep = Results([{"lr": 3e-3, "seed": 0, **finetune(3e-3, 0)}, {"lr": 3e-2, "seed": 0, **finetune(3e-2, 0)}])
@@ -99,6 +101,7 @@ def test_lesson02_a_rate_read_off_the_range_test_is_trained_and_compared(capsys)
     assert wrong.passed is False and "the lowest loss points far too high" in wrong.message
 
 
+@pytest.mark.slow
 def test_lesson02_live_rate_names_its_rate_first(capsys):
     start = time.perf_counter()
     learning_rate.live_rate(0.01, n=5, steps=80)

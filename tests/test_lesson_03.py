@@ -66,6 +66,7 @@ def test_far_depth_accepts_a_depth_within_the_spread_of_the_best_and_explains_a_
     assert ex.far_depth(7, _far_sweep()).passed is False
 
 
+@pytest.mark.slow
 def test_freeze_first_two_passes_ftlib_freeze_and_catches_the_weights_only_freeze(capsys):
     from ftlib.course.lessons.exercises import lesson03 as ex
 
@@ -94,6 +95,7 @@ def test_batchnorm_trap_question_gives_each_misconception_its_feedback():
     assert "silent change" in ex.batchnorm_trap("d").message
 
 
+@pytest.mark.slow
 def test_live_depth_trains_one_depth_and_names_it_first(capsys):
     import time
 

@@ -60,6 +60,7 @@ def test_choose_on_validation_question_gives_each_misconception_its_feedback(cap
     assert wrong.passed is False and "Nothing guarantees it" in wrong.message
 
 
+@pytest.mark.slow
 def test_shifted_digits_needs_shifts_as_wide_as_the_digits(capsys):
     from ftlib.course.lessons.exercises import lesson04 as ex
 
@@ -102,6 +103,7 @@ def test_six_nine_turn_compares_the_guess_with_the_mean_change(capsys):
     assert wrong.passed is False and "(high)" in wrong.message and "keeps its label 6" in wrong.message
 
 
+@pytest.mark.slow
 def test_live_strength_trains_at_one_strength_and_names_it_first(capsys):
     import time
 

@@ -22,6 +22,7 @@ def test_layer_drift_scale_free_ignores_a_rescaled_layer():
     assert set(plain) == {f"block{i}.0.weight" for i in range(1, 5)}  # only weights with 2 or more dimensions
 
 
+@pytest.mark.slow
 def test_a_rescaled_convolution_before_batchnorm_computes_the_same_after_recalibration():
     model = models.load_pretrained()
     images = data.few_shot("letters", 2, 0).images
@@ -115,6 +116,7 @@ def test_decay_question_solution_and_wrong_answer():
     assert wrong.passed is False and "zero only at w = 0" in wrong.message
 
 
+@pytest.mark.slow
 def test_build_l2sp_a_gentle_strength_passes_and_section_1s_strength_costs_validation_digits():
     assert ex05.build_l2sp(ex05.SOLUTIONS["build_l2sp"]).passed is True
     wrong = ex05.build_l2sp(ex05.WRONG_ANSWERS["build_l2sp"])
@@ -123,6 +125,7 @@ def test_build_l2sp_a_gentle_strength_passes_and_section_1s_strength_costs_valid
     assert towards_zero.passed is False and "not an L2SP" in towards_zero.message
 
 
+@pytest.mark.slow
 def test_live_l2sp_names_its_value_first(capsys):
     wr.live_l2sp(0.003, steps=5)
     lines = capsys.readouterr().out.splitlines()

@@ -71,6 +71,7 @@ def test_patience_question_solution_and_wrong_answer():
     assert wrong.passed is False and "lower mean at patience 1" in wrong.message
 
 
+@pytest.mark.slow
 def test_stop_a_real_run_a_short_patience_passes_and_the_lessons_patience_trains_too_long(histories):
     assert ex06.stop_a_real_run(ex06.SOLUTIONS["stop_a_real_run"], histories).passed is True
     wrong = ex06.stop_a_real_run(ex06.WRONG_ANSWERS["stop_a_real_run"], histories)
@@ -78,6 +79,7 @@ def test_stop_a_real_run_a_short_patience_passes_and_the_lessons_patience_trains
     assert ex06.stop_a_real_run(3, histories).passed is False
 
 
+@pytest.mark.slow
 def test_live_noise_names_its_value_first(capsys, monkeypatch):
     monkeypatch.setattr(early_stopping.plt, "show", lambda: None)
     early_stopping.live_noise(0.1, steps=20)

@@ -70,6 +70,7 @@ def test_the_zero_b_question_explains_why_both_zero_would_not_train():
     assert wrong.passed is False and "nothing would ever train" in wrong.message
 
 
+@pytest.mark.slow
 def test_rank_one_on_blocks_3_4_fits_the_budget_and_rank_four_is_over_it():
     assert lesson08.fit_the_budget(lesson08.SOLUTIONS["fit_the_budget"]).passed is True
     wrong = lesson08.fit_the_budget(lesson08.WRONG_ANSWERS["fit_the_budget"])

@@ -91,6 +91,7 @@ def test_format_misses_question_right_and_wrong_answers():
     assert "Full fine-tuning, which trains every weight" in exercises.format_misses("b").message
 
 
+@pytest.mark.slow
 def test_chat_prompt_in_the_training_format_is_answered_in_turn(lora_chat_model, capsys):
     right = exercises.chat_prompt(exercises.SOLUTIONS["chat_prompt"], lora_chat_model, 0.7)
     assert right.passed is True and "Target met" in right.message
@@ -101,6 +102,7 @@ def test_chat_prompt_in_the_training_format_is_answered_in_turn(lora_chat_model,
     assert exercises.chat_prompt("User: café?\n", lora_chat_model, 0.7).passed is False
 
 
+@pytest.mark.slow
 def test_live_temperature_scores_and_samples_the_model(lora_chat_model, capsys):
     val_text, _ = chat.chat_text(chat.load_dialogues("val"))
     start = time.perf_counter()

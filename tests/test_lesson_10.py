@@ -182,6 +182,7 @@ def test_format_chances_are_per_turn_and_read_the_whole_context():
     assert chat.format_chances(lm, CHAT, []).shape == (0,)
 
 
+@pytest.mark.slow
 def test_chat_extension_tunes_both_arms_alike_and_reads_the_window_arm_through_a_sliding_window():
     lm = _lm()
     talk = context_extension.ChatExtension(lm, CHAT, CHAT, length=32, steps=2, lr=1e-3, chars_per_step=64,

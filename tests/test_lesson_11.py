@@ -45,6 +45,7 @@ def tiny(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_lp_ft_starts_fine_tuning_from_the_probe_head(tiny, monkeypatch):
     seen = []
     original = recipe.fit
@@ -68,6 +69,7 @@ def seed0():
     return recipe.finetune(example_images.EXAMPLE_DIR, seed=0, backbone_factor=1.0, test=0.5)
 
 
+@pytest.mark.slow
 def test_fewer_images_with_every_image_repeats_the_recipe_run_and_checks_its_count(tiny):
     run = recipe.finetune(tiny, steps=20, test=0.5)
     most = int(run.splits["train"].labels.bincount().min())
@@ -78,6 +80,7 @@ def test_fewer_images_with_every_image_repeats_the_recipe_run_and_checks_its_cou
         your_own_images.fewer_images(run, most + 1, 0, 20)
 
 
+@pytest.mark.slow
 def test_the_live_slider_names_its_value_first_and_trains_for_real(seed0, capsys):
     import matplotlib.pyplot as plt
 
@@ -105,6 +108,7 @@ def test_exercise_arrange_folder(capsys):
     assert "the 8 names before the '_'" in lesson11.arrange_folder(one_class_per_file).message
 
 
+@pytest.mark.slow
 def test_exercise_half_the_images(seed0, capsys, monkeypatch):
     with monkeypatch.context() as m:  # untouched: nothing is trained
         m.setattr(your_own_images, "fewer_images", None)

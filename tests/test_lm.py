@@ -61,6 +61,7 @@ def test_rope_scores_depend_only_on_the_distance_between_positions():
     assert rotated.norm().item() == pytest.approx(q.norm().item(), rel=1e-6)  # a rotation keeps lengths
 
 
+@pytest.mark.slow
 def test_generation_is_repeatable_under_a_seed_and_greedy_ignores_it():
     lm = _lm()
     a = generate.generate(lm, "Hello", 20, temperature=1.0, seed=3)
@@ -73,6 +74,7 @@ def test_generation_is_repeatable_under_a_seed_and_greedy_ignores_it():
         generate.generate(lm, ["Hi", "World"], 5)
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_bits_per_char_masks_characters():
     lm = _lm()
     text = "the cat sat on the mat. " * 40
@@ -215,6 +217,7 @@ def test_prose_split_is_by_document():
     assert len(train_text) > 15 * len(val_text)
 
 
+@pytest.mark.slow
 def test_format_rate_at_temperature_zero_is_the_share_of_greedy_replies_in_turn():
     lm, n = _lm(), len(chat.ASSISTANT)
     text = "".join(f"User: q{i % 7}?\nAssistant: a{i % 5}.\n" for i in range(300))

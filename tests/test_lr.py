@@ -24,6 +24,7 @@ def test_range_test_rates_rise_geometrically_from_start_to_end(tiny_set):
     assert ratios == pytest.approx([10 ** 0.2] * 10)
 
 
+@pytest.mark.slow
 def test_range_test_stops_when_the_loss_explodes(tiny_set):
     result = lr.range_test(_model(), tiny_set, start=1e-4, end=1e4, steps=80, optimizer="sgd")
     assert result.diverged and len(result.lrs) < 80
@@ -46,6 +47,7 @@ def test_the_suggestion_is_the_steepest_fall_before_the_lowest_loss():
         _ = lr.RangeTest([1e-3, 1e-2, 1e-1], [1.0, 2.0, 9.0], [1.0, 2.0, 9.0], diverged=True).suggestion
 
 
+@pytest.mark.slow
 def test_range_test_restores_the_weights_unless_told_not_to(tiny_set):
     model = _model()
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -42,6 +42,9 @@ def _sources(folder):
 
 
 def _third_party_imports(folder):
+    """{distribution: first file importing it} for each import that is neither the standard library, ftlib, nor a
+    module of ``folder`` itself (e.g. tests/notebook_outputs.py)."""
+    local = {path.stem for path in (ROOT / folder).glob("*.py")}
     found = {}
     for where, source in _sources(folder):
         for node in ast.walk(ast.parse(source)):
@@ -53,7 +56,7 @@ def _third_party_imports(folder):
                 continue
             for name in names:
                 top = name.split(".")[0]
-                if top not in sys.stdlib_module_names and top not in ("ftlib", "__future__"):
+                if top not in sys.stdlib_module_names and top not in ("ftlib", "__future__", *local):
                     found.setdefault(DISTRIBUTION.get(top, top).lower().replace("_", "-"), where)
     return found
 

@@ -65,6 +65,7 @@ def test_scratch_runs_the_same_recipe_with_one_rate_and_no_probe(tiny):
     assert result.lr["backbone"] == result.lr["head"]
 
 
+@pytest.mark.slow
 def test_resnet_loads_a_local_state_dict_and_fine_tunes(tiny, tmp_path, resnet_file):
     saved = torch.load(resnet_file, weights_only=True)
     model = backbones.build("resnet18", 8, seed=0, weights=resnet_file)
@@ -100,6 +101,7 @@ def test_a_file_that_is_not_an_export_is_refused(tmp_path, tiny):
         export.load(tmp_path / "m.safetensors")
 
 
+@pytest.mark.slow
 def test_the_command_line_reports_errors_and_results(tiny, tmp_path, capsys):
     """Through ``python -m ftlib finetune`` and ``python -m ftlib predict``, as the README shows them."""
     from ftlib.__main__ import main

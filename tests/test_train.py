@@ -27,6 +27,7 @@ def test_seed_everything_pins_the_thread_count():
     assert torch.get_num_threads() == runtime.DEFAULT_THREADS
 
 
+@pytest.mark.slow
 def test_fit_lowers_the_loss_and_records_a_history(tiny_task):
     runtime.seed_everything(0)
     model = models.GlyphNet(10)
