@@ -72,3 +72,21 @@ def test_a_model_trained_on_the_device_exports_and_predicts(device, tmp_path):
     Image.fromarray((data.test_set("mnist").images[0, 0] * 255).byte().numpy()).save(image)
     [prediction] = export.predict(path, [image])
     assert prediction.label in {"a", "b"} and 0.0 <= prediction.probability <= 1.0
+
+
+@on_each_device
+def test_lesson_11s_export_agreement_takes_cpu_images_for_a_model_on_the_device(device, tmp_path):
+    from PIL import Image
+
+    from ftlib.course.lessons import your_own_images
+    from ftlib.folder import load_folder
+
+    digits = data.test_set("mnist")
+    for name, label in (("zero", 0), ("one", 1)):
+        (tmp_path / "in" / name).mkdir(parents=True)
+        for k, image in enumerate(digits.images[digits.labels == label][:3]):
+            Image.fromarray((image[0] * 255).byte().numpy()).save(tmp_path / "in" / name / f"{k}.png")
+    images, report = load_folder(tmp_path / "in")
+    model = models.GlyphNet(2).to(device)
+    agree, gaps = your_own_images.export_agreement([model], images, report.files, "glyphnet", tmp_path / "out")
+    assert agree == [6] and gaps[0] < 1e-4

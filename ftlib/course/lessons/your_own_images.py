@@ -15,6 +15,7 @@ from ftlib.course.lessons.experiments import Results
 from ftlib.data import ImageSet
 from ftlib.evaluation import evaluate
 from ftlib.probe import linear_probe
+from ftlib.runtime import model_device
 from ftlib.stopping import EarlyStopping, History, stopping_point
 from ftlib.train import fit
 from ftlib.transfer import adapt_batchnorm
@@ -100,7 +101,7 @@ def export_agreement(models: list[torch.nn.Module], images: ImageSet, files: lis
         path = export.save(model, f"{folder}/seed{seed}/model.safetensors", backbone, images.classes)
         predictions = export.predict(path, files)
         with torch.no_grad():
-            in_memory = torch.softmax(model(images.images), 1)
+            in_memory = torch.softmax(model(images.images.to(model_device(model))), 1).cpu()
         agree.append(sum(p.label == images.classes[i] for p, i in zip(predictions, in_memory.argmax(1).tolist())))
         gaps.append((torch.tensor([p.probability for p in predictions]) - in_memory.max(1).values).abs().max().item())
     return agree, gaps
