@@ -28,7 +28,7 @@ def test_batched_rejects_unknown_names():
 
 
 def test_best_strength_uses_validation_and_prefers_the_weaker_on_ties():
-    rows = Results([{"method": "m", "strength": s, "seed": 0, "validation": v, "accuracy": 1 - v}
+    rows = Results([{"method": "m", "strength": s, "seed": 0, "val_accuracy": v, "accuracy": 1 - v}
                     for s, v in [(0, 0.5), (2, 0.8), (0.5, 0.8), (1, 0.7)]])
     assert augmentation.best_strength(rows, "m") == 0.5
 

@@ -30,7 +30,7 @@ def test_the_ladder_knows_its_fair_arms_and_the_flaw_run_its_heads():
     probe = transfer_limits.ladder_run("linear probe, AdaBN", "gratings", 1, seed=0)
     assert 0 <= probe["accuracy"] <= 1
     only = transfer_limits.flaw_run("narrow", "none", seed=0, n=1, head="probe only")
-    assert set(only) == {"accuracy", "upright accuracy"}
+    assert set(only) == {"accuracy", "upright_accuracy"}
     with pytest.raises(ValueError, match="unknown head"):
         transfer_limits.flaw_run("narrow", "none", seed=0, head="nope")
     assert data.test_set("gratings").num_classes == 10

@@ -31,8 +31,8 @@ def test_an_unknown_method_is_named_in_the_error():
 def test_rates_are_chosen_on_a_validation_split_among_the_candidates():
     chosen, scores = adapters.choose_rates([adapters.HEAD], [1e-3, 1e-2], "font_digits", 4, seed=0, **SETTINGS)
     assert set(chosen) == {adapters.HEAD} and chosen[adapters.HEAD] in (1e-3, 1e-2)
-    assert len(scores) == 2 and scores[0]["images"] == 10  # one of 4 per class held out, 10 classes
-    best = max(scores, key=lambda r: (r["accuracy"], -r["loss"]))
+    assert len(scores) == 2 and scores[0]["val_images"] == 10  # one of 4 per class held out, 10 classes
+    best = max(scores, key=lambda r: (r["val_accuracy"], -r["val_loss"]))
     assert chosen[adapters.HEAD] == best["lr"]
 
 
@@ -41,9 +41,10 @@ def test_a_grid_record_splits_the_trainable_parameters_into_adapters_and_head():
     record = adapters.method_run(adapters.lora_name(1), "font_digits", 2, 0, rates={"LoRA": 1e-2}, keep=kept,
                                  **SETTINGS)
     model = kept[adapters.lora_name(1), 0]
-    assert record["head"] == 128 * 10 + 10
-    assert record["backbone"] == sum(p.numel() for n, p in model.named_parameters() if "lora_" in n) > 0
-    assert record["trainable"] == record["backbone"] + record["head"] and 0 <= record["accuracy"] <= 1
+    assert record["trainable_head"] == 128 * 10 + 10
+    assert record["trainable_backbone"] == sum(p.numel() for n, p in model.named_parameters() if "lora_" in n) > 0
+    assert record["trainable"] == record["trainable_backbone"] + record["trainable_head"]
+    assert 0 <= record["accuracy"] <= 1
 
 
 # ------------------------------------------------------------------------------------ exercises and the live slider

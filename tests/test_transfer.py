@@ -65,7 +65,7 @@ def test_pretrained_start_is_seeded_and_reinitialises_only_the_named_blocks():
 
 def test_flaw_run_reports_shifted_and_upright_accuracy_and_rejects_unknown_remedies():
     result = transfer_limits.flaw_run("narrow", "augmentation", seed=0, n=1, steps=2)
-    assert set(result) == {"accuracy", "upright accuracy"}
+    assert set(result) == {"accuracy", "upright_accuracy"}
     with pytest.raises(ValueError, match="unknown remedy 'prayer'"):
         transfer_limits.flaw_run("narrow", "prayer", seed=0)
 

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from ftlib import checkpoint, data, freeze, lora, transfer
-from ftlib.course.lessons.experiments import Results, Trained, run
+from ftlib.course.lessons import records
+from ftlib.course.lessons.experiments import Results, Trained, choose, run, run_grid
 from ftlib.evaluation import evaluate
 from ftlib.freeze import count_parameters
 from ftlib.models import BLOCKS
@@ -70,25 +71,29 @@ def choose_rates(methods: list[str], rates: list[float], target: str, n: int, se
     ``alpha``. Returns ``{method: rate}`` and every validation score.
     """
     train_set, val_set = data.split_validation(data.few_shot(target, n, seed), val_fraction, seed)
-    scores = Results()
-    for method in methods:
-        for lr in rates:
-            metrics = evaluate(train_method(method, train_set, seed, lr=lr, **settings).model, val_set)
-            scores.append({"method": method, "lr": lr, "accuracy": metrics.accuracy, "loss": metrics.loss,
-                           "images": len(val_set)})
-    chosen = {m: max(scores.where(method=m), key=lambda r: (r["accuracy"], -r["loss"]))["lr"] for m in methods}
-    return chosen, scores
+
+    def validate(method: str, lr: float) -> dict:
+        metrics = evaluate(train_method(method, train_set, seed, lr=lr, **settings).model, val_set)
+        return {"val_accuracy": metrics.accuracy, "val_loss": metrics.loss, "val_images": len(val_set)}
+
+    scores = run_grid(validate, method=methods, lr=rates)
+    return {m: choose(scores, "lr", method=m) for m in methods}, scores
 
 
 def print_rates(scores: Results, chosen: dict[str, float]) -> None:
     """Validation accuracy of every method at every rate, the chosen rate marked with ``*``."""
     rates = scores.unique("lr")
-    print(f"Validation accuracy (%) on {scores[0]['images']} held-out labelled images, by learning rate (* = chosen):")
-    print(f"{'method':<24}" + "".join(f"{lr:>10g}" for lr in rates))
-    for method in scores.unique("method"):
-        cells = [f"{100 * scores.values(method=method, lr=lr)[0]:.1f}{'*' if chosen[method] == lr else ' '}"
-                 for lr in rates]
-        print(f"{method:<24}" + "".join(f"{c:>10}" for c in cells))
+    images = scores[0]["val_images"]
+
+    def cell(lr: float):
+        def text(rows: Results) -> str:
+            mark = "*" if chosen[rows[0]["method"]] == lr else " "
+            return f"{100 * rows.values('val_accuracy', lr=lr)[0]:.1f}{mark}"
+        return text
+
+    print(f"Validation accuracy (%) on {images} held-out labelled images, by learning rate (* = chosen):")
+    print(records.table(scores, "method", [records.Column(f"{lr:g}", cell=cell(lr), width=10) for lr in rates],
+                        lead=24))
 
 
 def _split_count(model: nn.Module) -> tuple[int, int]:
@@ -102,15 +107,15 @@ def method_run(method: str, target: str, n: int, seed: int, *, rates: dict[str, 
     """Train ``method`` on ``n`` labels per class of ``target`` (split ``seed``) at its rate; a grid record.
 
     LoRA at any rank uses the rate chosen for LoRA (``rates["LoRA"]``). The record holds the test ``accuracy``,
-    the ``seconds``, the trainable parameters in the backbone (``backbone``: adapters or fine-tuned blocks) and in
-    the ``head``. The trained model is kept in ``keep[method, seed]``.
+    the ``seconds``, the trainable parameters in the backbone (``trainable_backbone``: adapters or fine-tuned blocks)
+    and in the head (``trainable_head``). The trained model is kept in ``keep[method, seed]``.
     """
     lr = rates.get("LoRA" if method.startswith("LoRA") else method)
     trained = train_method(method, data.few_shot(target, n, seed), seed, lr=lr, **settings)
     keep[method, seed] = trained.model
     backbone, head = _split_count(trained.model)
     return {"accuracy": evaluate(trained.model, data.test_set(target)).accuracy, "seconds": trained.seconds,
-            "backbone": backbone, "head": head, "trainable": backbone + head}
+            "trainable_backbone": backbone, "trainable_head": head, "trainable": backbone + head}
 
 
 def train_lora(target: str, n: int, rank: int, seed: int, *, lr: float, **settings) -> nn.Module:
@@ -138,7 +143,8 @@ def print_costs(results: Results, kept: dict, full_count: int, folder: Path) -> 
     for method in results.unique("method"):
         row = results.where(method=method)[0]
         size = _stored_bytes(kept[method, row["seed"]], method, folder)
-        print(f"{method:<22}{row['backbone']:>10,}{row['head']:>8,}{row['trainable'] / full_count:>12.1%}"
+        print(f"{method:<22}{row['trainable_backbone']:>10,}{row['trainable_head']:>8,}"
+              f"{row['trainable'] / full_count:>12.1%}"
               f"{results.mean('seconds', method=method):>8.1f} s{size // 1024:>12} KB")
 
 
@@ -199,7 +205,7 @@ def show_rank(results: Results, rank: int, *, full_count: int) -> None:
     """LoRA at ``rank`` beside every control: a line of numbers, and bars on a zoomed axis with each seed's dot."""
     name = lora_name(rank)
     row = results.where(method=name)[0]
-    print(f"rank = {rank}: {row['backbone']:,} adapter + {row['head']:,} head parameters "
+    print(f"rank = {rank}: {row['trainable_backbone']:,} adapter + {row['trainable_head']:,} head parameters "
           f"({row['trainable'] / full_count:.1%} of full fine-tuning's); test accuracy "
           + ", ".join(f"{m} {results.mean(method=m):.1%}" for m in results.unique("method")
                       if not m.startswith("LoRA") or m == name))

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ftlib import augment, data
-from ftlib.course.lessons import plots
+from ftlib.course.lessons import plots, records
 from ftlib.course.lessons.experiments import run
 from ftlib.course.runner import points
 from ftlib.evaluation import confusion_matrix, evaluate
@@ -110,7 +110,7 @@ def augmented_run(method: str, strength: float, seed: int, n: int, steps: int, t
     """Train ``method`` on ``n`` digits per class with augmentation ``kind`` at ``strength`` (0: none).
 
     ``kind`` is ``"affine"`` (the standard rotation, shift and scale) or one of :data:`EXTRA`. ``turn`` also
-    turns half of the images upside down (a 180° turn). Returns the ``validation`` accuracy (on
+    turns half of the images upside down (a 180° turn). Returns the ``val_accuracy`` (on
     :func:`ftlib.data.few_shot_split`'s held-out digits), the test ``accuracy``, the ``confusion`` matrix on the test
     digits, and the training ``seconds``.
     """
@@ -121,7 +121,7 @@ def augmented_run(method: str, strength: float, seed: int, n: int, steps: int, t
     trained = run(method, train_set, seed, steps, augment=augment.compose(*parts) if parts else None)
     test = data.test_set("mnist")
     confusion = confusion_matrix(trained.model, test)
-    return {"validation": evaluate(trained.model, val_set).accuracy, "accuracy": confusion.trace().item() / len(test),
+    return {"val_accuracy": evaluate(trained.model, val_set).accuracy, "accuracy": confusion.trace().item() / len(test),
             "confusion": confusion, "seconds": trained.history.seconds}
 
 
@@ -132,7 +132,7 @@ def live_strength(strength: float, n: int = 5, steps: int = 60, seed: int = 0, m
     record = augmented_run(method, strength, seed, n, steps)
     print(f"strength = {strength}: {method}, N = {n} digits per class, seed {seed}, {steps} steps in "
           f"{record['seconds']:.1f} s")
-    print(f"validation {record['validation']:.1%}, test {record['accuracy']:.1%}")
+    print(f"validation {record['val_accuracy']:.1%}, test {record['accuracy']:.1%}")
     digits = data.few_shot("mnist", 1, seed).images[:8]
     shown = augment.standard(strength)(digits, torch.Generator().manual_seed(seed)) if strength else digits
     plots.show_images(shown, count=8, columns=8, title=f"Eight training digits as strength {strength} draws them")
@@ -140,20 +140,22 @@ def live_strength(strength: float, n: int = 5, steps: int = 60, seed: int = 0, m
 
 
 def best_strength(results, method: str) -> float:
-    """The strength with the highest mean validation accuracy over seeds for ``method`` (ties: the weaker one)."""
-    sub = results.where(method=method)
-    return max(sorted(sub.unique("strength")), key=lambda s: (sub.mean("validation", strength=s), -s))
+    """``method``'s strength chosen on validation by the course's one rule (:func:`~records.choose`: the best mean
+    validation accuracy over seeds; ties to the first in the grid, here ordered from the weakest strength)."""
+    weakest_first = records.Results(sorted(results.where(method=method), key=lambda r: r["strength"]))
+    return records.choose(weakest_first, "strength")
 
 
 def ways_table(results, field: str = "way", baseline: str = "none") -> str:
     """Per value of ``field``: validation and test accuracy (mean ± std), and the test gain over ``baseline``."""
-    lines = [f"{field:<24}{'validation':>16}{'test':>16}   test gain over {baseline}, per seed"]
-    for way in results.unique(field):
-        cells = [f"{100 * results.mean(m, **{field: way}):.1f} ± {100 * results.std(m, **{field: way}):.1f}"
-                 for m in ("validation", "accuracy")]
-        gains = "" if way == baseline else points(results.differences(field, way, baseline))
-        lines.append(f"{way:<24}{cells[0]:>16}{cells[1]:>16}   {gains}")
-    return "\n".join(lines)
+    def gains(rows: records.Results) -> str:
+        way = rows[0][field]
+        return "" if way == baseline else points(results.differences(field, way, baseline))
+
+    columns = [records.Column("validation", "val_accuracy"), records.Column("test"),
+               records.Column(f"   test gain over {baseline}, per seed", cell=lambda rows: f"   {gains(rows)}",
+                              width=1, align="<")]
+    return records.table(results, field, columns, lead=24)
 
 
 def digit_changes(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:

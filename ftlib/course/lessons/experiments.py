@@ -17,17 +17,17 @@ from dataclasses import dataclass
 from torch import nn
 
 from ftlib import data
+from ftlib.course.lessons.records import Results, check_record, choose
 from ftlib.evaluation import evaluate
 from ftlib.freeze import count_parameters
 from ftlib.models import GlyphNet, pretrained_start
 from ftlib.probe import linear_probe
 from ftlib.runtime import seed_everything
-from ftlib.stats import sample_std
 from ftlib.stopping import History
 from ftlib.train import fit
 
-__all__ = ["METHODS", "Method", "Results", "Trained", "gain_over_scratch", "gains", "get_method", "labels_to_reach",
-           "make_model", "plot_differences", "run", "run_grid", "transfer_run"]
+__all__ = ["METHODS", "Method", "Results", "Trained", "choose", "gain_over_scratch", "gains", "get_method",
+           "labels_to_reach", "make_model", "plot_differences", "run", "run_grid", "transfer_run"]
 
 
 @dataclass(frozen=True)
@@ -116,66 +116,6 @@ def transfer_run(method: str, target: str, n: int, seed: int, steps: int = 100, 
             "trainable": count_parameters(trained.model, trainable_only=True)}
 
 
-class Results(list):
-    """A list of result records (dicts) with helpers to select, summarise over seeds, and print."""
-
-    def where(self, **filters) -> Results:
-        """The records whose fields equal every given value."""
-        return Results(r for r in self if all(r.get(k) == v for k, v in filters.items()))
-
-    def values(self, metric: str = "accuracy", **filters) -> list[float]:
-        """``metric`` of every matching record, in run order (so, usually, by seed)."""
-        return [r[metric] for r in self.where(**filters)]
-
-    def mean(self, metric: str = "accuracy", **filters) -> float:
-        values = self.values(metric, **filters)
-        return statistics.fmean(values) if values else math.nan
-
-    def std(self, metric: str = "accuracy", **filters) -> float:
-        """The sample standard deviation (n - 1) of ``metric`` over the matching records; 0.0 for fewer than two,
-        nan where a value is not finite (a diverged run)."""
-        values = self.values(metric, **filters)
-        if len(values) < 2:
-            return 0.0
-        return sample_std(values) if all(math.isfinite(v) for v in values) else math.nan
-
-    def differences(self, field: str, first, second, metric: str = "accuracy", **filters) -> list[float]:
-        """Per seed: ``metric`` where ``field`` is ``first`` minus ``metric`` where it is ``second``.
-
-        The other ``filters`` pick the rest of the setting; records are paired by their ``seed``, which must give
-        exactly one record on each side. E.g. ``results.differences("method", "fine-tune", "scratch", n=5)``.
-        """
-        sides = [self.where(**filters, **{field: value}) for value in (first, second)]
-        seeds = [side.unique("seed") for side in sides]
-        for value, side, side_seeds in zip((first, second), sides, seeds):
-            if not side or len(side_seeds) != len(side):
-                raise ValueError(f"{field}={value!r} with {filters} should give one record per seed, "
-                                 f"got {len(side)} record(s) for seeds {side_seeds}")
-        if set(seeds[0]) != set(seeds[1]):
-            raise ValueError(f"{field}={first!r} ran seeds {seeds[0]} but {field}={second!r} ran {seeds[1]}")
-        return [sides[0].values(metric, seed=s)[0] - sides[1].values(metric, seed=s)[0] for s in seeds[0]]
-
-    def unique(self, field: str) -> list:
-        """The distinct values of ``field``, in first-seen order."""
-        return list(dict.fromkeys(r[field] for r in self))
-
-    def table(self, rows: str, columns: str, metric: str = "accuracy", percent: bool = True) -> str:
-        """A text table of ``metric``'s mean ± std over the other fields (usually seeds)."""
-        cols = self.unique(columns)
-        labels = [f"{columns}={c}" for c in cols]
-        width = max([16] + [len(label) + 2 for label in labels])  # at least two spaces between columns
-        lead = max([28] + [len(str(r)) + 2 for r in self.unique(rows)])
-        lines = [f"{rows:<{lead}}" + "".join(f"{label:>{width}}" for label in labels)]
-        for r in self.unique(rows):
-            cells = []
-            for c in cols:
-                mean, std = self.mean(metric, **{rows: r, columns: c}), self.std(metric, **{rows: r, columns: c})
-                scale = 100 if percent else 1
-                cells.append(f"{mean * scale:.1f} ± {std * scale:.1f}" if not math.isnan(mean) else "-")
-            lines.append(f"{str(r):<{lead}}" + "".join(f"{cell:>{width}}" for cell in cells))
-        return "\n".join(lines)
-
-
 def gain_over_scratch(results: Results, transfer: Iterable[str], **where) -> list[float]:
     """Per seed: the accuracy of the best of the ``transfer`` methods minus that of ``scratch``.
 
@@ -255,7 +195,8 @@ def run_grid(run: Callable[..., dict], progress: bool = False, **axes: Iterable)
     """Call ``run(**point)`` for every point of the grid spanned by ``axes`` and collect the records.
 
     An interrupt (Ctrl+C) stops the grid; the ``KeyboardInterrupt`` carries the finished runs as ``.results``.
-    Each record holds the point's coordinates plus whatever ``run`` returned, e.g.
+    Each record holds the point's coordinates plus what ``run`` returned, under the names of
+    :data:`~ftlib.course.lessons.records.MEASURES` (checked: a misnamed measure is an error), e.g.
     ``run_grid(transfer_run, method=["scratch"], target=["mnist"], n=[1, 5], seed=range(3))``.
     """
     from tqdm.auto import tqdm
@@ -266,7 +207,7 @@ def run_grid(run: Callable[..., dict], progress: bool = False, **axes: Iterable)
     try:
         for point in tqdm(points, disable=not progress, desc="runs", leave=False):
             coords = dict(zip(names, point))
-            results.append({**coords, **run(**coords)})
+            results.append({**coords, **check_record(run(**coords), coordinates=names)})
     except KeyboardInterrupt as interrupt:  # stop the grid, and keep the runs that finished
         interrupt.results = results
         raise

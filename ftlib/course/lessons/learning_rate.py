@@ -11,8 +11,10 @@ import matplotlib.pyplot as plt
 import torch
 
 from ftlib import data
+from ftlib.course.lessons import records
 from ftlib.course.lessons.experiments import Results, run
 from ftlib.course.lessons.plots import plot_history
+from ftlib.course.lessons.records import choose
 from ftlib.lr import RangeTest
 from ftlib.schedules import warmup_cosine
 
@@ -75,37 +77,18 @@ def live_rate(lr: float, *, n: int, steps: int, seed: int = 0) -> None:
     plt.show()
 
 
-def choose(results: Results, field: str, seed: int | None = None, **where):
-    """The value of ``field`` whose runs score the best validation accuracy (ties: the lower validation loss).
-
-    With ``seed``, that seed's runs alone (one practitioner's data); without, the means over the seeds.
-    The test set is never read.
-    """
-    runs = results.where(**where, **({} if seed is None else {"seed": seed}))
-    values = runs.unique(field)
-    # accuracies rounded so that equal means count as ties whatever the order of the floating-point sums
-    return max(values, key=lambda v: (round(runs.mean("val_accuracy", **{field: v}), 9),
-                                      -runs.mean("val_loss", **{field: v})))
-
-
 def top_region(results: Results, field: str, within: float = 0.02, **where) -> list:
     """The values of ``field`` whose mean validation accuracy is within ``within`` of the best mean (validation
     only, never test)."""
     runs = results.where(**where)
     values = runs.unique(field)
-    best = max(runs.mean("val_accuracy", **{field: v}) for v in values)
+    best = runs.mean("val_accuracy", **{field: choose(runs, field)})
     return [v for v in values if runs.mean("val_accuracy", **{field: v}) >= best - within - 1e-9]
 
 
 def table(results: Results, rows: str) -> str:
     """A text table: for each value of ``rows``, validation and test accuracy, mean ± std over the seeds (%)."""
-    lead = max([28] + [len(str(r)) + 2 for r in results.unique(rows)])
-    lines = [f"{rows:<{lead}}{'validation':>16}{'test':>16}"]
-    for r in results.unique(rows):
-        cells = [f"{100 * results.mean(m, **{rows: r}):.1f} ± {100 * results.std(m, **{rows: r}):.1f}"
-                 for m in ("val_accuracy", "accuracy")]
-        lines.append(f"{str(r):<{lead}}" + "".join(f"{c:>16}" for c in cells))
-    return "\n".join(lines)
+    return records.table(results, rows, [records.Column("validation", "val_accuracy"), records.Column("test")])
 
 
 def plot_sweep(sweep: Results, top: list[float], best: float, ax: plt.Axes) -> plt.Axes:

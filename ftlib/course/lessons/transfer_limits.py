@@ -81,7 +81,7 @@ def flaw_run(variant: str, remedy: str, seed: int, n: int = 5, steps: int = 100,
     :data:`REINIT_LR`. ``head`` (see :data:`HEADS`): a fresh head fine-tuned with the backbone; a linear probe
     alone (frozen backbone); or LP-FT, fine-tuning that starts from the probe's head (Kumar et al. 2022). Returns
     the accuracy on the shifted test set (``accuracy``) and on upright digits like the fine-tuning data
-    (``upright accuracy``), 100 images per class each.
+    (``upright_accuracy``), 100 images per class each.
     """
     if remedy not in REMEDIES:
         raise ValueError(f"unknown remedy {remedy!r}; choose one of {', '.join(REMEDIES)}")
@@ -98,7 +98,7 @@ def flaw_run(variant: str, remedy: str, seed: int, n: int = 5, steps: int = 100,
                     lr={**method.lr, **dict.fromkeys(reinit, REINIT_LR)},
                     augment=augment.random_affine(degrees=15) if augmented else None).model
     return {"accuracy": evaluate(model, subset(data.test_set(SHIFTED_TEST), TEST_PER_CLASS)).accuracy,
-            "upright accuracy": evaluate(model, subset(data.test_set("upright_digits"), TEST_PER_CLASS)).accuracy}
+            "upright_accuracy": evaluate(model, subset(data.test_set("upright_digits"), TEST_PER_CLASS)).accuracy}
 
 
 def plot_rows(results: Results, field: str, metric: str = "accuracy", ax: plt.Axes | None = None,

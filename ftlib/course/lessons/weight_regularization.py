@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ftlib import data
+from ftlib.course.lessons import records
 from ftlib.course.lessons.experiments import Results, run
 from ftlib.course.runner import points
 from ftlib.data import ImageSet
@@ -119,27 +120,25 @@ def label(record: dict) -> str:
 
 def summary(results: Results, metrics: list[str]) -> str:
     """One row per setting: the mean over seeds of each metric (accuracies in %, with their std)."""
-    header = f"{'setting':<12}" + "".join(f"{COLUMNS[m][0]:>19}" for m in metrics)
-    lines = [header]
-    for setting in results.unique("setting"):
-        cells = []
-        for m in metrics:
-            mean, std = results.mean(m, setting=setting), results.std(m, setting=setting)
-            cells.append(f"{100 * mean:.1f} ± {100 * std:.1f}" if COLUMNS[m][1] else f"{mean:.3g}")
-        lines.append(f"{setting:<12}" + "".join(f"{c:>19}" for c in cells))
-    return "\n".join(lines)
+    def plain(metric: str):
+        return lambda rows: f"{rows.mean(metric):.3g}"
+
+    columns = [records.Column(COLUMNS[m][0], m, width=19) if COLUMNS[m][1] else
+               records.Column(COLUMNS[m][0], cell=plain(m), width=19) for m in metrics]
+    return records.table(results, "setting", columns, lead=12)
 
 
 def tuned(results: Results, penalty: str, **where) -> Results:
-    """Per seed, the run of ``penalty`` whose strength has the best *validation* accuracy (ties: the weaker).
+    """Per seed, the run of ``penalty`` whose strength is chosen on *validation* by the course's one rule
+    (:func:`~records.choose`; ties: the weaker strength).
 
     The test scores of the chosen runs are what a comparison reports.
     """
-    chosen = []
+    chosen = Results()
     for seed in results.unique("seed"):
-        candidates = sorted(results.where(seed=seed, penalty=penalty, **where), key=lambda r: r["alpha"])
-        chosen.append(max(candidates, key=lambda r: r["val_accuracy"]))
-    return Results(chosen)
+        candidates = Results(sorted(results.where(seed=seed, penalty=penalty, **where), key=lambda r: r["alpha"]))
+        chosen += candidates.where(alpha=records.choose(candidates, "alpha"))
+    return chosen
 
 
 def plot_drift(results: Results, shipped: float) -> None:
@@ -319,7 +318,7 @@ def compare_tuned(results: Results) -> SimpleNamespace:
     gains = {}
     for penalty in [p for p in PENALTIES if p != "none" and results.where(penalty=p)]:
         chosen = tuned(results, penalty)
-        use = [c["val_accuracy"] > free[c["seed"]]["val_accuracy"] for c in chosen]
+        use = [records.choose(Results([free[c["seed"]], c]), "penalty") == penalty for c in chosen]
         gains[penalty] = [c["accuracy"] - free[c["seed"]]["accuracy"] if u else 0.0 for c, u in zip(chosen, use)]
         label_ = f"{NAMES[penalty]} {chosen[0]['alpha']:g}" if len(set(chosen.values("alpha"))) == 1 else \
             NAMES[penalty]

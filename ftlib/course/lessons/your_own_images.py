@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from ftlib import augment, backbones, distributed, export, recipe
+from ftlib.course.lessons import records
 from ftlib.course.lessons.experiments import Results
 from ftlib.data import ImageSet
 from ftlib.evaluation import evaluate
@@ -36,8 +37,9 @@ def compare_runs(folder: str | Path, backbone: str, seeds: int, factors: tuple[f
                  **options) -> tuple[dict, Results, Results]:
     """The recipe on ``folder`` for seeds 0 .. ``seeds - 1``: fine-tuned, LP-FT, and from scratch.
 
-    In each seed the backbone factor is chosen among ``factors`` by the validation loss of the kept weights (the
-    test set is not looked at); LP-FT runs at the chosen factor. Returns the runs by ``(method, seed)``, their
+    In each seed the backbone factor is chosen among ``factors`` on the kept weights' validation scores by the
+    course's one rule (:func:`~records.choose`: validation accuracy, ties to the lower validation loss; the test set
+    is not looked at); LP-FT runs at the chosen factor. Returns the runs by ``(method, seed)``, their
     test accuracies (with the linear-probe baseline as a method), and the validation scores of every factor tried.
     ``options`` go to :func:`ftlib.recipe.finetune`.
     """
@@ -45,9 +47,9 @@ def compare_runs(folder: str | Path, backbone: str, seeds: int, factors: tuple[f
     for seed in range(seeds):
         tried = {f: recipe.finetune(folder, backbone, seed=seed, backbone_factor=f, **options) for f in factors}
         for f, run in tried.items():
-            choices.append({"seed": seed, "factor": f, "val loss": kept(run.history)[0],
-                            "accuracy": kept(run.history)[1]})
-        chosen = min(factors, key=lambda f: kept(tried[f].history)[0])
+            choices.append({"seed": seed, "factor": f, "val_loss": kept(run.history)[0],
+                            "val_accuracy": kept(run.history)[1]})
+        chosen = records.choose(choices, "factor", seed=seed)
         runs["fine-tune", seed] = tried[chosen]
         runs["LP-FT", seed] = recipe.finetune(folder, backbone, seed=seed, backbone_factor=chosen, lp_ft=True,
                                               **options)
@@ -55,7 +57,7 @@ def compare_runs(folder: str | Path, backbone: str, seeds: int, factors: tuple[f
         for method in ("fine-tune", "LP-FT", "scratch"):
             run = runs[method, seed]
             results.append({"method": method, "seed": seed, "data": "example", "accuracy": run.test.accuracy,
-                            "val accuracy": kept(run.history)[1], "factor": chosen})
+                            "val_accuracy": kept(run.history)[1], "factor": chosen})
         results.append({"method": "linear probe", "seed": seed, "data": "example",
                         "accuracy": runs["fine-tune", seed].probe_accuracy})
     return runs, results, choices

@@ -1,0 +1,80 @@
+"""The one experiment shape: fixed record keys, the one choose rule, the one table printer."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from ftlib.course.lessons import experiments, records
+from ftlib.course.lessons.records import Column, Results, choose
+
+LESSONS = Path(experiments.__file__).parent
+
+
+def _runs(*rows):
+    """Records of (value, seed, val_accuracy, val_loss, accuracy) for the field ``x``."""
+    return Results({"x": x, "seed": s, "val_accuracy": va, "val_loss": vl, "accuracy": a} for x, s, va, vl, a in rows)
+
+
+def test_choose_takes_the_best_mean_validation_accuracy_and_never_reads_test():
+    runs = _runs((1, 0, 0.7, 1.0, 0.9), (1, 1, 0.7, 1.0, 0.9), (2, 0, 0.9, 1.0, 0.1), (2, 1, 0.6, 1.0, 0.1))
+    assert choose(runs, "x") == 2  # mean 0.75 against 0.70, though its test accuracy is far lower
+    assert choose(runs, "x", seed=1) == 1  # one seed's runs alone
+
+
+def test_ties_go_to_the_lower_validation_loss_then_to_the_first_in_the_grid():
+    assert choose(_runs((1, 0, 0.8, 0.5, 0), (2, 0, 0.8, 0.4, 0)), "x") == 2
+    assert choose(_runs((1, 0, 0.8, 0.4, 0), (2, 0, 0.8, 0.4, 0)), "x") == 1
+    assert choose(_runs((2, 0, 0.8, 0.4, 0), (1, 0, 0.8, 0.4, 0)), "x") == 2
+    without_loss = Results({"x": x, "seed": 0, "val_accuracy": 0.8} for x in (3, 1, 2))
+    assert choose(without_loss, "x") == 3
+
+
+def test_equal_means_summed_in_another_order_still_tie():
+    values = [0.1, 0.7, 0.2]  # fmean of these and of their reverse differ in the last bit
+    runs = Results([{"x": 1, "seed": s, "val_accuracy": v, "val_loss": 1.0} for s, v in enumerate(values)]
+                   + [{"x": 2, "seed": s, "val_accuracy": v, "val_loss": 0.5} for s, v in enumerate(values[::-1])])
+    assert choose(runs, "x") == 2  # a tie on accuracy: the lower loss decides, not float noise
+
+
+def test_choose_without_runs_says_what_it_looked_for():
+    with pytest.raises(ValueError, match="no runs to choose 'x'"):
+        choose(Results(), "x", method="m")
+
+
+def test_a_misnamed_measure_is_an_error_that_names_it():
+    with pytest.raises(ValueError, match="record key 'validation' is not a measure's name"):
+        records.check_record({"validation": 0.5})
+    with pytest.raises(ValueError, match="'val accuracy'"):
+        experiments.run_grid(lambda seed: {"val accuracy": 0.5}, seed=[0])
+    assert experiments.run_grid(lambda seed, lr: {"val_accuracy": 0.5, "x4": 1.0}, seed=[0], lr=[1e-3]) == [
+        {"seed": 0, "lr": 1e-3, "val_accuracy": 0.5, "x4": 1.0}]
+
+
+def test_no_lesson_module_chooses_by_a_rule_of_its_own():
+    """Every choice on validation goes through records.choose: no max()/min() over validation scores elsewhere."""
+    own_rules = []
+    for path in LESSONS.rglob("*.py"):
+        if path.name == "records.py":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"\b(max|min|sorted)\(.*(\[[\"']val_|mean\([\"']val_|kept\()", line):
+                own_rules.append(f"{path.name}:{number}: {line.strip()}")
+    assert not own_rules, "\n".join(own_rules)
+
+
+def test_the_table_lays_out_mean_and_sample_std_per_row():
+    runs = Results({"method": m, "seed": s, "accuracy": a, "val_accuracy": a - 0.1}
+                   for m, values in (("a", (0.8, 0.9)), ("longer name", (0.5, 0.5))) for s, a in enumerate(values))
+    text = records.table(runs, "method", [Column("validation", "val_accuracy"), Column("test")], lead=8, width=14)
+    assert text.splitlines() == ["method           validation          test",
+                                 "a                75.0 ± 7.1    85.0 ± 7.1",
+                                 "longer name      40.0 ± 0.0    50.0 ± 0.0"]
+    assert runs.table("method", "seed").splitlines()[0].split() == ["method", "seed=0", "seed=1"]
+
+
+def test_spread_signs_scales_and_marks_missing_values():
+    assert records.spread(0.885, 0.0123) == "88.5 ± 1.2"
+    assert records.spread(-0.25, 0.05, scale=1, digits=2, sign="+", unit=" bpc") == "-0.25 ± 0.05 bpc"
+    assert records.spread(1.5, 0.25, scale=1, digits=2, width=8) == "    1.50 ± 0.25"
+    assert records.spread(float("nan"), 0.1) == "-"
