@@ -59,11 +59,13 @@ MEASURES: dict[str, str] = {
     "history": "the run's History (losses and evaluations by step)",
     "confusion": "the confusion matrix on the test set",
     "model": "the trained model",
+    "run": "the image-folder recipe's result (a RecipeResult: model, history, splits, scores)",
     "curves": "scores by step",
     "label": "a readable name of the run's setting",
     "how": "how the run trained (e.g. 'linear probe')",
 }
-SETTINGS = ("method", "schedule", "target", "seed")  # settings a run may echo in its record beside the grid's axes
+# settings a run may echo in its record beside the grid's axes
+SETTINGS = ("method", "schedule", "target", "seed", "factor")
 _PATTERNS = {r"x\d+": "bpc past the trained context when reading N times it (lesson 10)"}
 
 

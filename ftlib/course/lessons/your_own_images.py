@@ -11,14 +11,13 @@ import matplotlib.pyplot as plt
 import torch
 
 from ftlib import augment, backbones, distributed, export, recipe
-from ftlib.course.lessons import records
-from ftlib.course.lessons.experiments import Results
+from ftlib.course.lessons import experiments, records
+from ftlib.course.lessons.experiments import Results, run_grid
 from ftlib.data import ImageSet
 from ftlib.evaluation import evaluate
 from ftlib.probe import linear_probe
 from ftlib.runtime import model_device
 from ftlib.stopping import EarlyStopping, History, stopping_point
-from ftlib.train import fit
 from ftlib.transfer import adapt_batchnorm
 
 __all__ = ["LIVE_STEPS", "compare_runs", "export_agreement", "fewer_images", "kept", "live_values", "paired",
@@ -43,23 +42,29 @@ def compare_runs(folder: str | Path, backbone: str, seeds: int, factors: tuple[f
     test accuracies (with the linear-probe baseline as a method), and the validation scores of every factor tried.
     ``options`` go to :func:`ftlib.recipe.finetune`.
     """
-    runs, results, choices = {}, Results(), Results()
-    for seed in range(seeds):
-        tried = {f: recipe.finetune(folder, backbone, seed=seed, backbone_factor=f, **options) for f in factors}
-        for f, run in tried.items():
-            choices.append({"seed": seed, "factor": f, "val_loss": kept(run.history)[0],
-                            "val_accuracy": kept(run.history)[1]})
-        chosen = records.choose(choices, "factor", seed=seed)
-        runs["fine-tune", seed] = tried[chosen]
-        runs["LP-FT", seed] = recipe.finetune(folder, backbone, seed=seed, backbone_factor=chosen, lp_ft=True,
-                                              **options)
-        runs["scratch", seed] = recipe.finetune(folder, backbone, seed=seed, pretrained=False, **options)
-        for method in ("fine-tune", "LP-FT", "scratch"):
-            run = runs[method, seed]
-            results.append({"method": method, "seed": seed, "data": "example", "accuracy": run.test.accuracy,
-                            "val_accuracy": kept(run.history)[1], "factor": chosen})
-        results.append({"method": "linear probe", "seed": seed, "data": "example",
-                        "accuracy": runs["fine-tune", seed].probe_accuracy})
+    def try_factor(seed: int, factor: float) -> dict:
+        run = recipe.finetune(folder, backbone, seed=seed, backbone_factor=factor, **options)
+        val_loss, val_accuracy = kept(run.history)
+        return {"val_loss": val_loss, "val_accuracy": val_accuracy, "run": run}
+
+    choices = run_grid(try_factor, seed=range(seeds), factor=factors)
+    chosen = {seed: records.choose(choices, "factor", seed=seed) for seed in range(seeds)}
+
+    def method_run(seed: int, method: str, data: str) -> dict:
+        if method == "linear probe":  # the recipe's own baseline, fitted in the chosen fine-tune's run
+            return {"accuracy": choices.where(seed=seed, factor=chosen[seed])[0]["run"].probe_accuracy}
+        if method == "fine-tune":
+            run = choices.where(seed=seed, factor=chosen[seed])[0]["run"]
+        else:
+            run = recipe.finetune(folder, backbone, seed=seed, **(
+                {"backbone_factor": chosen[seed], "lp_ft": True} if method == "LP-FT" else {"pretrained": False}),
+                **options)
+        return {"accuracy": run.test.accuracy, "val_accuracy": kept(run.history)[1], "factor": chosen[seed],
+                "run": run}
+
+    results = run_grid(method_run, seed=range(seeds), method=["fine-tune", "LP-FT", "scratch", "linear probe"],
+                       data=["example"])
+    runs = {(r["method"], r["seed"]): r["run"] for r in results if "run" in r}
     return runs, results, choices
 
 
@@ -123,14 +128,17 @@ def fewer_images(run: recipe.RecipeResult, per_class: int, seed: int, steps: int
                          f"so choose an integer from 1 to {most}")
     rows = torch.cat([torch.nonzero(train.labels == c).flatten()[:per_class] for c in range(train.num_classes)])
     subset = ImageSet(train.images[rows], train.labels[rows], train.classes, train.name)
-    model = backbones.build(run.backbone, train.num_classes, seed, run.pretrained)
-    if run.pretrained:
-        adapt_batchnorm(model, subset.images)
-    history = fit(model, subset, steps, lr=run.lr["head"], optimizer=distributed.block_adamw(model, run.lr),
-                  batch_size=32, schedule=recipe.SCHEDULE,
-                  augment=augment.standard(), val_data=run.splits["val"], eval_every=10,
-                  early_stopping=EarlyStopping(patience=patience), seed=seed)
-    return evaluate(model, run.splits["test"]).accuracy, history
+    def prepare(model: torch.nn.Module) -> dict:  # the recipe's AdaBN, then its per-block AdamW
+        if run.pretrained:
+            adapt_batchnorm(model, subset.images)
+        return {"optimizer": distributed.block_adamw(model, run.lr)}
+
+    trained = experiments.run("fine-tune", subset, seed, steps,
+                              model=backbones.build(run.backbone, train.num_classes, seed, run.pretrained),
+                              prepare=prepare, lr=run.lr["head"], batch_size=32, schedule=recipe.SCHEDULE,
+                              augment=augment.standard(), val_data=run.splits["val"], eval_every=10,
+                              early_stopping=EarlyStopping(patience=patience))
+    return evaluate(trained.model, run.splits["test"]).accuracy, trained.history
 
 
 def live_values(run: recipe.RecipeResult) -> list[int]:

@@ -83,7 +83,7 @@ def half_the_images(drop: float | EllipsisType, run: recipe.RecipeResult, steps:
 
 
 TEST_CHOOSES = Question(
-    "Suppose each seed had picked its backbone factor by TEST accuracy instead of validation loss, and we then "
+    "Suppose each seed had picked its backbone factor by TEST accuracy instead of its validation score, and we then "
     "reported that test accuracy. What would go wrong?", {
         "a": Option("Nothing: the test set has more images than the validation set, so it would choose better "
                     "and the score would stay honest", False,
