@@ -98,13 +98,23 @@ def test_replay_html_shows_only_the_start_frame():
     assert "<output>3</output>" in text and "k = 3" in text
 
 
-def test_a_replay_slider_stored_without_frames_says_so():
-    lesson = nbformat.read(LESSONS[0], as_version=4)
-    page = lesson_page(lesson)
-    notes = [c.outputs[0].data["text/html"] for c in page.cells if c.cell_type == "code" and c.outputs
-             and "text/html" in c.outputs[0].get("data", {})]
-    assert any(NO_FRAMES.split(":")[0] in note for note in notes) or any("ftlib-replay" in n for n in notes)
-    assert any(NEEDS_KERNEL in note for note in notes)  # lesson 01's live slider
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.stem)
+def test_every_widget_of_a_lesson_becomes_a_replay_or_a_note(lesson):
+    """A replay slider with stored frames becomes an HTML slider, one without says so, a live control needs a kernel."""
+    reference = nbformat.read(lesson, as_version=4)
+    page = lesson_page(reference)
+    for before, after in zip(reference.cells, page.cells):
+        if not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in before.get("outputs", [])):
+            assert after == before or "solution" in before.metadata.get("tags", [])
+            continue
+        [output] = after.outputs
+        text = output.data["text/html"]
+        if replay.find_frames(before.outputs) is not None:
+            assert text.startswith('<div class="ftlib-replay"')
+        elif before.source.lstrip().startswith("slider("):
+            assert NO_FRAMES in text.replace("&#x27;", "'")
+        elif "live_slider(" in before.source:
+            assert NEEDS_KERNEL in text
 
 
 def test_the_landing_page_lists_every_lesson_with_the_readme_columns():
