@@ -1,10 +1,12 @@
-"""Command line: ``python -m ftlib run | pretrain | context-sweep | refresh | bench | finetune | predict``."""
+"""Command line: ``python -m ftlib run | pretrain | context-sweep | refresh | clean-copies | site | bench | finetune |
+predict``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -174,12 +176,53 @@ def _refresh(args: argparse.Namespace) -> int:
         print(f"error: refresh needs {' and '.join(missing)} on PATH (pip install -e \".[dev]\"); "
               "no notebook was changed", file=sys.stderr)
         return 2
+    from .course.learner_copies import write_learner_copies
+    from .course.replay import RECORD_FRAMES
+
+    lesson = re.compile(r"\d\d_.+\.ipynb")
+    env = {**os.environ, RECORD_FRAMES: "1"}  # replay sliders store every value's output, for the rendered course
     for nb in args.notebooks:
         for command in (["jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
                          f"--ExecutePreprocessor.timeout={args.timeout}", nb],
                         ["nbstripout", "--keep-output", "--keep-count", nb]):
-            if subprocess.run(command).returncode:
+            if subprocess.run(command, env=env).returncode:
                 return 1
+        if lesson.fullmatch(Path(nb).name):
+            print(f"learner copy: {write_learner_copies([nb])[0]}")
+    return 0
+
+
+def _clean_copies(args: argparse.Namespace) -> int:
+    """Write (or with ``--check`` compare) the learner copies of the lessons: no outputs, same sources."""
+    from .course.learner_copies import mismatches, write_learner_copies
+    from .course.runner import lessons
+
+    try:
+        notebooks = [Path(p) for p in args.notebooks] or lessons()
+        if not args.check:
+            for path in write_learner_copies(notebooks):
+                print(f"wrote {path}")
+            return 0
+        problems = [line for nb in notebooks for line in mismatches(nb)]
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for line in problems:
+        print(line, file=sys.stderr)
+    print(f"{len(notebooks)} learner copies checked: {'up to date' if not problems else 'STALE'}")
+    return 1 if problems else 0
+
+
+def _site(args: argparse.Namespace) -> int:
+    """Build the rendered course (static HTML) from the executed lessons' stored outputs."""
+    from .course.site import build_site
+
+    try:
+        index = build_site(args.out)
+    except (ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2 if isinstance(error, ValueError) else 1
+    print(f"rendered course: {index} (open it in a browser)")
     return 0
 
 
@@ -255,10 +298,23 @@ def main(argv: list[str] | None = None) -> int:
                        help="allow --out to write into a shipped folder (data/, notebooks/, ftlib/weights/)")
     sweep.set_defaults(func=_context_sweep)
 
-    refresh = commands.add_parser("refresh", help="re-execute notebooks in place and strip volatile metadata")
+    refresh = commands.add_parser("refresh", help="re-execute notebooks in place, strip volatile metadata and "
+                                                  "rewrite their learner copies (notebooks/clean/)")
     refresh.add_argument("notebooks", nargs="+")
     refresh.add_argument("--timeout", type=int, default=600, help="seconds a cell may run (default: 600)")
     refresh.set_defaults(func=_refresh)
+
+    clean = commands.add_parser("clean-copies", help="write the learner copies (notebooks/clean/: the lessons "
+                                                     "without outputs), or --check them")
+    clean.add_argument("notebooks", nargs="*", help="lesson notebooks (default: every lesson)")
+    clean.add_argument("--check", action="store_true",
+                       help="write nothing; exit 1 if a copy is missing, stale or keeps outputs")
+    clean.set_defaults(func=_clean_copies)
+
+    site = commands.add_parser("site", help="build the rendered course, static HTML, from the stored outputs "
+                                            "(needs the site extra: pip install -e \".[site]\")")
+    site.add_argument("--out", default="site", help="folder for the HTML (default: site/)")
+    site.set_defaults(func=_site)
 
     bench = commands.add_parser("bench", help="time the lessons, fit vs a plain loop, data throughput, imports")
     bench.add_argument("--json", default="runs/bench.json", help="where to save the results (default: runs/bench.json)")

@@ -8,6 +8,9 @@ library never imports it (``tests/test_api.py`` checks every module), except the
   and the helpers a lesson prints with (:func:`headline`, :func:`points`, :func:`scratch_folder`).
 * :mod:`~ftlib.course.bench` (``python -m ftlib bench``), :mod:`~ftlib.course.widgets` (sliders),
   :mod:`~ftlib.course.picker` (a file picker for lesson 11).
+* :mod:`~ftlib.course.learner_copies` (the lessons without outputs, ``notebooks/clean/``),
+  :mod:`~ftlib.course.replay` (the replay sliders' stored frames) and :mod:`~ftlib.course.site` (the rendered course,
+  ``python -m ftlib site``).
 * rebuilds of shipped files, bit for bit: :mod:`~ftlib.course.pretrain` (GlyphNet), :mod:`~ftlib.course.pretrain_lm`
   (TinyLM), :mod:`~ftlib.course.example_images` (the example folder), and lesson 10's sweep
   (:mod:`~ftlib.course.lessons.context_sweep`); :mod:`~ftlib.course.versions` warns when the installed versions

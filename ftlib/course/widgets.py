@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 import ipywidgets as widgets
 
+from ftlib.course.replay import record_frames, recording
 from ftlib.runtime import headless
 
 __all__ = ["LIVE_CLASS", "describe", "live_slider", "slider", "text_box"]
@@ -29,10 +30,14 @@ def slider(show: Callable, name: str, values: Sequence, value, description: str)
     It is the only control: ``show``'s other parameters keep their defaults.
 
     ``description`` is the label a person reads beside the slider; it must say what the slider sets. When
+    :func:`ftlib.course.replay.recording` (``python -m ftlib refresh``), every value's output is also stored in the
+    cell (one more output) for the rendered course. When
     :func:`headless`, no widget is made: one line describes the control, ``show`` runs once at ``value`` (its
     result is displayed, as ``interact`` would), and the return value is ``None``.
     """
     values = _checked(values, value, description)
+    if recording():  # python -m ftlib refresh: every value's output, stored for the rendered course
+        record_frames(show, name, values, value, description)
     if headless():
         return _draw_once(show, name, values, value, description)
     control = _selection(values, value, description, continuous_update=True)
