@@ -322,7 +322,8 @@ def cli(argv: list[str] | None = None) -> int:
     return 0
 
 
-_CHECKED = ("pretrained", "weights", "seed", "backbone_factor", "lr", "strength", "val", "test")  # check_settings'
+# the settings that check_settings checks, besides the backbone
+_CHECKED = ("pretrained", "weights", "seed", "backbone_factor", "lr", "strength", "val", "test")
 
 
 def _confusions(test: TestReport, shown: int = 3) -> str:
