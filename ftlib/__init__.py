@@ -6,9 +6,10 @@ The library (each module lists its public names in ``__all__``):
   shipped as package data, a seeded pretrained start), ``backbones`` (GlyphNet or a local ResNet-18), ``checkpoint``
   (safetensors, no pickle)
 * training: ``train`` (``fit``), ``schedules``, ``stopping`` (``History``, early stopping), ``evaluation``
-  (``evaluate``, confusion matrix), ``probe`` (features, the linear probe), ``runtime`` (seeds, threads, device,
-  eval mode, headless runs), ``checks`` (one-line errors that name the setting), ``stats`` (sample std, t
-  intervals over seeds, paired differences, exact McNemar)
+  (``evaluate``, confusion matrix), ``analysis`` (error analysis: per-file predictions, most-confused pairs, top
+  losses, as CSV), ``probe`` (features, the linear probe), ``runtime`` (seeds, threads, device, eval mode,
+  headless runs), ``checks`` (one-line errors that name the setting), ``stats`` (sample std, t intervals over
+  seeds, paired differences, exact McNemar)
 * one module per technique: ``lr`` (range test), ``freeze`` (blocks, BatchNorm, per-block rates), ``augment``,
   ``regularize`` (L2, L2-SP, drift, retention), ``lora``, ``unfreezing`` (stage plans: LP-FT, gradual unfreezing),
   ``transfer`` (task distance, truncation)
@@ -29,9 +30,9 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["augment", "backbones", "checkpoint", "checks", "course", "data", "distributed", "evaluation", "export",
-           "folder", "freeze", "lm", "lora", "lr", "models", "paths", "probe", "recipe", "regularize", "runtime",
-           "schedules", "stats", "stopping", "train", "transfer", "unfreezing"]
+__all__ = ["analysis", "augment", "backbones", "checkpoint", "checks", "course", "data", "distributed", "evaluation",
+           "export", "folder", "freeze", "lm", "lora", "lr", "models", "paths", "probe", "recipe", "regularize",
+           "runtime", "schedules", "stats", "stopping", "train", "transfer", "unfreezing"]
 
 
 def __getattr__(name: str):

@@ -22,27 +22,33 @@ from torch import nn
 __all__ = ["file_digest", "load_weights", "metadata_path", "read_metadata", "save_checkpoint"]
 
 
-def save_checkpoint(model: nn.Module, path: str | Path, metadata: dict) -> Path:
-    """Write ``model``'s weights to ``path`` (safetensors) and ``metadata`` beside it as ``<name>.json``.
+def save_checkpoint(model: nn.Module, path: str | Path, metadata: dict, beside: dict[str, str] | None = None) -> Path:
+    """Write ``model``'s weights to ``path`` (safetensors) and ``metadata`` beside it as ``<name>.json``, and each
+    text of ``beside`` (file name -> text, e.g. reports on the model) into the same folder, in the same save.
 
     The metadata also goes into the safetensors header, as one JSON string under the key ``"ftlib"`` (one key,
     because safetensors writes several keys in a random order). The same weights and metadata always give the
     same bytes. The save is all or nothing: both files are written aside first (a full disk is a ``ValueError``
     and leaves the old files as they were), then both are put in place under a lock on the folder (another save
     into it waits), with SIGINT and SIGTERM held back until both are in place, and the old weights are put back
-    if the second step fails. No temporary file stays behind.
+    if the second step fails. The files of ``beside`` are written aside with the pair and put in place right after
+    it, under the same lock and held signals (each is the old file or the whole new one). No temporary file stays
+    behind.
     """
     path = Path(path)
     header = {"ftlib": _dumps(metadata, path)}
+    meta_path = metadata_path(path)
+    others = {_beside_path(path, meta_path, name): text for name, text in (beside or {}).items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta_path = metadata_path(path)
-    temporary = {path: _aside(path, "tmp"), meta_path: _aside(meta_path, "tmp")}
+    temporary = {p: _aside(p, "tmp") for p in (path, meta_path, *others)}
     try:
         try:
             save_file(state, temporary[path], metadata=header)
             os.chmod(temporary[path], 0o644)
             _write_synced(temporary[meta_path], json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+            for other, text in others.items():
+                _write_synced(temporary[other], text)
         except (OSError, SafetensorError) as error:
             why = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
             raise ValueError(f"cannot write {path}: {why}; nothing was written and any "
@@ -50,6 +56,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, metadata: dict) -> Path:
         try:
             with _folder_lock(path.parent), _signals_held():
                 _replace_both(temporary, path, meta_path)
+                _replace_others(temporary, others, path)
         except OSError as error:
             raise ValueError(f"cannot put {path} in place: {error.strerror or error}; any earlier export there "
                              "is as it was") from None
@@ -57,6 +64,27 @@ def save_checkpoint(model: nn.Module, path: str | Path, metadata: dict) -> Path:
         for tmp in temporary.values():
             tmp.unlink(missing_ok=True)
     return path
+
+
+def _replace_others(temporary: dict[Path, Path], others: dict[Path, str], path: Path) -> None:
+    """Move each file written beside the checkpoint ``path`` into place (after the checkpoint itself)."""
+    for other in others:
+        try:
+            os.replace(temporary[other], other)
+        except OSError as error:
+            raise ValueError(f"{path} was saved, but {other} could not be put beside it ({error.strerror or error}); "
+                             "save again") from None
+
+
+def _beside_path(path: Path, meta_path: Path, name: str) -> Path:
+    """``name`` in the folder of ``path``: a plain file name other than the checkpoint's two, else a ``ValueError``."""
+    other = path.parent / name
+    if not name or Path(name).name != name or name in (".", "..") or other in (path, meta_path):
+        raise ValueError(f"beside file name {name!r} is not allowed: give a plain file name other than "
+                         f"{path.name} and {meta_path.name}")
+    if other.exists() and not other.is_file():
+        raise ValueError(f"cannot write {other}: it is a folder or a special file; nothing was written")
+    return other
 
 
 def _aside(path: Path, kind: str) -> Path:

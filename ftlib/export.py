@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,12 +21,14 @@ FORMAT = "ftlib-export-1"
 
 
 def save(model: nn.Module, path: str | Path, backbone: str, classes: tuple[str, ...] | list[str],
-         extra: dict | None = None) -> Path:
-    """Write ``model`` to ``path`` (safetensors) with the metadata that :func:`load` needs, plus ``extra``."""
+         extra: dict | None = None, beside: dict[str, str] | None = None) -> Path:
+    """Write ``model`` to ``path`` (safetensors) with the metadata that :func:`load` needs, plus ``extra``, and the
+    text files ``beside`` (file name -> text) into the same folder, all in one all-or-nothing save
+    (:func:`ftlib.checkpoint.save_checkpoint`)."""
     spec = backbones.spec(backbone)
     metadata = {"format": FORMAT, "backbone": backbone, "classes": list(classes), "channels": spec.channels,
                 "size": spec.size, "bright_ink": spec.bright_ink, **(extra or {})}
-    return checkpoint.save_checkpoint(model, path, metadata)
+    return checkpoint.save_checkpoint(model, path, metadata, beside)
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,18 @@ class Prediction:
     label: str
     probability: float
     probabilities: dict[str, float]
+
+    def top(self, k: int) -> list[tuple[str, float]]:
+        """The ``k`` most likely labels (all of them if there are fewer) with their probabilities, most likely
+        first (ties in class order)."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k={k!r} is not allowed: choose a positive integer")
+        return sorted(self.probabilities.items(), key=lambda item: -item[1])[:k]
+
+    def as_json(self, k: int = 1) -> dict:
+        """``{"file", "label", "probability", "top": [{"label", "probability"}, ...]}`` (``k`` in ``top``)."""
+        return {"file": self.path, "label": self.label, "probability": self.probability,
+                "top": [{"label": label, "probability": p} for label, p in self.top(k)]}
 
 
 class Predictor:
@@ -185,10 +200,11 @@ def predict(export: str | Path, paths: list[str | Path]) -> list[Prediction]:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """``python -m ftlib predict EXPORT IMAGE_OR_FOLDER...``: print each file's label and its probability.
+    """``python -m ftlib predict EXPORT IMAGE_OR_FOLDER...``: print each file's label and its probability (with
+    ``--top-k K``, the K most likely labels), or with ``--json`` one JSON object per line.
 
-    A file that cannot be read is reported on stderr and the others are still labelled; the exit status is 2 if
-    the export or any file could not be used, else 0.
+    A file that cannot be read is reported on stderr (and, with ``--json``, as ``{"file", "error"}`` on stdout) and
+    the others are still labelled; the exit status is 2 if the export or any file could not be used, else 0.
     """
     from .checks import SettingError, printable
     from .runtime import pin_threads
@@ -199,11 +215,19 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch threads (default: $FTLIB_THREADS, else every core)")
     parser.add_argument("--batch-size", type=int, default=256,
                         help="images labelled at once (default 256): memory stays small for any number of files")
+    parser.add_argument("--top-k", type=int, default=1, metavar="K",
+                        help="the K most likely labels of each file with their probabilities (default 1; at most "
+                             "the number of classes are shown)")
+    parser.add_argument("--json", action="store_true",
+                        help='JSON lines: {"file", "label", "probability", "top": [{"label", "probability"}, ...]} '
+                             'for each file, {"file", "error"} for one that cannot be labelled')
     args = parser.parse_args(argv)
     try:
         pin_threads(args.threads, default=None, flag="--threads")
         if args.batch_size < 1:
             raise SettingError(f"--batch-size {args.batch_size} is not allowed: choose a positive integer (e.g. 256)")
+        if args.top_k < 1:
+            raise SettingError(f"--top-k {args.top_k} is not allowed: choose a positive integer (e.g. 3)")
         if "" in args.images:
             raise SettingError("an empty image path '' is not allowed (it would label everything under the "
                                "current folder): give files or folders, e.g. '.' for the current folder")
@@ -219,9 +243,13 @@ def cli(argv: list[str] | None = None) -> int:
     for item in predictor.stream(args.images, args.batch_size):
         if isinstance(item, Prediction):
             labelled += 1
-            print(f"{printable(item.path)}: {printable(item.label)} ({item.probability:.1%})", flush=True)
+            line = (json.dumps(item.as_json(args.top_k)) if args.json else f"{printable(item.path)}: " + ", ".join(
+                f"{printable(label)} ({p:.1%})" for label, p in item.top(args.top_k)))
+            print(line, flush=True)
         else:
             failed += 1
+            if args.json:
+                print(json.dumps({"file": item[0], "error": item[1]}), flush=True)
             print(f"error: {printable(item[1])}", file=sys.stderr, flush=True)
     if failed:
         print(f"{failed} of {failed + labelled} file(s) could not be labelled", file=sys.stderr)

@@ -22,11 +22,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .checks import printable
+from .checks import SettingError, named, printable
 from .data import ImageSet, split_validation
 
-__all__ = ["FolderReport", "SUFFIXES", "UnreadableImage", "WIDE_MODES", "image_files", "load_folder", "read_image",
-           "split", "to_8bit", "to_tensor"]
+__all__ = ["COLOUR_TOLERANCE", "FolderReport", "SUFFIXES", "UnreadableImage", "WIDE_MODES", "check_fractions",
+           "colour_image", "image_files", "is_colour", "load_folder", "read_image", "split", "split_rows", "to_8bit",
+           "to_tensor"]
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # more than 8 bits per pixel: scaled by their range
@@ -207,6 +208,17 @@ def load_folder(root: str | Path, size: int = 28, channels: int = 1,
     return data, report
 
 
+def check_fractions(val: float, test: float, val_name: str = "val", test_name: str = "test") -> None:
+    """A :class:`~ftlib.checks.SettingError` naming ``val_name`` or ``test_name`` (an argument, or a flag that
+    starts with ``-``) unless both are fractions in (0, 1) that add up to less than 1 (the rest trains)."""
+    for name, value in ((val_name, val), (test_name, test)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise SettingError(f"{named(name, value)} is not allowed: choose a fraction between 0 and 1 (exclusive)")
+    if not val + test < 1:
+        raise SettingError(f"{named(val_name, val)} and {named(test_name, test)} add up to {val + test:g}: they must "
+                           "add up to less than 1 (the rest is for training)")
+
+
 def split(data: ImageSet, seed: int, val: float = 0.2, test: float = 0.4) -> tuple[ImageSet, ImageSet, ImageSet]:
     """A stratified ``(train, validation, test)`` split chosen by ``seed``: ``test`` of each class for the test set,
     then ``val`` of each class for validation, the rest for training (each part gets at least one per class: a
@@ -215,8 +227,7 @@ def split(data: ImageSet, seed: int, val: float = 0.2, test: float = 0.4) -> tup
     A class with fewer than 3 images cannot be split, and fewer than 2 classes cannot be classified: either is a
     ``ValueError`` that names it.
     """
-    if not (0 < val < 1 and 0 < test < 1 and val + test < 1):
-        raise ValueError(f"val={val!r}, test={test!r}: choose fractions between 0 and 1 that add up to less than 1")
+    check_fractions(val, test)
     counts = torch.bincount(data.labels, minlength=data.num_classes).tolist()
     few = {name: n for name, n in zip(data.classes, counts) if n < 3}
     if few:
@@ -228,3 +239,44 @@ def split(data: ImageSet, seed: int, val: float = 0.2, test: float = 0.4) -> tup
     rest, test_set = split_validation(data, test, seed, keep=2)
     train_set, val_set = split_validation(rest, val / (1 - test), seed + 1, keep=1)
     return train_set, val_set, test_set
+
+
+def split_rows(data: ImageSet, seed: int, val: float = 0.2,
+               test: float = 0.4) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The row numbers of ``data`` that :func:`split` puts in its ``(train, validation, test)`` parts, in the
+    parts' order: which file went where (``FolderReport.files[row]``)."""
+    rows = ImageSet(torch.arange(len(data)), data.labels, data.classes, data.name)
+    train, validation, test_part = split(rows, seed, val, test)
+    return train.images, validation.images, test_part.images
+
+
+COLOUR_TOLERANCE = 16  # of 255: channels further apart than this are colour, not JPEG rounding of a grey image
+_GREY_MODES = ("1", "L", "LA", "La", *WIDE_MODES)
+
+
+def is_colour(path: str | Path, tolerance: int = COLOUR_TOLERANCE) -> bool:
+    """Whether the image file ``path`` has a pixel whose red, green and blue differ by more than ``tolerance``
+    (of 255), judged on a copy shrunk to at most 64 pixels a side; a greyscale mode or a file that cannot be
+    read is not colour."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.mode in _GREY_MODES:
+                    return False
+                image.draft("RGB", (64, 64))  # JPEG: decode at a reduced size, cheaply
+                small = image.convert("RGB")
+                small.thumbnail((64, 64))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning):
+        return False
+    array = np.asarray(small, dtype=np.int16)
+    return int((array.max(axis=2) - array.min(axis=2)).max()) > tolerance
+
+
+def colour_image(root: str | Path, sample: int = 8) -> Path | None:
+    """A colour image (:func:`is_colour`) among ``sample`` image files spread evenly over the folder ``root``
+    (sorted, so over its classes), or ``None`` if none of them is: a cheap look, not a census."""
+    files = image_files(root)
+    chosen = files[::max(1, len(files) // sample)][:sample]
+    return next((path for path in chosen if is_colour(path)), None)

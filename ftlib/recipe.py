@@ -13,17 +13,17 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from . import augment, backbones, distributed, export
-from .checks import SettingError, check_positive, check_seed, printable
+from . import analysis, augment, backbones, distributed, export
+from .checks import SettingError, check_positive, check_rate, check_seed, printable
 from .data import ImageSet
 from .evaluation import confusion_matrix, evaluate
-from .folder import FolderReport, load_folder, split
+from .folder import FolderReport, check_fractions, colour_image, load_folder, split, split_rows
 from .lr import RangeTest, range_test
 from .probe import linear_probe
 from .runtime import get_device, pin_threads, thread_count
@@ -31,8 +31,8 @@ from .stopping import EarlyStopping, History
 from .train import NonFiniteLoss, fit
 from .transfer import adapt_batchnorm
 
-__all__ = ["FALLBACK_LR", "MAX_BACKBONE_FACTOR", "PATIENCE", "RecipeResult", "SCHEDULE", "TestReport",
-           "check_settings", "cli", "export_target", "finetune", "test_report"]
+__all__ = ["FALLBACK_LR", "MAX_BACKBONE_FACTOR", "MAX_STRENGTH", "PATIENCE", "RecipeResult", "SCHEDULE", "TestReport",
+           "check_settings", "cli", "colour_warning", "error_analysis", "export_target", "finetune", "test_report"]
 
 FALLBACK_LR = 3e-3  # used when the range test cannot suggest a rate (its loss fell for fewer than 2 steps)
 SCHEDULE = "cosine"  # falls from the start: early stopping never cuts a warm-up short
@@ -82,17 +82,21 @@ class RecipeResult:
     pretrained: bool
     report: FolderReport
     splits: dict[str, ImageSet]  # "train", "val", "test"
-    range_test: RangeTest
+    range_test: RangeTest | None  # None when the head's rate was given (lr=...)
     lr: dict[str, float]
     probe_accuracy: float | None  # test accuracy of the linear-probe baseline (None for scratch)
     history: History
     test: TestReport
     export_path: Path | None
     seconds: float
+    files: dict[str, list[Path]] = field(default_factory=dict)  # each split's image files, in its rows' order
+    reports: list[Path] = field(default_factory=list)  # the error analysis written beside the export
 
 
-def _rates(rt: RangeTest, backbone_factor: float) -> dict[str, float]:
-    """The head at the range test's suggestion, the other blocks at ``backbone_factor`` times that."""
+def _rates(rt: RangeTest | None, backbone_factor: float, lr: float | None = None) -> dict[str, float]:
+    """The head at ``lr``, else at the range test's suggestion; the other blocks at ``backbone_factor`` times that."""
+    if lr is not None:
+        return {"backbone": lr * backbone_factor, "head": lr}
     try:
         head = rt.suggestion
     except ValueError as error:
@@ -102,6 +106,7 @@ def _rates(rt: RangeTest, backbone_factor: float) -> dict[str, float]:
 
 
 MAX_BACKBONE_FACTOR = 10.0  # the backbone at more than 10x the head's rate is a typo, not a recipe
+MAX_STRENGTH = 5.0  # augmentation strength: 0 none, 1 mild (the default), 3 strong (ftlib.augment.affine_ranges)
 
 
 def export_target(out: str | Path) -> Path:
@@ -122,7 +127,8 @@ def export_target(out: str | Path) -> Path:
 
 
 def check_settings(backbone: str, pretrained: bool, weights: str | Path | None, seed: int,
-                   backbone_factor: float) -> None:
+                   backbone_factor: float, *, lr: float | None = None, strength: float = 1.0, val: float = 0.2,
+                   test: float = 0.4) -> None:
     """The recipe's own settings, checked before any image is read: a ``ValueError`` that names the bad one."""
     backbones.check_weights(backbone, pretrained, weights)
     check_seed(seed)
@@ -130,26 +136,64 @@ def check_settings(backbone: str, pretrained: bool, weights: str | Path | None, 
     if backbone_factor > MAX_BACKBONE_FACTOR:
         raise SettingError(f"backbone_factor={backbone_factor!r} is not allowed: choose a number in "
                            f"(0, {MAX_BACKBONE_FACTOR:g}] (0.3 by default, towards 1 for very different data)")
+    if lr is not None:
+        check_rate("lr", lr)
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= MAX_STRENGTH:
+        raise SettingError(f"strength={strength!r} is not allowed: choose a number from 0 (no augmentation) to "
+                           f"{MAX_STRENGTH:g} (1 by default, 3 is strong)")
+    check_fractions(val, test)
+
+
+def colour_warning(folder: str | Path, backbone: str) -> str | None:
+    """A one-line warning when a greyscale backbone (GlyphNet) is given a folder of colour images (a few files
+    sampled, :func:`ftlib.folder.colour_image`), else ``None``."""
+    spec = backbones.spec(backbone)
+    found = colour_image(folder) if spec.channels == 1 and Path(folder).is_dir() else None
+    if found is None:
+        return None
+    example = Path(found).relative_to(folder).as_posix()
+    return (f"{printable(str(folder))} holds colour images (e.g. {printable(example)}): {backbone} sees "
+            f"every image as {spec.size}x{spec.size} greyscale, so colour and fine detail are lost; if they tell "
+            "your classes apart, try --backbone resnet18 (it needs the ImageNet weights, see --weights)")
+
+
+def error_analysis(model: nn.Module, report: FolderReport, data: ImageSet, rows: dict[str, torch.Tensor],
+                   counts: torch.Tensor) -> dict[str, str]:
+    """The error analysis of ``model`` on the test rows of ``data`` (loaded with ``report``; ``rows``: each split's
+    row numbers, :func:`ftlib.folder.split_rows`), as :func:`ftlib.analysis.report_files` gives it; files are
+    named relative to the image folder, with ``/`` between folders."""
+    root = Path(report.root)
+    names = [path.relative_to(root).as_posix() for path in report.files]
+    part_of = {int(row): part for part, part_rows in rows.items() for row in part_rows}
+    split_table = [(names[i], data.classes[int(data.labels[i])], part_of[i]) for i in range(len(data))]
+    test_rows = rows["test"]
+    test_set = ImageSet(data.images[test_rows], data.labels[test_rows], data.classes, data.name)
+    predictions = analysis.file_predictions(model, test_set, [names[int(i)] for i in test_rows])
+    return analysis.report_files(split_table, data.classes, counts, predictions)
 
 
 def finetune(folder: str | Path, backbone: str = "glyphnet", *, pretrained: bool = True,
              weights: str | Path | None = None, seed: int = 0, steps: int = 200, batch_size: int = 32,
-             backbone_factor: float = 0.3, val: float = 0.2, test: float = 0.4, range_steps: int = 60,
-             strength: float = 1.0, patience: int = PATIENCE, eval_every: int = 10, lp_ft: bool = False,
-             out: str | Path | None = None, progress: bool = False, device: str | None = None,
+             backbone_factor: float = 0.3, lr: float | None = None, val: float = 0.2, test: float = 0.4,
+             range_steps: int = 60, strength: float = 1.0, patience: int = PATIENCE, eval_every: int = 10,
+             lp_ft: bool = False, out: str | Path | None = None, progress: bool = False, device: str | None = None,
              threads: int | None = None) -> RecipeResult:
     """Run the recipe on the image folder ``folder`` (one sub-folder per class) and return a :class:`RecipeResult`.
 
     1. load and convert the images for ``backbone`` and split them by ``seed`` (``val``, ``test`` fractions);
-    2. range test of ``range_steps`` steps (the model is restored afterwards): the head's rate is its suggestion,
-       the pretrained blocks get ``backbone_factor`` times that (raise it towards 1 for very different data);
+    2. range test of ``range_steps`` steps (the model is restored afterwards): the head's rate is its suggestion
+       (or ``lr``, when given: then no range test runs), the pretrained blocks get ``backbone_factor`` times that
+       (raise it towards 1 for very different data);
     3. BatchNorm statistics re-estimated on the training images (AdaBN, :func:`ftlib.transfer.adapt_batchnorm`),
        then a linear probe on a copy: how far frozen features alone get (a baseline, skipped for scratch); with
        ``lp_ft`` fine-tuning starts from the probe's head instead of a fresh one (LP-FT, Kumar et al. 2022; on the
        example folder it did not beat the fresh head, lesson 11);
     4. fine-tune for up to ``steps`` steps with augmentation (``strength``), a cosine schedule and early stopping
        on the validation loss (every ``eval_every`` steps, ``patience`` evaluations), keeping the best weights;
-    5. test report; 6. export to ``out/model.safetensors`` (rank 0 only under ``torchrun``).
+       ``strength`` 0 trains without augmentation;
+    5. test report; 6. export to ``out/model.safetensors`` (rank 0 only under ``torchrun``) with the error
+       analysis beside it, in the same all-or-nothing save (:data:`ftlib.analysis.REPORT_FILES`: the split, the
+       test predictions, the confusion matrix, the most-confused pairs and the top losses).
 
     Under ``torchrun`` every rank evaluates the full validation set with the same weights (DDP also broadcasts
     rank 0's BatchNorm statistics), so all ranks see the same scores and stop at the same step.
@@ -162,17 +206,19 @@ def finetune(folder: str | Path, backbone: str = "glyphnet", *, pretrained: bool
     non-finite (:class:`ftlib.train.NonFiniteLoss`) is raised before anything is exported.
     """
     start = time.perf_counter()
-    check_settings(backbone, pretrained, weights, seed, backbone_factor)
+    check_settings(backbone, pretrained, weights, seed, backbone_factor, lr=lr, strength=strength, val=val,
+                   test=test)
     target = export_target(out) if out is not None else None
     pin_threads(threads)
     context = distributed.init(device)
     spec = backbones.spec(backbone)
     data, report = load_folder(folder, spec.size, spec.channels, spec.bright_ink)
     train_set, val_set, test_set = split(data, seed, val, test)
+    rows = dict(zip(("train", "val", "test"), split_rows(data, seed, val, test)))
     model = backbones.build(backbone, data.num_classes, seed, pretrained, weights).to(context.device)
-    rt = range_test(model, train_set, start=1e-5, end=1.0, steps=range_steps, batch_size=batch_size, seed=seed,
-                    device=context.device)
-    rates = _rates(rt, backbone_factor if pretrained else 1.0)
+    rt = None if lr is not None else range_test(model, train_set, start=1e-5, end=1.0, steps=range_steps,
+                                                batch_size=batch_size, seed=seed, device=context.device)
+    rates = _rates(rt, backbone_factor if pretrained else 1.0, lr)
     probe = None
     if pretrained:
         adapt_batchnorm(model, train_set.images)  # AdaBN: the probe reads features normalised as on this data
@@ -189,17 +235,20 @@ def finetune(folder: str | Path, backbone: str = "glyphnet", *, pretrained: bool
                   progress=progress)
     report_test = test_report(model, test_set)
     gap = distributed.weight_gap(model, context)  # 0 when DDP kept every rank's weights identical
-    path = None
+    path, reports = None, []
     if target is not None and context.main:
-        path = export.save(model, target, backbone, data.classes, extra={
+        beside = error_analysis(model, report, data, rows, report_test.counts)
+        reports = [target.parent / name for name in beside]
+        path = export.save(model, target, backbone, data.classes, beside=beside, extra={
             "seed": seed, "pretrained": pretrained, "lr": rates, "steps_run": len(history.step),
             "best_step": history.best_step, "test_accuracy": report_test.accuracy, "world_size": context.world_size,
             "written_by_rank": context.rank, "weight_gap_between_ranks": gap,
             "lp_ft": bool(pretrained and lp_ft), "folder": str(folder)})
     distributed.close(context)
     splits = {"train": train_set, "val": val_set, "test": test_set}
+    files = {part: [report.files[int(i)] for i in part_rows] for part, part_rows in rows.items()}
     return RecipeResult(model, backbone, pretrained, report, splits, rt, rates, probe, history, report_test, path,
-                        time.perf_counter() - start)
+                        time.perf_counter() - start, files, reports)
 
 
 def cli(argv: list[str] | None = None) -> int:
@@ -217,6 +266,17 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbone-factor", type=float, default=0.3,
                         help="pretrained blocks' rate as a multiple of the head's (default 0.3; try 1 for very "
                              "different data)")
+    parser.add_argument("--lr", type=float,
+                        help="the head's learning rate, instead of the range test's suggestion (which is then "
+                             "skipped); the pretrained blocks get --backbone-factor times it")
+    parser.add_argument("--val-fraction", type=float, default=0.2,
+                        help="share of each class for validation, which early stopping watches (default 0.2)")
+    parser.add_argument("--test-fraction", type=float, default=0.4,
+                        help="share of each class for the test report (default 0.4); the two add up to less than 1, "
+                             "the rest trains")
+    parser.add_argument("--augment", type=float, default=1.0, metavar="STRENGTH",
+                        help=f"augmentation strength: random turns, shifts and scales (default 1, mild; 3 strong; "
+                             f"at most {MAX_STRENGTH:g}; 0 for none)")
     parser.add_argument("--patience", type=int, default=PATIENCE,
                         help=f"evaluations (every 10 steps) without a better validation loss before stopping "
                              f"(default {PATIENCE}; from scratch, fewer can stop a run during its noisy start)")
@@ -230,6 +290,11 @@ def cli(argv: list[str] | None = None) -> int:
     before = _file_id(Path(args.out) / "model.safetensors")
     try:
         settings = _cli_settings(args)
+        check_settings(args.backbone, **{name: settings[name] for name in _CHECKED})  # before the warning
+        export_target(settings["out"])
+        warning = colour_warning(args.folder, args.backbone) if _rank() == 0 else None
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
         result = finetune(args.folder, args.backbone, **settings)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {_flag_names(error)}", file=sys.stderr)
@@ -247,12 +312,28 @@ def cli(argv: list[str] | None = None) -> int:
         print(f"rank {_rank()}: trained on its shard; rank 0 writes the export", flush=True)
         return 0
     print(result.report)
-    print(f"learning rates: {result.lr}; linear-probe baseline (test): "
-          f"{'-' if result.probe_accuracy is None else f'{result.probe_accuracy:.1%}'}")
+    print(f"learning rates: {result.lr}{' (--lr)' if result.range_test is None else ''}; linear-probe baseline "
+          f"(test): {'-' if result.probe_accuracy is None else f'{result.probe_accuracy:.1%}'}")
     print(f"fine-tuning: {len(result.history.step)} steps, best at step {result.history.best_step}")
     print(result.test)
+    print(_confusions(result.test))
+    print(f"error analysis beside the export: {', '.join(path.name for path in result.reports)}")
     print(f"rank {_rank()}: exported to {printable(str(result.export_path))} in {result.seconds:.1f} s", flush=True)
     return 0
+
+
+# the settings that check_settings checks, besides the backbone
+_CHECKED = ("pretrained", "weights", "seed", "backbone_factor", "lr", "strength", "val", "test")
+
+
+def _confusions(test: TestReport, shown: int = 3) -> str:
+    """The test set's ``shown`` most-confused pairs, as one line."""
+    pairs = analysis.most_confused(test.classes, test.counts)
+    if not pairs:
+        return "most confused (test): none, every test image was labelled right"
+    listed = ", ".join(f"{printable(true)} -> {printable(predicted)} {count}" for true, predicted, count
+                       in pairs[:shown])
+    return f"most confused (test, true -> predicted, images): {listed}" + (", ..." if len(pairs) > shown else "")
 
 
 def _cli_settings(args: argparse.Namespace) -> dict:
@@ -260,18 +341,22 @@ def _cli_settings(args: argparse.Namespace) -> dict:
     for flag, value in [("--steps", args.steps), ("--batch-size", args.batch_size), ("--patience", args.patience)]:
         if value < 1:
             raise SettingError(f"{flag} {value} is not allowed: choose a positive integer")
+    check_fractions(args.val_fraction, args.test_fraction, "--val-fraction", "--test-fraction")
+    if not 0 <= args.augment <= MAX_STRENGTH:  # also NaN
+        raise SettingError(f"--augment {args.augment} is not allowed: choose a strength from 0 (no augmentation) "
+                           f"to {MAX_STRENGTH:g} (1 by default, 3 is strong)")
     get_device(args.device, flag="--device")
     threads = thread_count(args.threads, default=torch.get_num_threads(), flag="--threads")  # every core
     return dict(pretrained=not args.scratch, weights=args.weights, seed=args.seed, steps=args.steps,
-                batch_size=args.batch_size, backbone_factor=args.backbone_factor, patience=args.patience,
-                lp_ft=args.lp_ft,
+                batch_size=args.batch_size, backbone_factor=args.backbone_factor, lr=args.lr, val=args.val_fraction,
+                test=args.test_fraction, strength=args.augment, patience=args.patience, lp_ft=args.lp_ft,
                 out=args.out, progress=not args.no_progress, device=args.device, threads=threads)
 
 
 def _flag_names(error: Exception) -> str:
     """An error message with the recipe's argument names spelled as the command line's flags."""
     text = str(error)
-    for name in ("backbone_factor", "weights", "seed", "threads", "device"):
+    for name in ("backbone_factor", "weights", "seed", "threads", "device", "lr"):
         text = text.replace(f"{name}=", f"--{name.replace('_', '-')} ", 1) if text.startswith(f"{name}=") else text
     return text
 

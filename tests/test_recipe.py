@@ -12,6 +12,7 @@ import torch
 import torchvision
 
 from ftlib import backbones, distributed, export, recipe
+from ftlib.analysis import REPORT_FILES
 from ftlib.course import example_images
 from ftlib.folder import load_folder
 
@@ -147,7 +148,7 @@ def test_torchrun_with_two_processes_trains_identically_and_rank_0_alone_exports
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("exported to") == 1 and "rank 0: exported to" in run.stdout
     assert "rank 1: trained on its shard; rank 0 writes the export" in run.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(["model.json", "model.safetensors", *REPORT_FILES])
     meta = json.loads((out / "model.json").read_text())
     assert meta["world_size"] == 2 and meta["written_by_rank"] == 0
     assert meta["steps_run"] > 0 and meta["test_accuracy"] > 1 / len(example_images.CLASSES)
