@@ -85,7 +85,7 @@ def _body_is_ellipsis(function: FunctionType) -> bool:
     """Whether ``function``'s source body is only ``...`` (comments aside); by its bytecode when there is no source."""
     code = function.__code__
     if function.__name__ == "<lambda>":
-        return code.co_code == _ELLIPSIS_LAMBDA.co_code and code.co_consts[:1] == (Ellipsis,)
+        return code.co_code == _ELLIPSIS_LAMBDA.co_code and code.co_consts == _ELLIPSIS_LAMBDA.co_consts
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
     except (OSError, TypeError, SyntaxError):
@@ -300,6 +300,7 @@ def _missing_cells(shell, etype, value, tb, tb_offset=None):
         last = last.tb_next
     frame = last.tb_frame if last is not None else None
     if frame is not None and frame.f_code.co_name == "<module>" and "exercises" in frame.f_code.co_names:
+        # the failing statement of the cell names ``exercises`` (IPython compiles a cell's last line on its own)
         print(f"{NOT_RUN} ({value}: if you wrote that name yourself, check its spelling.)")
         return None
     return shell.showtraceback((etype, value, tb), tb_offset=tb_offset)

@@ -91,11 +91,13 @@ def keep_fast_pairs(keep: int | EllipsisType, base: nn.Module, study) -> Feedbac
     """Do: how many of a head's fastest rotated pairs to leave alone (the rest squeezed as PI does), so that the
     base model, untrained, reads ``study.longest`` characters with at most :data:`KEEP_TARGET` bpc past position
     ``study.trained``."""
-    pairs = len(context.wavelengths(base.config))
-    quantity = f"the loss at positions {study.trained}-{study.longest - 1} of {study.longest}-character windows"
     if not attempted(keep):
         return not_attempted("write how many pairs keep their frequency")
-    if isinstance(keep, bool) or not isinstance(keep, int) or not 0 <= keep <= pairs:
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        return tell(False, f"keep should be a whole number of pairs, 0 or more, got {keep!r}.")
+    pairs = len(context.wavelengths(base.config))
+    quantity = f"the loss at positions {study.trained}-{study.longest - 1} of {study.longest}-character windows"
+    if keep > pairs:
         return tell(False, f"keep should be a whole number of pairs from 0 to {pairs}, got {keep!r}.")
     bits = study.curve(split_scaled(base, keep, study.longest))
     waves = context.wavelengths(base.config)

@@ -82,10 +82,11 @@ def half_the_images(drop: float | EllipsisType, run: recipe.RecipeResult, steps:
                     patience: int = recipe.PATIENCE) -> Feedback:
     """*Predict*: how many points of test accuracy seed 0's fine-tuning loses with half its training images per
     class (the same recipe, split, rates and steps; measured here once a number is written, a few seconds)."""
+    if not attempted(drop):
+        return check_prediction(..., 0.0, tolerance=5, quantity="the points of test accuracy lost with half the "
+                                "training images per class", why="")
     most = int(run.splits["train"].labels.bincount().min())
     quantity = f"the points of test accuracy lost with {most // 2} instead of {most} training images per class"
-    if not attempted(drop):
-        return check_prediction(..., 0.0, tolerance=5, quantity=quantity, why="")
     half, _ = your_own_images.fewer_images(run, most // 2, 0, steps, patience)
     lost = 100 * (run.test.accuracy - half)
     share = "far less than half" if lost < 25 * run.test.accuracy else "a large share of"
