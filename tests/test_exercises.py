@@ -8,8 +8,18 @@ import nbformat
 import pytest
 
 from ftlib.course import runner as course
-from ftlib.course.lessons.exercises import (NOT_RUN, Option, Question, attempted, check_prediction, check_target,
-                                            not_attempted, reached, solution_text, watch_for_missing_cells)
+from ftlib.course.lessons.exercises import (
+    NOT_RUN,
+    Option,
+    Question,
+    attempted,
+    check_prediction,
+    check_target,
+    not_attempted,
+    reached,
+    solution_text,
+    watch_for_missing_cells,
+)
 
 QUESTION = Question("Why does fine-tuning beat scratch at N=5?", [
     Option("The pretrained features already separate the classes", True, "The probe shows it."),
