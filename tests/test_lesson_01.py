@@ -69,17 +69,17 @@ def test_lesson01_prediction_of_the_gain_at_five(capsys):
     untouched = lesson01.gain_at_five(..., curve)
     assert untouched.passed is None and "write your prediction" in capsys.readouterr().out
     assert lesson01.gain_at_five(lesson01.SOLUTIONS["gain_at_five"], curve).passed is True
-    wrong = lesson01.gain_at_five(lesson01.WRONG_ANSWERS["gain_at_five"], curve)
-    assert wrong.passed is False and "(low)" in wrong.message and "measured 16.0 points" in wrong.message
-    assert "already computes such features" in wrong.message
+    wrong = lesson01.gain_at_five(lesson01.WRONG_ANSWERS["gain_at_five"][0][0], curve)
+    assert wrong.passed is False and "too low" in wrong.message
+    assert "already computes such features" not in wrong.message  # the why comes once the guess is close
 
 
 def test_lesson01_question_on_why_pretraining_wins(capsys):
     untouched = lesson01.why_pretraining_wins(...)
-    assert untouched.passed is None and "(d) The pretrained model has already seen digits." in capsys.readouterr().out
+    assert untouched.passed is None and "already seen digits during its pretraining." in capsys.readouterr().out
     assert lesson01.why_pretraining_wins(lesson01.SOLUTIONS["why_pretraining_wins"]).passed is True
-    wrong = lesson01.why_pretraining_wins(lesson01.WRONG_ANSWERS["why_pretraining_wins"])
-    assert wrong.passed is False and "same 100 steps" in wrong.message
+    wrong = lesson01.why_pretraining_wins(lesson01.WRONG_ANSWERS["why_pretraining_wins"][0][0])
+    assert wrong.passed is False and "same steps" in wrong.message
 
 
 def test_lesson01_probe_by_freezing_trains_only_the_head(capsys):
@@ -92,7 +92,7 @@ def test_lesson01_probe_by_freezing_trains_only_the_head(capsys):
     assert lesson01.probe_by_freezing(..., curve).passed is None
     solved = lesson01.probe_by_freezing(lesson01.SOLUTIONS["probe_by_freezing"], curve)
     assert solved.passed is True and "Only the head trains (1,290 parameters)" in capsys.readouterr().out
-    wrong = lesson01.probe_by_freezing(lesson01.WRONG_ANSWERS["probe_by_freezing"], curve)
+    wrong = lesson01.probe_by_freezing(lesson01.WRONG_ANSWERS["probe_by_freezing"][0][0], curve)
     assert wrong.passed is False and "Nothing trains" in wrong.message
     too_much = lesson01.probe_by_freezing(lambda model: freeze.freeze(model, ["block1"]), curve)
     assert too_much.passed is False and "only the head's 1,290" in too_much.message

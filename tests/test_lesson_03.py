@@ -60,9 +60,9 @@ def test_far_depth_accepts_a_depth_within_the_spread_of_the_best_and_explains_a_
     assert untouched.passed is None and "guess_far_k" in capsys.readouterr().out
     assert ex.far_depth(ex.SOLUTIONS["far_depth"], _far_sweep()).passed is True
     assert ex.far_depth(0, _far_sweep()).passed is True  # 1.2 points behind, inside the seeds' spread
-    wrong = ex.far_depth(ex.WRONG_ANSWERS["far_depth"], _far_sweep())
-    assert wrong.passed is False and "more than the seed-to-seed spread" in wrong.message
-    assert "tuned to strokes" in wrong.message
+    wrong = ex.far_depth(ex.WRONG_ANSWERS["far_depth"][0][0], _far_sweep())
+    assert wrong.passed is False and "further behind the best depth than the seed-to-seed spread" in wrong.message
+    assert "tuned to strokes" not in wrong.message
     assert ex.far_depth(7, _far_sweep()).passed is False
 
 
@@ -76,7 +76,7 @@ def test_freeze_first_two_passes_ftlib_freeze_and_catches_the_weights_only_freez
     assert ex.freeze_first_two(build).passed is None and ex.freeze_first_two(...).passed is None
     assert "Exercise not attempted yet" in capsys.readouterr().out
     assert ex.freeze_first_two(ex.SOLUTIONS["freeze_first_two"]).passed is True
-    trap = ex.freeze_first_two(ex.WRONG_ANSWERS["freeze_first_two"])
+    trap = ex.freeze_first_two(ex.WRONG_ANSWERS["freeze_first_two"][0][0])
     assert trap.passed is False and "BatchNorm running statistics moved" in trap.message
 
     def top_two(model):
@@ -90,9 +90,9 @@ def test_batchnorm_trap_question_gives_each_misconception_its_feedback():
     from ftlib.course.lessons.exercises import lesson03 as ex
 
     assert ex.batchnorm_trap(ex.SOLUTIONS["batchnorm_trap"]).passed is True
-    wrong = ex.batchnorm_trap(ex.WRONG_ANSWERS["batchnorm_trap"])
+    wrong = ex.batchnorm_trap(ex.WRONG_ANSWERS["batchnorm_trap"][0][0])
     assert wrong.passed is False and "requires_grad=False stops every update" in wrong.message
-    assert "silent change" in ex.batchnorm_trap("d").message
+    assert "silent change" in ex.batchnorm_trap(ex.BATCHNORM_TRAP.letter_of(3)).message
 
 
 @pytest.mark.slow

@@ -45,19 +45,19 @@ def test_an_untouched_lesson07_exercise_says_what_to_do_and_computes_nothing(cap
                      lesson07.explain_flaw(...)):
         assert feedback.passed is None
     out = capsys.readouterr().out
-    assert out.count("Exercise not attempted yet") == 3 and "-5.0" not in out and "(c) It never saw" in out
+    assert out.count("Exercise not attempted yet") == 3 and "-5.0" not in out and "pretraining letters lacked" in out
 
 
 def test_the_far_gain_prediction_passes_near_the_ladder_and_explains_the_sign():
     gains = [-0.012, -0.067, -0.056]  # the ladder's per-seed gains on the gratings
     assert lesson07.predict_far_gain(lesson07.SOLUTIONS["predict_far_gain"], gains).passed is True
-    wrong = lesson07.predict_far_gain(lesson07.WRONG_ANSWERS["predict_far_gain"], gains)
-    assert wrong.passed is False and "(high)" in wrong.message and "unlearn" in wrong.message
+    wrong = lesson07.predict_far_gain(lesson07.WRONG_ANSWERS["predict_far_gain"][0][0], gains)
+    assert wrong.passed is False and "too high" in wrong.message and "unlearn" not in wrong.message
 
 
 def test_a_probe_on_block2_beats_block4_on_validation_gratings_and_keeping_block4_does_not():
     assert lesson07.probe_earlier_block(lesson07.SOLUTIONS["probe_earlier_block"]).passed is True
-    wrong = lesson07.probe_earlier_block(lesson07.WRONG_ANSWERS["probe_earlier_block"])
+    wrong = lesson07.probe_earlier_block(lesson07.WRONG_ANSWERS["probe_earlier_block"][0][0])
     assert wrong.passed is False and "transfer.truncate(model, 'blockN')" in wrong.message
 
     def forgot_return(model):
@@ -68,7 +68,7 @@ def test_a_probe_on_block2_beats_block4_on_validation_gratings_and_keeping_block
 
 def test_the_flaw_question_rewards_the_inherited_blind_spot_and_answers_more_steps():
     assert lesson07.explain_flaw(lesson07.SOLUTIONS["explain_flaw"]).passed is True
-    wrong = lesson07.explain_flaw(lesson07.WRONG_ANSWERS["explain_flaw"])
+    wrong = lesson07.explain_flaw(lesson07.WRONG_ANSWERS["explain_flaw"][0][0])
     assert wrong.passed is False and "training longer" in wrong.message
 
 

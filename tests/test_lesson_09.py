@@ -73,22 +73,23 @@ def test_untouched_exercises_say_what_to_do_and_neither_pass_nor_fail(capsys):
                      exercises.chat_prompt(..., tiny, 0.7)):
         assert feedback.passed is None and "not attempted" in feedback.message
     out = capsys.readouterr().out
-    assert "in points" in out and "(c) The cue for a reply" in out and "'Assistant: '" in out
+    assert "in points" in out and ") The cue is the end of the question line" in out and "your prompt" in out
     assert "7.2" not in out  # the measured difference stays hidden
 
 
 def test_long_questions_prediction_passes_near_the_measured_difference_and_explains_a_miss():
     assert exercises.long_questions(exercises.SOLUTIONS["long_questions"], LONG_MINUS_SHORT).passed is True
-    wrong = exercises.long_questions(exercises.WRONG_ANSWERS["long_questions"], LONG_MINUS_SHORT)
-    assert wrong.passed is False and "(low)" in wrong.message and "measured 7.2 points" in wrong.message
-    assert "in view however long the question is" in wrong.message
+    wrong = exercises.long_questions(exercises.WRONG_ANSWERS["long_questions"][0][0], LONG_MINUS_SHORT)
+    assert wrong.passed is False and "too low" in wrong.message
+    assert "in view however long the question is" not in wrong.message
 
 
 def test_format_misses_question_right_and_wrong_answers():
     assert exercises.format_misses(exercises.SOLUTIONS["format_misses"]).passed is True
-    wrong = exercises.format_misses(exercises.WRONG_ANSWERS["format_misses"])
+    wrong = exercises.format_misses(exercises.WRONG_ANSWERS["format_misses"][0][0])
     assert wrong.passed is False and "after the same steps" in wrong.message
-    assert "Full fine-tuning, which trains every weight" in exercises.format_misses("b").message
+    low_rank = exercises.FORMAT_MISSES.letter_of(2)
+    assert "Full fine-tuning, which trains every weight" in exercises.format_misses(low_rank).message
 
 
 @pytest.mark.slow
@@ -96,7 +97,7 @@ def test_chat_prompt_in_the_training_format_is_answered_in_turn(lora_chat_model,
     right = exercises.chat_prompt(exercises.SOLUTIONS["chat_prompt"], lora_chat_model, 0.7)
     assert right.passed is True and "Target met" in right.message
     assert "without its 'User: ' tag" in capsys.readouterr().out
-    wrong = exercises.chat_prompt(exercises.WRONG_ANSWERS["chat_prompt"], lora_chat_model, 0.7)
+    wrong = exercises.chat_prompt(exercises.WRONG_ANSWERS["chat_prompt"][0][0], lora_chat_model, 0.7)
     assert wrong.passed is False and "the question and '\\n'" in wrong.message
     assert exercises.chat_prompt("", lora_chat_model, 0.7).passed is False
     assert exercises.chat_prompt("User: café?\n", lora_chat_model, 0.7).passed is False

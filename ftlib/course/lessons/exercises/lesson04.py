@@ -19,13 +19,26 @@ from torch import nn
 
 from ftlib import augment, data
 from ftlib.course.lessons.augmentation import on_six_nine
-from ftlib.course.lessons.exercises import Feedback, Option, Question, attempted, check_prediction, check_target, tell
+from ftlib.course.lessons.exercises import (
+    Coach,
+    Feedback,
+    Option,
+    Question,
+    attempted,
+    cells_not_run,
+    check_prediction,
+    check_target,
+    exercise,
+    not_attempted,
+    tell,
+)
 from ftlib.course.lessons.experiments import run
 from ftlib.evaluation import evaluate
 from ftlib.train import Augment
 
-__all__ = ["CHOOSE_ON_VALIDATION", "SHIFT", "SHIFTED_PER_CLASS", "SOLUTIONS", "TARGET_ACCURACY", "WRONG_ANSWERS",
-           "build", "choose_on_validation", "lesson_strength_only", "shifted_digits", "shifted_set", "six_nine_turn"]
+__all__ = ["CHOOSE_ON_VALIDATION", "HINTS", "SHIFT", "SHIFTED_PER_CLASS", "SOLUTIONS", "TARGET_ACCURACY",
+           "WRONG_ANSWERS", "build", "choose_on_validation", "hint", "lesson_strength_only", "shifted_digits",
+           "shifted_set", "six_nine_turn", "solution"]
 
 SHIFT = 0.2  # the held-out digits of the do exercise are moved by up to ±20% of their width and height
 SHIFTED_PER_CLASS = 50  # held-out digits per class, from the pool (never the test set): 500 in all
@@ -34,30 +47,29 @@ _SHIFT_SEED = 4_000_003  # fixes each held-out digit's shift
 
 
 CHOOSE_ON_VALIDATION = Question(
-    "Section 3 chose each method's strength on the validation digits and read the test digits only afterwards. Why "
-    "not simply take the strength with the best test accuracy?",
-    {
-        "a": Option("The validation digits are more numerous, so they measure accuracy better.", False,
-                    "There are fewer validation digits (20 per class) than test digits (250 per class): the reason "
-                    "is not their number. A score that was used to choose stops being an honest estimate, whatever "
-                    "its size."),
-        "b": Option("A strength picked by its test score makes the test set part of the tuning: the best of "
-                    "several noisy scores is biased upwards, so the reported gain would flatter the method.", True,
-                    "Validation digits choose, the test digits are read once at the end, so the test accuracy of "
-                    "the chosen strength is an honest estimate of what new digits get. With only 50 training "
-                    "digits you would hold some out for this (lesson 06) or cross-validate."),
-        "c": Option("Validation and test accuracy always pick the same strength, so it makes no difference.", False,
-                    "Nothing guarantees it: compare the two tables above, where the strength with the best mean "
-                    "test accuracy need not be the one chosen on validation. And even when they agree, the test "
-                    "score of a choice made on the test set is biased upwards."),
-        "d": Option("Choosing on validation gives a higher test accuracy than choosing on the test set.", False,
-                    "Choosing on the test set gives the highest test number by construction: that is the problem. "
-                    "The number is flattered, the model is not better. Choosing on validation gives an honest "
-                    "number, which may be lower."),
-    },
+    "Each method's strength was chosen on the validation digits, and the test digits were read only afterwards. "
+    "Why not simply take the strength with the best test accuracy?",
+    [
+        Option("The best of several noisy test scores is biased upwards: it would flatter the method.", True,
+               "Validation digits choose, the test digits are read once at the end, so the test accuracy of the "
+               "chosen strength is an honest estimate of what new digits get. With very few training digits you "
+               "would hold some out for this (lesson 06) or cross-validate."),
+        Option("The validation digits are more numerous, so they measure accuracy better.", False,
+               "Compare the sizes printed in the lesson: the validation digits are the fewer. The reason is not "
+               "their number: a score that was used to choose stops being an honest estimate, whatever its size."),
+        Option("Validation and test accuracy always pick the same strength, so it does not matter.", False,
+               "Nothing guarantees it: compare the two tables above, where the strength with the best mean test "
+               "accuracy need not be the one chosen on validation. And even when they agree, the test score of a "
+               "choice made on the test set is biased upwards."),
+        Option("Choosing on validation gives a higher test accuracy than choosing on the test.", False,
+               "Choosing on the test set gives the highest test number by construction: that is the problem. The "
+               "number is flattered, the model is not better. Choosing on validation gives an honest number, which "
+               "may be lower."),
+    ], seed="lesson04.choose_on_validation/3",
 )
 
 
+@exercise
 def choose_on_validation(answer: str | EllipsisType) -> Feedback:
     """The explain exercise: why the strength is chosen on validation digits."""
     return CHOOSE_ON_VALIDATION.check(answer)
@@ -69,6 +81,7 @@ def shifted_set(images: data.ImageSet, shift: float = SHIFT) -> data.ImageSet:
     return data.ImageSet(moved, images.labels, images.classes, images.name)
 
 
+@exercise
 def shifted_digits(build: Callable[[], Augment | nn.Module] | EllipsisType, n: int = 5, steps: int = 100,
                    seed: int = 0) -> Feedback:
     """Train scratch on ``n`` digits per class with the augmentation ``build()`` returns, and score it on
@@ -79,7 +92,9 @@ def shifted_digits(build: Callable[[], Augment | nn.Module] | EllipsisType, n: i
     """
     quantity = f"accuracy on the shifted held-out digits (scratch, N = {n}, seed {seed}, {steps} steps)"
     if not attempted(build):
-        return check_target(None, target=TARGET_ACCURACY, quantity=quantity, hint="", unit="%")
+        return not_attempted("write the body of build()")
+    if not callable(build):
+        return tell(False, f"build should be a function that returns an augmentation, got {build!r}.")
     chosen = build()
     if chosen is None:
         return tell(False, "build() returned nothing: end it with `return` and your augmentation.")
@@ -92,20 +107,23 @@ def shifted_digits(build: Callable[[], Augment | nn.Module] | EllipsisType, n: i
     print(f"trained in {trained.seconds:.1f} s; on the same held-out digits, not shifted: "
           f"{evaluate(trained.model, held_out).accuracy:.1%}")
     return check_target(accuracy, target=TARGET_ACCURACY, quantity=quantity, unit="%",
-                               hint=f"these digits sit up to ±{100 * SHIFT:.0f}% of the width off-centre, while "
-                                    f"augment.standard(s) shifts by only ±10%·s: let your augmentation shift as "
-                                    f"far (augment.random_affine(translate=...)), and keep rotation and scale "
-                                    f"mild (a v2 transform: give it interpolation=augment.BILINEAR).")
+                        hint=f"these digits sit up to ±{100 * SHIFT:.0f}% of the width off-centre: how far does "
+                             f"your augmentation shift them? (augment.standard(s) shifts by only ±10%·s; a v2 "
+                             f"transform: give it interpolation=augment.BILINEAR).")
 
 
+@exercise
 def six_nine_turn(guess: float | EllipsisType, safe: Iterable[dict], turned: Iterable[dict]) -> Feedback:
     """Compare the learner's ``guess`` (points) with the measured change in accuracy on 6 and 9, mean over seeds,
     when half of the training digits are also turned upside down (``turned``) instead of not (``safe``)."""
     quantity = "the change in accuracy on 6 and 9, in points (mean over seeds)"
     if not attempted(guess):
         return tell(None, f"Exercise not attempted yet: write your prediction of {quantity} in "
-                    f"`guess_six_nine` (the cell before section 4's runs) in place of `...`, run "
+                    f"`guess_six_nine` (the cell before the upside-down runs) in place of `...`, run "
                     f"that cell, then this one.")
+    safe, turned = list(safe), list(turned)
+    if not safe or not turned:
+        return cells_not_run("the runs with and without upside-down digits")
     change = 100 * fmean(on_six_nine(t["confusion"]) - on_six_nine(s["confusion"]) for s, t in zip(safe, turned))
     why = ("a 6 turned upside down looks like a 9 but keeps its label 6 (and a turned 9 like a 6), so half of the "
            "time the model is taught that each shape is the other digit: it can no longer tell them apart, and "
@@ -123,6 +141,25 @@ def lesson_strength_only():
     return augment.standard(0.5)
 
 
-SOLUTIONS: dict[str, object] = {"choose_on_validation": "b", "shifted_digits": build, "six_nine_turn": -25.0}
-WRONG_ANSWERS: dict[str, object] = {"choose_on_validation": "c", "shifted_digits": lesson_strength_only,
-                                    "six_nine_turn": 2.0}
+HINTS: dict[str, tuple[str, str]] = {
+    "choose_on_validation": (
+        "Suppose every strength had the same true accuracy: which one would look best on the test digits?",
+        "A score that was used to choose something is no longer an honest estimate of it."),
+    "shifted_digits": (
+        "An augmentation should mimic how the digits you will read vary: here, how far are they moved?",
+        "augment.random_affine(degrees=0, translate=..., scale=(1.0, 1.0)) shifts by up to translate of the width; "
+        "chain it after the lesson's strength with augment.compose."),
+    "six_nine_turn": (
+        "A 6 turned upside down looks like a 9. Which label does it keep in the training set?",
+        "If half of the turned training digits teach 'this 9-shape is a 6', can the model still tell 6 from 9? "
+        "Your number should be a change in points, negative for a loss."),
+}
+SOLUTIONS: dict[str, object] = {"choose_on_validation": CHOOSE_ON_VALIDATION.right_letter, "shifted_digits": build,
+                                "six_nine_turn": -25.0}
+WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
+    "choose_on_validation": [(CHOOSE_ON_VALIDATION.letter_of(2), "Nothing guarantees it")],
+    "shifted_digits": [(lesson_strength_only, "how far does your augmentation shift")],
+    "six_nine_turn": [(2.0, "too high")],
+}
+_COACH = Coach(HINTS, SOLUTIONS)
+hint, solution = _COACH.hint, _COACH.solution

@@ -7,35 +7,57 @@ from types import EllipsisType
 
 from ftlib import data
 from ftlib.course.lessons import early_stopping as es
-from ftlib.course.lessons.exercises import Feedback, Option, Question, attempted, check_prediction, check_target, tell
+from ftlib.course.lessons.exercises import (
+    Coach,
+    Feedback,
+    Option,
+    Question,
+    attempted,
+    cells_not_run,
+    check_prediction,
+    check_target,
+    exercise,
+    not_attempted,
+    tell,
+)
 from ftlib.evaluation import evaluate
 from ftlib.stopping import EarlyStopping, History
 
-__all__ = ["PATIENCE_QUESTION", "SOLUTIONS", "WRONG_ANSWERS", "choose_patience_on", "stop_a_real_run",
-           "turning_step"]
+__all__ = ["HINTS", "PATIENCE_QUESTION", "SOLUTIONS", "WRONG_ANSWERS", "choose_patience_on", "hint", "solution",
+           "stop_a_real_run", "turning_step"]
 
 
+@exercise
 def turning_step(guess: float | EllipsisType, history: History) -> Feedback:
     """Predict, then run: the step at which seed 0's validation loss is lowest (where it turns round)."""
+    quantity = "the step at which seed 0's validation loss stops falling and turns round"
+    if not attempted(guess):
+        return check_prediction(guess, 0.0, tolerance=10, quantity=quantity, why="")
+    if not history.val_loss:
+        return cells_not_run("seed 0's recorded validation loss")
     low = min(range(len(history.val_loss)), key=lambda i: history.val_loss[i])
     return check_prediction(
-        guess, history.eval_step[low], tolerance=10, unit=" steps",
-        quantity="the step at which seed 0's validation loss stops falling and turns round",
+        guess, history.eval_step[low], tolerance=10, unit=" steps", quantity=quantity,
         why="the network first learns what most labels agree on, so the loss on the validation digits falls; once "
             "the correctly labelled digits are fitted, the only way left to lower the training loss is to memorise "
             "the wrong labels, and each memorised wrong label makes the validation predictions worse.")
 
 
+@exercise
 def stop_a_real_run(rule: EarlyStopping | EllipsisType, histories: list[History], seed: int = 1,
                     steps: int = 150) -> Feedback:
     """Do: ``rule`` stops a real run of seed 1 (the lesson's setting, about 1.5 s) by itself within half of the
-    ``steps`` and restores the step with the lowest validation loss of the whole recorded run."""
+    ``steps`` and restores (``restore_best``) the step with the lowest validation loss of the whole recorded run."""
     if not attempted(rule):
-        return check_target(None, target=steps // 2, at_least=False, quantity="steps trained (while restoring the "
-                            "step of the lowest validation loss of the whole run)", hint="")
+        return not_attempted("build the rule, stopping.EarlyStopping(...),")
     if not isinstance(rule, EarlyStopping):
         return tell(False, "Build the rule with stopping.EarlyStopping(monitor, patience=..., "
                     f"min_delta=...), not {type(rule).__name__}.")
+    if not rule.restore_best:
+        return tell(False, "Not yet: your rule has restore_best=False, so it keeps the weights of the step where it "
+                           "stops, not those of its best step: nothing is restored. Let it restore the best.")
+    if not histories:
+        return cells_not_run("the recorded runs (histories)")
     full = histories[seed] if seed < len(histories) else es.long_run(seed, 25, 0.3, 0.2, steps, 10,
                                                                       watch_test=False).history
     low = full.eval_step[min(range(len(full.val_loss)), key=lambda i: full.val_loss[i])]
@@ -45,40 +67,60 @@ def stop_a_real_run(rule: EarlyStopping | EllipsisType, histories: list[History]
     print(f"seed {seed}: your rule trained {trained} of {steps} steps and restored step {best} ({accuracy:.1%} on "
           f"the clean test digits); the whole run's lowest validation loss is at step {low}")
     if best != low:
-        return tell(False, f"Not yet: the rule restored step {best}, not step {low}, where the validation "
-                    "loss of the whole run is lowest. Look at: what it watches (the validation "
-                    "loss) and min_delta (a large one ignores real improvements).")
+        return tell(False, f"Not yet: the rule restored step {best}, not the step where the validation loss of "
+                    "the whole run is lowest. Look at: what it watches (the validation loss) and min_delta (a "
+                    "large one ignores real improvements).")
+    every = full.eval_step[1] - full.eval_step[0] if len(full.eval_step) > 1 else steps
     return check_target(trained, target=steps // 2, at_least=False, quantity="steps trained",
-                        hint="each evaluation of patience costs 10 more steps after the best, and with the best "
-                             "weights restored it buys nothing on this curve (section 5's table): a smaller "
-                             "patience.")
+                        hint=f"each evaluation of patience costs {every} more steps after the best, and with the "
+                             "best weights restored it buys nothing on this curve: a smaller patience.")
 
 
 PATIENCE_QUESTION = Question(
-    "Why is the patience (and the score the rule watches) chosen on validation data, never on the test set?", {
-        "a": Option("Because the validation set is the better measure of accuracy", False,
-                    "Here it is the worse one: 50 digits with noisy labels against 2,500 clean test digits. It is "
-                    "used because choosing on it leaves the test set untouched, not because it measures better."),
-        "b": Option("Because a rule picked for its test score makes that score part of the choice: it is then "
-                    "an optimistic estimate, not a measure of accuracy on new data", True,
-                    "The oracle of section 3 is that bias at its largest: it picks the step by its test accuracy "
-                    "and no project can reach its score. Choose on validation (or earlier runs); the test set "
-                    "only scores the choice, once."),
-        "c": Option("Because the test accuracy does not change with the patience anyway", False,
-                    "It can: watching the validation accuracy, section 5's table gives a lower mean at patience 1 "
-                    "than at 2. Where it does not change, choosing on test would still bias the next choice."),
-        "d": Option("Looking at the test set is fine if each patience is scored only once", False,
-                    "Scoring several patiences once each and keeping the best is choosing on test: the maximum of "
-                    "several noisy scores is biased upwards, like the oracle."),
-    })
+    "Why is the patience (and the score the rule watches) chosen on validation data, never on the test set?", [
+        Option("A rule picked for its test score makes that score optimistic, not a measure", True,
+               "The oracle is that bias at its largest: it picks the step by its test accuracy and no project can "
+               "reach its score. Choose on validation (or earlier runs); the test set only scores the choice, "
+               "once."),
+        Option("Because the validation set is the better measure of accuracy here", False,
+               "Here it is the worse one: few digits with noisy labels against many clean test digits. It is used "
+               "because choosing on it leaves the test set untouched, not because it measures better."),
+        Option("Because the test accuracy does not change with the patience anyway", False,
+               "It can: compare the test accuracies of the patiences in the tables above. And where it does not "
+               "change, choosing on test would still bias the next choice."),
+        Option("Looking at the test set is fine if each patience is scored only once", False,
+               "Scoring several patiences once each and keeping the best is choosing on test: the maximum of "
+               "several noisy scores is biased upwards, like the oracle."),
+    ], seed="lesson06.choose_patience_on")
 
 
+@exercise
 def choose_patience_on(answer: str | EllipsisType) -> Feedback:
     """Explain: why the patience is chosen on validation, not on test (multiple choice)."""
     return PATIENCE_QUESTION.check(answer)
 
 
+HINTS: dict[str, tuple[str, str]] = {
+    "turning_step": (
+        "The network first learns what most labels agree on; then the only way left to lower the training loss is "
+        "to memorise the wrong labels. Which comes first, and how soon?",
+        "Once the plot has run, find the lowest point of seed 0's validation-loss curve and read its step."),
+    "stop_a_real_run": (
+        "Watch the validation loss and keep the best weights (restore_best); what is left to choose is the "
+        "patience.",
+        "Each evaluation of patience trains more steps after the best: the lesson's tables show what a long "
+        "patience buys on this curve."),
+    "choose_patience_on": (
+        "What happens to a score once it has been used to pick the best of several options?",
+        "The oracle picks the step by its test accuracy: why can no project reach its score?"),
+}
 SOLUTIONS: dict[str, object] = {"turning_step": 30, "stop_a_real_run": EarlyStopping("val_loss", patience=2),
-                                "choose_patience_on": "b"}
-WRONG_ANSWERS: dict[str, object] = {"turning_step": 120, "stop_a_real_run": EarlyStopping("val_loss", patience=5),
-                                    "choose_patience_on": "c"}
+                                "choose_patience_on": PATIENCE_QUESTION.right_letter}
+WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
+    "turning_step": [(120, "too high")],
+    "stop_a_real_run": [(EarlyStopping("val_loss", patience=5), "more steps after the best"),
+                        (EarlyStopping("val_loss", patience=2, restore_best=False), "restore_best=False")],
+    "choose_patience_on": [(PATIENCE_QUESTION.letter_of(2), "compare the test accuracies")],
+}
+_COACH = Coach(HINTS, SOLUTIONS)
+hint, solution = _COACH.hint, _COACH.solution

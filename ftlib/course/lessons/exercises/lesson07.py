@@ -19,31 +19,49 @@ from types import EllipsisType
 from torch import nn
 
 from ftlib import data, transfer
-from ftlib.course.lessons.exercises import Feedback, Option, Question, attempted, check_prediction, check_target
+from ftlib.course.lessons.exercises import (
+    Coach,
+    Feedback,
+    Option,
+    Question,
+    attempted,
+    cells_not_run,
+    check_prediction,
+    check_target,
+    exercise,
+    not_attempted,
+    tell,
+)
 from ftlib.course.lessons.experiments import run
 from ftlib.course.pretrain import checkpoint_path
 from ftlib.evaluation import evaluate
 from ftlib.models import pretrained_start
 
-__all__ = ["FLAW_QUESTION", "PROBE_LEAD", "SOLUTIONS", "WRONG_ANSWERS", "explain_flaw", "predict_far_gain",
-           "probe_earlier_block"]
+__all__ = ["FLAW_QUESTION", "HINTS", "PROBE_LEAD", "SOLUTIONS", "WRONG_ANSWERS", "explain_flaw", "hint",
+           "predict_far_gain", "probe_earlier_block", "solution"]
 
 PROBE_LEAD = 3.0  # points a probe on the learner's cut must gain over block 4's probe, on validation gratings
 _PROBE_TARGET, _PROBE_N, _PROBE_VAL, _PROBE_SEED = "gratings", 5, 50, 0  # 5 shots per class, 50 held out per class
 
 
+@exercise
 def predict_far_gain(guess: float | EllipsisType, gains: Sequence[float]) -> Feedback:
     """Compare the learner's ``guess`` (points, best transfer arm minus scratch on the far target) with the mean
     of the ladder's per-seed ``gains`` (fractions, as ``experiments.gain_over_scratch`` returns them)."""
+    quantity = "the gain of the best transfer arm over scratch on the farthest target, in points"
+    if not attempted(guess):
+        return check_prediction(guess, 0.0, tolerance=5, quantity=quantity, why="")
+    if not gains:
+        return cells_not_run("the ladder's gains")
     return check_prediction(
-        guess, 100 * fmean(gains), tolerance=5, unit=" points",
-        quantity="the gain of the best transfer arm over scratch on the farthest target, in points",
+        guess, 100 * fmean(gains), tolerance=5, unit=" points", quantity=quantity,
         why="the letter features are tuned to bright strokes on a dark background; on faint, noisy stripes they "
             "carry little of what the angle needs, so every transfer arm starts from features it must first unlearn, "
             "while scratch learns the stripes directly. The sign is what distance predicts: the farther the "
             "target, the less the pretrained start is worth, down to less than nothing.")
 
 
+@exercise
 def probe_earlier_block(build: Callable[[nn.Module], nn.Module] | EllipsisType) -> Feedback:
     """Fit a linear probe on ``build(model)`` (``model``: the pretrained GlyphNet with a new 10-class head) and on
     the full model (block 4's features), on 5 gratings per class; the target is a lead of :data:`PROBE_LEAD` points
@@ -51,17 +69,17 @@ def probe_earlier_block(build: Callable[[nn.Module], nn.Module] | EllipsisType) 
     quantity, hint = "the probe's lead over block4's probe", (
         "the probe reads the pooled features of the last block you keep. Cut earlier with "
         "transfer.truncate(model, 'blockN'): block1's 16 features are too few and too plain, block4's too specific "
-        "to letters; the table of section 3 shows where the gratings peak.")
+        "to letters.")
     if not attempted(build):
-        return check_target(None, target=PROBE_LEAD, quantity=quantity, hint=hint, unit=" points")
+        return not_attempted("write build(model), returning the network the probe reads,")
+    if not callable(build):
+        return tell(False, f"build should be a function of the model, got {build!r}.")
     train, val = data.few_shot_split(_PROBE_TARGET, _PROBE_N, _PROBE_VAL, _PROBE_SEED)
     start = lambda: pretrained_start(train.num_classes, _PROBE_SEED, checkpoint_path("full"))  # noqa: E731
     cut = build(start())
     if not isinstance(cut, nn.Module):
-        message = (f"build(model) should return the network the probe reads, got {cut!r}: return the cut copy "
-                   "(transfer.truncate returns a new model).")
-        print(message)
-        return Feedback(False, message)
+        return tell(False, f"build(model) should return the network the probe reads, got {cut!r}: return the cut "
+                           "copy (transfer.truncate returns a new model).")
     scores = {name: 100 * evaluate(run("linear probe", train, _PROBE_SEED, model=model).model, val).accuracy
               for name, model in (("yours", cut), ("block4", transfer.truncate(start(), "block4")))}
     print(f"validation accuracy on {len(val)} held-out gratings: your cut {scores['yours']:.1f}%, "
@@ -72,26 +90,26 @@ def probe_earlier_block(build: Callable[[nn.Module], nn.Module] | EllipsisType) 
 
 FLAW_QUESTION = Question(
     "Both checkpoints were fine-tuned on the very same upright digits. Why does the flawed one score about as well "
-    "as the sound one on upright test digits, yet several points lower on varied (rotated, bold, dim) digits?",
-    {
-        "a": Option("It has fewer parameters, so it cannot fit varied digits.", False,
-                    "Same network, same recipe, same 3,000 pretraining steps: only its source letters differed "
-                    "(the metadata line of section 4). And on upright digits it keeps up with the sound one."),
-        "b": Option("Its fine-tuning data was worse.", False,
-                    "Both were fine-tuned on exactly the same examples (same seed, same digits). The difference "
-                    "was made before fine-tuning, in pretraining."),
-        "c": Option("It never saw rotated, bold or dim letters in pretraining, so its features do not ignore "
-                    "that variation, and five upright digits per class cannot teach it.", True,
-                    "Its blind spot was inherited: on data like its fine-tuning set it looks fine, and the gap "
-                    "opens only under the shift. The linear probe, which cannot change the features, loses about "
-                    "as much: the features are what differs. Augmentation, which adds rotation, recovers part."),
-        "d": Option("It was fine-tuned too briefly: more steps would close the gap.", False,
-                    "More steps on upright digits fit upright digits better; they show nothing rotated or bold. The "
-                    "linear probe, fitted to convergence, loses about as much as fine-tuning: training longer "
-                    "cannot add what the data never shows."),
-    })
+    "as the sound one on upright test digits, yet lower on varied (rotated, bold, dim) digits?",
+    [
+        Option("Its pretraining letters lacked that variation, so its features never learned to ignore it.", True,
+               "Its blind spot was inherited: on data like its fine-tuning set it looks fine, and the gap opens "
+               "only under the shift. The linear probe, which cannot change the features, loses about as much: "
+               "the features are what differs. Augmentation, which adds rotation, recovers part."),
+        Option("It has fewer parameters, so it cannot fit the varied digits as well.", False,
+               "Same network, same recipe, same pretraining steps: only its source letters differed (the "
+               "metadata line). And on upright digits it keeps up with the sound one."),
+        Option("Its fine-tuning data was worse than the sound checkpoint's data.", False,
+               "Both were fine-tuned on exactly the same examples (same seed, same digits). The difference was "
+               "made before fine-tuning, in pretraining."),
+        Option("It was fine-tuned too briefly: more steps would close the gap.", False,
+               "More steps on upright digits fit upright digits better; they show nothing rotated or bold. The "
+               "linear probe, fitted to convergence, loses about as much as fine-tuning: training longer cannot add "
+               "what the data never shows."),
+    ], seed="lesson07.explain_flaw")
 
 
+@exercise
 def explain_flaw(answer: str | EllipsisType) -> Feedback:
     """Feedback on the learner's letter for :data:`FLAW_QUESTION`."""
     return FLAW_QUESTION.check(answer)
@@ -105,6 +123,24 @@ def _keep_block4(model):
     return model
 
 
-SOLUTIONS: dict[str, object] = {"predict_far_gain": -5, "probe_earlier_block": build, "explain_flaw": "c"}
-WRONG_ANSWERS: dict[str, object] = {"predict_far_gain": 20, "probe_earlier_block": _keep_block4,
-                                    "explain_flaw": "d"}
+HINTS: dict[str, tuple[str, str]] = {
+    "predict_far_gain": (
+        "The distance line ranks the targets by how far they are from the letters. What is a pretrained start worth "
+        "on the farthest one?",
+        "Features tuned to bright strokes carry little of what faint stripes need: the gain may be below zero."),
+    "probe_earlier_block": (
+        "transfer.truncate(model, 'blockN') returns a copy that stops after block N: return it.",
+        "Block 1's features are too few and too plain, block 4's too specific to letters: try a block in between."),
+    "explain_flaw": (
+        "What differed between the two checkpoints: the network, the fine-tuning data, or the pretraining data?",
+        "The linear probe cannot change the features, yet it loses about as much as fine-tuning: where is the flaw?"),
+}
+SOLUTIONS: dict[str, object] = {"predict_far_gain": -5, "probe_earlier_block": build,
+                                "explain_flaw": FLAW_QUESTION.right_letter}
+WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
+    "predict_far_gain": [(20, "too high")],
+    "probe_earlier_block": [(_keep_block4, "transfer.truncate(model, 'blockN')")],
+    "explain_flaw": [(FLAW_QUESTION.letter_of(3), "training longer")],
+}
+_COACH = Coach(HINTS, SOLUTIONS)
+hint, solution = _COACH.hint, _COACH.solution

@@ -17,20 +17,32 @@ from torch import nn
 
 from ftlib import data, lora
 from ftlib.course.lessons.adapters import METHOD
-from ftlib.course.lessons.exercises import Feedback, Option, Question, attempted, check_prediction, check_target
+from ftlib.course.lessons.exercises import (
+    Coach,
+    Feedback,
+    Option,
+    Question,
+    attempted,
+    check_prediction,
+    check_target,
+    exercise,
+    not_attempted,
+    tell,
+)
 from ftlib.course.lessons.experiments import get_method, make_model, run
 from ftlib.evaluation import evaluate
 from ftlib.freeze import count_parameters
 from ftlib.models import load_pretrained
 
-__all__ = ["BUDGET", "SOLUTIONS", "TARGET", "WRONG_ANSWERS", "ZERO_B_QUESTION", "explain_zero_b", "fit_the_budget",
-           "predict_adapter_size"]
+__all__ = ["BUDGET", "HINTS", "SOLUTIONS", "TARGET", "WRONG_ANSWERS", "ZERO_B_QUESTION", "explain_zero_b",
+           "fit_the_budget", "hint", "predict_adapter_size", "solution"]
 
 BUDGET = 2500  # trainable numbers allowed, the new head's 1,290 included
 TARGET = 72.0  # validation accuracy (%) on held-out gratings that the budgeted model must reach
 _TASK, _N, _N_VAL, _SEED = "gratings", 20, 10, 0  # the lesson's 20 labels per class, and 10 more held out
 
 
+@exercise
 def predict_adapter_size(guess: int | EllipsisType) -> Feedback:
     """Compare ``guess`` with the trainable numbers (A and B) of a rank-4 adapter on block 4's convolution."""
     if not attempted(guess):
@@ -38,6 +50,10 @@ def predict_adapter_size(guess: int | EllipsisType) -> Feedback:
     conv = load_pretrained().block4[0]
     layer = lora.LoRAConv2d(conv, rank=4, alpha=8.0)
     actual = layer.lora_A.numel() + layer.lora_B.numel()
+    if isinstance(guess, (int, float)) and not isinstance(guess, bool) and guess != actual \
+            and guess == 4 * (conv.in_channels + conv.out_channels):
+        return tell(False, "Not yet: that counts the channels only. A is a 3x3 convolution: each of its filters "
+                           "reads a 3x3 patch of every input channel.")
     return check_prediction(
         guess, actual, tolerance=0,
         quantity="the trainable numbers of a rank-4 adapter on block4's convolution",
@@ -52,29 +68,29 @@ def predict_adapter_size(guess: int | EllipsisType) -> Feedback:
 
 ZERO_B_QUESTION = Question(
     "A starts random and B starts at zero. Why?",
-    {
-        "a": Option("To save memory: a matrix of zeros costs nothing to store.", False,
-                    "A zero matrix is stored like any other: B is in the adapter file in full (the cost table "
-                    "counts it). The zeros are about where training starts, not about storage."),
-        "b": Option("So that a fresh adapter changes nothing (B A = 0): training starts exactly at the pretrained "
-                    "model, whatever the rank.", True,
-                    "The cell above printed it: with a fresh adapter the outputs are identical to the pretrained "
-                    "model's. A must be random, or nothing would train: B's gradient is proportional to A x."),
-        "c": Option("It makes no difference: A and B could both start at zero.", False,
-                    "Then nothing would ever train: B's gradient is proportional to A x (zero) and A's to B (zero), "
-                    "so both stay zero. One matrix must start random, and putting the zero in B makes B A = 0."),
-        "d": Option("A small start lets the adapter use a larger learning rate than full fine-tuning.", False,
-                    "B leaves zero at the first step, and the rates are chosen on validation per method (section "
-                    "3). What the zero buys is the start: the update B A is exactly zero, so the model begins as "
-                    "the pretrained one."),
-    })
+    [
+        Option("So that B A = 0: training starts exactly at the pretrained model.", True,
+               "The cell above printed it: with a fresh adapter the outputs are identical to the pretrained "
+               "model's. A must be random, or nothing would train: B's gradient is proportional to A x."),
+        Option("To save memory: a matrix of zeros costs nothing to store.", False,
+               "A zero matrix is stored like any other: B is in the adapter file in full (the cost table counts "
+               "it). The zeros are about where training starts, not about storage."),
+        Option("It makes no difference: A and B could both start at zero.", False,
+               "Then nothing would ever train: B's gradient is proportional to A x (zero) and A's to B (zero), so "
+               "both stay zero. One matrix must start random."),
+        Option("A small start allows a larger learning rate than full tuning.", False,
+               "B leaves zero at the first step, and the rates are chosen on validation per method. What the zero "
+               "buys is the start: the update B A is exactly zero."),
+    ], seed="lesson08.explain_zero_b")
 
 
+@exercise
 def explain_zero_b(answer: str | EllipsisType) -> Feedback:
     """Feedback on the learner's letter for :data:`ZERO_B_QUESTION`."""
     return ZERO_B_QUESTION.check(answer)
 
 
+@exercise
 def fit_the_budget(build: Callable[[nn.Module], object] | EllipsisType, lr: float = 1e-2, steps: int = 100) -> Feedback:
     """Call ``build(model)`` on the pretrained GlyphNet with a new 10-class head (it attaches adapters in place);
     if at most :data:`BUDGET` numbers train, train it like the lesson's LoRA (rate ``lr``, ``steps`` steps) on 20
@@ -83,18 +99,20 @@ def fit_the_budget(build: Callable[[nn.Module], object] | EllipsisType, lr: floa
     hint = ("where the adapters sit matters as much as their rank: the far gratings need the features of block 3 "
             "changed (lesson 07: the gratings peak at an early block), and a rank-1 adapter is already cheap.")
     if not attempted(build):
-        return check_target(None, target=TARGET, quantity=quantity, hint=hint, unit="%")
+        return not_attempted("write build(model), attaching adapters in place,")
+    if not callable(build):
+        return tell(False, f"build should be a function of the model, got {build!r}.")
     model = make_model(get_method(METHOD), 10, _SEED)
     build(model)
     trainable = count_parameters(model, trainable_only=True)
     print(f"trainable numbers: {trainable:,} (head {count_parameters(model.head, trainable_only=True):,}), "
           f"budget {BUDGET:,}")
     if trainable > BUDGET:
-        message = (f"Over budget: {trainable:,} numbers train, the budget is {BUDGET:,}. Count each adapted "
-                   "convolution as r x (inputs x 3 x 3 + outputs) (block3: 32 -> 64 channels, block4: 64 -> 128), "
-                   "plus the head's 1,290; lower the rank or adapt fewer blocks.")
-        print(message)
-        return Feedback(False, message)
+        sizes = ", ".join(f"{name}: {conv.in_channels} -> {conv.out_channels} channels"
+                          for name in ("block3", "block4") for conv in [load_pretrained().get_submodule(name)[0]])
+        return tell(False, f"Over budget: {trainable:,} numbers train, the budget is {BUDGET:,}. Count each adapted "
+                           f"convolution as r x (inputs x 3 x 3 + outputs) ({sizes}), plus the head's "
+                           f"{count_parameters(model.head):,}; lower the rank or adapt fewer blocks.")
     train, val = data.few_shot_split(_TASK, _N, _N_VAL, _SEED)
     trained = run(METHOD, train, _SEED, steps, model=model, lr=lr).model
     print(f"trained {steps} steps at {lr:g} on {len(train):,} gratings; scored on {len(val)} held-out ones")
@@ -109,5 +127,26 @@ def _rank_four(model):
     lora.add_lora(model, ["block3", "block4"], rank=4, alpha=8.0)
 
 
-SOLUTIONS: dict[str, object] = {"predict_adapter_size": 2816, "explain_zero_b": "b", "fit_the_budget": build}
-WRONG_ANSWERS: dict[str, object] = {"predict_adapter_size": 768, "explain_zero_b": "c", "fit_the_budget": _rank_four}
+HINTS: dict[str, tuple[str, str]] = {
+    "predict_adapter_size": (
+        "A maps the convolution's inputs into r channels, B maps r channels back to its outputs: count each.",
+        "For a 3x3 convolution each of A's r filters reads a 3x3 patch of every input channel: r x (inputs x 3 x 3 "
+        "+ outputs)."),
+    "explain_zero_b": (
+        "What does a freshly attached adapter add to the layer's output when B = 0?",
+        "If both started at zero, what would the gradients of A and B be?"),
+    "fit_the_budget": (
+        "Count first: the head alone takes 1,290 numbers, and each adapted convolution r x (inputs x 3 x 3 + "
+        "outputs). A rank-1 adapter is already cheap.",
+        "Where the adapters sit matters as much as their rank: the far gratings need block 3's features changed "
+        "too."),
+}
+SOLUTIONS: dict[str, object] = {"predict_adapter_size": 2816, "explain_zero_b": ZERO_B_QUESTION.right_letter,
+                                "fit_the_budget": build}
+WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
+    "predict_adapter_size": [(768, "counts the channels only")],
+    "explain_zero_b": [(ZERO_B_QUESTION.letter_of(2), "nothing would ever train")],
+    "fit_the_budget": [(_rank_four, "Over budget")],
+}
+_COACH = Coach(HINTS, SOLUTIONS)
+hint, solution = _COACH.hint, _COACH.solution

@@ -10,56 +10,72 @@ from types import EllipsisType
 import torch
 from torch import nn
 
-from ftlib.course.lessons.exercises import Feedback, Option, Question, attempted, check_prediction, check_target
+from ftlib.course.lessons.exercises import (
+    Coach,
+    Feedback,
+    Option,
+    Question,
+    attempted,
+    cells_not_run,
+    check_prediction,
+    check_target,
+    exercise,
+    not_attempted,
+    tell,
+)
 from ftlib.lm import chat
 from ftlib.lm.generate import generate
 from ftlib.lm.tokenizer import clean, encode
 from ftlib.runtime import evaluating
 
-__all__ = ["FORMAT_MISSES", "PROMPT_TARGET", "SOLUTIONS", "WRONG_ANSWERS", "chat_prompt", "format_misses",
-           "long_questions", "reply_chance"]
+__all__ = ["FORMAT_MISSES", "HINTS", "PROMPT_TARGET", "SOLUTIONS", "WRONG_ANSWERS", "chat_prompt", "format_misses",
+           "hint", "long_questions", "reply_chance", "solution"]
 
 PROMPT_TARGET = 50.0  # percent of sampled replies that must start with "Assistant: " after the learner's prompt
 
 
+@exercise
 def long_questions(guess: float | EllipsisType, long_minus_short: dict[str, list[float]]) -> Feedback:
     """Predict (in points) full fine-tuning's format rate on turns whose ``User:`` is out of view minus in view.
 
     ``long_minus_short`` is the lesson's ``{method: [difference per seed, as a fraction]}``.
     """
+    quantity = ("full fine-tuning's format rate on turns whose 'User:' is out of view minus on turns that show it, "
+                "in points (negative if long questions miss more)")
+    if not attempted(guess):
+        return check_prediction(guess, 0.0, tolerance=5.0, quantity=quantity, why="")
+    if not long_minus_short.get("full"):
+        return cells_not_run("full fine-tuning's differences (long_minus_short)")
     measured = 100 * fmean(long_minus_short["full"])
     side = "more" if measured >= 0 else "less"
     return check_prediction(
-        guess, measured, tolerance=5.0, unit=" points",
-        quantity="full fine-tuning's format rate on turns whose 'User:' is out of view minus on turns that show "
-                 "it, in points (negative if long questions miss more)",
+        guess, measured, tolerance=5.0, unit=" points", quantity=quantity,
         why=f"long questions follow the format {side} often, not less: what the model reads just before it writes "
             "'Assistant: ' is the end of the question line, and that stays in view however long the question is. "
             "The misses sit elsewhere (the rows by kind above).")
 
 
 FORMAT_MISSES = Question(
-    "Full fine-tuning and LoRA both miss the turn format on about a quarter of the validation turns, yet turns "
-    "whose 'User:' tag is out of the 64-character view do not miss more often. Which reading fits the table?",
-    {
-        "a": Option("The model was not trained enough: long questions need more steps than short ones.", False,
-                    "If long questions were the ones still unlearned, their rows would lag; the 'User:' out of view "
-                    "row is as high as or higher than the in-view row for both methods, after the same steps."),
-        "b": Option("LoRA's rank is too low to learn long questions.", False,
-                    "Full fine-tuning, which trains every weight, shows the same pattern: its out-of-view turns "
-                    "do not miss more either, and it also misses about a quarter of all turns."),
-        "c": Option("The cue for a reply is the end of the question line, which is always in view; the misses are "
-                    "elsewhere: mostly a reply that opens another 'User:' line, most often after a short line such "
-                    "as 'Thanks!'.", True,
-                    "The rows by kind put the lowest rates at the closing thanks and the first questions, and the "
-                    "last lines show that most of the missing probability goes to a reply starting with 'U'. Why a "
-                    "short line trips the model is not resolved at this scale."),
-        "d": Option("RoPE lets the model see the 'User:' tag even when it is more than 64 characters back.", False,
-                    "The model reads at most 64 characters (its context): what lies further back does not reach "
-                    "it at all. Long questions do fine without seeing the tag."),
-    })
+    "Full fine-tuning and LoRA both miss the turn format on many validation turns, yet turns whose 'User:' tag is "
+    "out of the model's view do not miss more often. Which reading fits the table?",
+    [
+        Option("The cue is the end of the question line, always in view; misses come after short lines.", True,
+               "The rows by kind put the lowest rates at the closing thanks and the first questions, and the last "
+               "lines show that most of the missing probability goes to a reply starting with 'U'. Why a short "
+               "line trips the model is not resolved at this scale."),
+        Option("The model was not trained enough: long questions need more steps to learn.", False,
+               "If long questions were the ones still unlearned, their rows would lag; the 'User:' out of view row "
+               "is as high as or higher than the in-view row for both methods, after the same steps."),
+        Option("LoRA's rank is too low to learn the format of long questions.", False,
+               "Full fine-tuning, which trains every weight, shows the same pattern: its out-of-view turns do not "
+               "miss more either, and it misses about as often overall."),
+        Option("RoPE lets the model see the 'User:' tag even far outside its context.", False,
+               "The model reads only its context: what lies further back does not reach it at all. Long questions "
+               "do fine without seeing the tag."),
+    ], seed="lesson09.format_misses")
 
 
+@exercise
 def format_misses(answer: str | EllipsisType) -> Feedback:
     """Explain: where the format misses come from (see :data:`FORMAT_MISSES`)."""
     return FORMAT_MISSES.check(answer)
@@ -78,6 +94,7 @@ def reply_chance(model: nn.Module, prompt: str, temperature: float) -> float:
     return torch.log_softmax(logits, -1).gather(-1, ids[-n:, None]).sum().exp().item()
 
 
+@exercise
 def chat_prompt(prompt: str | EllipsisType, model: nn.Module, temperature: float) -> Feedback:
     """Do: a prompt after which the fine-tuned ``model`` replies in turn (``Assistant: ...``) at least half the time.
 
@@ -86,11 +103,9 @@ def chat_prompt(prompt: str | EllipsisType, model: nn.Module, temperature: float
     """
     quantity = "the chance that a sampled reply starts with 'Assistant: '"
     if not attempted(prompt):
-        return check_target(None, target=PROMPT_TARGET, quantity=quantity, hint="", unit="%")
+        return not_attempted("write your prompt, a string,")
     if not isinstance(prompt, str) or not clean(prompt) or clean(prompt) != prompt:
-        feedback = Feedback(False, f"Write the prompt as a non-empty string of plain ASCII characters, got {prompt!r}.")
-        print(feedback.message)
-        return feedback
+        return tell(False, f"Write the prompt as a non-empty string of plain ASCII characters, got {prompt!r}.")
     chance = 100 * reply_chance(model, prompt, temperature)
     print(f"after your prompt the model writes: {generate(model, prompt, 60, temperature, seed=0)!r}")
     if prompt.startswith(chat.USER) and len(prompt) > len(chat.USER):
@@ -101,7 +116,26 @@ def chat_prompt(prompt: str | EllipsisType, model: nn.Module, temperature: float
                              "question and its newline. Does your prompt end with the question and '\\n'?")
 
 
-SOLUTIONS: dict[str, object] = {"long_questions": 7.0, "format_misses": "c",
+HINTS: dict[str, tuple[str, str]] = {
+    "long_questions": (
+        "When the model writes 'Assistant: ', which characters does it read just before? Are they in view for a "
+        "long question?",
+        "Once the table has run, take full fine-tuning's row 'User: out of view' minus 'in view', in points."),
+    "format_misses": (
+        "Compare the out-of-view row with the in-view row for both methods: do long questions miss more?",
+        "Look at the rows by kind and the lines on the letter 'U': after which turns are the misses, and what does "
+        "the model write instead?"),
+    "chat_prompt": (
+        "The lesson shows the training text: what comes right before every 'Assistant: '?",
+        "Every 'Assistant: ' starts a new line, after the user's question and its newline. Does your prompt end "
+        "like that?"),
+}
+SOLUTIONS: dict[str, object] = {"long_questions": 7.0, "format_misses": FORMAT_MISSES.right_letter,
                                 "chat_prompt": "User: What does heapq.heappush do?\n"}
-WRONG_ANSWERS: dict[str, object] = {"long_questions": -20.0, "format_misses": "a",
-                                    "chat_prompt": "User: What does heapq.heappush do?"}
+WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
+    "long_questions": [(-20.0, "too low")],
+    "format_misses": [(FORMAT_MISSES.letter_of(1), "their rows would lag")],
+    "chat_prompt": [("User: What does heapq.heappush do?", "question and '\\n'")],
+}
+_COACH = Coach(HINTS, SOLUTIONS)
+hint, solution = _COACH.hint, _COACH.solution

@@ -9,20 +9,35 @@ from types import EllipsisType
 import torch
 from torch import nn
 
-from ftlib.course.lessons.exercises import Feedback, Option, Question, attempted, check_prediction, check_target
+from ftlib.course.lessons.exercises import (
+    Coach,
+    Feedback,
+    Option,
+    Question,
+    attempted,
+    check_prediction,
+    check_target,
+    exercise,
+    not_attempted,
+    tell,
+)
 from ftlib.lm import context
 
-__all__ = ["KEEP_TARGET", "PI_FAST_PAIRS", "SOLUTIONS", "WRONG_ANSWERS", "keep_fast_pairs", "naive_loss",
-           "pi_fast_pairs", "split_scaled"]
+__all__ = ["HINTS", "KEEP_TARGET", "PI_FAST_PAIRS", "SOLUTIONS", "WRONG_ANSWERS", "hint", "keep_fast_pairs",
+           "naive_loss", "pi_fast_pairs", "solution", "split_scaled"]
 
 KEEP_TARGET = 2.5  # bpc past the trained context, reading 4x as far, that a by-hand split must reach (at most)
 
 
+@exercise
 def naive_loss(guess: float | EllipsisType, study, naive: torch.Tensor) -> Feedback:
     """Predict the unchanged model's mean loss (bpc) at positions trained..longest-1 when it reads ``longest``.
 
     ``study`` is the lesson's ``ContextExtension``; ``naive`` the base model's loss by position.
     """
+    if not attempted(guess):
+        return check_prediction(guess, 0.0, tolerance=0.4, quantity="the unchanged model's mean loss past its "
+                                "trained context, in bpc", why="")
     inside, window = study.beyond(naive, study.trained), study.beyond(study.window, study.longest)
     return check_prediction(
         guess, study.beyond(naive, study.longest), tolerance=0.4, unit=" bpc",
@@ -35,28 +50,28 @@ def naive_loss(guess: float | EllipsisType, study, naive: torch.Tensor) -> Feedb
 
 
 PI_FAST_PAIRS = Question(
-    "Position interpolation (PI) with no fine-tune is worse than leaving the positions alone, even at positions "
-    "0-63, while RoPE by parts, which squeezes only the slow pairs, is far better. Why does squeezing the fast "
-    "pairs hurt?",
-    {
-        "a": Option("PI turns the pairs by larger angles than the model saw in training.", False,
-                    "It is the other way round: PI multiplies every position by 64/256, so every angle is smaller "
-                    "and stays inside the trained range. The trouble is which angles separate neighbours."),
-        "b": Option("The fast pairs had already turned through every angle inside 64 characters, and the model "
-                    "uses them to tell nearby characters apart; squeezed 4x, neighbours sit at angles it never saw "
-                    "between neighbours.", True,
-                    "The wavelengths show it: the fastest pairs turn once every 6 or 11 characters, so no angle "
-                    "was new to them past position 64. PI slows them anyway, which hurts at every position, even "
-                    "0-63; by parts leaves them alone and squeezes only pairs that turn at most once in 64."),
-        "c": Option("PI is right, it only needs a fine-tune to adapt.", False,
-                    "A fine-tune helps every method, but PI starts worst and, in section 3, still trails the "
-                    "unscaled control by about a bit per character at every check of the short fine-tune."),
-        "d": Option("The slow pairs are the problem: squeezing any pair breaks the model.", False,
-                    "RoPE by parts squeezes the slow pairs exactly as PI does (x0.25) and is far better than PI "
-                    "and than naive past position 64: squeezing the slow pairs is fine."),
-    })
+    "Position interpolation (PI) with no fine-tune is worse than leaving the positions alone, even inside the "
+    "trained context, while RoPE by parts, which squeezes only the slow pairs, is far better. Why does squeezing "
+    "the fast pairs hurt?",
+    [
+        Option("The fast pairs tell neighbours apart; squeezed, neighbours sit at angles never seen.", True,
+               "The wavelengths show it: the fastest pairs turn several times inside the trained context, so no "
+               "angle was new to them past its end. PI slows them anyway, which hurts at every position; by parts "
+               "leaves them alone and squeezes only pairs that turn at most once in the trained context."),
+        Option("PI turns the pairs by larger angles than the model ever saw in training.", False,
+               "It is the other way round: PI multiplies every position by the trained over the new length, so "
+               "every angle is smaller and stays inside the trained range. The trouble is which angles separate "
+               "neighbours."),
+        Option("PI is the right method; it only needs a fine-tune to adapt to it.", False,
+               "A fine-tune helps every method, but PI starts worst and still trails the unscaled control at every "
+               "check of the short fine-tune."),
+        Option("The slow pairs are the problem: squeezing any pair breaks the model.", False,
+               "RoPE by parts squeezes the slow pairs exactly as PI does and is far better than PI and than naive "
+               "past the trained context: squeezing the slow pairs is fine."),
+    ], seed="lesson10.pi_fast_pairs")
 
 
+@exercise
 def pi_fast_pairs(answer: str | EllipsisType) -> Feedback:
     """Explain: why position interpolation hurts a character model (see :data:`PI_FAST_PAIRS`)."""
     return PI_FAST_PAIRS.check(answer)
@@ -71,18 +86,19 @@ def split_scaled(base: nn.Module, keep: int, length: int) -> nn.Module:
     return out
 
 
+@exercise
 def keep_fast_pairs(keep: int | EllipsisType, base: nn.Module, study) -> Feedback:
     """Do: how many of a head's fastest rotated pairs to leave alone (the rest squeezed as PI does), so that the
     base model, untrained, reads ``study.longest`` characters with at most :data:`KEEP_TARGET` bpc past position
     ``study.trained``."""
+    if not attempted(keep):
+        return not_attempted("write how many pairs keep their frequency")
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        return tell(False, f"keep should be a whole number of pairs, 0 or more, got {keep!r}.")
     pairs = len(context.wavelengths(base.config))
     quantity = f"the loss at positions {study.trained}-{study.longest - 1} of {study.longest}-character windows"
-    if not attempted(keep):
-        return check_target(None, target=KEEP_TARGET, quantity=quantity, hint="", unit=" bpc", at_least=False)
-    if isinstance(keep, bool) or not isinstance(keep, int) or not 0 <= keep <= pairs:
-        feedback = Feedback(False, f"keep should be a whole number of pairs from 0 to {pairs}, got {keep!r}.")
-        print(feedback.message)
-        return feedback
+    if keep > pairs:
+        return tell(False, f"keep should be a whole number of pairs from 0 to {pairs}, got {keep!r}.")
     bits = study.curve(split_scaled(base, keep, study.longest))
     waves = context.wavelengths(base.config)
     print(f"keep = {keep}: the fastest {keep} pairs keep their frequency (wavelengths up to "
@@ -97,5 +113,25 @@ def keep_fast_pairs(keep: int | EllipsisType, base: nn.Module, study) -> Feedbac
                         at_least=False, hint=kept_slow if (waves[:keep] > study.trained).any() else squeezed_fast)
 
 
-SOLUTIONS: dict[str, object] = {"naive_loss": 3.5, "pi_fast_pairs": "b", "keep_fast_pairs": 5}
-WRONG_ANSWERS: dict[str, object] = {"naive_loss": 2.0, "pi_fast_pairs": "a", "keep_fast_pairs": 0}
+HINTS: dict[str, tuple[str, str]] = {
+    "naive_loss": (
+        "Does reading more characters than it was trained on help a model whose positions turn by angles it never "
+        "saw?",
+        "Compare with the model's loss inside its trained context, which the lesson prints: past it, is the loss "
+        "higher or lower?"),
+    "pi_fast_pairs": (
+        "Look at the wavelengths: how many times does the fastest pair turn inside the trained context?",
+        "A pair that has already turned through every angle meets nothing new past the context; what does slowing "
+        "it down do to the angle between neighbours?"),
+    "keep_fast_pairs": (
+        "Keep the pairs that turn at least once inside the trained context: they have seen every angle already.",
+        "Count the wavelengths printed above that are shorter than the trained context."),
+}
+SOLUTIONS: dict[str, object] = {"naive_loss": 3.5, "pi_fast_pairs": PI_FAST_PAIRS.right_letter, "keep_fast_pairs": 5}
+WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
+    "naive_loss": [(2.0, "too low")],
+    "pi_fast_pairs": [(PI_FAST_PAIRS.letter_of(1), "It is the other way round")],
+    "keep_fast_pairs": [(0, "you squeeze pairs that already turn")],
+}
+_COACH = Coach(HINTS, SOLUTIONS)
+hint, solution = _COACH.hint, _COACH.solution

@@ -12,11 +12,22 @@ from types import EllipsisType
 from ftlib import recipe
 from ftlib.course import example_images
 from ftlib.course.lessons import your_own_images
-from ftlib.course.lessons.exercises import Feedback, Option, Question, attempted, check_prediction, check_target
+from ftlib.course.lessons.exercises import (
+    Coach,
+    Feedback,
+    Option,
+    Question,
+    attempted,
+    check_prediction,
+    check_target,
+    exercise,
+    not_attempted,
+    tell,
+)
 from ftlib.folder import load_folder
 
-__all__ = ["INBOX_PER_CLASS", "SOLUTIONS", "TEST_CHOOSES", "WRONG_ANSWERS", "arrange_folder", "half_the_images",
-           "make_inbox", "test_must_not_choose"]
+__all__ = ["HINTS", "INBOX_PER_CLASS", "SOLUTIONS", "TEST_CHOOSES", "WRONG_ANSWERS", "arrange_folder",
+           "half_the_images", "hint", "make_inbox", "solution", "test_must_not_choose"]
 
 INBOX_PER_CLASS = 3  # images of each example class in the exercise's unsorted inbox
 
@@ -36,13 +47,16 @@ def make_inbox(inbox: str | Path, per_class: int = INBOX_PER_CLASS) -> dict[str,
     return truth
 
 
+@exercise
 def arrange_folder(arrange: Callable[[Path, Path], None] | EllipsisType) -> Feedback:
     """*Do*: ``arrange(inbox, root)`` should sort the flat ``inbox`` into ``root/<class name>/`` so that the
     recipe's loader finds every image under its class. The check makes an inbox, runs ``arrange``, loads ``root``
     with :func:`ftlib.folder.load_folder` and prints what the loader found."""
     quantity = "share of the inbox's images the loader finds under their own class"
     if not attempted(arrange):
-        return check_target(None, target=100, quantity=quantity, hint="", unit="%")
+        return not_attempted("write arrange(inbox, root)")
+    if not callable(arrange):
+        return tell(False, f"arrange should be a function of (inbox, root), got {arrange!r}.")
     with tempfile.TemporaryDirectory(prefix="ftlib-ex11-") as scratch:
         inbox, root = Path(scratch) / "inbox", Path(scratch) / "my_images"
         truth = make_inbox(inbox)
@@ -63,14 +77,16 @@ def arrange_folder(arrange: Callable[[Path, Path], None] | EllipsisType) -> Feed
         f"({', '.join(example_images.CLASSES)}), each with {INBOX_PER_CLASS} images."))
 
 
+@exercise
 def half_the_images(drop: float | EllipsisType, run: recipe.RecipeResult, steps: int,
                     patience: int = recipe.PATIENCE) -> Feedback:
     """*Predict*: how many points of test accuracy seed 0's fine-tuning loses with half its training images per
     class (the same recipe, split, rates and steps; measured here once a number is written, a few seconds)."""
+    if not attempted(drop):
+        return check_prediction(..., 0.0, tolerance=5, quantity="the points of test accuracy lost with half the "
+                                "training images per class", why="")
     most = int(run.splits["train"].labels.bincount().min())
     quantity = f"the points of test accuracy lost with {most // 2} instead of {most} training images per class"
-    if not attempted(drop):
-        return check_prediction(..., 0.0, tolerance=5, quantity=quantity, why="")
     half, _ = your_own_images.fewer_images(run, most // 2, 0, steps, patience)
     lost = 100 * (run.test.accuracy - half)
     share = "far less than half" if lost < 25 * run.test.accuracy else "a large share of"
@@ -84,29 +100,25 @@ def half_the_images(drop: float | EllipsisType, run: recipe.RecipeResult, steps:
 
 TEST_CHOOSES = Question(
     "Suppose each seed had picked its backbone factor by TEST accuracy instead of its validation score, and we then "
-    "reported that test accuracy. What would go wrong?", {
-        "a": Option("Nothing: the test set has more images than the validation set, so it would choose better "
-                    "and the score would stay honest", False,
-                    "More images make the choice less noisy, but the score is then the best of several tries on the "
-                    "very images it is reported on: biased upwards, like the validation score of the kept weights "
-                    "(the winner's curse just above), and no untouched set would be left to say how well the model "
-                    "does on new images."),
-        "b": Option("The reported test accuracy would be biased upwards: the best of several tries on the same test "
-                    "images, so it would no longer estimate how the model does on new images", True,
-                    "Choosing is fitting: whatever set picks the winner scores it too kindly (the winner's curse "
-                    "above). Validation makes the choices so that the test set, read once at the end, stays an "
-                    "honest estimate."),
-        "c": Option("The model would learn the test images, because choosing the factor trains on them", False,
-                    "No weight ever sees a test image or its label: the factor is a choice between finished runs. "
-                    "The harm is to the estimate, not the weights: the reported score is the best of several "
-                    "tries on the same images, biased upwards."),
-        "d": Option("The test accuracy would come out lower, because the test set is noisier than the validation "
-                    "set", False,
-                    "The test set is the larger one here, so it is the less noisy; and keeping "
-                    "the best of several scores on the same images pushes the reported number up, not down."),
-    })
+    "reported that test accuracy. What would go wrong?", [
+        Option("The reported test accuracy would be biased upwards: the best of several tries on it", True,
+               "Choosing is fitting: whatever set picks the winner scores it too kindly (the winner's curse "
+               "above). Validation makes the choices so that the test set, read once at the end, stays an honest "
+               "estimate."),
+        Option("Nothing: the test set is larger, so it would choose better and stay honest", False,
+               "More images make the choice less noisy, but the score is then the best of several tries on the "
+               "very images it is reported on: biased upwards, like the validation score of the kept weights (the "
+               "winner's curse above), and no untouched set would be left to say how well the model does."),
+        Option("The model would learn the test images, since choosing trains on them", False,
+               "No weight ever sees a test image or its label: the factor is a choice between finished runs. The "
+               "harm is to the estimate, not the weights."),
+        Option("The test accuracy would come out lower, as the test set is noisier", False,
+               "The test set is the larger one here, so it is the less noisy; and keeping the best of several "
+               "scores on the same images pushes the reported number up, not down."),
+    ], seed="lesson11.test_must_not_choose")
 
 
+@exercise
 def test_must_not_choose(answer: str | EllipsisType) -> Feedback:
     """*Explain*: why the test set must not choose the backbone factor (or the patience)."""
     return TEST_CHOOSES.check(answer)
@@ -125,6 +137,27 @@ def arrange_flat(inbox, root):
         (Path(root) / file.name).write_bytes(file.read_bytes())
 
 
-SOLUTIONS: dict[str, object] = {"arrange_folder": arrange, "half_the_images": 10, "test_must_not_choose": "b"}
-WRONG_ANSWERS: dict[str, object] = {"arrange_folder": arrange_flat, "half_the_images": 45,
-                                    "test_must_not_choose": "c"}
+HINTS: dict[str, tuple[str, str]] = {
+    "arrange_folder": (
+        "The recipe reads root/<class name>/<image files>: one sub-folder per class. The class is in each file's "
+        "name, before the '_'.",
+        "For each file of Path(inbox).iterdir(): take file.name.split('_')[0], make that folder under root "
+        "(mkdir(parents=True, exist_ok=True)) and copy the file's bytes into it."),
+    "half_the_images": (
+        "How much of the accuracy comes from the pretrained features before any label is seen? The linear probe "
+        "and chance in the table above tell you.",
+        "Each labelled image refines features rather than building them: halving the labels costs far less than "
+        "half the accuracy."),
+    "test_must_not_choose": (
+        "Does choosing between finished runs change any weight? Then what could it harm?",
+        "What happens to a score once it has picked the best of several tries?"),
+}
+SOLUTIONS: dict[str, object] = {"arrange_folder": arrange, "half_the_images": 10,
+                                "test_must_not_choose": TEST_CHOOSES.right_letter}
+WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
+    "arrange_folder": [(arrange_flat, "one sub-folder per class")],
+    "half_the_images": [(45, "too high")],
+    "test_must_not_choose": [(TEST_CHOOSES.letter_of(2), "No weight ever sees a test image")],
+}
+_COACH = Coach(HINTS, SOLUTIONS)
+hint, solution = _COACH.hint, _COACH.solution
