@@ -172,7 +172,7 @@ def captured(output: widgets.Output) -> Iterator[None]:
         stream.flush()  # what was printed before the block stays where it was printed
     sys.stdout, sys.stderr = _StreamInto(outputs, "stdout"), _StreamInto(outputs, "stderr")
     if shell is not None:
-        shell.display_pub = _PublisherInto(outputs, shell=shell)
+        shell.display_pub = _PublisherInto(outputs)
     try:
         yield
     except Exception as error:
@@ -208,8 +208,8 @@ class _StreamInto(io.TextIOBase):
 class _PublisherInto(DisplayPublisher):
     """IPython's display publisher for :func:`captured`: ``display`` (figures too) appends to a list of outputs."""
 
-    def __init__(self, outputs: list[dict], **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, outputs: list[dict]) -> None:
+        super().__init__()
         self.outputs = outputs
 
     def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kwargs) -> None:
