@@ -1,10 +1,11 @@
-"""Stall check (run by hand, not collected by pytest): does any lesson's widget cell stall a headless run?
+"""Stall check (run by hand, not collected by pytest): does any lesson's widget cell stall a run with no front end?
 
-For each lesson: start one kernel (headless, as ``python -m ftlib run`` and pytest start them), run the lesson
-once through nbclient, then run its widget cells (``slider(``, ``interact(``, ``picker(``, ``text_box(``) again
-``--repeats`` times, timing each execute reply. A reply slower than ``--limit`` seconds counts as a stall (nbclient
-issue 312: the kernel is idle but the reply never arrives). ``--live`` leaves the headless flag out, so the cells
-make real widgets, to compare. Exit status 1 if anything stalled or failed.
+For each lesson: start one kernel without the headless flag (as a plain ``papermill`` starts it, so the cells make
+live widgets), run the lesson once through nbclient, then run its widget cells (``slider(``, ``interact(``,
+``picker(``, ``text_box(``) again ``--repeats`` times, timing each execute reply. A reply slower than ``--limit``
+seconds counts as a stall (nbclient issue 312: the kernel is idle but the reply never arrives; it came from widgets
+whose output the client had to route and answer for). ``--headless`` sets ``$FTLIB_HEADLESS=1`` for the kernel, as
+``python -m ftlib run`` and pytest do, to compare. Exit status 1 if anything stalled or failed.
 
     python tests/stall_check.py                       # every lesson, 30 repeats (CPU-heavy: the lessons run)
     python tests/stall_check.py notebooks/06_*.ipynb --repeats 30 --seeds 2
@@ -13,10 +14,12 @@ make real widgets, to compare. Exit status 1 if anything stalled or failed.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -25,6 +28,7 @@ from nbclient.exceptions import CellTimeoutError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ftlib.course import runner as course  # noqa: E402
+from ftlib.runtime import HEADLESS  # noqa: E402
 
 WIDGET_CALLS = ("slider(", "interact(", "picker(", "text_box(")
 LESSON_TIMEOUT = 900  # seconds for each cell of the lesson's own run, before the widget cells are repeated
@@ -35,13 +39,24 @@ def widget_cells(nb) -> list[int]:
     return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and any(w in c.source for w in WIDGET_CALLS)]
 
 
+@contextmanager
+def _without_headless_flag() -> Iterator[None]:
+    """Kernels started inside this block make live widgets, as under a plain ``papermill`` (the flag is restored)."""
+    before = os.environ.pop(HEADLESS, None)
+    try:
+        yield
+    finally:
+        if before is not None:
+            os.environ[HEADLESS] = before
+
+
 def _timed(client: NotebookClient, nb, index: int) -> float:
     start = time.perf_counter()
     client.execute_cell(nb.cells[index], index)
     return time.perf_counter() - start
 
 
-def check_lesson(path: Path, repeats: int, limit: float, seeds: int | None, live: bool) -> dict:
+def check_lesson(path: Path, repeats: int, limit: float, seeds: int | None, headless: bool) -> dict:
     """Run one lesson, then its widget cells ``repeats`` times; the reply times and the stalls."""
     nb = nbformat.read(path, as_version=4)
     if seeds is not None:
@@ -54,7 +69,7 @@ def check_lesson(path: Path, repeats: int, limit: float, seeds: int | None, live
                             resources={"metadata": {"path": str(path.parent)}})
     times, stalls, failed, current = [], [], "", 0
     start = time.perf_counter()
-    with nullcontext() if live else course.headless_kernels(), client.setup_kernel():
+    with course.headless_kernels() if headless else _without_headless_flag(), client.setup_kernel():
         try:
             for current, cell in enumerate(nb.cells):
                 if cell.cell_type == "code":
@@ -83,12 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=30, help="runs of each widget cell after the lesson (30)")
     parser.add_argument("--limit", type=float, default=60, help="seconds after which a reply counts as a stall (60)")
     parser.add_argument("--seeds", type=int, help="override the lesson's seeds parameter (faster)")
-    parser.add_argument("--live", action="store_true", help="make real widgets (no headless flag), to compare")
+    parser.add_argument("--headless", action="store_true",
+                        help="set $FTLIB_HEADLESS=1 for the kernels (sliders draw once, no widgets), to compare")
     args = parser.parse_args(argv)
     bad = 0
     print(f"{'lesson':<34}{'cells':>7}{'replies':>9}{'mean s':>8}{'max s':>8}{'stalls':>8}{'total s':>9}")
     for path in args.notebooks or course.lessons():
-        r = check_lesson(path, args.repeats, args.limit, args.seeds, args.live)
+        r = check_lesson(path, args.repeats, args.limit, args.seeds, args.headless)
         bad += bool(r["stalls"] or r["failed"])
         print(f"{r['lesson']:<34}{len(r['cells']):>7}{r['replies']:>9}{r['mean']:>8.2f}{r['max']:>8.2f}"
               f"{len(r['stalls']):>8}{r['seconds']:>9.1f}  {r['failed']}", flush=True)

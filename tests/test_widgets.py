@@ -78,3 +78,47 @@ def test_live_slider_headless_runs_nothing_says_what_it_controls_and_refuses_bad
         "[live slider] steps: steps = 10 (of 10, 20): in JupyterLab every move runs it\n"
     with pytest.raises(ValueError, match="start value 5"):
         live_slider(lambda steps: None, "steps", [10, 20], 5, "steps")
+
+
+def test_a_live_slider_puts_its_output_in_its_widget_from_the_kernel_in_order(monkeypatch):
+    """Nothing is routed through a front end (nbclient issue 312): the output area's state holds the lines."""
+    import sys
+
+    monkeypatch.delenv(HEADLESS, raising=False)
+
+    def show(n):
+        print(f"n = {n}")
+        print("a warning", file=sys.stderr)
+        print("after it")
+
+    widget = slider(show, "n", [1, 2], 1, "labels (N)")
+    assert [(o["name"], o["text"]) for o in widget.out.outputs] == [("stdout", "n = 1\n"), ("stderr", "a warning\n"),
+                                                                     ("stdout", "after it\n")]
+    [control] = [c for c in widget.children if isinstance(c, ipywidgets.ValueWidget)]
+    control.value = 2
+    assert widget.out.outputs[0]["text"] == "n = 2\n"  # replaced, not appended
+
+
+def test_an_error_in_a_slider_shows_in_its_widget_and_goes_no_further(monkeypatch):
+    monkeypatch.delenv(HEADLESS, raising=False)
+    widget = slider(lambda n: print("start") or 1 / (n - 1), "n", [1, 2], 1, "labels (N)")
+    [stream, error] = widget.out.outputs
+    assert stream["text"] == "start\n" and error["output_type"] == "error" and error["ename"] == "ZeroDivisionError"
+
+
+def test_captured_keeps_the_order_of_lines_and_figures_and_figures_as_text(monkeypatch):
+    from types import SimpleNamespace
+
+    from ftlib.course.widgets import captured
+
+    shell = SimpleNamespace(display_pub="the kernel's publisher")  # where IPython's display() publishes
+    monkeypatch.setattr("IPython.get_ipython", lambda: shell)
+    output = ipywidgets.Output()
+    with captured(output):
+        print("before")
+        shell.display_pub.publish({"image/png": b"\x89PNG", "text/plain": "<Figure>"})
+        print("after")
+    [before, figure, after] = output.outputs
+    assert (before["text"], after["text"]) == ("before\n", "after\n")
+    assert figure["data"] == {"image/png": "iVBORw==", "text/plain": "<Figure>"}  # base64, as Jupyter sends it
+    assert shell.display_pub == "the kernel's publisher"  # given back

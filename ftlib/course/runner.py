@@ -154,7 +154,8 @@ def _headline(notebook) -> str:
 @contextmanager
 def headless_kernels() -> Iterator[None]:
     """Kernels started inside this block know that no front end renders widgets (``$FTLIB_HEADLESS=1``), so
-    :func:`ftlib.course.widgets.slider` draws once instead of waiting on a widget round trip."""
+    :func:`ftlib.course.widgets.slider` prints its control and draws once, as text that nbval can compare, and a
+    live slider trains nothing. (Live widgets do not stall a run either: they never wait on the client.)"""
     before = os.environ.get(HEADLESS)
     os.environ[HEADLESS] = "1"
     try:

@@ -3,23 +3,34 @@
 Pattern for a lesson: call ``show(value)`` once as a plain cell (nbval checks its output), then
 ``slider(show, ...)`` in a cell tagged ``nbval-ignore-output`` (nbval cannot see widget output).
 
-Headless runs (papermill, nbval, ``python -m ftlib run``, the tests) set ``$FTLIB_HEADLESS=1`` for the kernels
-they start. There no front end renders a widget, and a cell that creates one can wait for a reply that never
-comes (nbclient issue 312), so :func:`slider` prints what its control would be and draws ``show`` once at the
-start value instead. JupyterLab never sets the variable and gets the live slider.
+Every widget here puts what its function prints, draws and displays into its output area from the kernel
+(:func:`captured`), so it needs nothing back from whoever runs the notebook. ipywidgets' own ``with output:``
+asks the front end to route the kernel's messages into the widget and to send the widget's new state back;
+nbclient (plain ``papermill``, ``jupyter nbconvert --execute``) sends that state on the shell socket on which it
+is waiting for the cell's reply, and now and then misses the reply and waits forever (nbclient issue 312): a
+lesson stalled on its first slider. With :func:`captured` a plain ``papermill NOTEBOOK OUT`` runs every widget.
+
+The course's own runs (``python -m ftlib run``, nbval, the tests) also set ``$FTLIB_HEADLESS=1`` for the kernels
+they start: there :func:`slider` prints what its control would be and draws ``show`` once at the start value, as
+plain text that nbval can compare, and a live slider runs nothing. JupyterLab never sets the variable.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import io
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import ipywidgets as widgets
+from IPython.core.displaypub import DisplayPublisher
 
 from ftlib.course.replay import record_frames, recording
 from ftlib.runtime import headless
 
-__all__ = ["LIVE_CLASS", "describe", "live_slider", "slider", "text_box"]
+__all__ = ["LIVE_CLASS", "captured", "describe", "live_slider", "slider", "text_box"]
 
 LIVE_CLASS = "ftlib-live-slider"  # CSS class of a live slider's box, for the browser tests
 
@@ -43,7 +54,7 @@ def slider(show: Callable, name: str, values: Sequence, value, description: str)
     control = _selection(values, value, description, continuous_update=True)
     # Call through **kwargs so that interactive makes only this one control: show's other parameters keep their
     # defaults instead of growing sliders of their own.
-    return widgets.interactive(lambda **chosen: show(**chosen), **{name: control})
+    return _Interactive(lambda **chosen: show(**chosen), **{name: control})
 
 
 def live_slider(compute: Callable, name: str, values: Sequence, value, description: str) -> widgets.VBox | None:
@@ -68,8 +79,7 @@ def live_slider(compute: Callable, name: str, values: Sequence, value, descripti
     def rerun(change=None) -> None:
         status.value = "running ..."
         start = time.perf_counter()
-        with output:
-            output.clear_output(wait=True)
+        with captured(output):  # the old output stays until the new one is complete
             result = compute(**{name: control.value})
             if result is not None:
                 display(result)
@@ -127,4 +137,101 @@ def text_box(act: Callable, name: str, value: str, description: str) -> widgets.
         return None
     box = widgets.Text(value=value, description=description, continuous_update=False,
                        style={"description_width": "initial"}, layout=widgets.Layout(width="480px"))
-    return widgets.interactive(lambda **typed: act(**typed), **{name: box})
+    return _Interactive(lambda **typed: act(**typed), **{name: box})
+
+
+class _Interactive(widgets.interactive):
+    """``ipywidgets.interactive`` (without ``manual``) whose function's output reaches its output area through
+    :func:`captured`, not through a front end."""
+
+    def update(self, *args) -> None:
+        """Call the function with the controls' values and show what it prints, draws and displays."""
+        from IPython.display import display
+        from ipywidgets.widgets.interaction import show_inline_matplotlib_plots
+
+        show_inline_matplotlib_plots()  # figures drawn before the call stay where they were drawn
+        with captured(self.out):
+            self.kwargs = {control._kwarg: control.get_interact_value() for control in self.kwargs_widgets}
+            self.result = self.f(**self.kwargs)
+            show_inline_matplotlib_plots()
+            if self.auto_display and self.result is not None:
+                display(self.result)
+
+
+@contextlib.contextmanager
+def captured(output: widgets.Output) -> Iterator[None]:
+    """Put what the ``with`` block prints, warns, displays and draws into ``output``, in order, replacing what it
+    showed, in one update at the end of the block (the old output stays until then). An exception in the block
+    shows there as its traceback and goes no further, as in ipywidgets' ``with output:``.
+
+    Unlike ``with output:``, nothing is asked of the front end: the kernel collects the outputs and sets the
+    widget's ``outputs`` itself, so a client that runs the notebook (papermill, nbclient) only receives messages and
+    never has to answer one (nbclient issue 312: answering while it waits for a cell's reply can lose the reply).
+    """
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    outputs: list[dict] = []
+    saved_streams, saved_publisher = (sys.stdout, sys.stderr), getattr(shell, "display_pub", None)
+    for stream in saved_streams:
+        stream.flush()  # what was printed before the block stays where it was printed
+    sys.stdout, sys.stderr = _StreamInto(outputs, "stdout"), _StreamInto(outputs, "stderr")
+    if shell is not None:
+        shell.display_pub = _PublisherInto(outputs)
+    try:
+        yield
+    except Exception as error:
+        outputs.append(_error_output(error, shell))
+    finally:
+        sys.stdout, sys.stderr = saved_streams
+        if shell is not None:
+            shell.display_pub = saved_publisher
+        output.outputs = tuple(outputs)
+
+
+class _StreamInto(io.TextIOBase):
+    """A text stream (``sys.stdout`` or ``sys.stderr``) that appends what is written to a list of outputs."""
+
+    encoding = "utf-8"
+
+    def __init__(self, outputs: list[dict], name: str) -> None:
+        super().__init__()
+        self.outputs, self.name = outputs, name
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        last = self.outputs[-1] if self.outputs else {}
+        if last.get("output_type") == "stream" and last.get("name") == self.name:
+            last["text"] += text
+        elif text:
+            self.outputs.append({"output_type": "stream", "name": self.name, "text": text})
+        return len(text)
+
+
+class _PublisherInto(DisplayPublisher):
+    """IPython's display publisher for :func:`captured`: ``display`` (figures too) appends to a list of outputs."""
+
+    def __init__(self, outputs: list[dict]) -> None:
+        super().__init__()
+        self.outputs = outputs
+
+    def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kwargs) -> None:
+        data = {kind: base64.b64encode(value).decode("ascii") if isinstance(value, bytes) else value
+                for kind, value in data.items()}  # as Jupyter sends an image; widget state must not hold bytes
+        self.outputs.append({"output_type": "display_data", "data": data, "metadata": metadata or {}})
+
+    def clear_output(self, wait: bool = False) -> None:
+        self.outputs.clear()  # the widget itself keeps its old output until the block ends
+
+
+def _error_output(error: Exception, shell) -> dict:
+    """A notebook error output (name, message, traceback) for ``error``, coloured as IPython shows it."""
+    import traceback
+
+    if shell is not None:
+        lines = shell.InteractiveTB.structured_traceback(type(error), error, error.__traceback__)
+    else:
+        lines = traceback.format_exception(error)
+    return {"output_type": "error", "ename": type(error).__name__, "evalue": str(error), "traceback": lines}
