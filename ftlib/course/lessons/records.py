@@ -60,6 +60,7 @@ MEASURES: dict[str, str] = {
     "confusion": "the confusion matrix on the test set",
     "model": "the trained model",
     "curves": "scores by step",
+    "turns": "each validation turn's format scores (lesson 09's turn_format)",
     "label": "a readable name of the run's setting",
     "how": "how the run trained (e.g. 'linear probe')",
 }
