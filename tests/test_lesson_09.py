@@ -9,7 +9,7 @@ import torch
 
 from ftlib import runtime
 from ftlib.course import pretrain_lm
-from ftlib.course.lessons import chat_finetuning
+from ftlib.course.lessons import chat_finetuning, experiments
 from ftlib.course.lessons.exercises import lesson09 as exercises
 from ftlib.lm import chat, model
 from ftlib.lm.finetune import finetune
@@ -113,3 +113,28 @@ def test_live_temperature_scores_and_samples_the_model(lora_chat_model, capsys):
     assert lines[0].startswith("temperature = 1.5: LoRA r=8 starts ") and "validation replies" in lines[0]
     assert lines[1] == "User: What does json.dumps do?" and seconds > 0
     assert 1.5 in chat_finetuning.TEMPERATURES and 0.7 in chat_finetuning.TEMPERATURES
+
+
+def test_a_run_returns_one_record_that_carries_its_model_curves_and_turns(capsys):
+    """The study keeps its settings only: each run's model, scores by step and turns come back in its record."""
+    text, mask = chat.chat_text([{"topic": "t", "turns": [["What does a.b do?", "It does x."]]}] * 12)
+    study = chat_finetuning.ChatFinetuning(_lm(), text, text, mask, steps=2, lr={"full": 1e-3, "lora": 1e-2},
+                                           batch_size=2, rank=2, temperature=0.7, eval_chars=256, checks=2)
+    results = experiments.run_grid(study.run, method=["full", "lora"], seed=[0, 1])  # checks the records' keys
+    assert set(results[0]) == {"method", "seed", "chat", "answer", "prose", "format", "seconds", "trainable",
+                               "model", "curves", "turns"}
+    assert list(results[0]["curves"]) == [0, 1, 2] and results[0]["curves"][0] == study.base_losses
+    assert results[0]["model"] is not results[1]["model"] and len(results[0]["turns"]["chance"]) > 0
+    assert "models" not in vars(study) and "curves" not in vars(study) and "turns" not in vars(study)
+    full_chat = results.values("chat", method="full")
+    assert math.isclose(chat_finetuning.mean_at(results, "full", 2, "chat"), sum(full_chat) / 2)
+    before = experiments.Results([{"method": "base", "seed": 0, **study.base_losses, "trainable": 0, "format": 0.0}])
+    names = {"base": "base model", "full": "full fine-tuning", "lora": "LoRA r=2"}
+    lines = chat_finetuning.score_table(before, results, names).splitlines()
+    assert lines[0] == f"{'':<18}{'trainable':>10}{'chat':>14}{'answers':>14}{'prose':>14}{'format':>10}{'seconds':>10}"
+    assert [line[:18].strip() for line in lines[1:]] == ["base model", "full fine-tuning", "LoRA r=2"]
+    assert lines[1].endswith("0.0%         -") and lines[2].endswith(" s")
+    by_group = chat_finetuning.print_format_breakdown(study, results, names)
+    assert all(len(rates) == 2 for rates in by_group["lora"].values()) and "turns" in capsys.readouterr().out
+    chat_finetuning.plot_over_steps(results, 2, names)
+    chat_finetuning.plot_tradeoff(study, results, names)

@@ -9,12 +9,13 @@ method's forgetting at a given chat loss (learning and forgetting compared at ma
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
+from ftlib.course.lessons import records
 from ftlib.course.lessons.experiments import Results
 from ftlib.freeze import count_parameters
 from ftlib.lm import chat, corpus
@@ -23,7 +24,7 @@ from ftlib.lm.tokenizer import VOCAB, encode
 from ftlib.runtime import evaluating
 
 __all__ = ["EVAL_CHARS", "GROUPS", "TEMPERATURES", "ChatFinetuning", "at_temperature", "format_breakdown",
-           "plot_over_steps", "plot_tradeoff", "print_format_breakdown", "prose_at_chat", "sample_replies",
+           "mean_at", "plot_over_steps", "plot_tradeoff", "print_format_breakdown", "prose_at_chat", "sample_replies",
            "score_table", "turn_format", "view"]
 
 EVAL_CHARS = 3072  # characters of the validation dialogues and of the held-out prose scored at every check
@@ -116,8 +117,8 @@ class ChatFinetuning:
     """The lesson's setting: the base model, the chat data, and how both methods fine-tune and sample.
 
     ``lr`` gives each method ("full", "lora") its rate. On creation the base model is scored once
-    (``base_losses``); every :meth:`run` keeps its fine-tuned model in ``models`` and its scores by step in
-    ``curves``, both by ``(method, seed)``.
+    (``base_losses``, ``base_turns``); every :meth:`run` returns its record, fine-tuned model included, and keeps
+    nothing.
     """
 
     base: nn.Module
@@ -131,9 +132,6 @@ class ChatFinetuning:
     temperature: float
     eval_chars: int = EVAL_CHARS
     checks: int = 4
-    models: dict[tuple[str, int], nn.Module] = field(default_factory=dict, init=False)
-    curves: dict[tuple[str, int], dict[int, dict]] = field(default_factory=dict, init=False)
-    turns: dict[tuple[str, int], dict] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         end = self.eval_chars + 1
@@ -149,22 +147,29 @@ class ChatFinetuning:
     def run(self, method: str, seed: int) -> dict:
         """Fine-tune the base model by ``method``, scored ``checks`` times; a record for ``run_grid``.
 
-        The record holds the last scores, the ``format`` rate of sampled replies over every validation turn
-        (:func:`turn_format`, kept in ``turns``), the training ``seconds`` and the ``trainable`` parameters.
+        The record holds the last scores (``chat``, ``answer``, ``prose``), the ``format`` rate of sampled replies
+        over every validation turn, the training ``seconds`` and the ``trainable`` parameters; and for later cells
+        the fine-tuned ``model``, its scores by step in ``curves`` (step 0: the base model's) and its ``turns``
+        (:func:`turn_format` of every validation turn).
         """
         lm, history = finetune(self.base, self.train_text, method, self.steps, self.lr[method], seed,
                                batch_size=self.batch_size, rank=self.rank, evaluate=self.losses,
                                every=self.steps // self.checks)
-        self.models[method, seed], self.curves[method, seed] = lm, {0: self.base_losses, **history.evals}
-        self.turns[method, seed] = turn_format(lm, self.val_text, self.temperature)
-        in_turn = self.turns[method, seed]["chance"].mean().item()
-        return {**history.evals[self.steps], "format": in_turn, "seconds": history.seconds,
-                "trainable": count_parameters(lm, trainable_only=True)}
+        turns = turn_format(lm, self.val_text, self.temperature)
+        return {**history.evals[self.steps], "format": turns["chance"].mean().item(), "seconds": history.seconds,
+                "trainable": count_parameters(lm, trainable_only=True), "model": lm,
+                "curves": {0: self.base_losses, **history.evals}, "turns": turns}
 
-    def mean_at(self, method: str, step: int, key: str) -> float:
-        """The mean over the seeds run of score ``key`` of ``method`` at ``step``."""
-        seeds = sorted(s for m, s in self.curves if m == method)
-        return sum(self.curves[method, s][step][key] for s in seeds) / len(seeds)
+
+def _by_seed(results: Results, method: str) -> Results:
+    """The runs of ``method`` in ``results``, in the order of their seeds."""
+    return Results(sorted(results.where(method=method), key=lambda r: r["seed"]))
+
+
+def mean_at(results: Results, method: str, step: int, key: str) -> float:
+    """The mean over the seeds run of score ``key`` of ``method`` at ``step`` (read off the records' ``curves``)."""
+    curves = _by_seed(results, method).values("curves")
+    return sum(curve[step][key] for curve in curves) / len(curves)
 
 
 def score_table(before: Results, results: Results, names: dict[str, str]) -> str:
@@ -172,24 +177,30 @@ def score_table(before: Results, results: Results, names: dict[str, str]) -> str
 
     Each score is the mean ± std over the seeds; ``names`` maps "base", "full", "lora" to the lesson's labels.
     """
-    lines = [f"{'':<18}{'trainable':>10}{'chat':>14}{'answers':>14}{'prose':>14}{'format':>10}{'seconds':>10}"]
-    for method, rows in (("base", before), ("full", results), ("lora", results)):
-        cells = "".join(f"{rows.mean(k, method=method):>8.2f} ± {rows.std(k, method=method):.2f}"
-                        for k in ("chat", "answer", "prose"))
-        seconds = f"{rows.mean('seconds', method=method):.1f} s" if method != "base" else "-"
-        lines.append(f"{names[method]:<18}{rows.values('trainable', method=method)[0]:>10,}{cells}"
-                     f"{rows.mean('format', method=method):>10.1%}{seconds:>10}")
-    return "\n".join(lines)
+    def loss(metric: str):
+        return lambda rows: records.spread(rows.mean(metric), rows.std(metric), scale=1, digits=2, width=8)
+
+    def seconds(rows: Results) -> str:
+        return "-" if rows[0]["method"] == "base" else f"{rows.mean('seconds'):.1f} s"
+
+    columns = [records.Column("trainable", cell=lambda rows: f"{rows.values('trainable')[0]:,}", width=10),
+               *(records.Column(header, cell=loss(metric), width=14)
+                 for header, metric in (("chat", "chat"), ("answers", "answer"), ("prose", "prose"))),
+               records.Column("format", cell=lambda rows: f"{rows.mean('format'):.1%}", width=10),
+               records.Column("seconds", cell=seconds, width=10)]
+    runs = Results([*before.where(method="base"), *results.where(method="full"), *results.where(method="lora")])
+    return records.table(runs, "method", columns, lead=18, title="", names=names)
 
 
-def plot_over_steps(study: ChatFinetuning, step: int, names: dict[str, str]) -> None:
-    """The chat loss and the prose loss of both methods at every checked step (mean over seeds), ``step`` marked."""
-    checked = sorted(study.curves["full", 0])
+def plot_over_steps(results: Results, step: int, names: dict[str, str]) -> None:
+    """The chat loss and the prose loss of both methods at every checked step (mean over seeds of the runs'
+    ``curves``), ``step`` marked."""
+    checked = sorted(_by_seed(results, "full")[0]["curves"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for ax, key, title in zip(axes, ("chat", "prose"), ("chat loss (validation dialogues)",
                                                        "prose loss (held-out docs): forgetting")):
         for method in ("full", "lora"):
-            ax.plot(checked, [study.mean_at(method, s, key) for s in checked], marker="o", label=names[method])
+            ax.plot(checked, [mean_at(results, method, s, key) for s in checked], marker="o", label=names[method])
         ax.axvline(step, color="gray", linestyle="--", label=f"step {step}")
         ax.set(xlabel="fine-tuning step", ylabel="bits per character", title=title)
         ax.grid(alpha=0.3)
@@ -198,18 +209,18 @@ def plot_over_steps(study: ChatFinetuning, step: int, names: dict[str, str]) -> 
     plt.show()
 
 
-def plot_tradeoff(study: ChatFinetuning, names: dict[str, str]) -> None:
-    """Learning against forgetting along training: prose loss against chat loss at every check, per run.
+def plot_tradeoff(study: ChatFinetuning, results: Results, names: dict[str, str]) -> None:
+    """Learning against forgetting along training: prose loss against chat loss at every check, per run (the
+    records' ``curves``).
 
     Thin lines: each seed; the base model is the black dot where every run starts (training moves left).
     """
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for i, method in enumerate(("full", "lora")):
-        for (m, seed), curve in sorted(study.curves.items()):
-            if m == method:
-                steps = sorted(curve)
-                ax.plot([curve[s]["chat"] for s in steps], [curve[s]["prose"] for s in steps], "o-", ms=3,
-                        color=f"C{i}", alpha=0.6, label=names[method] if seed == 0 else None)
+        for run in _by_seed(results, method):
+            curve, steps = run["curves"], sorted(run["curves"])
+            ax.plot([curve[s]["chat"] for s in steps], [curve[s]["prose"] for s in steps], "o-", ms=3,
+                    color=f"C{i}", alpha=0.6, label=names[method] if run["seed"] == 0 else None)
     ax.plot([study.base_losses["chat"]], [study.base_losses["prose"]], "ko", label="base model (step 0)")
     ax.invert_xaxis()
     ax.set(xlabel="chat loss, bpc (learning: lower is better, so the axis runs right to left)",
@@ -221,22 +232,22 @@ def plot_tradeoff(study: ChatFinetuning, names: dict[str, str]) -> None:
     plt.show()
 
 
-def print_format_breakdown(study: ChatFinetuning, names: dict[str, str]) -> dict[str, dict[str, list[float]]]:
-    """The format rate of each method in each of :data:`GROUPS` (mean over seeds, and the turns counted), and where
-    the missing probability goes; returns ``{method: {group: [rate per seed]}}``."""
+def print_format_breakdown(study: ChatFinetuning, results: Results, names: dict[str, str]
+                           ) -> dict[str, dict[str, list[float]]]:
+    """The format rate of each method in each of :data:`GROUPS` (mean over seeds of the records' ``turns``, and the
+    turns counted), and where the missing probability goes; returns ``{method: {group: [rate per seed]}}``."""
     shown = view(study.base)
     by_method = {}
     print(f"{'turns':<22}{'count':>7}" + "".join(f"{names[m]:>20}" for m in ("full", "lora")))
     for method in ("full", "lora"):
-        seeds = sorted(s for m, s in study.turns if m == method)
-        parts = [format_breakdown(study.turns[method, s], shown) for s in seeds]
+        parts = [format_breakdown(turns, shown) for turns in _by_seed(results, method).values("turns")]
         by_method[method] = {g: [p[g][0] for p in parts] for g in GROUPS}
     for group in GROUPS:
-        count = format_breakdown(study.turns["full", 0], shown)[group][1]
+        count = format_breakdown(_by_seed(results, "full")[0]["turns"], shown)[group][1]
         print(f"{group:<22}{count:>7}" + "".join(f"{sum(by_method[m][group]) / len(by_method[m][group]):>20.1%}"
                                                   for m in ("full", "lora")))
     for method in ("full", "lora"):
-        turns = [t for (m, _), t in study.turns.items() if m == method]
+        turns = results.values("turns", method=method)
         user = sum(t["user_first"].sum().item() for t in turns) / sum((1 - t["chance"]).sum().item() for t in turns)
         print(f"{names[method]}: {user:.0%} of the probability of missing the format is a reply that starts with 'U' "
               "(another 'User:' line)")

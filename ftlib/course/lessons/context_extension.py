@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
+from ftlib.course.lessons import records
 from ftlib.course.lessons.chat_finetuning import view
 from ftlib.course.lessons.experiments import Results
 from ftlib.lm import chat, context
@@ -32,8 +33,8 @@ class ContextExtension:
     ``lengths`` are 1x, 2x, ... the trained context; the last (``longest``) is the window curves are scored on
     and fine-tunes train on. ``window`` is the base model's curve when it reads only the last ``trained``
     characters (a sliding window): the baseline. Every :meth:`extend_run` checks its model ``checks`` times along
-    the fine-tune; it keeps the curves in ``after`` by ``(method, seed, step)``, one record per check in
-    ``snapshots``, and the seed-0 models in ``tuned`` by method.
+    the fine-tune and returns its record, the model and the curve at each check included; :meth:`snapshots` and
+    :meth:`mean_after` read those records.
     """
 
     base: nn.Module
@@ -44,9 +45,6 @@ class ContextExtension:
     lr: float
     batch_size: int
     checks: int = 4
-    after: dict[tuple[str, int, int], torch.Tensor] = field(default_factory=dict, init=False)
-    snapshots: Results = field(default_factory=Results, init=False)
-    tuned: dict[str, nn.Module] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.window = context.sliding_bits(self.base, self.evaluation, self.longest)
@@ -82,33 +80,36 @@ class ContextExtension:
         """Extend the base model by ``method`` and fine-tune it; the mean loss past the trained context per length.
 
         The record (for ``run_grid``) holds ``x2``, ``x4``, ... (and ``x1``, inside the context), ``rise`` (see
-        :meth:`rise`) and ``seconds``, at the end of the fine-tune.
+        :meth:`rise`) and ``seconds``, at the end of the fine-tune; and for later cells the fine-tuned ``model`` and
+        its loss by position at each of :attr:`check_steps` (``curves``, by step).
         """
         every = self.steps // self.checks
         lm, history = context.extend(self.base, method, self.longest, self.train_text, self.steps, self.lr, seed,
                                      self.batch_size, evaluate=lambda m: {"curve": self.curve(m)}, every=every)
-        for step in self.check_steps:
-            self.after[method, seed, step] = bits = history.evals[step]["curve"]
-            self.snapshots.append({"method": method, "seed": seed, "step": step,
-                                   "past": self.beyond(bits, self.longest),
-                                   "excess": self.beyond(bits - self.window, self.longest)})
-        self.tuned.update({method: lm} if seed == 0 else {})
-        bits = self.after[method, seed, self.steps]
+        curves = {step: history.evals[step]["curve"] for step in self.check_steps}
+        bits = curves[self.steps]
         lengths = {f"x{n // self.trained}": self.beyond(bits, n) for n in self.lengths}
-        return lengths | {"rise": self.rise(bits), "seconds": history.seconds}
+        return lengths | {"rise": self.rise(bits), "seconds": history.seconds, "model": lm, "curves": curves}
 
-    def mean_after(self, method: str, step: int | None = None) -> torch.Tensor:
-        """The curve after ``step`` (default: all) fine-tuning steps by ``method``, averaged over the seeds run."""
+    def snapshots(self, results: Results) -> Results:
+        """One record per run of :meth:`extend_run` in ``results`` and check (``method``, ``seed``, ``step``): the
+        loss past the trained context (``past``) and its ``excess`` over the sliding-window baseline."""
+        return Results({"method": run["method"], "seed": run["seed"], "step": step,
+                        "past": self.beyond(bits, self.longest),
+                        "excess": self.beyond(bits - self.window, self.longest)}
+                       for run in results for step, bits in run["curves"].items())
+
+    def mean_after(self, results: Results, method: str, step: int | None = None) -> torch.Tensor:
+        """The curve after ``step`` (default: all) fine-tuning steps by ``method``, averaged over its runs in
+        ``results``."""
         step = step or self.steps
-        return torch.stack([bits for (m, _, k), bits in self.after.items() if m == method and k == step]).mean(0)
+        return torch.stack([curves[step] for curves in results.values("curves", method=method)]).mean(0)
 
     def table(self, rows: dict[str, list[str]], names: dict[str, str]) -> str:
         """One line per method (``names`` labels them) with its cells under each length's positions."""
         heads = [f"{self.trained}-{n - 1} ({n // self.trained}x)" if n > self.trained else f"0-{n - 1} (1x)"
                  for n in self.lengths]
-        lines = [f"{'':<34}" + "".join(f"{h:>18}" for h in heads)]
-        lines += [f"{names[m]:<34}" + "".join(f"{c:>18}" for c in cells) for m, cells in rows.items()]
-        return "\n".join(lines)
+        return records.layout(["", *heads], [[names[m], *cells] for m, cells in rows.items()], lead=34, width=18)
 
 
 def long_question_turns(text: str, view: int, first: int, long: bool = True) -> list[int]:
@@ -197,12 +198,14 @@ class ChatExtension(ExtensionRuns):
     def table(self, results: Results, names: dict[str, str]) -> str:
         """One line per arm of :meth:`run` (``names`` labels them): the chat loss past the trained context and the
         format rate on the long questions, mean ± std over the seeds run."""
-        lines = [f"{'':<42}{f'chat loss past {self.base.config.context}':>20}{'format, long questions':>26}"]
-        for arm, name in names.items():
-            lines.append(f"{name:<42}{results.mean('past', arm=arm):>11.2f} ± {results.std('past', arm=arm):.2f} bpc"
-                         f"{100 * results.mean('format', arm=arm):>19.1f} ± "
-                         f"{100 * results.std('format', arm=arm):.1f} %")
-        return "\n".join(lines)
+        def cell(metric: str, **style):
+            return lambda rows: records.spread(rows.mean(metric), rows.std(metric), **style)
+
+        columns = [records.Column(f"chat loss past {self.base.config.context}", width=20,
+                                  cell=cell("past", scale=1, digits=2, unit=" bpc", width=11)),
+                   records.Column("format, long questions", width=26, cell=cell("format", unit=" %", width=19))]
+        runs = Results(run for arm in names for run in results.where(arm=arm))
+        return records.table(runs, "arm", columns, lead=42, title="", names=names)
 
 
 def smooth(bits: torch.Tensor, width: int = 8) -> torch.Tensor:
@@ -253,15 +256,16 @@ def plot_wavelengths(config, length: int) -> None:
     plt.show()
 
 
-def plot_before_after(study: ContextExtension, before: dict[str, torch.Tensor], names: dict[str, str],
-                      step: int) -> None:
-    """One panel per method: loss by position before (dashed) and after ``step`` fine-tuning steps (seed mean),
-    against the base model reading a sliding window of its trained context (black)."""
+def plot_before_after(study: ContextExtension, results: Results, before: dict[str, torch.Tensor],
+                      names: dict[str, str], step: int) -> None:
+    """One panel per method: loss by position before (dashed) and after ``step`` fine-tuning steps (the seed mean of
+    its runs of :meth:`ContextExtension.extend_run` in ``results``), against the base model reading a sliding window
+    of its trained context (black)."""
     fig, axes = plt.subplots(1, len(names), figsize=(13, 3.6), sharey=True)
     span = range(7, study.longest)
     for ax, m in zip(axes, names):
         ax.plot(span, smooth(before[m]), "--", label="before fine-tuning")
-        ax.plot(span, smooth(study.mean_after(m, step)), label=f"after {step} steps at {study.longest}")
+        ax.plot(span, smooth(study.mean_after(results, m, step)), label=f"after {step} steps at {study.longest}")
         ax.plot(span, smooth(study.window), color="black", linewidth=1, label=f"base, sliding {study.trained}")
         ax.axvline(study.trained, color="gray", linestyle="--", linewidth=1)
         ax.set(title=names[m], xlabel="position in the window", ylim=(1.5, 6), xlim=(0, study.longest))
@@ -286,9 +290,10 @@ def recall_scores(readers: dict[str, tuple[nn.Module, tuple[torch.Tensor, torch.
 
 
 def recall_table(scores: dict[str, dict[str, float]]) -> str:
-    """One line per reader of :func:`recall_scores`."""
-    return "\n".join(f"{name:<30}: seen before {s['seen']:.2f} bpc, fresh {s['fresh']:.2f} bpc, "
-                     f"gain {s['gain']:+.2f} bpc" for name, s in scores.items())
+    """One line per reader of :func:`recall_scores`, without a header (the first reader's line takes its place)."""
+    lines = [[name, f": seen before {s['seen']:.2f} bpc, fresh {s['fresh']:.2f} bpc, gain {s['gain']:+.2f} bpc"]
+             for name, s in scores.items()]
+    return records.layout(lines[0], lines[1:], lead=30, width=0, align="<") if lines else ""
 
 
 def at_position_scale(study: ContextExtension, position_scale: float) -> None:

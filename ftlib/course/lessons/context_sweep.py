@@ -16,8 +16,9 @@ import matplotlib.pyplot as plt
 import torch
 
 from ftlib.course import pretrain_lm
+from ftlib.course.lessons import records
 from ftlib.course.lessons.context_extension import ChatExtension, ExtensionRuns
-from ftlib.course.lessons.experiments import Results
+from ftlib.course.lessons.experiments import Results, run_grid
 from ftlib.course.versions import warn_if_different
 from ftlib.lm import chat, corpus
 from ftlib.paths import DATA_DIR
@@ -59,28 +60,32 @@ def runners(settings: dict = SETTINGS) -> dict[str, ExtensionRuns]:
 
 
 def run_sweep(settings: dict = SETTINGS, tasks=TASKS, arms=ARMS, seeds=None, budgets=None,
-              progress: bool = False) -> list[dict]:
+              progress: bool = False) -> Results:
     """One record per task, arm, seed and budget (default: all of ``settings``): ``past`` (bpc past position 64,
     reading ``length``) and, for chat, ``format`` and ``format_short`` (the chance a reply to a long question, or to
-    a short one whose ``User:`` tag is in view, starts in the format), rounded to 4 decimals."""
+    a short one whose ``User:`` tag is in view, starts in the format), rounded to 4 decimals.
+
+    The runs go through :func:`~ftlib.course.lessons.experiments.run_grid`, task by task, then budget, arm and seed;
+    each record lists ``task``, ``arm``, ``seed`` and ``steps`` first (the shipped file's order). ``progress``
+    prints a line per run."""
     seeds = range(settings["seeds"]) if seeds is None else seeds
     budgets = settings["budgets"] if budgets is None else budgets
     for name, given, allowed in (("tasks", tasks, TASKS), ("arms", arms, ARMS)):
         bad = sorted(set(given) - set(allowed))
         if bad:
             raise ValueError(f"{name}={bad} is not allowed: choose from {list(allowed)}")
-    built, records = runners(settings), []
-    for task in tasks:
-        for steps in budgets:
-            for arm in arms:
-                for seed in seeds:
-                    record = built[task].run(arm, seed, steps)
-                    records.append({"task": task, "arm": arm, "seed": seed, "steps": steps}
-                                   | {k: round(v, 4) for k, v in record.items() if k != "seconds"})
-                    if progress:
-                        print(f"{task} {arm} seed {seed} {steps} steps: {record['past']:.4f} bpc "
-                              f"({record['seconds']:.1f} s)", flush=True)
-    return records
+    built = runners(settings)
+
+    def one(task: str, steps: int, arm: str, seed: int) -> dict:
+        record = built[task].run(arm, seed, steps)
+        if progress:
+            print(f"{task} {arm} seed {seed} {steps} steps: {record['past']:.4f} bpc ({record['seconds']:.1f} s)",
+                  flush=True)
+        return {k: round(v, 4) for k, v in record.items() if k != "seconds"}
+
+    grid = run_grid(one, task=tasks, steps=budgets, arm=arms, seed=seeds)
+    first = ("task", "arm", "seed", "steps")
+    return Results({k: r[k] for k in first} | {k: v for k, v in r.items() if k not in first} for r in grid)
 
 
 def build(path: str | Path = SWEEP, progress: bool = True) -> dict:
@@ -133,15 +138,13 @@ def gap_table(table: dict[str, dict[int, list]], names: dict[str, str], scale: f
     seeds (times ``scale``), and in how many seeds the arm is better than the baseline (a gap below zero, or above
     it with ``higher_is_better``)."""
     budgets = list(next(iter(table.values())))
-    lines = [f"{unit:<36}" + "".join(f"{f'{k} steps':>27}" for k in budgets)]
-    for arm, by_budget in table.items():
-        cells = []
-        for k in budgets:
-            mean, half = interval(by_budget[k])
-            better = f"{sum(d > 0 if higher_is_better else d < 0 for d in by_budget[k])}/{len(by_budget[k])} better"
-            cells.append(f"{scale * mean:+.{digits}f} ± {scale * half:.{digits}f} ({better})")
-        lines.append(f"{names[arm]:<36}" + "".join(f"{c:>27}" for c in cells))
-    return "\n".join(lines)
+
+    def cell(gaps: list[float]) -> str:
+        better = f"{sum(d > 0 if higher_is_better else d < 0 for d in gaps)}/{len(gaps)} better"
+        return records.spread(*interval(gaps), scale=scale, digits=digits, sign="+") + f" ({better})"
+
+    rows = [[names[arm], *(cell(by_budget[k]) for k in budgets)] for arm, by_budget in table.items()]
+    return records.layout([unit, *(f"{k} steps" for k in budgets)], rows, lead=36, width=27)
 
 
 def verdicts(table: dict[str, dict[int, list]], above: str = "higher", below: str = "lower",

@@ -61,6 +61,7 @@ MEASURES: dict[str, str] = {
     "model": "the trained model",
     "run": "the image-folder recipe's result (a RecipeResult: model, history, splits, scores)",
     "curves": "scores by step",
+    "turns": "each validation turn's format scores (lesson 09's turn_format)",
     "label": "a readable name of the run's setting",
     "how": "how the run trained (e.g. 'linear probe')",
 }
