@@ -183,13 +183,18 @@ def test_every_exercise_has_wrong_answers_with_the_words_of_their_feedback():
 def test_the_right_options_are_spread_over_the_letters_and_their_lengths_do_not_betray_them():
     letters = Counter(q.right_letter for _, q in QUESTIONS)
     assert len(QUESTIONS) == 11 and set(letters) == set("abcd") and max(letters.values()) <= 3, letters
+    longest = shortest = 0
     for module, question in QUESTIONS:
         lengths = [len(o.text) for o in question.options.values()]
         assert max(lengths) <= 1.5 * min(lengths), (module.__name__, lengths)
+        right = len(question.options[question.right_letter].text)
+        longest, shortest = longest + (right == max(lengths)), shortest + (right == min(lengths))
         for letter, option in question.options.items():
             if not option.correct:  # a wrong option's feedback never names the right one
                 assert question.right_letter not in _letters_named(option.feedback), (module.__name__, letter)
                 assert question.options[question.right_letter].text not in option.feedback
+    # "pick the longest" (or the shortest) must not be a strategy: at most a third of the questions each
+    assert longest <= len(QUESTIONS) // 3 and shortest <= len(QUESTIONS) // 3, (longest, shortest)
 
 
 def _letters_named(text):

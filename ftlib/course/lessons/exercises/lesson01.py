@@ -53,11 +53,11 @@ def gain_at_five(guess: float | EllipsisType, curve: Results) -> Feedback:
 WHY_PRETRAINING_WINS = Question(
     "At N = 5, fine-tuning beats scratch by many points, with the same network and the same steps. Why?",
     [
-        Option("Its starting weights already compute useful features, so a few labels only adapt them.", True,
+        Option("Its starting weights already compute useful features; a few labels only adapt them.", True,
                "The linear probe shows it: with those features frozen and only a new head trained, it still beats "
                "scratch at N = 5. The gain fades as N grows, because with more labels scratch can learn such "
                "features itself."),
-        Option("Fine-tuning trains for longer than scratch does, so it has time to fit more.", False,
+        Option("Fine-tuning trains for longer than scratch does, so it has more time to fit the 50 images.", False,
                "Every method takes the same steps on the same images, and the compute table shows about the same "
                "seconds per run: training time is not what differs."),
         Option("The fine-tuned model has more parameters to learn with than scratch has.", False,

@@ -52,8 +52,7 @@ TRAINING_LOSS_QUESTION = Question(
     "At 1e-01 the training loss ends far lower than at the chosen rate, yet the test accuracy is lower. Why can the "
     "training loss not choose the rate here?",
     [
-        Option("It only measures the fit to the training digits, which a high rate memorises while "
-               "damaging the features.", True,
+        Option("It measures only the fit to the training digits, which a high rate can memorise.", True,
                "That is why the lesson chooses on validation digits the runs never train on, and reports on the "
                "test set: the validation curve has the inverted U that the training loss lacks."),
         Option("The training loss is too noisy to compare between the different rates.", False,
@@ -62,7 +61,7 @@ TRAINING_LOSS_QUESTION = Question(
         Option("At 1e-01 the loss exploded, so its final value could not be read at all.", False,
                "It did not explode: it ended the lowest of the printed losses. On a few dozen images a high rate "
                "drives the loss down, not up."),
-        Option("A lower training loss always means a better model; the test set misleads here.", False,
+        Option("A lower training loss always means a better model, so here the test set must be misleading.", False,
                "The test digits were never trained on, and the validation digits, drawn separately, show the same "
                "drop at high rates (the sweep plot). A lower loss on the training images means they are memorised "
                "better, not that new digits are read better."),

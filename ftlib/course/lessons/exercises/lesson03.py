@@ -132,7 +132,7 @@ BATCHNORM_TRAP = Question(
         Option("Some frozen weights still got small updates through the head's gradients.", False,
                "requires_grad=False stops every update of a weight: the printed lines list the backbone tensors "
                "that changed, and they are only running_mean, running_var and num_batches_tracked."),
-        Option("The two runs trained the head differently: other batches, rate or steps.", False,
+        Option("The two runs trained the head differently: other batches, another rate or more steps.", False,
                "Both runs use the same seed, batches, rate and steps; only update_bn_stats differs, so the gap "
                "comes from the BatchNorm statistics alone."),
         Option("Updating BatchNorm statistics always hurts, so it must never be done.", False,
@@ -162,8 +162,8 @@ HINTS: dict[str, tuple[str, str]] = {
     "far_depth": (
         "Gratings are stripes, not strokes: which of the pretrained blocks compute features general enough for "
         "them?",
-        "The first block finds edges, which gratings have too; the deeper blocks are tuned to letters. Freeze only "
-        "what stays useful."),
+        "Which features do stripes share with strokes, and which do they not? Count the blocks that compute the "
+        "shared ones."),
     "freeze_first_two": (
         "ftlib.freeze's freeze(model, names) freezes blocks by name; the names are in models.BLOCKS.",
         "Setting requires_grad_(False) by hand gets the parameter count right but lets BatchNorm's running "

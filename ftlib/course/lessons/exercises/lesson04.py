@@ -50,7 +50,7 @@ CHOOSE_ON_VALIDATION = Question(
     "Each method's strength was chosen on the validation digits, and the test digits were read only afterwards. "
     "Why not simply take the strength with the best test accuracy?",
     [
-        Option("The best of several noisy test scores is biased upwards: it would flatter the method.", True,
+        Option("The best of several noisy test scores is biased upwards: it flatters the method.", True,
                "Validation digits choose, the test digits are read once at the end, so the test accuracy of the "
                "chosen strength is an honest estimate of what new digits get. With very few training digits you "
                "would hold some out for this (lesson 06) or cross-validate."),

@@ -53,8 +53,7 @@ def most_letters(guess: str | EllipsisType, sweep: Results) -> Feedback:
     best = max(kept, key=kept.get)
     if guess != best:
         return tell(False, f"Not this time: {wr.NAMES[guess]} keeps fewer letters than another penalty. Compare "
-                           "the letters-kept column of the table above, and ask which rule knows the pretrained "
-                           "weights.")
+                           "the letters-kept column of the table above.")
     measured = ", ".join(f"{wr.NAMES[p]} {kept[p]:.1%}" for p in _CHOICES)
     why = ("Why: only L2-SP pulls towards the pretrained weights w0, where the letters were learned; weight decay "
            "and L2 in the loss pull towards zero, which is no closer to the letters than wherever the digits take "
@@ -125,7 +124,7 @@ DECAY_QUESTION = Question(
         Option("Towards the pretrained weights w0, because fine-tuning starts from them", False,
                "Starting at w0 is not being pulled back to it. Each step subtracts lr * lambda * w, which is zero "
                "only at w = 0: compare the drift column with the shrink predicted under the table."),
-        Option("Towards w0, because Adam normalises each step so the pull cannot go far", False,
+        Option("Towards w0, because Adam normalises each step so that the pull cannot go far from it", False,
                "That is about L2 in the loss, whose gradient Adam rescales. Decoupled decay is not rescaled by Adam "
                "at all, and however far it goes, it goes towards zero."),
         Option("Nowhere: BatchNorm makes the weights' scale irrelevant, so decay does nothing", False,
@@ -142,14 +141,15 @@ def decay_pulls_to(answer: str | EllipsisType) -> Feedback:
 
 HINTS: dict[str, tuple[str, str]] = {
     "most_letters": (
-        "The letters were learned at the pretrained weights w0. Which penalty's rule contains w0?",
-        "Weight decay and L2 in the loss both pull towards zero; L2-SP pulls towards w0."),
+        "The letters were learned at the pretrained weights w0. Towards which point does each penalty pull?",
+        "Write the three penalties side by side, as the lesson defines them, and look for the one whose formula "
+        "contains w0."),
     "build_l2sp": (
         "The strength of the lesson's runs keeps letters but costs digits: start far below it.",
         "Try strengths 10 to 100 times smaller than the lesson's and read both numbers the check prints, seed by "
         "seed."),
     "decay_pulls_to": (
-        "Write one step of decoupled decay: w <- w - lr * lambda * w. Where is that step zero?",
+        "Write one step of decoupled weight decay as an update of w. At which w would it stop moving the weight?",
         "Does w0 appear anywhere in that rule? Compare with L2-SP's penalty alpha/2 ||w - w0||^2."),
 }
 SOLUTIONS: dict[str, object] = {"most_letters": "l2sp", "build_l2sp": build,

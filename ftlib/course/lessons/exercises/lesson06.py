@@ -78,7 +78,7 @@ def stop_a_real_run(rule: EarlyStopping | EllipsisType, histories: list[History]
 
 PATIENCE_QUESTION = Question(
     "Why is the patience (and the score the rule watches) chosen on validation data, never on the test set?", [
-        Option("A rule picked for its test score makes that score optimistic, not a measure", True,
+        Option("A rule picked for its test score makes that score optimistic", True,
                "The oracle is that bias at its largest: it picks the step by its test accuracy and no project can "
                "reach its score. Choose on validation (or earlier runs); the test set only scores the choice, "
                "once."),

@@ -92,11 +92,11 @@ FLAW_QUESTION = Question(
     "Both checkpoints were fine-tuned on the very same upright digits. Why does the flawed one score about as well "
     "as the sound one on upright test digits, yet lower on varied (rotated, bold, dim) digits?",
     [
-        Option("Its pretraining letters lacked that variation, so its features never learned to ignore it.", True,
+        Option("Its letters lacked that variation, so its features never learned to ignore it.", True,
                "Its blind spot was inherited: on data like its fine-tuning set it looks fine, and the gap opens "
                "only under the shift. The linear probe, which cannot change the features, loses about as much: "
                "the features are what differs. Augmentation, which adds rotation, recovers part."),
-        Option("It has fewer parameters, so it cannot fit the varied digits as well.", False,
+        Option("It has fewer parameters than the sound checkpoint, so it cannot fit varied digits as well.", False,
                "Same network, same recipe, same pretraining steps: only its source letters differed (the "
                "metadata line). And on upright digits it keeps up with the sound one."),
         Option("Its fine-tuning data was worse than the sound checkpoint's data.", False,

@@ -69,7 +69,7 @@ def predict_adapter_size(guess: int | EllipsisType) -> Feedback:
 ZERO_B_QUESTION = Question(
     "A starts random and B starts at zero. Why?",
     [
-        Option("So that B A = 0: training starts exactly at the pretrained model.", True,
+        Option("So that B A = 0: training starts at the pretrained model.", True,
                "The cell above printed it: with a fresh adapter the outputs are identical to the pretrained "
                "model's. A must be random, or nothing would train: B's gradient is proportional to A x."),
         Option("To save memory: a matrix of zeros costs nothing to store.", False,

@@ -59,11 +59,11 @@ FORMAT_MISSES = Question(
     "Full fine-tuning and LoRA both miss the turn format on many validation turns, yet turns whose 'User:' tag is "
     "out of the model's view do not miss more often. Which reading fits the table?",
     [
-        Option("The cue is the end of the question line, always in view; misses come after short lines.", True,
+        Option("The cue is the end of the question line, always in view; misses follow short lines.", True,
                "The rows by kind put the lowest rates at the closing thanks and the first questions, and the last "
                "lines show that most of the missing probability goes to a reply starting with 'U'. Why a short "
                "line trips the model is not resolved at this scale."),
-        Option("The model was not trained enough: long questions need more steps to learn.", False,
+        Option("The model was not trained enough: long questions need many more steps to learn the format.", False,
                "If long questions were the ones still unlearned, their rows would lag; the 'User:' out of view row "
                "is as high as or higher than the in-view row for both methods, after the same steps."),
         Option("LoRA's rank is too low to learn the format of long questions.", False,

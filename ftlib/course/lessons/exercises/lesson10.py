@@ -54,11 +54,11 @@ PI_FAST_PAIRS = Question(
     "trained context, while RoPE by parts, which squeezes only the slow pairs, is far better. Why does squeezing "
     "the fast pairs hurt?",
     [
-        Option("The fast pairs tell neighbours apart; squeezed, neighbours sit at angles never seen.", True,
+        Option("The fast pairs tell neighbours apart; squeezed, they sit at angles never seen.", True,
                "The wavelengths show it: the fastest pairs turn several times inside the trained context, so no "
                "angle was new to them past its end. PI slows them anyway, which hurts at every position; by parts "
                "leaves them alone and squeezes only pairs that turn at most once in the trained context."),
-        Option("PI turns the pairs by larger angles than the model ever saw in training.", False,
+        Option("PI turns every pair by larger angles than the model ever saw during its pretraining.", False,
                "It is the other way round: PI multiplies every position by the trained over the new length, so "
                "every angle is smaller and stays inside the trained range. The trouble is which angles separate "
                "neighbours."),

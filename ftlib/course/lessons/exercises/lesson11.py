@@ -101,11 +101,11 @@ def half_the_images(drop: float | EllipsisType, run: recipe.RecipeResult, steps:
 TEST_CHOOSES = Question(
     "Suppose each seed had picked its backbone factor by TEST accuracy instead of its validation score, and we then "
     "reported that test accuracy. What would go wrong?", [
-        Option("The reported test accuracy would be biased upwards: the best of several tries on it", True,
+        Option("The reported test accuracy would be biased upwards: the best of several tries", True,
                "Choosing is fitting: whatever set picks the winner scores it too kindly (the winner's curse "
                "above). Validation makes the choices so that the test set, read once at the end, stays an honest "
                "estimate."),
-        Option("Nothing: the test set is larger, so it would choose better and stay honest", False,
+        Option("Nothing: the test set is larger, so it would choose better and the score stays honest", False,
                "More images make the choice less noisy, but the score is then the best of several tries on the "
                "very images it is reported on: biased upwards, like the validation score of the kept weights (the "
                "winner's curse above), and no untouched set would be left to say how well the model does."),
