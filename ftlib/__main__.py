@@ -194,11 +194,10 @@ def _refresh(args: argparse.Namespace) -> int:
 
 def _clean_copies(args: argparse.Namespace) -> int:
     """Write (or with ``--check`` compare) the learner copies of the lessons: no outputs, same sources."""
-    from .course.learner_copies import mismatches, write_learner_copies
-    from .course.runner import lessons
+    from .course.learner_copies import lesson_notebooks, mismatches, write_learner_copies
 
     try:
-        notebooks = [Path(p) for p in args.notebooks] or lessons()
+        notebooks = lesson_notebooks(args.notebooks)
         if not args.check:
             for path in write_learner_copies(notebooks):
                 print(f"wrote {path}")
@@ -251,7 +250,17 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    """Run one command; output piped into a reader that stops early (``| head -1``) ends it quietly (status 141,
+    as a program stopped by SIGPIPE), without a traceback."""
+    try:
+        return _command(sys.argv[1:] if argv is None else list(argv))
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's final flush of stdout would raise again
+        return 141
+
+
+def _command(argv: list[str]) -> int:
     if argv[:1] == ["finetune"]:  # these two have their own parsers (also used under torchrun)
         from .recipe import cli
 

@@ -16,7 +16,8 @@ DATA_DIR = ROOT / "data"  # the course's shipped data and checkpoints
 NOTEBOOK_DIR = ROOT / "notebooks"  # the lessons
 SHIPPED_DIRS = (WEIGHTS_DIR, DATA_DIR)  # where shipped checkpoints live: rebuilt by `python -m ftlib pretrain`
 
-__all__ = ["DATA_DIR", "NOTEBOOK_DIR", "PACKAGE_DIR", "ROOT", "SHIPPED_DIRS", "WEIGHTS_DIR", "in_course_folders"]
+__all__ = ["DATA_DIR", "NOTEBOOK_DIR", "PACKAGE_DIR", "ROOT", "SHIPPED_DIRS", "WEIGHTS_DIR", "in_course_folders",
+           "shipped_folder"]
 
 
 def in_course_folders(path: str | Path) -> bool:
@@ -25,3 +26,14 @@ def in_course_folders(path: str | Path) -> bool:
     (``--overwrite-shipped``)."""
     resolved = Path(path).resolve()
     return any(resolved.is_relative_to(folder.resolve()) for folder in (DATA_DIR, NOTEBOOK_DIR, WEIGHTS_DIR))
+
+
+def shipped_folder(path: str | Path) -> Path | None:
+    """The folder among ``data/``, ``notebooks/`` and the package ``ftlib/`` (its code and ``weights/``) that
+    ``path`` lies in once resolved, else ``None``: a command's own output (an export, the rendered course) never
+    belongs there."""
+    resolved = Path(path).resolve()
+    for folder in (DATA_DIR, NOTEBOOK_DIR, PACKAGE_DIR):
+        if resolved.is_relative_to(folder.resolve()):
+            return folder
+    return None

@@ -25,6 +25,7 @@ from .data import ImageSet
 from .evaluation import confusion_matrix, evaluate
 from .folder import FolderReport, check_fractions, colour_image, load_folder, split, split_rows
 from .lr import RangeTest, range_test
+from .paths import shipped_folder
 from .probe import linear_probe
 from .runtime import get_device, pin_threads, thread_count
 from .stopping import EarlyStopping, History
@@ -109,11 +110,21 @@ MAX_BACKBONE_FACTOR = 10.0  # the backbone at more than 10x the head's rate is a
 MAX_STRENGTH = 5.0  # augmentation strength: 0 none, 1 mild (the default), 3 strong (ftlib.augment.affine_ranges)
 
 
-def export_target(out: str | Path) -> Path:
+def export_target(out: str | Path, folder: str | Path | None = None) -> Path:
     """``out/model.safetensors``, checked before any training: ``out`` must be (or become) a folder that this
-    user can write to, and the model file must not be a folder; a ``ValueError`` names ``out`` otherwise."""
+    user can write to, outside the course's shipped folders (data/, notebooks/, the package ftlib/) and outside
+    the image ``folder``, and the model file must not be a folder; a ``ValueError`` names ``out`` otherwise."""
+    if not str(out):
+        raise ValueError("--out '' names no folder: give the export folder (it is created if needed)")
     out = Path(out)
     target = out / "model.safetensors"
+    shipped = shipped_folder(out)
+    if shipped is not None:
+        raise ValueError(f"--out {out} lies in {shipped.name}/, a shipped folder of the course: give a folder "
+                         "outside data/, notebooks/ and ftlib/ (e.g. runs/finetune)")
+    if folder is not None and out.resolve().is_relative_to(Path(folder).resolve()):
+        raise ValueError(f"--out {out} lies inside the image folder {folder}: the export would be mixed with your "
+                         "images; give a folder outside it (e.g. runs/finetune)")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is an existing file: give a folder for the export (it is created if needed)")
     if any(p.exists() and not p.is_file() for p in (target, target.with_suffix(".json"))):
@@ -208,11 +219,13 @@ def finetune(folder: str | Path, backbone: str = "glyphnet", *, pretrained: bool
     start = time.perf_counter()
     check_settings(backbone, pretrained, weights, seed, backbone_factor, lr=lr, strength=strength, val=val,
                    test=test)
-    target = export_target(out) if out is not None else None
+    target = export_target(out, folder) if out is not None else None
     pin_threads(threads)
     context = distributed.init(device)
     spec = backbones.spec(backbone)
     data, report = load_folder(folder, spec.size, spec.channels, spec.bright_ink)
+    if target is not None:
+        _check_utf8_names(report)
     train_set, val_set, test_set = split(data, seed, val, test)
     rows = dict(zip(("train", "val", "test"), split_rows(data, seed, val, test)))
     model = backbones.build(backbone, data.num_classes, seed, pretrained, weights).to(context.device)
@@ -249,6 +262,17 @@ def finetune(folder: str | Path, backbone: str = "glyphnet", *, pretrained: bool
     files = {part: [report.files[int(i)] for i in part_rows] for part, part_rows in rows.items()}
     return RecipeResult(model, backbone, pretrained, report, splits, rt, rates, probe, history, report_test, path,
                         time.perf_counter() - start, files, reports)
+
+
+def _check_utf8_names(report: FolderReport) -> None:
+    """A ``ValueError`` naming the first class folder or image file whose name is not valid UTF-8 (a name in other
+    bytes): the error analysis beside the export is UTF-8 text and could not name it. Checked before training."""
+    for name in [*report.classes, *(path.relative_to(report.root).as_posix() for path in report.files)]:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{printable(str(Path(report.root) / name))} is named in bytes that are not UTF-8: the "
+                             "error analysis beside the export (UTF-8 CSV files) cannot name it; rename it") from None
 
 
 def cli(argv: list[str] | None = None) -> int:
@@ -291,7 +315,7 @@ def cli(argv: list[str] | None = None) -> int:
     try:
         settings = _cli_settings(args)
         check_settings(args.backbone, **{name: settings[name] for name in _CHECKED})  # before the warning
-        export_target(settings["out"])
+        export_target(settings["out"], args.folder)
         warning = colour_warning(args.folder, args.backbone) if _rank() == 0 else None
         if warning:
             print(f"warning: {warning}", file=sys.stderr, flush=True)

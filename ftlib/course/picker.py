@@ -12,6 +12,7 @@ import ipywidgets as widgets
 
 from ftlib import backbones, recipe
 from ftlib.folder import load_folder
+from ftlib.paths import ROOT
 from ftlib.runtime import headless
 
 __all__ = ["check", "picker"]
@@ -37,7 +38,8 @@ def check(folder: str | Path, backbone: str) -> None:
 
 def picker(folder: str | Path, backbone: str = "glyphnet", out: str | Path = "runs/finetune") -> widgets.VBox | None:
     """A folder path box, a backbone menu, and two buttons: "check" (:func:`check`) and "fine-tune" (the recipe,
-    exporting to ``out``). Headless (:func:`ftlib.runtime.headless`), no widget is made: one line says what it would
+    exporting to ``out``, relative to the checkout's root: a lesson runs in notebooks/, where no export belongs).
+    Headless (:func:`ftlib.runtime.headless`), no widget is made: one line says what it would
     show."""
     if headless():
         print(f"[picker] image folder {folder}, backbone {backbone}: buttons 'check' and 'fine-tune' "
@@ -58,7 +60,7 @@ def picker(folder: str | Path, backbone: str = "glyphnet", out: str | Path = "ru
         output.clear_output()
         with output:
             try:
-                result = recipe.finetune(path.value, choice.value, out=out, progress=True)
+                result = recipe.finetune(path.value, choice.value, out=ROOT / out, progress=True)
             except (FileNotFoundError, ValueError) as error:
                 print(f"error: {error}")
                 return

@@ -23,9 +23,19 @@ RECORD_FRAMES = "FTLIB_REPLAY_FRAMES"  # set (not 0) to store every replay slide
 MIME = "application/vnd.ftlib.replay+json"  # {"name", "description", "labels", "start", "frames": [[outputs]]}
 
 
+_ON, _OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
 def recording() -> bool:
-    """True when replay sliders should store their frames (``$FTLIB_REPLAY_FRAMES`` is set, not 0)."""
-    return os.environ.get(RECORD_FRAMES, "").strip() not in ("", "0")
+    """True when replay sliders should store their frames: ``$FTLIB_REPLAY_FRAMES`` is 1 (or true, yes, on); unset,
+    empty, 0, false, no or off is False, and anything else a :class:`~ftlib.checks.SettingError` naming it."""
+    from ftlib.checks import SettingError
+
+    text = os.environ.get(RECORD_FRAMES, "").strip().lower()
+    if text not in _ON + _OFF:
+        raise SettingError(f"{RECORD_FRAMES}={os.environ[RECORD_FRAMES]!r} is not allowed: set it to 1 (store every "
+                           "replay slider's frames) or 0, or unset it")
+    return text in _ON
 
 
 def record_frames(show: Callable, name: str, values: Sequence, value, description: str) -> dict:

@@ -202,12 +202,18 @@ def run_grid(run: Callable[..., dict], progress: bool = False, **axes: Iterable)
     from tqdm.auto import tqdm
 
     names = list(axes)
+    for name, values in axes.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+            raise ValueError(f"axis {name}={values!r} is not a list of values: give e.g. {name}=[{values!r}]")
     points = list(itertools.product(*(list(v) for v in axes.values())))
+    empty = [name for name, values in zip(names, map(list, axes.values())) if not values] if not points else []
+    if empty:
+        raise ValueError(f"axis {empty[0]} has no values: the grid would run nothing; give at least one")
     results = Results()
     try:
         for point in tqdm(points, disable=not progress, desc="runs", leave=False):
             coords = dict(zip(names, point))
-            results.append({**coords, **check_record(run(**coords), coordinates=names)})
+            results.append({**coords, **check_record(run(**coords), coordinates=coords)})
     except KeyboardInterrupt as interrupt:  # stop the grid, and keep the runs that finished
         interrupt.results = results
         raise

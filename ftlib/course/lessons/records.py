@@ -71,7 +71,17 @@ _PATTERNS = {r"x\d+": "bpc past the trained context when reading N times it (les
 
 
 def check_record(record: dict, coordinates: Iterable[str] = ()) -> dict:
-    """``record`` itself, after checking that every key that is not a coordinate is a name of :data:`MEASURES`."""
+    """``record`` itself, after checking that it is a dict whose every key that is not a coordinate is a name of
+    :data:`MEASURES`; with ``coordinates`` a dict (the grid's point), a coordinate the record echoes must keep its
+    value (a run that reports another setting than it was given is an error, not a silent relabel)."""
+    if not isinstance(record, dict):
+        raise ValueError(f"a run returned {type(record).__name__} {str(record)[:60]!r}, not a record: return a dict of "
+                         "measures, e.g. {'accuracy': 0.9, 'val_accuracy': 0.88}")
+    point = coordinates if isinstance(coordinates, dict) else {}
+    changed = [key for key in point if key in record and record[key] != point[key]]
+    if changed:
+        raise ValueError(f"a run at {point} returned {changed[0]}={record[changed[0]]!r}: a record may echo its "
+                         "coordinates but not change them")
     allowed = set(coordinates) | set(SETTINGS)
     for key in record:
         if key in allowed or key in MEASURES or any(re.fullmatch(p, str(key)) for p in _PATTERNS):
@@ -141,19 +151,25 @@ def choose(results: Results, field: str, seed: int | None = None, **where):
     The best mean validation accuracy (``val_accuracy``, means over the seeds; with ``seed``, that seed's runs
     alone, one practitioner's data) wins. Ties (equal to 9 decimals, whatever the order of the floating-point sums)
     go to the lower mean validation loss where the records have one (``val_loss``), and then to the value met first
-    in the grid: each grid lists its most conservative setting first (the weaker strength, the lower rate). The
-    test set (``accuracy``) is never read.
+    in the grid: each grid lists its most conservative setting first (the weaker strength, the lower rate). A
+    setting whose mean is NaN or infinite (a diverged run) ranks last. The test set (``accuracy``) is never read.
     """
-    runs = results.where(**where, **({} if seed is None else {"seed": seed}))
-    values = runs.unique(field)
-    if not values:
+    runs = Results(results).where(**where, **({} if seed is None else {"seed": seed}))
+    if not runs:
         raise ValueError(f"no runs to choose {field!r} from with {where}" + ("" if seed is None else f", seed {seed}"))
+    for key in (field, "val_accuracy"):
+        if any(key not in r for r in runs):
+            raise ValueError(f"choose({field!r}) needs {key!r} in every run's record; a run has only "
+                             f"{sorted(next(r for r in runs if key not in r))}")
+    values = runs.unique(field)
 
     def rank(position_value: tuple[int, object]) -> tuple:
         position, value = position_value
         chosen = runs.where(**{field: value})
+        accuracy = chosen.mean("val_accuracy")
         loss = chosen.mean("val_loss") if all("val_loss" in r for r in chosen) else 0.0
-        return (-round(chosen.mean("val_accuracy"), 9), loss, position)
+        finite = math.isfinite(accuracy) and math.isfinite(loss)  # a diverged setting ranks last, never first
+        return (not finite, -round(accuracy, 9) if finite else 0.0, loss if finite else 0.0, position)
 
     return min(enumerate(values), key=rank)[1]
 
