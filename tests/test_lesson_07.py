@@ -45,7 +45,7 @@ def test_an_untouched_lesson07_exercise_says_what_to_do_and_computes_nothing(cap
                      lesson07.explain_flaw(...)):
         assert feedback.passed is None
     out = capsys.readouterr().out
-    assert out.count("Exercise not attempted yet") == 3 and "-5.0" not in out and "pretraining letters lacked" in out
+    assert out.count("Exercise not attempted yet") == 3 and "-5.0" not in out and "letters lacked that variation" in out
 
 
 def test_the_far_gain_prediction_passes_near_the_ladder_and_explains_the_sign():
