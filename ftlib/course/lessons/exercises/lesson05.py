@@ -45,6 +45,8 @@ def most_letters(guess: str | EllipsisType, sweep: Results) -> Feedback:
         return tell(None, "Exercise not attempted yet: in the cell before the penalties' runs, write which "
                     "penalty you expect to keep the most letters (\"decay\", \"l2\" or \"l2sp\") "
                     "in place of `...`, then run the cells again.")
+    if isinstance(guess, str):  # "L2-SP", " l2sp " and "L2SP" name the same penalty
+        guess = guess.strip().lower().replace("-", "")
     if guess not in _CHOICES:
         return tell(False, f"{guess!r} is not one of the choices: write \"decay\", \"l2\" or \"l2sp\".")
     if any(not sweep.where(penalty=p) for p in _CHOICES):
