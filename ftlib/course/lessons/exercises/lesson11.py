@@ -106,9 +106,8 @@ TEST_CHOOSES = Question(
                "above). Validation makes the choices so that the test set, read once at the end, stays an honest "
                "estimate."),
         Option("Nothing: the test set is larger, so it would choose better and the score stays honest", False,
-               "More images make the choice less noisy, but the score is then the best of several tries on the "
-               "very images it is reported on: biased upwards, like the validation score of the kept weights (the "
-               "winner's curse above), and no untouched set would be left to say how well the model does."),
+               "More images make the choice less noisy; but ask what choosing does to the number you then report "
+               "from the same images, and which set would be left untouched to say how well the model does."),
         Option("The model would learn the test images, since choosing trains on them", False,
                "No weight ever sees a test image or its label: the factor is a choice between finished runs. The "
                "harm is to the estimate, not the weights."),
@@ -150,7 +149,7 @@ HINTS: dict[str, tuple[str, str]] = {
         "half the accuracy."),
     "test_must_not_choose": (
         "Does choosing between finished runs change any weight? Then what could it harm?",
-        "What happens to a score once it has picked the best of several tries?"),
+        "Which number would the choice touch, and could that number still be an honest estimate afterwards?"),
 }
 SOLUTIONS: dict[str, object] = {"arrange_folder": arrange, "half_the_images": 10,
                                 "test_must_not_choose": TEST_CHOOSES.right_letter}
