@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ftlib import augment, data
 from ftlib.course.lessons import plots, records
-from ftlib.course.lessons.experiments import run
+from ftlib.course.lessons.experiments import run, validation_scores
 from ftlib.course.runner import points
 from ftlib.evaluation import confusion_matrix, evaluate
 from ftlib.train import Augment
@@ -106,22 +106,23 @@ def batched(name: str, strength: float = 1.0) -> Augment:
 
 
 def augmented_run(method: str, strength: float, seed: int, n: int, steps: int, turn: bool = False,
-                  kind: str = "affine") -> dict:
+                  kind: str = "affine", lr: float | None = None) -> dict:
     """Train ``method`` on ``n`` digits per class with augmentation ``kind`` at ``strength`` (0: none).
 
     ``kind`` is ``"affine"`` (the standard rotation, shift and scale) or one of :data:`EXTRA`. ``turn`` also
-    turns half of the images upside down (a 180° turn). Returns the ``val_accuracy`` (on
-    :func:`ftlib.data.few_shot_split`'s held-out digits), the test ``accuracy``, the ``confusion`` matrix on the test
-    digits, and the training ``seconds``.
+    turns half of the images upside down (a 180° turn). ``lr``: the peak rate (default: the method's). Returns the
+    ``val_accuracy`` and ``val_loss`` (on :func:`ftlib.data.few_shot_split`'s held-out digits), the test
+    ``accuracy``, the ``confusion`` matrix on the test digits, and the training ``seconds``.
     """
     parts = [augment.standard(strength) if kind == "affine" else batched(kind, strength)] if strength else []
     if turn:
         parts.append(augment.random_flip(horizontal=True, vertical=True, p=0.5))
     train_set, val_set = data.few_shot_split("mnist", n, VALIDATION_PER_CLASS, seed)
-    trained = run(method, train_set, seed, steps, augment=augment.compose(*parts) if parts else None)
+    rate = {} if lr is None else {"lr": lr}
+    trained = run(method, train_set, seed, steps, augment=augment.compose(*parts) if parts else None, **rate)
     test = data.test_set("mnist")
     confusion = confusion_matrix(trained.model, test)
-    return {"val_accuracy": evaluate(trained.model, val_set).accuracy, "accuracy": confusion.trace().item() / len(test),
+    return {**validation_scores(trained.model, val_set), "accuracy": confusion.trace().item() / len(test),
             "confusion": confusion, "seconds": trained.history.seconds}
 
 

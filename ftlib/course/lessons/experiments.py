@@ -27,7 +27,8 @@ from ftlib.stopping import History
 from ftlib.train import fit
 
 __all__ = ["METHODS", "Method", "Results", "Trained", "choose", "gain_over_scratch", "gains", "get_method",
-           "labels_to_reach", "make_model", "plot_differences", "run", "run_grid", "transfer_run"]
+           "labels_to_reach", "make_model", "plot_differences", "run", "run_grid", "split", "transfer_run",
+           "validation_scores"]
 
 
 @dataclass(frozen=True)
@@ -106,14 +107,34 @@ def run(method: Method | str, train_set: data.ImageSet, seed: int, steps: int = 
     return Trained(model, history, time.perf_counter() - start)
 
 
-def transfer_run(method: str, target: str, n: int, seed: int, steps: int = 100, **fit_options) -> dict:
+def transfer_run(method: str, target: str, n: int, seed: int, steps: int = 100, n_val: int = 0,
+                 **fit_options) -> dict:
     """Train ``method`` on ``n`` labels per class of ``target`` (split ``seed``) and score it on the test set.
 
-    ``fit_options`` go to :func:`run` (e.g. ``lr=3e-2`` instead of the method's rate).
+    ``n_val > 0`` also scores it on ``n_val`` more labels per class (:func:`validation_scores`): the training set is
+    the same either way. ``fit_options`` go to :func:`run` (e.g. ``lr=3e-2`` instead of the method's rate).
     """
-    trained = run(method, data.few_shot(target, n, seed), seed, steps, **fit_options)
+    train_set, val_set = split(target, n, n_val, seed)
+    trained = run(method, train_set, seed, steps, **fit_options)
     return {"accuracy": evaluate(trained.model, data.test_set(target)).accuracy, "seconds": trained.seconds,
-            "trainable": count_parameters(trained.model, trainable_only=True)}
+            "trainable": count_parameters(trained.model, trainable_only=True),
+            **validation_scores(trained.model, val_set)}
+
+
+def split(target: str, n: int, n_val: int, seed: int) -> tuple[data.ImageSet, data.ImageSet | None]:
+    """``(train, validation)``: ``few_shot(target, n, seed)`` and, for ``n_val > 0``, ``n_val`` more labels per class
+    held out from the same pool (else ``None``). The training set does not depend on ``n_val``."""
+    if n_val:
+        return data.few_shot_split(target, n, n_val, seed)
+    return data.few_shot(target, n, seed), None
+
+
+def validation_scores(model: nn.Module, val_set: data.ImageSet | None) -> dict:
+    """``{"val_accuracy", "val_loss"}`` of ``model`` on ``val_set`` (what the choose rule reads); ``{}`` for none."""
+    if val_set is None:
+        return {}
+    scores = evaluate(model, val_set)
+    return {"val_accuracy": scores.accuracy, "val_loss": scores.loss}
 
 
 def gain_over_scratch(results: Results, transfer: Iterable[str], **where) -> list[float]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 
 from ftlib import data
-from ftlib.course.lessons.experiments import run
+from ftlib.course.lessons.experiments import run, split, validation_scores
 from ftlib.evaluation import evaluate
 from ftlib.freeze import changed, count_parameters, freeze_backbone, snapshot
 from ftlib.models import BLOCKS, GlyphNet
@@ -20,28 +20,31 @@ __all__ = ["depth_run", "frozen_head_run", "live_depth", "plan_work", "staged_ru
 
 
 def staged_run(recipe_name: str, target: str, n: int, seed: int, steps: int = 100, lr: float = 3e-3, k: int = 0,
-               batch_size: int = 64) -> dict:
+               batch_size: int = 64, n_val: int = 0) -> dict:
     """Train a pretrained GlyphNet on ``n`` labels per class of ``target`` by a stage plan; score it on the test set.
 
     ``recipe_name`` names the plan (see :data:`ftlib.unfreezing.PLANS`). Returns the test ``accuracy``, the
-    training ``seconds``, and the ``trainable`` parameters of the last stage.
+    training ``seconds``, and the ``trainable`` parameters of the last stage; with ``n_val > 0`` also the
+    ``val_accuracy`` and ``val_loss`` on ``n_val`` held-out labels per class (the training set is the same).
     """
-    train_set = data.few_shot(target, n, seed)
+    train_set, val_set = split(target, n, n_val, seed)
     stages = stage_plan(recipe_name, steps, lr, k)
     trained = run("fine-tune", train_set, seed,
                   train=lambda model: train_in_stages(model, train_set, stages, batch_size=batch_size, seed=seed))
     return {"accuracy": evaluate(trained.model, data.test_set(target)).accuracy, "seconds": trained.seconds,
-            "trainable": count_parameters(trained.model, trainable_only=True)}
+            "trainable": count_parameters(trained.model, trainable_only=True),
+            **validation_scores(trained.model, val_set)}
 
 
-def depth_run(target: str, k: int, n: int, seed: int, steps: int = 100, lr: float = 3e-3) -> dict:
+def depth_run(target: str, k: int, n: int, seed: int, steps: int = 100, lr: float = 3e-3, n_val: int = 0) -> dict:
     """Freeze the first ``k`` blocks and fine-tune the rest (:func:`staged_run`); ``k = 4``: the linear probe.
 
     With the whole backbone frozen only the head is left, and the exact probe fits it better than ``steps``
     gradient steps would. The record's ``how`` says which was run.
     """
     probe = k == len(BLOCKS)
-    record = staged_run("linear probe" if probe else "freeze first k", target, n, seed, steps, lr, 0 if probe else k)
+    record = staged_run("linear probe" if probe else "freeze first k", target, n, seed, steps, lr, 0 if probe else k,
+                        n_val=n_val)
     return {**record, "how": "linear probe" if probe else f"{steps} steps"}
 
 

@@ -1,0 +1,329 @@
+"""The course's tuning table: every arm of every comparison at its setting chosen on validation, from one grid.
+
+A lesson that compares two ways to fine-tune (scratch against fine-tuning, one freeze depth against another) is
+only fair if each arm runs at its own best setting, chosen alike. :data:`ARMS` lists every arm the lessons compare:
+the lesson's driver that trains it, the settings the comparison fixes (target, labels, steps), and the knobs tuned
+with their grid (the course's one rate grid, :data:`RATES`, unless the lesson studies another). For each arm,
+:func:`build` trains every grid point on :data:`SEEDS`, scores it on held-out *validation* labels only (never the
+test set) and applies the course's one choose rule (:func:`~ftlib.course.lessons.records.choose`). The result ships
+as ``data/tuning.json``; ``python -m ftlib tune --check`` rebuilds it bit for bit (same thread count and torch).
+
+Lessons only read it (:func:`load`): they print how each arm was set (:meth:`Table.show`), run their arms at the
+chosen setting (:meth:`Table.options`), and re-check the stored validation scores against their own runs
+(:meth:`Table.recheck`), so a stale table fails the lesson. The stored choices are also the same on every machine,
+where choices made at run time flip on CPUs whose float sums differ.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import itertools
+import json
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ftlib.course.lessons.records import Results, choose, layout, spread
+from ftlib.paths import DATA_DIR
+
+__all__ = ["ARMS", "N_VAL", "RATES", "SEEDS", "TABLE", "Arm", "Table", "build", "load", "run_arm", "run_chosen"]
+
+TABLE = DATA_DIR / "tuning.json"
+RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)  # the course's one grid of peak rates (lowest first: ties)
+SEEDS = (0, 1, 2)  # the seeds every grid point trains on (the lessons' default seeds)
+N_VAL = 20  # held-out labels per class that score every grid point (disjoint from training and test)
+ROUND = 6  # decimals kept of a validation loss (accuracies are exact fractions of the validation set)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm of one lesson's comparison: ``run`` (a lesson driver, ``"module:function"`` under
+    :mod:`ftlib.course.lessons`) called with ``fixed``, one grid point of ``grid`` and a seed.
+
+    ``grid`` maps each tuned knob to its values, the most conservative first (a tie goes to it); an empty grid
+    means nothing is tuned (a linear probe is fitted exactly). ``note`` says why a knob is fixed on purpose.
+    ``rates`` names how a knob reaches the driver: ``"head/10"`` turns ``lr`` into per-block rates with the
+    backbone at a tenth of the head's (the ratio fixed on purpose).
+    """
+
+    lesson: str
+    name: str
+    run: str
+    fixed: dict
+    grid: dict = field(default_factory=lambda: {"lr": RATES})
+    note: str = ""
+    rates: str = ""
+
+    @property
+    def key(self) -> str:
+        """``"03 scratch, gratings"``: the lesson and the arm's name, unique in the table."""
+        return f"{self.lesson} {self.name}"
+
+    def candidates(self) -> list[dict]:
+        """Every grid point, in grid order (the first knob varies slowest)."""
+        return [dict(zip(self.grid, point)) for point in itertools.product(*self.grid.values())]
+
+    def options(self, point: dict) -> dict:
+        """The driver's keyword arguments for the grid ``point`` (``lr`` made per-block where ``rates`` says)."""
+        if self.rates == "head/10" and "lr" in point:
+            return {**point, "lr": {"backbone": point["lr"] / 10, "head": point["lr"]}}
+        return dict(point)
+
+    def driver(self) -> Callable[..., dict]:
+        module, function = self.run.split(":")
+        return getattr(importlib.import_module(f"ftlib.course.lessons.{module}"), function)
+
+
+def _lesson01() -> list[Arm]:
+    """Lesson 01's data-efficiency curve: scratch, the linear probe and two ways to fine-tune, at each N."""
+    arms = []
+    for n in (1, 5, 10, 20):
+        fixed = {"target": "mnist", "n": n, "steps": 100}
+        arms += [Arm("01", f"scratch, N={n}", "experiments:transfer_run", {"method": "scratch", **fixed}),
+                 Arm("01", f"linear probe, N={n}", "experiments:transfer_run", {"method": "linear probe", **fixed},
+                     grid={}, note="no rate: the head is fitted exactly"),
+                 Arm("01", f"fine-tune, N={n}", "experiments:transfer_run", {"method": "fine-tune", **fixed}),
+                 Arm("01", f"fine-tune, low backbone LR, N={n}", "experiments:transfer_run",
+                     {"method": "fine-tune, low backbone LR", **fixed}, rates="head/10",
+                     note="backbone at a tenth of the head's rate, on purpose")]
+    return arms
+
+
+def _lesson02() -> list[Arm]:
+    """Lesson 02: one rate or per-block rates under one-cycle; the schedules at a rate too high on purpose."""
+    fixed = {"n": 5, "steps": 80}
+    return [Arm("02", "one rate", "learning_rate:rate_run", fixed),
+            Arm("02", "per-layer rates", "learning_rate:rate_run", fixed, rates="head/10",
+                note="backbone at a tenth of the head's rate, on purpose"),
+            *(Arm("02", f"{schedule}, lr 0.03", "learning_rate:rate_run", {**fixed, "schedule": schedule, "lr": 3e-2},
+                  grid={}, note="rate fixed on purpose: too high, to see what each part of a schedule does")
+              for schedule in ("constant", "warm-up only", "cosine decay only", "one-cycle, beta1 fixed",
+                               "onecycle"))]
+
+
+def _lesson03() -> list[Arm]:
+    """Lesson 03: each freeze depth and scratch on a near and a far target; LP-FT and gradual unfreezing (near)."""
+    arms = []
+    for target in ("font_digits", "gratings"):
+        fixed = {"target": target, "n": 10, "steps": 60}
+        arms += [Arm("03", f"freeze k={k}, {target}", "freezing:depth_run", {"k": k, **fixed}) for k in range(4)]
+        arms += [Arm("03", f"freeze k=4, {target}", "freezing:depth_run", {"k": 4, **fixed}, grid={},
+                     note="no rate: the head is fitted exactly (the linear probe)"),
+                 Arm("03", f"scratch, {target}", "experiments:transfer_run", {"method": "scratch", **fixed})]
+    return arms + [Arm("03", f"{plan}, font_digits", "freezing:staged_run",
+                       {"recipe_name": plan, "target": "font_digits", "n": 10, "steps": 60})
+                   for plan in ("LP-FT", "gradual unfreezing")]
+
+
+def _lesson04() -> list[Arm]:
+    """Lesson 04: scratch and fine-tuning at each augmentation strength (each its own arm); other augmentations."""
+    arms = [Arm("04", f"{method}, strength {s:g}", "augmentation:augmented_run",
+                {"method": method, "strength": s, "n": 5, "steps": 100})
+            for method in ("scratch", "fine-tune") for s in (0, 0.5, 1, 2)]
+    return arms + [Arm("04", f"scratch, {kind} 1", "augmentation:augmented_run",
+                       {"method": "scratch", "strength": 1, "kind": kind, "n": 5, "steps": 100})
+                   for kind in ("elastic", "erasing")]
+
+
+def _arms() -> list[Arm]:
+    """Every lesson's arms, in lesson order (one function per lesson)."""
+    return [*_lesson01(), *_lesson02(), *_lesson03(), *_lesson04()]
+
+
+ARMS: list[Arm] = _arms()
+
+
+def run_arm(arm: Arm, point: dict, seed: int) -> dict:
+    """Train ``arm`` at grid ``point`` on ``seed`` and return its validation scores (``val_accuracy``, ``val_loss``
+    rounded to :data:`ROUND` decimals): what the table stores. The test score is not kept."""
+    extra = {} if "augmentation:" in arm.run else {"n_val": N_VAL}  # lesson 04's driver always holds out its own
+    record = arm.driver()(**arm.fixed, **arm.options(point), seed=seed, **extra)
+    return {"val_accuracy": record["val_accuracy"], "val_loss": round(record["val_loss"], ROUND)}
+
+
+def tune(arm: Arm, seeds: Iterable[int] | None = None, progress: Callable[[str], None] | None = None) -> dict:
+    """The table's entry for ``arm``: every grid point's validation scores on every seed, and the point chosen by
+    the course's one rule (:func:`~ftlib.course.lessons.records.choose`)."""
+    candidates = arm.candidates()
+    records = Results()
+    for position, point in enumerate(candidates):
+        for seed in SEEDS if seeds is None else seeds:
+            records.append({"candidate": position, **point, "seed": seed, **run_arm(arm, point, seed)})
+        if progress:
+            progress(f"{arm.key}: {point or 'no knob'}: validation "
+                     f"{records.mean('val_accuracy', candidate=position):.1%}")
+    chosen = candidates[choose(records, "candidate")]
+    return {"lesson": arm.lesson, "arm": arm.name, "run": arm.run, "fixed": arm.fixed,
+            "grid": {k: list(v) for k, v in arm.grid.items()}, "rates": arm.rates, "note": arm.note,
+            "chosen": chosen, "records": [{k: v for k, v in r.items() if k != "candidate"} for r in records]}
+
+
+def settings() -> dict:
+    """What made the table: the seeds, the validation size, the rate grid, the thread count and the torch build."""
+    import torch
+
+    return {"seeds": list(SEEDS), "n_val": N_VAL, "rates": list(RATES), "threads": 2, "torch": torch.__version__,
+            "rule": "records.choose: best mean val_accuracy (9 dp), then lower mean val_loss, then grid order"}
+
+
+def build(path: Path, lessons: Iterable[str] | None = None, base: Path | None = None,
+          progress: Callable[[str], None] | None = None) -> dict:
+    """Tune every arm (or those of ``lessons``, keeping the other entries of ``base``) and write the table to
+    ``path`` as JSON; return it. Each entry is a pure function of its arm, so a partial rebuild merged into the
+    shipped table gives the same bytes as a full one."""
+    from ftlib.runtime import seed_everything
+
+    lessons = None if lessons is None else set(lessons)
+    unknown = sorted((lessons or set()) - {a.lesson for a in ARMS})
+    if unknown:
+        raise ValueError(f"lessons {unknown} have no arms in the tuning table: choose from "
+                         f"{sorted({a.lesson for a in ARMS})}")
+    kept = {e["lesson"] + " " + e["arm"]: e for e in json.loads(base.read_text())["arms"]} if base else {}
+    entries = []
+    for arm in ARMS:
+        if lessons is None or arm.lesson in lessons:
+            seed_everything(0)  # pins the thread count the stored numbers were made with
+            entries.append(tune(arm, progress=progress))
+        elif arm.key in kept:
+            entries.append(kept[arm.key])
+        else:
+            raise ValueError(f"{arm.key} is not in {base}: rebuild lesson {arm.lesson} too")
+    table = {"settings": settings(), "arms": entries}
+    Path(path).write_text(json.dumps(table, indent=1) + "\n")
+    return table
+
+
+def run_chosen(key: str, seeds: Iterable[int], table: Table | None = None, **changes) -> Results:
+    """Run arm ``key`` of the table at its chosen setting on ``seeds``, scored on test and on validation: the
+    records of a lesson's comparison, through :func:`~ftlib.course.lessons.experiments.run_grid`.
+
+    ``changes`` replace fixed settings (a learner's ``steps=200``; ``n=40`` with the arm of the nearest tuned N):
+    the setting then stays the one chosen for the table's settings, and each record's ``label`` says so. Each
+    record also holds the arm's fixed settings and ``label``: the arm's name (plus what changed).
+    """
+    from ftlib.course.lessons.experiments import run_grid
+
+    table = table or load()
+    arm = table.arm(key)
+    unknown = sorted(set(changes) - set(arm.fixed))
+    if unknown:
+        raise ValueError(f"{key} has no fixed setting {unknown[0]!r} to change: it fixes {', '.join(arm.fixed)}")
+    changed = {k: v for k, v in changes.items() if v != arm.fixed[k]}
+    settings = {**arm.fixed, **changes}
+    extra = {} if "augmentation:" in arm.run else {"n_val": [N_VAL]}
+    results = run_grid(arm.driver(), **{k: [v] for k, v in settings.items()},
+                       **{k: [v] for k, v in table.options(key).items()}, seed=list(seeds), **extra)
+    label = arm.name + "".join(f" ({k} {v}, tuned at {arm.fixed[k]})" for k, v in changed.items())
+    for record in results:
+        record["label"] = label
+    return results
+
+
+class Table:
+    """The shipped tuning table, read: each arm's chosen setting, its grid and its validation scores."""
+
+    def __init__(self, contents: dict, source: str = "") -> None:
+        self.settings = contents["settings"]
+        self.entries = {e["lesson"] + " " + e["arm"]: e for e in contents["arms"]}
+        self.source = source
+
+    def entry(self, key: str) -> dict:
+        if key not in self.entries:
+            raise ValueError(f"arm {key!r} is not in the tuning table {self.source}: known arms of lesson "
+                             f"{key[:2]}: {', '.join(k for k in self.entries if k[:2] == key[:2]) or 'none'}")
+        return self.entries[key]
+
+    def nearest(self, template: str, **value) -> str:
+        """The key made by ``template`` (``"01 scratch, N={n}"``) for the tuned value nearest ``value`` (on a log
+        scale): the exact key where the table has it, e.g. the arm tuned at N = 20 for N = 40."""
+        (name, wanted), = value.items()
+        keys = {k: e["fixed"][name] for k, e in self.entries.items()
+                if name in e["fixed"] and k == template.format(**{name: e["fixed"][name]})}
+        if not keys:
+            raise ValueError(f"no arm of the tuning table matches {template!r}")
+        return min(keys, key=lambda k: (abs(math.log(keys[k]) - math.log(wanted)), keys[k]))
+
+    def arm(self, key: str) -> Arm:
+        """The :class:`Arm` of ``key`` as the table stored it."""
+        e = self.entry(key)
+        return Arm(e["lesson"], e["arm"], e["run"], e["fixed"], {k: tuple(v) for k, v in e["grid"].items()},
+                   e["note"], e["rates"])
+
+    def chosen(self, key: str) -> dict:
+        """The grid point chosen for ``key`` on validation, e.g. ``{"lr": 0.003}``."""
+        return dict(self.entry(key)["chosen"])
+
+    def options(self, key: str) -> dict:
+        """The driver's keyword arguments that set ``key`` at its chosen point (per-block rates where the arm says)."""
+        return self.arm(key).options(self.chosen(key))
+
+    def records(self, key: str, **point) -> Results:
+        """The stored validation records of ``key`` (at ``point``, default: the chosen one)."""
+        point = point or self.chosen(key)
+        return Results(r for r in self.entry(key)["records"] if all(r[k] == v for k, v in point.items()))
+
+    def val_accuracy(self, key: str) -> float:
+        """The mean validation accuracy over :data:`SEEDS` of ``key`` at its chosen point."""
+        return self.records(key).mean("val_accuracy")
+
+    def show(self, keys: Iterable[str], names: dict[str, str] | None = None) -> str:
+        """How each arm was set: its chosen setting, its validation accuracy (mean ± std over the table's seeds) and
+        the grid it was chosen from, or why nothing was tuned; ``names`` relabels arms."""
+        rows = []
+        for key in keys:
+            e = self.entry(key)
+            setting = ", ".join(f"{k} {_number(v)}" for k, v in e["chosen"].items()) or "-"
+            if e["rates"] == "head/10" and "lr" in e["chosen"]:
+                setting = f"head {_number(e['chosen']['lr'])}, backbone {_number(e['chosen']['lr'] / 10)}"
+            grid = "; ".join(f"{k} " + " ".join(_number(v) for v in values) for k, values in e["grid"].items())
+            runs = self.records(key)
+            rows.append([(names or {}).get(key, e["arm"]), setting,
+                         spread(runs.mean("val_accuracy"), runs.std("val_accuracy")), "   " + (grid or e["note"])])
+            if e["grid"] and e["note"]:
+                rows.append(["", "", "", f"   ({e['note']})"])
+        seeds = len(self.settings["seeds"])
+        return layout(["arm", "setting", f"validation % ({seeds} seeds)", "   chosen from"], rows,
+                      lead=max(len(r[0]) for r in rows) + 2,
+                      width=[max(9, *(len(r[1]) for r in rows)), 24, 0], align=["<", ">", "<"])
+
+    def results(self, key: str) -> Results:
+        """Every stored validation record of ``key``: each grid point on each of the table's seeds."""
+        return Results(self.entry(key)["records"])
+
+    def recheck(self, key: str, results: Results, tolerance: float = 0.03, **point) -> str:
+        """Compare the lesson's own runs of ``key`` (records with ``seed`` and ``val_accuracy``) at grid ``point``
+        (default: the chosen one) with the table's, seed by seed; raise where a seed's validation accuracy differs by
+        more than ``tolerance`` (a stale table, or training that changed). Returns one line to print."""
+        stored = {r["seed"]: r["val_accuracy"] for r in self.records(key, **point)}
+        if any("tuned at" in r.get("label", "") for r in results):
+            return f"{key}: run at other settings than the table's (see the labels): nothing to re-check"
+        shared = [r for r in results if r["seed"] in stored]
+        if not shared:
+            return f"{key}: no run on the table's seeds {sorted(stored)} to re-check"
+        worst = max(abs(r["val_accuracy"] - stored[r["seed"]]) for r in shared)
+        if worst > tolerance:
+            raise AssertionError(f"the tuning table is stale for {key}: validation accuracy differs by "
+                                 f"{100 * worst:.1f} points from the stored runs; rebuild it with "
+                                 f"`python -m ftlib tune --lessons {key[:2]}`")
+        return (f"re-checked {key} on {len(shared)} seed(s): validation within {100 * worst:.1f} points of the "
+                "table's")
+
+
+def _number(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+@functools.lru_cache(maxsize=2)
+def _read(path: str) -> Table:
+    target = Path(path)
+    if not target.is_file():
+        raise ValueError(f"tuning table {target} does not exist: rebuild it with `python -m ftlib tune`")
+    return Table(json.loads(target.read_text()), source=str(target))
+
+
+def load(path: Path | str = TABLE) -> Table:
+    """The tuning table at ``path`` (default: the shipped one)."""
+    return _read(str(path))
+
