@@ -124,6 +124,8 @@ def test_chat_prompt_in_the_training_format_is_answered_in_turn(lora_chat_model,
     wrong = exercises.chat_prompt(exercises.WRONG_ANSWERS["chat_prompt"][0][0], lora_chat_model, 0.7)
     assert wrong.passed is False and "the question and '\\n'" in wrong.message
     assert exercises.chat_prompt("", lora_chat_model, 0.7).passed is False
+    for lazy in ("Assistant: ", "hello\n", "User: What does heapq.heappush do? Assistant:"):  # no question line
+        assert exercises.chat_prompt(lazy, lora_chat_model, 0.7).passed is False, lazy
     assert exercises.chat_prompt("User: café?\n", lora_chat_model, 0.7).passed is False
 
 
