@@ -123,3 +123,31 @@ def test_the_shipped_table_matches_the_arms_the_lessons_define():
 def test_tune_command_refuses_bad_flags_in_one_line(args, message):
     result = subprocess.run([sys.executable, "-m", "ftlib", "tune", *args], capture_output=True, text=True)
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_damaged_table_is_named_in_one_line(tmp_path):
+    for text in ["{", "[]", '{"settings": {}, "arms": 3}']:
+        path = tmp_path / "t.json"
+        path.write_text(text)
+        with pytest.raises(ValueError, match="is not a tuning table .*python -m ftlib tune"):
+            tuning.Table(tuning._contents(path))
+    with pytest.raises(ValueError, match="does not exist"):
+        tuning.load(tmp_path / "none.json")
+
+
+def test_an_interrupted_build_leaves_the_table_as_it_was_and_no_stray_file(tiny, tmp_path, monkeypatch):
+    first, _ = tiny
+    target = tmp_path / "table.json"
+    target.write_bytes(first.read_bytes())
+    calls = []
+
+    def interrupted(arm, progress=None):
+        calls.append(arm.key)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return {"lesson": arm.lesson, "arm": arm.name}
+
+    monkeypatch.setattr(tuning, "tune", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tuning.build(target, progress=lambda line: None)
+    assert target.read_bytes() == first.read_bytes() and [p.name for p in tmp_path.iterdir()] == ["table.json"]
