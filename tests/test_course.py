@@ -12,6 +12,7 @@ import pytest
 
 from ftlib.__main__ import main
 from ftlib.course import runner as course
+from notebook_outputs import output_mismatches
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,14 +79,17 @@ def test_every_parameter_a_lesson_assigns_can_be_set(notebook):
 
 
 @pytest.mark.slow
-def test_a_lesson_runs_through_the_course_runner_with_fewer_seeds(tmp_path):
-    """The runner's whole path on a real lesson: parameters in, headline out. (Every lesson runs once at its
-    defaults in the browser tests, its outputs compared with the committed ones: a second run of each would only
-    add minutes.)"""
+def test_a_lesson_run_by_papermill_gives_the_outputs_committed_from_a_kernel_run(tmp_path):
+    """The runner's whole path on a real lesson (headline out), and a second executor: the committed outputs were
+    made by nbconvert (``refresh``) and are checked by nbval and in JupyterLab; papermill's run must match them under
+    nbval's comparison too (issue 37: on one machine the two executors disagreed at thresholds). Lesson 06 is the
+    shortest whole lesson."""
     notebook = next(nb for nb in course.lessons() if nb.name.startswith("06_"))
-    run = course.run_notebook(notebook, tmp_path, {"seeds": 2})
+    run = course.run_notebook(notebook, tmp_path, {})
     assert run.status == "ok", run.error
-    assert run.headline and "(2/2 seeds)" in run.headline, "the lesson ran with the seeds it was given"
+    assert run.headline and "(3/3 seeds)" in run.headline
+    mismatches = output_mismatches(nbformat.read(run.output, as_version=4), nbformat.read(notebook, as_version=4))
+    assert not mismatches, "\n".join(mismatches)
 
 
 @pytest.mark.parametrize("args, shipped, variant", [
