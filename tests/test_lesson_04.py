@@ -104,13 +104,55 @@ def test_six_nine_turn_compares_the_guess_with_the_mean_change(capsys):
 
 
 @pytest.mark.slow
-def test_live_strength_trains_at_one_strength_and_names_it_first(capsys):
+def test_live_augmentation_trains_one_strength_and_names_it_first(capsys):
     import time
 
     start = time.perf_counter()
-    augmentation.live_strength(2)
+    augmentation.live_augmentation(0.5, "erasing", lr=0.01)
     seconds = time.perf_counter() - start
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("strength = 2: scratch, N = 5 digits per class, seed 0, 60 steps in")
+    assert lines[0].startswith("erasing strength = 0.5: scratch, N = 5 digits per class, seed 0, 60 steps at lr 0.01 in")
     assert lines[1].startswith("validation ") and ", test " in lines[1]
-    print(f"live_strength(2): {seconds:.2f} s")  # about 1.3 s on 2 cores (shown with pytest -s)
+    print(f"live_augmentation(0.5): {seconds:.2f} s")  # about 1.5 s on 2 cores (shown with pytest -s)
+
+
+# --- Reading the tuning table: the arms by strength, their stored validation records, a ranking ---------------------
+
+def _table():
+    from ftlib.course.lessons import tuning
+
+    def entry(name, fixed, lr, accuracies):
+        records = [{"lr": r, "seed": s, "val_accuracy": a - (r != lr) * 0.2, "val_loss": 1.0}
+                   for r in (1e-3, 1e-2) for s, a in enumerate(accuracies)]
+        return {"lesson": "04", "arm": name, "run": "augmentation:augmented_run", "fixed": fixed,
+                "grid": {"lr": [1e-3, 1e-2]}, "rates": "", "note": "", "chosen": {"lr": lr}, "records": records}
+
+    arms = [entry(f"m, strength {s:g}", {"method": "m", "strength": s, "n": 5, "steps": 100}, 1e-2, accuracies)
+            for s, accuracies in ((1, (0.7, 0.7)), (0, (0.5, 0.6)), (0.5, (0.7, 0.7)))]
+    arms.append(entry("m, erasing 1", {"method": "m", "strength": 1, "kind": "erasing", "n": 5, "steps": 100},
+                      1e-3, (0.4, 0.5)))
+    return tuning.Table({"settings": {"seeds": [0, 1]}, "arms": arms})
+
+
+def test_strength_arms_finds_the_standard_arms_weakest_first():
+    table = _table()
+    assert augmentation.strength_arms(table, "m") == {0: "04 m, strength 0", 0.5: "04 m, strength 0.5",
+                                                       1: "04 m, strength 1"}
+    with pytest.raises(ValueError, match="no lesson-04 arm of method 'm' at n=15"):
+        augmentation.strength_arms(table, "m", n=15)
+
+
+def test_the_strength_is_chosen_from_the_stored_records_at_each_arms_chosen_rate():
+    table = _table()
+    stored = augmentation.stored_validation(table, augmentation.strength_arms(table, "m").values())
+    assert len(stored) == 6 and {r["lr"] for r in stored} == {1e-2}  # the chosen point only, both seeds
+    assert stored[0]["label"] == "m, strength 0" and stored[0]["strength"] == 0
+    assert augmentation.best_strength(stored, "m") == 0.5  # 0.5 and 1 tie: the weaker wins
+
+
+def test_rank_on_validation_orders_by_the_choose_rule():
+    table = _table()
+    keys = {"none": "04 m, strength 0", "affine": "04 m, strength 1", "erasing": "04 m, erasing 1",
+            "half": "04 m, strength 0.5"}
+    runs = Results({**r, "way": way} for way, key in keys.items() for r in table.records(key))
+    assert augmentation.rank_on_validation(runs, "way") == ["affine", "half", "none", "erasing"]

@@ -3,7 +3,10 @@
 :func:`augmented_run` trains on ``n`` digits per class and scores on a validation set (more labelled digits from the
 pool, disjoint from training and test: the strength is chosen there) and on the test set. :func:`batched` gives
 batch versions (one draw per image) of the catalogue's elastic, noise, blur and erasing, fast enough to train with.
-:func:`live_strength` is the live slider's run: scratch trained for real at one strength.
+The tuning table (:mod:`~ftlib.course.lessons.tuning`) holds one arm per method and strength, each at its own rate:
+:func:`strength_arms` finds them, :func:`stored_validation` reads their stored validation records (what each
+method's strength is chosen from, the same on every machine) and :func:`run_arms` runs them on the lesson's seeds.
+:func:`live_augmentation` is the live slider's run: scratch trained for real with one augmentation at one strength.
 """
 
 from __future__ import annotations
@@ -15,14 +18,15 @@ import torch
 import torch.nn.functional as F
 
 from ftlib import augment, data
-from ftlib.course.lessons import plots, records
+from ftlib.course.lessons import plots, records, tuning
 from ftlib.course.lessons.experiments import run, validation_scores
 from ftlib.course.runner import points
 from ftlib.evaluation import confusion_matrix, evaluate
 from ftlib.train import Augment
 
 __all__ = ["EXTRA", "VALIDATION_PER_CLASS", "augmented_run", "batched", "best_strength", "digit_changes",
-           "live_strength", "on_six_nine", "preview", "swapped", "ways_table"]
+           "live_augmentation", "on_six_nine", "preview", "rank_on_validation", "run_arms", "stored_validation",
+           "strength_arms", "swapped", "ways_table"]
 
 VALIDATION_PER_CLASS = 20  # labelled digits per class held out to choose the strength (never the test set)
 EXTRA = ("elastic", "noise", "blur", "erasing")  # the catalogue's augmentations beyond rotation, shift and scale
@@ -126,18 +130,61 @@ def augmented_run(method: str, strength: float, seed: int, n: int, steps: int, t
             "confusion": confusion, "seconds": trained.history.seconds}
 
 
-def live_strength(strength: float, n: int = 5, steps: int = 60, seed: int = 0, method: str = "scratch") -> None:
-    """Train ``method`` at ``strength`` for real (:func:`augmented_run`; 60 steps take about 1.3 s on 2 cores);
-    print its validation and test accuracy, and show eight of its training digits as one augmented batch draws
-    them."""
-    record = augmented_run(method, strength, seed, n, steps)
-    print(f"strength = {strength}: {method}, N = {n} digits per class, seed {seed}, {steps} steps in "
+def live_augmentation(strength: float, kind: str = "erasing", lr: float | None = None, n: int = 5, steps: int = 60,
+                      seed: int = 0, method: str = "scratch") -> None:
+    """Train ``method`` with augmentation ``kind`` (``"affine"`` or one of :data:`EXTRA`) at ``strength`` for real
+    (:func:`augmented_run` at the peak rate ``lr``; 60 steps take about 1.5 s on 2 cores); print its validation and
+    test accuracy, and show eight of its training digits as one augmented batch draws them."""
+    record = augmented_run(method, strength, seed, n, steps, kind=kind, lr=lr)
+    rate = "" if lr is None else f" at lr {lr:g}"
+    print(f"{kind} strength = {strength}: {method}, N = {n} digits per class, seed {seed}, {steps} steps{rate} in "
           f"{record['seconds']:.1f} s")
     print(f"validation {record['val_accuracy']:.1%}, test {record['accuracy']:.1%}")
     digits = data.few_shot("mnist", 1, seed).images[:8]
-    shown = augment.standard(strength)(digits, torch.Generator().manual_seed(seed)) if strength else digits
-    plots.show_images(shown, count=8, columns=8, title=f"Eight training digits as strength {strength} draws them")
+    draw = augment.standard(strength) if kind == "affine" else batched(kind, strength)
+    shown = draw(digits, torch.Generator().manual_seed(seed)) if strength else digits
+    plots.show_images(shown, count=8, columns=8, title=f"Eight training digits as {kind} at strength {strength} "
+                                                       "draws them")
     plt.show()
+
+
+def strength_arms(table: tuning.Table, method: str, n: int = 5) -> dict[float, str]:
+    """The tuning table's lesson-04 arms of ``method`` with the standard augmentation on ``n`` digits per class:
+    each arm's key by its strength, weakest first."""
+    keys = {e["fixed"]["strength"]: key for key, e in table.entries.items()
+            if e["lesson"] == "04" and "kind" not in e["fixed"] and e["fixed"]["method"] == method
+            and e["fixed"]["n"] == n}
+    if not keys:
+        raise ValueError(f"the tuning table has no lesson-04 arm of method {method!r} at n={n}: its arms are "
+                         f"{', '.join(k for k in table.entries if k.startswith('04'))}")
+    return dict(sorted(keys.items()))
+
+
+def stored_validation(table: tuning.Table, keys) -> records.Results:
+    """The table's stored validation records of each arm of ``keys`` at its chosen point (the table's seeds), each
+    with the arm's fixed settings (method, strength, n...) and its ``label``: what a strength is chosen from, read
+    from the table and so the same on every machine."""
+    return records.Results({**table.arm(key).fixed, "label": table.arm(key).name, **record}
+                           for key in keys for record in table.records(key))
+
+
+def run_arms(keys, seeds, table: tuning.Table, **changes) -> records.Results:
+    """:func:`~ftlib.course.lessons.tuning.run_chosen` for each arm of ``keys`` on ``seeds``, one after the other:
+    test and validation scores, each record labelled with its arm (and ``changes``, e.g. ``steps=200``)."""
+    results = records.Results()
+    for key in keys:
+        results.extend(tuning.run_chosen(key, seeds, table, **changes))
+    return results
+
+
+def rank_on_validation(results: records.Results, field: str) -> list:
+    """The values of ``field`` ranked by the course's one choose rule (:func:`~records.choose` on validation: the
+    best first, then the best of the rest...); ties go to the value met first."""
+    ranking, rest = [], records.Results(results)
+    while rest:
+        ranking.append(records.choose(rest, field))
+        rest = records.Results(r for r in rest if r[field] != ranking[-1])
+    return ranking
 
 
 def best_strength(results, method: str) -> float:

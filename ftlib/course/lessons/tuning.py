@@ -120,13 +120,19 @@ def _lesson03() -> list[Arm]:
 
 
 def _lesson04() -> list[Arm]:
-    """Lesson 04: scratch and fine-tuning at each augmentation strength (each its own arm); other augmentations."""
+    """Lesson 04: scratch and fine-tuning at each augmentation strength (each its own arm); other augmentations;
+    scratch at N = 15, where its accuracy without augmentation is near fine-tuning's at N = 5 (the matched control),
+    without augmentation and at scratch's strength chosen at N = 5."""
     arms = [Arm("04", f"{method}, strength {s:g}", "augmentation:augmented_run",
                 {"method": method, "strength": s, "n": 5, "steps": 100})
             for method in ("scratch", "fine-tune") for s in (0, 0.5, 1, 2)]
-    return arms + [Arm("04", f"scratch, {kind} 1", "augmentation:augmented_run",
-                       {"method": "scratch", "strength": 1, "kind": kind, "n": 5, "steps": 100})
-                   for kind in ("elastic", "erasing")]
+    arms += [Arm("04", f"scratch, {kind} 1", "augmentation:augmented_run",
+                 {"method": "scratch", "strength": 1, "kind": kind, "n": 5, "steps": 100})
+             for kind in ("elastic", "erasing")]
+    return arms + [Arm("04", f"scratch, N=15, strength {s:g}", "augmentation:augmented_run",
+                       {"method": "scratch", "strength": s, "n": 15, "steps": 100},
+                       note="" if s == 0 else "strength fixed on purpose at scratch's choice at N = 5: only N changes")
+                   for s in (0, 0.5)]
 
 
 def _arms() -> list[Arm]:

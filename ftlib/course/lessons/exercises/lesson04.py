@@ -58,9 +58,9 @@ CHOOSE_ON_VALIDATION = Question(
                "Compare the sizes printed in the lesson: the validation digits are the fewer. The reason is not "
                "their number: a score that was used to choose stops being an honest estimate, whatever its size."),
         Option("Validation and test accuracy always pick the same strength, so it does not matter.", False,
-               "Nothing guarantees it: compare the two tables above, where the strength with the best mean test "
-               "accuracy need not be the one chosen on validation. And even when they agree, the test score of a "
-               "choice made on the test set is biased upwards."),
+               "Nothing guarantees it: validation and test are different digits, and with scores this noisy (see "
+               "the ± in the tables above) the best of each can fall on different strengths. And even when they "
+               "agree, the test score of a choice made on the test set is biased upwards."),
         Option("Choosing on validation gives a higher test accuracy than choosing on the test.", False,
                "Choosing on the test set gives the highest test number by construction: that is the problem. The "
                "number is flattered, the model is not better. Choosing on validation gives an honest number, which "
