@@ -115,21 +115,19 @@ def test_chosen_depth_reads_the_stored_validation_scores_at_each_arms_chosen_rat
     assert freezing.depth_key(3, "gratings") == "03 freeze k=3, gratings"
 
 
-def test_time_arms_interleaves_the_arms_and_takes_each_ones_median(monkeypatch):
+def test_run_interleaved_takes_turns_seed_by_seed_and_names_each_arm(monkeypatch):
     from ftlib.course.lessons import tuning
 
-    calls, clock = [], iter([5.0, 1.0, 1.0, 2.0, 3.0, 9.0])
+    calls = []
 
     def fake_run_chosen(key, seeds, table, **changes):
-        calls.append(key)
-        return Results([{"seed": 0, "seconds": next(clock)}])
+        calls.append((key, *seeds))
+        return Results([{"seed": seeds[0], "accuracy": 0.5, **changes}])
 
     monkeypatch.setattr(tuning, "run_chosen", fake_run_chosen)
-    medians = freezing.time_arms({"a": "key a", "b": "key b"}, table=None, repeats=3)
-    assert calls == ["key a", "key b"] * 3
-    assert medians == {"a": 3.0, "b": 2.0}
-    with pytest.raises(ValueError, match="repeats=0 is not allowed"):
-        freezing.time_arms({"a": "key a"}, table=None, repeats=0)
+    runs = freezing.run_interleaved({"a": "key a", "b": "key b"}, range(2), table=None, field="recipe_name", n=3)
+    assert calls == [("key a", 0), ("key b", 0), ("key a", 1), ("key b", 1)]
+    assert runs.values("seed", recipe_name="b") == [0, 1] and runs.values("n") == [3] * 4
 
 
 @pytest.mark.slow

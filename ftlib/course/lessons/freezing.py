@@ -3,14 +3,13 @@
 :func:`depth_run` freezes the first k blocks; with all of them frozen it fits the head exactly (the linear probe),
 so k = 4 is not a head under-trained by a few gradient steps. The lesson runs every arm at its rate chosen on
 validation in the tuning table (:func:`run_arms`), picks the freeze depth on the table's validation scores
-(:func:`chosen_depth`) and times the stage plans by interleaved runs (:func:`time_arms`). :func:`warm_up` pays the
+(:func:`chosen_depth`) and runs the stage plans in turns (:func:`run_interleaved`), so their seconds compare. :func:`warm_up` pays the
 one-off start-up costs before any timed run. :func:`live_labels` is the live slider's run: the near target's full
 fine-tuning and probe at another number of labels, trained for real.
 """
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterable
 
 import matplotlib.pyplot as plt
@@ -25,7 +24,7 @@ from ftlib.models import BLOCKS
 from ftlib.unfreezing import stage_plan, train_in_stages
 
 __all__ = ["chosen_depth", "depth_key", "depth_run", "frozen_head_run", "live_labels", "plan_work", "run_arms",
-           "staged_run", "time_arms", "warm_up"]
+           "run_interleaved", "staged_run", "warm_up"]
 
 
 def staged_run(recipe_name: str, target: str, n: int, seed: int, steps: int = 100, lr: float = 3e-3, k: int = 0,
@@ -106,17 +105,13 @@ def chosen_depth(table: tuning.Table, target: str, ks: Iterable[int]) -> int:
     return choose(stored, "k")
 
 
-def time_arms(keys: dict[str, str], table: tuning.Table, repeats: int = 3, seed: int = 0,
-              **changes) -> dict[str, float]:
-    """The median training seconds of each arm (``{name: key}``) at its chosen setting on ``seed``: the arms run
-    in turn, ``repeats`` rounds, so that a change in the machine's load falls on every arm alike."""
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats={repeats!r} is not allowed: give a whole number of rounds, 1 or more")
-    seconds = {name: [] for name in keys}
-    for _ in range(repeats):
-        for name, key in keys.items():
-            seconds[name] += tuning.run_chosen(key, [seed], table, **changes).values("seconds")
-    return {name: statistics.median(values) for name, values in seconds.items()}
+def run_interleaved(arms: dict[str, str], seeds: Iterable[int], table: tuning.Table, field: str = "arm",
+                    **changes) -> Results:
+    """Each arm of ``arms`` (``{name: key}``) at its chosen setting on ``seeds``, the arms taking turns seed by seed
+    (seed 0 of every arm, then seed 1, ...), so that a change in the machine's load falls on every arm alike and
+    the median ``seconds`` over the seeds compare fairly; each record's ``field`` holds the arm's name."""
+    return Results({**r, field: name} for seed in seeds for name, key in arms.items()
+                   for r in tuning.run_chosen(key, [seed], table, **changes))
 
 
 def live_labels(n: int, target: str, table: tuning.Table, steps: int = 60, seed: int = 0) -> None:
