@@ -95,14 +95,54 @@ def test_batchnorm_trap_question_gives_each_misconception_its_feedback():
     assert "silent change" in ex.batchnorm_trap(ex.BATCHNORM_TRAP.letter_of(3)).message
 
 
+def _table(val_by_k: dict[int, list[float]], target: str = "gratings"):
+    """A fake tuning table with one depth arm per k, its stored validation accuracies on seeds 0, 1, 2."""
+    from ftlib.course.lessons import tuning
+
+    arms = [{"lesson": "03", "arm": f"freeze k={k}, {target}", "run": "freezing:depth_run", "fixed": {"k": k},
+             "grid": {"lr": [0.001, 0.01]}, "rates": "", "note": "", "chosen": {"lr": 0.01},
+             "records": [{"lr": lr, "seed": s, "val_accuracy": v if lr == 0.01 else 0.0, "val_loss": 1.0}
+                         for lr in (0.001, 0.01) for s, v in enumerate(values)]}
+            for k, values in val_by_k.items()]
+    return tuning.Table({"settings": {"seeds": [0, 1, 2]}, "arms": arms})
+
+
+def test_chosen_depth_reads_the_stored_validation_scores_at_each_arms_chosen_rate():
+    table = _table({0: [0.70, 0.72, 0.74], 1: [0.75, 0.71, 0.74], 2: [0.60, 0.61, 0.62]})
+    assert freezing.chosen_depth(table, "gratings", [0, 1, 2]) == 1  # best mean validation accuracy
+    tied = _table({0: [0.70, 0.70, 0.70], 1: [0.70, 0.70, 0.70]})
+    assert freezing.chosen_depth(tied, "gratings", [0, 1]) == 0  # a tie goes to the first in the grid
+    assert freezing.depth_key(3, "gratings") == "03 freeze k=3, gratings"
+
+
+def test_run_interleaved_takes_turns_seed_by_seed_and_names_each_arm(monkeypatch):
+    from ftlib.course.lessons import tuning
+
+    calls = []
+
+    def fake_run_chosen(key, seeds, table, **changes):
+        calls.append((key, *seeds))
+        return Results([{"seed": seeds[0], "accuracy": 0.5, **changes}])
+
+    monkeypatch.setattr(tuning, "run_chosen", fake_run_chosen)
+    runs = freezing.run_interleaved({"a": "key a", "b": "key b"}, range(2), table=None, field="recipe_name", n=3)
+    assert calls == [("key a", 0), ("key b", 0), ("key a", 1), ("key b", 1)]
+    assert runs.values("seed", recipe_name="b") == [0, 1] and runs.values("n") == [3] * 4
+
+
 @pytest.mark.slow
-def test_live_depth_trains_one_depth_and_names_it_first(capsys):
+def test_live_labels_trains_both_arms_at_their_chosen_rates_and_names_n_first(capsys):
     import time
 
+    from ftlib.course.lessons import tuning
+
+    table = tuning.load()
     start = time.perf_counter()
-    freezing.live_depth(3)
+    freezing.live_labels(20, "font_digits", table)
     seconds = time.perf_counter() - start
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("k = 3 blocks frozen (block1, block2, block3): 75,274 trainable parameters")
-    assert "font_digits test accuracy" in lines[1]
-    print(f"live_depth(3): {seconds:.2f} s")  # about 1 s on 2 cores (shown with pytest -s)
+    assert lines[0].startswith("N = 20 labels per class of font_digits (seed 0; each arm at its rate chosen at N = 10)")
+    rate = table.chosen(freezing.depth_key(0, "font_digits"))["lr"]
+    assert f"lr {rate:g}" in lines[1] and "fine-tune (k = 0)" in lines[1]
+    assert "probe (k = 4)" in lines[2] and "exact fit" in lines[2] and "test accuracy" in lines[2]
+    print(f"live_labels(20): {seconds:.2f} s")  # about 1-2 s on 2 cores (shown with pytest -s)

@@ -1,22 +1,30 @@
 """Lesson 03's drivers: train by a stage plan (freeze depth, probe, LP-FT, gradual unfreezing); the BatchNorm trap.
 
 :func:`depth_run` freezes the first k blocks; with all of them frozen it fits the head exactly (the linear probe),
-so k = 4 is not a head under-trained by a few gradient steps. :func:`warm_up` pays the one-off start-up costs
-before any timed run. :func:`live_depth` is the live slider's run: one freeze depth, trained for real.
+so k = 4 is not a head under-trained by a few gradient steps. The lesson runs every arm at its rate chosen on
+validation in the tuning table (:func:`run_arms`), picks the freeze depth on the table's validation scores
+(:func:`chosen_depth`) and runs the stage plans in turns (:func:`run_interleaved`), so their seconds compare. :func:`warm_up` pays the
+one-off start-up costs before any timed run. :func:`live_labels` is the live slider's run: the near target's full
+fine-tuning and probe at another number of labels, trained for real.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import matplotlib.pyplot as plt
 
 from ftlib import data
+from ftlib.course.lessons import tuning
 from ftlib.course.lessons.experiments import run, split, validation_scores
+from ftlib.course.lessons.records import Results, choose
 from ftlib.evaluation import evaluate
 from ftlib.freeze import changed, count_parameters, freeze_backbone, snapshot
-from ftlib.models import BLOCKS, GlyphNet
+from ftlib.models import BLOCKS
 from ftlib.unfreezing import stage_plan, train_in_stages
 
-__all__ = ["depth_run", "frozen_head_run", "live_depth", "plan_work", "staged_run", "warm_up"]
+__all__ = ["chosen_depth", "depth_key", "depth_run", "frozen_head_run", "live_labels", "plan_work", "run_arms",
+           "run_interleaved", "staged_run", "warm_up"]
 
 
 def staged_run(recipe_name: str, target: str, n: int, seed: int, steps: int = 100, lr: float = 3e-3, k: int = 0,
@@ -77,21 +85,51 @@ def frozen_head_run(target: str, n: int, seed: int, steps: int, lr: float, updat
             "changed": changed(model, before), "tensors": len(before)}
 
 
-def live_depth(k: int, target: str = "font_digits", n: int = 10, steps: int = 60, lr: float = 3e-3,
-               seed: int = 0) -> None:
-    """Freeze the first ``k`` blocks and fine-tune the rest on ``target`` for real (:func:`depth_run`, about 1 s);
-    print the trainable parameters, the seconds and the test accuracy, and draw which blocks trained."""
-    record = depth_run(target, k, n, seed, steps, lr)
-    print(f"k = {k} blocks frozen ({', '.join(BLOCKS[:k]) or 'none'}): {record['trainable']:,} trainable "
-          f"parameters, trained ({record['how']}) in {record['seconds']:.1f} s")
-    print(f"{target} test accuracy {record['accuracy']:.1%} (N = {n}, seed {seed}, the lesson's settings)")
-    sizes = {name: count_parameters(block) for name, block in GlyphNet(10).named_children()}
+def depth_key(k: int, target: str) -> str:
+    """The tuning table's arm that freezes the first ``k`` blocks on ``target``: ``"03 freeze k=2, gratings"``."""
+    return f"03 freeze k={k}, {target}"
+
+
+def run_arms(keys: Iterable[str], seeds: Iterable[int], table: tuning.Table, **changes) -> Results:
+    """Every arm of ``keys`` run at its setting chosen on validation (:func:`~ftlib.course.lessons.tuning.run_chosen`)
+    on ``seeds``, scored on test and validation, in one :class:`Results`; ``changes`` as there (``steps=...``)."""
+    seeds = list(seeds)
+    return Results(r for key in keys for r in tuning.run_chosen(key, seeds, table, **changes))
+
+
+def chosen_depth(table: tuning.Table, target: str, ks: Iterable[int]) -> int:
+    """The freeze depth chosen on validation for ``target``: the course's one rule
+    (:func:`~ftlib.course.lessons.records.choose`) over the table's stored validation runs of each depth arm at its
+    chosen rate (the same on every machine; the test set is never read)."""
+    stored = Results({**r, "k": k} for k in ks for r in table.records(depth_key(k, target)))
+    return choose(stored, "k")
+
+
+def run_interleaved(arms: dict[str, str], seeds: Iterable[int], table: tuning.Table, field: str = "arm",
+                    **changes) -> Results:
+    """Each arm of ``arms`` (``{name: key}``) at its chosen setting on ``seeds``, the arms taking turns seed by seed
+    (seed 0 of every arm, then seed 1, ...), so that a change in the machine's load falls on every arm alike and
+    the median ``seconds`` over the seeds compare fairly; each record's ``field`` holds the arm's name."""
+    return Results({**r, field: name} for seed in seeds for name, key in arms.items()
+                   for r in tuning.run_chosen(key, [seed], table, **changes))
+
+
+def live_labels(n: int, target: str, table: tuning.Table, steps: int = 60, seed: int = 0) -> None:
+    """The live slider's run: fine-tune everything (k = 0) and fit the probe (k = 4) on ``n`` labels per class of
+    ``target`` for real, each at its rate chosen on validation at the table's N; print the value of ``n`` first,
+    then both test accuracies, and draw them."""
+    names = {"fine-tune (k = 0)": depth_key(0, target), f"probe (k = {len(BLOCKS)})": depth_key(len(BLOCKS), target)}
+    tuned_at = table.arm(names["fine-tune (k = 0)"]).fixed["n"]
+    print(f"N = {n} labels per class of {target} (seed {seed}; each arm at its rate chosen at N = {tuned_at})")
+    runs = {name: tuning.run_chosen(key, [seed], table, n=n, steps=steps)[0] for name, key in names.items()}
+    for name, record in runs.items():
+        rate = f"lr {record['lr']:g}" if "lr" in record else "exact fit"
+        print(f"  {name:<18} {rate:<10} test accuracy {record['accuracy']:.1%}, trained in {record['seconds']:.1f} s")
     fig, ax = plt.subplots(figsize=(6, 2.2))
-    colors = ["lightgray" if name in BLOCKS[:k] else "tab:blue" for name in sizes]
-    ax.barh(list(sizes), list(sizes.values()), color=colors)
-    ax.set_xscale("log")
+    ax.barh(list(runs), [100 * r["accuracy"] for r in runs.values()], color=["tab:blue", "tab:orange"])
     ax.invert_yaxis()
-    ax.set_xlabel("parameters (log scale); gray: frozen, blue: trained")
-    ax.set_title(f"k = {k}: {record['accuracy']:.1%} on {target}")
+    ax.set_xlim(0, 100)
+    ax.set_xlabel(f"{target} test accuracy (%)")
+    ax.set_title(f"N = {n} labels per class")
     fig.tight_layout()
     plt.show()
