@@ -72,6 +72,54 @@ def test_the_flaw_question_rewards_the_inherited_blind_spot_and_answers_more_ste
     assert wrong.passed is False and "training longer" in wrong.message
 
 
+GRATINGS_GAINS = [-0.012, -0.067, -0.056]  # the ladder's per-seed gains on the gratings (mean -4.5 points)
+
+
+@pytest.mark.parametrize("guess, passes", [(-5, True), (-4.5, True), (-9.5, True), (-0.1, True), (-9.6, False),
+                                           (0, False), (0.5, False), (20, False), ("-5", False), (None, False)])
+def test_the_far_gain_prediction_needs_the_sign_that_every_seed_shows(guess, passes, capsys):
+    """Within 5 points of -4.5 a 0 or +0.5 ('no gain', 'a small gain') used to pass: the sign is the lesson."""
+    feedback = lesson07.predict_far_gain(guess, GRATINGS_GAINS)
+    assert feedback.passed is passes
+    if not passes and isinstance(guess, (int, float)):
+        assert ("too high" if guess > -4.5 else "too low") in feedback.message
+        assert "-4.5" not in feedback.message and "unlearn" not in feedback.message
+
+
+def test_the_far_gain_sign_rule_waits_for_the_seeds_to_agree_and_the_why_follows_the_sign():
+    assert lesson07.predict_far_gain(0, [0.01, -0.03]).passed is True  # seeds disagree: the tolerance alone
+    positive = lesson07.predict_far_gain(4, [0.03, 0.05])
+    assert positive.passed is True and "less than nothing" not in positive.message
+    assert lesson07.predict_far_gain(-1, [0.03, 0.05]).passed is False
+    for guess, words in lesson07.WRONG_ANSWERS["predict_far_gain"]:
+        wrong = lesson07.predict_far_gain(guess, GRATINGS_GAINS)
+        assert wrong.passed is False and words in wrong.message
+
+
+@pytest.mark.slow
+def test_only_an_earlier_cut_that_beats_block4_passes_and_a_bad_network_is_told_in_one_line(capsys):
+    """Block 3 trails block 4 on the validation gratings (seed 0) and block 1 far more: only block 2 passes."""
+    for block, passes in (("block1", False), ("block3", False)):
+        assert lesson07.probe_earlier_block(lambda m, b=block: transfer.truncate(m, b)).passed is passes
+
+    def cut_by_hand(model):  # the later blocks removed, the head left at block 4's 128 features
+        model.block3, model.block4 = nn.Identity(), nn.Identity()
+        return model
+
+    by_hand = lesson07.probe_earlier_block(cut_by_hand)
+    assert by_hand.passed is False and "gives the head that block's width" in by_hand.message
+    other = lesson07.probe_earlier_block(lambda m: nn.Linear(3, 4))
+    assert other.passed is False and "Linear(" in other.message and "GlyphNet" in other.message
+
+
+def test_every_wrong_flaw_option_fails_with_its_own_feedback_and_none_is_refuted_by_the_question_alone():
+    for answer, words in lesson07.WRONG_ANSWERS["explain_flaw"]:
+        wrong = lesson07.explain_flaw(answer)
+        assert wrong.passed is False and words in wrong.message
+    texts = [o.text for o in lesson07.FLAW_QUESTION.choices]
+    assert not any("fine-tuning data" in t for t in texts)  # the question itself says the data were the same
+
+
 def test_the_live_rotation_names_its_angle_first_and_turns_the_digits(capsys):
     images = data.test_set("upright_digits").images[:4]
     assert torch.equal(transfer_limits.rotated(images, 0), images) or \

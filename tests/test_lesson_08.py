@@ -2,7 +2,7 @@
 
 import pytest
 
-from ftlib import data
+from ftlib import data, lora
 from ftlib.course.lessons import adapters
 
 SETTINGS = {"steps": 2, "blocks": ["block3", "block4"], "alpha": 8.0}
@@ -56,7 +56,7 @@ def test_an_untouched_lesson08_exercise_says_what_to_do_and_computes_nothing(cap
                      lesson08.fit_the_budget(...)):
         assert feedback.passed is None
     out = capsys.readouterr().out
-    assert out.count("Exercise not attempted yet") == 3 and "2,816" not in out and ") So that B A = 0" in out
+    assert out.count("Exercise not attempted yet") == 3 and "2,816" not in out and ") With both at zero neither gets" in out
 
 
 def test_the_adapter_size_prediction_is_exact_and_a_forgotten_kernel_is_explained():
@@ -67,8 +67,38 @@ def test_the_adapter_size_prediction_is_exact_and_a_forgotten_kernel_is_explaine
 
 def test_the_zero_b_question_explains_why_both_zero_would_not_train():
     assert lesson08.explain_zero_b(lesson08.SOLUTIONS["explain_zero_b"]).passed is True
-    wrong = lesson08.explain_zero_b(lesson08.WRONG_ANSWERS["explain_zero_b"][0][0])
-    assert wrong.passed is False and "nothing would ever train" in wrong.message
+    for answer, words in lesson08.WRONG_ANSWERS["explain_zero_b"]:
+        wrong = lesson08.explain_zero_b(answer)
+        assert wrong.passed is False and words in wrong.message
+
+
+def test_the_zero_b_question_asks_what_the_lesson_has_not_already_said():
+    """The lesson's prose says B = 0 makes training start at the pretrained model: the question asks why A must be
+    random, and its right option does not repeat that sentence."""
+    right = lesson08.ZERO_B_QUESTION.options[lesson08.ZERO_B_QUESTION.right_letter].text
+    assert "pretrained model" not in right and "gradient" in right
+    assert "at zero too" in lesson08.ZERO_B_QUESTION.prompt
+
+
+@pytest.mark.parametrize("guess, passes", [(2816, True), (2816.0, True), (2815, False), (2817, False), (768, False),
+                                           (704, False), (73728, False), ("2816", False), (None, False)])
+def test_the_adapter_size_is_exact_and_a_string_or_a_neighbour_is_not(guess, passes, capsys):
+    feedback = lesson08.predict_adapter_size(guess)
+    assert feedback.passed is passes and (passes or "2,816" not in feedback.message)
+
+
+def test_a_build_that_attaches_no_adapter_is_told_so_not_to_lower_a_rank(capsys):
+    for lazy in (lesson08.WRONG_ANSWERS["fit_the_budget"][1][0], lambda model: None):
+        feedback = lesson08.fit_the_budget(lazy)
+        assert feedback.passed is False and "No adapter found" in feedback.message
+        assert "lower the rank" not in feedback.message
+
+
+@pytest.mark.slow
+def test_rank_one_on_block4_alone_fits_the_budget_but_misses_and_the_miss_does_not_hand_over_the_answer(capsys):
+    miss = lesson08.fit_the_budget(lambda model: lora.add_lora(model, ["block4"], rank=1, alpha=8.0))
+    assert miss.passed is False and "Not yet" in miss.message
+    assert "block 3" not in miss.message and "rank-1" not in miss.message
 
 
 @pytest.mark.slow

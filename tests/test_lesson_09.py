@@ -86,10 +86,34 @@ def test_long_questions_prediction_passes_near_the_measured_difference_and_expla
 
 def test_format_misses_question_right_and_wrong_answers():
     assert exercises.format_misses(exercises.SOLUTIONS["format_misses"]).passed is True
-    wrong = exercises.format_misses(exercises.WRONG_ANSWERS["format_misses"][0][0])
-    assert wrong.passed is False and "after the same steps" in wrong.message
-    low_rank = exercises.FORMAT_MISSES.letter_of(2)
-    assert "Full fine-tuning, which trains every weight" in exercises.format_misses(low_rank).message
+    for answer, words in exercises.WRONG_ANSWERS["format_misses"]:
+        wrong = exercises.format_misses(answer)
+        assert wrong.passed is False and words in wrong.message
+    rope = exercises.FORMAT_MISSES.letter_of(3)
+    assert "reads only its context" in exercises.format_misses(rope).message
+
+
+def test_no_wrong_format_option_is_ruled_out_by_the_question_itself():
+    """The question says long questions do not miss more: an option that blames long questions would be eliminated
+    without reading the table (two of them used to)."""
+    for option in exercises.FORMAT_MISSES.choices:
+        assert option.correct or "long questions" not in option.text.lower()
+
+
+@pytest.mark.parametrize("guess, passes", [(7.0, True), (2.2, True), (12.1, True), (2.1, False), (12.2, False),
+                                           (0, False), (-20, False), (0.07, False), ("7", False)])
+def test_long_questions_passes_within_five_points_of_the_mean_difference(guess, passes, capsys):
+    feedback = exercises.long_questions(guess, LONG_MINUS_SHORT)
+    assert feedback.passed is passes and (passes or "7.2" not in feedback.message)
+
+
+def test_long_questions_explains_the_sign_it_measured():
+    """With a negative measured difference the explanation used to read 'follow the format less often, not less'."""
+    negative = exercises.long_questions(-3, {"full": [-0.03, -0.05, -0.01]})
+    assert negative.passed is True and "not less" not in negative.message and "less often" in negative.message
+    positive = exercises.long_questions(7, LONG_MINUS_SHORT)
+    assert "at least as often, not less" in positive.message
+    assert "minus" not in exercises.HINTS["long_questions"][1]  # the second hint is no recipe for copying the table
 
 
 @pytest.mark.slow
@@ -100,6 +124,8 @@ def test_chat_prompt_in_the_training_format_is_answered_in_turn(lora_chat_model,
     wrong = exercises.chat_prompt(exercises.WRONG_ANSWERS["chat_prompt"][0][0], lora_chat_model, 0.7)
     assert wrong.passed is False and "the question and '\\n'" in wrong.message
     assert exercises.chat_prompt("", lora_chat_model, 0.7).passed is False
+    for lazy in ("Assistant: ", "hello\n", "User: What does heapq.heappush do? Assistant:"):  # no question line
+        assert exercises.chat_prompt(lazy, lora_chat_model, 0.7).passed is False, lazy
     assert exercises.chat_prompt("User: café?\n", lora_chat_model, 0.7).passed is False
 
 

@@ -146,6 +146,47 @@ def test_keep_fast_pairs_passes_when_only_the_fast_pairs_are_kept(lesson_study):
     assert split.config.context == 256 and torch.equal(split.rope_scale, torch.ones(16))
 
 
+@pytest.mark.parametrize("keep, passes", [(k, k in (4, 5)) for k in range(17)])
+def test_keep_fast_pairs_passes_only_around_the_pairs_that_turn_inside_the_trained_context(lesson_study, keep, passes,
+                                                                                          capsys):
+    """4 (the pair of wavelength 63 squeezed) and 5 pass; 3, by parts' own count, and 6, one slow pair kept, miss,
+    each told the side it is on."""
+    study = lesson_study
+    feedback = exercises.keep_fast_pairs(keep, study.base, study)
+    assert feedback.passed is passes
+    if not passes:
+        assert ("you squeeze pairs" if keep < 4 else "angles the model never saw") in feedback.message
+
+
+def test_keep_fast_pairs_takes_a_count_summed_from_the_wavelengths_and_rejects_floats(lesson_study, capsys):
+    study = lesson_study
+    counted = (context.wavelengths(study.base.config) < study.trained).sum()  # tensor(5): a natural way to write it
+    assert exercises.keep_fast_pairs(counted, study.base, study).passed is True
+    for answer, words in exercises.WRONG_ANSWERS["keep_fast_pairs"]:
+        wrong = exercises.keep_fast_pairs(answer, study.base, study)
+        assert wrong.passed is False and words in wrong.message
+    for bad in ("5", True, torch.tensor(True), -1, None):
+        assert exercises.keep_fast_pairs(bad, study.base, study).passed is False
+
+
+def test_every_wrong_pi_option_fails_and_the_fast_pairs_are_not_named_by_the_right_one_alone():
+    """The question asks why squeezing the *fast* pairs hurts: the right option must not be the only one about
+    them, and no wrong option may be refuted by the question's own premise (by parts squeezes the slow pairs)."""
+    for answer, words in exercises.WRONG_ANSWERS["pi_fast_pairs"]:
+        wrong = exercises.pi_fast_pairs(answer)
+        assert wrong.passed is False and words in wrong.message
+    assert sum("fast pairs" in o.text for o in exercises.PI_FAST_PAIRS.choices) >= 2
+    assert not any("slow pairs are the problem" in o.text for o in exercises.PI_FAST_PAIRS.choices)
+
+
+@pytest.mark.parametrize("guess, passes", [(3.5, True), (3.15, True), (3.9, True), (3.1, False), (3.95, False),
+                                           (2.06, False), ("3.5", False)])
+def test_naive_loss_passes_within_its_tolerance_of_the_printed_loss(lesson_study, guess, passes, capsys):
+    study = lesson_study
+    feedback = exercises.naive_loss(guess, study, study.curve(study.base))
+    assert feedback.passed is passes and (passes or isinstance(guess, str) or "3.5" not in feedback.message)
+
+
 def test_live_position_scale_scores_the_base_model(lesson_study, capsys):
     start = time.perf_counter()
     context_extension.at_position_scale(lesson_study, 0.5)

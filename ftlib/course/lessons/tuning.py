@@ -128,8 +128,8 @@ def _lesson04() -> list[Arm]:
 
 
 def _arms() -> list[Arm]:
-    """Every lesson's arms, in lesson order (one function per lesson)."""
-    return [*_lesson01(), *_lesson02(), *_lesson03(), *_lesson04()]
+    """Every lesson's arms (one function per lesson)."""
+    return [*_lesson03(), *_lesson04(), *_lesson02(), *_lesson01()]
 
 
 ARMS: list[Arm] = _arms()
@@ -181,17 +181,21 @@ def build(path: Path, lessons: Iterable[str] | None = None, base: Path | None = 
         raise ValueError(f"lessons {unknown} have no arms in the tuning table: choose from "
                          f"{sorted({a.lesson for a in ARMS})}")
     kept = {e["lesson"] + " " + e["arm"]: e for e in json.loads(base.read_text())["arms"]} if base else {}
+    missing = [a.key for a in ARMS if not (lessons is None or a.lesson in lessons) and a.key not in kept]
+    if missing:
+        raise ValueError(f"{missing[0]} is not in {base}: rebuild lesson {missing[0][:2]} too")
     entries = []
     for arm in ARMS:
         if lessons is None or arm.lesson in lessons:
             seed_everything(0)  # pins the thread count the stored numbers were made with
             entries.append(tune(arm, progress=progress))
-        elif arm.key in kept:
-            entries.append(kept[arm.key])
+            if progress:  # the arms so far, for a look while the rest runs (the table is written at the end)
+                Path(f"{path}.partial").write_text(json.dumps({"settings": settings(), "arms": entries}, indent=1))
         else:
-            raise ValueError(f"{arm.key} is not in {base}: rebuild lesson {arm.lesson} too")
+            entries.append(kept[arm.key])
     table = {"settings": settings(), "arms": entries}
     Path(path).write_text(json.dumps(table, indent=1) + "\n")
+    Path(f"{path}.partial").unlink(missing_ok=True)
     return table
 
 

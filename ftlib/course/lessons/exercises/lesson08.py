@@ -67,20 +67,21 @@ def predict_adapter_size(guess: int | EllipsisType) -> Feedback:
 
 
 ZERO_B_QUESTION = Question(
-    "A starts random and B starts at zero. Why?",
+    "B starts at zero, so a fresh adapter changes nothing. Why must A then start random, rather than at zero too?",
     [
-        Option("So that B A = 0: training starts at the pretrained model.", True,
-               "The cell above printed it: with a fresh adapter the outputs are identical to the pretrained "
-               "model's. A must be random, or nothing would train: B's gradient is proportional to A x."),
-        Option("To save memory: a matrix of zeros costs nothing to store.", False,
-               "A zero matrix is stored like any other: B is in the adapter file in full (the cost table counts "
-               "it). The zeros are about where training starts, not about storage."),
-        Option("It makes no difference: A and B could both start at zero.", False,
-               "Then nothing would ever train: B's gradient is proportional to A x (zero) and A's to B (zero), so "
-               "both stay zero. One matrix must start random."),
-        Option("A small start allows a larger learning rate than full tuning.", False,
-               "B leaves zero at the first step, and the rates are chosen on validation per method. What the zero "
-               "buys is the start: the update B A is exactly zero."),
+        Option("With both at zero neither gets a gradient: B's contains A x, and A's contains B.", True,
+               "Each matrix's gradient carries the other as a factor: dL/dB contains A x, dL/dA contains B. With "
+               "B = 0 and A random, B moves at the first step, and A follows once B is no longer zero. Both at "
+               "zero would stay at zero forever."),
+        Option("With A at zero, B would learn only slowly, and need a far larger learning rate.", False,
+               "No rate would help: B's gradient contains A x, which is exactly zero when A is, and any rate times "
+               "zero is zero. It is not slow learning but none at all."),
+        Option("It need not: A and B both at zero would train as well, only a little more slowly.", False,
+               "They would never train: the gradient of B is proportional to A x (zero), that of A to B (zero), "
+               "so no step ever moves either. One of the two must start away from zero."),
+        Option("A random A needs no storage: it can be regrown from its seed, and only B is saved.", False,
+               "A trains like B: it leaves its random start at the first step, so the adapter file stores both in "
+               "full (the cost table counts A and B). The random start is about the gradients, not storage."),
     ], seed="lesson08.explain_zero_b")
 
 
@@ -96,14 +97,20 @@ def fit_the_budget(build: Callable[[nn.Module], object] | EllipsisType, lr: floa
     if at most :data:`BUDGET` numbers train, train it like the lesson's LoRA (rate ``lr``, ``steps`` steps) on 20
     gratings per class and score it on 100 held-out ones. About 2 seconds."""
     quantity = f"validation accuracy (within {BUDGET:,} trainable numbers)"
-    hint = ("where the adapters sit matters as much as their rank: the far gratings need the features of block 3 "
-            "changed (lesson 07: the gratings peak at an early block), and a rank-1 adapter is already cheap.")
+    hint = ("where the adapters sit matters as much as their rank: which blocks' features must change for a target "
+            "as far from the letters as the gratings (lesson 07)? Count what each choice costs before you raise "
+            "the rank.")
     if not attempted(build):
         return not_attempted("write build(model), attaching adapters in place,")
     if not callable(build):
         return tell(False, f"build should be a function of the model, got {build!r}.")
     model = make_model(get_method(METHOD), 10, _SEED)
     build(model)
+    if not any(isinstance(layer, lora.LoRALayer) for layer in model.modules()):
+        return tell(False, "No adapter found: build(model) should call lora.add_lora(model, blocks, rank=..., "
+                           "alpha=8.0), which wraps each named block's convolution and freezes the backbone. As it "
+                           f"is, every one of the model's {count_parameters(model, trainable_only=True):,} numbers "
+                           "would train.")
     trainable = count_parameters(model, trainable_only=True)
     print(f"trainable numbers: {trainable:,} (head {count_parameters(model.head, trainable_only=True):,}), "
           f"budget {BUDGET:,}")
@@ -127,14 +134,18 @@ def _rank_four(model):
     lora.add_lora(model, ["block3", "block4"], rank=4, alpha=8.0)
 
 
+def _no_adapter(model):
+    return model
+
+
 HINTS: dict[str, tuple[str, str]] = {
     "predict_adapter_size": (
         "A maps the convolution's inputs into r channels, B maps r channels back to its outputs: count each.",
         "For a 3x3 convolution each of A's r filters reads a 3x3 patch of every input channel: r x (inputs x 3 x 3 "
         "+ outputs)."),
     "explain_zero_b": (
-        "What does a freshly attached adapter add to the layer's output when B = 0?",
-        "If both started at zero, what would the gradients of A and B be?"),
+        "Write the update as B (A x): which factors does the gradient of B contain, and which the gradient of A?",
+        "If both started at zero, what would the first step change?"),
     "fit_the_budget": (
         "Count first: the head alone takes 1,290 numbers, and each adapted convolution r x (inputs x 3 x 3 + "
         "outputs). A rank-1 adapter is already cheap.",
@@ -145,8 +156,9 @@ SOLUTIONS: dict[str, object] = {"predict_adapter_size": 2816, "explain_zero_b": 
                                 "fit_the_budget": build}
 WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
     "predict_adapter_size": [(768, "counts the channels only")],
-    "explain_zero_b": [(ZERO_B_QUESTION.letter_of(2), "nothing would ever train")],
-    "fit_the_budget": [(_rank_four, "Over budget")],
+    "explain_zero_b": [(ZERO_B_QUESTION.letter_of(2), "They would never train"),
+                       (ZERO_B_QUESTION.letter_of(1), "No rate would help")],
+    "fit_the_budget": [(_rank_four, "Over budget"), (_no_adapter, "No adapter found")],
 }
 _COACH = Coach(HINTS, SOLUTIONS)
 hint, solution = _COACH.hint, _COACH.solution

@@ -47,12 +47,14 @@ def long_questions(guess: float | EllipsisType, long_minus_short: dict[str, list
     if not long_minus_short.get("full"):
         return cells_not_run("full fine-tuning's differences (long_minus_short)")
     measured = 100 * fmean(long_minus_short["full"])
-    side = "more" if measured >= 0 else "less"
-    return check_prediction(
-        guess, measured, tolerance=5.0, unit=" points", quantity=quantity,
-        why=f"long questions follow the format {side} often, not less: what the model reads just before it writes "
-            "'Assistant: ' is the end of the question line, and that stays in view however long the question is. "
-            "The misses sit elsewhere (the rows by kind above).")
+    if measured >= 0:
+        why = ("long questions follow the format at least as often, not less: what the model reads just before it "
+               "writes 'Assistant: ' is the end of the question line, and that stays in view however long the "
+               "question is. The misses sit elsewhere (the rows by kind above).")
+    else:
+        why = ("here long questions do follow the format less often: with these settings the tag out of view costs "
+               "something. Compare the rows by kind above to see whether that is where most misses sit.")
+    return check_prediction(guess, measured, tolerance=5.0, unit=" points", quantity=quantity, why=why)
 
 
 FORMAT_MISSES = Question(
@@ -63,12 +65,13 @@ FORMAT_MISSES = Question(
                "The rows by kind put the lowest rates at the closing thanks and the first questions, and the last "
                "lines show that most of the missing probability goes to a reply starting with 'U'. Why a short "
                "line trips the model is not resolved at this scale."),
-        Option("The model was not trained enough: long questions need many more steps to learn the format.", False,
-               "If long questions were the ones still unlearned, their rows would lag; the 'User:' out of view row "
-               "is as high as or higher than the in-view row for both methods, after the same steps."),
-        Option("LoRA's rank is too low to learn the format of long questions.", False,
-               "Full fine-tuning, which trains every weight, shows the same pattern: its out-of-view turns do not "
-               "miss more either, and it misses about as often overall."),
+        Option("The misses are sampling noise: scored on more turns, every row would come out equal.", False,
+               "The format rate is computed exactly from the model's probabilities, with no sampling at all, and "
+               "the rows by kind differ by tens of points over more than a hundred turns each (the count column): "
+               "the misses have a place."),
+        Option("Earlier turns, still in view, show whose line it is when its own tag is not.", False,
+               "Earlier turns lie further back than the question's own 'User:' tag: when the tag is out of view, "
+               "so is everything before it. The model reads only its last characters."),
         Option("RoPE lets the model see the 'User:' tag even far outside its context.", False,
                "The model reads only its context: what lies further back does not reach it at all. Long questions "
                "do fine without seeing the tag."),
@@ -120,7 +123,8 @@ HINTS: dict[str, tuple[str, str]] = {
     "long_questions": (
         "When the model writes 'Assistant: ', which characters does it read just before? Are they in view for a "
         "long question?",
-        "Once the table has run, take full fine-tuning's row 'User: out of view' minus 'in view', in points."),
+        "If the cue is the end of the question line, a long question loses nothing by its tag being out of view: "
+        "which sign does that give the difference, and which rows by kind hold the short lines?"),
     "format_misses": (
         "Compare the out-of-view row with the in-view row for both methods: do long questions miss more?",
         "Look at the rows by kind and the lines on the letter 'U': after which turns are the misses, and what does "
@@ -134,7 +138,8 @@ SOLUTIONS: dict[str, object] = {"long_questions": 7.0, "format_misses": FORMAT_M
                                 "chat_prompt": "User: What does heapq.heappush do?\n"}
 WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
     "long_questions": [(-20.0, "too low")],
-    "format_misses": [(FORMAT_MISSES.letter_of(1), "their rows would lag")],
+    "format_misses": [(FORMAT_MISSES.letter_of(1), "computed exactly"),
+                      (FORMAT_MISSES.letter_of(2), "so is everything before it")],
     "chat_prompt": [("User: What does heapq.heappush do?", "question and '\\n'")],
 }
 _COACH = Coach(HINTS, SOLUTIONS)

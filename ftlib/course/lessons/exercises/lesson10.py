@@ -4,6 +4,7 @@ fast RoPE pairs hurts, and choose which pairs to leave alone when reading 4x fur
 
 from __future__ import annotations
 
+import operator
 from types import EllipsisType
 
 import torch
@@ -65,9 +66,10 @@ PI_FAST_PAIRS = Question(
         Option("PI is the right method; it only needs a fine-tune to adapt to it.", False,
                "A fine-tune helps every method, but PI starts worst and still trails the unscaled control at every "
                "check of the short fine-tune."),
-        Option("The slow pairs are the problem: squeezing any pair breaks the model.", False,
-               "RoPE by parts squeezes the slow pairs exactly as PI does and is far better than PI and than naive "
-               "past the trained context: squeezing the slow pairs is fine."),
+        Option("The fast pairs carry what lies far back; squeezed, the model loses the distant text.", False,
+               "The fast pairs turn once every 6 to 63 characters (the wavelengths), so they cannot say how far "
+               "back something lies: that is the slow pairs' job. And PI hurts inside the first 64 characters too, "
+               "where there is no distant text to lose."),
     ], seed="lesson10.pi_fast_pairs")
 
 
@@ -86,6 +88,17 @@ def split_scaled(base: nn.Module, keep: int, length: int) -> nn.Module:
     return out
 
 
+def _whole_number(value: object) -> int | None:
+    """``value`` as an int when it is a whole number (an int, or an integer NumPy or 0-d torch value, e.g. a count
+    summed from the wavelengths); None otherwise (a bool, a float, a string)."""
+    if isinstance(value, bool) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 @exercise
 def keep_fast_pairs(keep: int | EllipsisType, base: nn.Module, study) -> Feedback:
     """Do: how many of a head's fastest rotated pairs to leave alone (the rest squeezed as PI does), so that the
@@ -93,8 +106,10 @@ def keep_fast_pairs(keep: int | EllipsisType, base: nn.Module, study) -> Feedbac
     ``study.trained``."""
     if not attempted(keep):
         return not_attempted("write how many pairs keep their frequency")
-    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+    whole = _whole_number(keep)
+    if whole is None or whole < 0:
         return tell(False, f"keep should be a whole number of pairs, 0 or more, got {keep!r}.")
+    keep = whole
     pairs = len(context.wavelengths(base.config))
     quantity = f"the loss at positions {study.trained}-{study.longest - 1} of {study.longest}-character windows"
     if keep > pairs:
@@ -130,8 +145,10 @@ HINTS: dict[str, tuple[str, str]] = {
 SOLUTIONS: dict[str, object] = {"naive_loss": 3.5, "pi_fast_pairs": PI_FAST_PAIRS.right_letter, "keep_fast_pairs": 5}
 WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
     "naive_loss": [(2.0, "too low")],
-    "pi_fast_pairs": [(PI_FAST_PAIRS.letter_of(1), "It is the other way round")],
-    "keep_fast_pairs": [(0, "you squeeze pairs that already turn")],
+    "pi_fast_pairs": [(PI_FAST_PAIRS.letter_of(1), "It is the other way round"),
+                      (PI_FAST_PAIRS.letter_of(3), "that is the slow pairs' job")],
+    "keep_fast_pairs": [(0, "you squeeze pairs that already turn"), (3, "you squeeze pairs that already turn"),
+                        (6, "angles the model never saw"), (5.0, "whole number")],
 }
 _COACH = Coach(HINTS, SOLUTIONS)
 hint, solution = _COACH.hint, _COACH.solution
