@@ -182,6 +182,8 @@ def _tune(args: argparse.Namespace) -> int:
             raise ValueError(f"--lessons {bad[0]} is not allowed: lessons with arms in the table are {', '.join(known)}")
         if args.lessons and not shipped.is_file():
             raise ValueError(f"--lessons rebuilds part of {shipped}, which does not exist: rebuild it all first")
+        if args.lessons:
+            tuning.load(shipped)  # a damaged table is named before any training
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -112,3 +112,25 @@ def test_lesson02_live_rate_names_its_rate_first(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("lr = 0.01: after 80 steps on seed 0: validation "), seconds
     assert lines[1].startswith("training loss at the end: ")
+
+
+@pytest.mark.slow
+def test_lesson02_live_steps_names_its_steps_first(capsys):
+    learning_rate.live_steps(20, lr=3e-3, n=5)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("steps = 20: peak rate 0.003 on seed 0: validation ")
+
+
+def test_lesson02_chooses_on_the_stored_runs_for_its_defaults_and_on_its_own_otherwise():
+    from ftlib.course.lessons import tuning
+
+    table = tuning.load()
+    stored = table.results(learning_rate.TABLE_ARM)
+    runs, how = learning_rate.validation_runs(stored, table, n=5, steps=80)  # the same runs: re-checked, then used
+    assert runs == stored and "re-checked" in how
+    stale = Results({**r, "val_accuracy": r["val_accuracy"] - 0.1} for r in stored)
+    with pytest.raises(AssertionError, match="stale"):
+        learning_rate.validation_runs(stale, table, n=5, steps=80)
+    own, how = learning_rate.validation_runs(stale, table, n=5, steps=40)  # other settings: the sweep's own runs
+    assert own is stale and "own validation runs" in how
+    assert learning_rate.choose(runs, "lr") == table.chosen(learning_rate.TABLE_ARM)["lr"]

@@ -11,17 +11,17 @@ import matplotlib.pyplot as plt
 import torch
 
 from ftlib import data
-from ftlib.course.lessons import records
+from ftlib.course.lessons import records, tuning
 from ftlib.course.lessons.experiments import Results, run
 from ftlib.course.lessons.plots import plot_history
 from ftlib.course.lessons.records import choose
 from ftlib.lr import RangeTest
 from ftlib.schedules import warmup_cosine
 
-__all__ = ["SCHEDULES", "VAL_PER_CLASS", "choose", "live_rate", "plot_range_tests", "plot_sweep",
-           "rate_run", "table", "top_region"]
+__all__ = ["SCHEDULES", "TABLE_ARM", "VAL_PER_CLASS", "choose", "live_rate", "live_steps", "plot_range_tests", "plot_sweep",
+           "rate_run", "table", "top_region", "validation_runs"]
 
-VAL_PER_CLASS = 10  # labelled digits per class kept aside to choose with (never trained on, never the test set)
+VAL_PER_CLASS = 20  # labelled digits per class kept aside to choose with (never trained on, never the test set)
 
 
 def _lambda(factor: Callable[[int, int], float]) -> Callable:
@@ -46,15 +46,15 @@ SCHEDULES = {
 
 
 def rate_run(lr: float | dict[str, float], seed: int, *, n: int, steps: int, method: str = "fine-tune",
-             schedule: str = "onecycle", label: str = "") -> dict:
+             schedule: str = "onecycle", label: str = "", n_val: int = VAL_PER_CLASS) -> dict:
     """Train ``method`` on ``n`` digits per class (split ``seed``) at peak rate ``lr`` under ``schedule``.
 
     ``schedule`` is one of :data:`SCHEDULES` or a name ``fit`` knows (``"onecycle"``, which also cycles Adam's
     beta1). Returns the ``accuracy`` on the test digits and the ``val_accuracy`` and ``val_loss`` on the
-    validation digits after the last step, the ``history``, and the ``method``, ``schedule`` and a ``label`` for
+    ``n_val`` validation digits per class after the last step, the ``history``, and the ``method``, ``schedule`` and a ``label`` for
     tables (by default "one rate, <lr>").
     """
-    train, val = data.few_shot_split("mnist", n, VAL_PER_CLASS, seed)
+    train, val = data.few_shot_split("mnist", n, n_val, seed)
     trained = run(method, train, seed, steps, lr=lr, schedule=SCHEDULES.get(schedule, schedule),
                   eval_data=data.test_set("mnist"), val_data=val)
     history = trained.history
@@ -64,17 +64,50 @@ def rate_run(lr: float | dict[str, float], seed: int, *, n: int, steps: int, met
 
 
 def live_rate(lr: float, *, n: int, steps: int, seed: int = 0) -> None:
-    """The live slider's compute: fine-tune at peak rate ``lr`` for ``steps`` steps on ``n`` digits per class of
-    split ``seed`` (:func:`rate_run`), print its validation and test accuracy and final training loss, and draw
-    its training loss. The first printed line names ``lr`` as a slider shows it (``str``: ``0.003``)."""
+    """Fine-tune at peak rate ``lr`` for ``steps`` steps on ``n`` digits per class of split ``seed``
+    (:func:`rate_run`), print its validation and test accuracy and final training loss, and draw its training loss.
+    The first printed line names ``lr`` as a slider shows it (``str``: ``0.003``)."""
+    _live(lr, n, steps, seed, f"lr = {lr}: after {steps} steps on seed {seed}")
+
+
+def live_steps(steps: int, *, lr: float, n: int, seed: int = 0) -> None:
+    """The live slider's compute: :func:`live_rate` at the chosen rate ``lr`` for ``steps`` steps, a knob the
+    sweep keeps fixed (one-cycle stretches its warm-up and decay over whatever steps it is given). The first printed
+    line names ``steps`` as the slider shows it."""
+    _live(lr, n, steps, seed, f"steps = {steps}: peak rate {lr:g} on seed {seed}")
+
+
+def _live(lr: float, n: int, steps: int, seed: int, first: str) -> None:
     result = rate_run(lr, seed, n=n, steps=steps)
     history = result["history"]
-    print(f"lr = {lr}: after {steps} steps on seed {seed}: validation {result['val_accuracy']:.1%}, "
-          f"test {result['accuracy']:.1%}")
+    print(f"{first}: validation {result['val_accuracy']:.1%}, test {result['accuracy']:.1%}")
     print(f"training loss at the end: {fmean(history.loss[-10:]):.1e} (mean of the last 10 steps)")
-    ax = plot_history({f"peak rate {lr}": history}, title=f"Training loss at peak rate {lr}, trained just now")
+    ax = plot_history({f"peak rate {lr:g}, {steps} steps": history},
+                      title=f"Training loss at peak rate {lr:g} over {steps} steps, trained just now")
     ax.set(yscale="log", ylim=(1e-6, 5))
     plt.show()
+
+
+TABLE_ARM = "02 one rate"  # the tuning table's entry for this lesson's sweep
+
+
+def validation_runs(sweep: Results, table: tuning.Table, *, n: int, steps: int) -> tuple[Results, str]:
+    """The validation runs the rate is chosen on, and a line saying which.
+
+    With the lesson's default settings they are the tuning table's: the same runs as ``sweep`` (re-checked here,
+    seed by seed, at every rate), stored so that the choice is the same on every machine, where a choice made on
+    each machine's own float sums can flip at a tie. With other settings, the sweep's own validation runs.
+    """
+    arm = table.arm(TABLE_ARM)
+    same = (arm.fixed == {"n": n, "steps": steps} and sweep.unique("lr") == list(arm.grid["lr"])
+            and table.settings["n_val"] == VAL_PER_CLASS)
+    if not same:
+        return sweep, "chosen on this sweep's own validation runs (its settings differ from the tuning table's)"
+    for rate in arm.grid["lr"]:
+        table.recheck(TABLE_ARM, sweep.where(lr=rate), lr=rate)  # raises if the stored runs are stale
+    seeds = len(table.settings["seeds"])
+    return table.results(TABLE_ARM), (f"chosen on the tuning table's validation runs, the same runs as this sweep "
+                                      f"(re-checked: every rate within 3 points in each of the {seeds} seeds)")
 
 
 def top_region(results: Results, field: str, within: float = 0.02, **where) -> list:

@@ -21,6 +21,8 @@ import importlib
 import itertools
 import json
 import math
+import os
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,8 +173,10 @@ def settings() -> dict:
 def build(path: Path, lessons: Iterable[str] | None = None, base: Path | None = None,
           progress: Callable[[str], None] | None = None) -> dict:
     """Tune every arm (or those of ``lessons``, keeping the other entries of ``base``) and write the table to
-    ``path`` as JSON; return it. Each entry is a pure function of its arm, so a partial rebuild merged into the
-    shipped table gives the same bytes as a full one."""
+    ``path`` as JSON, all at once (a temporary file, then renamed: an interrupted build leaves ``path`` as it was);
+    return it. Each entry is a pure function of its arm, so a partial rebuild merged into the shipped table gives the
+    same bytes as a full one. With ``progress``, the arms done so far are also kept in a file in the system's
+    temporary folder (its path is reported first), never beside ``path``."""
     from ftlib.runtime import seed_everything
 
     lessons = None if lessons is None else set(lessons)
@@ -180,22 +184,31 @@ def build(path: Path, lessons: Iterable[str] | None = None, base: Path | None = 
     if unknown:
         raise ValueError(f"lessons {unknown} have no arms in the tuning table: choose from "
                          f"{sorted({a.lesson for a in ARMS})}")
-    kept = {e["lesson"] + " " + e["arm"]: e for e in json.loads(base.read_text())["arms"]} if base else {}
+    kept = {e["lesson"] + " " + e["arm"]: e for e in _contents(Path(base))["arms"]} if base else {}
     missing = [a.key for a in ARMS if not (lessons is None or a.lesson in lessons) and a.key not in kept]
     if missing:
         raise ValueError(f"{missing[0]} is not in {base}: rebuild lesson {missing[0][:2]} too")
+    so_far = Path(tempfile.gettempdir()) / f"ftlib-tune-{os.getpid()}-{Path(path).name}"
+    if progress:
+        progress(f"the arms done so far are kept in {so_far} while the build runs")
     entries = []
-    for arm in ARMS:
-        if lessons is None or arm.lesson in lessons:
-            seed_everything(0)  # pins the thread count the stored numbers were made with
-            entries.append(tune(arm, progress=progress))
-            if progress:  # the arms so far, for a look while the rest runs (the table is written at the end)
-                Path(f"{path}.partial").write_text(json.dumps({"settings": settings(), "arms": entries}, indent=1))
-        else:
-            entries.append(kept[arm.key])
-    table = {"settings": settings(), "arms": entries}
-    Path(path).write_text(json.dumps(table, indent=1) + "\n")
-    Path(f"{path}.partial").unlink(missing_ok=True)
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        for arm in ARMS:
+            if lessons is None or arm.lesson in lessons:
+                seed_everything(0)  # pins the thread count the stored numbers were made with
+                entries.append(tune(arm, progress=progress))
+                if progress:
+                    so_far.write_text(json.dumps({"settings": settings(), "arms": entries}, indent=1))
+            else:
+                entries.append(kept[arm.key])
+        table = {"settings": settings(), "arms": entries}
+        temporary.write_text(json.dumps(table, indent=1) + "\n")
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+        so_far.unlink(missing_ok=True)
     return table
 
 
@@ -319,12 +332,23 @@ def _number(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _contents(path: Path) -> dict:
+    """The JSON of a tuning table, checked for its two parts; a one-line ``ValueError`` naming the file otherwise."""
+    if not path.is_file():
+        raise ValueError(f"tuning table {path} does not exist: rebuild it with `python -m ftlib tune`")
+    try:
+        contents = json.loads(path.read_text())
+        if not isinstance(contents.get("settings"), dict) or not isinstance(contents.get("arms"), list):
+            raise ValueError("it needs 'settings' and 'arms'")
+    except (ValueError, AttributeError, UnicodeDecodeError) as error:
+        raise ValueError(f"tuning table {path} is not a tuning table ({str(error)[:80]}): rebuild it with "
+                         "`python -m ftlib tune`") from None
+    return contents
+
+
 @functools.lru_cache(maxsize=2)
 def _read(path: str) -> Table:
-    target = Path(path)
-    if not target.is_file():
-        raise ValueError(f"tuning table {target} does not exist: rebuild it with `python -m ftlib tune`")
-    return Table(json.loads(target.read_text()), source=str(target))
+    return Table(_contents(Path(path)), source=path)
 
 
 def load(path: Path | str = TABLE) -> Table:

@@ -118,7 +118,7 @@ HINTS: dict[str, tuple[str, str]] = {
     "range_test_rate": (
         "The range test suggests the rate where its curve falls most steeply: the dot on each seed's curve.",
         "Not the end of the curve, where the loss is lowest: there 50 images are memorised. Read the x value of "
-        "seed 0's dot, and compare it with the suggested rate printed under the plot."),
+        "seed 0's dot on the log axis: 1e-3 and 1e-2 are a decade apart, and 3e-3 lies about half way between."),
 }
 
 

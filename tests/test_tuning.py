@@ -1,0 +1,153 @@
+"""The tuning table: every arm chosen on validation by the one rule, rebuilt bit for bit, read by the lessons."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ftlib.course.lessons import records, tuning
+
+
+def tiny_arms() -> list[tuning.Arm]:
+    """Two arms of two steps each on one label per class: the table's machinery, in seconds."""
+    fixed = {"target": "font_digits", "n": 1, "steps": 2}
+    return [tuning.Arm("01", "scratch", "experiments:transfer_run", {"method": "scratch", **fixed},
+                       grid={"lr": (1e-3, 1e-1)}),
+            tuning.Arm("03", "probe", "freezing:depth_run", {"k": 4, **fixed}, grid={}, note="fitted exactly")]
+
+
+def _tiny_patch(patch: pytest.MonkeyPatch) -> None:
+    patch.setattr(tuning, "ARMS", tiny_arms())
+    patch.setattr(tuning, "SEEDS", (0, 1))
+
+
+@pytest.fixture(scope="module")
+def tiny_table(tmp_path_factory):
+    """The tiny arms' table, built once: ``(path, table)``."""
+    with pytest.MonkeyPatch.context() as patch:
+        _tiny_patch(patch)
+        path = tmp_path_factory.mktemp("tuning") / "table.json"
+        return path, tuning.build(path)
+
+
+@pytest.fixture
+def tiny(tiny_table, monkeypatch):
+    """The tiny arms in place of the course's (for this test only), and their table."""
+    _tiny_patch(monkeypatch)
+    return tiny_table
+
+
+def test_candidates_keep_grid_order_and_per_block_rates_follow_the_head():
+    arm = tuning.Arm("02", "per-layer", "learning_rate:rate_run", {}, grid={"lr": (1e-3, 1e-2), "alpha": (0, 1)},
+                     rates="head/10")
+    assert arm.candidates() == [{"lr": 1e-3, "alpha": 0}, {"lr": 1e-3, "alpha": 1}, {"lr": 1e-2, "alpha": 0},
+                                {"lr": 1e-2, "alpha": 1}]
+    assert arm.options({"lr": 1e-2}) == {"lr": {"backbone": 1e-3, "head": 1e-2}}
+    assert tuning.Arm("01", "x", "experiments:transfer_run", {}).options({"lr": 3e-3}) == {"lr": 3e-3}
+    assert tuning.Arm("01", "x", "experiments:transfer_run", {}, grid={}).candidates() == [{}]
+
+
+def test_every_arm_has_a_unique_key_a_driver_and_conservative_first_grids():
+    keys = [arm.key for arm in tuning.ARMS]
+    assert len(keys) == len(set(keys))
+    for arm in tuning.ARMS:
+        assert callable(arm.driver())
+        for knob, values in arm.grid.items():
+            assert list(values) == sorted(values), f"{arm.key}: {knob}'s grid should list the lowest value first"
+        if not arm.grid:
+            assert arm.note, f"{arm.key} tunes nothing: its note must say why"
+
+
+def test_build_chooses_on_validation_by_the_one_rule_and_rebuilds_bit_for_bit(tiny, tmp_path):
+    first, table = tiny
+    again = tmp_path / "again.json"
+    tuning.build(again, lessons=["01"], base=first)  # a partial rebuild merged into the table: the same bytes
+    assert again.read_bytes() == first.read_bytes()
+    scratch = table["arms"][0]
+    runs = records.Results({**r, "candidate": r["lr"]} for r in scratch["records"])
+    assert scratch["chosen"] == {"lr": records.choose(runs, "candidate")}
+    assert {r["seed"] for r in scratch["records"]} == {0, 1} and len(scratch["records"]) == 4
+    assert all(set(r) == {"lr", "seed", "val_accuracy", "val_loss"} for r in scratch["records"]), "no test score"
+    assert table["arms"][1]["chosen"] == {} and table["settings"]["seeds"] == [0, 1]
+
+
+def test_a_partial_rebuild_needs_the_other_entries(tiny, tmp_path):
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps({"settings": {}, "arms": []}))
+    with pytest.raises(ValueError, match="01 scratch is not in"):
+        tuning.build(tmp_path / "t.json", lessons=["03"], base=base)
+    with pytest.raises(ValueError, match=r"lessons \['07'\] have no arms"):
+        tuning.build(tmp_path / "t.json", lessons=["07"])
+
+
+def test_table_shows_how_each_arm_was_set_and_rechecks_runs(tiny):
+    path, _ = tiny
+    table = tuning.Table(json.loads(path.read_text()))
+    chosen = table.chosen("01 scratch")["lr"]
+    shown = table.show(["01 scratch", "03 probe"])
+    assert f"lr {chosen:g}" in shown and "lr 0.001 0.1" in shown and "fitted exactly" in shown
+    assert table.options("01 scratch") == {"lr": chosen}
+    runs = table.records("01 scratch")
+    assert "within 0.0 points" in table.recheck("01 scratch", runs)
+    stale = records.Results({**r, "val_accuracy": r["val_accuracy"] + 0.1} for r in runs)
+    with pytest.raises(AssertionError, match="stale for 01 scratch"):
+        table.recheck("01 scratch", stale)
+    with pytest.raises(ValueError, match="not in the tuning table"):
+        table.entry("01 nothing")
+
+
+def test_the_shipped_table_matches_the_arms_the_lessons_define():
+    table = tuning.load()
+    assert set(table.entries) == {arm.key for arm in tuning.ARMS}, "rebuild: python -m ftlib tune"
+    for arm in tuning.ARMS:
+        stored = table.arm(arm.key)
+        assert (stored.run, stored.fixed, stored.grid, stored.rates) == (arm.run, arm.fixed, arm.grid, arm.rates), \
+            f"{arm.key} changed since the table was built: python -m ftlib tune --lessons {arm.lesson}"
+        entry = table.entry(arm.key)
+        runs = records.Results({**r, "candidate": arm.candidates().index({k: r[k] for k in arm.grid})}
+                               for r in entry["records"])
+        assert entry["chosen"] == arm.candidates()[records.choose(runs, "candidate")], f"{arm.key}: not the one rule"
+        assert sorted(runs.unique("seed")) == table.settings["seeds"]
+    assert table.settings["n_val"] == tuning.N_VAL and table.settings["rates"] == list(tuning.RATES)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lessons", "09"], "--lessons 09 is not allowed"),
+    (["--check", "--overwrite-shipped"], "--check never writes"),
+    (["--out", "table.txt"], "must end in .json"),
+    (["--out", "data/tuning.json"], "shipped folder"),
+])
+def test_tune_command_refuses_bad_flags_in_one_line(args, message):
+    result = subprocess.run([sys.executable, "-m", "ftlib", "tune", *args], capture_output=True, text=True)
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_damaged_table_is_named_in_one_line(tmp_path):
+    for text in ["{", "[]", '{"settings": {}, "arms": 3}']:
+        path = tmp_path / "t.json"
+        path.write_text(text)
+        with pytest.raises(ValueError, match="is not a tuning table .*python -m ftlib tune"):
+            tuning.Table(tuning._contents(path))
+    with pytest.raises(ValueError, match="does not exist"):
+        tuning.load(tmp_path / "none.json")
+
+
+def test_an_interrupted_build_leaves_the_table_as_it_was_and_no_stray_file(tiny, tmp_path, monkeypatch):
+    first, _ = tiny
+    target = tmp_path / "table.json"
+    target.write_bytes(first.read_bytes())
+    calls = []
+
+    def interrupted(arm, progress=None):
+        calls.append(arm.key)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return {"lesson": arm.lesson, "arm": arm.name}
+
+    monkeypatch.setattr(tuning, "tune", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tuning.build(target, progress=lambda line: None)
+    assert target.read_bytes() == first.read_bytes() and [p.name for p in tmp_path.iterdir()] == ["table.json"]
