@@ -1,5 +1,5 @@
 """Lesson 01's helpers in ftlib.course.lessons.experiments: gains seed by seed, labels to reach an accuracy, the plot of
-differences, and the rate a transfer run may override."""
+differences, the rate a transfer run may override, and the tuning table's arms of the curve and the live race."""
 
 import math
 import time
@@ -8,7 +8,7 @@ import matplotlib
 import pytest
 
 from ftlib import freeze
-from ftlib.course.lessons import experiments, pretraining
+from ftlib.course.lessons import experiments, pretraining, tuning
 from ftlib.course.lessons.exercises import lesson01
 from ftlib.course.lessons.experiments import Results
 
@@ -91,18 +91,101 @@ def test_lesson01_probe_by_freezing_trains_only_the_head(capsys):
     assert untouched.passed is None and "not attempted" in capsys.readouterr().out
     assert lesson01.probe_by_freezing(..., curve).passed is None
     solved = lesson01.probe_by_freezing(lesson01.SOLUTIONS["probe_by_freezing"], curve)
-    assert solved.passed is True and "Only the head trains (1,290 parameters)" in capsys.readouterr().out
+    rate = tuning.load().chosen(lesson01.PROBE_RATE_ARM)["lr"]  # plain fine-tuning's rate, chosen on validation
+    out = capsys.readouterr().out
+    assert solved.passed is True and "Only the head trains (1,290 parameters)" in out and f"rate ({rate:g})" in out
     wrong = lesson01.probe_by_freezing(lesson01.WRONG_ANSWERS["probe_by_freezing"][0][0], curve)
     assert wrong.passed is False and "Nothing trains" in wrong.message
     too_much = lesson01.probe_by_freezing(lambda model: freeze.freeze(model, ["block1"]), curve)
     assert too_much.passed is False and "only the head's 1,290" in too_much.message
 
 
-def test_lesson01_live_race_names_its_steps_first(capsys):
+def test_lesson01_live_race_names_its_steps_first_and_runs_at_the_tables_rates(capsys):
     start = time.perf_counter()
     pretraining.race(10)
     seconds = time.perf_counter() - start  # about 0.5 s here; 40 steps, the slider's most, about 1.7 s
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("10 training steps for each method") and "500 test digits" in lines[0]
     assert [line.split()[0] for line in lines[1:3]] == ["scratch", "fine-tune,"], seconds
+    table = tuning.load()
+    scratch_rate = table.chosen("01 scratch, N=5")["lr"]
+    assert lines[1].endswith(f"(rate chosen on validation for scratch, N=5: {scratch_rate:g})")
+    head = table.chosen("01 fine-tune, low backbone LR, N=5")["lr"]
+    assert lines[2].endswith(f"backbone {head / 10:g}, head {head:g})")
     assert len(pretraining.live_test_set()) == 500
+
+
+def test_lesson01_race_trains_each_method_at_the_rate_the_table_chose(monkeypatch):
+    rates = []
+
+    class Passed(Exception):
+        pass
+
+    def fake_run(method, train_set, seed, steps, **options):
+        rates.append((method, options.get("lr")))
+        raise Passed  # enough: the rate has been passed
+
+    monkeypatch.setattr(pretraining, "run", fake_run)
+    with pytest.raises(Passed):
+        pretraining.race_accuracies(5, n=40)
+    table = tuning.load()
+    assert rates == [("scratch", table.options("01 scratch, N=20")["lr"])]  # N = 40: the arm tuned at N = 20
+
+
+# The tuning table's arms (issue #32)
+
+def test_arm_key_is_the_tables_arm_at_n_or_at_the_nearest_tuned_n():
+    table = tuning.load()
+    assert pretraining.arm_key("scratch", 5, table) == "01 scratch, N=5"
+    assert pretraining.arm_key("fine-tune, low backbone LR", 40, table) == "01 fine-tune, low backbone LR, N=20"
+    assert pretraining.arm_keys([5, 20, 40], table, ["linear probe"]) == ["01 linear probe, N=5",
+                                                                           "01 linear probe, N=20"]
+    with pytest.raises(ValueError, match="not on lesson 01's curve"):
+        pretraining.arm_key("probe", 5, table)
+    with pytest.raises(ValueError, match="n=0 is not allowed"):
+        pretraining.arm_key("scratch", 0, table)
+
+
+def test_every_arm_of_the_curve_is_in_the_table_and_tuned_on_the_one_grid():
+    table = tuning.load()
+    for key in pretraining.arm_keys([1, 5, 10, 20], table):
+        arm = table.arm(key)
+        assert arm.grid == ({} if "linear probe" in key else {"lr": tuning.RATES}), key
+        assert table.chosen(key) == ({} if "linear probe" in key else {"lr": table.chosen(key)["lr"]})
+
+
+def test_the_curve_at_an_untuned_n_runs_the_nearest_arms_setting_and_says_so():
+    table = tuning.load()
+    runs = pretraining.curve([40], seeds=1, steps=2, table=table)
+    assert runs.unique("method") == list(pretraining.CURVE_METHODS) and runs.unique("n") == [40]
+    assert all("(n 40, tuned at 20) (steps 2, tuned at 100)" in r["label"] for r in runs)
+    assert runs.values("lr", method="scratch") == [table.chosen("01 scratch, N=20")["lr"]]
+    assert "lr" not in runs.where(method="linear probe")[0]
+
+
+def test_rate_grid_shows_every_rate_and_stars_the_chosen_one():
+    table = tuning.load()
+    text = pretraining.rate_grid(table, {"scratch": "01 scratch, N=5"}).splitlines()
+    assert len(text) == 1 + len(tuning.RATES)
+    starred = [line.split()[0] for line in text[1:] if line.rstrip().endswith("*")]
+    assert starred == [f"{table.chosen('01 scratch, N=5')['lr']:g}"]
+    with pytest.raises(ValueError, match="no rate grid"):
+        pretraining.rate_grid(table, {"probe": "01 linear probe, N=5"})
+
+
+def test_compare_states_a_margin_inside_the_seed_spread_as_unresolved():
+    rows = [("a", 5, 0, 0.80), ("a", 5, 1, 0.90), ("a", 5, 2, 0.85), ("b", 5, 0, 0.82), ("b", 5, 1, 0.86),
+            ("b", 5, 2, 0.86), ("a", 20, 0, 0.95), ("a", 20, 1, 0.96), ("a", 20, 2, 0.97), ("b", 20, 0, 0.90),
+            ("b", 20, 1, 0.91), ("b", 20, 2, 0.92)]
+    runs = Results({"method": m, "n": n, "seed": s, "accuracy": a} for m, n, s, a in rows)
+    lines = pretraining.compare(runs, "a", "b", [5, 20]).splitlines()
+    assert lines[0].startswith("N =  5: a minus b: +0.3 ± ") and lines[0].endswith("not resolved at this scale")
+    assert lines[1] == "N = 20: a minus b: +5.0 ± 0.0 points: a ahead"
+
+
+def test_reach_by_seed_reads_each_seeds_own_curve():
+    rows = [("scratch", 1, 0, 0.30), ("scratch", 10, 0, 0.90), ("fine", 1, 0, 0.60),
+            ("scratch", 1, 1, 0.30), ("scratch", 10, 1, 0.50), ("fine", 1, 1, 0.60)]
+    runs = Results({"method": m, "n": n, "seed": s, "accuracy": a} for m, n, s, a in rows)
+    reach = pretraining.reach_by_seed(runs, "fine", n=1)
+    assert reach[0] == pytest.approx(10 ** 0.5) and reach[1] == math.inf

@@ -10,6 +10,7 @@ from types import EllipsisType
 from torch import nn
 
 from ftlib import data, freeze
+from ftlib.course.lessons import tuning
 from ftlib.course.lessons.exercises import (
     Coach,
     Feedback,
@@ -26,10 +27,11 @@ from ftlib.course.lessons.exercises import (
 from ftlib.course.lessons.experiments import Results, get_method, make_model, run
 from ftlib.evaluation import evaluate
 
-__all__ = ["GAIN_METHOD", "HINTS", "SOLUTIONS", "WHY_PRETRAINING_WINS", "WRONG_ANSWERS", "gain_at_five", "hint",
-           "probe_by_freezing", "solution", "why_pretraining_wins"]
+__all__ = ["GAIN_METHOD", "HINTS", "PROBE_RATE_ARM", "SOLUTIONS", "WHY_PRETRAINING_WINS", "WRONG_ANSWERS",
+           "gain_at_five", "hint", "probe_by_freezing", "solution", "why_pretraining_wins"]
 
 GAIN_METHOD = "fine-tune, low backbone LR"  # the method whose gain over scratch exercise 1 predicts
+PROBE_RATE_ARM = "01 fine-tune, N=5"  # the tuning table's arm whose chosen rate trains exercise 3's probe
 _BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
@@ -77,11 +79,12 @@ def why_pretraining_wins(answer: str | EllipsisType) -> Feedback:
 
 @exercise
 def probe_by_freezing(build: Callable[[nn.Module], object] | EllipsisType, curve: Results, seed: int = 0,
-                      steps: int = 100) -> Feedback:
+                      steps: int = 100, lr: float | None = None) -> Feedback:
     """Exercise 3 (do): ``build(model)`` freezes parts of a pretrained model with a new head; it must leave only
     the head trainable and the backbone's BatchNorm statistics fixed. Then it trains exactly like plain fine-tuning
-    (its rate, ``steps`` steps, N = 5 digits of ``seed``) and must beat scratch's test accuracy in that seed (from
-    ``curve``) by at least 5 points."""
+    (``lr``, default plain fine-tuning's rate chosen on validation at N = 5 in the tuning table; ``steps`` steps,
+    N = 5 digits of ``seed``) and must beat scratch's test accuracy in that seed (from ``curve``) by at least 5
+    points."""
     target, quantity = 5, f"your probe's gain over scratch in test accuracy at N = 5, seed {seed},"
     if not attempted(build):
         return not_attempted("write the body of freeze_for_probe(model)")
@@ -103,7 +106,8 @@ def probe_by_freezing(build: Callable[[nn.Module], object] | EllipsisType, curve
         else:
             why = f"{trainable:,} parameters train, fewer than the head's {head:,}: leave the whole head trainable."
         return tell(False, f"Not yet: {why}")
-    trained = run("fine-tune", data.few_shot("mnist", 5, seed), seed, steps, model=model)
+    lr = tuning.load().options(PROBE_RATE_ARM)["lr"] if lr is None else lr
+    trained = run("fine-tune", data.few_shot("mnist", 5, seed), seed, steps, model=model, lr=lr)
     # a counter that no output depends on: a freeze that keeps the statistics still (momentum 0) is right
     moved = [name for name in freeze.changed(trained.model, before) if not name.endswith("num_batches_tracked")]
     if moved:
@@ -116,8 +120,8 @@ def probe_by_freezing(build: Callable[[nn.Module], object] | EllipsisType, curve
     accuracy = evaluate(trained.model, data.test_set("mnist")).accuracy
     scratch = curve.values(method="scratch", n=5, seed=seed)[0]
     print(f"Only the head trains ({head:,} parameters) and the backbone, BatchNorm statistics included, is unchanged; "
-          f"after {steps} steps at plain fine-tuning's rate: test {accuracy:.1%}, scratch {scratch:.1%} in the "
-          f"same seed. A probe fitted by gradient steps instead of the lesson's exact fit.")
+          f"after {steps} steps at plain fine-tuning's rate ({lr:g}): test {accuracy:.1%}, scratch {scratch:.1%} in "
+          f"the same seed. A probe fitted by gradient steps instead of the lesson's exact fit.")
     return check_target(100 * (accuracy - scratch), target=target, quantity=quantity, unit=" points",
                         hint="the rate and steps are plain fine-tuning's; check what your function freezes.")
 
