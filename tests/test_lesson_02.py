@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 
 
 @pytest.mark.parametrize("name, first, peak_step, last", [
-    ("constant", 1.0, 0, 1.0), ("warm-up only", 1 / 25, 24, 1.0), ("cosine decay only", 1.0, 0, None),
+    ("constant", 1.0, 0, 1.0), ("warm-up only", 1 / 25, 24, 1.0), ("decay only", 1.0, 0, None),
 ("one-cycle, beta1 fixed", 1 / 25, 24, None)])
 @pytest.mark.slow
 def test_the_schedules_move_the_rate_and_leave_beta1_alone(name, first, peak_step, last):

@@ -4,6 +4,7 @@ choosing on validation; the schedules that take one-cycle apart; the sweep's plo
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from statistics import fmean
 
@@ -16,9 +17,8 @@ from ftlib.course.lessons.experiments import Results, run
 from ftlib.course.lessons.plots import plot_history
 from ftlib.course.lessons.records import choose
 from ftlib.lr import RangeTest
-from ftlib.schedules import warmup_cosine
 
-__all__ = ["SCHEDULES", "TABLE_ARM", "VAL_PER_CLASS", "choose", "live_rate", "live_steps", "plot_range_tests", "plot_sweep",
+__all__ = ["SCHEDULES", "TABLE_ARM", "VAL_PER_CLASS", "choose", "onecycle_factors", "live_rate", "live_steps", "plot_range_tests", "plot_sweep",
            "rate_run", "table", "top_region", "validation_runs"]
 
 VAL_PER_CLASS = 20  # labelled digits per class kept aside to choose with (never trained on, never the test set)
@@ -32,13 +32,39 @@ def _lambda(factor: Callable[[int, int], float]) -> Callable:
     return lambda optimizer, steps: torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: factor(s, steps))
 
 
-# The schedules of section 4, none of which touches Adam's beta1 (it stays 0.9): warm-up alone (the first quarter
-# of the steps, linear from 1/25 of the peak, as one-cycle starts), cosine decay alone (to zero at the end), and
-# PyTorch's one-cycle (both) with its beta1 cycle switched off.
+@functools.lru_cache(maxsize=16)
+def onecycle_factors(steps: int) -> tuple[float, ...]:
+    """The peak rate's factor at each of ``steps`` steps under ftlib's one-cycle (PyTorch's ``OneCycleLR``,
+    ``pct_start=0.25``): a cosine rise from 1/25 over the first quarter, then a cosine fall to 1/250,000."""
+    weight = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1.0, total_steps=steps, pct_start=0.25,
+                                                   cycle_momentum=False)
+    factors = []
+    for _ in range(steps):
+        factors.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    return tuple(factors)
+
+
+def _phase(part: str) -> Callable[[int, int], float]:
+    """One phase of one-cycle alone: its ``"warm-up"`` then the peak rate, or the peak rate then its ``"decay"``."""
+    def factor(step: int, steps: int) -> float:
+        factors = onecycle_factors(steps)
+        peak = factors.index(max(factors))
+        rising = step <= peak
+        return factors[min(step, steps - 1)] if rising == (part == "warm-up") else 1.0  # fit steps once more
+    return factor
+
+
+# The schedules of section 4, none of which touches Adam's beta1 (it stays 0.9): one-cycle's own two phases, each
+# alone (its cosine warm-up over the first quarter, then the peak rate; or the peak rate, then its cosine decay),
+# and PyTorch's one-cycle (both phases) with its beta1 cycle switched off.
 SCHEDULES = {
     "constant": _lambda(lambda s, steps: 1.0),
-    "warm-up only": _lambda(lambda s, steps: min(1.0, (s + 1) / max(1, steps // 4))),
-    "cosine decay only": _lambda(lambda s, steps: warmup_cosine(s, steps, 0)),
+    "warm-up only": _lambda(_phase("warm-up")),
+    "decay only": _lambda(_phase("decay")),
     "one-cycle, beta1 fixed": lambda optimizer, steps: torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=steps, pct_start=0.25,
         cycle_momentum=False),
@@ -105,9 +131,12 @@ def validation_runs(sweep: Results, table: tuning.Table, *, n: int, steps: int) 
         return sweep, "chosen on this sweep's own validation runs (its settings differ from the tuning table's)"
     for rate in arm.grid["lr"]:
         table.recheck(TABLE_ARM, sweep.where(lr=rate), lr=rate)  # raises if the stored runs are stale
-    seeds = len(table.settings["seeds"])
-    return table.results(TABLE_ARM), (f"chosen on the tuning table's validation runs, the same runs as this sweep "
-                                      f"(re-checked: every rate within 3 points in each of the {seeds} seeds)")
+    stored = table.settings["seeds"]
+    extra = sorted(set(sweep.unique("seed")) - set(stored))
+    return table.results(TABLE_ARM), (
+        f"chosen on the tuning table's validation runs, the same runs as this sweep's seeds {stored[0]}-{stored[-1]} "
+        f"(re-checked: every rate within 3 points in each seed)"
+        + (f"; seeds {extra[0]}-{extra[-1]} only report" if extra else ""))
 
 
 def top_region(results: Results, field: str, within: float = 0.02, **where) -> list:

@@ -101,7 +101,7 @@ def _lesson02() -> list[Arm]:
                 note="backbone at a tenth of the head's rate, on purpose"),
             *(Arm("02", f"{schedule}, lr 0.03", "learning_rate:rate_run", {**fixed, "schedule": schedule, "lr": 3e-2},
                   grid={}, note="rate fixed on purpose: too high, to see what each part of a schedule does")
-              for schedule in ("constant", "warm-up only", "cosine decay only", "one-cycle, beta1 fixed",
+              for schedule in ("constant", "warm-up only", "decay only", "one-cycle, beta1 fixed",
                                "onecycle"))]
 
 
@@ -331,8 +331,8 @@ class Table:
             raise AssertionError(f"the tuning table is stale for {key}: validation accuracy differs by "
                                  f"{100 * worst:.1f} points from the stored runs; rebuild it with "
                                  f"`python -m ftlib tune --lessons {key[:2]}`")
-        return (f"re-checked {key} on {len(shared)} seed(s): validation within {100 * worst:.1f} points of the "
-                "table's")
+        return (f"re-checked {key} on {len(shared)} seed(s): its validation accuracy matches the table's (within "
+                f"{100 * tolerance:g} points in every seed)")
 
 
 def _number(value) -> str:

@@ -90,7 +90,8 @@ def range_test_rate(rate: float | EllipsisType, finetune: Callable[[float, int],
     steepest = tests[seed].suggestion
     if not steepest / READING <= rate <= steepest * READING:
         where = "above" if rate > steepest else "below"
-        lowest = " (where the loss is lowest, 50 images are memorised)" if rate > steepest else ""
+        too_high = rate > max(top_region(sweep, "lr"))  # past the sweep's good rates, towards the curve's end
+        lowest = " (towards the end of the curve, where the loss is lowest, 50 images are memorised)" if too_high else ""
         return tell(False, f"Not yet: {rate:g} is not where the range-test curve falls most steeply; it lies "
                            f"{where} it{lowest}. Read the rate at the dot of seed {seed}'s curve, within a factor "
                            f"{READING:g}.")
@@ -118,7 +119,8 @@ HINTS: dict[str, tuple[str, str]] = {
     "range_test_rate": (
         "The range test suggests the rate where its curve falls most steeply: the dot on each seed's curve.",
         "Not the end of the curve, where the loss is lowest: there 50 images are memorised. Read the x value of "
-        "seed 0's dot on the log axis: 1e-3 and 1e-2 are a decade apart, and 3e-3 lies about half way between."),
+        "seed 0's dot on the log axis: find the two gridlines around it and judge how far between them it sits "
+        "(each decade has the same width)."),
 }
 
 
