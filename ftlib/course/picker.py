@@ -52,16 +52,17 @@ def finetune_chosen(folder: str | Path, backbone: str, out: str | Path, factors:
     return recipe.finetune(folder, backbone, backbone_factor=chosen, out=out, **options), tried
 
 
-def picker(folder: str | Path, backbone: str = "glyphnet", out: str | Path = "runs/finetune") -> widgets.VBox | None:
+def picker(folder: str | Path, backbone: str = "glyphnet", out: str | Path = "runs/finetune",
+           factors: tuple[float, ...] = FACTORS) -> widgets.VBox | None:
     """A folder path box, a backbone menu, and two buttons: "check" (:func:`check`) and "fine-tune"
-    (:func:`finetune_chosen`: the recipe at each backbone factor of :data:`FACTORS`, the one validation prefers
+    (:func:`finetune_chosen`: the recipe at each backbone factor of ``factors``, the one validation prefers
     exported to ``out``, relative to the checkout's root: a lesson runs in notebooks/, where no export belongs).
     Headless (:func:`ftlib.runtime.headless`), no widget is made: one line says what it would
     show."""
     if headless():
-        factors = " or ".join(f"{f:g}" for f in FACTORS)
+        tried = " or ".join(f"{f:g}" for f in factors)
         print(f"[picker] image folder {folder}, backbone {backbone}: buttons 'check' and 'fine-tune' (backbone "
-              f"factor {factors}, chosen on validation; exports to {out})")
+              f"factor {tried}, chosen on validation; exports to {out})")
         return None
     path = widgets.Text(value=str(folder), description="image folder", style={"description_width": "initial"},
                         layout=widgets.Layout(width="480px"))
@@ -78,7 +79,7 @@ def picker(folder: str | Path, backbone: str = "glyphnet", out: str | Path = "ru
         output.clear_output()
         with output:
             try:
-                result, tried = finetune_chosen(path.value, choice.value, ROOT / out, progress=True)
+                result, tried = finetune_chosen(path.value, choice.value, ROOT / out, factors, progress=True)
             except (FileNotFoundError, ValueError) as error:
                 print(f"error: {error}")
                 return

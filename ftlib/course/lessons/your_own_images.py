@@ -110,8 +110,11 @@ def how_set(results: Results, choices: Results) -> str:
             return "-"
         return records.spread(chosen.mean("val_accuracy"), chosen.std("val_accuracy"))
 
-    columns = [records.Column("chosen per seed", cell=lambda rs: " ".join(
-                   f"x{r['factor']:g}" for r in rs) if all("factor" in r for r in rs) else "-", align="<", width=18),
+    def per_seed(arm: Results) -> str:
+        return " ".join(f"x{r['factor']:g}" for r in arm) if all("factor" in r for r in arm) else "-"
+
+    longest = max(len(per_seed(results.where(method=m))) for m in results.unique("method"))
+    columns = [records.Column("chosen per seed", cell=per_seed, align="<", width=max(18, longest + 2)),
                records.Column("validation %", cell=validation),
                records.Column("   chosen from", cell=lambda rs: "   " + _GRIDS[rs[0]["method"]].format(grid=grid),
                               align="<", width=1)]
