@@ -55,6 +55,9 @@ def test_scratch_chooses_its_rate_on_validation_as_fine_tuning_chooses_its_facto
         assert base.range_test is not None and lower.range_test is None  # the lower rate reuses the seed's test
         assert lower.lr == pytest.approx({"backbone": 0.3 * base.lr["head"], "head": 0.3 * base.lr["head"]})
         assert your_own_images.range_test_of(choices, "scratch", seed) is base.range_test
+        fine = choices.where(method="fine-tune", seed=seed)  # one range test per arm and seed, its rate reused
+        assert [r["run"].range_test is not None for r in fine] == [True, False]
+        assert fine[1]["run"].lr["head"] == fine[0]["run"].lr["head"] == runs["LP-FT", seed].lr["head"]
         for method in ("fine-tune", "scratch"):  # the kept run is the one the course's rule chose on validation
             chosen = records.choose(choices, "factor", seed=seed, method=method)
             assert runs[method, seed] is choices.where(method=method, seed=seed, factor=chosen)[0]["run"]

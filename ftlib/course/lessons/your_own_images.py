@@ -49,27 +49,33 @@ def compare_runs(folder: str | Path, backbone: str, seeds: int, factors: tuple[f
     validation scores by the course's one rule (:func:`~records.choose`: validation accuracy, ties to the lower
     validation loss; the test set is not looked at): fine-tuning its backbone factor (the pretrained blocks' rate
     as a multiple of the head's, which its range test sets), scratch the multiple of its range test's rate that
-    every block trains at (it has no pretrained blocks to spare; its runs at other multiples reuse the seed's range
-    test). LP-FT runs at fine-tuning's chosen factor. Returns the runs by ``(method, seed)``, their test accuracies
+    every block trains at (it has no pretrained blocks to spare). Each arm's range test runs once per seed and its
+    rate is reused by the arm's other runs (the same seed gives the same test). LP-FT runs at fine-tuning's chosen
+    factor. Returns the runs by ``(method, seed)``, their test accuracies
     (with the linear-probe baseline as a method), and the validation scores of every setting tried (by ``method``,
     ``seed`` and ``factor``). ``options`` go to :func:`ftlib.recipe.finetune` (not ``lr``: the range tests set it).
     """
     if "lr" in options:
         raise ValueError("compare_runs sets every rate from the range tests: leave out lr=")
-    found = {}  # seed -> the scratch run at its range test's rate, whose suggestion the other multiples scale
+    tested, done = {}, {}  # (arm, seed) -> the head's rate its range test found; each run made, by its settings
 
-    def scratch(seed: int, factor: float) -> recipe.RecipeResult:
-        if seed not in found:
-            found[seed] = recipe.finetune(folder, backbone, seed=seed, pretrained=False, **options)
-        if factor == 1.0:
-            return found[seed]
-        return recipe.finetune(folder, backbone, seed=seed, pretrained=False, lr=factor * found[seed].lr["head"],
-                               **options)
+    def train(arm: str, seed: int, rate: float = 1.0, factor: float = 0.3, lp_ft: bool = False) -> recipe.RecipeResult:
+        """The recipe for ``arm`` in ``seed``, its head at ``rate`` times the rate the arm's range test found in the
+        seed: the test runs once per arm and seed (it gives the same rate every time), the later runs reuse it."""
+        key = (arm, seed, rate, factor, lp_ft)
+        if key not in done:
+            settings = dict(seed=seed, pretrained=arm == "fine-tune", backbone_factor=factor, lp_ft=lp_ft, **options)
+            if (arm, seed) not in tested and rate != 1.0:
+                train(arm, seed, 1.0, factor, lp_ft)
+            if (arm, seed) in tested:
+                done[key] = recipe.finetune(folder, backbone, lr=rate * tested[arm, seed], **settings)
+            else:
+                done[key] = recipe.finetune(folder, backbone, **settings)
+                tested[arm, seed] = done[key].lr["head"]
+        return done[key]
 
     def try_setting(method: str, seed: int, factor: float) -> dict:
-        if method == "scratch":
-            return scored(scratch(seed, factor))
-        return scored(recipe.finetune(folder, backbone, seed=seed, backbone_factor=factor, **options))
+        return scored(train(method, seed, rate=factor) if method == "scratch" else train(method, seed, factor=factor))
 
     choices = run_grid(try_setting, method=["fine-tune", "scratch"], seed=range(seeds), factor=factors)
     chosen = {(method, seed): records.choose(choices, "factor", seed=seed, method=method)
@@ -81,8 +87,7 @@ def compare_runs(folder: str | Path, backbone: str, seeds: int, factors: tuple[f
         if method == "linear probe":  # the recipe's own baseline, fitted in the chosen fine-tune's run
             return {"accuracy": run.probe_accuracy}
         if method == "LP-FT":
-            run = recipe.finetune(folder, backbone, seed=seed, backbone_factor=chosen[tuned, seed], lp_ft=True,
-                                  **options)
+            run = train("fine-tune", seed, factor=chosen[tuned, seed], lp_ft=True)
         return {"accuracy": run.test.accuracy, "val_accuracy": kept(run.history)[1], "factor": chosen[tuned, seed],
                 "run": run}
 
