@@ -1,5 +1,6 @@
-"""Lesson 11's additions: the paired count (its exact McNemar test: tests/test_stats.py), early stopping replayed
-with less patience, the recipe's LP-FT start, the exercises and the live slider."""
+"""Lesson 11's additions: both trained arms tuned alike on validation (and the picker's fine-tune), the paired count
+(its exact McNemar test: tests/test_stats.py), early stopping replayed with less patience, the recipe's LP-FT start,
+the exercises and the live slider."""
 
 from pathlib import Path
 
@@ -8,8 +9,8 @@ import torch
 from torch import nn
 
 from ftlib import recipe
-from ftlib.course import example_images
-from ftlib.course.lessons import your_own_images
+from ftlib.course import example_images, picker
+from ftlib.course.lessons import records, your_own_images
 from ftlib.course.lessons.exercises import lesson11
 from ftlib.data import ImageSet
 from ftlib.stopping import History
@@ -43,6 +44,41 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny11")
     example_images.generate(root, seed=5, per_class=6)
     return root
+
+
+@pytest.mark.slow
+def test_scratch_chooses_its_rate_on_validation_as_fine_tuning_chooses_its_factor(tiny):
+    runs, results, choices = your_own_images.compare_runs(tiny, "glyphnet", 2, steps=20, eval_every=5, test=0.5)
+    assert choices.unique("method") == ["fine-tune", "scratch"] and choices.unique("factor") == [0.3, 1.0]
+    for seed in range(2):
+        base, lower = (choices.where(method="scratch", seed=seed, factor=f)[0]["run"] for f in (1.0, 0.3))
+        assert base.range_test is not None and lower.range_test is None  # the lower rate reuses the seed's test
+        assert lower.lr == pytest.approx({"backbone": 0.3 * base.lr["head"], "head": 0.3 * base.lr["head"]})
+        assert your_own_images.range_test_of(choices, "scratch", seed) is base.range_test
+        fine = choices.where(method="fine-tune", seed=seed)  # one range test per arm and seed, its rate reused
+        assert [r["run"].range_test is not None for r in fine] == [True, False]
+        assert fine[1]["run"].lr["head"] == fine[0]["run"].lr["head"] == runs["LP-FT", seed].lr["head"]
+        for method in ("fine-tune", "scratch"):  # the kept run is the one the course's rule chose on validation
+            chosen = records.choose(choices, "factor", seed=seed, method=method)
+            assert runs[method, seed] is choices.where(method=method, seed=seed, factor=chosen)[0]["run"]
+            assert results.where(method=method, seed=seed)[0]["factor"] == chosen
+    table = your_own_images.how_set(results, choices)
+    assert table.splitlines()[0].split() == ["arm", "chosen", "per", "seed", "validation", "%", "chosen", "from"]
+    assert "every block at 0.3 1 x its range-test rate" in table and "scratch, seed 1: x0.3 " in table
+    with pytest.raises(ValueError, match="leave out lr="):
+        your_own_images.compare_runs(tiny, "glyphnet", 2, lr=0.01)
+
+
+@pytest.mark.slow
+def test_the_pickers_fine_tune_exports_the_factor_validation_chose(tiny, tmp_path, monkeypatch, capsys):
+    result, tried = picker.finetune_chosen(tiny, "glyphnet", tmp_path / "out", steps=20, eval_every=5)
+    chosen = records.choose(tried, "factor")
+    assert tried.unique("factor") == [0.3, 1.0] and result.export_path == tmp_path / "out" / "model.safetensors"
+    assert result.lr["backbone"] == pytest.approx(chosen * result.lr["head"])
+    assert result.history.val_loss == tried.where(factor=chosen)[0]["run"].history.val_loss  # the same run again
+    monkeypatch.setenv("FTLIB_HEADLESS", "1")
+    assert picker.picker(tiny, factors=(0.3, 1.0)) is None
+    assert "backbone factor 0.3 or 1, chosen on validation" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 """Lesson 11's drivers: the recipe fine-tuned (backbone factor chosen on validation, from a fresh head and LP-FT)
-and from scratch over seeds, a probe on random features, paired comparisons on the test images, early stopping
-replayed with less patience, exports checked against the models, and the live slider's rerun of one seed's
-fine-tuning on fewer training images per class."""
+and from scratch (its rate chosen on validation alike) over seeds, how each arm was set, a probe on random
+features, paired comparisons on the test images, early stopping replayed with less patience, exports checked
+against the models, and the live slider's rerun of one seed's fine-tuning on fewer training images per class."""
 
 from __future__ import annotations
 
@@ -15,14 +15,16 @@ from ftlib.course.lessons import experiments, records
 from ftlib.course.lessons.experiments import Results, run_grid
 from ftlib.data import ImageSet
 from ftlib.evaluation import evaluate
+from ftlib.lr import RangeTest
 from ftlib.probe import linear_probe
 from ftlib.runtime import model_device
 from ftlib.stopping import EarlyStopping, History, stopping_point
 from ftlib.transfer import adapt_batchnorm
 
-__all__ = ["LIVE_STEPS", "compare_runs", "export_agreement", "fewer_images", "kept", "live_values", "paired",
-           "random_probe", "replay_patience", "show_fewer_images"]
+__all__ = ["FACTORS", "LIVE_STEPS", "compare_runs", "export_agreement", "fewer_images", "how_set", "kept",
+           "live_values", "paired", "random_probe", "range_test_of", "replay_patience", "scored", "show_fewer_images"]
 
+FACTORS = (0.3, 1.0)  # each trained arm's grid of rate multiples, chosen on validation (the cautious one first)
 LIVE_STEPS = 100  # fine-tuning steps of a live rerun (the lesson's runs take up to 200): about 2 s on 2 cores
 
 
@@ -32,40 +34,109 @@ def kept(history: History) -> tuple[float, float]:
     return history.val_loss[i], history.val_accuracy[i]
 
 
-def compare_runs(folder: str | Path, backbone: str, seeds: int, factors: tuple[float, ...] = (0.3, 1.0),
+def scored(run: recipe.RecipeResult) -> dict:
+    """A record of one recipe run for :func:`~records.choose`: the kept weights' validation loss and accuracy, and
+    the run itself."""
+    val_loss, val_accuracy = kept(run.history)
+    return {"val_loss": val_loss, "val_accuracy": val_accuracy, "run": run}
+
+
+def compare_runs(folder: str | Path, backbone: str, seeds: int, factors: tuple[float, ...] = FACTORS,
                  **options) -> tuple[dict, Results, Results]:
     """The recipe on ``folder`` for seeds 0 .. ``seeds - 1``: fine-tuned, LP-FT, and from scratch.
 
-    In each seed the backbone factor is chosen among ``factors`` on the kept weights' validation scores by the
-    course's one rule (:func:`~records.choose`: validation accuracy, ties to the lower validation loss; the test set
-    is not looked at); LP-FT runs at the chosen factor. Returns the runs by ``(method, seed)``, their
-    test accuracies (with the linear-probe baseline as a method), and the validation scores of every factor tried.
-    ``options`` go to :func:`ftlib.recipe.finetune`.
+    Both trained arms choose their knob in each seed, from the same grid ``factors``, on the kept weights'
+    validation scores by the course's one rule (:func:`~records.choose`: validation accuracy, ties to the lower
+    validation loss; the test set is not looked at): fine-tuning its backbone factor (the pretrained blocks' rate
+    as a multiple of the head's, which its range test sets), scratch the multiple of its range test's rate that
+    every block trains at (it has no pretrained blocks to spare). Each arm's range test runs once per seed and its
+    rate is reused by the arm's other runs (the same seed gives the same test). LP-FT runs at fine-tuning's chosen
+    factor. Returns the runs by ``(method, seed)``, their test accuracies
+    (with the linear-probe baseline as a method), and the validation scores of every setting tried (by ``method``,
+    ``seed`` and ``factor``). ``options`` go to :func:`ftlib.recipe.finetune` (not ``lr``: the range tests set it).
     """
-    def try_factor(seed: int, factor: float) -> dict:
-        run = recipe.finetune(folder, backbone, seed=seed, backbone_factor=factor, **options)
-        val_loss, val_accuracy = kept(run.history)
-        return {"val_loss": val_loss, "val_accuracy": val_accuracy, "run": run}
+    if "lr" in options:
+        raise ValueError("compare_runs sets every rate from the range tests: leave out lr=")
+    tested, done = {}, {}  # (arm, seed) -> the head's rate its range test found; each run made, by its settings
 
-    choices = run_grid(try_factor, seed=range(seeds), factor=factors)
-    chosen = {seed: records.choose(choices, "factor", seed=seed) for seed in range(seeds)}
+    def train(arm: str, seed: int, rate: float = 1.0, factor: float = 0.3, lp_ft: bool = False) -> recipe.RecipeResult:
+        """The recipe for ``arm`` in ``seed``, its head at ``rate`` times the rate the arm's range test found in the
+        seed: the test runs once per arm and seed (it gives the same rate every time), the later runs reuse it."""
+        key = (arm, seed, rate, factor, lp_ft)
+        if key not in done:
+            settings = dict(seed=seed, pretrained=arm == "fine-tune", backbone_factor=factor, lp_ft=lp_ft, **options)
+            if (arm, seed) not in tested and rate != 1.0:
+                train(arm, seed, 1.0, factor, lp_ft)
+            if (arm, seed) in tested:
+                done[key] = recipe.finetune(folder, backbone, lr=rate * tested[arm, seed], **settings)
+            else:
+                done[key] = recipe.finetune(folder, backbone, **settings)
+                tested[arm, seed] = done[key].lr["head"]
+        return done[key]
+
+    def try_setting(method: str, seed: int, factor: float) -> dict:
+        return scored(train(method, seed, rate=factor) if method == "scratch" else train(method, seed, factor=factor))
+
+    choices = run_grid(try_setting, method=["fine-tune", "scratch"], seed=range(seeds), factor=factors)
+    chosen = {(method, seed): records.choose(choices, "factor", seed=seed, method=method)
+              for method in ("fine-tune", "scratch") for seed in range(seeds)}
 
     def method_run(seed: int, method: str, data: str) -> dict:
+        tuned = "scratch" if method == "scratch" else "fine-tune"
+        run = choices.where(method=tuned, seed=seed, factor=chosen[tuned, seed])[0]["run"]
         if method == "linear probe":  # the recipe's own baseline, fitted in the chosen fine-tune's run
-            return {"accuracy": choices.where(seed=seed, factor=chosen[seed])[0]["run"].probe_accuracy}
-        if method == "fine-tune":
-            run = choices.where(seed=seed, factor=chosen[seed])[0]["run"]
-        else:
-            run = recipe.finetune(folder, backbone, seed=seed, **(
-                {"backbone_factor": chosen[seed], "lp_ft": True} if method == "LP-FT" else {"pretrained": False}),
-                **options)
-        return {"accuracy": run.test.accuracy, "val_accuracy": kept(run.history)[1], "factor": chosen[seed],
+            return {"accuracy": run.probe_accuracy}
+        if method == "LP-FT":
+            run = train("fine-tune", seed, factor=chosen[tuned, seed], lp_ft=True)
+        return {"accuracy": run.test.accuracy, "val_accuracy": kept(run.history)[1], "factor": chosen[tuned, seed],
                 "run": run}
 
     results = run_grid(method_run, seed=range(seeds), method=["fine-tune", "LP-FT", "scratch", "linear probe"],
                        data=["example"])
     runs = {(r["method"], r["seed"]): r["run"] for r in results if "run" in r}
     return runs, results, choices
+
+
+# how each arm's setting was made, for :func:`how_set`
+_GRIDS = {"fine-tune": "backbone factor {grid} (x the head's range-test rate)",
+          "scratch": "every block at {grid} x its range-test rate",
+          "LP-FT": "fine-tune's factor (not tuned on its own)",
+          "linear probe": "nothing: weight decay 1e-3 fixed (the baseline)"}
+
+
+def how_set(results: Results, choices: Results) -> str:
+    """How each arm of :func:`compare_runs` was set: the setting each seed chose, the chosen runs' validation
+    accuracy (mean ± std over seeds) and the grid it was chosen from; then, per trained arm and seed, the validation
+    loss (accuracy) of the kept weights at every grid point."""
+    grid = " ".join(f"{f:g}" for f in choices.unique("factor"))
+
+    def validation(chosen: Results) -> str:
+        if not all("val_accuracy" in r for r in chosen):
+            return "-"
+        return records.spread(chosen.mean("val_accuracy"), chosen.std("val_accuracy"))
+
+    def per_seed(arm: Results) -> str:
+        return " ".join(f"x{r['factor']:g}" for r in arm) if all("factor" in r for r in arm) else "-"
+
+    longest = max(len(per_seed(results.where(method=m))) for m in results.unique("method"))
+    columns = [records.Column("chosen per seed", cell=per_seed, align="<", width=max(18, longest + 2)),
+               records.Column("validation %", cell=validation),
+               records.Column("   chosen from", cell=lambda rs: "   " + _GRIDS[rs[0]["method"]].format(grid=grid),
+                              align="<", width=1)]
+    lines = [records.table(results, "method", columns, lead=16, title="arm")]
+    for method in choices.unique("method"):
+        for seed in choices.unique("seed"):
+            tried = ", ".join(f"x{r['factor']:g} {r['val_loss']:.3f} ({r['val_accuracy']:.1%})"
+                              for r in choices.where(method=method, seed=seed))
+            best = records.choose(choices, "factor", seed=seed, method=method)
+            lines.append(f"  {method}, seed {seed}: {tried} -> x{best:g}")
+    return "\n".join(lines)
+
+
+def range_test_of(choices: Results, method: str, seed: int) -> RangeTest:
+    """The range test that set the rates of ``method``'s runs in ``seed`` (every run of the arm and seed shares it;
+    scratch's runs at other multiples reuse it)."""
+    return next(r["run"].range_test for r in choices.where(method=method, seed=seed) if r["run"].range_test)
 
 
 def random_probe(run: recipe.RecipeResult, seed: int) -> float:

@@ -119,7 +119,7 @@ TEST_CHOOSES = Question(
 
 @exercise
 def test_must_not_choose(answer: str | EllipsisType) -> Feedback:
-    """*Explain*: why the test set must not choose the backbone factor (or the patience)."""
+    """*Explain*: why the test set must not choose the backbone factor (or scratch's rate)."""
     return TEST_CHOOSES.check(answer)
 
 
