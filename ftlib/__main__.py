@@ -1,5 +1,5 @@
-"""Command line: ``python -m ftlib run | pretrain | context-sweep | tune | refresh | clean-copies | site | bench | finetune |
-predict``."""
+"""Command line: ``python -m ftlib run | pretrain | context-sweep | tune | refresh | clean-copies | site | bench |
+finetune | predict``."""
 
 from __future__ import annotations
 
@@ -179,7 +179,8 @@ def _tune(args: argparse.Namespace) -> int:
         known = sorted({arm.lesson for arm in tuning.ARMS})
         bad = [lesson for lesson in args.lessons or [] if lesson not in known]
         if bad:
-            raise ValueError(f"--lessons {bad[0]} is not allowed: lessons with arms in the table are {', '.join(known)}")
+            raise ValueError(f"--lessons {bad[0]} is not allowed: lessons with arms in the table are "
+                             f"{', '.join(known)}")
         if args.lessons and not shipped.is_file():
             raise ValueError(f"--lessons rebuilds part of {shipped}, which does not exist: rebuild it all first")
         if args.lessons:

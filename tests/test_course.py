@@ -9,10 +9,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from notebook_outputs import output_mismatches
 
 from ftlib.__main__ import main
 from ftlib.course import runner as course
-from notebook_outputs import output_mismatches
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,7 +18,8 @@ from ftlib.course.lessons.plots import plot_history
 from ftlib.course.lessons.records import choose
 from ftlib.lr import RangeTest
 
-__all__ = ["SCHEDULES", "TABLE_ARM", "VAL_PER_CLASS", "choose", "onecycle_factors", "live_rate", "live_steps", "plot_range_tests", "plot_sweep",
+__all__ = ["SCHEDULES", "TABLE_ARM", "VAL_PER_CLASS", "choose", "live_rate", "live_steps", "onecycle_factors",
+           "plot_range_tests", "plot_sweep",
            "rate_run", "table", "top_region", "validation_runs"]
 
 VAL_PER_CLASS = 20  # labelled digits per class kept aside to choose with (never trained on, never the test set)
@@ -77,8 +78,8 @@ def rate_run(lr: float | dict[str, float], seed: int, *, n: int, steps: int, met
 
     ``schedule`` is one of :data:`SCHEDULES` or a name ``fit`` knows (``"onecycle"``, which also cycles Adam's
     beta1). Returns the ``accuracy`` on the test digits and the ``val_accuracy`` and ``val_loss`` on the
-    ``n_val`` validation digits per class after the last step, the ``history``, and the ``method``, ``schedule`` and a ``label`` for
-    tables (by default "one rate, <lr>").
+    ``n_val`` validation digits per class after the last step, the ``history``, and the ``method``, ``schedule``
+    and a ``label`` for tables (by default "one rate, <lr>").
     """
     train, val = data.few_shot_split("mnist", n, n_val, seed)
     trained = run(method, train, seed, steps, lr=lr, schedule=SCHEDULES.get(schedule, schedule),

@@ -91,7 +91,8 @@ def range_test_rate(rate: float | EllipsisType, finetune: Callable[[float, int],
     if not steepest / READING <= rate <= steepest * READING:
         where = "above" if rate > steepest else "below"
         too_high = rate > max(top_region(sweep, "lr"))  # past the sweep's good rates, towards the curve's end
-        lowest = " (towards the end of the curve, where the loss is lowest, 50 images are memorised)" if too_high else ""
+        lowest = (" (towards the end of the curve, where the loss is lowest, 50 images are memorised)"
+                  if too_high else "")
         return tell(False, f"Not yet: {rate:g} is not where the range-test curve falls most steeply; it lies "
                            f"{where} it{lowest}. Read the rate at the dot of seed {seed}'s curve, within a factor "
                            f"{READING:g}.")
