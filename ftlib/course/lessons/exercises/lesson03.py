@@ -139,15 +139,15 @@ BATCHNORM_TRAP = Question(
     "with ftlib.freeze. Why?",
     [
         Option("In train mode BatchNorm overwrote its running statistics, so the backbone changed.", True,
-               "The running statistics followed the batches of the new target: the 'frozen' backbone became "
-               "another function. Keep them frozen (ftlib.freeze) unless you adapt them on purpose, as AdaBN does, "
+               "The running statistics followed the batches of the new target: the 'frozen' backbone now "
+               "normalises with the target's statistics instead of the pretrained ones, another function. Keep them frozen (ftlib.freeze) unless you adapt them on purpose, as AdaBN does, "
                "and check that on validation data."),
         Option("Some frozen weights still got small updates through the head's gradients.", False,
-               "requires_grad=False stops every update of a weight: the printed lines list the backbone tensors "
-               "that changed, and they are only running_mean, running_var and num_batches_tracked."),
+               "requires_grad=False stops every update of a weight: no optimizer step reaches a frozen one. Read "
+               "again which kind of tensors the printed lines list as changed."),
         Option("The two runs trained the head differently: other batches, another rate or more steps.", False,
-               "Both runs use the same seed, batches, rate and steps; only update_bn_stats differs, so the gap "
-               "comes from the BatchNorm statistics alone."),
+               "Both runs use the same seed, batches and steps, and the table printed above shows the rate each "
+               "got on textures: the head's training is not what differs. Look at the backbone instead."),
         Option("Updating BatchNorm statistics always hurts, so it must never be done.", False,
                "Read the per-target lines: on another target moving the statistics need not hurt, and fastai's "
                "train_bn and AdaBN adapt them on purpose for a shifted target. The mistake is the silent change, "
