@@ -140,8 +140,9 @@ BATCHNORM_TRAP = Question(
     [
         Option("In train mode BatchNorm overwrote its running statistics, so the backbone changed.", True,
                "The running statistics followed the batches of the new target: the 'frozen' backbone now "
-               "normalises with the target's statistics instead of the pretrained ones, another function. Keep them frozen (ftlib.freeze) unless you adapt them on purpose, as AdaBN does, "
-               "and check that on validation data."),
+               "normalises with the target's statistics instead of the pretrained ones, another function. Keep "
+               "them frozen (ftlib.freeze) unless you adapt them on purpose, as AdaBN does, and check that on "
+               "validation data."),
         Option("Some frozen weights still got small updates through the head's gradients.", False,
                "requires_grad=False stops every update of a weight: no optimizer step reaches a frozen one. Read "
                "again which kind of tensors the printed lines list as changed."),
