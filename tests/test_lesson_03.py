@@ -53,17 +53,22 @@ def _far_sweep():
                    for k, m in means.items() for s in range(3))
 
 
-def test_far_depth_accepts_a_depth_within_the_spread_of_the_best_and_explains_a_deep_one(capsys):
+def test_far_depth_accepts_the_depth_chosen_on_validation_or_shallower_and_gives_a_miss_no_direction(capsys):
     from ftlib.course.lessons.exercises import lesson03 as ex
 
-    untouched = ex.far_depth(..., _far_sweep())
+    untouched = ex.far_depth(..., _far_sweep(), chosen=1)
     assert untouched.passed is None and "guess_far_k" in capsys.readouterr().out
-    assert ex.far_depth(ex.SOLUTIONS["far_depth"], _far_sweep()).passed is True
-    assert ex.far_depth(0, _far_sweep()).passed is True  # 1.2 points behind, inside the seeds' spread
-    wrong = ex.far_depth(ex.WRONG_ANSWERS["far_depth"][0][0], _far_sweep())
-    assert wrong.passed is False and "further behind the best depth than the seed-to-seed spread" in wrong.message
-    assert "tuned to strokes" not in wrong.message
-    assert ex.far_depth(7, _far_sweep()).passed is False
+    assert ex.far_depth(ex.SOLUTIONS["far_depth"], _far_sweep(), chosen=1).passed is True
+    shallower = ex.far_depth(0, _far_sweep(), chosen=1)
+    assert shallower.passed is True and "Right too" in shallower.message
+    for deep in (2, 3, 4):
+        wrong = ex.far_depth(deep, _far_sweep(), chosen=1)
+        assert wrong.passed is False and "costs accuracy" in wrong.message
+        assert not any(word in wrong.message for word in ("fewer", "more blocks", "k = 1", "tuned to strokes"))
+    wide = Results({**r, "accuracy": r["accuracy"] + (0.05 if r["k"] == 2 else 0)} for r in _far_sweep())
+    assert ex.far_depth(2, wide, chosen=1).passed is False  # judged by the chosen k, not the test scores
+    assert ex.far_depth(7, _far_sweep(), chosen=1).passed is False
+    assert ex.far_depth(1, _far_sweep()).passed is True  # no chosen k given: the sweep's best mean
 
 
 @pytest.mark.slow
@@ -76,14 +81,27 @@ def test_freeze_first_two_passes_ftlib_freeze_and_catches_the_weights_only_freez
     assert ex.freeze_first_two(build).passed is None and ex.freeze_first_two(...).passed is None
     assert "Exercise not attempted yet" in capsys.readouterr().out
     assert ex.freeze_first_two(ex.SOLUTIONS["freeze_first_two"]).passed is True
-    trap = ex.freeze_first_two(ex.WRONG_ANSWERS["freeze_first_two"][0][0])
-    assert trap.passed is False and "BatchNorm running statistics moved" in trap.message
+    for wrong_build, message in ex.WRONG_ANSWERS["freeze_first_two"]:  # weights only; BatchNorm not tracking
+        wrong = ex.freeze_first_two(wrong_build)
+        assert wrong.passed is False and message in wrong.message, wrong_build.__name__
 
     def top_two(model):
         ex.freeze(model, ["block3", "block4"])
 
     wrong_blocks = ex.freeze_first_two(top_two)
     assert wrong_blocks.passed is False and "Frozen now: block3, block4" in wrong_blocks.message
+
+    def typo(model):
+        ex.freeze(model, ["block1", "blok2"])
+
+    broken = ex.freeze_first_two(typo)
+    assert broken.passed is False and "build(model) raised ValueError: unknown block name" in broken.message
+
+    def frozen_then_released(model):  # frozen properly, then the trap on purpose: the statistics move again
+        ex.freeze(model, ["block1", "block2"])
+        ex.freeze(model, ["block1", "block2"], update_bn_stats=True)
+
+    assert ex.freeze_first_two(frozen_then_released).passed is False
 
 
 def test_batchnorm_trap_question_gives_each_misconception_its_feedback():

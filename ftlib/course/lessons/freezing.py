@@ -3,9 +3,11 @@
 :func:`depth_run` freezes the first k blocks; with all of them frozen it fits the head exactly (the linear probe),
 so k = 4 is not a head under-trained by a few gradient steps. The lesson runs every arm at its rate chosen on
 validation in the tuning table (:func:`run_arms`), picks the freeze depth on the table's validation scores
-(:func:`chosen_depth`) and runs the stage plans in turns (:func:`run_interleaved`), so their seconds compare. :func:`warm_up` pays the
-one-off start-up costs before any timed run. :func:`live_labels` is the live slider's run: the near target's full
-fine-tuning and probe at another number of labels, trained for real.
+(:func:`chosen_depth`) and runs the stage plans in turns (:func:`run_interleaved`), so their seconds compare.
+:func:`warm_up` pays the one-off start-up costs before any timed run. :func:`frozen_head_run` trains the head alone
+on a frozen backbone whose BatchNorm statistics are frozen, moving (the trap) or re-estimated (AdaBN).
+:func:`live_labels` is the live slider's run: the near target's full fine-tuning and probe at another number of
+labels, trained for real.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from ftlib.course.lessons.records import Results, choose
 from ftlib.evaluation import evaluate
 from ftlib.freeze import changed, count_parameters, freeze_backbone, snapshot
 from ftlib.models import BLOCKS
+from ftlib.transfer import adapt_batchnorm
 from ftlib.unfreezing import stage_plan, train_in_stages
 
-__all__ = ["chosen_depth", "depth_key", "depth_run", "frozen_head_run", "live_labels", "plan_work", "run_arms",
-           "run_interleaved", "staged_run", "warm_up"]
+__all__ = ["BN_MODES", "chosen_depth", "depth_key", "depth_run", "frozen_head_run", "live_labels", "plan_work",
+           "run_arms", "run_interleaved", "staged_run", "trap_key", "warm_up"]
 
 
 def staged_run(recipe_name: str, target: str, n: int, seed: int, steps: int = 100, lr: float = 3e-3, k: int = 0,
@@ -69,20 +72,37 @@ def warm_up() -> None:
     staged_run("freeze first k", "font_digits", 1, 0, steps=5)
 
 
-def frozen_head_run(target: str, n: int, seed: int, steps: int, lr: float, update_bn_stats: bool) -> dict:
-    """Train only the head on a frozen backbone; ``update_bn_stats=True`` is the trap (BatchNorm statistics move).
+BN_MODES = ("frozen", "moving", "AdaBN")  # the BatchNorm statistics of a frozen backbone in section 4
 
-    Returns the test ``accuracy`` and which backbone tensors ``changed`` out of how many (``tensors``).
+
+def frozen_head_run(target: str, n: int, seed: int, steps: int, lr: float, bn: str = "frozen",
+                    n_val: int = 0) -> dict:
+    """Train only the head on a frozen backbone whose BatchNorm statistics are ``bn``: ``"frozen"`` (the pretrained
+    ones, :func:`~ftlib.freeze.freeze_backbone`), ``"moving"`` (the trap: they follow the training batches) or
+    ``"AdaBN"`` (re-estimated once on the training images, :func:`~ftlib.transfer.adapt_batchnorm`, then frozen).
+
+    Returns the test ``accuracy`` and which backbone tensors ``changed`` during training out of how many
+    (``tensors``); with ``n_val > 0`` also ``val_accuracy`` and ``val_loss`` on ``n_val`` held-out labels per class.
     """
+    if bn not in BN_MODES:
+        raise ValueError(f"bn must be one of {BN_MODES}, got {bn!r}")
+    train_set, val_set = split(target, n, n_val, seed)
     before = {}
 
     def frozen(model) -> None:
-        freeze_backbone(model, update_bn_stats=update_bn_stats)
+        if bn == "AdaBN":
+            adapt_batchnorm(model, train_set.images)
+        freeze_backbone(model, update_bn_stats=bn == "moving")
         before.update(snapshot(model, BLOCKS))
 
-    model = run("fine-tune", data.few_shot(target, n, seed), seed, steps, lr=lr, prepare=frozen).model
+    model = run("fine-tune", train_set, seed, steps, lr=lr, prepare=frozen).model
     return {"target": target, "accuracy": evaluate(model, data.test_set(target)).accuracy,
-            "changed": changed(model, before), "tensors": len(before)}
+            "changed": changed(model, before), "tensors": len(before), **validation_scores(model, val_set)}
+
+
+def trap_key(bn: str, target: str) -> str:
+    """The tuning table's arm of section 4: the head on a frozen backbone with BatchNorm statistics ``bn``."""
+    return f"03 head only, BN {bn}, {target}"
 
 
 def depth_key(k: int, target: str) -> str:

@@ -106,7 +106,8 @@ def _lesson02() -> list[Arm]:
 
 
 def _lesson03() -> list[Arm]:
-    """Lesson 03: each freeze depth and scratch on a near and a far target; LP-FT and gradual unfreezing (near)."""
+    """Lesson 03: each freeze depth and scratch on a near and a far target; LP-FT and gradual unfreezing (near); the
+    head alone on a frozen backbone with BatchNorm statistics frozen, moving (the trap) or re-estimated (AdaBN)."""
     arms = []
     for target in ("font_digits", "gratings"):
         fixed = {"target": target, "n": 10, "steps": 60}
@@ -114,9 +115,12 @@ def _lesson03() -> list[Arm]:
         arms += [Arm("03", f"freeze k=4, {target}", "freezing:depth_run", {"k": 4, **fixed}, grid={},
                      note="no rate: the head is fitted exactly (the linear probe)"),
                  Arm("03", f"scratch, {target}", "experiments:transfer_run", {"method": "scratch", **fixed})]
-    return arms + [Arm("03", f"{plan}, font_digits", "freezing:staged_run",
-                       {"recipe_name": plan, "target": "font_digits", "n": 10, "steps": 60})
-                   for plan in ("LP-FT", "gradual unfreezing")]
+    arms += [Arm("03", f"{plan}, font_digits", "freezing:staged_run",
+                 {"recipe_name": plan, "target": "font_digits", "n": 10, "steps": 60})
+             for plan in ("LP-FT", "gradual unfreezing")]
+    return arms + [Arm("03", f"head only, BN {bn}, {target}", "freezing:frozen_head_run",
+                       {"target": target, "n": 10, "steps": 60, "bn": bn})
+                   for target in ("font_digits", "textures", "gratings") for bn in ("frozen", "moving", "AdaBN")]
 
 
 def _lesson04() -> list[Arm]:
