@@ -190,7 +190,9 @@ SOLUTIONS: dict[str, object] = {"gain_at_five": 17, "why_pretraining_wins": WHY_
                                 "probe_by_freezing": freeze_for_probe}
 WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
     "gain_at_five": [(2, "too low"), (12, "too low")],
-    "why_pretraining_wins": [(WHY_PRETRAINING_WINS.letter_of(1), "same steps")],
+    "why_pretraining_wins": [(WHY_PRETRAINING_WINS.letter_of(1), "rate grid"),
+                             (WHY_PRETRAINING_WINS.letter_of(2), "same trainable count"),
+                             (WHY_PRETRAINING_WINS.letter_of(3), "seconds per run")],
     "probe_by_freezing": [(freeze_everything, "Nothing trains"), (weights_only_probe, "ran in train mode"),
                           (momentum_zero_probe, "ran in train mode"), (eval_by_hand_probe, "undoes an earlier .eval()")],
 }
