@@ -32,6 +32,7 @@ __all__ = ["GAIN_METHOD", "HINTS", "PROBE_RATE_ARM", "SOLUTIONS", "WHY_PRETRAINI
 
 GAIN_METHOD = "fine-tune, low backbone LR"  # the method whose gain over scratch exercise 1 predicts
 PROBE_RATE_ARM = "01 fine-tune, N=5"  # the tuning table's arm whose chosen rate trains exercise 3's probe
+GAIN_TOLERANCE = 2.5  # points: the mean gain moved 17.8 -> 16.4 from 3 to 6 seeds; the probe's gain (13.2) is outside
 _BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
@@ -41,33 +42,33 @@ def gain_at_five(guess: float | EllipsisType, curve: Results) -> Feedback:
     points, against the lesson's runs (``curve``, with both methods at ``n=5``)."""
     quantity = "how many points fine-tuning (low backbone LR) beats scratch by at N = 5 (mean over the seeds)"
     if not attempted(guess):
-        return check_prediction(guess, 0.0, tolerance=5, quantity=quantity, why="")
+        return check_prediction(guess, 0.0, tolerance=GAIN_TOLERANCE, quantity=quantity, why="")
     if not curve.where(method=GAIN_METHOD, n=5) or not curve.where(method="scratch", n=5):
         return cells_not_run("the curve's runs at N = 5")
     actual = 100 * fmean(curve.differences("method", GAIN_METHOD, "scratch", n=5))
     return check_prediction(
-        guess, actual, tolerance=5, unit=" points", quantity=quantity,
+        guess, actual, tolerance=GAIN_TOLERANCE, unit=" points", quantity=quantity,
         why="with 50 labelled digits, scratch must learn strokes and curves from random weights; the pretrained "
             "backbone already computes such features (learned on letters), so the same 50 digits only have to "
             "adjust them and fit a new head. The curve shows the gap shrinking as N grows.")
 
 
 WHY_PRETRAINING_WINS = Question(
-    "At N = 5, fine-tuning beats scratch by many points, with the same network and the same steps. Why?",
+    "At N = 5, fine-tuning beats scratch by many points. Which explanation do the printed tables leave standing?",
     [
         Option("Its starting weights already compute useful features; a few labels only adapt them.", True,
                "The linear probe shows it: with those features frozen and only a new head trained, it still beats "
-               "scratch at N = 5. The gain fades as N grows, because with more labels scratch can learn such "
+               "scratch at N = 5. The gain shrinks as N grows, because with more labels scratch can learn such "
                "features itself."),
-        Option("Fine-tuning trains for longer than scratch does, so it has more time to fit the 50 images.", False,
-               "Every method takes the same steps on the same images, and the compute table shows about the same "
-               "seconds per run: training time is not what differs."),
+        Option("Scratch ran at a rate that suits it badly; at its best rate it would match fine-tuning.", False,
+               "The rate grid shows scratch's validation accuracy at every rate, its chosen one starred: even at "
+               "its best rate it stays far below both ways to fine-tune at theirs."),
         Option("The fine-tuned model has more parameters to learn with than scratch has.", False,
                "The compute table shows the same trainable count for scratch and fine-tuning: it is the same "
                "network. And the linear probe, which trains only its new head, beats scratch too."),
-        Option("The pretrained model has already seen digits during its pretraining.", False,
-               "It was pretrained on rendered letters only; digits were never in its data, and these are "
-               "handwritten, not rendered from fonts. What transfers is features, not the classes."),
+        Option("Fine-tuning spends much more compute per run, so it fits the 50 images better.", False,
+               "The compute table prints the seconds per run: fine-tuning's are of the same order as scratch's, "
+               "since both take the same steps through the same network. Compute is not what differs."),
     ], seed="lesson01.why_pretraining_wins/1")
 
 
@@ -107,16 +108,31 @@ def probe_by_freezing(build: Callable[[nn.Module], object] | EllipsisType, curve
             why = f"{trainable:,} parameters train, fewer than the head's {head:,}: leave the whole head trainable."
         return tell(False, f"Not yet: {why}")
     lr = tuning.load().options(PROBE_RATE_ARM)["lr"] if lr is None else lr
-    trained = run("fine-tune", data.few_shot("mnist", 5, seed), seed, steps, model=model, lr=lr)
-    # a counter that no output depends on: a freeze that keeps the statistics still (momentum 0) is right
+    norms = [(name, m) for name, m in model.named_modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and not name.startswith("head")]
+    in_train_mode: set[str] = set()  # frozen BatchNorm layers that ran in train mode during fit
+
+    def note_mode(name: str) -> Callable:
+        return lambda module, _inputs: in_train_mode.add(name) if module.training else None
+
+    hooks = [m.register_forward_pre_hook(note_mode(name)) for name, m in norms]
+    try:
+        trained = run("fine-tune", data.few_shot("mnist", 5, seed), seed, steps, model=model, lr=lr)
+    finally:
+        for handle in hooks:
+            handle.remove()
     moved = [name for name in freeze.changed(trained.model, before) if not name.endswith("num_batches_tracked")]
-    if moved:
-        stats_only = all(name.split(".")[-1] in _BN_STATS for name in moved)
-        what = ("only the BatchNorm running statistics moved: requires_grad alone freezes the weights, not the "
-                "statistics, so the features the head learned on are not the ones it is tested on"
-                if stats_only else "some of its weights were trained")
-        return tell(False, f"Not yet: the trainable count is right ({head:,}, the head), but the backbone changed "
-                           f"during training ({len(moved)} tensors, e.g. {moved[0]}): {what}.")
+    if any(name.split(".")[-1] not in _BN_STATS for name in moved):
+        return tell(False, f"Not yet: the trainable count is right ({head:,}, the head), but some backbone weights "
+                           f"were trained ({moved[0]}).")
+    if in_train_mode or moved:
+        return tell(False, f"Not yet: the backbone's weights are frozen, but its BatchNorm layers ran in train mode "
+                           f"during training ({len(in_train_mode)} of {len(norms)} layers, e.g. "
+                           f"{sorted(in_train_mode or moved)[0]}): they normalised each batch by that batch's own "
+                           f"statistics, so the head learned on features that differ from the ones it is tested on "
+                           f"(with the running statistics). requires_grad freezes weights only, and fit calls "
+                           f"model.train(), which undoes an earlier .eval(): a frozen BatchNorm must be kept in eval "
+                           f"mode during training.")
     accuracy = evaluate(trained.model, data.test_set("mnist")).accuracy
     scratch = curve.values(method="scratch", n=5, seed=seed)[0]
     print(f"Only the head trains ({head:,} parameters) and the backbone, BatchNorm statistics included, is unchanged; "
@@ -130,15 +146,15 @@ HINTS: dict[str, tuple[str, str]] = {
     "gain_at_five": (
         "Think of what each method starts from: scratch from random weights, fine-tuning from features learned on "
         "letters. With only 5 digits per class, which start matters more?",
-        "Once the table has run, read the two N = 5 means (scratch and fine-tune, low backbone LR) and take their "
-        "difference, in points."),
+        "A linear probe keeps the pretrained features and fits only a new head; fine-tuning can also adapt those "
+        "features to digits. So expect a gain at least as large as a probe's: is that a few points, or many?"),
     "why_pretraining_wins": (
         "Rule out what the tables above show to be equal between the methods: steps, seconds, trainable parameters.",
         "What does the linear probe, which trains only a new head on frozen features, tell you about those features?"),
     "probe_by_freezing": (
         "ftlib.freeze has a function that freezes every block of a model except its head.",
-        "Setting requires_grad by hand freezes the weights but not BatchNorm's running statistics; ftlib.freeze keeps "
-        "the frozen blocks' BatchNorm layers in eval mode."),
+        "Setting requires_grad by hand freezes the weights but not BatchNorm: in train mode it normalises by each "
+        "batch, and fit's model.train() undoes any .eval(); ftlib.freeze keeps frozen BatchNorm layers in eval mode."),
 }
 
 
@@ -156,12 +172,29 @@ def weights_only_probe(model):
             block.requires_grad_(False)
 
 
-SOLUTIONS: dict[str, object] = {"gain_at_five": 15, "why_pretraining_wins": WHY_PRETRAINING_WINS.right_letter,
+def momentum_zero_probe(model):
+    weights_only_probe(model)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = 0.0  # the statistics stay put, but each batch is still normalised by its own
+
+
+def eval_by_hand_probe(model):
+    weights_only_probe(model)
+    for name, block in model.named_children():
+        if name != "head":
+            block.eval()  # undone by fit's model.train()
+
+
+SOLUTIONS: dict[str, object] = {"gain_at_five": 17, "why_pretraining_wins": WHY_PRETRAINING_WINS.right_letter,
                                 "probe_by_freezing": freeze_for_probe}
 WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
-    "gain_at_five": [(2, "too low")],
-    "why_pretraining_wins": [(WHY_PRETRAINING_WINS.letter_of(1), "same steps")],
-    "probe_by_freezing": [(freeze_everything, "Nothing trains"), (weights_only_probe, "BatchNorm running statistics")],
+    "gain_at_five": [(2, "too low"), (12, "too low")],
+    "why_pretraining_wins": [(WHY_PRETRAINING_WINS.letter_of(1), "rate grid"),
+                             (WHY_PRETRAINING_WINS.letter_of(2), "same trainable count"),
+                             (WHY_PRETRAINING_WINS.letter_of(3), "seconds per run")],
+    "probe_by_freezing": [(freeze_everything, "Nothing trains"), (weights_only_probe, "ran in train mode"),
+                          (momentum_zero_probe, "ran in train mode"), (eval_by_hand_probe, "undoes an earlier .eval()")],
 }
 _COACH = Coach(HINTS, SOLUTIONS)
 hint, solution = _COACH.hint, _COACH.solution
