@@ -75,6 +75,28 @@ def test_shifted_digits_needs_shifts_as_wide_as_the_digits(capsys):
     assert ex.shifted_digits(ex.SOLUTIONS["shifted_digits"]).passed is True
     wrong = ex.shifted_digits(ex.WRONG_ANSWERS["shifted_digits"][0][0])
     assert wrong.passed is False and "shifts by only ±10%·s" in wrong.message
+    assert ex.shifted_digits(lambda: augment.random_affine(0, 0.0, (1.0, 1.0))).passed is False  # no augmentation
+
+
+@pytest.mark.slow
+def test_shifted_digits_reference_is_what_the_lessons_strength_scores_and_the_target_clears_it():
+    from statistics import fmean
+
+    from ftlib.course.lessons.exercises import lesson04 as ex
+
+    reference = fmean(s["shifted"] for s in ex.shifted_scores(augment.standard(0.5)))
+    assert reference == pytest.approx(ex.REFERENCE_ACCURACY, abs=1.0)
+    assert ex.TARGET_ACCURACY >= reference + 4  # a margin larger than the noise of a 3-seed mean (~1.1 points)
+
+
+@pytest.mark.slow
+def test_shifted_digits_accepts_a_v2_transform_that_shifts_as_far(capsys):
+    from torchvision.transforms import v2
+
+    from ftlib.course.lessons.exercises import lesson04 as ex
+
+    feedback = ex.shifted_digits(lambda: v2.RandomAffine(0, (ex.SHIFT, ex.SHIFT), interpolation=augment.BILINEAR))
+    assert feedback.passed is True and "a v2 transform" in capsys.readouterr().out
 
 
 def test_shifted_set_moves_each_digit_by_its_own_fixed_amount():
@@ -84,6 +106,10 @@ def test_shifted_set_moves_each_digit_by_its_own_fixed_amount():
     moved = ex.shifted_set(copies)
     assert torch.equal(moved.images, ex.shifted_set(copies).images) and torch.equal(moved.labels, copies.labels)
     assert not torch.equal(moved.images, copies.images)
+    # whole-pixel moves, no blur: each moved digit is its original rolled by whole pixels (MNIST's border is blank)
+    for original, shifted in zip(copies.images, moved.images):
+        assert min((shifted - torch.roll(original, (dy, dx), (1, 2))).abs().max().item()
+                   for dy in range(-6, 7) for dx in range(-6, 7)) < 1e-4
 
 
 def _confusions(six_nine_correct: int) -> dict:
