@@ -3,7 +3,9 @@ and what upside-down digits cost 6 and 9 (predict).
 
 * :data:`CHOOSE_ON_VALIDATION`: why section 3 picks the strength on validation digits, not on the test set.
 * :func:`shifted_digits`: the learner writes ``build()`` that returns an augmentation; the check trains scratch with
-  it (about 2 s) and scores it on held-out digits moved off-centre by up to :data:`SHIFT` of their width.
+  it on :data:`SEEDS` seeds (about 2 s each) and scores it on held-out digits moved off-centre by up to :data:`SHIFT`
+  of their width (:func:`shifted_set`); the target is :data:`MARGIN` points above what the lesson's chosen strength,
+  ``augment.standard(0.5)``, scores there (:data:`REFERENCE_ACCURACY`, measured the same way).
 * :func:`six_nine_turn`: the learner predicts, before section 4 runs, how many points of accuracy on 6 and 9 the
   upside-down turns cost; the check reads the lesson's runs.
 """
@@ -15,6 +17,7 @@ from statistics import fmean
 from types import EllipsisType
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ftlib import augment, data
@@ -36,13 +39,18 @@ from ftlib.course.lessons.experiments import run
 from ftlib.evaluation import evaluate
 from ftlib.train import Augment
 
-__all__ = ["CHOOSE_ON_VALIDATION", "HINTS", "SHIFT", "SHIFTED_PER_CLASS", "SOLUTIONS", "TARGET_ACCURACY",
-           "WRONG_ANSWERS", "build", "choose_on_validation", "hint", "lesson_strength_only", "shifted_digits",
-           "shifted_set", "six_nine_turn", "solution"]
+__all__ = ["CHOOSE_ON_VALIDATION", "HINTS", "MARGIN", "REFERENCE_ACCURACY", "SEEDS", "SHIFT", "SHIFTED_PER_CLASS",
+           "SOLUTIONS", "TARGET_ACCURACY", "WRONG_ANSWERS", "build", "choose_on_validation", "hint",
+           "lesson_strength_only", "shifted_digits", "shifted_scores", "shifted_set", "six_nine_turn", "solution"]
 
 SHIFT = 0.2  # the held-out digits of the do exercise are moved by up to ±20% of their width and height
 SHIFTED_PER_CLASS = 50  # held-out digits per class, from the pool (never the test set): 500 in all
-TARGET_ACCURACY = 85.0  # accuracy (%) on them that scratch, N = 5, seed 0, must reach with the learner's augmentation
+SEEDS = 3  # the check scores the mean over seeds 0, 1, 2: one seed's score varies by several points
+# augment.standard(0.5) (the strength section 3 chose) on the shifted digits, mean over SEEDS seeds, scratch N = 5,
+# 100 steps; measured with shifted_scores (tests/test_lesson_04.py re-measures it)
+REFERENCE_ACCURACY = 72.6
+MARGIN = 5.0  # points above the reference: well above the standard error of a 3-seed mean on 500 digits (~1.1)
+TARGET_ACCURACY = REFERENCE_ACCURACY + MARGIN
 _SHIFT_SEED = 4_000_003  # fixes each held-out digit's shift
 
 
@@ -76,21 +84,43 @@ def choose_on_validation(answer: str | EllipsisType) -> Feedback:
 
 
 def shifted_set(images: data.ImageSet, shift: float = SHIFT) -> data.ImageSet:
-    """``images``, each moved by its own fixed random amount of up to ``shift`` of the width and height."""
-    moved = augment.random_affine(0, shift, (1.0, 1.0))(images.images, torch.Generator().manual_seed(_SHIFT_SEED))
+    """``images``, each moved by its own fixed random amount of up to ``shift`` of the width and height, in whole
+    pixels (as a digit written off-centre: as sharp as a centred one, not blurred by resampling)."""
+    x = images.images
+    count, _, height, width = x.shape
+    draw = 2 * torch.rand(count, 2, generator=torch.Generator().manual_seed(_SHIFT_SEED)) - 1
+    pixels = (draw * shift * torch.tensor([width, height])).round()
+    theta = augment.affine_matrices(torch.zeros(count), torch.ones(count), 2 * pixels / torch.tensor([width, height]))
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    moved = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)  # exact pixel moves
     return data.ImageSet(moved, images.labels, images.classes, images.name)
 
 
+def shifted_scores(augmentation: Augment | None, n: int = 5, steps: int = 100,
+                   seeds: Iterable[int] = range(SEEDS)) -> list[dict]:
+    """Per seed: scratch trained on ``n`` digits per class with ``augmentation`` (an ``ftlib.augment`` function),
+    its ``shifted`` and ``centred`` accuracy (%) on :data:`SHIFTED_PER_CLASS` held-out digits per class, and the
+    training ``seconds``."""
+    scores = []
+    for seed in seeds:
+        train_set, held_out = data.few_shot_split("mnist", n, SHIFTED_PER_CLASS, seed)
+        trained = run("scratch", train_set, seed, steps, augment=augmentation)
+        scores.append({"seed": seed, "shifted": 100 * evaluate(trained.model, shifted_set(held_out)).accuracy,
+                       "centred": 100 * evaluate(trained.model, held_out).accuracy, "seconds": trained.seconds})
+    return scores
+
+
 @exercise
-def shifted_digits(build: Callable[[], Augment | nn.Module] | EllipsisType, n: int = 5, steps: int = 100,
-                   seed: int = 0) -> Feedback:
-    """Train scratch on ``n`` digits per class with the augmentation ``build()`` returns, and score it on
-    :data:`SHIFTED_PER_CLASS` held-out digits per class moved off-centre (:func:`shifted_set`).
+def shifted_digits(build: Callable[[], Augment | nn.Module] | EllipsisType, n: int = 5, steps: int = 100) -> Feedback:
+    """Train scratch on ``n`` digits per class with the augmentation ``build()`` returns, on :data:`SEEDS` seeds,
+    and score the mean accuracy on :data:`SHIFTED_PER_CLASS` held-out digits per class moved off-centre
+    (:func:`shifted_set`) against :data:`TARGET_ACCURACY`.
 
     ``build()`` returns an ``ftlib.augment`` function ``(images, generator) -> images`` (several can be chained with
     ``augment.compose``) or a ``torchvision.transforms.v2`` transform (applied image by image, slower).
     """
-    quantity = f"accuracy on the shifted held-out digits (scratch, N = {n}, seed {seed}, {steps} steps)"
+    quantity = (f"accuracy on the shifted held-out digits (scratch, N = {n}, {steps} steps, mean over seeds "
+                f"0-{SEEDS - 1})")
     if not attempted(build):
         return not_attempted("write the body of build()")
     if not callable(build):
@@ -101,15 +131,17 @@ def shifted_digits(build: Callable[[], Augment | nn.Module] | EllipsisType, n: i
     if isinstance(chosen, nn.Module):  # a v2 transform works on one image: give each image its own draw
         print("a v2 transform: applied to each image on its own with augment.per_image (slower than ftlib.augment)")
         chosen = augment.per_image(chosen)
-    train_set, held_out = data.few_shot_split("mnist", n, SHIFTED_PER_CLASS, seed)
-    trained = run("scratch", train_set, seed, steps, augment=chosen)
-    accuracy = 100 * evaluate(trained.model, shifted_set(held_out)).accuracy
-    print(f"trained in {trained.seconds:.1f} s; on the same held-out digits, not shifted: "
-          f"{evaluate(trained.model, held_out).accuracy:.1%}")
-    return check_target(accuracy, target=TARGET_ACCURACY, quantity=quantity, unit="%",
-                        hint=f"these digits sit up to ±{100 * SHIFT:.0f}% of the width off-centre: how far does "
-                             f"your augmentation shift them? (augment.standard(s) shifts by only ±10%·s; a v2 "
-                             f"transform: give it interpolation=augment.BILINEAR).")
+    scores = shifted_scores(chosen, n, steps)
+    print(f"trained {len(scores)} times in {sum(s['seconds'] for s in scores):.1f} s; shifted digits: "
+          + ", ".join(f"{s['shifted']:.1f}%" for s in scores)
+          + f" (seeds 0-{SEEDS - 1}); the same digits centred: {fmean(s['centred'] for s in scores):.1f}% (mean)")
+    print(f"the target is {MARGIN:g} points above augment.standard(0.5), the lesson's chosen strength, which scores "
+          f"{REFERENCE_ACCURACY:g}% on them (measured the same way)")
+    return check_target(fmean(s["shifted"] for s in scores), target=TARGET_ACCURACY, quantity=quantity, unit="%",
+                        hint=f"these digits sit up to ±{100 * SHIFT:.0f}% of the width off-centre: do your "
+                             f"training digits move as far? (augment.standard(s) shifts by only ±10%·s.) If they "
+                             f"already do, a few points can be the seeds' luck: add a mild rotation and scale "
+                             f"(augment.standard(0.5)) to the wide shift.")
 
 
 @exercise
@@ -125,10 +157,10 @@ def six_nine_turn(guess: float | EllipsisType, safe: Iterable[dict], turned: Ite
     if not safe or not turned:
         return cells_not_run("the runs with and without upside-down digits")
     change = 100 * fmean(on_six_nine(t["confusion"]) - on_six_nine(s["confusion"]) for s, t in zip(safe, turned))
-    why = ("a 6 turned upside down looks like a 9 but keeps its label 6 (and a turned 9 like a 6), so half of the "
-           "time the model is taught that each shape is the other digit: it can no longer tell them apart, and "
-           "predictions flow between the two (the swapped shares above). Flips help only when the label survives "
-           "them.")
+    why = ("a 6 turned upside down looks like a 9 but keeps its label 6 (and a turned 9 like a 6), so the model is "
+           "also taught that each shape is the other digit. It still reads most 6s and 9s right, but it now swaps "
+           "a share of them (the swapped shares above), and reads fewer of them right. Flips help only when the "
+           "label survives them.")
     return check_prediction(guess, change, tolerance=10, quantity=quantity, unit=" points", why=why)
 
 
@@ -144,15 +176,16 @@ def lesson_strength_only():
 HINTS: dict[str, tuple[str, str]] = {
     "choose_on_validation": (
         "Suppose every strength had the same true accuracy: which one would look best on the test digits?",
-        "A score that was used to choose something is no longer an honest estimate of it."),
+        "After you pick the best-looking test score, is that score still a fresh measurement of the method?"),
     "shifted_digits": (
         "An augmentation should mimic how the digits you will read vary: here, how far are they moved?",
         "augment.random_affine(degrees=0, translate=..., scale=(1.0, 1.0)) shifts by up to translate of the width; "
-        "chain it after the lesson's strength with augment.compose."),
+        "chain it after the lesson's strength with augment.compose (or use v2.RandomAffine)."),
     "six_nine_turn": (
         "A 6 turned upside down looks like a 9. Which label does it keep in the training set?",
-        "If half of the turned training digits teach 'this 9-shape is a 6', can the model still tell 6 from 9? "
-        "Your number should be a change in points, negative for a loss."),
+        "Only half of the training digits are turned, and the upright ones still teach the true labels: the model "
+        "will not lose 6 and 9 altogether. What share of them might it swap? Your number is a change in points, "
+        "negative for a loss."),
 }
 SOLUTIONS: dict[str, object] = {"choose_on_validation": CHOOSE_ON_VALIDATION.right_letter, "shifted_digits": build,
                                 "six_nine_turn": -25.0}
