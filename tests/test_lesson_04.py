@@ -144,7 +144,8 @@ def test_live_augmentation_trains_one_strength_and_names_it_first(capsys):
     augmentation.live_augmentation(0.5, "erasing", lr=0.01)
     seconds = time.perf_counter() - start
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("erasing strength = 0.5: scratch, N = 5 digits per class, seed 0, 60 steps at lr 0.01 in")
+    first = "erasing strength = 0.5: scratch, N = 5 digits per class, seed 0, 60 steps at lr 0.01 in"
+    assert lines[0].startswith(first)
     assert lines[1].startswith("validation accuracy ") and "test" not in lines[1]
     print(f"live_augmentation(0.5): {seconds:.2f} s")  # about 1.5 s on 2 cores (shown with pytest -s)
 

@@ -21,7 +21,7 @@ from ftlib import augment, data
 from ftlib.course.lessons import plots, records, tuning
 from ftlib.course.lessons.experiments import run, validation_scores
 from ftlib.course.runner import points
-from ftlib.evaluation import confusion_matrix, evaluate
+from ftlib.evaluation import confusion_matrix
 from ftlib.train import Augment
 
 __all__ = ["ELASTIC_ALPHA", "ELASTIC_SIGMA", "ERASING_AREA", "EXTRA", "VALIDATION_PER_CLASS", "augmented_run",

@@ -194,7 +194,8 @@ WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
                              (WHY_PRETRAINING_WINS.letter_of(2), "same trainable count"),
                              (WHY_PRETRAINING_WINS.letter_of(3), "seconds per run")],
     "probe_by_freezing": [(freeze_everything, "Nothing trains"), (weights_only_probe, "ran in train mode"),
-                          (momentum_zero_probe, "ran in train mode"), (eval_by_hand_probe, "undoes an earlier .eval()")],
+                          (momentum_zero_probe, "ran in train mode"),
+                          (eval_by_hand_probe, "undoes an earlier .eval()")],
 }
 _COACH = Coach(HINTS, SOLUTIONS)
 hint, solution = _COACH.hint, _COACH.solution
