@@ -23,6 +23,7 @@ from torch import nn
 
 from .data import ImageSet
 from .evaluation import evaluate
+from .transfer import adapt_batchnorm
 
 __all__ = ["L2Penalty", "L2SP", "drift", "layer_drift", "output_change", "recalibrate_batchnorm", "retention",
            "source_probe", "starting_point"]
@@ -101,20 +102,10 @@ def layer_drift(model: nn.Module, start: dict[str, torch.Tensor], scale_free: bo
 def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch_size: int = 260) -> nn.Module:
     """Re-estimate every BatchNorm's running statistics on ``images`` (in place; weights untouched), and return it.
 
-    The statistics become the plain average over ``images`` (momentum None); the model ends in eval mode.
+    The statistics become the plain average over ``images``' batches (AdaBN's re-estimate,
+    :func:`ftlib.transfer.adapt_batchnorm`); the model ends in eval mode.
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average over every batch below
-    device = next(model.parameters()).device
-    model.train()
-    for i in range(0, len(images), batch_size):
-        model(images[i:i + batch_size].to(device))
-    for m, momentum in zip(norms, saved):
-        m.momentum = momentum
-    return model.eval()
+    return adapt_batchnorm(model, images, batch_size).eval()
 
 
 def source_probe(model: nn.Module, source_head: nn.Linear, source_images: torch.Tensor | None = None) -> nn.Module:
