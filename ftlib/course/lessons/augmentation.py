@@ -5,7 +5,8 @@ pool, disjoint from training and test: the strength is chosen there) and on the 
 batch versions (one draw per image) of the catalogue's elastic, noise, blur and erasing, fast enough to train with.
 The tuning table (:mod:`~ftlib.course.lessons.tuning`) holds one arm per method and strength, each at its own rate:
 :func:`strength_arms` finds them, :func:`stored_validation` reads their stored validation records (what each
-method's strength is chosen from, the same on every machine) and :func:`run_arms` runs them on the lesson's seeds.
+method's strength is chosen from, the same on every machine) and :func:`~ftlib.course.lessons.tuning.run_arms`
+runs them on the lesson's seeds.
 :func:`live_augmentation` is the live slider's run: scratch trained for real with one augmentation at one strength.
 """
 
@@ -26,7 +27,7 @@ from ftlib.train import Augment
 
 __all__ = ["ELASTIC_ALPHA", "ELASTIC_SIGMA", "ERASING_AREA", "EXTRA", "VALIDATION_PER_CLASS", "augmented_run",
            "batched", "best_strength", "digit_changes", "ink_removed", "live_augmentation", "on_six_nine", "preview",
-           "rank_on_validation", "run_arms", "stored_validation", "strength_arms", "swapped", "ways_table"]
+           "rank_on_validation", "stored_validation", "strength_arms", "swapped", "ways_table"]
 
 VALIDATION_PER_CLASS = 20  # labelled digits per class held out to choose the strength (never the test set)
 EXTRA = ("elastic", "noise", "blur", "erasing")  # the catalogue's augmentations beyond rotation, shift and scale
@@ -178,15 +179,6 @@ def stored_validation(table: tuning.Table, keys) -> records.Results:
     from the table and so the same on every machine."""
     return records.Results({**table.arm(key).fixed, "label": table.arm(key).name, **record}
                            for key in keys for record in table.records(key))
-
-
-def run_arms(keys, seeds, table: tuning.Table, **changes) -> records.Results:
-    """:func:`~ftlib.course.lessons.tuning.run_chosen` for each arm of ``keys`` on ``seeds``, one after the other:
-    test and validation scores, each record labelled with its arm (and ``changes``, e.g. ``steps=200``)."""
-    results = records.Results()
-    for key in keys:
-        results.extend(tuning.run_chosen(key, seeds, table, **changes))
-    return results
 
 
 def rank_on_validation(results: records.Results, field: str) -> list:

@@ -2,8 +2,9 @@
 
 :func:`depth_run` freezes the first k blocks; with all of them frozen it fits the head exactly (the linear probe),
 so k = 4 is not a head under-trained by a few gradient steps. The lesson runs every arm at its rate chosen on
-validation in the tuning table (:func:`run_arms`), picks the freeze depth on the table's validation scores
-(:func:`chosen_depth`) and runs the stage plans in turns (:func:`run_interleaved`), so their seconds compare.
+validation in the tuning table (:func:`~ftlib.course.lessons.tuning.run_arms`), picks the freeze depth on the
+table's validation scores (:func:`chosen_depth`) and runs the stage plans in turns (:func:`run_interleaved`), so
+their seconds compare.
 :func:`warm_up` pays the one-off start-up costs before any timed run. :func:`frozen_head_run` trains the head alone
 on a frozen backbone whose BatchNorm statistics are frozen, moving (the trap) or re-estimated (AdaBN).
 :func:`live_labels` is the live slider's run: the near target's full fine-tuning and probe at another number of
@@ -27,7 +28,7 @@ from ftlib.transfer import adapt_batchnorm
 from ftlib.unfreezing import stage_plan, train_in_stages
 
 __all__ = ["BN_MODES", "chosen_depth", "depth_key", "depth_run", "frozen_head_run", "live_labels", "plan_work",
-           "run_arms", "run_interleaved", "staged_run", "trap_key", "warm_up"]
+           "run_interleaved", "staged_run", "trap_key", "warm_up"]
 
 
 def staged_run(recipe_name: str, target: str, n: int, seed: int, steps: int = 100, lr: float = 3e-3, k: int = 0,
@@ -108,13 +109,6 @@ def trap_key(bn: str, target: str) -> str:
 def depth_key(k: int, target: str) -> str:
     """The tuning table's arm that freezes the first ``k`` blocks on ``target``: ``"03 freeze k=2, gratings"``."""
     return f"03 freeze k={k}, {target}"
-
-
-def run_arms(keys: Iterable[str], seeds: Iterable[int], table: tuning.Table, **changes) -> Results:
-    """Every arm of ``keys`` run at its setting chosen on validation (:func:`~ftlib.course.lessons.tuning.run_chosen`)
-    on ``seeds``, scored on test and validation, in one :class:`Results`; ``changes`` as there (``steps=...``)."""
-    seeds = list(seeds)
-    return Results(r for key in keys for r in tuning.run_chosen(key, seeds, table, **changes))
 
 
 def chosen_depth(table: tuning.Table, target: str, ks: Iterable[int]) -> int:

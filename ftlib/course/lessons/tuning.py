@@ -30,7 +30,8 @@ from pathlib import Path
 from ftlib.course.lessons.records import Results, choose, layout, spread
 from ftlib.paths import DATA_DIR
 
-__all__ = ["ARMS", "N_VAL", "RATES", "SEEDS", "TABLE", "Arm", "Table", "build", "load", "run_arm", "run_chosen"]
+__all__ = ["ARMS", "N_VAL", "RATES", "SEEDS", "TABLE", "Arm", "Table", "build", "load", "run_arm", "run_arms",
+           "run_chosen"]
 
 TABLE = DATA_DIR / "tuning.json"
 RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)  # the course's one grid of peak rates (lowest first: ties)
@@ -246,6 +247,13 @@ def run_chosen(key: str, seeds: Iterable[int], table: Table | None = None, **cha
     for record in results:
         record["label"] = label
     return results
+
+
+def run_arms(keys: Iterable[str], seeds: Iterable[int], table: Table | None = None, **changes) -> Results:
+    """:func:`run_chosen` for each arm of ``keys`` on ``seeds``, one after the other, in one :class:`Results`:
+    test and validation scores, each record labelled with its arm (``changes`` as there, e.g. ``steps=200``)."""
+    seeds = list(seeds)
+    return Results(record for key in keys for record in run_chosen(key, seeds, table, **changes))
 
 
 class Table:
