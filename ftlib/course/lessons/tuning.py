@@ -48,7 +48,8 @@ class Arm:
     ``grid`` maps each tuned knob to its values, the most conservative first (a tie goes to it); an empty grid
     means nothing is tuned (a linear probe is fitted exactly). ``note`` says why a knob is fixed on purpose.
     ``rates`` names how a knob reaches the driver: ``"head/10"`` turns ``lr`` into per-block rates with the
-    backbone at a tenth of the head's (the ratio fixed on purpose).
+    backbone at a tenth of the head's (the ratio fixed on purpose). ``measures`` names more of the driver's record
+    to keep beside the validation scores (lesson 05's letters kept: measured at every strength, never chosen on).
     """
 
     lesson: str
@@ -58,6 +59,7 @@ class Arm:
     grid: dict = field(default_factory=lambda: {"lr": RATES})
     note: str = ""
     rates: str = ""
+    measures: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -150,10 +152,12 @@ ARMS: list[Arm] = _arms()
 
 def run_arm(arm: Arm, point: dict, seed: int) -> dict:
     """Train ``arm`` at grid ``point`` on ``seed`` and return its validation scores (``val_accuracy``, ``val_loss``
-    rounded to :data:`ROUND` decimals): what the table stores. The test score is not kept."""
+    rounded to :data:`ROUND` decimals) and the arm's ``measures`` (rounded alike): what the table stores. The test
+    score of the task tuned for is not kept."""
     extra = {} if "augmentation:" in arm.run else {"n_val": N_VAL}  # lesson 04's driver always holds out its own
     record = arm.driver()(**arm.fixed, **arm.options(point), seed=seed, **extra)
-    return {"val_accuracy": record["val_accuracy"], "val_loss": round(record["val_loss"], ROUND)}
+    return {"val_accuracy": record["val_accuracy"], "val_loss": round(record["val_loss"], ROUND),
+            **{name: round(record[name], ROUND) for name in arm.measures}}
 
 
 def tune(arm: Arm, seeds: Iterable[int] | None = None, progress: Callable[[str], None] | None = None) -> dict:
@@ -170,7 +174,7 @@ def tune(arm: Arm, seeds: Iterable[int] | None = None, progress: Callable[[str],
     chosen = candidates[choose(records, "candidate")]
     return {"lesson": arm.lesson, "arm": arm.name, "run": arm.run, "fixed": arm.fixed,
             "grid": {k: list(v) for k, v in arm.grid.items()}, "rates": arm.rates, "note": arm.note,
-            "chosen": chosen, "records": [{k: v for k, v in r.items() if k != "candidate"} for r in records]}
+            **({"measures": list(arm.measures)} if arm.measures else {}), "chosen": chosen, "records": [{k: v for k, v in r.items() if k != "candidate"} for r in records]}
 
 
 def settings() -> dict:
@@ -284,7 +288,7 @@ class Table:
         """The :class:`Arm` of ``key`` as the table stored it."""
         e = self.entry(key)
         return Arm(e["lesson"], e["arm"], e["run"], e["fixed"], {k: tuple(v) for k, v in e["grid"].items()},
-                   e["note"], e["rates"])
+                   e["note"], e["rates"], tuple(e.get("measures", ())))
 
     def chosen(self, key: str) -> dict:
         """The grid point chosen for ``key`` on validation, e.g. ``{"lr": 0.003}``."""
