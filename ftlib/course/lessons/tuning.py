@@ -31,7 +31,7 @@ from ftlib.course.lessons.records import Results, choose, layout, spread
 from ftlib.paths import DATA_DIR
 
 __all__ = ["ARMS", "N_VAL", "RATES", "SEEDS", "TABLE", "Arm", "Table", "build", "load", "run_arm", "run_arms",
-           "run_chosen"]
+           "run_chosen", "run_plan"]
 
 TABLE = DATA_DIR / "tuning.json"
 RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)  # the course's one grid of peak rates (lowest first: ties)
@@ -163,11 +163,15 @@ def run_arm(arm: Arm, point: dict, seed: int) -> dict:
 def tune(arm: Arm, seeds: Iterable[int] | None = None, progress: Callable[[str], None] | None = None) -> dict:
     """The table's entry for ``arm``: every grid point's validation scores on every seed, and the point chosen by
     the course's one rule (:func:`~ftlib.course.lessons.records.choose`)."""
+    from ftlib.course.lessons.workers import run_calls
+
     candidates = arm.candidates()
-    records = Results()
+    runs = [(position, point, seed) for position, point in enumerate(candidates)
+            for seed in (SEEDS if seeds is None else seeds)]
+    scores = run_calls([(run_arm, {"arm": arm, "point": point, "seed": seed}) for _, point, seed in runs])
+    records = Results({"candidate": position, **point, "seed": seed, **score}
+                      for (position, point, seed), score in zip(runs, scores))
     for position, point in enumerate(candidates):
-        for seed in SEEDS if seeds is None else seeds:
-            records.append({"candidate": position, **point, "seed": seed, **run_arm(arm, point, seed)})
         if progress:
             progress(f"{arm.key}: {point or 'no knob'}: validation "
                      f"{records.mean('val_accuracy', candidate=position):.1%}")
@@ -229,35 +233,44 @@ def build(path: Path, lessons: Iterable[str] | None = None, base: Path | None = 
 
 def run_chosen(key: str, seeds: Iterable[int], table: Table | None = None, **changes) -> Results:
     """Run arm ``key`` of the table at its chosen setting on ``seeds``, scored on test and on validation: the
-    records of a lesson's comparison, through :func:`~ftlib.course.lessons.experiments.run_grid`.
+    records of a lesson's comparison (see :func:`run_plan`).
 
     ``changes`` replace fixed settings (a learner's ``steps=200``; ``n=40`` with the arm of the nearest tuned N):
     the setting then stays the one chosen for the table's settings, and each record's ``label`` says so. Each
     record also holds the arm's fixed settings and ``label``: the arm's name (plus what changed).
     """
-    from ftlib.course.lessons.experiments import run_grid
-
-    table = table or load()
-    arm = table.arm(key)
-    unknown = sorted(set(changes) - set(arm.fixed))
-    if unknown:
-        raise ValueError(f"{key} has no fixed setting {unknown[0]!r} to change: it fixes {', '.join(arm.fixed)}")
-    changed = {k: v for k, v in changes.items() if v != arm.fixed[k]}
-    settings = {**arm.fixed, **changes}
-    extra = {} if "augmentation:" in arm.run else {"n_val": [N_VAL]}
-    results = run_grid(arm.driver(), **{k: [v] for k, v in settings.items()},
-                       **{k: [v] for k, v in table.options(key).items()}, seed=list(seeds), **extra)
-    label = arm.name + "".join(f" ({k} {v}, tuned at {arm.fixed[k]})" for k, v in changed.items())
-    for record in results:
-        record["label"] = label
-    return results
+    return run_plan([(key, changes)], seeds, table)
 
 
 def run_arms(keys: Iterable[str], seeds: Iterable[int], table: Table | None = None, **changes) -> Results:
-    """:func:`run_chosen` for each arm of ``keys`` on ``seeds``, one after the other, in one :class:`Results`:
-    test and validation scores, each record labelled with its arm (``changes`` as there, e.g. ``steps=200``)."""
+    """:func:`run_chosen` for each arm of ``keys`` on ``seeds``, in one :class:`Results`: test and validation
+    scores, each record labelled with its arm (``changes`` as there, e.g. ``steps=200``)."""
+    return run_plan([(key, changes) for key in keys], seeds, table)
+
+
+def run_plan(plan: Iterable[tuple[str, dict]], seeds: Iterable[int], table: Table | None = None) -> Results:
+    """Each ``(key, changes)`` of ``plan`` at its chosen setting on every seed of ``seeds`` (as :func:`run_chosen`),
+    all the runs sharing the cores at once (:func:`~ftlib.course.lessons.workers.run_calls`); the records in the
+    order of ``plan``, then ``seeds``."""
+    from ftlib.course.lessons.records import check_record
+    from ftlib.course.lessons.workers import run_calls
+
+    table = table or load()
     seeds = list(seeds)
-    return Results(record for key in keys for record in run_chosen(key, seeds, table, **changes))
+    runs = []
+    for key, changes in plan:
+        arm = table.arm(key)
+        unknown = sorted(set(changes) - set(arm.fixed))
+        if unknown:
+            raise ValueError(f"{key} has no fixed setting {unknown[0]!r} to change: it fixes {', '.join(arm.fixed)}")
+        changed = {k: v for k, v in changes.items() if v != arm.fixed[k]}
+        label = arm.name + "".join(f" ({k} {v}, tuned at {arm.fixed[k]})" for k, v in changed.items())
+        extra = {} if "augmentation:" in arm.run else {"n_val": N_VAL}
+        runs += [(arm.driver(), {**arm.fixed, **changes, **table.options(key), "seed": seed, **extra}, label)
+                 for seed in seeds]
+    records = run_calls([(driver, coordinates) for driver, coordinates, _ in runs])
+    return Results({**coordinates, **check_record(record, coordinates=coordinates), "label": label}
+                   for (_, coordinates, label), record in zip(runs, records))
 
 
 class Table:
