@@ -178,7 +178,8 @@ def tune(arm: Arm, seeds: Iterable[int] | None = None, progress: Callable[[str],
     chosen = candidates[choose(records, "candidate")]
     return {"lesson": arm.lesson, "arm": arm.name, "run": arm.run, "fixed": arm.fixed,
             "grid": {k: list(v) for k, v in arm.grid.items()}, "rates": arm.rates, "note": arm.note,
-            **({"measures": list(arm.measures)} if arm.measures else {}), "chosen": chosen, "records": [{k: v for k, v in r.items() if k != "candidate"} for r in records]}
+            **({"measures": list(arm.measures)} if arm.measures else {}), "chosen": chosen,
+            "records": [{k: v for k, v in r.items() if k != "candidate"} for r in records]}
 
 
 def settings() -> dict:
