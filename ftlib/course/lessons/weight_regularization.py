@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from statistics import fmean
 from types import SimpleNamespace
 
@@ -23,7 +24,7 @@ from ftlib.regularize import L2SP, L2Penalty, drift, layer_drift, output_change,
 from ftlib.runtime import model_device
 from ftlib.schedules import make_schedule
 
-__all__ = ["COLOURS", "COLUMNS", "HEAD_DECAY", "LETTERS_USED", "LIVE_STRENGTHS", "NAMES", "N_VAL", "PENALTIES",
+__all__ = ["COLOURS", "COLUMNS", "TRACED", "explain_turning", "plot_trace", "show_trace", "trace_table", "turning", "HEAD_DECAY", "LETTERS_USED", "LIVE_STRENGTHS", "NAMES", "N_VAL", "PENALTIES",
            "check_claims", "compare_rescue", "compare_tuned", "explain_drift", "label", "live_l2sp", "plot_drift",
            "plot_statistics", "rank_agreement", "rank_correlation", "regularized_run", "shipped_retention",
            "show_difference", "split_forgetting", "summary", "tuned"]
@@ -65,26 +66,13 @@ def _decoupled(model: nn.Module, decay: float):
         [{**g, "weight_decay": 0.0 if g.get("name") == "head" else decay} for g in groups])
 
 
-def regularized_run(penalty: str, alpha: float, lr: float, seed: int, n: int = 5, steps: int = 100,
-                    target: str = "mnist", n_val: int = N_VAL) -> dict:
-    """Fine-tune the shipped model on ``n`` labels per class of ``target`` under a penalty, and measure it.
-
-    ``penalty`` (strength ``alpha`` on the backbone) is ``"none"``; ``"decay"``: AdamW's decoupled weight decay
-    (each step shrinks every backbone weight by ``lr * alpha`` of itself); ``"l2"``: ``alpha/2 ||w||^2`` added to
-    the loss (Adam then normalises its gradient with the data's); or ``"l2sp"``: ``alpha/2 ||w - w0||^2`` added to
-    the loss. The three pull the new head towards zero alike (``HEAD_DECAY``). Returns target ``accuracy`` (test)
-    and ``val_accuracy`` (``n_val`` held-out labels per class), backbone ``drift`` ``||w - w0||``, ``layer_drift``
-    and ``direction_drift`` (mean over layers of :func:`ftlib.regularize.layer_drift`, plain and scale-free),
-    ``output_change`` (KL of the letters predictions from the shipped model's, on 520 unlabelled letters that are
-    not test ones, with the letters head and the letters' BatchNorm statistics), and ``retention``: letters test
-    accuracy with the letters head put back, as is (``retention``) and with the letters' BatchNorm statistics
-    re-estimated (``retention_bn``).
-    """
+def _holding(penalty: str, alpha: float, start: dict) -> Callable[[nn.Module], dict]:
+    """The ``prepare`` step of a run under ``penalty`` of strength ``alpha``: it keeps the starting weights in
+    ``start`` and returns the ``fit`` options that hold the backbone (optimizer and penalty)."""
     if penalty not in PENALTIES:
         raise ValueError(f"unknown penalty {penalty!r}; choose one of {', '.join(PENALTIES)}")
-    start = {}
 
-    def penalise(model: nn.Module) -> dict:
+    def prepare(model: nn.Module) -> dict:
         start.update(starting_point(model))
         if penalty == "none":
             return {}
@@ -93,18 +81,89 @@ def regularized_run(penalty: str, alpha: float, lr: float, seed: int, n: int = 5
         rule = L2Penalty(alpha, HEAD_DECAY) if penalty == "l2" else L2SP(model, alpha, HEAD_DECAY)
         return {"penalty": rule}
 
+    return prepare
+
+
+def regularized_run(penalty: str, alpha: float, lr: float, seed: int, n: int = 5, steps: int = 100,
+                    target: str = "mnist", n_val: int = N_VAL) -> dict:
+    """Fine-tune the shipped model on ``n`` labels per class of ``target`` under a penalty, and measure it.
+
+    ``penalty`` (strength ``alpha`` on the backbone) is ``"none"``; ``"decay"``: AdamW's decoupled weight decay
+    (each step shrinks every backbone weight by ``lr * alpha`` of itself); ``"l2"``: ``alpha/2 ||w||^2`` added to
+    the loss (Adam then normalises its gradient with the data's); or ``"l2sp"``: ``alpha/2 ||w - w0||^2`` added to
+    the loss. The three pull the new head towards zero alike (``HEAD_DECAY``). Returns target ``accuracy`` (test)
+    and ``val_accuracy``, ``val_loss`` (``n_val`` held-out labels per class), backbone ``drift`` ``||w - w0||``,
+    ``layer_drift`` and ``direction_drift`` (mean over layers of :func:`ftlib.regularize.layer_drift`, plain and scale-free),
+    ``output_change`` (KL of the letters predictions from the shipped model's, on 520 unlabelled letters that are
+    not test ones, with the letters head and the letters' BatchNorm statistics), and ``retention``: letters test
+    accuracy with the letters head put back, as is (``retention``) and with the letters' BatchNorm statistics
+    re-estimated (``retention_bn``).
+    """
+    start = {}
     train_set, val_set = data.few_shot_split(target, n, n_val, seed)
-    model = run("fine-tune", train_set, seed, steps, lr=lr, prepare=penalise).model
+    model = run("fine-tune", train_set, seed, steps, lr=lr, prepare=_holding(penalty, alpha, start)).model
     head, letters, source_images = _source()
     probe = source_probe(model, head, source_images)  # the letters head and the letters' BatchNorm statistics
     with torch.no_grad():
         moved = output_change(probe(source_images.to(model_device(probe))), _shipped_logits())  # not test letters
+    validation = evaluate(model, val_set)
     return {"accuracy": evaluate(model, data.test_set(target)).accuracy,
-            "val_accuracy": evaluate(model, val_set).accuracy, "drift": drift(model, start),
+            "val_accuracy": validation.accuracy, "val_loss": validation.loss, "drift": drift(model, start),
             "layer_drift": fmean(layer_drift(model, start).values()),
             "direction_drift": fmean(layer_drift(model, start, scale_free=True).values()),
             "output_change": moved, "retention": retention(model, head, letters),
             "retention_bn": evaluate(probe, letters).accuracy}
+
+
+def turning(penalty: str, alpha: float, lr: float, seed: int, n: int = 5, steps: int = 100) -> dict[str, dict]:
+    """Fine-tune as :func:`regularized_run` does and follow each convolution's weights ``W`` step by step: per layer,
+    ``norm`` (``||W||`` at the end over ``||W0||``), ``step`` (mean ``||W_t - W_(t-1)||`` over the steps: Adam's
+    step, about the rate in every weight whatever their scale) and ``turn`` (mean angle, in degrees, between
+    ``W_(t-1)`` and ``W_t``: how much a step changes the layer's direction, all a BatchNorm after it lets through)."""
+    start: dict = {}
+    previous: dict[str, torch.Tensor] = {}
+    steps_seen: dict[str, list[tuple[float, float]]] = {}
+
+    def follow(model: nn.Module) -> dict:
+        for name, weight in model.named_parameters():
+            if name not in start or weight.dim() < 4:
+                continue
+            now, before = weight.detach().flatten().clone(), previous.get(name, start[name].flatten())
+            cosine = float(torch.dot(now, before) / (now.norm() * before.norm()))
+            steps_seen.setdefault(name, []).append((float((now - before).norm()),
+                                                    math.degrees(math.acos(max(-1.0, min(1.0, cosine))))))
+            previous[name] = now
+        return {}
+
+    train_set = data.few_shot(target := "mnist", n, seed)
+    model = run("fine-tune", train_set, seed, steps, lr=lr, prepare=_holding(penalty, alpha, start),
+                evaluate=follow, eval_every=1).model
+    del target
+    weights = dict(model.named_parameters())
+    return {name.split(".")[0]: {"norm": float(weights[name].detach().norm() / start[name].norm()),
+                                 "step": fmean(s for s, _ in seen), "turn": fmean(t for _, t in seen)}
+            for name, seen in steps_seen.items()}
+
+
+def explain_turning(runs: dict[str, dict[str, dict]]) -> str:
+    """Per layer, for each labelled :func:`turning` run: the norm kept, Adam's mean step and the mean turn per
+    step; then the turn of each run over the first's (the effective step size)."""
+    labels = list(runs)
+    layers = list(runs[labels[0]])
+    width = max(len(label) for label in labels) + 2
+    lines = [f"{'layer':<8}{'':<{width}}{'||W|| / ||W0||':>16}{'mean step ||dW||':>18}{'mean turn per step':>20}"]
+    for layer in layers:
+        for k, label in enumerate(labels):
+            row = runs[label][layer]
+            lines.append(f"{layer if k == 0 else '':<8}{label:<{width}}{row['norm']:>16.2f}{row['step']:>18.4f}"
+                         f"{row['turn']:>19.3f}°")
+    base = labels[0]
+    for label in labels[1:]:
+        lines.append(f"{label} over {base}, per layer: the norm x" + ", x".join(
+            f"{runs[label][l]['norm'] / runs[base][l]['norm']:.2f}" for l in layers) + "; the step x" + ", x".join(
+            f"{runs[label][l]['step'] / runs[base][l]['step']:.2f}" for l in layers) + "; the turn x" + ", x".join(
+            f"{runs[label][l]['turn'] / runs[base][l]['turn']:.2f}" for l in layers))
+    return "\n".join(lines)
 
 
 COLOURS = {"none": "0.35", "decay": "C0", "l2": "C1", "l2sp": "C2"}  # one colour per penalty in every plot
@@ -164,6 +223,57 @@ def plot_drift(results: Results, shipped: float) -> None:
     axes[0].set_title("Euclidean drift: far is not the same as forgotten")
     axes[1].set_title("Change of the letters outputs (needs no labels)")
     axes[1].legend(fontsize=8, loc="lower left")
+    plt.show()
+
+
+TRACED = {"decay": "05 weight decay", "l2": "05 L2 in the loss", "l2sp": "05 L2-SP"}  # each penalty's tuned arm
+
+
+def trace_table(table) -> Results:
+    """Every penalty at every strength of its grid, from the tuning table's stored validation records (nothing
+    retrains): one record per penalty, strength and seed, with ``setting`` and the measures (letters kept...)."""
+    return Results({**r, "penalty": penalty, "setting": f"{penalty} {r['alpha']:g}"}
+                   for penalty, key in TRACED.items() for r in table.results(key))
+
+
+def show_trace(trace: Results, free: Results) -> str:
+    """Per penalty and strength: validation digits and letters kept (mean ± std over seeds), and the letters kept
+    minus no penalty's (``free``: its stored runs at its chosen rate) per seed."""
+    base = {r["seed"]: r for r in free}
+    lines = [f"{'setting':<14}{'validation digits':>19}{'letters kept':>16}   letters kept minus no penalty, per seed"]
+    lines.append(f"{'none':<14}{records.spread(free.mean('val_accuracy'), free.std('val_accuracy')):>19}"
+                 f"{records.spread(free.mean('retention'), free.std('retention')):>16}")
+    for setting in trace.unique("setting"):
+        runs = trace.where(setting=setting)
+        gains = [r["retention"] - base[r["seed"]]["retention"] for r in runs]
+        lines.append(f"{setting:<14}{records.spread(runs.mean('val_accuracy'), runs.std('val_accuracy')):>19}"
+                     f"{records.spread(runs.mean('retention'), runs.std('retention')):>16}   {points(gains)}")
+    return "\n".join(lines)
+
+
+def plot_trace(trace: Results, free: Results, chosen: dict[str, float]) -> None:
+    """Letters kept against validation digits, one curve per penalty over its strengths (mean ± std over seeds;
+    each point labelled with its strength, the chosen one circled), no penalty as a black star."""
+    fig, ax = plt.subplots(figsize=(9, 4.6))
+    for penalty in trace.unique("penalty"):
+        runs = trace.where(penalty=penalty)
+        strengths = runs.unique("alpha")
+        xs = [100 * runs.mean("val_accuracy", alpha=a) for a in strengths]
+        ys = [100 * runs.mean("retention", alpha=a) for a in strengths]
+        ax.errorbar(xs, ys, xerr=[100 * runs.std("val_accuracy", alpha=a) for a in strengths],
+                    yerr=[100 * runs.std("retention", alpha=a) for a in strengths], fmt="-o", ms=4, capsize=2,
+                    color=COLOURS[penalty], label=NAMES[penalty], alpha=0.85)
+        for a, x, y in zip(strengths, xs, ys):
+            ax.annotate(f"{a:g}", (x, y), textcoords="offset points", xytext=(5, 3), fontsize=8,
+                        color=COLOURS[penalty])
+            if a == chosen[penalty]:
+                ax.plot(x, y, "o", ms=11, mfc="none", mec=COLOURS[penalty], mew=1.5)
+    ax.errorbar(100 * free.mean("val_accuracy"), 100 * free.mean("retention"), xerr=100 * free.std("val_accuracy"),
+                yerr=100 * free.std("retention"), fmt="*", ms=12, color="k", label="no penalty")
+    ax.set(xlabel="validation digits (%)", ylabel="letters kept, as fine-tuned (%)",
+           title="Each penalty over its strengths: letters kept against validation digits (circled: chosen)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
     plt.show()
 
 
