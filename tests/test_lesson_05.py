@@ -62,7 +62,8 @@ def test_decoupled_decay_shrinks_the_backbone_only():
 def _trace():
     """Two penalties over three strengths on two seeds: validation falls and letters kept move with the strength."""
     rows = {("l2sp", 0.01): (0.90, (0.75, 0.80)), ("l2sp", 0.1): (0.895, (0.85, 0.90)),
-            ("l2sp", 1.0): (0.85, (0.95, 0.95)), ("l2", 0.01): (0.90, (0.69, 0.70)), ("l2", 0.1): (0.80, (0.60, 0.60)), ("l2", 1.0): (0.70, (0.5, 0.5))}
+            ("l2sp", 1.0): (0.85, (0.95, 0.95)), ("l2", 0.01): (0.90, (0.69, 0.70)),
+            ("l2", 0.1): (0.80, (0.60, 0.60)), ("l2", 1.0): (0.70, (0.5, 0.5))}
     return experiments.Results({"penalty": p, "alpha": a, "seed": s, "val_accuracy": v, "retention": kept[s]}
                                for (p, a), (v, kept) in rows.items() for s in (0, 1))
 

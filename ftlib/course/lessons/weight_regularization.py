@@ -174,8 +174,9 @@ def explain_turning(runs: dict[str, dict[str, dict]]) -> str:
 
 COLOURS = {"none": "0.35", "decay": "C0", "l2": "C1", "l2sp": "C2"}  # one colour per penalty in every plot
 COLUMNS = {"accuracy": ("digits test", True), "val_accuracy": ("validation digits", True),
-           "retention": ("letters kept", True), "retention_bn": ("kept, letters' BN", True), "drift": ("||w - w0||", False),
-           "direction_drift": ("direction change", False), "output_change": ("output change", False)}
+           "retention": ("letters kept", True), "retention_bn": ("kept, letters' BN", True),
+           "drift": ("||w - w0||", False), "direction_drift": ("direction change", False),
+           "output_change": ("output change", False)}
 
 
 def label(record: dict) -> str:
