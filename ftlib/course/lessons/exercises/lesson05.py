@@ -119,7 +119,8 @@ def build_l2sp(build: Callable[[nn.Module], object] | EllipsisType) -> Feedback:
     mean_cost = fmean(cost)
     mean_gain, half, word = stats.verdict(gain)
     print(f"alpha={penalty.alpha:g}, against no penalty in seeds {', '.join(map(str, SEEDS))}: validation digits "
-          f"{', '.join(f'{-c:+.1f}' for c in cost)} points (mean {-mean_cost:+.2f}, at most -{MAX_COST:g}); letters "
+          f"{', '.join(f'{-c:+.1f}' for c in cost)} points (mean {-mean_cost:+.2f}; the least allowed: "
+          f"-{MAX_COST:g}); letters "
           f"kept {', '.join(f'{g:+.1f}' for g in gain)} points (mean {mean_gain:+.1f} ± {half:.1f}, 95% interval: "
           f"{word})")
     if not reached(mean_cost, MAX_COST, at_least=False):
@@ -134,8 +135,8 @@ def build_l2sp(build: Callable[[nn.Module], object] | EllipsisType) -> Feedback:
                            f"interval over the seeds ({half:.1f}) reaches zero: a gain this small is noise next to "
                            "the seeds' spread; try a larger strength.")
     return tell(True, f"Target met: more letters kept in every seed (mean {mean_gain:+.1f} ± {half:.1f} points, "
-                      f"outside the noise) for {mean_cost:.2f} points of validation digits on average (at most "
-                      f"{MAX_COST:g}).")
+                      f"outside the noise), with the validation digits {-mean_cost:+.2f} points on average (the "
+                      f"least allowed: -{MAX_COST:g}).")
 
 
 DECAY_QUESTION = Question(
