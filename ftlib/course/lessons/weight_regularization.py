@@ -214,7 +214,7 @@ def plot_drift(results: Results, shipped: float) -> None:
         ax.set(xlabel=xlabel)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("letters kept, letters' BN statistics (%)")
-    axes[0].set_title("Euclidean drift: far is not the same as forgotten")
+    axes[0].set_title("Letters kept against Euclidean drift")
     axes[1].set_title("Change of the letters outputs (needs no labels)")
     axes[1].legend(fontsize=8, loc="lower left")
     plt.show()
@@ -246,26 +246,25 @@ def show_trace(trace: Results, free: Results) -> str:
 
 
 def plot_trace(trace: Results, free: Results, chosen: dict[str, float]) -> None:
-    """Letters kept against validation digits, one curve per penalty over its strengths (mean ± std over seeds;
-    each point labelled with its strength, the chosen one circled), no penalty as a black star."""
+    """Letters kept against validation digits, one curve per penalty over its strengths (means over seeds, bars: the
+    letters kept's std; each point labelled with its strength, the chosen one circled), no penalty as a black star."""
     fig, ax = plt.subplots(figsize=(9, 4.6))
     for penalty in trace.unique("penalty"):
         runs = trace.where(penalty=penalty)
         strengths = runs.unique("alpha")
         xs = [100 * runs.mean("val_accuracy", alpha=a) for a in strengths]
         ys = [100 * runs.mean("retention", alpha=a) for a in strengths]
-        ax.errorbar(xs, ys, xerr=[100 * runs.std("val_accuracy", alpha=a) for a in strengths],
-                    yerr=[100 * runs.std("retention", alpha=a) for a in strengths], fmt="-o", ms=4, capsize=2,
+        ax.errorbar(xs, ys, yerr=[100 * runs.std("retention", alpha=a) for a in strengths], fmt="-o", ms=4, capsize=2,
                     color=COLOURS[penalty], label=NAMES[penalty], alpha=0.85)
         for a, x, y in zip(strengths, xs, ys):
             ax.annotate(f"{a:g}", (x, y), textcoords="offset points", xytext=(5, 3), fontsize=8,
                         color=COLOURS[penalty])
             if a == chosen[penalty]:
                 ax.plot(x, y, "o", ms=11, mfc="none", mec=COLOURS[penalty], mew=1.5)
-    ax.errorbar(100 * free.mean("val_accuracy"), 100 * free.mean("retention"), xerr=100 * free.std("val_accuracy"),
-                yerr=100 * free.std("retention"), fmt="*", ms=12, color="k", label="no penalty")
+    ax.errorbar(100 * free.mean("val_accuracy"), 100 * free.mean("retention"), yerr=100 * free.std("retention"),
+                fmt="*", ms=12, color="k", label="no penalty")
     ax.set(xlabel="validation digits (%)", ylabel="letters kept, as fine-tuned (%)",
-           title="Each penalty over its strengths: letters kept against validation digits (circled: chosen)")
+           title="Each penalty over its strengths (circled: chosen on validation; bars: std over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
     plt.show()

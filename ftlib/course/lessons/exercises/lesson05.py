@@ -154,8 +154,8 @@ DECAY_QUESTION = Question(
                "at all, and however far it goes, it goes towards zero."),
         Option("Nowhere: BatchNorm makes the weights' scale irrelevant, so decay does nothing", False,
                "BatchNorm makes the outputs ignore the scale, but the decay still shrinks the weights (the shrink "
-               "predicted under the table), and a smaller weight turns further under each of Adam's steps (the "
-               "turning table): the function changes more, not less. Nothing in the rule points at w0."),
+               "predicted under the table), and a smaller weight turns further under each of Adam's steps "
+               "(section 4 measures it): the function changes more, not less. Nothing in the rule points at w0."),
     ], seed="lesson05.decay_pulls_to")
 
 
