@@ -142,9 +142,35 @@ def _lesson04() -> list[Arm]:
                    for s in (0, 0.5)]
 
 
+def _lesson05() -> list[Arm]:
+    """Lesson 05: no penalty (its rate tuned); each penalty's strength tuned at that rate, with the letters kept
+    traced over the strengths; each penalty at one strong setting fixed on purpose (the mechanisms); at a rate too
+    high on purpose, no penalty and L2-SP (its strength tuned)."""
+    fixed = {"n": 5, "steps": 100, "target": "mnist"}
+    measures = ("retention", "retention_bn", "output_change", "drift", "direction_drift")
+    run = "weight_regularization:regularized_run"
+    one_rate = ("rate fixed on purpose at no penalty's chosen rate: the ways of holding the weights are compared "
+                "at one rate")
+    strengths = {"decay": (0.01, 0.1, 1.0, 3.0, 10.0), "l2": (0.001, 0.01, 0.1, 1.0, 10.0),
+                 "l2sp": (0.001, 0.01, 0.1, 1.0, 10.0)}  # weakest first: a tie goes to the weakest
+    shown = {"decay": 10.0, "l2": 1.0, "l2sp": 1.0}  # strong enough to show what each does to the weights
+    names = {"decay": "weight decay", "l2": "L2 in the loss", "l2sp": "L2-SP"}
+    arms = [Arm("05", "no penalty", run, {"penalty": "none", "alpha": 0.0, **fixed}, measures=measures)]
+    arms += [Arm("05", names[p], run, {"penalty": p, "lr": 3e-3, **fixed}, grid={"alpha": strengths[p]},
+                 note=one_rate, measures=measures) for p in strengths]
+    arms += [Arm("05", f"{names[p]} {shown[p]:g}, shown", run, {"penalty": p, "alpha": shown[p], "lr": 3e-3, **fixed},
+                 grid={}, note="strength fixed on purpose: strong enough to show what the penalty does to the "
+                 "weights", measures=measures) for p in shown]
+    high = "rate fixed on purpose: too high, to see what holding the weights rescues"
+    return arms + [Arm("05", "no penalty, lr 0.03", run, {"penalty": "none", "alpha": 0.0, "lr": 3e-2, **fixed},
+                       grid={}, note=high, measures=measures),
+                   Arm("05", "L2-SP, lr 0.03", run, {"penalty": "l2sp", "lr": 3e-2, **fixed},
+                       grid={"alpha": strengths["l2sp"]}, note=high, measures=measures)]
+
+
 def _arms() -> list[Arm]:
     """Every lesson's arms (one function per lesson)."""
-    return [*_lesson03(), *_lesson04(), *_lesson02(), *_lesson01()]
+    return [*_lesson03(), *_lesson04(), *_lesson02(), *_lesson01(), *_lesson05()]
 
 
 ARMS: list[Arm] = _arms()
