@@ -170,9 +170,11 @@ def _tune(args: argparse.Namespace) -> int:
     """Rebuild the course's tuning table (or, with ``--check``, rebuild it aside and compare the bytes); with
     ``--lessons``, only those lessons' arms, the others kept from the shipped table."""
     from .course.lessons import tuning
+    from .course.lessons.workers import worker_count
 
     shipped = tuning.TABLE
     try:
+        worker_count()  # a bad FTLIB_WORKERS is named before any training
         if args.check and args.overwrite_shipped:
             raise ValueError("--check never writes to the shipped file: --overwrite-shipped has no meaning with it")
         target = _check_out(args, ".json") or shipped

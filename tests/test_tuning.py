@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -123,6 +124,14 @@ def test_the_shipped_table_matches_the_arms_the_lessons_define():
 def test_tune_command_refuses_bad_flags_in_one_line(args, message):
     result = subprocess.run([sys.executable, "-m", "ftlib", "tune", *args], capture_output=True, text=True)
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_tune_command_names_a_bad_worker_count_before_training(tmp_path):
+    env = {**os.environ, "FTLIB_WORKERS": "two"}
+    result = subprocess.run([sys.executable, "-m", "ftlib", "tune", "--out", str(tmp_path / "t.json")], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "FTLIB_WORKERS='two' is not allowed" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "t.json").exists()
 
 
 def test_a_damaged_table_is_named_in_one_line(tmp_path):

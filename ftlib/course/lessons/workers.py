@@ -28,6 +28,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from ftlib.checks import SettingError
+
 __all__ = ["MOST", "run_calls", "worker_count"]
 
 MOST = 2  # processes at most by default: the course is written for a 2-core laptop
@@ -37,11 +39,12 @@ _pool_size = 0
 
 def worker_count() -> int:
     """How many processes run independent runs: ``$FTLIB_WORKERS``, else 1 on a GPU or in a script run by its path,
-    else the cores up to :data:`MOST`. A value that is not a positive integer is a one-line ``ValueError``."""
+    else the cores up to :data:`MOST`. A value that is not a positive integer is a one-line
+    :class:`~ftlib.checks.SettingError` (a ``ValueError``)."""
     text = os.environ.get("FTLIB_WORKERS", "").strip()
     if text:
         if not (text.isascii() and text.isdigit()) or int(text) < 1:
-            raise ValueError(f"FTLIB_WORKERS={text!r} is not allowed: set it to a positive integer (1 runs everything "
+            raise SettingError(f"FTLIB_WORKERS={text!r} is not allowed: set it to a positive integer (1 runs everything "
                              "in this process) or unset it")
         return int(text)
     if os.environ.get("FTLIB_DEVICE", "").strip() not in ("", "cpu") or not _main_is_safe():
