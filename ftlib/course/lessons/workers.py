@@ -44,8 +44,8 @@ def worker_count() -> int:
     text = os.environ.get("FTLIB_WORKERS", "").strip()
     if text:
         if not (text.isascii() and text.isdigit()) or int(text) < 1:
-            raise SettingError(f"FTLIB_WORKERS={text!r} is not allowed: set it to a positive integer (1 runs everything "
-                             "in this process) or unset it")
+            raise SettingError(f"FTLIB_WORKERS={text!r} is not allowed: set it to a positive integer (1 runs "
+                               "everything in this process) or unset it")
         return int(text)
     if os.environ.get("FTLIB_DEVICE", "").strip() not in ("", "cpu") or not _main_is_safe():
         return 1
