@@ -23,6 +23,7 @@ import atexit
 import multiprocessing
 import os
 import pickle
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -75,12 +76,19 @@ def _call(run: Callable[..., dict], options: dict) -> dict:
     return run(**options)
 
 
+def _quiet_on_interrupt() -> None:
+    """Each worker ignores Ctrl+C: the kernel that owns the pool handles it (it cancels the runs not started), and an
+    interrupt sent to the whole process group at shutdown prints no traceback from an idle worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _executor(size: int) -> ProcessPoolExecutor:
     """The pool, started once per process and kept for the next runs."""
     global _pool, _pool_size
     if _pool is None or _pool_size != size:
         _shutdown()
-        _pool = ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("spawn"))
+        _pool = ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("spawn"),
+                                    initializer=_quiet_on_interrupt)
         _pool_size = size
     return _pool
 

@@ -66,9 +66,9 @@ def far_depth(guess: int | EllipsisType, sweep: Results, far: str = "gratings", 
     mean = {k: 100 * sweep.mean(target=far, k=k) for k in ks}
     best = chosen if chosen is not None else max(ks, key=mean.get)
     if guess > best:
-        return tell(False, f"Not quite: freezing {guess} blocks costs accuracy on {far} (test {mean[guess]:.1f}%, "
-                           f"mean over the seeds). Read the plot above again: which blocks' features serve "
-                           f"{far}?")
+        return tell(False, f"Not quite: freezing {guess} blocks scores {mean[guess]:.1f}% on {far} (test, mean over "
+                           f"the seeds), not the depth validation chose. Read the plot above again: which blocks' "
+                           f"features serve {far}?")
     measured = ", ".join(f"k={k} {mean[k]:.1f}%" for k in ks)
     verdict = (f"Right: k = {guess} is the depth chosen on validation." if guess == best else
                f"Right too: k = {guess} freezes less than the depth chosen on validation (k = {best}); the claims "

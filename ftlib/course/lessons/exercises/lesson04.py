@@ -5,7 +5,10 @@ and what upside-down digits cost 6 and 9 (predict).
 * :func:`shifted_digits`: the learner writes ``build()`` that returns an augmentation; the check trains scratch with
   it on :data:`SEEDS` seeds (about 2 s each) and scores it on held-out digits moved off-centre by up to :data:`SHIFT`
   of their width (:func:`shifted_set`); the target is :data:`MARGIN` points above what the lesson's chosen strength,
-  ``augment.standard(0.5)``, scores there (:data:`REFERENCE_ACCURACY`, measured the same way).
+  ``augment.standard(0.5)``, scores there (:data:`REFERENCE_ACCURACY`, measured the same way). Before training,
+  the check measures how far the augmentation moves a centred square (:func:`shift_reach`): it must reach
+  :data:`REACH` of the width, three quarters of the test digits' shift (a narrower shift, such as the strength
+  printed in section 3, can reach the target only by the seeds' luck).
 * :func:`six_nine_turn`: the learner predicts, before section 4 runs, how many points of accuracy on 6 and 9 the
   upside-down turns cost; the check reads the lesson's runs.
 """
@@ -39,9 +42,10 @@ from ftlib.course.lessons.experiments import run
 from ftlib.evaluation import evaluate
 from ftlib.train import Augment
 
-__all__ = ["CHOOSE_ON_VALIDATION", "HINTS", "MARGIN", "REFERENCE_ACCURACY", "SEEDS", "SHIFT", "SHIFTED_PER_CLASS",
-           "SOLUTIONS", "TARGET_ACCURACY", "WRONG_ANSWERS", "build", "choose_on_validation", "hint",
-           "lesson_strength_only", "shifted_digits", "shifted_scores", "shifted_set", "six_nine_turn", "solution"]
+__all__ = ["CHOOSE_ON_VALIDATION", "HINTS", "MARGIN", "REACH", "REFERENCE_ACCURACY", "SEEDS", "SHIFT",
+           "SHIFTED_PER_CLASS", "SOLUTIONS", "TARGET_ACCURACY", "WRONG_ANSWERS", "build", "choose_on_validation",
+           "hint", "lesson_strength_only", "shift_reach", "shifted_digits", "shifted_scores", "shifted_set",
+           "six_nine_turn", "solution"]
 
 SHIFT = 0.2  # the held-out digits of the do exercise are moved by up to ±20% of their width and height
 SHIFTED_PER_CLASS = 50  # held-out digits per class, from the pool (never the test set): 500 in all
@@ -52,6 +56,22 @@ REFERENCE_ACCURACY = 72.6
 MARGIN = 5.0  # points above the reference: well above the standard error of a 3-seed mean on 500 digits (~1.1)
 TARGET_ACCURACY = REFERENCE_ACCURACY + MARGIN
 _SHIFT_SEED = 4_000_003  # fixes each held-out digit's shift
+REACH = 0.75 * SHIFT  # how far the training digits must move (90% of draws within it): 3/4 of the test digits' shift
+
+
+def shift_reach(chosen: Augment, draws: int = 512) -> float:
+    """How far ``chosen`` moves a centred square, as a share of the width: the 90th percentile over ``draws`` draws
+    of the larger of its centre's horizontal and vertical moves (``augment.standard(1)``: 0.095; a ±20% shift:
+    0.19)."""
+    images = torch.zeros(draws, 1, 28, 28)
+    images[:, :, 11:17, 11:17] = 1.0
+    moved = chosen(images, torch.Generator().manual_seed(0)).clamp(min=0)
+    grid = torch.arange(28, dtype=moved.dtype)
+    mass = moved.sum((1, 2, 3)).clamp(min=1e-6)
+    across = (moved[:, 0] * grid).sum((1, 2)) / mass
+    down = (moved[:, 0] * grid[:, None]).sum((1, 2)) / mass
+    far = torch.maximum((across - 13.5).abs(), (down - 13.5).abs()) / 28
+    return float(torch.quantile(far, 0.9))
 
 
 CHOOSE_ON_VALIDATION = Question(
@@ -131,6 +151,12 @@ def shifted_digits(build: Callable[[], Augment | nn.Module] | EllipsisType, n: i
     if isinstance(chosen, nn.Module):  # a v2 transform works on one image: give each image its own draw
         print("a v2 transform: applied to each image on its own with augment.per_image (slower than ftlib.augment)")
         chosen = augment.per_image(chosen)
+    reach = shift_reach(chosen)
+    if reach < REACH:
+        return tell(False, f"your augmentation moves the digits by up to {100 * reach:.0f}% of the width (in 90% of "
+                    f"draws), but the held-out digits sit up to ±{100 * SHIFT:.0f}% off-centre: widen the shift to at "
+                    f"least {100 * REACH:.0f}% (augment.standard(s) shifts by only ±10%·s). A narrower shift can "
+                    f"reach the accuracy target only by the seeds' luck, so it is not trained.")
     scores = shifted_scores(chosen, n, steps)
     print(f"trained {len(scores)} times in {sum(s['seconds'] for s in scores):.1f} s; shifted digits: "
           + ", ".join(f"{s['shifted']:.1f}%" for s in scores)
