@@ -54,6 +54,9 @@ def test_a_prediction_passes_within_its_tolerance_and_says_which_side_it_missed(
     assert high.passed is False and "too high" in high.message and "Because W." not in high.message
     assert check_prediction(2.0, 12.0, tolerance=3, quantity="g", why="W.").message.startswith("Not yet: your")
     assert check_prediction("ten", 12.0, tolerance=3, quantity="g", why="W.").passed is False
+    for odd in (float("nan"), float("inf"), -float("inf")):  # not "too low": not a number to compare
+        feedback = check_prediction(odd, 12.0, tolerance=3, quantity="g", why="W.")
+        assert feedback.passed is False and "finite number" in feedback.message
     with pytest.raises(ValueError, match="tolerance"):
         check_prediction(1.0, 1.0, tolerance=-1, quantity="g", why="W.")
 

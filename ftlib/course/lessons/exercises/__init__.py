@@ -145,8 +145,8 @@ def check_prediction(prediction: float | EllipsisType, actual: float, *, toleran
         raise ValueError(f"tolerance must be 0 or more, got {tolerance!r}")
     if not attempted(prediction):
         return _not_attempted(f"write your prediction of {quantity} in place of `...`, then run this cell again.")
-    if isinstance(prediction, bool) or not isinstance(prediction, (int, float)):
-        return tell(False, f"Your prediction should be a number ({quantity}), got {prediction!r}.")
+    if isinstance(prediction, bool) or not isinstance(prediction, (int, float)) or not math.isfinite(prediction):
+        return tell(False, f"Your prediction should be a finite number ({quantity}), got {prediction!r}.")
     miss = prediction - actual
     if reached(abs(miss), tolerance, at_least=False):
         return tell(True, f"Close: measured {actual:.1f}{unit}, you predicted {prediction:g}{unit} (within "
