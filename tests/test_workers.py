@@ -8,12 +8,14 @@ import torch
 from ftlib.course.lessons import experiments, workers
 
 
+@workers.independent
 def _noisy_sum(seed: int, size: int = 1000) -> dict:
     """A seeded torch computation and the process that ran it."""
     torch.manual_seed(seed)
     return {"value": float(torch.randn(size).sum()), "pid": os.getpid()}
 
 
+@workers.independent
 def _fails(seed: int) -> dict:
     if seed == 1:
         raise ValueError(f"seed {seed} fails")
@@ -42,6 +44,27 @@ def test_one_worker_runs_here(monkeypatch):
 def test_a_run_that_cannot_travel_runs_here(two_workers):
     records = workers.run_calls([(lambda seed: {"pid": os.getpid(), "seed": seed}, {"seed": s}) for s in range(3)])
     assert [r["seed"] for r in records] == [0, 1, 2] and {r["pid"] for r in records} == {os.getpid()}
+
+
+def _keeps(seed: int, kept: dict) -> dict:
+    """A driver that writes somewhere besides its record (as lesson 08's method_run keeps its models)."""
+    kept[seed] = os.getpid()
+    return {"seed": seed}
+
+
+def test_a_driver_not_marked_independent_runs_here_so_what_it_writes_is_kept(two_workers):
+    kept = {}
+    workers.run_calls([(_keeps, {"seed": seed, "kept": kept}) for seed in range(3)])
+    assert kept == {0: os.getpid(), 1: os.getpid(), 2: os.getpid()}
+
+
+def test_the_course_drivers_that_share_the_cores_are_marked():
+    from ftlib.course.lessons import augmentation, freezing, learning_rate, tuning, weight_regularization
+
+    for run in (experiments.transfer_run, freezing.depth_run, freezing.staged_run, freezing.frozen_head_run,
+                augmentation.augmented_run, learning_rate.rate_run, weight_regularization.regularized_run,
+                tuning.run_arm):
+        assert workers._is_independent(run), run.__name__
 
 
 def test_a_failing_run_raises_its_own_error(two_workers):

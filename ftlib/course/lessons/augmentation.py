@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from ftlib import augment, data
 from ftlib.course.lessons import plots, records, tuning
 from ftlib.course.lessons.experiments import run, validation_scores
+from ftlib.course.lessons.workers import independent
 from ftlib.course.runner import points
 from ftlib.evaluation import confusion_matrix
 from ftlib.train import Augment
@@ -115,6 +116,7 @@ def batched(name: str, strength: float = 1.0) -> Augment:
     return makers[name]()
 
 
+@independent
 def augmented_run(method: str, strength: float, seed: int, n: int, steps: int, turn: bool = False,
                   kind: str = "affine", lr: float | None = None) -> dict:
     """Train ``method`` on ``n`` digits per class with augmentation ``kind`` at ``strength`` (0: none).

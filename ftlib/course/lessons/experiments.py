@@ -18,7 +18,7 @@ from torch import nn
 
 from ftlib import data
 from ftlib.course.lessons.records import Results, check_record, choose
-from ftlib.course.lessons.workers import run_calls
+from ftlib.course.lessons.workers import independent, run_calls
 from ftlib.evaluation import evaluate
 from ftlib.freeze import count_parameters
 from ftlib.models import GlyphNet, pretrained_start
@@ -108,6 +108,7 @@ def run(method: Method | str, train_set: data.ImageSet, seed: int, steps: int = 
     return Trained(model, history, time.perf_counter() - start)
 
 
+@independent
 def transfer_run(method: str, target: str, n: int, seed: int, steps: int = 100, n_val: int = 0,
                  **fit_options) -> dict:
     """Train ``method`` on ``n`` labels per class of ``target`` (split ``seed``) and score it on the test set.

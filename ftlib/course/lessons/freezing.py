@@ -21,6 +21,7 @@ from ftlib import data
 from ftlib.course.lessons import tuning
 from ftlib.course.lessons.experiments import run, split, validation_scores
 from ftlib.course.lessons.records import Results, choose
+from ftlib.course.lessons.workers import independent
 from ftlib.evaluation import evaluate
 from ftlib.freeze import changed, count_parameters, freeze_backbone, snapshot
 from ftlib.models import BLOCKS
@@ -31,6 +32,7 @@ __all__ = ["BN_MODES", "chosen_depth", "depth_key", "depth_run", "frozen_head_ru
            "run_interleaved", "staged_run", "trap_key", "warm_up"]
 
 
+@independent
 def staged_run(recipe_name: str, target: str, n: int, seed: int, steps: int = 100, lr: float = 3e-3, k: int = 0,
                batch_size: int = 64, n_val: int = 0) -> dict:
     """Train a pretrained GlyphNet on ``n`` labels per class of ``target`` by a stage plan; score it on the test set.
@@ -48,6 +50,7 @@ def staged_run(recipe_name: str, target: str, n: int, seed: int, steps: int = 10
             **validation_scores(trained.model, val_set)}
 
 
+@independent
 def depth_run(target: str, k: int, n: int, seed: int, steps: int = 100, lr: float = 3e-3, n_val: int = 0) -> dict:
     """Freeze the first ``k`` blocks and fine-tune the rest (:func:`staged_run`); ``k = 4``: the linear probe.
 
@@ -76,6 +79,7 @@ def warm_up() -> None:
 BN_MODES = ("frozen", "moving", "AdaBN")  # the BatchNorm statistics of a frozen backbone in section 4
 
 
+@independent
 def frozen_head_run(target: str, n: int, seed: int, steps: int, lr: float, bn: str = "frozen",
                     n_val: int = 0) -> dict:
     """Train only the head on a frozen backbone whose BatchNorm statistics are ``bn``: ``"frozen"`` (the pretrained

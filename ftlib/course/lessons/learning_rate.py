@@ -16,6 +16,7 @@ from ftlib.course.lessons import records, tuning
 from ftlib.course.lessons.experiments import Results, run
 from ftlib.course.lessons.plots import plot_history
 from ftlib.course.lessons.records import choose
+from ftlib.course.lessons.workers import independent
 from ftlib.lr import RangeTest
 
 __all__ = ["SCHEDULES", "TABLE_ARM", "VAL_PER_CLASS", "choose", "live_rate", "live_steps", "onecycle_factors",
@@ -72,6 +73,7 @@ SCHEDULES = {
 }
 
 
+@independent
 def rate_run(lr: float | dict[str, float], seed: int, *, n: int, steps: int, method: str = "fine-tune",
              schedule: str = "onecycle", label: str = "", n_val: int = VAL_PER_CLASS) -> dict:
     """Train ``method`` on ``n`` digits per class (split ``seed``) at peak rate ``lr`` under ``schedule``.

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftlib.course.lessons.records import Results, choose, layout, spread
+from ftlib.course.lessons.workers import independent
 from ftlib.paths import DATA_DIR
 
 __all__ = ["ARMS", "N_VAL", "RATES", "SEEDS", "TABLE", "Arm", "Table", "build", "load", "run_arm", "run_arms",
@@ -176,6 +177,7 @@ def _arms() -> list[Arm]:
 ARMS: list[Arm] = _arms()
 
 
+@independent
 def run_arm(arm: Arm, point: dict, seed: int) -> dict:
     """Train ``arm`` at grid ``point`` on ``seed`` and return its validation scores (``val_accuracy``, ``val_loss``
     rounded to :data:`ROUND` decimals) and the arm's ``measures`` (rounded alike): what the table stores. The test

@@ -16,6 +16,7 @@ from torch import nn
 from ftlib import data, stats
 from ftlib.course.lessons import records
 from ftlib.course.lessons.experiments import Results, run
+from ftlib.course.lessons.workers import independent
 from ftlib.course.runner import points
 from ftlib.data import ImageSet
 from ftlib.evaluation import evaluate
@@ -85,6 +86,7 @@ def _holding(penalty: str, alpha: float, start: dict) -> Callable[[nn.Module], d
     return prepare
 
 
+@independent
 def regularized_run(penalty: str, alpha: float, lr: float, seed: int, n: int = 5, steps: int = 100,
                     target: str = "mnist", n_val: int = N_VAL) -> dict:
     """Fine-tune the shipped model on ``n`` labels per class of ``target`` under a penalty, and measure it.

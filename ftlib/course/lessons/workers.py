@@ -11,6 +11,10 @@ fresh processes ('spawn'): a process forked from a kernel whose OpenMP threads h
 kernel (a few seconds, while the kernel trains the first run) and import the course themselves, so a run must be a
 function of a module: one written in the notebook (a learner's ``build``) or a lambda runs in the kernel, as before.
 
+Only a driver marked :func:`independent` goes to the pool: one whose record is all it leaves behind. A driver that
+also writes somewhere (lesson 08's ``method_run`` keeps each model in a dictionary the notebook reads later) would
+write into a worker's copy and lose it, so an unmarked one runs in the kernel.
+
 ``$FTLIB_WORKERS`` sets the pool's size (``1``: everything in the kernel). The default is one per core up to
 :data:`MOST` in a notebook's kernel, a ``python -m`` command or the tests, and 1 on a GPU (one process keeps it
 busy) or in a script run by its path (a worker would import the script again: set ``FTLIB_WORKERS`` there, with the
@@ -20,6 +24,7 @@ script's work under ``if __name__ == "__main__":``).
 from __future__ import annotations
 
 import atexit
+import functools
 import multiprocessing
 import os
 import pickle
@@ -31,7 +36,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from ftlib.checks import SettingError
 
-__all__ = ["MOST", "run_calls", "worker_count"]
+__all__ = ["MOST", "independent", "run_calls", "worker_count"]
 
 MOST = 2  # processes at most by default: the course is written for a 2-core laptop
 _pool: ProcessPoolExecutor | None = None
@@ -63,9 +68,24 @@ def _main_is_safe() -> bool:
     return spec is not None or path is None or os.path.basename(path) in ("pytest", "py.test")
 
 
+def independent(run: Callable[..., dict]) -> Callable[..., dict]:
+    """Mark ``run`` as a driver whose record is all it leaves behind (it seeds itself and writes nowhere else), so
+    that :func:`run_calls` may run it in a worker; returns ``run``."""
+    run.independent = True
+    return run
+
+
+def _is_independent(run: Callable[..., dict]) -> bool:
+    while isinstance(run, functools.partial):
+        run = run.func
+    return getattr(run, "independent", False) is True
+
+
 def _travels(calls: Sequence[tuple[Callable[..., dict], dict]]) -> bool:
-    """Whether every run can be sent to a worker: a function of a module, with arguments that pickle (a notebook's
-    own function or a lambda cannot)."""
+    """Whether every run can be sent to a worker: an :func:`independent` driver of a module, with arguments that
+    pickle (a notebook's own function or a lambda cannot)."""
+    if not all(_is_independent(run) for run, _ in calls):
+        return False
     try:
         return b"__main__" not in pickle.dumps(list(calls))
     except (pickle.PicklingError, AttributeError, TypeError):
@@ -108,8 +128,9 @@ def run_calls(calls: Sequence[tuple[Callable[..., dict], dict]], progress: Calla
     """``run(**options)`` for each ``(run, options)`` of ``calls``: their records, in the order of ``calls``.
 
     With more than one worker (:func:`worker_count`) and more than one call, the runs go to the pool; otherwise,
-    or where a run cannot travel, they run here one after the other. ``progress`` is called once per finished run.
-    An interrupt (Ctrl+C) cancels the runs not started and carries the records finished in order as ``.results``.
+    or where a run is not :func:`independent` or cannot travel, they run here one after the other. ``progress`` is
+    called once per finished run. An interrupt (Ctrl+C) cancels the runs not started and carries the records
+    finished in order as ``.results``.
     """
     calls = list(calls)
     if min(worker_count(), len(calls)) <= 1 or not _travels(calls):
