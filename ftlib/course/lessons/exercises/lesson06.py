@@ -15,7 +15,6 @@ from ftlib.course.lessons.exercises import (
     attempted,
     cells_not_run,
     check_prediction,
-    check_target,
     exercise,
     not_attempted,
     tell,
@@ -46,34 +45,44 @@ def turning_step(guess: float | EllipsisType, history: History) -> Feedback:
 @exercise
 def stop_a_real_run(rule: EarlyStopping | EllipsisType, histories: list[History], seed: int = 1,
                     steps: int = 150) -> Feedback:
-    """Do: ``rule`` stops a real run of seed 1 (the lesson's setting, about 1.5 s) by itself within half of the
-    ``steps`` and restores (``restore_best``) the step with the lowest validation loss of the whole recorded run."""
+    """Do: ``rule`` stops a real run of seed 1 (the lesson's setting, about 1.5 s) by itself, restores
+    (``restore_best``) the step with the lowest validation loss of the whole recorded run, and trains no more steps
+    than the least patient rule that still restores it."""
     if not attempted(rule):
         return not_attempted("build the rule, stopping.EarlyStopping(...),")
     if not isinstance(rule, EarlyStopping):
         return tell(False, "Build the rule with stopping.EarlyStopping(monitor, patience=..., "
                     f"min_delta=...), not {type(rule).__name__}.")
     if not rule.restore_best:
-        return tell(False, "Not yet: your rule has restore_best=False, so it keeps the weights of the step where it "
-                           "stops, not those of its best step: nothing is restored. Let it restore the best.")
+        return tell(False, "Not yet: your rule has restore_best=False, so it would keep the weights of the step "
+                           "where it stops, not those of its best step. Let it restore the best.")
+    if rule.monitor != "val_loss":
+        return tell(False, f"Not yet: your rule watches {rule.monitor}; the step to restore is the one with the "
+                           "lowest validation loss, so watch val_loss.")
     if not histories:
         return cells_not_run("the recorded runs (histories)")
-    full = histories[seed] if seed < len(histories) else es.long_run(seed, 25, 0.3, 0.2, steps, 10,
+    lr = es.rate()
+    full = histories[seed] if seed < len(histories) else es.long_run(seed, 25, 0.3, 0.2, steps, 10, lr,
                                                                       watch_test=False).history
     low = full.eval_step[min(range(len(full.val_loss)), key=lambda i: full.val_loss[i])]
-    run = es.long_run(seed, 25, 0.3, 0.2, steps, 10, watch_test=False, early_stopping=rule)
+    finds = (es.early_stop(full, p, 0.0) for p in range(1, len(full.eval_step) + 1))
+    fewest = next(stop["steps"] for stop in finds if stop["best_step"] == low)  # the least patient rule that does
+    run = es.long_run(seed, 25, 0.3, 0.2, steps, 10, lr, watch_test=False, early_stopping=rule)
     trained, best = run.history.stopped_step or steps, run.history.best_step
     accuracy = evaluate(run.model, data.test_set("mnist")).accuracy
     print(f"seed {seed}: your rule trained {trained} of {steps} steps and restored step {best} ({accuracy:.1%} on "
           f"the clean test digits); the whole run's lowest validation loss is at step {low}")
     if best != low:
         return tell(False, f"Not yet: the rule restored step {best}, not the step where the validation loss of "
-                    "the whole run is lowest. Look at: what it watches (the validation loss) and min_delta (a "
-                    "large one ignores real improvements).")
-    every = full.eval_step[1] - full.eval_step[0] if len(full.eval_step) > 1 else steps
-    return check_target(trained, target=steps // 2, at_least=False, quantity="steps trained",
-                        hint=f"each evaluation of patience costs {every} more steps after the best, and with the "
-                             "best weights restored it buys nothing on this curve: a smaller patience.")
+                    "the whole run is lowest: it stopped before it got there. Look at: the patience (too little "
+                    "stops on a bump) and min_delta (a large one ignores real improvements).")
+    if trained > fewest:
+        return tell(False, f"Not yet: your rule trained {trained} steps, {trained - low} after the step it restores; "
+                    "a less patient rule still restores that step and trains fewer. Look at: each evaluation of "
+                    "patience trains more steps after the best, and with the best weights restored it buys nothing "
+                    "more on this curve.")
+    return tell(True, f"Right: it restores the run's lowest validation loss (step {low}) and stops {trained - low} "
+                      "steps after it, as early as any patience can on this curve without stopping on a bump.")
 
 
 PATIENCE_QUESTION = Question(
@@ -108,8 +117,8 @@ HINTS: dict[str, tuple[str, str]] = {
     "stop_a_real_run": (
         "Watch the validation loss and keep the best weights (restore_best); what is left to choose is the "
         "patience.",
-        "Each evaluation of patience trains more steps after the best: the lesson's tables show what a long "
-        "patience buys on this curve."),
+        "Start with a patience of 1 and raise it one at a time: too little stops on a bump before the lowest "
+        "point, too much trains steps that buy nothing."),
     "choose_patience_on": (
         "What happens to a score once it has been used to pick the best of several options?",
         "The oracle picks the step by its test accuracy: why can no project reach its score?"),
