@@ -56,25 +56,32 @@ def curve(seed: int, n_labelled: int, noise: float, val_fraction: float, steps: 
 
 
 def policy_run(policy: str, seed: int, lr: float, n_labelled: int = 25, noise: float = 0.3, val_fraction: float = 0.2,
-               steps: int = 150, eval_every: int = 10, patience: int = 5, min_delta: float = 0.0,
+               max_steps: int = 150, eval_every: int = 10, patience: int = 5, min_delta: float = 0.0,
                schedule: str = SCHEDULE) -> dict:
     """The tuning table's driver: one stopping ``policy`` (of :data:`POLICIES`) on a long run at rate ``lr``.
 
     Returns the weights the policy keeps, scored on the clean test set (``accuracy``) and on the noisy validation
     set carved from the labelled digits (``val_accuracy``, ``val_loss``: what a project can choose the rate on),
-    the ``steps`` trained, the ``best_step`` kept and the run's ``history``. ``patience`` and ``min_delta`` are
+    the ``steps`` trained (of ``max_steps``), the ``best_step`` kept and the run's ``history``. ``patience`` and ``min_delta`` are
     those of early stopping (unused by training to the end). Early stopping is replayed on the run's recorded
     :func:`curve` (test watched at every evaluation, for the lesson's oracle and plots); training to the end only
     needs its last weights scored on test, once.
     """
     if policy == "train to the end":
-        trained = long_run(seed, n_labelled, noise, val_fraction, steps, eval_every, lr, watch_test=False,
+        trained = long_run(seed, n_labelled, noise, val_fraction, max_steps, eval_every, lr, watch_test=False,
                            schedule=schedule)
         history = trained.history
         return {**replay(history, policy), "accuracy": evaluate(trained.model, data.test_set("mnist")).accuracy,
                 "history": history}
-    history = curve(seed, n_labelled, noise, val_fraction, steps, eval_every, lr, schedule)
+    history = curve(seed, n_labelled, noise, val_fraction, max_steps, eval_every, lr, schedule)
     return {**replay(history, policy, patience, min_delta), "history": history}
+
+
+def early_stop(history: History, patience: int, min_delta: float, monitor: str = "val_loss") -> dict:
+    """The rule replayed on a recorded curve: steps trained, test accuracy of the restored step, and that step."""
+    best, stop = stopping_point(getattr(history, monitor), patience, min_delta, MONITORS[monitor])
+    stop_step = history.eval_step[stop] if stop is not None else len(history.step)
+    return {"steps": stop_step, "accuracy": history.eval_accuracy[best], "best_step": history.eval_step[best]}
 
 
 def replay(history: History, policy: str, patience: int = 5, min_delta: float = 0.0) -> dict:
@@ -112,7 +119,7 @@ def run_policies(table, seeds: Iterable[int], schedule: str = SCHEDULE, **settin
     """Each policy of :data:`POLICIES` run at its rate chosen in the tuning ``table`` (runs at one rate are shared),
     on ``seeds``, plus the oracle on early stopping's own runs: per seed and policy, ``accuracy`` (test),
     ``val_accuracy``, ``val_loss``, ``steps``, ``best_step``, ``lr``, ``history`` and ``label``. ``settings`` are the
-    lesson's (n_labelled, noise, ..., patience, min_delta), each passed to the arms that fix it."""
+    lesson's (n_labelled, noise, ..., max_steps, patience, min_delta), each passed to the arms that fix it."""
     from ftlib.course.lessons import tuning
 
     seeds = list(seeds)

@@ -146,7 +146,7 @@ def _lesson06() -> list[Arm]:
     """Lesson 06: each stopping policy a project can run, on long runs over noisy labels, at its rate chosen on the
     noisy validation set carved from the labelled digits (the driver's own: no held-out clean labels); under the
     lesson's constant rate and, as its check, under one-cycle (the batch is 32 in both)."""
-    fixed = {"n_labelled": 25, "noise": 0.3, "val_fraction": 0.2, "steps": 150, "eval_every": 10}
+    fixed = {"n_labelled": 25, "noise": 0.3, "val_fraction": 0.2, "max_steps": 150, "eval_every": 10}
     notes = {"constant": "batch 32 and a constant rate, fixed on purpose: a stop cuts the budget short",
              "onecycle": "batch 32 fixed on purpose, as under the constant rate: only the schedule changes"}
     stops = {"train to the end": {}, "early stopping, patience 5": {"patience": 5, "min_delta": 0.0}}
