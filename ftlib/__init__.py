@@ -29,6 +29,12 @@ command line reaches it only for its course commands: ``run``, ``refresh``, ``be
 from __future__ import annotations
 
 import importlib
+import os as _os
+
+# Idle OpenMP threads sleep instead of spinning. The course runs independent runs in two processes of two torch
+# threads each (ftlib.course.lessons.workers); on two cores, spinning threads made one run 3x slower (measured).
+# It changes no number, only how an idle thread waits, and it is read once, when torch loads: so before it.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __all__ = ["analysis", "augment", "backbones", "checkpoint", "checks", "course", "data", "distributed", "evaluation",
            "export", "folder", "freeze", "lm", "lora", "lr", "models", "paths", "probe", "recipe", "regularize",

@@ -59,17 +59,34 @@ def test_decoupled_decay_shrinks_the_backbone_only():
     assert [g["weight_decay"] for g in optimizer.param_groups] == [2.0, 0.0]
 
 
-def test_tuned_picks_the_best_validation_score_ties_go_to_the_weaker_and_validation_decides_use():
-    results = experiments.Results([
-        {"penalty": "none", "alpha": 0.0, "seed": 0, "val_accuracy": 0.8, "accuracy": 0.1},
-        {"penalty": "l2sp", "alpha": 0.1, "seed": 0, "val_accuracy": 0.9, "accuracy": 0.2},
-        {"penalty": "l2sp", "alpha": 1.0, "seed": 0, "val_accuracy": 0.9, "accuracy": 0.3},
-        {"penalty": "none", "alpha": 0.0, "seed": 1, "val_accuracy": 0.9, "accuracy": 0.4},
-        {"penalty": "l2sp", "alpha": 0.1, "seed": 1, "val_accuracy": 0.9, "accuracy": 0.5},
-    ])
-    assert wr.tuned(results, "l2sp").values("alpha") == [0.1, 0.1]  # among the penalty's own strengths
-    choice = wr.compare_tuned(results)  # use it only where validation beats no penalty's (seed 0, not seed 1)
-    assert choice.gains["l2sp"] == pytest.approx([0.1, 0.0])
+def _trace():
+    """Two penalties over three strengths on two seeds: validation falls and letters kept move with the strength."""
+    rows = {("l2sp", 0.01): (0.90, (0.75, 0.80)), ("l2sp", 0.1): (0.895, (0.85, 0.90)),
+            ("l2sp", 1.0): (0.85, (0.95, 0.95)), ("l2", 0.01): (0.90, (0.69, 0.70)),
+            ("l2", 0.1): (0.80, (0.60, 0.60)), ("l2", 1.0): (0.70, (0.5, 0.5))}
+    return experiments.Results({"penalty": p, "alpha": a, "seed": s, "val_accuracy": v, "retention": kept[s]}
+                               for (p, a), (v, kept) in rows.items() for s in (0, 1))
+
+
+def test_affordable_takes_each_penalty_strongest_strength_within_the_budget_and_pairs_letters_by_seed():
+    free = experiments.Results({"seed": s, "val_accuracy": 0.90, "retention": 0.70} for s in (0, 1))
+    at_budget = wr.affordable(_trace(), free, budget=1.0)
+    assert at_budget.strength == {"l2sp": 0.1, "l2": 0.01}
+    assert at_budget.gains["l2sp"] == pytest.approx([0.15, 0.20]) and at_budget.gains["l2"] == pytest.approx(
+        [-0.01, 0.0])
+    assert wr.affordable(_trace(), free, budget=0.0).strength == {"l2sp": 0.01, "l2": 0.01}
+    none_fit = wr.affordable(_trace(), experiments.Results({"seed": s, "val_accuracy": 0.99, "retention": 0.7}
+                                                           for s in (0, 1)), budget=1.0)
+    assert none_fit.strength == {"l2sp": None, "l2": None} and "every strength costs more" in none_fit.text
+
+
+def test_paired_differences_say_whether_the_seeds_resolve_them():
+    first = experiments.Results({"seed": s, "accuracy": a} for s, a in enumerate((0.80, 0.81, 0.82)))
+    second = experiments.Results({"seed": s, "accuracy": a} for s, a in enumerate((0.70, 0.70, 0.71)))
+    differences, line = wr.paired(first, second)
+    assert differences == pytest.approx([0.10, 0.11, 0.11]) and line.endswith(": helps")
+    noisy = experiments.Results({"seed": s, "accuracy": a} for s, a in enumerate((0.75, 0.68, 0.72)))
+    assert wr.paired(noisy, second)[1].endswith("not resolved at this scale")
 
 
 def test_rank_correlation():
@@ -79,8 +96,8 @@ def test_rank_correlation():
 
 def test_a_decay_run_reports_every_measure():
     record = wr.regularized_run("decay", 1.0, 1e-3, seed=0, steps=3, n_val=2)
-    assert {"accuracy", "val_accuracy", "drift", "layer_drift", "direction_drift", "output_change", "retention",
-            "retention_bn"} == set(record)
+    assert {"accuracy", "val_accuracy", "val_loss", "drift", "layer_drift", "direction_drift", "output_change",
+            "retention", "retention_bn"} == set(record)
     assert 0 <= record["retention"] <= 1 and record["output_change"] >= 0
 
 
@@ -89,25 +106,43 @@ def test_a_decay_run_reports_every_measure():
 from ftlib.course.lessons.exercises import lesson05 as ex05  # noqa: E402
 
 
-def _sweep(kept):
-    return experiments.Results({"penalty": p, "seed": s, "retention": k} for p, k in kept.items() for s in (0, 1))
+def _traced(kept):
+    """A trace where every penalty's one strength costs nothing on validation and keeps ``kept`` letters."""
+    return experiments.Results({"penalty": p, "alpha": 0.1, "seed": s, "val_accuracy": 0.9, "retention": k}
+                               for p, k in kept.items() for s in (0, 1))
+
+
+_FREE = experiments.Results({"seed": s, "val_accuracy": 0.9, "retention": 0.8} for s in (0, 1))
 
 
 def test_exercises_untouched_print_what_to_do_and_compute_nothing(capsys):
-    sweep = _sweep({"none": 0.8, "decay": 0.7, "l2": 0.8, "l2sp": 0.9})
-    for feedback in (ex05.most_letters(..., sweep), ex05.build_l2sp(...), ex05.decay_pulls_to(...)):
+    trace = _traced({"decay": 0.7, "l2": 0.8, "l2sp": 0.9})
+    for feedback in (ex05.most_letters(..., trace, _FREE, 1.0), ex05.build_l2sp(...), ex05.decay_pulls_to(...)):
         assert feedback.passed is None and "not attempted" in feedback.message
     out = capsys.readouterr().out
     assert "\"decay\", \"l2\" or \"l2sp\"" in out and ") Towards zero" in out
 
 
 def test_most_letters_solution_passes_and_a_wrong_guess_gets_the_measured_order():
-    sweep = _sweep({"none": 0.8, "decay": 0.7, "l2": 0.8, "l2sp": 0.9})
-    assert ex05.most_letters(ex05.SOLUTIONS["most_letters"], sweep).passed is True
-    wrong = ex05.most_letters(ex05.WRONG_ANSWERS["most_letters"][0][0], sweep)
-    assert wrong.passed is False and "keeps fewer letters than another penalty" in wrong.message
-    assert "only L2-SP pulls towards the pretrained weights" not in wrong.message
-    assert ex05.most_letters("adam", sweep).passed is False
+    trace = _traced({"decay": 0.7, "l2": 0.8, "l2sp": 0.9})
+    assert ex05.most_letters(ex05.SOLUTIONS["most_letters"], trace, _FREE, 1.0).passed is True
+    assert ex05.most_letters(" L2-SP ", trace, _FREE, 1.0).passed is True
+    for guess in ("decay", "l2"):  # the wrong answer and its neighbour
+        wrong = ex05.most_letters(guess, trace, _FREE, 1.0)
+        assert wrong.passed is False and "keeps fewer letters than another penalty" in wrong.message
+        assert "only L2-SP pulls towards the pretrained weights" not in wrong.message
+    assert ex05.most_letters("adam", trace, _FREE, 1.0).passed is False
+    assert ex05.most_letters("l2sp", trace.where(penalty="l2"), _FREE, 1.0).passed is None  # cells not run
+
+
+def test_most_letters_at_the_lesson_settings_has_one_clear_answer():
+    from ftlib.course.lessons import tuning
+
+    table = tuning.load()
+    trace, free = wr.trace_table(table), table.records("05 no penalty")
+    gains = wr.affordable(trace, free, 1.0).gains
+    assert all(min(gains["l2sp"]) > max(gains[p]) for p in ("decay", "l2"))  # every seed, not just the mean
+    assert ex05.most_letters("l2sp", trace, free, 1.0).passed is True
 
 
 def test_decay_question_solution_and_wrong_answer():
@@ -117,12 +152,33 @@ def test_decay_question_solution_and_wrong_answer():
 
 
 @pytest.mark.slow
-def test_build_l2sp_a_gentle_strength_passes_and_section_1s_strength_costs_validation_digits():
+def test_build_l2sp_the_solution_passes_and_wrong_or_lazy_answers_fail():
     assert ex05.build_l2sp(ex05.SOLUTIONS["build_l2sp"]).passed is True
-    wrong = ex05.build_l2sp(ex05.WRONG_ANSWERS["build_l2sp"][0][0])
-    assert wrong.passed is False and "too strong" in wrong.message
+    for wrong, why in ex05.WRONG_ANSWERS["build_l2sp"]:  # too strong (alpha 1), and alpha 0 (no pull at all)
+        feedback = ex05.build_l2sp(wrong)
+        assert feedback.passed is False and why in feedback.message, (why, feedback.message)
+    huge = ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=100.0))
+    assert huge.passed is False and "lose" in huge.message
+    noise = ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=0.0003))  # a gain inside the seeds' noise
+    assert noise.passed is False
     towards_zero = ex05.build_l2sp(lambda model: regularize.L2Penalty(0.01))
     assert towards_zero.passed is False and "not an L2SP" in towards_zero.message
+    assert ex05.build_l2sp(lambda model: None).passed is False
+    assert ex05.build_l2sp(0.01).passed is False
+
+
+def test_build_l2sp_judges_the_cost_at_its_edge_up_to_float_rounding(monkeypatch):
+    measured = {None: (0.90, 0.70), "gentle": (0.89 - 1e-15, 0.76)}  # a cost of 1.0000000000000009 points
+
+    def fake(build, seed=0):
+        val, kept = measured[None if build is None else "gentle"]
+        return val, kept + 0.01 * seed
+
+    monkeypatch.setattr(ex05, "_measured", fake)
+    feedback = ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=0.01))
+    assert feedback.passed is True, feedback.message
+    measured["gentle"] = (0.888, 0.76)  # 1.2 points: over
+    assert ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=0.01)).passed is False
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from torch import nn
 
 from ftlib import data
 from ftlib.course.lessons.records import Results, check_record, choose
+from ftlib.course.lessons.workers import run_calls
 from ftlib.evaluation import evaluate
 from ftlib.freeze import count_parameters
 from ftlib.models import GlyphNet, pretrained_start
@@ -218,7 +219,8 @@ def run_grid(run: Callable[..., dict], progress: bool = False, **axes: Iterable)
     An interrupt (Ctrl+C) stops the grid; the ``KeyboardInterrupt`` carries the finished runs as ``.results``.
     Each record holds the point's coordinates plus what ``run`` returned, under the names of
     :data:`~ftlib.course.lessons.records.MEASURES` (checked: a misnamed measure is an error), e.g.
-    ``run_grid(transfer_run, method=["scratch"], target=["mnist"], n=[1, 5], seed=range(3))``.
+    ``run_grid(transfer_run, method=["scratch"], target=["mnist"], n=[1, 5], seed=range(3))``. The runs are
+    independent, so they share the cores (:func:`~ftlib.course.lessons.workers.run_calls`): same records, same order.
     """
     from tqdm.auto import tqdm
 
@@ -230,12 +232,15 @@ def run_grid(run: Callable[..., dict], progress: bool = False, **axes: Iterable)
     empty = [name for name, values in zip(names, map(list, axes.values())) if not values] if not points else []
     if empty:
         raise ValueError(f"axis {empty[0]} has no values: the grid would run nothing; give at least one")
-    results = Results()
+    coordinates = [dict(zip(names, point)) for point in points]
+    bar = tqdm(total=len(points), disable=not progress, desc="runs", leave=False)
     try:
-        for point in tqdm(points, disable=not progress, desc="runs", leave=False):
-            coords = dict(zip(names, point))
-            results.append({**coords, **check_record(run(**coords), coordinates=coords)})
+        records = run_calls([(run, coords) for coords in coordinates], progress=lambda: bar.update())
     except KeyboardInterrupt as interrupt:  # stop the grid, and keep the runs that finished
-        interrupt.results = results
+        interrupt.results = Results({**coords, **check_record(record, coordinates=coords)}
+                                    for coords, record in zip(coordinates, interrupt.results))
         raise
-    return results
+    finally:
+        bar.close()
+    return Results({**coords, **check_record(record, coordinates=coords)}
+                   for coords, record in zip(coordinates, records))

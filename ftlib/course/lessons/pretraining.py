@@ -48,11 +48,8 @@ def curve(ns: Iterable[int], seeds: int, steps: int, table: tuning.Table) -> Res
     """Every method of :data:`CURVE_METHODS` at every N of ``ns`` on seeds ``0 .. seeds - 1``, each at its setting
     chosen on validation (:func:`~ftlib.course.lessons.tuning.run_chosen`): test and validation scores per run. An N
     or ``steps`` the table did not tune keeps the nearest arm's setting, and the records' ``label`` says so."""
-    results = Results()
-    for n in ns:
-        for method in CURVE_METHODS:
-            results += tuning.run_chosen(arm_key(method, n, table), range(seeds), table, n=n, steps=steps)
-    return results
+    return tuning.run_plan([(arm_key(method, n, table), {"n": n, "steps": steps}) for n in ns
+                            for method in CURVE_METHODS], range(seeds), table)
 
 
 def rate_grid(table: tuning.Table, keys: dict[str, str]) -> str:

@@ -31,7 +31,7 @@ from ftlib.course.lessons.records import Results, choose, layout, spread
 from ftlib.paths import DATA_DIR
 
 __all__ = ["ARMS", "N_VAL", "RATES", "SEEDS", "TABLE", "Arm", "Table", "build", "load", "run_arm", "run_arms",
-           "run_chosen"]
+           "run_chosen", "run_plan"]
 
 TABLE = DATA_DIR / "tuning.json"
 RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)  # the course's one grid of peak rates (lowest first: ties)
@@ -142,6 +142,32 @@ def _lesson04() -> list[Arm]:
                    for s in (0, 0.5)]
 
 
+def _lesson05() -> list[Arm]:
+    """Lesson 05: no penalty (its rate tuned); each penalty's strength tuned at that rate, with the letters kept
+    traced over the strengths; each penalty at one strong setting fixed on purpose (the mechanisms); at a rate too
+    high on purpose, no penalty and L2-SP (its strength tuned)."""
+    fixed = {"n": 5, "steps": 100, "target": "mnist"}
+    measures = ("retention", "retention_bn", "output_change", "drift", "direction_drift")
+    run = "weight_regularization:regularized_run"
+    one_rate = ("rate fixed on purpose at no penalty's chosen rate: the ways of holding the weights are compared "
+                "at one rate")
+    strengths = {"decay": (0.01, 0.1, 1.0, 3.0, 10.0), "l2": (0.001, 0.01, 0.1, 1.0, 10.0),
+                 "l2sp": (0.001, 0.01, 0.1, 1.0, 10.0)}  # weakest first: a tie goes to the weakest
+    shown = {"decay": 10.0, "l2": 1.0, "l2sp": 1.0}  # strong enough to show what each does to the weights
+    names = {"decay": "weight decay", "l2": "L2 in the loss", "l2sp": "L2-SP"}
+    arms = [Arm("05", "no penalty", run, {"penalty": "none", "alpha": 0.0, **fixed}, measures=measures)]
+    arms += [Arm("05", names[p], run, {"penalty": p, "lr": 3e-3, **fixed}, grid={"alpha": strengths[p]},
+                 note=one_rate, measures=measures) for p in strengths]
+    arms += [Arm("05", f"{names[p]} {shown[p]:g}, shown", run, {"penalty": p, "alpha": shown[p], "lr": 3e-3, **fixed},
+                 grid={}, note="strength fixed on purpose: strong enough to show what the penalty does to the "
+                 "weights", measures=measures) for p in shown]
+    high = "rate fixed on purpose: too high, to see what holding the weights rescues"
+    return arms + [Arm("05", "no penalty, lr 0.03", run, {"penalty": "none", "alpha": 0.0, "lr": 3e-2, **fixed},
+                       grid={}, note=high, measures=measures),
+                   Arm("05", "L2-SP, lr 0.03", run, {"penalty": "l2sp", "lr": 3e-2, **fixed},
+                       grid={"alpha": strengths["l2sp"]}, note=high, measures=measures)]
+
+
 def _lesson06() -> list[Arm]:
     """Lesson 06: each stopping policy a project can run, on long runs over noisy labels, at its rate chosen on the
     noisy validation set carved from the labelled digits (the driver's own: no held-out clean labels); under the
@@ -157,7 +183,7 @@ def _lesson06() -> list[Arm]:
 
 def _arms() -> list[Arm]:
     """Every lesson's arms (one function per lesson)."""
-    return [*_lesson03(), *_lesson04(), *_lesson02(), *_lesson01(), *_lesson06()]
+    return [*_lesson03(), *_lesson04(), *_lesson02(), *_lesson01(), *_lesson05(), *_lesson06()]
 
 
 ARMS: list[Arm] = _arms()
@@ -177,18 +203,23 @@ def run_arm(arm: Arm, point: dict, seed: int) -> dict:
 def tune(arm: Arm, seeds: Iterable[int] | None = None, progress: Callable[[str], None] | None = None) -> dict:
     """The table's entry for ``arm``: every grid point's validation scores on every seed, and the point chosen by
     the course's one rule (:func:`~ftlib.course.lessons.records.choose`)."""
+    from ftlib.course.lessons.workers import run_calls
+
     candidates = arm.candidates()
-    records = Results()
+    runs = [(position, point, seed) for position, point in enumerate(candidates)
+            for seed in (SEEDS if seeds is None else seeds)]
+    scores = run_calls([(run_arm, {"arm": arm, "point": point, "seed": seed}) for _, point, seed in runs])
+    records = Results({"candidate": position, **point, "seed": seed, **score}
+                      for (position, point, seed), score in zip(runs, scores))
     for position, point in enumerate(candidates):
-        for seed in SEEDS if seeds is None else seeds:
-            records.append({"candidate": position, **point, "seed": seed, **run_arm(arm, point, seed)})
         if progress:
             progress(f"{arm.key}: {point or 'no knob'}: validation "
                      f"{records.mean('val_accuracy', candidate=position):.1%}")
     chosen = candidates[choose(records, "candidate")]
     return {"lesson": arm.lesson, "arm": arm.name, "run": arm.run, "fixed": arm.fixed,
             "grid": {k: list(v) for k, v in arm.grid.items()}, "rates": arm.rates, "note": arm.note,
-            **({"measures": list(arm.measures)} if arm.measures else {}), "chosen": chosen, "records": [{k: v for k, v in r.items() if k != "candidate"} for r in records]}
+            **({"measures": list(arm.measures)} if arm.measures else {}), "chosen": chosen,
+            "records": [{k: v for k, v in r.items() if k != "candidate"} for r in records]}
 
 
 def settings() -> dict:
@@ -243,35 +274,44 @@ def build(path: Path, lessons: Iterable[str] | None = None, base: Path | None = 
 
 def run_chosen(key: str, seeds: Iterable[int], table: Table | None = None, **changes) -> Results:
     """Run arm ``key`` of the table at its chosen setting on ``seeds``, scored on test and on validation: the
-    records of a lesson's comparison, through :func:`~ftlib.course.lessons.experiments.run_grid`.
+    records of a lesson's comparison (see :func:`run_plan`).
 
     ``changes`` replace fixed settings (a learner's ``steps=200``; ``n=40`` with the arm of the nearest tuned N):
     the setting then stays the one chosen for the table's settings, and each record's ``label`` says so. Each
     record also holds the arm's fixed settings and ``label``: the arm's name (plus what changed).
     """
-    from ftlib.course.lessons.experiments import run_grid
-
-    table = table or load()
-    arm = table.arm(key)
-    unknown = sorted(set(changes) - set(arm.fixed))
-    if unknown:
-        raise ValueError(f"{key} has no fixed setting {unknown[0]!r} to change: it fixes {', '.join(arm.fixed)}")
-    changed = {k: v for k, v in changes.items() if v != arm.fixed[k]}
-    settings = {**arm.fixed, **changes}
-    extra = {} if arm.run.startswith(_OWN_VALIDATION) else {"n_val": [N_VAL]}
-    results = run_grid(arm.driver(), **{k: [v] for k, v in settings.items()},
-                       **{k: [v] for k, v in table.options(key).items()}, seed=list(seeds), **extra)
-    label = arm.name + "".join(f" ({k} {v}, tuned at {arm.fixed[k]})" for k, v in changed.items())
-    for record in results:
-        record["label"] = label
-    return results
+    return run_plan([(key, changes)], seeds, table)
 
 
 def run_arms(keys: Iterable[str], seeds: Iterable[int], table: Table | None = None, **changes) -> Results:
-    """:func:`run_chosen` for each arm of ``keys`` on ``seeds``, one after the other, in one :class:`Results`:
-    test and validation scores, each record labelled with its arm (``changes`` as there, e.g. ``steps=200``)."""
+    """:func:`run_chosen` for each arm of ``keys`` on ``seeds``, in one :class:`Results`: test and validation
+    scores, each record labelled with its arm (``changes`` as there, e.g. ``steps=200``)."""
+    return run_plan([(key, changes) for key in keys], seeds, table)
+
+
+def run_plan(plan: Iterable[tuple[str, dict]], seeds: Iterable[int], table: Table | None = None) -> Results:
+    """Each ``(key, changes)`` of ``plan`` at its chosen setting on every seed of ``seeds`` (as :func:`run_chosen`),
+    all the runs sharing the cores at once (:func:`~ftlib.course.lessons.workers.run_calls`); the records in the
+    order of ``plan``, then ``seeds``."""
+    from ftlib.course.lessons.records import check_record
+    from ftlib.course.lessons.workers import run_calls
+
+    table = table or load()
     seeds = list(seeds)
-    return Results(record for key in keys for record in run_chosen(key, seeds, table, **changes))
+    runs = []
+    for key, changes in plan:
+        arm = table.arm(key)
+        unknown = sorted(set(changes) - set(arm.fixed))
+        if unknown:
+            raise ValueError(f"{key} has no fixed setting {unknown[0]!r} to change: it fixes {', '.join(arm.fixed)}")
+        changed = {k: v for k, v in changes.items() if v != arm.fixed[k]}
+        label = arm.name + "".join(f" ({k} {v}, tuned at {arm.fixed[k]})" for k, v in changed.items())
+        extra = {} if arm.run.startswith(_OWN_VALIDATION) else {"n_val": N_VAL}
+        runs += [(arm.driver(), {**arm.fixed, **changes, **table.options(key), "seed": seed, **extra}, label)
+                 for seed in seeds]
+    records = run_calls([(driver, coordinates) for driver, coordinates, _ in runs])
+    return Results({**coordinates, **check_record(record, coordinates=coordinates), "label": label}
+                   for (_, coordinates, label), record in zip(runs, records))
 
 
 class Table:

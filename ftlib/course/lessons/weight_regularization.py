@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from statistics import fmean
 from types import SimpleNamespace
 
@@ -12,7 +13,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from ftlib import data
+from ftlib import data, stats
 from ftlib.course.lessons import records
 from ftlib.course.lessons.experiments import Results, run
 from ftlib.course.runner import points
@@ -24,9 +25,10 @@ from ftlib.runtime import model_device
 from ftlib.schedules import make_schedule
 
 __all__ = ["COLOURS", "COLUMNS", "HEAD_DECAY", "LETTERS_USED", "LIVE_STRENGTHS", "NAMES", "N_VAL", "PENALTIES",
-           "check_claims", "compare_rescue", "compare_tuned", "explain_drift", "label", "live_l2sp", "plot_drift",
-           "plot_statistics", "rank_agreement", "rank_correlation", "regularized_run", "shipped_retention",
-           "show_difference", "split_forgetting", "summary", "tuned"]
+           "TRACED", "affordable", "label", "check_claims", "explain_drift", "explain_turning", "live_l2sp", "paired",
+           "plot_drift", "plot_statistics", "plot_trace", "rank_agreement", "rank_correlation", "regularized_run",
+           "shipped_retention", "show_difference", "show_trace", "split_forgetting", "stored", "summary",
+           "trace_table", "turning"]
 
 PENALTIES = ("none", "decay", "l2", "l2sp")
 NAMES = {"none": "no penalty", "decay": "weight decay (AdamW)", "l2": "L2 in the loss (Adam)",
@@ -65,26 +67,13 @@ def _decoupled(model: nn.Module, decay: float):
         [{**g, "weight_decay": 0.0 if g.get("name") == "head" else decay} for g in groups])
 
 
-def regularized_run(penalty: str, alpha: float, lr: float, seed: int, n: int = 5, steps: int = 100,
-                    target: str = "mnist", n_val: int = N_VAL) -> dict:
-    """Fine-tune the shipped model on ``n`` labels per class of ``target`` under a penalty, and measure it.
-
-    ``penalty`` (strength ``alpha`` on the backbone) is ``"none"``; ``"decay"``: AdamW's decoupled weight decay
-    (each step shrinks every backbone weight by ``lr * alpha`` of itself); ``"l2"``: ``alpha/2 ||w||^2`` added to
-    the loss (Adam then normalises its gradient with the data's); or ``"l2sp"``: ``alpha/2 ||w - w0||^2`` added to
-    the loss. The three pull the new head towards zero alike (``HEAD_DECAY``). Returns target ``accuracy`` (test)
-    and ``val_accuracy`` (``n_val`` held-out labels per class), backbone ``drift`` ``||w - w0||``, ``layer_drift``
-    and ``direction_drift`` (mean over layers of :func:`ftlib.regularize.layer_drift`, plain and scale-free),
-    ``output_change`` (KL of the letters predictions from the shipped model's, on 520 unlabelled letters that are
-    not test ones, with the letters head and the letters' BatchNorm statistics), and ``retention``: letters test
-    accuracy with the letters head put back, as is (``retention``) and with the letters' BatchNorm statistics
-    re-estimated (``retention_bn``).
-    """
+def _holding(penalty: str, alpha: float, start: dict) -> Callable[[nn.Module], dict]:
+    """The ``prepare`` step of a run under ``penalty`` of strength ``alpha``: it keeps the starting weights in
+    ``start`` and returns the ``fit`` options that hold the backbone (optimizer and penalty)."""
     if penalty not in PENALTIES:
         raise ValueError(f"unknown penalty {penalty!r}; choose one of {', '.join(PENALTIES)}")
-    start = {}
 
-    def penalise(model: nn.Module) -> dict:
+    def prepare(model: nn.Module) -> dict:
         start.update(starting_point(model))
         if penalty == "none":
             return {}
@@ -93,24 +82,101 @@ def regularized_run(penalty: str, alpha: float, lr: float, seed: int, n: int = 5
         rule = L2Penalty(alpha, HEAD_DECAY) if penalty == "l2" else L2SP(model, alpha, HEAD_DECAY)
         return {"penalty": rule}
 
+    return prepare
+
+
+def regularized_run(penalty: str, alpha: float, lr: float, seed: int, n: int = 5, steps: int = 100,
+                    target: str = "mnist", n_val: int = N_VAL) -> dict:
+    """Fine-tune the shipped model on ``n`` labels per class of ``target`` under a penalty, and measure it.
+
+    ``penalty`` (strength ``alpha`` on the backbone) is ``"none"``; ``"decay"``: AdamW's decoupled weight decay
+    (each step shrinks every backbone weight by ``lr * alpha`` of itself); ``"l2"``: ``alpha/2 ||w||^2`` added to
+    the loss (Adam then normalises its gradient with the data's); or ``"l2sp"``: ``alpha/2 ||w - w0||^2`` added to
+    the loss. The three pull the new head towards zero alike (``HEAD_DECAY``). Returns target ``accuracy`` (test)
+    and ``val_accuracy``, ``val_loss`` (``n_val`` held-out labels per class), backbone ``drift`` ``||w - w0||``,
+    ``layer_drift`` and ``direction_drift`` (mean over layers of :func:`ftlib.regularize.layer_drift`, plain and
+    scale-free), ``output_change`` (KL of the letters predictions from the shipped model's, on 520 unlabelled
+    letters that are not test ones, with the letters head and the letters' BatchNorm statistics), and
+    ``retention``: letters test accuracy with the letters head put back, as is (``retention``) and with the
+    letters' BatchNorm statistics re-estimated (``retention_bn``).
+    """
+    start = {}
     train_set, val_set = data.few_shot_split(target, n, n_val, seed)
-    model = run("fine-tune", train_set, seed, steps, lr=lr, prepare=penalise).model
+    model = run("fine-tune", train_set, seed, steps, lr=lr, prepare=_holding(penalty, alpha, start)).model
     head, letters, source_images = _source()
     probe = source_probe(model, head, source_images)  # the letters head and the letters' BatchNorm statistics
     with torch.no_grad():
         moved = output_change(probe(source_images.to(model_device(probe))), _shipped_logits())  # not test letters
+    validation = evaluate(model, val_set)
     return {"accuracy": evaluate(model, data.test_set(target)).accuracy,
-            "val_accuracy": evaluate(model, val_set).accuracy, "drift": drift(model, start),
+            "val_accuracy": validation.accuracy, "val_loss": validation.loss, "drift": drift(model, start),
             "layer_drift": fmean(layer_drift(model, start).values()),
             "direction_drift": fmean(layer_drift(model, start, scale_free=True).values()),
             "output_change": moved, "retention": retention(model, head, letters),
             "retention_bn": evaluate(probe, letters).accuracy}
 
 
+def turning(penalty: str, alpha: float, lr: float, seed: int, n: int = 5, steps: int = 100) -> dict[str, dict]:
+    """Fine-tune as :func:`regularized_run` does and follow each convolution's weights ``W`` step by step: per layer,
+    ``norm`` (``||W||`` at the end over ``||W0||``), ``mean_norm`` (the same, averaged over the steps), ``across``
+    (mean length of the part of a step ``W_t - W_(t-1)`` across ``W``, the part that can turn it; Adam makes it
+    about the rate in every weight, whatever their scale) and ``turn`` (mean angle, in degrees, between ``W_(t-1)``
+    and ``W_t``: how much a step changes the layer's direction, all a BatchNorm after it lets through)."""
+    start: dict = {}
+    previous: dict[str, torch.Tensor] = {}
+    seen: dict[str, list[tuple[float, float, float]]] = {}
+
+    def follow(model: nn.Module) -> dict:
+        for name, weight in model.named_parameters():
+            if name not in start or weight.dim() < 4:
+                continue
+            now, before = weight.detach().flatten().clone(), previous.get(name, start[name].flatten())
+            unit = before / before.norm()
+            step = now - before
+            across = float((step - torch.dot(step, unit) * unit).norm())
+            cosine = float(torch.dot(now, unit) / now.norm())
+            seen.setdefault(name, []).append((float(now.norm() / start[name].norm()), across,
+                                              math.degrees(math.acos(max(-1.0, min(1.0, cosine))))))
+            previous[name] = now
+        return {}
+
+    run("fine-tune", data.few_shot("mnist", n, seed), seed, steps, lr=lr, prepare=_holding(penalty, alpha, start),
+        evaluate=follow, eval_every=1)
+    return {name.split(".")[0]: {"norm": rows[-1][0], "mean_norm": fmean(r[0] for r in rows),
+                                 "across": fmean(r[1] for r in rows), "turn": fmean(r[2] for r in rows)}
+            for name, rows in seen.items()}
+
+
+def _ratios(runs: dict[str, dict[str, dict]], label: str, base: str, key: str) -> str:
+    return ", ".join(f"x{runs[label][k][key] / runs[base][k][key]:.2f}" for k in runs[base])
+
+
+def explain_turning(runs: dict[str, dict[str, dict]]) -> str:
+    """Per layer, for each labelled :func:`turning` run: the norm at the end and on average, the mean step across
+    the weights and the mean turn per step; then each run over the first, per layer."""
+    labels = list(runs)
+    layers = list(runs[labels[0]])
+    width = max(len(label) for label in labels) + 2
+    lines = [f"{'layer':<8}{'':<{width}}{'||W||/||W0||: end':>19}{'mean':>7}{'step across W':>15}"
+             f"{'turn per step':>15}"]
+    for layer in layers:
+        for k, label in enumerate(labels):
+            row = runs[label][layer]
+            lines.append(f"{layer if k == 0 else '':<8}{label:<{width}}{row['norm']:>19.2f}{row['mean_norm']:>7.2f}"
+                         f"{row['across']:>15.4f}{row['turn']:>14.3f}°")
+    base = labels[0]
+    for label in labels[1:]:
+        lines.append(f"{label} over {base}, layer by layer: mean norm {_ratios(runs, label, base, 'mean_norm')}; "
+                     f"step across W {_ratios(runs, label, base, 'across')}; turn per step "
+                     f"{_ratios(runs, label, base, 'turn')}")
+    return "\n".join(lines)
+
+
 COLOURS = {"none": "0.35", "decay": "C0", "l2": "C1", "l2sp": "C2"}  # one colour per penalty in every plot
-COLUMNS = {"accuracy": ("digits test", True), "retention": ("letters kept", True),
-           "retention_bn": ("kept, letters' BN", True), "drift": ("||w - w0||", False),
-           "direction_drift": ("direction change", False), "output_change": ("output change", False)}
+COLUMNS = {"accuracy": ("digits test", True), "val_accuracy": ("validation digits", True),
+           "retention": ("letters kept", True), "retention_bn": ("kept, letters' BN", True),
+           "drift": ("||w - w0||", False), "direction_drift": ("direction change", False),
+           "output_change": ("output change", False)}
 
 
 def label(record: dict) -> str:
@@ -125,20 +191,7 @@ def summary(results: Results, metrics: list[str]) -> str:
 
     columns = [records.Column(COLUMNS[m][0], m, width=19) if COLUMNS[m][1] else
                records.Column(COLUMNS[m][0], cell=plain(m), width=19) for m in metrics]
-    return records.table(results, "setting", columns, lead=12)
-
-
-def tuned(results: Results, penalty: str, **where) -> Results:
-    """Per seed, the run of ``penalty`` whose strength is chosen on *validation* by the course's one rule
-    (:func:`~records.choose`; ties: the weaker strength).
-
-    The test scores of the chosen runs are what a comparison reports.
-    """
-    chosen = Results()
-    for seed in results.unique("seed"):
-        candidates = Results(sorted(results.where(seed=seed, penalty=penalty, **where), key=lambda r: r["alpha"]))
-        chosen += candidates.where(alpha=records.choose(candidates, "alpha"))
-    return chosen
+    return records.table(results, "setting", columns, lead=26)
 
 
 def plot_drift(results: Results, shipped: float) -> None:
@@ -161,9 +214,59 @@ def plot_drift(results: Results, shipped: float) -> None:
         ax.set(xlabel=xlabel)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("letters kept, letters' BN statistics (%)")
-    axes[0].set_title("Euclidean drift: far is not the same as forgotten")
+    axes[0].set_title("Letters kept against Euclidean drift")
     axes[1].set_title("Change of the letters outputs (needs no labels)")
     axes[1].legend(fontsize=8, loc="lower left")
+    plt.show()
+
+
+TRACED = {"decay": "05 weight decay", "l2": "05 L2 in the loss", "l2sp": "05 L2-SP"}  # each penalty's tuned arm
+
+
+def trace_table(table) -> Results:
+    """Every penalty at every strength of its grid, from the tuning table's stored validation records (nothing
+    retrains): one record per penalty, strength and seed, with ``setting`` and the measures (letters kept...)."""
+    return Results({**r, "penalty": penalty, "setting": f"{penalty} {r['alpha']:g}"}
+                   for penalty, key in TRACED.items() for r in table.results(key))
+
+
+def show_trace(trace: Results, free: Results) -> str:
+    """Per penalty and strength: validation digits and letters kept (mean ± std over seeds), and the letters kept
+    minus no penalty's (``free``: its stored runs at its chosen rate) per seed."""
+    base = {r["seed"]: r for r in free}
+    lines = [f"{'setting':<14}{'validation digits':>19}{'letters kept':>16}   letters kept minus no penalty, per seed"]
+    lines.append(f"{'none':<14}{records.spread(free.mean('val_accuracy'), free.std('val_accuracy')):>19}"
+                 f"{records.spread(free.mean('retention'), free.std('retention')):>16}")
+    for setting in trace.unique("setting"):
+        runs = trace.where(setting=setting)
+        gains = [r["retention"] - base[r["seed"]]["retention"] for r in runs]
+        lines.append(f"{setting:<14}{records.spread(runs.mean('val_accuracy'), runs.std('val_accuracy')):>19}"
+                     f"{records.spread(runs.mean('retention'), runs.std('retention')):>16}   {points(gains)}")
+    return "\n".join(lines)
+
+
+def plot_trace(trace: Results, free: Results, chosen: dict[str, float]) -> None:
+    """Letters kept against validation digits, one curve per penalty over its strengths (means over seeds, bars: the
+    letters kept's std; each point labelled with its strength, the chosen one circled), no penalty as a black star."""
+    fig, ax = plt.subplots(figsize=(9, 4.6))
+    for penalty in trace.unique("penalty"):
+        runs = trace.where(penalty=penalty)
+        strengths = runs.unique("alpha")
+        xs = [100 * runs.mean("val_accuracy", alpha=a) for a in strengths]
+        ys = [100 * runs.mean("retention", alpha=a) for a in strengths]
+        ax.errorbar(xs, ys, yerr=[100 * runs.std("retention", alpha=a) for a in strengths], fmt="-o", ms=4, capsize=2,
+                    color=COLOURS[penalty], label=NAMES[penalty], alpha=0.85)
+        for a, x, y in zip(strengths, xs, ys):
+            ax.annotate(f"{a:g}", (x, y), textcoords="offset points", xytext=(5, 3), fontsize=8,
+                        color=COLOURS[penalty])
+            if a == chosen[penalty]:
+                ax.plot(x, y, "o", ms=11, mfc="none", mec=COLOURS[penalty], mew=1.5)
+    ax.errorbar(100 * free.mean("val_accuracy"), 100 * free.mean("retention"), yerr=100 * free.std("retention"),
+                fmt="*", ms=12, color="k", label="no penalty")
+    ax.set(xlabel="validation digits (%)", ylabel="letters kept, as fine-tuned (%)",
+           title="Each penalty over its strengths (circled: chosen on validation; bars: std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
     plt.show()
 
 
@@ -193,7 +296,8 @@ def plot_statistics(results: Results, shipped: float) -> None:
     low = min(100 * results.mean("retention", setting=s) - 100 * results.std("retention", setting=s)
               for s in settings)
     ax.set_ylim(max(0.0, low - 5), 100)
-    ax.set(ylabel="letters kept (%)", title="Where the letters went: BatchNorm statistics (pale) or weights (dark)")
+    ax.set(ylabel="letters kept (%)",
+           title="Letters kept as fine-tuned (pale) and with the letters' BatchNorm statistics re-estimated (dark)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)
     plt.show()
@@ -235,9 +339,9 @@ def shipped_retention() -> float:
     return evaluate(_shipped(), letters).accuracy
 
 
-def _adam_bound(lr: float, steps: int) -> tuple[float, float]:
-    """Sum of the one-cycle rates over ``steps``, and the drift of moving each backbone weight by that much towards
-    zero (stopping at zero): what Adam's steps of about ``lr`` each allow when a pull towards zero dominates."""
+def _rates_sum(lr: float, steps: int) -> float:
+    """Sum of the one-cycle rates over ``steps`` at peak rate ``lr``: how far Adam's steps of about the rate each
+    can move one weight, and what weight decay's shrink ``exp(-lambda * sum)`` follows."""
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
     schedule = make_schedule("onecycle", optimizer, steps)
     total = 0.0
@@ -245,33 +349,70 @@ def _adam_bound(lr: float, steps: int) -> tuple[float, float]:
         total += optimizer.param_groups[0]["lr"]
         optimizer.step()
         schedule.step()
+    return total
+
+
+def stored(table, keys: dict[str, str]) -> Results:
+    """The tuning table's stored validation records of the arms ``keys`` (``{setting: key}``) at their chosen
+    points, each with its ``setting`` and ``penalty``: nothing retrains."""
+    return Results({**r, "setting": setting, "penalty": table.arm(key).fixed["penalty"]}
+                   for setting, key in keys.items() for r in table.records(key))
+
+
+def explain_drift(table, trace: Results) -> str:
+    """Why weight decay and L2 in the loss drift as they do, from the stored runs: the decay's predicted shrink
+    against the measured drift, and L2's drift over its strengths against Adam's pace."""
+    decay = table.arm("05 weight decay 10, shown").fixed
+    total = _rates_sum(decay["lr"], decay["steps"])
     w0 = torch.cat([w.flatten() for w in starting_point(_shipped()).values()])
-    return total, float(w0.abs().clamp(max=total).square().sum().sqrt())
+    kept = math.exp(-decay["alpha"] * total)
+    l2 = trace.where(penalty="l2")
+    strengths = l2.unique("alpha")
+    drifts = [l2.mean("drift", alpha=a) for a in strengths]
+    bound = float(w0.abs().clamp(max=total).square().sum().sqrt())
+    return "\n".join([
+        f"weight decay {decay['alpha']:g} at lr {decay['lr']:g}: the decay alone shrinks every weight to {kept:.0%} "
+        f"of itself (exp(-lambda * sum of the {decay['steps']} rates, {total:.3f})), a drift of "
+        f"{(1 - kept) * float(w0.norm()):.1f}; measured {table.records('05 weight decay 10, shown').mean('drift'):.1f}",
+        f"{NAMES['l2']}: drift " + ", ".join(f"{d:.1f} at {a:g}" for a, d in zip(strengths, drifts))
+        + f": x{strengths[-1] / strengths[0]:g} the strength, x{drifts[-1] / drifts[0]:.1f} the drift",
+        f"Adam moves a weight by about the rate at most per step: moving every backbone weight {total:.3f} towards "
+        f"zero (and no further) is a drift of {bound:.1f}"])
 
 
-def explain_drift(results: Results, lr: float, steps: int) -> str:
-    """Why weight decay and L2 in the loss drift as they do: the decay's shrink, and Adam's pace for L2."""
-    total, bound = _adam_bound(lr, steps)
-    w0 = float(torch.cat([w.flatten() for w in starting_point(_shipped()).values()]).norm())
-    lines = []
-    for decay in results.where(penalty="decay").unique("alpha"):
-        kept = math.exp(-decay * total)
-        lines.append(f"weight decay {decay:g}: the decay alone shrinks every weight to {kept:.0%} of itself "
-                     f"(exp(-lambda * sum of rates)), a drift of {(1 - kept) * w0:.1f}; measured "
-                     f"{results.mean('drift', penalty='decay', alpha=decay):.1f}. At the usual 0.01 to 0.1 it "
-                     f"would shrink them by {1 - math.exp(-0.01 * total):.2%} to {1 - math.exp(-0.1 * total):.1%}")
-    for penalty in ("l2", "l2sp"):
-        strengths = sorted(results.where(penalty=penalty).unique("alpha"))
-        if len(strengths) < 2:
+def affordable(trace: Results, free: Results, budget: float) -> SimpleNamespace:
+    """Per penalty, the strongest strength of its grid whose validation digits (mean over the table's seeds) stay
+    within ``budget`` points of no penalty's (``free``), and the letters kept there minus no penalty's, per seed:
+    the penalties compared at (about) equal validation accuracy. ``strength`` maps each penalty to it (None if even
+    the weakest costs more); ``gains`` to its per-seed letters kept minus no penalty's; ``text`` says it."""
+    floor = free.mean("val_accuracy") - budget / 100
+    base = {r["seed"]: r["retention"] for r in free}
+    strength, gains, lines = {}, {}, []
+    for penalty in trace.unique("penalty"):
+        runs = trace.where(penalty=penalty)
+        within = [a for a in runs.unique("alpha") if runs.mean("val_accuracy", alpha=a) >= floor]  # weakest first
+        strength[penalty] = within[-1] if within else None
+        if strength[penalty] is None:
+            lines.append(f"  {NAMES[penalty]}: every strength costs more than {budget:g} points")
             continue
-        seeds = [s for s in results.unique("seed") if len(results.where(penalty=penalty, seed=s)) == len(strengths)]
-        drifts = [fmean(results.values("drift", penalty=penalty, alpha=a, seed=s)[0] for s in seeds)
-                  for a in strengths]
-        lines.append(f"{NAMES[penalty]} (seed {', '.join(map(str, seeds))}): drift "
-                     + ", ".join(f"{d:.2f} at {a:g}" for a, d in zip(strengths, drifts))
-                     + f": x{strengths[-1] / strengths[0]:g} the strength, x{drifts[-1] / drifts[0]:.2f} the drift")
-    lines.append(f"Adam moves a weight by about the rate at most per step: the {steps} rates sum to {total:.3f}, and "
-                 f"moving every backbone weight that far towards zero (and no further) is a drift of {bound:.1f}")
+        chosen = runs.where(alpha=strength[penalty])
+        gains[penalty] = [r["retention"] - base[r["seed"]] for r in chosen]
+        lines.append(f"  {NAMES[penalty] + ' ' + format(strength[penalty], 'g'):<28}validation "
+                     f"{chosen.mean('val_accuracy'):.1%}, letters kept {chosen.mean('retention'):.1%}; minus no "
+                     f"penalty per seed: {points(gains[penalty])}")
+    head = (f"no penalty: validation {free.mean('val_accuracy'):.1%}, letters kept {free.mean('retention'):.1%}. "
+            f"Each penalty at its strongest strength within {budget:g} point(s) of validation digits:")
+    return SimpleNamespace(strength=strength, gains=gains, text="\n".join([head, *lines]))
+
+
+def split_forgetting(results: Results, shipped: float) -> str:
+    """Per setting: letters lost (shipped minus kept), and how much of it the letters' BatchNorm statistics give
+    back (means over seeds, in points)."""
+    lines = [f"{'setting':<26}{'lost':>8}{'in BN statistics':>19}{'in the weights':>17}"]
+    for s in results.unique("setting"):
+        lost = 100 * (shipped - results.mean("retention", setting=s))
+        weights = 100 * (shipped - results.mean("retention_bn", setting=s))
+        lines.append(f"{s:<26}{lost:>8.1f}{lost - weights:>19.1f}{weights:>17.1f}")
     return "\n".join(lines)
 
 
@@ -298,87 +439,63 @@ def rank_agreement(results: Results, target: str, measures: list[str]) -> dict[s
     return {m: rank_correlation([results.mean(m, setting=s) for s in settings], ys) for m in measures}
 
 
-def split_forgetting(results: Results, shipped: float) -> str:
-    """Per setting: letters lost (shipped minus kept), and how much of it the letters' BatchNorm statistics give
-    back (means over seeds, in points)."""
-    lines = [f"{'setting':<12}{'lost':>8}{'in BN statistics':>19}{'in the weights':>17}"]
-    for s in results.unique("setting"):
-        lost = 100 * (shipped - results.mean("retention", setting=s))
-        weights = 100 * (shipped - results.mean("retention_bn", setting=s))
-        lines.append(f"{s:<12}{lost:>8.1f}{lost - weights:>19.1f}{weights:>17.1f}")
-    return "\n".join(lines)
+def paired(first: Results, second: Results, metric: str = "accuracy") -> tuple[list[float], str]:
+    """Per seed, ``metric`` of ``first`` minus ``second`` (records paired by seed), and a line with their mean, its
+    95% interval and :func:`ftlib.stats.verdict`'s word."""
+    other = {r["seed"]: r[metric] for r in second}
+    differences = [r[metric] - other[r["seed"]] for r in first]
+    mean, half, word = stats.verdict(differences)
+    return differences, (f"{points(differences)}; mean {records.spread(mean, half, sign='+', unit=' points')} "
+                         f"(95% interval): {word}")
 
 
-def compare_tuned(results: Results) -> SimpleNamespace:
-    """Per penalty, per seed: use it or not, as the *validation* accuracy says (no penalty on a tie), and the test
-    accuracy of that choice minus no penalty's: ``text`` and ``gains`` (per penalty, per seed)."""
-    free = {r["seed"]: r for r in results.where(penalty="none")}
-    lines = [f"{'penalty':<26}{'validation':>12}{'test':>8}   per seed: used (as validation says)? and the test "
-             f"accuracy of that choice minus no penalty's"]
-    gains = {}
-    for penalty in [p for p in PENALTIES if p != "none" and results.where(penalty=p)]:
-        chosen = tuned(results, penalty)
-        use = [records.choose(Results([free[c["seed"]], c]), "penalty") == penalty for c in chosen]
-        gains[penalty] = [c["accuracy"] - free[c["seed"]]["accuracy"] if u else 0.0 for c, u in zip(chosen, use)]
-        label_ = f"{NAMES[penalty]} {chosen[0]['alpha']:g}" if len(set(chosen.values("alpha"))) == 1 else \
-            NAMES[penalty]
-        lines.append(f"{label_:<26}{100 * chosen.mean('val_accuracy'):>11.1f}%{100 * chosen.mean():>7.1f}%   "
-                     f"{', '.join('yes' if u else 'no' for u in use)}; {points(gains[penalty])}")
-    free_runs = results.where(penalty="none")
-    lines.append(f"{'no penalty':<26}{100 * free_runs.mean('val_accuracy'):>11.1f}%{100 * free_runs.mean():>7.1f}%")
-    return SimpleNamespace(text="\n".join(lines), gains=gains)
+def check_claims(trace: Results, free: Results, shown: Results, turns: dict, rescue: Results, budget: float,
+                 shipped: float) -> SimpleNamespace:
+    """The lesson's claims: printed ``lines``, ``checks`` (name, holds, detail) and a ``headline``.
 
-
-def compare_rescue(results: Results) -> SimpleNamespace:
-    """At one (over-aggressive) rate: L2-SP with its strength chosen per seed on validation against no penalty:
-    ``text``, ``gains`` (test digits minus no penalty's, per seed) and ``kept`` (letters kept, likewise)."""
-    chosen = tuned(results, "l2sp")
-    free = {r["seed"]: r for r in results.where(penalty="none")}
-    gains = [c["accuracy"] - free[c["seed"]]["accuracy"] for c in chosen]
-    kept = [c["retention"] - free[c["seed"]]["retention"] for c in chosen]
-    picked = ", ".join(f"{c['alpha']:g}" for c in chosen)
-    text = (f"L2-SP, strength chosen on validation per seed: {picked}\n"
-            f"  test digits minus no penalty: {points(gains)}\n  letters kept minus no penalty: {points(kept)}")
-    return SimpleNamespace(text=text, gains=gains, kept=kept)
-
-
-def check_claims(sweep: Results, rescue: SimpleNamespace, shipped: float) -> SimpleNamespace:
-    """The lesson's claims on its runs: printed ``lines``, ``checks`` (name, holds, detail) and a ``headline``.
-
-    ``sweep`` holds one strength per penalty for every seed (extra runs of other strengths are ignored).
-    """
-    seeds = sweep.where(penalty="none").unique("seed")
-    one = {p: max(sweep.where(penalty=p).unique("alpha")) for p in PENALTIES if p != "none"}
-    run_of = {(p, s): sweep.where(penalty=p, seed=s, **({"alpha": one[p]} if p != "none" else {}))[0]
-              for p in PENALTIES for s in seeds}
-    l2, l2sp, none = ({s: run_of[p, s] for s in seeds} for p in ("l2", "l2sp", "none"))
-    further = [l2[s]["drift"] - none[s]["drift"] for s in seeds]
-    calmer = [none[s]["output_change"] - l2[s]["output_change"] for s in seeds]
-    better = [l2[s]["retention_bn"] - none[s]["retention_bn"] for s in seeds]
-    from_shipped = [shipped - l2sp[s]["retention_bn"] for s in seeds]
-    in_statistics = [l2sp[s]["retention_bn"] - l2sp[s]["retention"] for s in seeds]
-    kept = [l2sp[s]["retention"] - none[s]["retention"] for s in seeds]
+    ``trace`` and ``free``: the table's runs of each penalty over its strengths and of no penalty; ``shown``: the
+    strong settings fixed on purpose (stored); ``turns``: :func:`turning` of no penalty and the strong weight decay;
+    ``rescue``: this lesson's runs at the too-high rate (``penalty`` ``"none"`` and ``"l2sp"``)."""
+    at_budget = affordable(trace, free, budget)
+    others = [p for p in at_budget.gains if p != "l2sp"]
+    ahead = [min(at_budget.gains["l2sp"][i] - at_budget.gains[p][i] for p in others)
+             for i in range(len(at_budget.gains["l2sp"]))]
+    every = [r["retention"] - {f["seed"]: f["retention"] for f in free}[r["seed"]]
+             for r in trace.where(penalty="l2sp")]
+    none_turn, decay_turn = turns.values()
+    layers = list(none_turn)
+    l2sp = shown.where(penalty="l2sp")
+    from_shipped = [shipped - r["retention_bn"] for r in l2sp]
+    in_statistics = [r["retention_bn"] - r["retention"] for r in l2sp]
+    digits, _ = paired(rescue.where(penalty="l2sp"), rescue.where(penalty="none"))
+    letters, _ = paired(rescue.where(penalty="l2sp"), rescue.where(penalty="none"), "retention")
     lines = [
-        f"L2 in the loss {one['l2']:g} minus no penalty, per seed: Euclidean drift "
-        + ", ".join(f"{d:+.1f}" for d in further) + "; output change " + ", ".join(f"{-c:+.3f}" for c in calmer)
-        + f"; letters kept (letters' BN) {points(better)}",
-        f"L2-SP {one['l2sp']:g}, letters' BN statistics: {points(-d for d in from_shipped)} from the shipped model; "
-        f"the statistics alone give back {points(in_statistics)}",
-        f"letters kept, L2-SP {one['l2sp']:g} minus no penalty: {points(kept)}",
-        f"over-aggressive rate, digits, L2-SP chosen on validation minus no penalty: {points(rescue.gains)}",
-    ]
+        f"within {budget:g} point(s) of validation digits, L2-SP's letters kept minus the better of the other two "
+        f"penalties', per seed: {points(ahead)}",
+        f"L2-SP at every strength of its grid minus no penalty, letters kept: from {100 * min(every):+.1f} to "
+        f"{100 * max(every):+.1f} points over {len(every)} runs",
+        "weight decay over no penalty (seed 0), per layer: norm x" + ", x".join(
+            f"{decay_turn[k]['norm'] / none_turn[k]['norm']:.2f}" for k in layers) + "; turn per step x" + ", x".join(
+            f"{decay_turn[k]['turn'] / none_turn[k]['turn']:.2f}" for k in layers),
+        f"{l2sp[0]['setting']}, letters' BN statistics: {points(-d for d in from_shipped)} from the "
+        f"shipped model; the statistics alone give back {points(in_statistics)}",
+        f"too-high rate, L2-SP minus no penalty: digits test {points(digits)}; letters kept {points(letters)}"]
     checks = [
-        ("Euclidean drift misleads", all(f > 0 for f in further) and all(c > 0 for c in calmer)
-         and all(b > 0 for b in better), f"drift {further}, output change {calmer}, kept {better}"),
-        ("the strongest L2-SP forgets mostly statistics", all(d < 0.02 for d in from_shipped)
+        ("at equal validation cost, L2-SP keeps the most letters", all(a > 0 for a in ahead), f"{ahead}"),
+        ("L2-SP keeps more letters than no penalty at every strength", all(g > 0 for g in every), f"{every}"),
+        ("strong weight decay shrinks every layer and turns it more per step",
+         all(decay_turn[k]["norm"] < none_turn[k]["norm"] and decay_turn[k]["turn"] > none_turn[k]["turn"]
+             for k in layers), f"{turns}"),
+        ("strong L2-SP forgets mostly BatchNorm statistics", all(d < 0.02 for d in from_shipped)
          and all(g > 0.02 for g in in_statistics), f"from shipped {from_shipped}, statistics {in_statistics}"),
-        ("L2-SP keeps more letters", all(k > 0 for k in kept), f"{kept}"),
-        ("L2-SP rescues the over-aggressive rate", all(g > 0 for g in rescue.gains), f"{rescue.gains}"),
+        ("at the too-high rate L2-SP keeps far more letters", all(k > 0.5 for k in letters)
+         and stats.verdict(letters)[2] == "helps", f"letters {letters}"),
     ]
-    share = fmean(in_statistics) / fmean(shipped - l2sp[s]["retention"] for s in seeds)
-    head = (f"L2-SP {one['l2sp']:g} keeps {100 * fmean(kept):+.1f} points more letters than no penalty, and "
-            f"{share:.0%} of what it still forgets is BatchNorm statistics; at the over-aggressive rate, chosen on "
-            f"validation, it adds {100 * fmean(rescue.gains):+.1f} points on digits ({len(seeds)}/{len(seeds)} seeds)")
+    seeds = len(digits)
+    head = (f"within {budget:g} point of validation digits, L2-SP keeps {100 * fmean(ahead):+.1f} points more letters "
+            f"than weight decay or L2 in the loss ({len(ahead)}/{len(ahead)} table seeds); at a rate 10x too high it "
+            f"keeps {100 * fmean(letters):+.0f} points more letters than no penalty ({seeds}/{seeds} seeds), its "
+            f"digits {100 * fmean(digits):+.1f} points ({stats.verdict(digits)[2]})")
     return SimpleNamespace(lines=lines, checks=checks, headline=head)
 
 

@@ -1,16 +1,18 @@
-"""Lesson 05's exercises: predict which penalty keeps the most letters, build an L2-SP penalty whose strength keeps
-more letters in every seed at no cost on validation digits, and say towards what AdamW's decoupled weight decay
-pulls."""
+"""Lesson 05's exercises: predict which penalty keeps the most letters at the same validation cost, build an L2-SP
+penalty whose strength keeps more letters (beyond the seeds' noise) for at most a point of validation digits, and
+say towards what AdamW's decoupled weight decay pulls."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from statistics import fmean
 from types import EllipsisType
 
 from torch import nn
 
-from ftlib import data
+from ftlib import data, stats
+from ftlib.course.lessons import tuning
 from ftlib.course.lessons import weight_regularization as wr
 from ftlib.course.lessons.exercises import (
     Coach,
@@ -38,47 +40,59 @@ MAX_COST = 1.0  # points of validation digits the penalty may cost, mean over SE
 
 
 @exercise
-def most_letters(guess: str | EllipsisType, sweep: Results) -> Feedback:
-    """Predict, then run: which of ``"decay"``, ``"l2"`` or ``"l2sp"`` keeps the most letters (as fine-tuned, mean
-    over seeds) in section 1's ``sweep``."""
+def most_letters(guess: str | EllipsisType, trace: Results, free: Results, budget: float) -> Feedback:
+    """Predict, then read the trace: which of ``"decay"``, ``"l2"`` or ``"l2sp"`` keeps the most letters (as
+    fine-tuned, mean over the table's seeds) at its strongest strength whose validation digits stay within
+    ``budget`` points of no penalty's (:func:`~ftlib.course.lessons.weight_regularization.affordable`)."""
     if not attempted(guess):
-        return tell(None, "Exercise not attempted yet: in the cell before the penalties' runs, write which "
-                    "penalty you expect to keep the most letters (\"decay\", \"l2\" or \"l2sp\") "
-                    "in place of `...`, then run the cells again.")
+        return tell(None, "Exercise not attempted yet: in the cell before the trace, write which penalty you "
+                    "expect to keep the most letters (\"decay\", \"l2\" or \"l2sp\") in place of `...`, then run "
+                    "the cells again.")
     if isinstance(guess, str):  # "L2-SP", " l2sp " and "L2SP" name the same penalty
         guess = guess.strip().lower().replace("-", "")
     if guess not in _CHOICES:
         return tell(False, f"{guess!r} is not one of the choices: write \"decay\", \"l2\" or \"l2sp\".")
-    if any(not sweep.where(penalty=p) for p in _CHOICES):
-        return cells_not_run("the runs of the three penalties")
-    kept = {p: sweep.mean("retention", penalty=p) for p in _CHOICES}
-    best = max(kept, key=kept.get)
+    if any(not trace.where(penalty=p) for p in _CHOICES) or not free:
+        return cells_not_run("the cell that reads the trace from the tuning table")
+    at_budget = wr.affordable(trace, free, budget)
+    kept = {p: fmean(at_budget.gains[p]) for p in _CHOICES if p in at_budget.gains}
+    best = sorted(kept, key=kept.get)[-1]  # the answer, from letters kept (never a choice of setting)
     if guess != best:
-        return tell(False, f"Not this time: {wr.NAMES[guess]} keeps fewer letters than another penalty. Compare "
-                           "the letters-kept column of the table above.")
-    measured = ", ".join(f"{wr.NAMES[p]} {kept[p]:.1%}" for p in _CHOICES)
+        return tell(False, f"Not this time: {wr.NAMES[guess]} keeps fewer letters than another penalty at the "
+                           "same validation cost. Read the lines under the trace.")
+    measured = ", ".join(f"{wr.NAMES[p]} {100 * kept[p]:+.1f} points" for p in kept)
     why = ("Why: only L2-SP pulls towards the pretrained weights w0, where the letters were learned; weight decay "
            "and L2 in the loss pull towards zero, which is no closer to the letters than wherever the digits take "
-           "the backbone (weight decay even shrinks every weight at each step).")
-    return tell(True, f"Right. Letters kept, mean over seeds: {measured}. {why}")
+           "the backbone.")
+    return tell(True, f"Right. Letters kept minus no penalty, mean over the table's seeds: {measured}. {why}")
 
 
 def build(model):
-    return L2SP(model, alpha=0.01)
+    return L2SP(model, alpha=0.003)
 
 
 def _too_strong(model: nn.Module) -> L2SP:
-    """A typical wrong answer: section 1's strength, which costs digits."""
+    """A typical wrong answer: the strength shown in section 3, which costs digits."""
     return L2SP(model, alpha=1.0)
+
+
+def _too_weak(model: nn.Module) -> L2SP:
+    """A lazy answer: no pull at all."""
+    return L2SP(model, alpha=0.0)
+
+
+def _rate() -> float:
+    """The lesson's rate: the one chosen on validation for no penalty in the tuning table."""
+    return tuning.load().chosen("05 no penalty")["lr"]
 
 
 @functools.cache
 def _measured(build: Callable[[nn.Module], object] | None, seed: int = 0) -> tuple[float, float]:
     """Validation digits accuracy and letters kept (as fine-tuned) after section 1's fine-tuning of ``seed`` (5
-    digits per class, 100 steps at lr 1e-3) under ``build(model)``'s penalty (None: no penalty)."""
+    digits per class, 100 steps at no penalty's chosen rate) under ``build(model)``'s penalty (None: no penalty)."""
     train_set, val_set = data.few_shot_split("mnist", 5, wr.N_VAL, seed)
     prepare = None if build is None else (lambda model: {"penalty": build(model)})
-    model = run("fine-tune", train_set, seed, 100, lr=1e-3, prepare=prepare).model
+    model = run("fine-tune", train_set, seed, 100, lr=_rate(), prepare=prepare).model
     head, letters, _ = wr._source()
     return evaluate(model, val_set).accuracy, retention(model, head, letters)
 
@@ -86,8 +100,9 @@ def _measured(build: Callable[[nn.Module], object] | None, seed: int = 0) -> tup
 @exercise
 def build_l2sp(build: Callable[[nn.Module], object] | EllipsisType) -> Feedback:
     """Do: ``build(model)`` returns an L2-SP penalty; fine-tuned with it in each of :data:`SEEDS` (about 2 s a
-    seed), the model must keep more letters than with no penalty *in every seed* (one seed's gain would be noise
-    next to the seeds' spread) while its validation digits lose at most :data:`MAX_COST` points on average."""
+    seed), the validation digits must lose at most :data:`MAX_COST` points on average, and the letters kept must
+    rise in every seed *and* by more than the seeds' noise: the mean gain outside its 95% interval
+    (:func:`ftlib.stats.verdict`), so that a gain a re-draw of the seeds could erase does not pass."""
     if not attempted(build):
         return not_attempted("write build(model), returning L2SP(model, alpha=<your strength>),")
     if not callable(build):
@@ -101,19 +116,27 @@ def build_l2sp(build: Callable[[nn.Module], object] | EllipsisType) -> Feedback:
         (val_free, kept_free), (val, kept) = _measured(None, seed), _measured(build, seed)
         cost.append(100 * (val_free - val))
         gain.append(100 * (kept - kept_free))
+    mean_cost = fmean(cost)
+    mean_gain, half, word = stats.verdict(gain)
     print(f"alpha={penalty.alpha:g}, against no penalty in seeds {', '.join(map(str, SEEDS))}: validation digits "
-          f"{', '.join(f'{-c:+.1f}' for c in cost)} points, letters kept {', '.join(f'{g:+.1f}' for g in gain)} "
-          "points")
-    mean_cost = sum(cost) / len(cost)
+          f"{', '.join(f'{-c:+.1f}' for c in cost)} points (mean {-mean_cost:+.2f}; the least allowed: "
+          f"-{MAX_COST:g}); letters "
+          f"kept {', '.join(f'{g:+.1f}' for g in gain)} points (mean {mean_gain:+.1f} ± {half:.1f}, 95% interval: "
+          f"{word})")
     if not reached(mean_cost, MAX_COST, at_least=False):
         return tell(False, f"Not yet: the digits lose {mean_cost:.2f} points on validation on average (at most "
                            f"{MAX_COST:g}): the pull is too strong for 5 digits per class to move the backbone "
-                           "where the digits need it. Look at: a much smaller strength.")
+                           "where the digits need it. Look at: a smaller strength.")
     if min(gain) <= 0:
         return tell(False, f"Not yet: the letters kept do not rise in every seed ({sum(g > 0 for g in gain)} of "
                            f"{len(gain)}): the pull is too weak to hold the backbone; try a larger strength.")
-    return tell(True, f"Target met: more letters kept in every seed (mean {sum(gain) / len(gain):+.1f} points) "
-                      f"for {mean_cost:.2f} points of validation digits on average (at most {MAX_COST:g}).")
+    if word != "helps":
+        return tell(False, f"Not yet: the letters kept rise by {mean_gain:.1f} points on average, but the 95% "
+                           f"interval over the seeds ({half:.1f}) reaches zero: a gain this small is noise next to "
+                           "the seeds' spread; try a larger strength.")
+    return tell(True, f"Target met: more letters kept in every seed (mean {mean_gain:+.1f} ± {half:.1f} points, "
+                      f"outside the noise), with the validation digits {-mean_cost:+.2f} points on average (the "
+                      f"least allowed: -{MAX_COST:g}).")
 
 
 DECAY_QUESTION = Question(
@@ -130,8 +153,9 @@ DECAY_QUESTION = Question(
                "That is about L2 in the loss, whose gradient Adam rescales. Decoupled decay is not rescaled by Adam "
                "at all, and however far it goes, it goes towards zero."),
         Option("Nowhere: BatchNorm makes the weights' scale irrelevant, so decay does nothing", False,
-               "BatchNorm makes the outputs ignore the scale, but the decay still shrinks the weights (the drift "
-               "column, and the shrink predicted under the table), and nothing in it points at w0."),
+               "BatchNorm makes the outputs ignore the scale, but the decay still shrinks the weights (the shrink "
+               "predicted under the table), and a smaller weight turns further under each of Adam's steps "
+               "(section 4 measures it): the function changes more, not less. Nothing in the rule points at w0."),
     ], seed="lesson05.decay_pulls_to")
 
 
@@ -147,9 +171,9 @@ HINTS: dict[str, tuple[str, str]] = {
         "Write the three penalties side by side, as the lesson defines them, and look for the one whose formula "
         "contains w0."),
     "build_l2sp": (
-        "The strength of the lesson's runs keeps letters but costs digits: start far below it.",
-        "Try strengths 10 to 100 times smaller than the lesson's and read both numbers the check prints, seed by "
-        "seed."),
+        "Read the L2-SP rows of the trace: which strengths cost the validation digits less than a point?",
+        "Between the strengths of the trace, try one and read both numbers the check prints, seed by seed: too "
+        "weak and the letters' gain is noise, too strong and the digits pay."),
     "decay_pulls_to": (
         "Write one step of decoupled weight decay as an update of w. At which w would it stop moving the weight?",
         "Does w0 appear anywhere in that rule? Compare with L2-SP's penalty alpha/2 ||w - w0||^2."),
@@ -158,7 +182,7 @@ SOLUTIONS: dict[str, object] = {"most_letters": "l2sp", "build_l2sp": build,
                                 "decay_pulls_to": DECAY_QUESTION.right_letter}
 WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
     "most_letters": [("decay", "keeps fewer letters")],
-    "build_l2sp": [(_too_strong, "too strong")],
+    "build_l2sp": [(_too_strong, "too strong"), (_too_weak, "do not rise in every seed")],
     "decay_pulls_to": [(DECAY_QUESTION.letter_of(1), "zero only at w = 0")],
 }
 _COACH = Coach(HINTS, SOLUTIONS)

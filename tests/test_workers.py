@@ -1,0 +1,82 @@
+"""Independent runs share the cores (ftlib.course.lessons.workers): same records, same order, as one after the other."""
+
+import os
+
+import pytest
+import torch
+
+from ftlib.course.lessons import experiments, workers
+
+
+def _noisy_sum(seed: int, size: int = 1000) -> dict:
+    """A seeded torch computation and the process that ran it."""
+    torch.manual_seed(seed)
+    return {"value": float(torch.randn(size).sum()), "pid": os.getpid()}
+
+
+def _fails(seed: int) -> dict:
+    if seed == 1:
+        raise ValueError(f"seed {seed} fails")
+    return {"value": seed}
+
+
+@pytest.fixture
+def two_workers(monkeypatch):
+    monkeypatch.setenv("FTLIB_WORKERS", "2")
+    monkeypatch.delenv("FTLIB_DEVICE", raising=False)
+
+
+def test_records_come_back_in_order_from_other_processes(two_workers):
+    calls = [(_noisy_sum, {"seed": seed}) for seed in range(6)]
+    records = workers.run_calls(calls)
+    assert [r["value"] for r in records] == [_noisy_sum(seed)["value"] for seed in range(6)]
+    assert os.getpid() not in {r["pid"] for r in records}
+
+
+def test_one_worker_runs_here(monkeypatch):
+    monkeypatch.setenv("FTLIB_WORKERS", "1")
+    records = workers.run_calls([(_noisy_sum, {"seed": seed}) for seed in range(3)])
+    assert {r["pid"] for r in records} == {os.getpid()}
+
+
+def test_a_run_that_cannot_travel_runs_here(two_workers):
+    records = workers.run_calls([(lambda seed: {"pid": os.getpid(), "seed": seed}, {"seed": s}) for s in range(3)])
+    assert [r["seed"] for r in records] == [0, 1, 2] and {r["pid"] for r in records} == {os.getpid()}
+
+
+def test_a_failing_run_raises_its_own_error(two_workers):
+    with pytest.raises(ValueError, match="seed 1 fails"):
+        workers.run_calls([(_fails, {"seed": seed}) for seed in range(4)])
+
+
+def test_progress_is_called_once_per_run(two_workers):
+    done = []
+    workers.run_calls([(_noisy_sum, {"seed": seed}) for seed in range(5)], progress=lambda: done.append(1))
+    assert len(done) == 5
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", "²"])
+def test_a_bad_worker_count_is_one_line(monkeypatch, value):
+    monkeypatch.setenv("FTLIB_WORKERS", value)
+    with pytest.raises(ValueError, match="FTLIB_WORKERS") as error:
+        workers.worker_count()
+    assert "\n" not in str(error.value)
+
+
+def test_a_gpu_runs_one_process_at_a_time(monkeypatch):
+    monkeypatch.delenv("FTLIB_WORKERS", raising=False)
+    monkeypatch.setenv("FTLIB_DEVICE", "cuda")
+    assert workers.worker_count() == 1
+
+
+def test_a_lesson_run_gives_the_same_bits_in_a_worker(monkeypatch):
+    """A real driver: the records (but the seconds) are identical whether the runs share the cores or not."""
+    grid = dict(method=["fine-tune", "scratch"], target=["mnist"], n=[2], steps=[6], lr=[3e-3], seed=[0, 1],
+                n_val=[5])
+
+    def records(count: str) -> list[dict]:
+        monkeypatch.setenv("FTLIB_WORKERS", count)
+        return [{k: v for k, v in r.items() if k != "seconds"}
+                for r in experiments.run_grid(experiments.transfer_run, **grid)]
+
+    assert records("2") == records("1")
