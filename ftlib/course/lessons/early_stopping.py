@@ -13,10 +13,10 @@ from ftlib.course.lessons.experiments import Results, Trained, run
 from ftlib.evaluation import evaluate
 from ftlib.stopping import MONITORS, EarlyStopping, History, stopping_point
 
-__all__ = ["BATCH_SIZE", "LIVE_NOISES", "METHOD", "ORACLE", "POLICIES", "SCHEDULE", "arm", "compare_monitors", "curve",
-           "describe_curve", "early_stop", "gap_closed", "gaps_closed", "live_noise", "long_run", "noisy_split",
-           "onecycle_rate", "plot_curves", "plot_tradeoff", "policies", "policy_run", "rate", "replay", "run_policies",
-           "tradeoff"]
+__all__ = ["BATCH_SIZE", "LIVE_NOISES", "METHOD", "ORACLE", "POLICIES", "SCHEDULE", "arm", "by_rate",
+           "compare_monitors", "curve", "describe_curve", "early_stop", "gap_closed", "gaps_closed", "live_noise",
+           "long_run", "noisy_split", "onecycle_rate", "overfitting", "plot_curves", "plot_tradeoff", "policies",
+           "policy_run", "rate", "replay", "run_policies", "tradeoff"]
 
 METHOD = "fine-tune"  # the pretrained GlyphNet with a new head (its rate comes from the tuning table)
 BATCH_SIZE = 32  # fixed on purpose: 150 steps of 32 digits are 24 passes over the 200 training digits
@@ -131,6 +131,25 @@ def run_policies(table, seeds: Iterable[int], schedule: str = SCHEDULE, **settin
     stopped = records.where(policy="early stopping")
     return Results([*records, *({**r, "policy": ORACLE, "label": ORACLE, **replay(r["history"], ORACLE)}
                                 for r in stopped)])
+
+
+def by_rate(table, schedule: str = SCHEDULE) -> Results:
+    """Each policy's stored validation records over the tuning ``table``'s grid of rates (``policy``, ``lr``,
+    ``seed``, ``val_accuracy``, ``val_loss``): how much each policy's validation score depends on its rate."""
+    return Results({"policy": policy, **r} for policy in POLICIES for r in table.results(arm(policy, schedule)))
+
+
+def overfitting(histories: list[History]) -> Results:
+    """Per seed, how a recorded long run overfits: the step of its lowest validation loss (``low_step``) and how
+    much higher the loss ends (``loss_rise``); the step of its peak test accuracy (``peak_step``) and how much lower
+    the accuracy ends (``accuracy_drop``, a fraction)."""
+    rows = []
+    for seed, h in enumerate(histories):
+        low = min(range(len(h.val_loss)), key=lambda i: h.val_loss[i])
+        peak = max(range(len(h.eval_accuracy)), key=lambda i: h.eval_accuracy[i])  # measured, never chosen on
+        rows.append({"seed": seed, "low_step": h.eval_step[low], "loss_rise": h.val_loss[-1] - h.val_loss[low],
+                     "peak_step": h.eval_step[peak], "accuracy_drop": h.eval_accuracy[peak] - h.eval_accuracy[-1]})
+    return Results(rows)
 
 
 def policies(histories: list[History], patience: int, min_delta: float) -> Results:
