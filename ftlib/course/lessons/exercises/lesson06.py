@@ -128,6 +128,7 @@ SOLUTIONS: dict[str, object] = {"turning_step": 30, "stop_a_real_run": EarlyStop
 WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
     "turning_step": [(120, "too high")],
     "stop_a_real_run": [(EarlyStopping("val_loss", patience=5), "more steps after the best"),
+                        (EarlyStopping("val_loss", patience=1), "stopped before it got there"),
                         (EarlyStopping("val_loss", patience=2, restore_best=False), "restore_best=False")],
     "choose_patience_on": [(PATIENCE_QUESTION.letter_of(2), "compare the test accuracies")],
 }
