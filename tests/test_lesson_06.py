@@ -135,3 +135,20 @@ def test_every_policy_has_an_arm_in_the_tuning_table_with_its_rate_chosen_from_t
             assert entry["fixed"]["policy"] == policy and "fixed on purpose" in entry["note"]
             assert table.chosen(key)["lr"] in tuning.RATES
     assert early_stopping.rate() == table.chosen("06 early stopping, patience 5")["lr"]
+
+
+def test_overfitting_measures_the_turn_of_the_validation_loss_and_the_fall_of_the_test_accuracy():
+    [row] = early_stopping.overfitting([_history()])
+    assert row["low_step"] == 20 and row["loss_rise"] == pytest.approx(0.3)
+    assert row["peak_step"] == 20 and row["accuracy_drop"] == pytest.approx(0.3)
+
+
+def test_by_rate_gives_each_policys_stored_validation_records_over_the_grid():
+    from ftlib.course.lessons import tuning
+
+    table = tuning.load()
+    grid = early_stopping.by_rate(table)
+    assert grid.unique("policy") == list(early_stopping.POLICIES)
+    assert sorted(grid.unique("lr")) == sorted(tuning.RATES)
+    end = early_stopping.arm("train to the end")
+    assert grid.where(policy="train to the end") == [{"policy": "train to the end", **r} for r in table.results(end)]
