@@ -46,9 +46,8 @@ from ftlib.course.lessons.exercises import lesson06 as ex06  # noqa: E402
 
 @pytest.fixture(scope="module")
 def histories():
-    """Seed 1's full recorded run (validation only), the curve the do exercise is judged against; seed 0 a stub."""
-    return [_history(), early_stopping.long_run(1, 25, 0.3, 0.2, 150, 10, early_stopping.rate(),
-                                                watch_test=False).history]
+    """Seed 0's full recorded run (validation only), the curve the do exercise is judged against."""
+    return [early_stopping.long_run(0, 25, 0.3, 0.2, 150, 10, early_stopping.rate(), watch_test=False).history]
 
 
 def test_exercises_untouched_print_what_to_do_and_compute_nothing(capsys):
@@ -81,22 +80,23 @@ def test_stop_a_real_run_passes_the_least_patient_rule_and_fails_wrong_and_lazy_
     for wrong, why in ex06.WRONG_ANSWERS["stop_a_real_run"]:
         feedback = ex06.stop_a_real_run(wrong, histories)
         assert feedback.passed is False and why in feedback.message, (wrong, feedback.message)
-    unrestored = ex06.stop_a_real_run(stopping.EarlyStopping("val_loss", solution.patience, restore_best=False),
+    unrestored = ex06.stop_a_real_run(stopping.EarlyStopping("val_accuracy", solution.patience, restore_best=False),
                                       histories)
     assert unrestored.passed is False and "restore_best=False" in unrestored.message
     assert "restored step" not in unrestored.message
-    lazy = [3, solution.patience, stopping.EarlyStopping("val_loss", patience=solution.patience + 1),
-            stopping.EarlyStopping("val_loss", patience=12), stopping.EarlyStopping("val_loss", patience=5),
-            stopping.EarlyStopping("val_accuracy", patience=solution.patience),
-            stopping.EarlyStopping("val_loss", patience=solution.patience, mode="max")]
+    lazy = [3, solution.patience, stopping.EarlyStopping("val_accuracy", patience=solution.patience + 1),
+            stopping.EarlyStopping("val_accuracy", patience=12), stopping.EarlyStopping("val_accuracy", patience=1),
+            stopping.EarlyStopping("val_loss", patience=solution.patience),
+            stopping.EarlyStopping("val_accuracy", patience=solution.patience, min_delta=0.05),
+            stopping.EarlyStopping("val_accuracy", patience=solution.patience, mode="min")]
     for answer in lazy:
         if answer != solution:
             assert ex06.stop_a_real_run(answer, histories).passed is False, answer
 
 
 def test_stop_a_real_run_checks_the_rule_before_training():
-    for answer, why in ((stopping.EarlyStopping("val_loss", 2, restore_best=False), "restore_best=False"),
-                        (stopping.EarlyStopping("val_accuracy", 2), "watch val_loss"), (2, "not int")):
+    for answer, why in ((stopping.EarlyStopping("val_accuracy", 2, restore_best=False), "restore_best=False"),
+                        (stopping.EarlyStopping("val_loss", 2), "watch val_accuracy"), (2, "not int")):
         feedback = ex06.stop_a_real_run(answer, [])
         assert feedback.passed is False and why in feedback.message
 

@@ -62,10 +62,10 @@ def policy_run(policy: str, seed: int, lr: float, n_labelled: int = 25, noise: f
 
     Returns the weights the policy keeps, scored on the clean test set (``accuracy``) and on the noisy validation
     set carved from the labelled digits (``val_accuracy``, ``val_loss``: what a project can choose the rate on),
-    the ``steps`` trained (of ``max_steps``), the ``best_step`` kept and the run's ``history``. ``patience`` and ``min_delta`` are
-    those of early stopping (unused by training to the end). Early stopping is replayed on the run's recorded
-    :func:`curve` (test watched at every evaluation, for the lesson's oracle and plots); training to the end only
-    needs its last weights scored on test, once.
+    the ``steps`` trained (of ``max_steps``), the ``best_step`` kept and the run's ``history``. ``patience`` and
+    ``min_delta`` are those of early stopping (unused by training to the end). Early stopping is replayed on the
+    run's recorded :func:`curve` (test watched at every evaluation, for the lesson's oracle and plots); training to
+    the end only needs its last weights scored on test, once.
     """
     if policy == "train to the end":
         trained = long_run(seed, n_labelled, noise, val_fraction, max_steps, eval_every, lr, watch_test=False,
