@@ -1,5 +1,7 @@
 """Lesson 06's printed helpers: the curve described, the one-cycle rate, the gap closed, and the two watched scores."""
 
+import math
+
 import pytest
 
 from ftlib import stopping
@@ -44,8 +46,8 @@ from ftlib.course.lessons.exercises import lesson06 as ex06  # noqa: E402
 
 @pytest.fixture(scope="module")
 def histories():
-    """Seed 1's full recorded run (validation only), the curve the do exercise is judged against; seed 0 a stub."""
-    return [_history(), early_stopping.long_run(1, 25, 0.3, 0.2, 150, 10, watch_test=False).history]
+    """Seed 0's full recorded run (validation only), the curve the do exercise is judged against."""
+    return [early_stopping.long_run(0, 25, 0.3, 0.2, 150, 10, early_stopping.rate(), watch_test=False).history]
 
 
 def test_exercises_untouched_print_what_to_do_and_compute_nothing(capsys):
@@ -72,16 +74,81 @@ def test_patience_question_solution_and_wrong_answer():
 
 
 @pytest.mark.slow
-def test_stop_a_real_run_a_short_patience_passes_and_the_lessons_patience_trains_too_long(histories):
-    assert ex06.stop_a_real_run(ex06.SOLUTIONS["stop_a_real_run"], histories).passed is True
-    wrong = ex06.stop_a_real_run(ex06.WRONG_ANSWERS["stop_a_real_run"][0][0], histories)
-    assert wrong.passed is False and "each evaluation of patience costs 10 more steps" in wrong.message
-    assert ex06.stop_a_real_run(3, histories).passed is False
+def test_stop_a_real_run_passes_the_least_patient_rule_and_fails_wrong_and_lazy_ones(histories):
+    solution = ex06.SOLUTIONS["stop_a_real_run"]
+    assert ex06.stop_a_real_run(solution, histories).passed is True
+    for wrong, why in ex06.WRONG_ANSWERS["stop_a_real_run"]:
+        feedback = ex06.stop_a_real_run(wrong, histories)
+        assert feedback.passed is False and why in feedback.message, (wrong, feedback.message)
+    unrestored = ex06.stop_a_real_run(stopping.EarlyStopping("val_accuracy", solution.patience, restore_best=False),
+                                      histories)
+    assert unrestored.passed is False and "restore_best=False" in unrestored.message
+    assert "restored step" not in unrestored.message
+    lazy = [3, solution.patience, stopping.EarlyStopping("val_accuracy", patience=solution.patience + 1),
+            stopping.EarlyStopping("val_accuracy", patience=12), stopping.EarlyStopping("val_accuracy", patience=1),
+            stopping.EarlyStopping("val_loss", patience=solution.patience),
+            stopping.EarlyStopping("val_accuracy", patience=solution.patience, min_delta=0.05),
+            stopping.EarlyStopping("val_accuracy", patience=solution.patience, mode="min")]
+    for answer in lazy:
+        if answer != solution:
+            assert ex06.stop_a_real_run(answer, histories).passed is False, answer
 
 
-@pytest.mark.slow
-def test_live_noise_names_its_value_first(capsys, monkeypatch):
-    monkeypatch.setattr(early_stopping.plt, "show", lambda: None)
-    early_stopping.live_noise(0.1, steps=20)
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "noise = 0.1" and "early stopping (patience 5)" in lines[1]
+def test_stop_a_real_run_checks_the_rule_before_training():
+    for answer, why in ((stopping.EarlyStopping("val_accuracy", 2, restore_best=False), "restore_best=False"),
+                        (stopping.EarlyStopping("val_loss", 2), "watch val_accuracy"), (2, "not int")):
+        feedback = ex06.stop_a_real_run(answer, [])
+        assert feedback.passed is False and why in feedback.message
+
+
+# The tuning table's driver and the policies (issue #32)
+
+def test_replay_keeps_what_each_policy_keeps_with_its_validation_scores():
+    history = _history()
+    end, stop, oracle = (early_stopping.replay(history, p, patience=2) for p in
+                         ("train to the end", "early stopping", early_stopping.ORACLE))
+    assert end == {"steps": 50, "accuracy": 0.3, "best_step": 50, "val_accuracy": 0.6, "val_loss": 0.8}
+    assert stop == {"steps": 40, "accuracy": 0.6, "best_step": 20, "val_accuracy": 0.6, "val_loss": 0.5}
+    assert oracle["best_step"] == 20 and oracle["accuracy"] == 0.6
+    with pytest.raises(ValueError, match="policy 'last' is not a stopping policy"):
+        early_stopping.replay(history, "last")
+
+
+def test_gaps_closed_per_seed_and_none_without_a_gap():
+    history = _history()
+    history.eval_accuracy = [0.1, 0.5, 0.6, 0.4, 0.3]  # oracle 0.6 at step 30; early stopping keeps step 20 (0.5)
+    closed = early_stopping.gaps_closed(early_stopping.policies([history], patience=2, min_delta=0.0))
+    assert closed == [pytest.approx((0.5 - 0.3) / (0.6 - 0.3))]
+    history.eval_accuracy = [0.1, 0.2, 0.3, 0.4, 0.5]  # still rising at the end: no gap to close
+    assert math.isnan(early_stopping.gaps_closed(early_stopping.policies([history], 2, 0.0))[0])
+
+
+def test_every_policy_has_an_arm_in_the_tuning_table_with_its_rate_chosen_from_the_grid():
+    from ftlib.course.lessons import tuning
+
+    table = tuning.load()
+    for schedule in ("constant", "onecycle"):
+        for policy in early_stopping.POLICIES:
+            key = early_stopping.arm(policy, schedule)
+            entry = table.entry(key)
+            assert entry["grid"] == {"lr": list(tuning.RATES)} and entry["fixed"]["schedule"] == schedule
+            assert entry["fixed"]["policy"] == policy and "fixed on purpose" in entry["note"]
+            assert table.chosen(key)["lr"] in tuning.RATES
+    assert early_stopping.rate() == table.chosen("06 early stopping, patience 5")["lr"]
+
+
+def test_overfitting_measures_the_turn_of_the_validation_loss_and_the_fall_of_the_test_accuracy():
+    [row] = early_stopping.overfitting([_history()])
+    assert row["low_step"] == 20 and row["loss_rise"] == pytest.approx(0.3)
+    assert row["peak_step"] == 20 and row["accuracy_drop"] == pytest.approx(0.3)
+
+
+def test_by_rate_gives_each_policys_stored_validation_records_over_the_grid():
+    from ftlib.course.lessons import tuning
+
+    table = tuning.load()
+    grid = early_stopping.by_rate(table)
+    assert grid.unique("policy") == list(early_stopping.POLICIES)
+    assert sorted(grid.unique("lr")) == sorted(tuning.RATES)
+    end = early_stopping.arm("train to the end")
+    assert grid.where(policy="train to the end") == [{"policy": "train to the end", **r} for r in table.results(end)]

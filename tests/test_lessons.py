@@ -42,7 +42,8 @@ def test_run_starts_from_a_given_model():
 
 def test_the_replayed_rule_and_the_policies_read_a_recorded_curve():
     history = stopping.History(step=list(range(1, 51)), eval_step=[10, 20, 30, 40, 50],
-                            val_loss=[0.9, 0.5, 0.6, 0.7, 0.4], eval_accuracy=[0.1, 0.6, 0.5, 0.4, 0.7])
+                            val_loss=[0.9, 0.5, 0.6, 0.7, 0.4], val_accuracy=[0.5, 0.6, 0.6, 0.6, 0.7],
+                            eval_accuracy=[0.1, 0.6, 0.5, 0.4, 0.7])
     assert early_stopping.early_stop(history, patience=2, min_delta=0.0) == \
         {"steps": 40, "accuracy": 0.6, "best_step": 20}
     assert early_stopping.early_stop(history, patience=5, min_delta=0.0)["steps"] == 50  # never stops: all steps

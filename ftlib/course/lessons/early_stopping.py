@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable
+
 import matplotlib.pyplot as plt
 
 from ftlib import data
 from ftlib.course.lessons import plots
 from ftlib.course.lessons.experiments import Results, Trained, run
+from ftlib.evaluation import evaluate
 from ftlib.stopping import MONITORS, EarlyStopping, History, stopping_point
 
-__all__ = ["BATCH_SIZE", "LIVE_NOISES", "METHOD", "ORACLE", "SCHEDULE", "compare_monitors", "describe_curve",
-           "early_stop", "gap_closed", "live_noise", "long_run", "noisy_split", "onecycle_rate", "plot_curves",
-           "plot_tradeoff", "policies", "tradeoff"]
+__all__ = ["BATCH_SIZE", "LIVE_NOISES", "METHOD", "ORACLE", "POLICIES", "SCHEDULE", "arm", "by_rate",
+           "compare_monitors", "curve", "describe_curve", "early_stop", "gap_closed", "gaps_closed", "live_noise",
+           "long_run", "noisy_split", "onecycle_rate", "overfitting", "plot_curves", "plot_tradeoff", "policies",
+           "policy_run", "rate", "replay", "run_policies", "tradeoff"]
 
-METHOD = "fine-tune"  # the pretrained GlyphNet with a new head, lr 1e-3
-BATCH_SIZE = 32
-SCHEDULE = "constant"
+METHOD = "fine-tune"  # the pretrained GlyphNet with a new head (its rate comes from the tuning table)
+BATCH_SIZE = 32  # fixed on purpose: 150 steps of 32 digits are 24 passes over the 200 training digits
+SCHEDULE = "constant"  # fixed on purpose: a stop cuts the budget at a step nobody knows in advance
+POLICIES = ("train to the end", "early stopping")  # the stopping policies a project can run (the oracle cannot)
 ORACLE = "oracle (peeks at test)"
 
 
@@ -26,10 +32,10 @@ def noisy_split(n_labelled: int, noise: float, val_fraction: float,
     return labelled, *data.split_validation(labelled, val_fraction, seed)
 
 
-def long_run(seed: int, n_labelled: int, noise: float, val_fraction: float, steps: int, eval_every: int,
+def long_run(seed: int, n_labelled: int, noise: float, val_fraction: float, steps: int, eval_every: int, lr: float,
              watch_test: bool = True, early_stopping: EarlyStopping | None = None, batch_size: int = BATCH_SIZE,
              schedule: str = SCHEDULE) -> Trained:
-    """Fine-tune on a noisy split (at a constant rate, batch 32, unless told otherwise), evaluating every
+    """Fine-tune on a noisy split at rate ``lr`` (constant, batch 32, unless told otherwise), evaluating every
     ``eval_every`` steps.
 
     The history records the validation scores and, with ``watch_test``, the clean test accuracy at every evaluation
@@ -37,8 +43,38 @@ def long_run(seed: int, n_labelled: int, noise: float, val_fraction: float, step
     """
     _, train_set, val_set = noisy_split(n_labelled, noise, val_fraction, seed)
     test = data.test_set("mnist") if watch_test else None
-    return run(METHOD, train_set, seed, steps, batch_size=batch_size, schedule=schedule, val_data=val_set,
+    return run(METHOD, train_set, seed, steps, lr=lr, batch_size=batch_size, schedule=schedule, val_data=val_set,
                eval_data=test, eval_every=eval_every, early_stopping=early_stopping)
+
+
+@functools.lru_cache(maxsize=64)
+def curve(seed: int, n_labelled: int, noise: float, val_fraction: float, steps: int, eval_every: int, lr: float,
+          schedule: str = SCHEDULE) -> History:
+    """The recorded curve of a full :func:`long_run` (test watched), kept for the process: the policies replayed on
+    one run share it (the replay stops where ``fit`` with the same rule stops, as lesson 06 checks live)."""
+    return long_run(seed, n_labelled, noise, val_fraction, steps, eval_every, lr, schedule=schedule).history
+
+
+def policy_run(policy: str, seed: int, lr: float, n_labelled: int = 25, noise: float = 0.3, val_fraction: float = 0.2,
+               max_steps: int = 150, eval_every: int = 10, patience: int = 5, min_delta: float = 0.0,
+               schedule: str = SCHEDULE) -> dict:
+    """The tuning table's driver: one stopping ``policy`` (of :data:`POLICIES`) on a long run at rate ``lr``.
+
+    Returns the weights the policy keeps, scored on the clean test set (``accuracy``) and on the noisy validation
+    set carved from the labelled digits (``val_accuracy``, ``val_loss``: what a project can choose the rate on),
+    the ``steps`` trained (of ``max_steps``), the ``best_step`` kept and the run's ``history``. ``patience`` and
+    ``min_delta`` are those of early stopping (unused by training to the end). Early stopping is replayed on the
+    run's recorded :func:`curve` (test watched at every evaluation, for the lesson's oracle and plots); training to
+    the end only needs its last weights scored on test, once.
+    """
+    if policy == "train to the end":
+        trained = long_run(seed, n_labelled, noise, val_fraction, max_steps, eval_every, lr, watch_test=False,
+                           schedule=schedule)
+        history = trained.history
+        return {**replay(history, policy), "accuracy": evaluate(trained.model, data.test_set("mnist")).accuracy,
+                "history": history}
+    history = curve(seed, n_labelled, noise, val_fraction, max_steps, eval_every, lr, schedule)
+    return {**replay(history, policy, patience, min_delta), "history": history}
 
 
 def early_stop(history: History, patience: int, min_delta: float, monitor: str = "val_loss") -> dict:
@@ -48,19 +84,79 @@ def early_stop(history: History, patience: int, min_delta: float, monitor: str =
     return {"steps": stop_step, "accuracy": history.eval_accuracy[best], "best_step": history.eval_step[best]}
 
 
+def replay(history: History, policy: str, patience: int = 5, min_delta: float = 0.0) -> dict:
+    """What ``policy`` (of :data:`POLICIES`, or :data:`ORACLE`) keeps of a recorded run: the ``steps`` trained, the
+    ``best_step`` whose weights it keeps, their clean test ``accuracy`` and their noisy ``val_accuracy`` and
+    ``val_loss``."""
+    if policy == "early stopping":
+        kept = early_stop(history, patience, min_delta)
+    elif policy == "train to the end":
+        kept = {"steps": len(history.step), "accuracy": history.final_accuracy, "best_step": history.eval_step[-1]}
+    elif policy == ORACLE:
+        best = max(range(len(history.eval_step)), key=lambda i: history.eval_accuracy[i])  # the bound reads test
+        kept = {"steps": history.eval_step[best], "accuracy": history.eval_accuracy[best],
+                "best_step": history.eval_step[best]}
+    else:
+        raise ValueError(f"policy {policy!r} is not a stopping policy: choose from {', '.join(POLICIES)} or {ORACLE}")
+    at = history.eval_step.index(kept["best_step"])
+    return {**kept, "val_accuracy": history.val_accuracy[at], "val_loss": history.val_loss[at]}
+
+
+def arm(policy: str, schedule: str = SCHEDULE, patience: int = 5) -> str:
+    """The tuning table's key of a stopping ``policy`` under ``schedule`` (early stopping tuned at ``patience``)."""
+    name = policy if policy == "train to the end" else f"{policy}, patience {patience}"
+    return f"06 {name}" + ("" if schedule == SCHEDULE else ", one-cycle")
+
+
+def rate(policy: str = "early stopping", schedule: str = SCHEDULE) -> float:
+    """The constant (or peak) rate chosen on validation for ``policy`` in the shipped tuning table."""
+    from ftlib.course.lessons import tuning
+
+    return tuning.load().options(arm(policy, schedule))["lr"]
+
+
+def run_policies(table, seeds: Iterable[int], schedule: str = SCHEDULE, **settings) -> Results:
+    """Each policy of :data:`POLICIES` run at its rate chosen in the tuning ``table`` (runs at one rate are shared),
+    on ``seeds``, plus the oracle on early stopping's own runs: per seed and policy, ``accuracy`` (test),
+    ``val_accuracy``, ``val_loss``, ``steps``, ``best_step``, ``lr``, ``history`` and ``label``. ``settings`` are the
+    lesson's (n_labelled, noise, ..., max_steps, patience, min_delta), each passed to the arms that fix it."""
+    from ftlib.course.lessons import tuning
+
+    seeds = list(seeds)
+    records = Results()
+    for policy in POLICIES:
+        key = arm(policy, schedule)
+        fixed = table.arm(key).fixed
+        records += tuning.run_chosen(key, seeds, table, **{k: v for k, v in settings.items() if k in fixed})
+    stopped = records.where(policy="early stopping")
+    return Results([*records, *({**r, "policy": ORACLE, "label": ORACLE, **replay(r["history"], ORACLE)}
+                                for r in stopped)])
+
+
+def by_rate(table, schedule: str = SCHEDULE) -> Results:
+    """Each policy's stored validation records over the tuning ``table``'s grid of rates (``policy``, ``lr``,
+    ``seed``, ``val_accuracy``, ``val_loss``): how much each policy's validation score depends on its rate."""
+    return Results({"policy": policy, **r} for policy in POLICIES for r in table.results(arm(policy, schedule)))
+
+
+def overfitting(histories: list[History]) -> Results:
+    """Per seed, how a recorded long run overfits: the step of its lowest validation loss (``low_step``) and how
+    much higher the loss ends (``loss_rise``); the step of its peak test accuracy (``peak_step``) and how much lower
+    the accuracy ends (``accuracy_drop``, a fraction)."""
+    rows = []
+    for seed, h in enumerate(histories):
+        low = min(range(len(h.val_loss)), key=lambda i: h.val_loss[i])
+        peak = max(range(len(h.eval_accuracy)), key=lambda i: h.eval_accuracy[i])  # measured, never chosen on
+        rows.append({"seed": seed, "low_step": h.eval_step[low], "loss_rise": h.val_loss[-1] - h.val_loss[low],
+                     "peak_step": h.eval_step[peak], "accuracy_drop": h.eval_accuracy[peak] - h.eval_accuracy[-1]})
+    return Results(rows)
+
+
 def policies(histories: list[History], patience: int, min_delta: float) -> Results:
-    """Per seed: training to the end, early stopping on the validation loss, and the oracle that peeks at test."""
-    records = []
-    for seed, history in enumerate(histories):
-        oracle = max(range(len(history.eval_step)), key=lambda i: history.eval_accuracy[i])
-        records += [
-            {"policy": "train to the end", "seed": seed, "steps": len(history.step),
-             "accuracy": history.eval_accuracy[-1]},
-            {"policy": "early stopping", "seed": seed, **early_stop(history, patience, min_delta)},
-            {"policy": ORACLE, "seed": seed, "steps": history.eval_step[oracle],
-             "accuracy": history.eval_accuracy[oracle]},
-        ]
-    return Results(records)
+    """Per seed: training to the end, early stopping on the validation loss, and the oracle that peeks at test,
+    replayed on the same recorded runs."""
+    return Results({"policy": policy, "seed": seed, **replay(history, policy, patience, min_delta)}
+                   for seed, history in enumerate(histories) for policy in (*POLICIES, ORACLE))
 
 
 def tradeoff(histories: list[History], patiences: list[int]) -> Results:
@@ -160,6 +256,13 @@ def compare_monitors(results: Results, compared: Results) -> list[str]:
     return lines
 
 
+def gaps_closed(compared: Results) -> list[float]:
+    """Per seed, the share of the gap between training to the end and the oracle that early stopping closes (NaN
+    where the oracle does not beat training to the end: there is no gap to close)."""
+    end, stop, oracle = (compared.values(policy=p) for p in ("train to the end", "early stopping", ORACLE))
+    return [(s - e) / (o - e) if o > e else float("nan") for e, s, o in zip(end, stop, oracle)]
+
+
 def gap_closed(compared: Results) -> str:
     """How much of the gap between training to the end and the oracle early stopping closes (means over seeds)."""
     end, stop, oracle = (compared.mean(policy=p) for p in ("train to the end", "early stopping", ORACLE))
@@ -171,14 +274,15 @@ LIVE_NOISES = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]  # the live slider's shares of wron
 
 
 def live_noise(noise: float, steps: int = 100, patience: int = 5, seed: int = 0) -> None:
-    """The live slider's run: fine-tune seed 0 for ``steps`` steps with a share ``noise`` of wrong labels, for real,
-    replay early stopping (``patience``, validation loss) on its curve, and plot it; the test accuracy is measured
-    on every 5th clean test digit (500) to keep a move near 2 s."""
+    """The live slider's run: fine-tune seed 0 for ``steps`` steps with a share ``noise`` of wrong labels, for real
+    (at early stopping's rate chosen in the tuning table), replay early stopping (``patience``, validation loss) on
+    its curve, and plot it; the test accuracy is measured on every 5th clean test digit (500) to keep a move near
+    2 s."""
     _, train_set, val_set = noisy_split(25, noise, 0.2, seed)
     test = data.test_set("mnist")
     some = data.ImageSet(test.images[::5], test.labels[::5], test.classes, "mnist test (1 in 5)")
-    history = run(METHOD, train_set, seed, steps, batch_size=BATCH_SIZE, schedule=SCHEDULE, val_data=val_set,
-                  eval_data=some, eval_every=10).history
+    history = run(METHOD, train_set, seed, steps, lr=rate(), batch_size=BATCH_SIZE, schedule=SCHEDULE,
+                  val_data=val_set, eval_data=some, eval_every=10).history
     stop = early_stop(history, patience, 0.0)
     low = history.eval_step[min(range(len(history.val_loss)), key=lambda i: history.val_loss[i])]
     stopped = f"stops at step {stop['steps']}" if stop["steps"] < steps else f"does not stop before step {steps}"

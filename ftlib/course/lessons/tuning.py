@@ -169,12 +169,26 @@ def _lesson05() -> list[Arm]:
                        grid={"alpha": strengths["l2sp"]}, note=high, measures=measures)]
 
 
+def _lesson06() -> list[Arm]:
+    """Lesson 06: each stopping policy a project can run, on long runs over noisy labels, at its rate chosen on the
+    noisy validation set carved from the labelled digits (the driver's own: no held-out clean labels); under the
+    lesson's constant rate and, as its check, under one-cycle (the batch is 32 in both)."""
+    fixed = {"n_labelled": 25, "noise": 0.3, "val_fraction": 0.2, "max_steps": 150, "eval_every": 10}
+    notes = {"constant": "batch 32 and a constant rate, fixed on purpose: a stop cuts the budget short",
+             "onecycle": "batch 32 fixed on purpose, as under the constant rate: only the schedule changes"}
+    stops = {"train to the end": {}, "early stopping, patience 5": {"patience": 5, "min_delta": 0.0}}
+    return [Arm("06", name + ("" if schedule == "constant" else ", one-cycle"), "early_stopping:policy_run",
+                {"policy": name.split(",")[0], **fixed, **rule, "schedule": schedule}, note=notes[schedule])
+            for schedule in ("constant", "onecycle") for name, rule in stops.items()]
+
+
 def _arms() -> list[Arm]:
     """Every lesson's arms (one function per lesson)."""
-    return [*_lesson03(), *_lesson04(), *_lesson02(), *_lesson01(), *_lesson05()]
+    return [*_lesson03(), *_lesson04(), *_lesson02(), *_lesson01(), *_lesson05(), *_lesson06()]
 
 
 ARMS: list[Arm] = _arms()
+_OWN_VALIDATION = ("augmentation:", "early_stopping:")  # drivers that always hold out their own validation data
 
 
 @independent
@@ -182,7 +196,7 @@ def run_arm(arm: Arm, point: dict, seed: int) -> dict:
     """Train ``arm`` at grid ``point`` on ``seed`` and return its validation scores (``val_accuracy``, ``val_loss``
     rounded to :data:`ROUND` decimals) and the arm's ``measures`` (rounded alike): what the table stores. The test
     score of the task tuned for is not kept."""
-    extra = {} if "augmentation:" in arm.run else {"n_val": N_VAL}  # lesson 04's driver always holds out its own
+    extra = {} if arm.run.startswith(_OWN_VALIDATION) else {"n_val": N_VAL}
     record = arm.driver()(**arm.fixed, **arm.options(point), seed=seed, **extra)
     return {"val_accuracy": record["val_accuracy"], "val_loss": round(record["val_loss"], ROUND),
             **{name: round(record[name], ROUND) for name in arm.measures}}
@@ -294,7 +308,7 @@ def run_plan(plan: Iterable[tuple[str, dict]], seeds: Iterable[int], table: Tabl
             raise ValueError(f"{key} has no fixed setting {unknown[0]!r} to change: it fixes {', '.join(arm.fixed)}")
         changed = {k: v for k, v in changes.items() if v != arm.fixed[k]}
         label = arm.name + "".join(f" ({k} {v}, tuned at {arm.fixed[k]})" for k, v in changed.items())
-        extra = {} if "augmentation:" in arm.run else {"n_val": N_VAL}
+        extra = {} if arm.run.startswith(_OWN_VALIDATION) else {"n_val": N_VAL}
         runs += [(arm.driver(), {**arm.fixed, **changes, **table.options(key), "seed": seed, **extra}, label)
                  for seed in seeds]
     records = run_calls([(driver, coordinates) for driver, coordinates, _ in runs])

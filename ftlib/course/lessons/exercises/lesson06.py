@@ -1,5 +1,5 @@
 """Lesson 06's exercises: predict the step where the validation loss turns, build an early-stopping rule that stops a
-real run soon after its best, and say why the patience is chosen on validation, not on test."""
+real run soon after its best validation accuracy, and say why the patience is chosen on validation, not on test."""
 
 from __future__ import annotations
 
@@ -15,13 +15,12 @@ from ftlib.course.lessons.exercises import (
     attempted,
     cells_not_run,
     check_prediction,
-    check_target,
     exercise,
     not_attempted,
     tell,
 )
 from ftlib.evaluation import evaluate
-from ftlib.stopping import EarlyStopping, History
+from ftlib.stopping import MONITORS, EarlyStopping, History, stopping_point
 
 __all__ = ["HINTS", "PATIENCE_QUESTION", "SOLUTIONS", "WRONG_ANSWERS", "choose_patience_on", "hint", "solution",
            "stop_a_real_run", "turning_step"]
@@ -44,36 +43,49 @@ def turning_step(guess: float | EllipsisType, history: History) -> Feedback:
 
 
 @exercise
-def stop_a_real_run(rule: EarlyStopping | EllipsisType, histories: list[History], seed: int = 1,
+def stop_a_real_run(rule: EarlyStopping | EllipsisType, histories: list[History], seed: int = 0,
                     steps: int = 150) -> Feedback:
-    """Do: ``rule`` stops a real run of seed 1 (the lesson's setting, about 1.5 s) by itself within half of the
-    ``steps`` and restores (``restore_best``) the step with the lowest validation loss of the whole recorded run."""
+    """Do: ``rule`` stops a real run of seed 0 (the lesson's setting, a few seconds) by itself, watching the bumpy
+    validation accuracy, restores (``restore_best``) the first step with the highest validation accuracy of the whole
+    recorded run, and trains no more steps than the least patient rule that still restores it."""
     if not attempted(rule):
         return not_attempted("build the rule, stopping.EarlyStopping(...),")
     if not isinstance(rule, EarlyStopping):
         return tell(False, "Build the rule with stopping.EarlyStopping(monitor, patience=..., "
                     f"min_delta=...), not {type(rule).__name__}.")
     if not rule.restore_best:
-        return tell(False, "Not yet: your rule has restore_best=False, so it keeps the weights of the step where it "
-                           "stops, not those of its best step: nothing is restored. Let it restore the best.")
+        return tell(False, "Not yet: your rule has restore_best=False, so it would keep the weights of the step "
+                           "where it stops, not those of its best step. Let it restore the best.")
+    if rule.monitor != "val_accuracy":
+        return tell(False, f"Not yet: your rule watches {rule.monitor}; the step to restore is the one with the "
+                           "highest validation accuracy, so watch val_accuracy.")
     if not histories:
         return cells_not_run("the recorded runs (histories)")
-    full = histories[seed] if seed < len(histories) else es.long_run(seed, 25, 0.3, 0.2, steps, 10,
+    lr = es.rate()
+    full = histories[seed] if seed < len(histories) else es.long_run(seed, 25, 0.3, 0.2, steps, 10, lr,
                                                                       watch_test=False).history
-    low = full.eval_step[min(range(len(full.val_loss)), key=lambda i: full.val_loss[i])]
-    run = es.long_run(seed, 25, 0.3, 0.2, steps, 10, watch_test=False, early_stopping=rule)
+    scores = full.val_accuracy
+    top = full.eval_step[max(range(len(scores)), key=lambda i: (scores[i], -i))]  # the first of the highest
+    finds = (stopping_point(scores, p, 0.0, MONITORS["val_accuracy"]) for p in range(1, len(full.eval_step) + 1))
+    fewest = next(full.eval_step[stop] if stop is not None else len(full.step)  # the least patient rule that does
+                  for best, stop in finds if full.eval_step[best] == top)
+    run = es.long_run(seed, 25, 0.3, 0.2, steps, 10, lr, watch_test=False, early_stopping=rule)
     trained, best = run.history.stopped_step or steps, run.history.best_step
     accuracy = evaluate(run.model, data.test_set("mnist")).accuracy
     print(f"seed {seed}: your rule trained {trained} of {steps} steps and restored step {best} ({accuracy:.1%} on "
-          f"the clean test digits); the whole run's lowest validation loss is at step {low}")
-    if best != low:
-        return tell(False, f"Not yet: the rule restored step {best}, not the step where the validation loss of "
-                    "the whole run is lowest. Look at: what it watches (the validation loss) and min_delta (a "
-                    "large one ignores real improvements).")
-    every = full.eval_step[1] - full.eval_step[0] if len(full.eval_step) > 1 else steps
-    return check_target(trained, target=steps // 2, at_least=False, quantity="steps trained",
-                        hint=f"each evaluation of patience costs {every} more steps after the best, and with the "
-                             "best weights restored it buys nothing on this curve: a smaller patience.")
+          f"the clean test digits); the whole run's highest validation accuracy is first reached at step {top}")
+    if best != top:
+        return tell(False, f"Not yet: the rule restored step {best}, not the first step with the highest "
+                    "validation accuracy of the whole run: it stopped before it got there. Look at: the patience "
+                    "(too little stops on a plateau) and min_delta (a large one ignores real improvements).")
+    if trained > fewest:
+        return tell(False, f"Not yet: your rule trained {trained} steps, {trained - top} after the step it restores; "
+                    "a less patient rule still restores that step and trains fewer. Look at: each evaluation of "
+                    "patience trains more steps after the best, and with the best weights restored it buys nothing "
+                    "more on this curve.")
+    return tell(True, f"Right: it restores the run's highest validation accuracy (step {top}) and stops "
+                      f"{trained - top} steps after it, as early as any patience can on this curve without stopping "
+                      "on a plateau.")
 
 
 PATIENCE_QUESTION = Question(
@@ -106,20 +118,22 @@ HINTS: dict[str, tuple[str, str]] = {
         "to memorise the wrong labels. Which comes first, and how soon?",
         "Once the plot has run, find the lowest point of seed 0's validation-loss curve and read its step."),
     "stop_a_real_run": (
-        "Watch the validation loss and keep the best weights (restore_best); what is left to choose is the "
+        "Watch the validation accuracy and keep the best weights (restore_best); what is left to choose is the "
         "patience.",
-        "Each evaluation of patience trains more steps after the best: the lesson's tables show what a long "
-        "patience buys on this curve."),
+        "Raise the patience one evaluation at a time: too little stops on a plateau before the highest point, "
+        "too much trains steps that buy nothing."),
     "choose_patience_on": (
         "What happens to a score once it has been used to pick the best of several options?",
         "The oracle picks the step by its test accuracy: why can no project reach its score?"),
 }
-SOLUTIONS: dict[str, object] = {"turning_step": 30, "stop_a_real_run": EarlyStopping("val_loss", patience=2),
+SOLUTIONS: dict[str, object] = {"turning_step": 30, "stop_a_real_run": EarlyStopping("val_accuracy", patience=2),
                                 "choose_patience_on": PATIENCE_QUESTION.right_letter}
 WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
     "turning_step": [(120, "too high")],
-    "stop_a_real_run": [(EarlyStopping("val_loss", patience=5), "more steps after the best"),
-                        (EarlyStopping("val_loss", patience=2, restore_best=False), "restore_best=False")],
+    "stop_a_real_run": [(EarlyStopping("val_accuracy", patience=5), "more steps after the best"),
+                        (EarlyStopping("val_accuracy", patience=1), "stopped before it got there"),
+                        (EarlyStopping("val_loss", patience=1), "watch val_accuracy"),
+                        (EarlyStopping("val_accuracy", patience=2, restore_best=False), "restore_best=False")],
     "choose_patience_on": [(PATIENCE_QUESTION.letter_of(2), "compare the test accuracies")],
 }
 _COACH = Coach(HINTS, SOLUTIONS)
