@@ -63,7 +63,7 @@ def test_the_course_drivers_that_share_the_cores_are_marked():
 
     for run in (experiments.transfer_run, freezing.depth_run, freezing.staged_run, freezing.frozen_head_run,
                 augmentation.augmented_run, learning_rate.rate_run, weight_regularization.regularized_run,
-                tuning.run_arm):
+                early_stopping.policy_run, tuning.run_arm):
         assert workers._is_independent(run), run.__name__
 
 

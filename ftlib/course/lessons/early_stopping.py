@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 from ftlib import data
 from ftlib.course.lessons import plots
 from ftlib.course.lessons.experiments import Results, Trained, run
+from ftlib.course.lessons.workers import independent
 from ftlib.evaluation import evaluate
 from ftlib.stopping import MONITORS, EarlyStopping, History, stopping_point
 
@@ -55,6 +56,7 @@ def curve(seed: int, n_labelled: int, noise: float, val_fraction: float, steps: 
     return long_run(seed, n_labelled, noise, val_fraction, steps, eval_every, lr, schedule=schedule).history
 
 
+@independent
 def policy_run(policy: str, seed: int, lr: float, n_labelled: int = 25, noise: float = 0.3, val_fraction: float = 0.2,
                max_steps: int = 150, eval_every: int = 10, patience: int = 5, min_delta: float = 0.0,
                schedule: str = SCHEDULE) -> dict:
