@@ -59,7 +59,14 @@ def test_a_driver_not_marked_independent_runs_here_so_what_it_writes_is_kept(two
 
 
 def test_the_course_drivers_that_share_the_cores_are_marked():
-    from ftlib.course.lessons import augmentation, freezing, learning_rate, tuning, weight_regularization
+    from ftlib.course.lessons import (
+        augmentation,
+        early_stopping,
+        freezing,
+        learning_rate,
+        tuning,
+        weight_regularization,
+    )
 
     for run in (experiments.transfer_run, freezing.depth_run, freezing.staged_run, freezing.frozen_head_run,
                 augmentation.augmented_run, learning_rate.rate_run, weight_regularization.regularized_run,
