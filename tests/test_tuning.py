@@ -160,3 +160,13 @@ def test_an_interrupted_build_leaves_the_table_as_it_was_and_no_stray_file(tiny,
     with pytest.raises(KeyboardInterrupt):
         tuning.build(target, progress=lambda line: None)
     assert target.read_bytes() == first.read_bytes() and [p.name for p in tmp_path.iterdir()] == ["table.json"]
+
+
+def test_lesson05s_penalties_run_at_the_rate_chosen_for_no_penalty():
+    """The penalty arms fix their rate on purpose at no penalty's chosen rate: the table must agree with itself
+    (a rebuild that moves no penalty's choice must move them too)."""
+    table = tuning.load()
+    sensible = table.chosen("05 no penalty")["lr"]
+    for key in table.entries:
+        if key.startswith("05 ") and key != "05 no penalty" and "lr 0.03" not in key:
+            assert table.arm(key).fixed["lr"] == sensible, f"{key} runs at {table.arm(key).fixed['lr']}"
