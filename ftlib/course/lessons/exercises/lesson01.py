@@ -125,6 +125,10 @@ def probe_by_freezing(build: Callable[[nn.Module], object] | EllipsisType, curve
     if any(name.split(".")[-1] not in _BN_STATS for name in moved):
         return tell(False, f"Not yet: the trainable count is right ({head:,}, the head), but some backbone weights "
                            f"were trained ({moved[0]}).")
+    if moved and not in_train_mode:  # eval mode throughout, yet the statistics changed: set by hand
+        return tell(False, f"Not yet: the backbone's weights are frozen and its BatchNorm layers stayed in eval mode, "
+                           f"but their statistics were changed ({sorted(moved)[0]}): the probe must read the "
+                           f"pretrained features as they are, running statistics included.")
     if in_train_mode or moved:
         return tell(False, f"Not yet: the backbone's weights are frozen, but its BatchNorm layers ran in train mode "
                            f"during training ({len(in_train_mode)} of {len(norms)} layers, e.g. "
@@ -186,6 +190,14 @@ def eval_by_hand_probe(model):
             block.eval()  # undone by fit's model.train()
 
 
+def stats_reset_probe(model):
+    """Frozen the right way, then the backbone's BatchNorm statistics reset by hand (eval mode throughout)."""
+    freeze_for_probe(model)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module is not getattr(model, "head", None):
+            module.reset_running_stats()
+
+
 SOLUTIONS: dict[str, object] = {"gain_at_five": 17, "why_pretraining_wins": WHY_PRETRAINING_WINS.right_letter,
                                 "probe_by_freezing": freeze_for_probe}
 WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
@@ -195,7 +207,8 @@ WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
                              (WHY_PRETRAINING_WINS.letter_of(3), "seconds per run")],
     "probe_by_freezing": [(freeze_everything, "Nothing trains"), (weights_only_probe, "ran in train mode"),
                           (momentum_zero_probe, "ran in train mode"),
-                          (eval_by_hand_probe, "undoes an earlier .eval()")],
+                          (eval_by_hand_probe, "undoes an earlier .eval()"),
+                          (stats_reset_probe, "statistics were changed")],
 }
 _COACH = Coach(HINTS, SOLUTIONS)
 hint, solution = _COACH.hint, _COACH.solution
