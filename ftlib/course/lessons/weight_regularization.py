@@ -26,10 +26,10 @@ from ftlib.schedules import make_schedule
 
 __all__ = ["COLOURS", "COLUMNS", "HEAD_DECAY", "LETTERS_USED", "LIVE_STRENGTHS", "NAMES", "N_VAL", "PENALTIES",
            "TRACED", "affordable", "label", "check_claims", "explain_drift", "explain_turning", "held_out", "live_l2sp",
-           "paired",
+           "paired", "unseen_text",
            "plot_drift", "plot_statistics", "plot_trace", "rank_agreement", "rank_correlation", "regularized_run",
            "shipped_retention", "show_difference", "show_trace", "split_forgetting", "stored", "summary",
-           "trace_table", "turning"]
+           "trace_table"]
 
 PENALTIES = ("none", "decay", "decay_all", "l2", "l2sp")
 NAMES = {"none": "no penalty", "decay": "weight decay (AdamW)", "decay_all": "weight decay, BN gamma/beta too",
@@ -125,13 +125,14 @@ def regularized_run(penalty: str, alpha: float, lr: float, seed: int, n: int = 5
     naive ``AdamW(model.parameters(), ...)``); ``"l2"``: ``alpha/2 ||W||^2`` over the same weights as ``"decay"``
     added to the loss (Adam then normalises its gradient with the data's); or ``"l2sp"``: ``alpha/2 ||w - w0||^2``
     over every backbone parameter added to the loss. All pull the new head towards zero alike (``HEAD_DECAY``).
-    Returns target ``accuracy`` (test) and ``val_accuracy``, ``val_loss`` (``n_val`` held-out labels per class), backbone ``drift`` ``||w - w0||``,
+    Returns target ``accuracy`` (test) and ``val_accuracy``, ``val_loss`` (``n_val`` held-out labels per class),
+    backbone ``drift`` ``||w - w0||``,
     ``layer_drift`` and ``direction_drift`` (mean over layers of :func:`ftlib.regularize.layer_drift`, plain and
     scale-free), ``output_change`` (KL of the letters predictions from the shipped model's, on 520 unlabelled
     letters that are not test ones, with the letters head and the letters' BatchNorm statistics), and
     ``retention``: letters test accuracy with the letters head put back, as is (``retention``) and with the
     letters' BatchNorm statistics re-estimated (``retention_bn``). With ``follow``, also ``layers``: each
-    convolution followed step by step (:func:`turning`).
+    convolution followed step by step (:func:`held_out`).
     """
     start = {}
     train_set, val_set = data.few_shot_split(target, n, n_val, seed)
@@ -154,7 +155,7 @@ def regularized_run(penalty: str, alpha: float, lr: float, seed: int, n: int = 5
 
 class _Follower:
     """Called after every step: per convolution ``W``, its norm over ``||W0||``, the length of the step across ``W``
-    and the angle it turned (see :func:`turning`)."""
+    and the angle it turned (see :func:`held_out`)."""
 
     def __init__(self, start: dict[str, torch.Tensor]) -> None:
         self.start, self.previous, self.seen = start, {}, {}
@@ -183,36 +184,21 @@ class _Follower:
                 for name, rows in self.seen.items()}
 
 
-def turning(settings: dict[str, tuple[str, float]], lr: float, seeds, n: int = 5, steps: int = 100
-            ) -> dict[str, Results]:
-    """Per labelled setting ``(penalty, alpha)``, :func:`regularized_run` on each of ``seeds`` (all the runs sharing
-    the cores), following each convolution's weights ``W`` step by step. Each record's ``layers`` holds, per layer:
-    ``norm`` (``||W||`` at the end over ``||W0||``), ``mean_norm`` (the same, averaged over the steps), ``across``
-    (mean length of the part of a step ``W_t - W_(t-1)`` across ``W``, the part that can turn it; Adam makes it
-    about the rate in every weight, whatever their scale), ``turn`` (mean angle, in degrees, between ``W_(t-1)``
-    and ``W_t``: how much a step changes the layer's direction, all a BatchNorm after it lets through), and the
-    BatchNorm after it: ``gamma`` and ``beta``, ``||.||`` at the end over at the start (they scale and shift the
-    features themselves)."""
-    from ftlib.course.lessons.workers import run_calls
-
-    seeds = list(seeds)
-    calls = [(regularized_run, {"penalty": penalty, "alpha": alpha, "lr": lr, "seed": seed, "n": n,
-                                "steps": steps, "follow": True})
-             for penalty, alpha in settings.values() for seed in seeds]
-    records = iter(run_calls(calls))
-    return {label: Results({**next(records), "penalty": penalty, "alpha": alpha, "seed": seed, "setting": label}
-                           for seed in seeds) for label, (penalty, alpha) in settings.items()}
-
-
 def held_out(settings: dict[str, tuple[str, float]], lr: float, seeds, n: int = 5, steps: int = 100) -> Results:
-    """:func:`regularized_run` of each labelled setting ``(penalty, alpha)`` on ``seeds`` (all sharing the cores):
-    records with ``penalty``, ``alpha``, ``seed`` and ``setting`` (the label)."""
+    """:func:`regularized_run` of each labelled setting ``(penalty, alpha)`` on each of ``seeds``, all the runs
+    sharing the cores, each following its convolutions step by step: records with ``penalty``, ``alpha``, ``seed``,
+    ``setting`` (the label) and ``layers``, per layer: ``norm`` (the convolution's ``||W||`` at the end over
+    ``||W0||``), ``mean_norm`` (the same, averaged over the steps), ``across`` (mean length of the part of a step
+    ``W_t - W_(t-1)`` across ``W``, the part that can turn it; Adam makes it about the rate in every weight,
+    whatever their scale), ``turn`` (mean angle, in degrees, between ``W_(t-1)`` and ``W_t``: how much a step
+    changes the layer's direction, all a BatchNorm after it lets through), and the BatchNorm after it: ``gamma``
+    and ``beta``, ``||.||`` at the end over at the start (they scale and shift the features themselves)."""
     from ftlib.course.lessons.workers import run_calls
 
     seeds = list(seeds)
     plan = [(label, penalty, alpha, seed) for label, (penalty, alpha) in settings.items() for seed in seeds]
     found = run_calls([(regularized_run, {"penalty": penalty, "alpha": alpha, "lr": lr, "seed": seed, "n": n,
-                                          "steps": steps}) for _, penalty, alpha, seed in plan])
+                                          "steps": steps, "follow": True}) for _, penalty, alpha, seed in plan])
     return Results({**record, "penalty": penalty, "alpha": alpha, "seed": seed, "setting": label}
                    for (label, penalty, alpha, seed), record in zip(plan, found))
 
@@ -221,11 +207,12 @@ def _layer_mean(runs: Results, layer: str, key: str) -> float:
     return fmean(r["layers"][layer][key] for r in runs)
 
 
-def explain_turning(runs: dict[str, Results]) -> str:
-    """Per layer and labelled :func:`turning` setting, means over its seeds: the convolution's norm at the end and
-    on average, the mean step across it and the mean turn per step, and the BatchNorm's ``||gamma||`` and
-    ``||beta||`` at the end (over the start); then each setting's validation digits and letters kept."""
-    labels = list(runs)
+def explain_turning(outside: Results, labels: list[str]) -> str:
+    """Per layer and each of the :func:`held_out` settings ``labels``, means over its seeds: the convolution's norm
+    at the end and on average, the mean step across it and the mean turn per step, and the BatchNorm's
+    ``||gamma||`` and ``||beta||`` at the end (over the start); then each setting's validation digits and letters
+    kept."""
+    runs = {label: outside.where(setting=label) for label in labels}
     layers = list(runs[labels[0]][0]["layers"])
     width = max(len(label) for label in labels) + 2
     lines = [f"{'layer':<8}{'':<{width}}{'conv ||W||/||W0||: end':>23}{'mean':>7}{'step across W':>15}"
@@ -324,6 +311,7 @@ def plot_trace(trace: Results, free: Results, chosen: dict[str, float]) -> None:
     """Letters kept against validation digits, one curve per penalty over its strengths (means over seeds, bars: the
     letters kept's std; each point labelled with its strength, the chosen one circled), no penalty as a black star."""
     fig, ax = plt.subplots(figsize=(9, 4.6))
+    labelled: list[tuple[str, float, float, str]] = []
     for penalty in trace.unique("penalty"):
         runs = trace.where(penalty=penalty)
         strengths = runs.unique("alpha")
@@ -332,12 +320,12 @@ def plot_trace(trace: Results, free: Results, chosen: dict[str, float]) -> None:
         ax.errorbar(xs, ys, yerr=[100 * runs.std("retention", alpha=a) for a in strengths], fmt="-o", ms=4, capsize=2,
                     color=COLOURS[penalty], label=NAMES[penalty], alpha=0.85)
         for a, x, y in zip(strengths, xs, ys):
-            ax.annotate(f"{a:g}", (x, y), textcoords="offset points", xytext=(5, 3), fontsize=8,
-                        color=COLOURS[penalty])
+            labelled.append((f"{a:g}", x, y, COLOURS[penalty]))
             if a == chosen[penalty]:
                 ax.plot(x, y, "o", ms=11, mfc="none", mec=COLOURS[penalty], mew=1.5)
     ax.errorbar(100 * free.mean("val_accuracy"), 100 * free.mean("retention"), yerr=100 * free.std("retention"),
                 fmt="*", ms=12, color="k", label="no penalty")
+    _annotate_apart(ax, *(list(column) for column in zip(*labelled)))  # labels near each other step down
     ax.set(xlabel="validation digits (%)", ylabel="letters kept, as fine-tuned (%)",
            title="Each penalty over its strengths (circled: chosen on validation; bars: std over seeds)")
     ax.grid(alpha=0.3)
@@ -481,6 +469,20 @@ def affordable(trace: Results, free: Results, budget: float) -> SimpleNamespace:
     return SimpleNamespace(strength=strength, gains=gains, text="\n".join([head, *lines]))
 
 
+def unseen_text(outside: Results, strengths: dict[str, float]) -> str:
+    """On the :func:`held_out` seeds: each penalty at its strength in ``strengths`` minus no penalty (setting
+    ``"none"``), validation digits and letters kept, per seed with the mean's 95% interval and verdict."""
+    free = outside.where(setting="none")
+    lines = [f"seeds {', '.join(str(s) for s in free.unique('seed'))} (never in the tuning table), minus no "
+             "penalty in the same seed:"]
+    for penalty, alpha in strengths.items():
+        runs = outside.where(setting=f"{penalty} {alpha:g}")
+        lines += [f"  {NAMES[penalty] + ' ' + format(alpha, 'g'):<28}validation digits "
+                  f"{paired(runs, free, 'val_accuracy')[1]}",
+                  f"  {'':<28}letters kept      {paired(runs, free, 'retention')[1]}"]
+    return "\n".join(lines)
+
+
 def split_forgetting(results: Results, shipped: float) -> str:
     """Per setting: letters lost (shipped minus kept), and how much of it the letters' BatchNorm statistics give
     back (means over seeds, in points)."""
@@ -525,23 +527,22 @@ def paired(first: Results, second: Results, metric: str = "accuracy") -> tuple[l
                          f"(95% interval): {word}")
 
 
-def check_claims(outside: Results, turns: dict[str, Results], rescue: Results, strengths: dict[str, float],
-                 shipped: float) -> SimpleNamespace:
+def check_claims(outside: Results, rescue: Results, strengths: dict[str, float], shipped: float
+                 ) -> SimpleNamespace:
     """The lesson's claims, all on seeds the tuning table never saw: printed ``lines``, ``checks`` (name, holds,
     detail) and a ``headline``.
 
-    ``outside``: each penalty at ``strengths`` (chosen within the budget on the table's seeds; setting
-    ``"<penalty> <alpha>"``) and ``"l2sp 1"``; ``turns``: :func:`turning` of ``"no penalty"``, ``"weight decay
-    10"`` and ``"weight decay 10, every parameter"`` on the same seeds (the first is no penalty's baseline);
+    ``outside``: :func:`held_out` runs of ``"none"``, each penalty at ``strengths`` (chosen within the budget on
+    the table's seeds; setting ``"<penalty> <alpha>"``), ``"l2sp 1"``, ``"decay 10"`` and ``"decay_all 10"``;
     ``rescue``: the runs at the too-high rate (``penalty`` ``"none"`` and ``"l2sp"``)."""
-    free = turns["no penalty"]
+    free = outside.where(setting="none")
     base = {r["seed"]: r["retention"] for r in free}
     gains = {p: [r["retention"] - base[r["seed"]] for r in outside.where(setting=f"{p} {a:g}")]
              for p, a in strengths.items()}
     ahead = [gains["l2sp"][i] - max(gains[p][i] for p in gains if p != "l2sp") for i in range(len(free))]
     cost = {p: [base_val - r["val_accuracy"] for r, base_val in
                 zip(outside.where(setting=f"{p} {a:g}"), free.values("val_accuracy"))] for p, a in strengths.items()}
-    conv, naive = turns["weight decay 10"], turns["weight decay 10, every parameter"]
+    conv, naive = outside.where(setting="decay 10"), outside.where(setting="decay_all 10")
     layers = list(free[0]["layers"])
     shrink = [conv[i]["layers"][k]["norm"] / free[i]["layers"][k]["norm"] for i in range(len(free)) for k in layers]
     lost_to_gamma = [c["retention"] - a["retention"] for c, a in zip(conv, naive)]
@@ -586,11 +587,12 @@ def check_claims(outside: Results, turns: dict[str, Results], rescue: Results, s
 LIVE_STRENGTHS = [0, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10]  # the live slider's L2-SP strengths
 
 
-def live_l2sp(alpha: float, lr: float = 3e-2, steps: int = 60, seed: int = 0) -> None:
+def live_l2sp(alpha: float, lr: float = 3e-2, steps: int = 100, seed: int = 0) -> None:
     """The live slider's run: fine-tune seed 0 for ``steps`` steps at the over-aggressive rate under L2-SP of
-    strength ``alpha`` (0: no penalty), for real, and print digits test accuracy, letters kept and drift."""
+    strength ``alpha`` (0: no penalty), for real, and print the validation digits (never test: the slider is a
+    choice), letters kept and drift."""
     record = regularized_run("l2sp" if alpha else "none", float(alpha), lr, seed, steps=steps)
     print(f"L2-SP strength alpha = {alpha}")
-    print(f"seed {seed}, {steps} steps at lr={lr:g}: digits test {record['accuracy']:.1%}; letters kept "
+    print(f"seed {seed}, {steps} steps at lr={lr:g}: validation digits {record['val_accuracy']:.1%}; letters kept "
           f"{record['retention']:.1%} as fine-tuned, {record['retention_bn']:.1%} with the letters' BN statistics; "
           f"drift ||w - w0|| {record['drift']:.3g}")
