@@ -469,15 +469,15 @@ def affordable(trace: Results, free: Results, budget: float) -> SimpleNamespace:
     return SimpleNamespace(strength=strength, gains=gains, text="\n".join([head, *lines]))
 
 
-def unseen_text(outside: Results, strengths: dict[str, float]) -> str:
-    """On the :func:`held_out` seeds: each penalty at its strength in ``strengths`` minus no penalty (setting
-    ``"none"``), validation digits and letters kept, per seed with the mean's 95% interval and verdict."""
+def unseen_text(outside: Results, labels: list[str]) -> str:
+    """On the :func:`held_out` seeds: each of the settings ``labels`` minus no penalty (setting ``"none"``),
+    validation digits and letters kept, per seed with the mean's 95% interval and verdict."""
     free = outside.where(setting="none")
     lines = [f"seeds {', '.join(str(s) for s in free.unique('seed'))} (never in the tuning table), minus no "
              "penalty in the same seed:"]
-    for penalty, alpha in strengths.items():
-        runs = outside.where(setting=f"{penalty} {alpha:g}")
-        lines += [f"  {NAMES[penalty] + ' ' + format(alpha, 'g'):<28}validation digits "
+    for setting in labels:
+        runs = outside.where(setting=setting)
+        lines += [f"  {NAMES[runs[0]['penalty']] + ' ' + format(runs[0]['alpha'], 'g'):<28}validation digits "
                   f"{paired(runs, free, 'val_accuracy')[1]}",
                   f"  {'':<28}letters kept      {paired(runs, free, 'retention')[1]}"]
     return "\n".join(lines)
@@ -545,6 +545,7 @@ def check_claims(outside: Results, rescue: Results, strengths: dict[str, float],
     conv, naive = outside.where(setting="decay 10"), outside.where(setting="decay_all 10")
     layers = list(free[0]["layers"])
     shrink = [conv[i]["layers"][k]["norm"] / free[i]["layers"][k]["norm"] for i in range(len(free)) for k in layers]
+    turn = [conv[i]["layers"][k]["turn"] / free[i]["layers"][k]["turn"] for i in range(len(free)) for k in layers]
     lost_to_gamma = [c["retention"] - a["retention"] for c, a in zip(conv, naive)]
     lost_to_conv = [f["retention"] - c["retention"] for f, c in zip(free, conv)]
     strong = outside.where(setting="l2sp 1")
@@ -559,7 +560,8 @@ def check_claims(outside: Results, rescue: Results, strengths: dict[str, float],
     lines += [
         f"  L2-SP's letters kept minus the better of the other two penalties': {points(ahead)}",
         f"  weight decay 10 on the convolutions, over no penalty: every convolution's norm x{min(shrink):.2f} to "
-        f"x{max(shrink):.2f}; letters kept {points(-d for d in lost_to_conv)}",
+        f"x{max(shrink):.2f}, every step turns it x{min(turn):.2f} to x{max(turn):.2f} as far; letters kept "
+        f"{points(-d for d in lost_to_conv)}",
         f"  weight decay 10 on every parameter minus on the convolutions only: letters kept "
         f"{points(-d for d in lost_to_gamma)}",
         f"  L2-SP 1, letters' BN statistics: {points(-d for d in from_shipped)} from the shipped model; the "
@@ -568,16 +570,19 @@ def check_claims(outside: Results, rescue: Results, strengths: dict[str, float],
     checks = [
         ("at the strengths chosen within the budget, L2-SP keeps the most letters on unseen seeds",
          all(a > 0 for a in ahead), f"{ahead}"),
+        ("weight decay on the convolutions shrinks each and turns it further per step, and costs letters",
+         all(s < 0.5 for s in shrink) and all(t > 1 for t in turn) and all(d > 0 for d in lost_to_conv),
+         f"{shrink}, {turn}, {lost_to_conv}"),
         ("decaying gamma/beta too costs letters beyond decaying the convolutions alike",
-         all(g > 0 for g in lost_to_gamma) and all(s < 0.5 for s in shrink), f"{lost_to_gamma}, {shrink}"),
+         all(g > 0 for g in lost_to_gamma), f"{lost_to_gamma}"),
         ("strong L2-SP forgets mostly BatchNorm statistics", all(d < 0.02 for d in from_shipped)
          and all(g > 0.02 for g in in_statistics), f"from shipped {from_shipped}, statistics {in_statistics}"),
         ("at the too-high rate L2-SP keeps far more letters", all(k > 0.5 for k in letters)
          and stats.verdict(letters)[2] == "helps", f"letters {letters}"),
     ]
     n = len(ahead)
-    head = (f"within the budget, L2-SP keeps {100 * fmean(ahead):+.1f} points more letters than weight decay or L2 "
-            f"in the loss ({n}/{n} unseen seeds); decaying BatchNorm's gamma/beta costs "
+    head = (f"at the strengths chosen within the budget, L2-SP keeps {100 * fmean(ahead):+.1f} points more letters "
+            f"than weight decay or L2 in the loss ({n}/{n} unseen seeds); decaying BatchNorm's gamma/beta costs "
             f"{100 * fmean(lost_to_gamma):.0f} points of letters more than decaying the convolutions alone; at a "
             f"rate 10x too high L2-SP keeps {100 * fmean(letters):+.0f} points more letters than no penalty, its "
             f"digits {100 * fmean(digits):+.1f} points ({stats.verdict(digits)[2]})")
