@@ -184,21 +184,24 @@ class _Follower:
                 for name, rows in self.seen.items()}
 
 
-def held_out(settings: dict[str, tuple[str, float]], lr: float, seeds, n: int = 5, steps: int = 100) -> Results:
+def held_out(settings: dict[str, tuple[str, float]], lr: float, seeds, n: int = 5, steps: int = 100,
+             follow: tuple[str, ...] = ()) -> Results:
     """:func:`regularized_run` of each labelled setting ``(penalty, alpha)`` on each of ``seeds``, all the runs
-    sharing the cores, each following its convolutions step by step: records with ``penalty``, ``alpha``, ``seed``,
-    ``setting`` (the label) and ``layers``, per layer: ``norm`` (the convolution's ``||W||`` at the end over
-    ``||W0||``), ``mean_norm`` (the same, averaged over the steps), ``across`` (mean length of the part of a step
-    ``W_t - W_(t-1)`` across ``W``, the part that can turn it; Adam makes it about the rate in every weight,
-    whatever their scale), ``turn`` (mean angle, in degrees, between ``W_(t-1)`` and ``W_t``: how much a step
-    changes the layer's direction, all a BatchNorm after it lets through), and the BatchNorm after it: ``gamma``
-    and ``beta``, ``||.||`` at the end over at the start (they scale and shift the features themselves)."""
+    sharing the cores: records with ``penalty``, ``alpha``, ``seed`` and ``setting`` (the label). The settings
+    named in ``follow`` also follow their convolutions step by step, in ``layers``, per layer: ``norm`` (the
+    convolution's ``||W||`` at the end over ``||W0||``), ``mean_norm`` (the same, averaged over the steps),
+    ``across`` (mean length of the part of a step ``W_t - W_(t-1)`` across ``W``, the part that can turn it; Adam
+    makes it about the rate in every weight, whatever their scale), ``turn`` (mean angle, in degrees, between
+    ``W_(t-1)`` and ``W_t``: how much a step changes the layer's direction, all a BatchNorm after it lets
+    through), and the BatchNorm after it: ``gamma`` and ``beta``, ``||.||`` at the end over at the start (they
+    scale and shift the features themselves)."""
     from ftlib.course.lessons.workers import run_calls
 
     seeds = list(seeds)
     plan = [(label, penalty, alpha, seed) for label, (penalty, alpha) in settings.items() for seed in seeds]
     found = run_calls([(regularized_run, {"penalty": penalty, "alpha": alpha, "lr": lr, "seed": seed, "n": n,
-                                          "steps": steps, "follow": True}) for _, penalty, alpha, seed in plan])
+                                          "steps": steps, "follow": label in follow})
+                       for label, penalty, alpha, seed in plan])
     return Results({**record, "penalty": penalty, "alpha": alpha, "seed": seed, "setting": label}
                    for (label, penalty, alpha, seed), record in zip(plan, found))
 
