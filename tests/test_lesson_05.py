@@ -51,12 +51,31 @@ def test_retention_with_source_images_of_the_untouched_model_is_close_to_its_acc
         wr.shipped_retention(), abs=0.01)
 
 
-def test_decoupled_decay_shrinks_the_backbone_only():
+def _groups(model):
+    return [{"params": list(model.block1.parameters()), "lr": 0.1, "name": "block1"},
+            {"params": list(model.head.parameters()), "lr": 0.1, "name": "head"}]
+
+
+def test_decoupled_decay_shrinks_the_backbone_weights_only_unless_told_every_parameter():
     model = models.GlyphNet(10)
-    optimizer = wr._decoupled(model, 2.0)(
-        [{"params": list(model.block1.parameters()), "lr": 0.1, "name": "block1"},
-         {"params": list(model.head.parameters()), "lr": 0.1, "name": "head"}])
-    assert [g["weight_decay"] for g in optimizer.param_groups] == [2.0, 0.0]
+    optimizer = wr._decoupled(2.0)(_groups(model))
+    decayed = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    assert decayed[id(model.block1[0].weight)] == 2.0  # the convolution
+    assert decayed[id(model.block1[1].weight)] == decayed[id(model.block1[1].bias)] == 0.0  # BatchNorm gamma/beta
+    assert decayed[id(model.head.weight)] == 0.0
+    assert all(g["lr"] == 0.1 and g["name"] in ("block1", "head") for g in optimizer.param_groups)
+    naive = wr._decoupled(2.0, everything=True)(_groups(model))
+    assert [g["weight_decay"] for g in naive.param_groups] == [2.0, 0.0]
+
+
+def test_l2_in_the_loss_holds_the_weights_decay_holds_and_l2sp_every_parameter():
+    model = models.GlyphNet(10)
+    wr._L2OnWeights(1.0)(model).backward()
+    assert model.block1[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None or not p.grad.any() for p in model.block1[1].parameters())  # gamma/beta: no pull
+    with torch.no_grad():
+        model.block1[1].weight.add_(1.0)
+    assert float(regularize.L2SP(models.GlyphNet(10), 1.0)(model)) > 0  # L2-SP still holds gamma towards w0
 
 
 def _trace():
@@ -148,23 +167,40 @@ def test_most_letters_at_the_lesson_settings_has_one_clear_answer():
 def test_decay_question_solution_and_wrong_answer():
     assert ex05.decay_pulls_to(ex05.SOLUTIONS["decay_pulls_to"]).passed is True
     wrong = ex05.decay_pulls_to(ex05.WRONG_ANSWERS["decay_pulls_to"][0][0])
-    assert wrong.passed is False and "zero only at w = 0" in wrong.message
+    assert wrong.passed is False and "is w0 in that rule?" in wrong.message
+    for letter in "abcd":  # no miss feedback names the answer
+        feedback = ex05.decay_pulls_to(letter)
+        assert feedback.passed or "zero" not in feedback.message.lower(), feedback.message
+
+
+def test_most_letters_refuses_a_budget_that_leaves_nothing_to_compare():
+    trace = _traced({"decay": 0.7, "l2": 0.8, "l2sp": 0.9})
+    assert ex05.most_letters("l2sp", trace, _FREE, -5).passed is False
+    stricter = experiments.Results({"seed": s, "val_accuracy": 0.99, "retention": 0.8} for s in (0, 1))
+    assert "nothing to compare" in ex05.most_letters("l2sp", trace, stricter, 1.0).message
+
+
+def test_build_l2sp_is_judged_on_seeds_the_lesson_never_prints():
+    assert not set(ex05.SEEDS) & set(range(0, 3 + 6))  # the table's seeds and the unseen ones at -p seeds 6
+
 
 
 @pytest.mark.slow
 def test_build_l2sp_the_solution_passes_and_wrong_or_lazy_answers_fail():
     assert ex05.build_l2sp(ex05.SOLUTIONS["build_l2sp"]).passed is True
-    for wrong, why in ex05.WRONG_ANSWERS["build_l2sp"]:  # too strong (alpha 1), and alpha 0 (no pull at all)
+    for wrong, why in ex05.WRONG_ANSWERS["build_l2sp"]:  # too strong (alpha 0.1), and alpha 0 (no pull at all)
         feedback = ex05.build_l2sp(wrong)
         assert feedback.passed is False and why in feedback.message, (why, feedback.message)
-    huge = ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=100.0))
-    assert huge.passed is False and "lose" in huge.message
+    over = ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=0.03))  # just outside the budget
+    assert over.passed is False and "lose" in over.message
     noise = ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=0.0003))  # a gain inside the seeds' noise
     assert noise.passed is False
     towards_zero = ex05.build_l2sp(lambda model: regularize.L2Penalty(0.01))
     assert towards_zero.passed is False and "not an L2SP" in towards_zero.message
     assert ex05.build_l2sp(lambda model: None).passed is False
     assert ex05.build_l2sp(0.01).passed is False
+    elsewhere = ex05.build_l2sp(lambda model: regularize.L2SP(models.GlyphNet(52), alpha=0.003))
+    assert elsewhere.passed is False and "anchor" in elsewhere.message
 
 
 def test_build_l2sp_judges_the_cost_at_its_edge_up_to_float_rounding(monkeypatch):
@@ -183,6 +219,8 @@ def test_build_l2sp_judges_the_cost_at_its_edge_up_to_float_rounding(monkeypatch
 
 @pytest.mark.slow
 def test_live_l2sp_names_its_value_first(capsys):
+    wr.live_l2sp(0.003, steps=5)
+    assert "validation digits" in capsys.readouterr().out.splitlines()[1]  # never test: the slider is a choice
     wr.live_l2sp(0.003, steps=5)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "L2-SP strength alpha = 0.003" and "letters kept" in lines[1]

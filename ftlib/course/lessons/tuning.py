@@ -145,7 +145,8 @@ def _lesson04() -> list[Arm]:
 
 def _lesson05() -> list[Arm]:
     """Lesson 05: no penalty (its rate tuned); each penalty's strength tuned at that rate, with the letters kept
-    traced over the strengths; each penalty at one strong setting fixed on purpose (the mechanisms); at a rate too
+    traced over the strengths; each penalty at one strong setting fixed on purpose (the mechanisms), and weight
+    decay on every parameter, BatchNorm's gamma/beta included (the naive way), beside it; at a rate too
     high on purpose, no penalty and L2-SP (its strength tuned)."""
     fixed = {"n": 5, "steps": 100, "target": "mnist"}
     measures = ("retention", "retention_bn", "output_change", "drift", "direction_drift")
@@ -162,6 +163,10 @@ def _lesson05() -> list[Arm]:
     arms += [Arm("05", f"{names[p]} {shown[p]:g}, shown", run, {"penalty": p, "alpha": shown[p], "lr": 3e-3, **fixed},
                  grid={}, note="strength fixed on purpose: strong enough to show what the penalty does to the "
                  "weights", measures=measures) for p in shown]
+    arms += [Arm("05", "weight decay 10 on every parameter, shown", run,
+                 {"penalty": "decay_all", "alpha": 10.0, "lr": 3e-3, **fixed}, grid={},
+                 note="fixed on purpose: the naive AdamW(model.parameters()), which decays BatchNorm's gamma/beta "
+                 "too, beside weight decay 10 on the convolutions only", measures=measures)]
     high = "rate fixed on purpose: too high, to see what holding the weights rescues"
     return arms + [Arm("05", "no penalty, lr 0.03", run, {"penalty": "none", "alpha": 0.0, "lr": 3e-2, **fixed},
                        grid={}, note=high, measures=measures),

@@ -26,14 +26,15 @@ from ftlib.runtime import model_device
 from ftlib.schedules import make_schedule
 
 __all__ = ["COLOURS", "COLUMNS", "HEAD_DECAY", "LETTERS_USED", "LIVE_STRENGTHS", "NAMES", "N_VAL", "PENALTIES",
-           "TRACED", "affordable", "label", "check_claims", "explain_drift", "explain_turning", "live_l2sp", "paired",
+           "TRACED", "affordable", "label", "check_claims", "explain_drift", "explain_turning", "held_out", "live_l2sp",
+           "paired", "unseen_text",
            "plot_drift", "plot_statistics", "plot_trace", "rank_agreement", "rank_correlation", "regularized_run",
            "shipped_retention", "show_difference", "show_trace", "split_forgetting", "stored", "summary",
-           "trace_table", "turning"]
+           "trace_table"]
 
-PENALTIES = ("none", "decay", "l2", "l2sp")
-NAMES = {"none": "no penalty", "decay": "weight decay (AdamW)", "l2": "L2 in the loss (Adam)",
-         "l2sp": "L2-SP (towards w0)"}
+PENALTIES = ("none", "decay", "decay_all", "l2", "l2sp")
+NAMES = {"none": "no penalty", "decay": "weight decay (AdamW)", "decay_all": "weight decay, BN gamma/beta too",
+         "l2": "L2 in the loss (Adam)", "l2sp": "L2-SP (towards w0)"}
 HEAD_DECAY = 1e-3  # beta: the new head is pulled towards zero with this strength under every penalty
 _BN_SEED = 5  # the seed of the 520 letters drawn to re-estimate BatchNorm statistics on
 N_VAL = 20  # validation digits per class, from the labelled pool, disjoint from the training digits
@@ -62,10 +63,38 @@ def _shipped_logits() -> torch.Tensor:
         return _shipped()(_source()[2])
 
 
-def _decoupled(model: nn.Module, decay: float):
-    """AdamW whose decoupled weight decay ``decay`` acts on the backbone only (the head is treated as elsewhere)."""
-    return lambda groups: torch.optim.AdamW(
-        [{**g, "weight_decay": 0.0 if g.get("name") == "head" else decay} for g in groups])
+def _is_weight(parameter: torch.Tensor) -> bool:
+    """A convolution's or linear layer's weight (2 or more dimensions), not a BatchNorm gamma/beta or a bias."""
+    return parameter.dim() > 1
+
+
+def _decoupled(decay: float, everything: bool = False):
+    """AdamW whose decoupled weight decay ``decay`` acts on the backbone's weights only, never on BatchNorm's
+    gamma/beta or biases (the usual ``no_decay`` group); with ``everything``, on every backbone parameter (the naive
+    ``AdamW(model.parameters(), weight_decay=...)``). The head is treated as elsewhere."""
+    def optimizer(groups):
+        split = []
+        for group in groups:
+            options = {k: v for k, v in group.items() if k != "params"}
+            params = list(group["params"])
+            if group.get("name") == "head" or everything:
+                split.append({**options, "params": params, "weight_decay": 0.0 if group.get("name") == "head"
+                              else decay})
+                continue
+            split += [{**options, "params": [p for p in params if _is_weight(p)], "weight_decay": decay},
+                      {**options, "params": [p for p in params if not _is_weight(p)], "weight_decay": 0.0}]
+        return torch.optim.AdamW([g for g in split if g["params"]])
+    return optimizer
+
+
+class _L2OnWeights(L2Penalty):
+    """``alpha/2 * ||W||^2`` over the backbone's weights only (not BatchNorm's gamma/beta nor biases: the parameters
+    weight decay holds) and ``beta/2 * ||w_head||^2``."""
+
+    def __call__(self, model: nn.Module) -> torch.Tensor:
+        body = sum(w.square().sum() for n, w in model.named_parameters()
+                   if not n.startswith("head.") and _is_weight(w))
+        return 0.5 * self.alpha * body + L2Penalty(0.0, self.beta)(model)
 
 
 def _holding(penalty: str, alpha: float, start: dict) -> Callable[[nn.Module], dict]:
@@ -78,9 +107,10 @@ def _holding(penalty: str, alpha: float, start: dict) -> Callable[[nn.Module], d
         start.update(starting_point(model))
         if penalty == "none":
             return {}
-        if penalty == "decay":
-            return {"optimizer": _decoupled(model, alpha), "penalty": L2Penalty(0.0, HEAD_DECAY)}
-        rule = L2Penalty(alpha, HEAD_DECAY) if penalty == "l2" else L2SP(model, alpha, HEAD_DECAY)
+        if penalty in ("decay", "decay_all"):
+            return {"optimizer": _decoupled(alpha, everything=penalty == "decay_all"),
+                    "penalty": L2Penalty(0.0, HEAD_DECAY)}
+        rule = _L2OnWeights(alpha, HEAD_DECAY) if penalty == "l2" else L2SP(model, alpha, HEAD_DECAY)
         return {"penalty": rule}
 
     return prepare
@@ -88,23 +118,29 @@ def _holding(penalty: str, alpha: float, start: dict) -> Callable[[nn.Module], d
 
 @independent
 def regularized_run(penalty: str, alpha: float, lr: float, seed: int, n: int = 5, steps: int = 100,
-                    target: str = "mnist", n_val: int = N_VAL) -> dict:
+                    target: str = "mnist", n_val: int = N_VAL, follow: bool = False) -> dict:
     """Fine-tune the shipped model on ``n`` labels per class of ``target`` under a penalty, and measure it.
 
     ``penalty`` (strength ``alpha`` on the backbone) is ``"none"``; ``"decay"``: AdamW's decoupled weight decay
-    (each step shrinks every backbone weight by ``lr * alpha`` of itself); ``"l2"``: ``alpha/2 ||w||^2`` added to
-    the loss (Adam then normalises its gradient with the data's); or ``"l2sp"``: ``alpha/2 ||w - w0||^2`` added to
-    the loss. The three pull the new head towards zero alike (``HEAD_DECAY``). Returns target ``accuracy`` (test)
-    and ``val_accuracy``, ``val_loss`` (``n_val`` held-out labels per class), backbone ``drift`` ``||w - w0||``,
+    (each step shrinks every convolution weight by ``lr * alpha`` of itself; BatchNorm's gamma/beta are not
+    decayed, the usual practice); ``"decay_all"``: the same on every backbone parameter, gamma/beta included (the
+    naive ``AdamW(model.parameters(), ...)``); ``"l2"``: ``alpha/2 ||W||^2`` over the same weights as ``"decay"``
+    added to the loss (Adam then normalises its gradient with the data's); or ``"l2sp"``: ``alpha/2 ||w - w0||^2``
+    over every backbone parameter added to the loss. All pull the new head towards zero alike (``HEAD_DECAY``).
+    Returns target ``accuracy`` (test) and ``val_accuracy``, ``val_loss`` (``n_val`` held-out labels per class),
+    backbone ``drift`` ``||w - w0||``,
     ``layer_drift`` and ``direction_drift`` (mean over layers of :func:`ftlib.regularize.layer_drift`, plain and
     scale-free), ``output_change`` (KL of the letters predictions from the shipped model's, on 520 unlabelled
     letters that are not test ones, with the letters head and the letters' BatchNorm statistics), and
     ``retention``: letters test accuracy with the letters head put back, as is (``retention``) and with the
-    letters' BatchNorm statistics re-estimated (``retention_bn``).
+    letters' BatchNorm statistics re-estimated (``retention_bn``). With ``follow``, also ``layers``: each
+    convolution followed step by step (:func:`held_out`).
     """
     start = {}
     train_set, val_set = data.few_shot_split(target, n, n_val, seed)
-    model = run("fine-tune", train_set, seed, steps, lr=lr, prepare=_holding(penalty, alpha, start)).model
+    follower = _Follower(start) if follow else None
+    model = run("fine-tune", train_set, seed, steps, lr=lr, prepare=_holding(penalty, alpha, start),
+                **({"evaluate": follower, "eval_every": 1} if follow else {})).model
     head, letters, source_images = _source()
     probe = source_probe(model, head, source_images)  # the letters head and the letters' BatchNorm statistics
     with torch.no_grad():
@@ -115,66 +151,95 @@ def regularized_run(penalty: str, alpha: float, lr: float, seed: int, n: int = 5
             "layer_drift": fmean(layer_drift(model, start).values()),
             "direction_drift": fmean(layer_drift(model, start, scale_free=True).values()),
             "output_change": moved, "retention": retention(model, head, letters),
-            "retention_bn": evaluate(probe, letters).accuracy}
+            "retention_bn": evaluate(probe, letters).accuracy,
+            **({"layers": follower.layers(model)} if follow else {})}
 
 
-def turning(penalty: str, alpha: float, lr: float, seed: int, n: int = 5, steps: int = 100) -> dict[str, dict]:
-    """Fine-tune as :func:`regularized_run` does and follow each convolution's weights ``W`` step by step: per layer,
-    ``norm`` (``||W||`` at the end over ``||W0||``), ``mean_norm`` (the same, averaged over the steps), ``across``
-    (mean length of the part of a step ``W_t - W_(t-1)`` across ``W``, the part that can turn it; Adam makes it
-    about the rate in every weight, whatever their scale) and ``turn`` (mean angle, in degrees, between ``W_(t-1)``
-    and ``W_t``: how much a step changes the layer's direction, all a BatchNorm after it lets through)."""
-    start: dict = {}
-    previous: dict[str, torch.Tensor] = {}
-    seen: dict[str, list[tuple[float, float, float]]] = {}
+class _Follower:
+    """Called after every step: per convolution ``W``, its norm over ``||W0||``, the length of the step across ``W``
+    and the angle it turned (see :func:`held_out`)."""
 
-    def follow(model: nn.Module) -> dict:
+    def __init__(self, start: dict[str, torch.Tensor]) -> None:
+        self.start, self.previous, self.seen = start, {}, {}
+
+    def __call__(self, model: nn.Module) -> dict:
         for name, weight in model.named_parameters():
-            if name not in start or weight.dim() < 4:
+            if name not in self.start or weight.dim() < 4:
                 continue
-            now, before = weight.detach().flatten().clone(), previous.get(name, start[name].flatten())
+            now, before = weight.detach().flatten().clone(), self.previous.get(name, self.start[name].flatten())
             unit = before / before.norm()
             step = now - before
             across = float((step - torch.dot(step, unit) * unit).norm())
             cosine = float(torch.dot(now, unit) / now.norm())
-            seen.setdefault(name, []).append((float(now.norm() / start[name].norm()), across,
-                                              math.degrees(math.acos(max(-1.0, min(1.0, cosine))))))
-            previous[name] = now
+            self.seen.setdefault(name, []).append((float(now.norm() / self.start[name].norm()), across,
+                                                   math.degrees(math.acos(max(-1.0, min(1.0, cosine))))))
+            self.previous[name] = now
         return {}
 
-    run("fine-tune", data.few_shot("mnist", n, seed), seed, steps, lr=lr, prepare=_holding(penalty, alpha, start),
-        evaluate=follow, eval_every=1)
-    return {name.split(".")[0]: {"norm": rows[-1][0], "mean_norm": fmean(r[0] for r in rows),
-                                 "across": fmean(r[1] for r in rows), "turn": fmean(r[2] for r in rows)}
-            for name, rows in seen.items()}
+    def layers(self, model: nn.Module) -> dict[str, dict]:
+        norms = {name: float(p.detach().norm() / self.start[name].norm()) for name, p in model.named_parameters()
+                 if name in self.start and not _is_weight(p)}
+        return {name.split(".")[0]: {"norm": rows[-1][0], "mean_norm": fmean(r[0] for r in rows),
+                                     "across": fmean(r[1] for r in rows), "turn": fmean(r[2] for r in rows),
+                                     "gamma": norms[name.replace(".0.weight", ".1.weight")],
+                                     "beta": norms[name.replace(".0.weight", ".1.bias")]}
+                for name, rows in self.seen.items()}
 
 
-def _ratios(runs: dict[str, dict[str, dict]], label: str, base: str, key: str) -> str:
-    return ", ".join(f"x{runs[label][k][key] / runs[base][k][key]:.2f}" for k in runs[base])
+def held_out(settings: dict[str, tuple[str, float]], lr: float, seeds, n: int = 5, steps: int = 100,
+             follow: tuple[str, ...] = ()) -> Results:
+    """:func:`regularized_run` of each labelled setting ``(penalty, alpha)`` on each of ``seeds``, all the runs
+    sharing the cores: records with ``penalty``, ``alpha``, ``seed`` and ``setting`` (the label). The settings
+    named in ``follow`` also follow their convolutions step by step, in ``layers``, per layer: ``norm`` (the
+    convolution's ``||W||`` at the end over ``||W0||``), ``mean_norm`` (the same, averaged over the steps),
+    ``across`` (mean length of the part of a step ``W_t - W_(t-1)`` across ``W``, the part that can turn it; Adam
+    makes it about the rate in every weight, whatever their scale), ``turn`` (mean angle, in degrees, between
+    ``W_(t-1)`` and ``W_t``: how much a step changes the layer's direction, all a BatchNorm after it lets
+    through), and the BatchNorm after it: ``gamma`` and ``beta``, ``||.||`` at the end over at the start (they
+    scale and shift the features themselves)."""
+    from ftlib.course.lessons.workers import run_calls
+
+    seeds = list(seeds)
+    plan = [(label, penalty, alpha, seed) for label, (penalty, alpha) in settings.items() for seed in seeds]
+    found = run_calls([(regularized_run, {"penalty": penalty, "alpha": alpha, "lr": lr, "seed": seed, "n": n,
+                                          "steps": steps, "follow": label in follow})
+                       for label, penalty, alpha, seed in plan])
+    return Results({**record, "penalty": penalty, "alpha": alpha, "seed": seed, "setting": label}
+                   for (label, penalty, alpha, seed), record in zip(plan, found))
 
 
-def explain_turning(runs: dict[str, dict[str, dict]]) -> str:
-    """Per layer, for each labelled :func:`turning` run: the norm at the end and on average, the mean step across
-    the weights and the mean turn per step; then each run over the first, per layer."""
-    labels = list(runs)
-    layers = list(runs[labels[0]])
+def _layer_mean(runs: Results, layer: str, key: str) -> float:
+    return fmean(r["layers"][layer][key] for r in runs)
+
+
+def explain_turning(outside: Results, labels: list[str]) -> str:
+    """Per layer and each of the :func:`held_out` settings ``labels``, means over its seeds: the convolution's norm
+    at the end and on average, the mean step across it and the mean turn per step, and the BatchNorm's
+    ``||gamma||`` and ``||beta||`` at the end (over the start); then each setting's validation digits and letters
+    kept."""
+    runs = {label: outside.where(setting=label) for label in labels}
+    layers = list(runs[labels[0]][0]["layers"])
     width = max(len(label) for label in labels) + 2
-    lines = [f"{'layer':<8}{'':<{width}}{'||W||/||W0||: end':>19}{'mean':>7}{'step across W':>15}"
-             f"{'turn per step':>15}"]
+    lines = [f"{'layer':<8}{'':<{width}}{'conv ||W||/||W0||: end':>23}{'mean':>7}{'step across W':>15}"
+             f"{'turn per step':>15}{'||gamma||':>11}{'||beta||':>10}"]
     for layer in layers:
         for k, label in enumerate(labels):
-            row = runs[label][layer]
-            lines.append(f"{layer if k == 0 else '':<8}{label:<{width}}{row['norm']:>19.2f}{row['mean_norm']:>7.2f}"
-                         f"{row['across']:>15.4f}{row['turn']:>14.3f}°")
-    base = labels[0]
-    for label in labels[1:]:
-        lines.append(f"{label} over {base}, layer by layer: mean norm {_ratios(runs, label, base, 'mean_norm')}; "
-                     f"step across W {_ratios(runs, label, base, 'across')}; turn per step "
-                     f"{_ratios(runs, label, base, 'turn')}")
+            row = {key: _layer_mean(runs[label], layer, key)
+                   for key in ("norm", "mean_norm", "across", "turn", "gamma", "beta")}
+            lines.append(f"{layer if k == 0 else '':<8}{label:<{width}}{row['norm']:>23.2f}{row['mean_norm']:>7.2f}"
+                         f"{row['across']:>15.4f}{row['turn']:>14.3f}°{row['gamma']:>11.2f}{row['beta']:>10.2f}")
+    seeds = ", ".join(str(r["seed"]) for r in runs[labels[0]])
+    lines.append(f"(ratios to the start, means over seeds {seeds}; the same runs:)")
+    for label in labels:
+        spread = {m: records.spread(runs[label].mean(m), runs[label].std(m))
+                  for m in ("val_accuracy", "retention", "retention_bn")}
+        lines.append(f"  {label:<{width}}validation digits {spread['val_accuracy']}, letters kept "
+                     f"{spread['retention']}, with the letters' BN {spread['retention_bn']}")
     return "\n".join(lines)
 
 
-COLOURS = {"none": "0.35", "decay": "C0", "l2": "C1", "l2sp": "C2"}  # one colour per penalty in every plot
+# one colour per penalty in every plot
+COLOURS = {"none": "0.35", "decay": "C0", "decay_all": "C4", "l2": "C1", "l2sp": "C2"}
 COLUMNS = {"accuracy": ("digits test", True), "val_accuracy": ("validation digits", True),
            "retention": ("letters kept", True), "retention_bn": ("kept, letters' BN", True),
            "drift": ("||w - w0||", False), "direction_drift": ("direction change", False),
@@ -251,6 +316,7 @@ def plot_trace(trace: Results, free: Results, chosen: dict[str, float]) -> None:
     """Letters kept against validation digits, one curve per penalty over its strengths (means over seeds, bars: the
     letters kept's std; each point labelled with its strength, the chosen one circled), no penalty as a black star."""
     fig, ax = plt.subplots(figsize=(9, 4.6))
+    labelled: list[tuple[str, float, float, str]] = []
     for penalty in trace.unique("penalty"):
         runs = trace.where(penalty=penalty)
         strengths = runs.unique("alpha")
@@ -259,12 +325,12 @@ def plot_trace(trace: Results, free: Results, chosen: dict[str, float]) -> None:
         ax.errorbar(xs, ys, yerr=[100 * runs.std("retention", alpha=a) for a in strengths], fmt="-o", ms=4, capsize=2,
                     color=COLOURS[penalty], label=NAMES[penalty], alpha=0.85)
         for a, x, y in zip(strengths, xs, ys):
-            ax.annotate(f"{a:g}", (x, y), textcoords="offset points", xytext=(5, 3), fontsize=8,
-                        color=COLOURS[penalty])
+            labelled.append((f"{a:g}", x, y, COLOURS[penalty]))
             if a == chosen[penalty]:
                 ax.plot(x, y, "o", ms=11, mfc="none", mec=COLOURS[penalty], mew=1.5)
     ax.errorbar(100 * free.mean("val_accuracy"), 100 * free.mean("retention"), yerr=100 * free.std("retention"),
                 fmt="*", ms=12, color="k", label="no penalty")
+    _annotate_apart(ax, *(list(column) for column in zip(*labelled)))  # labels near each other step down
     ax.set(xlabel="validation digits (%)", ylabel="letters kept, as fine-tuned (%)",
            title="Each penalty over its strengths (circled: chosen on validation; bars: std over seeds)")
     ax.grid(alpha=0.3)
@@ -366,19 +432,20 @@ def explain_drift(table, trace: Results) -> str:
     against the measured drift, and L2's drift over its strengths against Adam's pace."""
     decay = table.arm("05 weight decay 10, shown").fixed
     total = _rates_sum(decay["lr"], decay["steps"])
-    w0 = torch.cat([w.flatten() for w in starting_point(_shipped()).values()])
+    w0 = torch.cat([w.flatten() for w in starting_point(_shipped()).values() if _is_weight(w)])  # what they hold
     kept = math.exp(-decay["alpha"] * total)
     l2 = trace.where(penalty="l2")
     strengths = l2.unique("alpha")
     drifts = [l2.mean("drift", alpha=a) for a in strengths]
     bound = float(w0.abs().clamp(max=total).square().sum().sqrt())
     return "\n".join([
-        f"weight decay {decay['alpha']:g} at lr {decay['lr']:g}: the decay alone shrinks every weight to {kept:.0%} "
+        f"weight decay {decay['alpha']:g} at lr {decay['lr']:g}: the decay alone shrinks every convolution weight to "
+        f"{kept:.0%} "
         f"of itself (exp(-lambda * sum of the {decay['steps']} rates, {total:.3f})), a drift of "
         f"{(1 - kept) * float(w0.norm()):.1f}; measured {table.records('05 weight decay 10, shown').mean('drift'):.1f}",
         f"{NAMES['l2']}: drift " + ", ".join(f"{d:.1f} at {a:g}" for a, d in zip(strengths, drifts))
         + f": x{strengths[-1] / strengths[0]:g} the strength, x{drifts[-1] / drifts[0]:.1f} the drift",
-        f"Adam moves a weight by about the rate at most per step: moving every backbone weight {total:.3f} towards "
+        f"Adam moves a weight by about the rate at most per step: moving every convolution weight {total:.3f} towards "
         f"zero (and no further) is a drift of {bound:.1f}"])
 
 
@@ -405,6 +472,20 @@ def affordable(trace: Results, free: Results, budget: float) -> SimpleNamespace:
     head = (f"no penalty: validation {free.mean('val_accuracy'):.1%}, letters kept {free.mean('retention'):.1%}. "
             f"Each penalty at its strongest strength within {budget:g} point(s) of validation digits:")
     return SimpleNamespace(strength=strength, gains=gains, text="\n".join([head, *lines]))
+
+
+def unseen_text(outside: Results, labels: list[str]) -> str:
+    """On the :func:`held_out` seeds: each of the settings ``labels`` minus no penalty (setting ``"none"``),
+    validation digits and letters kept, per seed with the mean's 95% interval and verdict."""
+    free = outside.where(setting="none")
+    lines = [f"seeds {', '.join(str(s) for s in free.unique('seed'))} (never in the tuning table), minus no "
+             "penalty in the same seed:"]
+    for setting in labels:
+        runs = outside.where(setting=setting)
+        lines += [f"  {NAMES[runs[0]['penalty']] + ' ' + format(runs[0]['alpha'], 'g'):<28}validation digits "
+                  f"{paired(runs, free, 'val_accuracy')[1]}",
+                  f"  {'':<28}letters kept      {paired(runs, free, 'retention')[1]}"]
+    return "\n".join(lines)
 
 
 def split_forgetting(results: Results, shipped: float) -> str:
@@ -451,52 +532,64 @@ def paired(first: Results, second: Results, metric: str = "accuracy") -> tuple[l
                          f"(95% interval): {word}")
 
 
-def check_claims(trace: Results, free: Results, shown: Results, turns: dict, rescue: Results, budget: float,
-                 shipped: float) -> SimpleNamespace:
-    """The lesson's claims: printed ``lines``, ``checks`` (name, holds, detail) and a ``headline``.
+def check_claims(outside: Results, rescue: Results, strengths: dict[str, float], shipped: float
+                 ) -> SimpleNamespace:
+    """The lesson's claims, all on seeds the tuning table never saw: printed ``lines``, ``checks`` (name, holds,
+    detail) and a ``headline``.
 
-    ``trace`` and ``free``: the table's runs of each penalty over its strengths and of no penalty; ``shown``: the
-    strong settings fixed on purpose (stored); ``turns``: :func:`turning` of no penalty and the strong weight decay;
-    ``rescue``: this lesson's runs at the too-high rate (``penalty`` ``"none"`` and ``"l2sp"``)."""
-    at_budget = affordable(trace, free, budget)
-    others = [p for p in at_budget.gains if p != "l2sp"]
-    ahead = [min(at_budget.gains["l2sp"][i] - at_budget.gains[p][i] for p in others)
-             for i in range(len(at_budget.gains["l2sp"]))]
-    every = [r["retention"] - {f["seed"]: f["retention"] for f in free}[r["seed"]]
-             for r in trace.where(penalty="l2sp")]
-    none_turn, decay_turn = turns.values()
-    layers = list(none_turn)
-    l2sp = shown.where(penalty="l2sp")
-    from_shipped = [shipped - r["retention_bn"] for r in l2sp]
-    in_statistics = [r["retention_bn"] - r["retention"] for r in l2sp]
+    ``outside``: :func:`held_out` runs of ``"none"``, each penalty at ``strengths`` (chosen within the budget on
+    the table's seeds; setting ``"<penalty> <alpha>"``), ``"l2sp 1"``, ``"decay 10"`` and ``"decay_all 10"``;
+    ``rescue``: the runs at the too-high rate (``penalty`` ``"none"`` and ``"l2sp"``)."""
+    free = outside.where(setting="none")
+    base = {r["seed"]: r["retention"] for r in free}
+    gains = {p: [r["retention"] - base[r["seed"]] for r in outside.where(setting=f"{p} {a:g}")]
+             for p, a in strengths.items()}
+    ahead = [gains["l2sp"][i] - max(gains[p][i] for p in gains if p != "l2sp") for i in range(len(free))]
+    cost = {p: [base_val - r["val_accuracy"] for r, base_val in
+                zip(outside.where(setting=f"{p} {a:g}"), free.values("val_accuracy"))] for p, a in strengths.items()}
+    conv, naive = outside.where(setting="decay 10"), outside.where(setting="decay_all 10")
+    layers = list(free[0]["layers"])
+    shrink = [conv[i]["layers"][k]["norm"] / free[i]["layers"][k]["norm"] for i in range(len(free)) for k in layers]
+    turn = [conv[i]["layers"][k]["turn"] / free[i]["layers"][k]["turn"] for i in range(len(free)) for k in layers]
+    lost_to_gamma = [c["retention"] - a["retention"] for c, a in zip(conv, naive)]
+    lost_to_conv = [f["retention"] - c["retention"] for f, c in zip(free, conv)]
+    strong = outside.where(setting="l2sp 1")
+    from_shipped = [shipped - r["retention_bn"] for r in strong]
+    in_statistics = [r["retention_bn"] - r["retention"] for r in strong]
     digits, _ = paired(rescue.where(penalty="l2sp"), rescue.where(penalty="none"))
     letters, _ = paired(rescue.where(penalty="l2sp"), rescue.where(penalty="none"), "retention")
-    lines = [
-        f"within {budget:g} point(s) of validation digits, L2-SP's letters kept minus the better of the other two "
-        f"penalties', per seed: {points(ahead)}",
-        f"L2-SP at every strength of its grid minus no penalty, letters kept: from {100 * min(every):+.1f} to "
-        f"{100 * max(every):+.1f} points over {len(every)} runs",
-        "weight decay over no penalty (seed 0), per layer: norm x" + ", x".join(
-            f"{decay_turn[k]['norm'] / none_turn[k]['norm']:.2f}" for k in layers) + "; turn per step x" + ", x".join(
-            f"{decay_turn[k]['turn'] / none_turn[k]['turn']:.2f}" for k in layers),
-        f"{l2sp[0]['setting']}, letters' BN statistics: {points(-d for d in from_shipped)} from the "
-        f"shipped model; the statistics alone give back {points(in_statistics)}",
+    seeds = ", ".join(str(r["seed"]) for r in free)
+    lines = [f"seeds {seeds}, which the tuning table never saw:"]
+    lines += [f"  {NAMES[p]} {strengths[p]:g} minus no penalty: validation digits {points(-c for c in cost[p])}; "
+              f"letters kept {points(gains[p])}" for p in strengths]
+    lines += [
+        f"  L2-SP's letters kept minus the better of the other two penalties': {points(ahead)}",
+        f"  weight decay 10 on the convolutions, over no penalty: every convolution's norm x{min(shrink):.2f} to "
+        f"x{max(shrink):.2f}, every step turns it x{min(turn):.2f} to x{max(turn):.2f} as far; letters kept "
+        f"{points(-d for d in lost_to_conv)}",
+        f"  weight decay 10 on every parameter minus on the convolutions only: letters kept "
+        f"{points(-d for d in lost_to_gamma)}",
+        f"  L2-SP 1, letters' BN statistics: {points(-d for d in from_shipped)} from the shipped model; the "
+        f"statistics alone give back {points(in_statistics)}",
         f"too-high rate, L2-SP minus no penalty: digits test {points(digits)}; letters kept {points(letters)}"]
     checks = [
-        ("at equal validation cost, L2-SP keeps the most letters", all(a > 0 for a in ahead), f"{ahead}"),
-        ("L2-SP keeps more letters than no penalty at every strength", all(g > 0 for g in every), f"{every}"),
-        ("strong weight decay shrinks every layer and turns it more per step",
-         all(decay_turn[k]["norm"] < none_turn[k]["norm"] and decay_turn[k]["turn"] > none_turn[k]["turn"]
-             for k in layers), f"{turns}"),
+        ("at the strengths chosen within the budget, L2-SP keeps the most letters on unseen seeds",
+         all(a > 0 for a in ahead), f"{ahead}"),
+        ("weight decay on the convolutions shrinks each and turns it further per step, and costs letters",
+         all(s < 0.5 for s in shrink) and all(t > 1 for t in turn) and all(d > 0 for d in lost_to_conv),
+         f"{shrink}, {turn}, {lost_to_conv}"),
+        ("decaying gamma/beta too costs letters beyond decaying the convolutions alike",
+         all(g > 0 for g in lost_to_gamma), f"{lost_to_gamma}"),
         ("strong L2-SP forgets mostly BatchNorm statistics", all(d < 0.02 for d in from_shipped)
          and all(g > 0.02 for g in in_statistics), f"from shipped {from_shipped}, statistics {in_statistics}"),
         ("at the too-high rate L2-SP keeps far more letters", all(k > 0.5 for k in letters)
          and stats.verdict(letters)[2] == "helps", f"letters {letters}"),
     ]
-    seeds = len(digits)
-    head = (f"within {budget:g} point of validation digits, L2-SP keeps {100 * fmean(ahead):+.1f} points more letters "
-            f"than weight decay or L2 in the loss ({len(ahead)}/{len(ahead)} table seeds); at a rate 10x too high it "
-            f"keeps {100 * fmean(letters):+.0f} points more letters than no penalty ({seeds}/{seeds} seeds), its "
+    n = len(ahead)
+    head = (f"at the strengths chosen within the budget, L2-SP keeps {100 * fmean(ahead):+.1f} points more letters "
+            f"than weight decay or L2 in the loss ({n}/{n} unseen seeds); decaying BatchNorm's gamma/beta costs "
+            f"{100 * fmean(lost_to_gamma):.0f} points of letters more than decaying the convolutions alone; at a "
+            f"rate 10x too high L2-SP keeps {100 * fmean(letters):+.0f} points more letters than no penalty, its "
             f"digits {100 * fmean(digits):+.1f} points ({stats.verdict(digits)[2]})")
     return SimpleNamespace(lines=lines, checks=checks, headline=head)
 
@@ -504,11 +597,12 @@ def check_claims(trace: Results, free: Results, shown: Results, turns: dict, res
 LIVE_STRENGTHS = [0, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10]  # the live slider's L2-SP strengths
 
 
-def live_l2sp(alpha: float, lr: float = 3e-2, steps: int = 60, seed: int = 0) -> None:
+def live_l2sp(alpha: float, lr: float = 3e-2, steps: int = 100, seed: int = 0) -> None:
     """The live slider's run: fine-tune seed 0 for ``steps`` steps at the over-aggressive rate under L2-SP of
-    strength ``alpha`` (0: no penalty), for real, and print digits test accuracy, letters kept and drift."""
+    strength ``alpha`` (0: no penalty), for real, and print the validation digits (never test: the slider is a
+    choice), letters kept and drift."""
     record = regularized_run("l2sp" if alpha else "none", float(alpha), lr, seed, steps=steps)
     print(f"L2-SP strength alpha = {alpha}")
-    print(f"seed {seed}, {steps} steps at lr={lr:g}: digits test {record['accuracy']:.1%}; letters kept "
+    print(f"seed {seed}, {steps} steps at lr={lr:g}: validation digits {record['val_accuracy']:.1%}; letters kept "
           f"{record['retention']:.1%} as fine-tuned, {record['retention_bn']:.1%} with the letters' BN statistics; "
           f"drift ||w - w0|| {record['drift']:.3g}")

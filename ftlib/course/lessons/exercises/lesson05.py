@@ -9,6 +9,7 @@ from collections.abc import Callable
 from statistics import fmean
 from types import EllipsisType
 
+import torch
 from torch import nn
 
 from ftlib import data, stats
@@ -29,13 +30,14 @@ from ftlib.course.lessons.exercises import (
 from ftlib.course.lessons.experiments import Results, run
 from ftlib.evaluation import evaluate
 from ftlib.models import load_pretrained
-from ftlib.regularize import L2SP, retention
+from ftlib.regularize import L2SP, retention, starting_point
 
 __all__ = ["DECAY_QUESTION", "HINTS", "MAX_COST", "SEEDS", "SOLUTIONS", "WRONG_ANSWERS", "build_l2sp",
            "decay_pulls_to", "hint", "most_letters", "solution"]
 
 _CHOICES = ("decay", "l2", "l2sp")
-SEEDS = (0, 1, 2)  # the do exercise fine-tunes each of these seeds with and without the learner's penalty
+SEEDS = (20, 21, 22)  # the do exercise fine-tunes these seeds, which the lesson never prints, with and without
+# the learner's penalty: an answer copied from a printed trace is judged on fresh draws
 MAX_COST = 1.0  # points of validation digits the penalty may cost, mean over SEEDS
 
 
@@ -54,8 +56,14 @@ def most_letters(guess: str | EllipsisType, trace: Results, free: Results, budge
         return tell(False, f"{guess!r} is not one of the choices: write \"decay\", \"l2\" or \"l2sp\".")
     if any(not trace.where(penalty=p) for p in _CHOICES) or not free:
         return cells_not_run("the cell that reads the trace from the tuning table")
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0:
+        return tell(False, f"budget={budget!r} is not allowed: it is the points of validation digits a penalty may "
+                    "cost, a number >= 0 (the parameters cell sets 1.0).")
     at_budget = wr.affordable(trace, free, budget)
     kept = {p: fmean(at_budget.gains[p]) for p in _CHOICES if p in at_budget.gains}
+    if len(kept) < 2:
+        return tell(False, f"At budget={budget:g} fewer than two penalties have a strength that costs the validation "
+                    "digits so little, so there is nothing to compare: use a larger budget (1.0).")
     best = sorted(kept, key=kept.get)[-1]  # the answer, from letters kept (never a choice of setting)
     if guess != best:
         return tell(False, f"Not this time: {wr.NAMES[guess]} keeps fewer letters than another penalty at the "
@@ -72,8 +80,8 @@ def build(model):
 
 
 def _too_strong(model: nn.Module) -> L2SP:
-    """A typical wrong answer: the strength shown in section 3, which costs digits."""
-    return L2SP(model, alpha=1.0)
+    """A typical wrong answer: ten times the strength chosen within the budget, which costs digits."""
+    return L2SP(model, alpha=0.1)
 
 
 def _too_weak(model: nn.Module) -> L2SP:
@@ -107,10 +115,16 @@ def build_l2sp(build: Callable[[nn.Module], object] | EllipsisType) -> Feedback:
         return not_attempted("write build(model), returning L2SP(model, alpha=<your strength>),")
     if not callable(build):
         return tell(False, "Write a function `def build(model): return L2SP(model, alpha=...)`.")
-    penalty = build(load_pretrained())
+    model = load_pretrained()
+    penalty = build(model)
     if not isinstance(penalty, L2SP):
         return tell(False, f"build(model) returned {type(penalty).__name__}, not an L2SP: the pull must be "
                     "towards the pretrained weights (regularize.L2SP(model, alpha=...)).")
+    start = starting_point(model)
+    if set(penalty.start) != set(start) or any(not torch.equal(penalty.start[n], w) for n, w in start.items()):
+        return tell(False, "Not yet: the penalty's anchor w0 is not the weights of the `model` build was given "
+                    "(it was built on another network): write L2SP(model, alpha=...) with that very `model`, so "
+                    "that it pulls towards the pretrained weights being fine-tuned.")
     cost, gain = [], []
     for seed in SEEDS:
         (val_free, kept_free), (val, kept) = _measured(None, seed), _measured(build, seed)
@@ -147,15 +161,15 @@ DECAY_QUESTION = Question(
                "w = 0; to pull towards w0 you need w0 in the rule, as L2-SP's alpha/2 ||w - w0||^2 has. The line "
                "under the table predicts its drift from lambda and the rates alone."),
         Option("Towards the pretrained weights w0, because fine-tuning starts from them", False,
-               "Starting at w0 is not being pulled back to it. Each step subtracts lr * lambda * w, which is zero "
-               "only at w = 0: compare the drift column with the shrink predicted under the table."),
+               "Starting at w0 is not being pulled back to it. Write one decay step as an update of w and ask at "
+               "which w it would stop moving the weight: is w0 in that rule?"),
         Option("Towards w0, because Adam normalises each step so that the pull cannot go far from it", False,
-               "That is about L2 in the loss, whose gradient Adam rescales. Decoupled decay is not rescaled by Adam "
-               "at all, and however far it goes, it goes towards zero."),
+               "That is about L2 in the loss, whose gradient Adam rescales. Decoupled decay is applied outside "
+               "Adam's rescaling: write its update of w and find the point where it stops."),
         Option("Nowhere: BatchNorm makes the weights' scale irrelevant, so decay does nothing", False,
-               "BatchNorm makes the outputs ignore the scale, but the decay still shrinks the weights (the shrink "
-               "predicted under the table), and a smaller weight turns further under each of Adam's steps "
-               "(section 4 measures it): the function changes more, not less. Nothing in the rule points at w0."),
+               "BatchNorm makes the outputs ignore the scale of the weights before it, but the decay still moves "
+               "them (section 3's drift), and section 4 measures what that does to the function. Write one decay "
+               "step as an update of w: where would it stop?"),
     ], seed="lesson05.decay_pulls_to")
 
 
@@ -168,8 +182,8 @@ def decay_pulls_to(answer: str | EllipsisType) -> Feedback:
 HINTS: dict[str, tuple[str, str]] = {
     "most_letters": (
         "The letters were learned at the pretrained weights w0. Towards which point does each penalty pull?",
-        "Write the three penalties side by side, as the lesson defines them, and look for the one whose formula "
-        "contains w0."),
+        "Write down, for each penalty, the point its pull stops at, and ask which of those points still reads "
+        "letters."),
     "build_l2sp": (
         "Read the L2-SP rows of the trace: which strengths cost the validation digits less than a point?",
         "Between the strengths of the trace, try one and read both numbers the check prints, seed by seed: too "
@@ -183,7 +197,7 @@ SOLUTIONS: dict[str, object] = {"most_letters": "l2sp", "build_l2sp": build,
 WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
     "most_letters": [("decay", "keeps fewer letters")],
     "build_l2sp": [(_too_strong, "too strong"), (_too_weak, "do not rise in every seed")],
-    "decay_pulls_to": [(DECAY_QUESTION.letter_of(1), "zero only at w = 0")],
+    "decay_pulls_to": [(DECAY_QUESTION.letter_of(1), "is w0 in that rule?")],
 }
 _COACH = Coach(HINTS, SOLUTIONS)
 hint, solution = _COACH.hint, _COACH.solution
