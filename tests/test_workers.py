@@ -24,8 +24,13 @@ def _fails(seed: int) -> dict:
 
 @pytest.fixture
 def two_workers(monkeypatch):
+    import sys
+    import types
+
     monkeypatch.setenv("FTLIB_WORKERS", "2")
     monkeypatch.delenv("FTLIB_DEVICE", raising=False)
+    if not hasattr(sys.modules.get("__main__"), "__spec__"):  # an earlier test's IPython shell left its stand-in
+        monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
 
 
 def test_records_come_back_in_order_from_other_processes(two_workers):
@@ -99,7 +104,7 @@ def test_a_gpu_runs_one_process_at_a_time(monkeypatch):
     assert workers.worker_count() == 1
 
 
-def test_a_lesson_run_gives_the_same_bits_in_a_worker(monkeypatch):
+def test_a_lesson_run_gives_the_same_bits_in_a_worker(monkeypatch, two_workers):
     """A real driver: the records (but the seconds) are identical whether the runs share the cores or not."""
     grid = dict(method=["fine-tune", "scratch"], target=["mnist"], n=[2], steps=[6], lr=[3e-3], seed=[0, 1],
                 n_val=[5])
@@ -110,3 +115,21 @@ def test_a_lesson_run_gives_the_same_bits_in_a_worker(monkeypatch):
                 for r in experiments.run_grid(experiments.transfer_run, **grid)]
 
     assert records("2") == records("1")
+
+
+def test_a_main_module_without_a_spec_runs_everything_here(monkeypatch):
+    """A tool that replaced ``__main__`` with a module lacking ``__spec__`` (spawn would fail reading it)."""
+    import sys
+    import types
+
+    monkeypatch.delenv("FTLIB_WORKERS", raising=False)
+    monkeypatch.delenv("FTLIB_DEVICE", raising=False)
+    stand_in = types.ModuleType("__main__")
+    del stand_in.__spec__
+    monkeypatch.setitem(sys.modules, "__main__", stand_in)
+    assert workers.worker_count() == 1
+    records = workers.run_calls([(_noisy_sum, {"seed": seed}) for seed in range(3)])
+    assert {r["pid"] for r in records} == {os.getpid()}
+    monkeypatch.setenv("FTLIB_WORKERS", "2")  # asked for, but spawn cannot start from such a __main__
+    records = workers.run_calls([(_noisy_sum, {"seed": seed}) for seed in range(3)])
+    assert {r["pid"] for r in records} == {os.getpid()}

@@ -63,7 +63,9 @@ def _main_is_safe() -> bool:
     """Whether a worker can start without running this process's main script again: a kernel or a command started
     with ``python -m``, pytest, or an interactive session."""
     main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
+    if main is None or not hasattr(main, "__spec__"):  # replaced by a tool: spawn could not read it
+        return False
+    spec = main.__spec__
     path = getattr(main, "__file__", None)
     return spec is not None or path is None or os.path.basename(path) in ("pytest", "py.test")
 
@@ -133,7 +135,8 @@ def run_calls(calls: Sequence[tuple[Callable[..., dict], dict]], progress: Calla
     finished in order as ``.results``.
     """
     calls = list(calls)
-    if min(worker_count(), len(calls)) <= 1 or not _travels(calls):
+    spawnable = hasattr(sys.modules.get("__main__"), "__spec__")  # a stand-in __main__ (a tool's) cannot be spawned
+    if min(worker_count(), len(calls)) <= 1 or not spawnable or not _travels(calls):
         records: list[dict] = []
         try:
             for run, options in calls:
