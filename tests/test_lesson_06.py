@@ -5,7 +5,7 @@ import math
 import pytest
 
 from ftlib import stopping
-from ftlib.course.lessons import early_stopping
+from ftlib.course.lessons import early_stopping, experiments
 
 
 def _history():
@@ -65,6 +65,9 @@ def test_turning_step_solution_and_wrong_guess():
     assert ex06.turning_step(ex06.SOLUTIONS["turning_step"], history).passed is True
     wrong = ex06.turning_step(ex06.WRONG_ANSWERS["turning_step"][0][0], history)
     assert wrong.passed is False and "too high" in wrong.message and "memorise the wrong labels" not in wrong.message
+    for guess in (20, 40, 120, 0):  # a neighbouring evaluation (40: the test accuracy's peak) is not the turn
+        assert ex06.turning_step(guess, history).passed is False, guess
+    assert ex06.turning_step(34, history).passed is True and ex06.turning_step(26, history).passed is True
 
 
 def test_patience_question_solution_and_wrong_answer():
@@ -96,7 +99,8 @@ def test_stop_a_real_run_passes_the_least_patient_rule_and_fails_wrong_and_lazy_
 
 def test_stop_a_real_run_checks_the_rule_before_training():
     for answer, why in ((stopping.EarlyStopping("val_accuracy", 2, restore_best=False), "restore_best=False"),
-                        (stopping.EarlyStopping("val_loss", 2), "watch val_accuracy"), (2, "not int")):
+                        (stopping.EarlyStopping("val_loss", 2), "watch val_accuracy"), (2, "not int"),
+                        (stopping.EarlyStopping("val_accuracy", 2, mode="min"), "mode='min'")):
         feedback = ex06.stop_a_real_run(answer, [])
         assert feedback.passed is False and why in feedback.message
 
@@ -140,7 +144,36 @@ def test_every_policy_has_an_arm_in_the_tuning_table_with_its_rate_chosen_from_t
 def test_overfitting_measures_the_turn_of_the_validation_loss_and_the_fall_of_the_test_accuracy():
     [row] = early_stopping.overfitting([_history()])
     assert row["low_step"] == 20 and row["loss_rise"] == pytest.approx(0.3)
-    assert row["peak_step"] == 20 and row["accuracy_drop"] == pytest.approx(0.3)
+    assert row["peak_step"] == 20 and row["accuracy_drop"] == pytest.approx(0.3) and row["gap"] == 0
+    history = _history()
+    history.eval_accuracy = [0.1, 0.5, 0.6, 0.4, 0.3]
+    assert early_stopping.overfitting([history])[0]["gap"] == 10
+
+
+def test_equivalence_needs_the_whole_interval_inside_the_margin():
+    mean, half, word = early_stopping.equivalence([-0.004, 0.005, -0.010], 0.025)
+    assert word == "equivalent within ±2.5 points" and abs(mean) + half < 0.025
+    assert early_stopping.equivalence([-0.019, 0.028, -0.009], 0.025)[2].startswith("no difference resolved")
+    assert early_stopping.equivalence([0.064, 0.074, 0.086], 0.025)[2] == "early stopping better"
+    assert early_stopping.equivalence([-0.064, -0.074, -0.086], 0.025)[2] == "training to the end better"
+
+
+def test_across_rates_reuses_known_runs_and_a_whole_curve_gives_the_run_to_the_end():
+    history = _history()
+    known = experiments.Results([{"policy": "early stopping", "lr": 0.001, "seed": 0, "history": history,
+                                  **early_stopping.replay(history, "early stopping", patience=2)}])
+    rows = early_stopping.across_rates(known, [0.001], [0], max_steps=50, patience=2)  # nothing left to run
+    assert [(r["policy"], r["accuracy"], r["steps"]) for r in rows] == [("train to the end", 0.3, 50),
+                                                                        ("early stopping", 0.6, 40)]
+
+
+@pytest.mark.slow
+def test_policy_run_without_the_test_curve_stops_and_scores_like_the_replay():
+    args = dict(seed=0, lr=early_stopping.rate(), n_labelled=25, noise=0.3, max_steps=150)
+    inside = early_stopping.policy_run("early stopping", record_test=False, **args)
+    replayed = early_stopping.policy_run("early stopping", **args)
+    kept = ("steps", "best_step", "accuracy", "val_accuracy", "val_loss")
+    assert {k: inside[k] for k in kept} == {k: replayed[k] for k in kept}
 
 
 def test_by_rate_gives_each_policys_stored_validation_records_over_the_grid():

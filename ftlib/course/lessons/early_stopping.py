@@ -14,9 +14,9 @@ from ftlib.course.lessons.workers import independent
 from ftlib.evaluation import evaluate
 from ftlib.stopping import MONITORS, EarlyStopping, History, stopping_point
 
-__all__ = ["BATCH_SIZE", "LIVE_NOISES", "METHOD", "ORACLE", "POLICIES", "SCHEDULE", "arm", "by_rate",
-           "compare_monitors", "curve", "describe_curve", "early_stop", "gap_closed", "gaps_closed", "live_noise",
-           "long_run", "noisy_split", "onecycle_rate", "overfitting", "plot_curves", "plot_tradeoff", "policies",
+__all__ = ["BATCH_SIZE", "LIVE_NOISES", "METHOD", "ORACLE", "POLICIES", "SCHEDULE", "across_rates", "arm",
+           "by_rate", "compare_monitors", "curve", "describe_curve", "early_stop", "equivalence", "gap_closed",
+           "gaps_closed", "live_noise", "long_run", "noisy_split", "onecycle_rate", "overfitting", "plot_curves", "plot_tradeoff", "policies",
            "policy_run", "rate", "replay", "run_policies", "tradeoff"]
 
 METHOD = "fine-tune"  # the pretrained GlyphNet with a new head (its rate comes from the tuning table)
@@ -59,7 +59,7 @@ def curve(seed: int, n_labelled: int, noise: float, val_fraction: float, steps: 
 @independent
 def policy_run(policy: str, seed: int, lr: float, n_labelled: int = 25, noise: float = 0.3, val_fraction: float = 0.2,
                max_steps: int = 150, eval_every: int = 10, patience: int = 5, min_delta: float = 0.0,
-               schedule: str = SCHEDULE) -> dict:
+               schedule: str = SCHEDULE, record_test: bool = True) -> dict:
     """The tuning table's driver: one stopping ``policy`` (of :data:`POLICIES`) on a long run at rate ``lr``.
 
     Returns the weights the policy keeps, scored on the clean test set (``accuracy``) and on the noisy validation
@@ -67,8 +67,19 @@ def policy_run(policy: str, seed: int, lr: float, n_labelled: int = 25, noise: f
     the ``steps`` trained (of ``max_steps``), the ``best_step`` kept and the run's ``history``. ``patience`` and
     ``min_delta`` are those of early stopping (unused by training to the end). Early stopping is replayed on the
     run's recorded :func:`curve` (test watched at every evaluation, for the lesson's oracle and plots); training to
-    the end only needs its last weights scored on test, once.
+    the end only needs its last weights scored on test, once. Without ``record_test``, early stopping runs inside
+    ``fit`` instead (it stops where the replay stops, as lesson 06 checks live) and only the weights it restores are
+    scored on test: half the cost, no test curve (no oracle).
     """
+    if policy == "early stopping" and not record_test:
+        rule = EarlyStopping("val_loss", patience=patience, min_delta=min_delta)
+        trained = long_run(seed, n_labelled, noise, val_fraction, max_steps, eval_every, lr, watch_test=False,
+                           early_stopping=rule, schedule=schedule)
+        history = trained.history
+        at = history.eval_step.index(history.best_step)
+        return {"steps": history.stopped_step or max_steps, "best_step": history.best_step,
+                "accuracy": evaluate(trained.model, data.test_set("mnist")).accuracy,
+                "val_accuracy": history.val_accuracy[at], "val_loss": history.val_loss[at], "history": history}
     if policy == "train to the end":
         trained = long_run(seed, n_labelled, noise, val_fraction, max_steps, eval_every, lr, watch_test=False,
                            schedule=schedule)
@@ -135,6 +146,46 @@ def run_policies(table, seeds: Iterable[int], schedule: str = SCHEDULE, **settin
                                 for r in stopped)])
 
 
+def across_rates(known: Results, rates: Iterable[float], seeds: Iterable[int], **settings) -> Results:
+    """Each policy of :data:`POLICIES` at each of ``rates`` on ``seeds``, scored on test (measured, never chosen on):
+    ``policy``, ``lr``, ``seed``, ``accuracy``, ``steps``, ``best_step``, ``val_accuracy``, ``val_loss``.
+
+    Runs in ``known`` (records with ``policy``, ``lr``, ``seed``) are reused, and an early-stopping record whose
+    ``history`` is a whole recorded curve also gives the run to the end at its rate (its last step); the rest are
+    run without a test curve (:func:`policy_run`, ``record_test=False``), sharing the cores. ``settings`` are the
+    lesson's (n_labelled, noise, ..., max_steps, patience, min_delta)."""
+    from ftlib.course.lessons.workers import run_calls
+
+    rates, seeds = list(rates), list(seeds)
+    have = {(r["policy"], r["lr"], r["seed"]): r for r in known if r["policy"] in POLICIES}
+    for r in known.where(policy="early stopping"):  # a whole recorded curve: its last step is the run to the end
+        history = r.get("history")
+        if history is not None and history.eval_accuracy and len(history.step) == settings.get("max_steps"):
+            have.setdefault(("train to the end", r["lr"], r["seed"]), replay(history, "train to the end"))
+    wanted = [(policy, lr, seed) for policy in POLICIES for lr in rates for seed in seeds]
+    missing = [key for key in wanted if key not in have]
+    ran = run_calls([(policy_run, {"policy": policy, "lr": lr, "seed": seed, **settings, "record_test": False})
+                     for policy, lr, seed in missing])
+    have.update(zip(missing, ran))
+    kept = ("accuracy", "steps", "best_step", "val_accuracy", "val_loss")
+    return Results({"policy": policy, "lr": lr, "seed": seed, **{k: have[policy, lr, seed][k] for k in kept}}
+                   for policy, lr, seed in wanted)
+
+
+def equivalence(differences: list[float], margin: float) -> tuple[float, float, str]:
+    """:func:`ftlib.stats.interval` of per-seed differences and a word for it: "equivalent within ±margin" where the
+    whole 95% interval lies inside ±``margin``; otherwise :func:`ftlib.stats.verdict`'s word, with "not resolved"
+    saying that the interval is too wide to call it either a difference or a tie."""
+    from ftlib import stats
+
+    mean, half, word = stats.verdict(differences, "early stopping better", "training to the end better")
+    if abs(mean) + half < margin:
+        return mean, half, f"equivalent within ±{100 * margin:g} points"
+    if word == "not resolved at this scale":
+        word = f"no difference resolved, and too wide to call a tie within ±{100 * margin:g} points"
+    return mean, half, word
+
+
 def by_rate(table, schedule: str = SCHEDULE) -> Results:
     """Each policy's stored validation records over the tuning ``table``'s grid of rates (``policy``, ``lr``,
     ``seed``, ``val_accuracy``, ``val_loss``): how much each policy's validation score depends on its rate."""
@@ -144,13 +195,14 @@ def by_rate(table, schedule: str = SCHEDULE) -> Results:
 def overfitting(histories: list[History]) -> Results:
     """Per seed, how a recorded long run overfits: the step of its lowest validation loss (``low_step``) and how
     much higher the loss ends (``loss_rise``); the step of its peak test accuracy (``peak_step``) and how much lower
-    the accuracy ends (``accuracy_drop``, a fraction)."""
+    the accuracy ends (``accuracy_drop``, a fraction); and how many steps apart the two are (``gap``)."""
     rows = []
     for seed, h in enumerate(histories):
         low = min(range(len(h.val_loss)), key=lambda i: h.val_loss[i])
         peak = max(range(len(h.eval_accuracy)), key=lambda i: h.eval_accuracy[i])  # measured, never chosen on
         rows.append({"seed": seed, "low_step": h.eval_step[low], "loss_rise": h.val_loss[-1] - h.val_loss[low],
-                     "peak_step": h.eval_step[peak], "accuracy_drop": h.eval_accuracy[peak] - h.eval_accuracy[-1]})
+                     "peak_step": h.eval_step[peak], "accuracy_drop": h.eval_accuracy[peak] - h.eval_accuracy[-1],
+                     "gap": abs(h.eval_step[peak] - h.eval_step[low])})
     return Results(rows)
 
 
@@ -186,8 +238,9 @@ def plot_curves(history: History, marks: dict[str, tuple[int, str]] | None = Non
     plt.show()
 
 
-def plot_tradeoff(results: Results, compared: Results, patiences: list[int]) -> None:
-    """Test accuracy against steps trained for each patience and watched score, beside the end and the oracle.
+def plot_tradeoff(results: Results, compared: Results, patiences: list[int], lr: float) -> None:
+    """Test accuracy against steps trained for each patience and watched score, beside the end and the oracle of the
+    same runs (at rate ``lr``, named in the legend).
 
     The patience labels of the first watched score sit above its points, those of the second below, so that they
     do not overlap where the two curves meet.
@@ -201,10 +254,12 @@ def plot_tradeoff(results: Results, compared: Results, patiences: list[int]) -> 
             ax.annotate(str(p), (x, y), textcoords="offset points", xytext=offset, fontsize=8, ha="center",
                         va=align, color=line.get_color())
     for policy, color, style in (("train to the end", "C3", "--"), (ORACLE, "C2", ":")):
-        ax.axhline(100 * compared.mean(policy=policy), color=color, ls=style, label=policy)
+        ax.axhline(100 * compared.mean(policy=policy), color=color, ls=style, label=f"{policy}, same runs")
     ax.set(xlabel="steps trained (mean over seeds)", ylabel="test accuracy (%)",
-           title="The price of patience (numbers: patience in evaluations)")
-    ax.margins(y=0.08)
+           title=f"The price of patience at lr {lr:g} (numbers: patience in evaluations)")
+    ax.margins(x=0.08)
+    low, high = ax.get_ylim()
+    ax.set_ylim(min(low, high - 10) - 1, high + 1)  # at least 10 points tall: one test digit is 0.04 points
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     plt.show()

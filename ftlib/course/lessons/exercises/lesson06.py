@@ -31,12 +31,12 @@ def turning_step(guess: float | EllipsisType, history: History) -> Feedback:
     """Predict, then run: the step at which seed 0's validation loss is lowest (where it turns round)."""
     quantity = "the step at which seed 0's validation loss stops falling and turns round"
     if not attempted(guess):
-        return check_prediction(guess, 0.0, tolerance=10, quantity=quantity, why="")
+        return check_prediction(guess, 0.0, tolerance=5, quantity=quantity, why="")
     if not history.val_loss:
         return cells_not_run("seed 0's recorded validation loss")
     low = min(range(len(history.val_loss)), key=lambda i: history.val_loss[i])
     return check_prediction(
-        guess, history.eval_step[low], tolerance=10, unit=" steps", quantity=quantity,
+        guess, history.eval_step[low], tolerance=5, unit=" steps", quantity=quantity,
         why="the network first learns what most labels agree on, so the loss on the validation digits falls; once "
             "the correctly labelled digits are fitted, the only way left to lower the training loss is to memorise "
             "the wrong labels, and each memorised wrong label makes the validation predictions worse.")
@@ -59,6 +59,9 @@ def stop_a_real_run(rule: EarlyStopping | EllipsisType, histories: list[History]
     if rule.monitor != "val_accuracy":
         return tell(False, f"Not yet: your rule watches {rule.monitor}; the step to restore is the one with the "
                            "highest validation accuracy, so watch val_accuracy.")
+    if rule.direction != "max":
+        return tell(False, f"Not yet: your rule has mode={rule.mode!r}, so it counts a LOWER validation accuracy as "
+                           "better. Leave mode='auto' (or 'max'): a higher accuracy is better.")
     if not histories:
         return cells_not_run("the recorded runs (histories)")
     lr = es.rate()
@@ -89,7 +92,8 @@ def stop_a_real_run(rule: EarlyStopping | EllipsisType, histories: list[History]
 
 
 PATIENCE_QUESTION = Question(
-    "Why is the patience (and the score the rule watches) chosen on validation data, never on the test set?", [
+    "This lesson fixes the patience and the score the rule watches on purpose. A project that chose them would "
+    "choose them on validation data, never on the test set: why?", [
         Option("A rule picked for its test score makes that score optimistic", True,
                "The oracle is that bias at its largest: it picks the step by its test accuracy and no project can "
                "reach its score. Choose on validation (or earlier runs); the test set only scores the choice, "
@@ -129,11 +133,12 @@ HINTS: dict[str, tuple[str, str]] = {
 SOLUTIONS: dict[str, object] = {"turning_step": 30, "stop_a_real_run": EarlyStopping("val_accuracy", patience=2),
                                 "choose_patience_on": PATIENCE_QUESTION.right_letter}
 WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
-    "turning_step": [(120, "too high")],
+    "turning_step": [(120, "too high"), (40, "too high")],
     "stop_a_real_run": [(EarlyStopping("val_accuracy", patience=5), "more steps after the best"),
                         (EarlyStopping("val_accuracy", patience=1), "stopped before it got there"),
                         (EarlyStopping("val_loss", patience=1), "watch val_accuracy"),
-                        (EarlyStopping("val_accuracy", patience=2, restore_best=False), "restore_best=False")],
+                        (EarlyStopping("val_accuracy", patience=2, restore_best=False), "restore_best=False"),
+                        (EarlyStopping("val_accuracy", patience=2, mode="min"), "mode='min'")],
     "choose_patience_on": [(PATIENCE_QUESTION.letter_of(2), "compare the test accuracies")],
 }
 _COACH = Coach(HINTS, SOLUTIONS)
