@@ -302,15 +302,15 @@ def show_trace(trace: Results, free: Results) -> str:
     ``||w - w0||`` (mean; how far it moved at all), and the letters kept minus no penalty's (``free``: its stored
     runs at its chosen rate) per seed."""
     base = {r["seed"]: r for r in free}
-    lines = [f"{'setting':<14}{'validation digits':>19}{'letters kept':>16}{'drift':>8}   letters kept minus no "
+    lines = [f"{'setting':<14}{'validation digits':>19}{'letters kept':>16}{'drift':>10}   letters kept minus no "
              "penalty, per seed"]
     lines.append(f"{'none':<14}{records.spread(free.mean('val_accuracy'), free.std('val_accuracy')):>19}"
-                 f"{records.spread(free.mean('retention'), free.std('retention')):>16}{free.mean('drift'):>8.3g}")
+                 f"{records.spread(free.mean('retention'), free.std('retention')):>16}{free.mean('drift'):>10.3g}")
     for setting in trace.unique("setting"):
         runs = trace.where(setting=setting)
         gains = [r["retention"] - base[r["seed"]]["retention"] for r in runs]
         lines.append(f"{setting:<14}{records.spread(runs.mean('val_accuracy'), runs.std('val_accuracy')):>19}"
-                     f"{records.spread(runs.mean('retention'), runs.std('retention')):>16}{runs.mean('drift'):>8.3g}"
+                     f"{records.spread(runs.mean('retention'), runs.std('retention')):>16}{runs.mean('drift'):>10.3g}"
                      f"   {points(gains)}")
     return "\n".join(lines)
 
