@@ -159,7 +159,7 @@ def build_l2sp(build: Callable[[nn.Module], object] | EllipsisType) -> Feedback:
                            "the 5 digits per class need it. Look at: a weaker strength.")
     if min(moved) < MIN_MOVE:
         return tell(False, f"Not yet: in seed {SEEDS[moved.index(min(moved))]} the backbone moved only "
-                           f"{min(moved):.0%} of no penalty's drift (at least {MIN_MOVE:.0%} in every seed): a pull "
+                           f"{min(moved):.1%} of no penalty's drift (at least {MIN_MOVE:.0%} in every seed): a pull "
                            "this strong nearly freezes the backbone, a linear probe (lesson 03), not a gentle L2-SP. "
                            "Look at: a smaller strength.")
     if min(gain) <= 0:
