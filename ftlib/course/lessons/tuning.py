@@ -168,6 +168,8 @@ def _lesson05() -> list[Arm]:
                  note="fixed on purpose: the naive AdamW(model.parameters()), which decays BatchNorm's gamma/beta "
                  "too, beside weight decay 10 on the convolutions only", measures=measures)]
     high = "rate fixed on purpose: too high, to see what holding the weights rescues"
+    # at the too-high rate L2-SP keeps its first grid (up to 10): the near-freezes 100 and 1000 were added for the
+    # trace at the sensible rate, and section 6's rescue reads the strength chosen from 0.001 to 10
     return arms + [Arm("05", "no penalty, lr 0.03", run, {"penalty": "none", "alpha": 0.0, "lr": 3e-2, **fixed},
                        grid={}, note=high, measures=measures),
                    Arm("05", "L2-SP, lr 0.03", run, {"penalty": "l2sp", "lr": 3e-2, **fixed},
