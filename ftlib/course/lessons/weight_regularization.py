@@ -596,7 +596,8 @@ def check_claims(outside: Results, rescue: Results, strengths: dict[str, float],
             f"{100 * fmean(ahead):+.1f} points more letters than weight decay or L2 in the loss ({n}/{n} unseen "
             f"seeds), its validation digits {l2sp_cost:+.1f} ± {half:.1f} points ({word}); decaying BatchNorm's "
             f"gamma/beta costs {100 * fmean(lost_to_gamma):.0f} points of letters more than decaying the "
-            f"convolutions alone; at a rate 10x too high L2-SP keeps {100 * fmean(letters):+.0f} points more letters than no penalty, its "
+            f"convolutions alone; at a rate 10x too high L2-SP keeps {100 * fmean(letters):+.0f} points more letters "
+            f"than no penalty, its "
             f"digits {100 * fmean(digits):+.1f} points ({stats.verdict(digits)[2]})")
     return SimpleNamespace(lines=lines, checks=checks, headline=head)
 
