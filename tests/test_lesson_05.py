@@ -188,7 +188,7 @@ def test_build_l2sp_is_judged_on_seeds_the_lesson_never_prints():
 @pytest.mark.slow
 def test_build_l2sp_the_solution_passes_and_wrong_or_lazy_answers_fail():
     assert ex05.build_l2sp(ex05.SOLUTIONS["build_l2sp"]).passed is True
-    for wrong, why in ex05.WRONG_ANSWERS["build_l2sp"]:  # too strong (alpha 0.1), and alpha 0 (no pull at all)
+    for wrong, why in ex05.WRONG_ANSWERS["build_l2sp"]:  # a middle strength (0.1), alpha 0, a near-freeze (10)
         feedback = ex05.build_l2sp(wrong)
         assert feedback.passed is False and why in feedback.message, (why, feedback.message)
     over = ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=0.03))  # just outside the budget
@@ -197,6 +197,8 @@ def test_build_l2sp_the_solution_passes_and_wrong_or_lazy_answers_fail():
     assert noise.passed is False
     towards_zero = ex05.build_l2sp(lambda model: regularize.L2Penalty(0.01))
     assert towards_zero.passed is False and "not an L2SP" in towards_zero.message
+    frozen = ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=1e4))  # the backbone barely moves
+    assert frozen.passed is False and "linear probe" in frozen.message
     assert ex05.build_l2sp(lambda model: None).passed is False
     assert ex05.build_l2sp(0.01).passed is False
     elsewhere = ex05.build_l2sp(lambda model: regularize.L2SP(models.GlyphNet(52), alpha=0.003))
@@ -208,13 +210,26 @@ def test_build_l2sp_judges_the_cost_at_its_edge_up_to_float_rounding(monkeypatch
 
     def fake(build, seed=0):
         val, kept = measured[None if build is None else "gentle"]
-        return val, kept + 0.01 * seed
+        return val, kept + 0.01 * seed, 10.0 if build is None else 5.0
 
     monkeypatch.setattr(ex05, "_measured", fake)
     feedback = ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=0.01))
     assert feedback.passed is True, feedback.message
     measured["gentle"] = (0.888, 0.76)  # 1.2 points: over
     assert ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=0.01)).passed is False
+
+
+def test_build_l2sp_refuses_a_pull_that_nearly_freezes_the_backbone(monkeypatch):
+    moved = {0: 0.5, 1: 0.5, 2: 0.2}  # share of no penalty's drift per seed; the digits and letters would pass
+
+    def fake(build, seed=0):
+        return (0.90, 0.70, 10.0) if build is None else (0.90, 0.80 + 0.01 * seed, 10.0 * moved[seed - 20])
+
+    monkeypatch.setattr(ex05, "_measured", fake)
+    feedback = ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=10.0))
+    assert feedback.passed is False and "linear probe" in feedback.message and "seed 22" in feedback.message
+    moved[2] = ex05.MIN_MOVE  # at the edge: allowed
+    assert ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=10.0)).passed is True
 
 
 @pytest.mark.slow

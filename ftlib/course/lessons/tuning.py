@@ -154,7 +154,7 @@ def _lesson05() -> list[Arm]:
     one_rate = ("rate fixed on purpose at no penalty's chosen rate: the ways of holding the weights are compared "
                 "at one rate")
     strengths = {"decay": (0.01, 0.1, 1.0, 3.0, 10.0), "l2": (0.001, 0.01, 0.1, 1.0, 10.0),
-                 "l2sp": (0.001, 0.01, 0.1, 1.0, 10.0)}  # weakest first: a tie goes to the weakest
+                 "l2sp": (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)}  # weakest first: a tie goes to the weakest
     shown = {"decay": 10.0, "l2": 1.0, "l2sp": 1.0}  # strong enough to show what each does to the weights
     names = {"decay": "weight decay", "l2": "L2 in the loss", "l2sp": "L2-SP"}
     arms = [Arm("05", "no penalty", run, {"penalty": "none", "alpha": 0.0, **fixed}, measures=measures)]
@@ -168,10 +168,12 @@ def _lesson05() -> list[Arm]:
                  note="fixed on purpose: the naive AdamW(model.parameters()), which decays BatchNorm's gamma/beta "
                  "too, beside weight decay 10 on the convolutions only", measures=measures)]
     high = "rate fixed on purpose: too high, to see what holding the weights rescues"
+    # at the too-high rate L2-SP keeps its first grid (up to 10): the near-freezes 100 and 1000 were added for the
+    # trace at the sensible rate, and section 6's rescue reads the strength chosen from 0.001 to 10
     return arms + [Arm("05", "no penalty, lr 0.03", run, {"penalty": "none", "alpha": 0.0, "lr": 3e-2, **fixed},
                        grid={}, note=high, measures=measures),
                    Arm("05", "L2-SP, lr 0.03", run, {"penalty": "l2sp", "lr": 3e-2, **fixed},
-                       grid={"alpha": strengths["l2sp"]}, note=high, measures=measures)]
+                       grid={"alpha": strengths["l2sp"][:5]}, note=high, measures=measures)]
 
 
 def _lesson06() -> list[Arm]:

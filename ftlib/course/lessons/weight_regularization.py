@@ -298,17 +298,20 @@ def trace_table(table) -> Results:
 
 
 def show_trace(trace: Results, free: Results) -> str:
-    """Per penalty and strength: validation digits and letters kept (mean ± std over seeds), and the letters kept
-    minus no penalty's (``free``: its stored runs at its chosen rate) per seed."""
+    """Per penalty and strength: validation digits and letters kept (mean ± std over seeds), the backbone's drift
+    ``||w - w0||`` (mean; how far it moved at all), and the letters kept minus no penalty's (``free``: its stored
+    runs at its chosen rate) per seed."""
     base = {r["seed"]: r for r in free}
-    lines = [f"{'setting':<14}{'validation digits':>19}{'letters kept':>16}   letters kept minus no penalty, per seed"]
+    lines = [f"{'setting':<14}{'validation digits':>19}{'letters kept':>16}{'drift':>10}   letters kept minus no "
+             "penalty, per seed"]
     lines.append(f"{'none':<14}{records.spread(free.mean('val_accuracy'), free.std('val_accuracy')):>19}"
-                 f"{records.spread(free.mean('retention'), free.std('retention')):>16}")
+                 f"{records.spread(free.mean('retention'), free.std('retention')):>16}{free.mean('drift'):>10.3g}")
     for setting in trace.unique("setting"):
         runs = trace.where(setting=setting)
         gains = [r["retention"] - base[r["seed"]]["retention"] for r in runs]
         lines.append(f"{setting:<14}{records.spread(runs.mean('val_accuracy'), runs.std('val_accuracy')):>19}"
-                     f"{records.spread(runs.mean('retention'), runs.std('retention')):>16}   {points(gains)}")
+                     f"{records.spread(runs.mean('retention'), runs.std('retention')):>16}{runs.mean('drift'):>10.3g}"
+                     f"   {points(gains)}")
     return "\n".join(lines)
 
 
@@ -586,10 +589,15 @@ def check_claims(outside: Results, rescue: Results, strengths: dict[str, float],
          and stats.verdict(letters)[2] == "helps", f"letters {letters}"),
     ]
     n = len(ahead)
-    head = (f"at the strengths chosen within the budget, L2-SP keeps {100 * fmean(ahead):+.1f} points more letters "
-            f"than weight decay or L2 in the loss ({n}/{n} unseen seeds); decaying BatchNorm's gamma/beta costs "
-            f"{100 * fmean(lost_to_gamma):.0f} points of letters more than decaying the convolutions alone; at a "
-            f"rate 10x too high L2-SP keeps {100 * fmean(letters):+.0f} points more letters than no penalty, its "
+    l2sp_cost, half, word = stats.verdict([-100 * c for c in cost["l2sp"]])
+    lines.insert(1 + len(strengths), f"  L2-SP {strengths['l2sp']:g}'s validation digits minus no penalty's: mean "
+                 f"{l2sp_cost:+.1f} ± {half:.1f} points (95% interval): {word}")
+    head = (f"at the strengths chosen within the budget, L2-SP (alpha {strengths['l2sp']:g}) keeps "
+            f"{100 * fmean(ahead):+.1f} points more letters than weight decay or L2 in the loss ({n}/{n} unseen "
+            f"seeds), its validation digits {l2sp_cost:+.1f} ± {half:.1f} points ({word}); decaying BatchNorm's "
+            f"gamma/beta costs {100 * fmean(lost_to_gamma):.0f} points of letters more than decaying the "
+            f"convolutions alone; at a rate 10x too high L2-SP keeps {100 * fmean(letters):+.0f} points more letters "
+            f"than no penalty, its "
             f"digits {100 * fmean(digits):+.1f} points ({stats.verdict(digits)[2]})")
     return SimpleNamespace(lines=lines, checks=checks, headline=head)
 

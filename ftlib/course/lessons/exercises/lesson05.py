@@ -30,15 +30,16 @@ from ftlib.course.lessons.exercises import (
 from ftlib.course.lessons.experiments import Results, run
 from ftlib.evaluation import evaluate
 from ftlib.models import load_pretrained
-from ftlib.regularize import L2SP, retention, starting_point
+from ftlib.regularize import L2SP, drift, retention, starting_point
 
-__all__ = ["DECAY_QUESTION", "HINTS", "MAX_COST", "SEEDS", "SOLUTIONS", "WRONG_ANSWERS", "build_l2sp",
+__all__ = ["DECAY_QUESTION", "HINTS", "MAX_COST", "MIN_MOVE", "SEEDS", "SOLUTIONS", "WRONG_ANSWERS", "build_l2sp",
            "decay_pulls_to", "hint", "most_letters", "solution"]
 
 _CHOICES = ("decay", "l2", "l2sp")
 SEEDS = (20, 21, 22)  # the do exercise fine-tunes these seeds, which the lesson never prints, with and without
 # the learner's penalty: an answer copied from a printed trace is judged on fresh draws
 MAX_COST = 1.0  # points of validation digits the penalty may cost, mean over SEEDS
+MIN_MOVE = 0.25  # "gentle": the backbone still moves, at least this share of no penalty's drift in every seed
 
 
 @exercise
@@ -80,8 +81,13 @@ def build(model):
 
 
 def _too_strong(model: nn.Module) -> L2SP:
-    """A typical wrong answer: ten times the strength chosen within the budget, which costs digits."""
+    """A typical wrong answer: a middle strength, which costs digits."""
     return L2SP(model, alpha=0.1)
+
+
+def _frozen(model: nn.Module) -> L2SP:
+    """A lazy answer: a pull so strong that the backbone barely moves (nearly a linear probe, lesson 03)."""
+    return L2SP(model, alpha=10.0)
 
 
 def _too_weak(model: nn.Module) -> L2SP:
@@ -95,22 +101,30 @@ def _rate() -> float:
 
 
 @functools.cache
-def _measured(build: Callable[[nn.Module], object] | None, seed: int = 0) -> tuple[float, float]:
-    """Validation digits accuracy and letters kept (as fine-tuned) after section 1's fine-tuning of ``seed`` (5
-    digits per class, 100 steps at no penalty's chosen rate) under ``build(model)``'s penalty (None: no penalty)."""
+def _measured(build: Callable[[nn.Module], object] | None, seed: int = 0) -> tuple[float, float, float]:
+    """Validation digits accuracy, letters kept (as fine-tuned) and the backbone's drift ``||w - w0||`` after
+    section 1's fine-tuning of ``seed`` (5 digits per class, 100 steps at no penalty's chosen rate) under
+    ``build(model)``'s penalty (None: no penalty)."""
     train_set, val_set = data.few_shot_split("mnist", 5, wr.N_VAL, seed)
     prepare = None if build is None else (lambda model: {"penalty": build(model)})
     model = run("fine-tune", train_set, seed, 100, lr=_rate(), prepare=prepare).model
     head, letters, _ = wr._source()
-    return evaluate(model, val_set).accuracy, retention(model, head, letters)
+    return evaluate(model, val_set).accuracy, retention(model, head, letters), drift(model, _pretrained())
+
+
+@functools.cache
+def _pretrained() -> dict[str, torch.Tensor]:
+    """The shipped model's weights, w0: what drift is measured from."""
+    return starting_point(load_pretrained())
 
 
 @exercise
 def build_l2sp(build: Callable[[nn.Module], object] | EllipsisType) -> Feedback:
     """Do: ``build(model)`` returns an L2-SP penalty; fine-tuned with it in each of :data:`SEEDS` (about 2 s a
-    seed), the validation digits must lose at most :data:`MAX_COST` points on average, and the letters kept must
-    rise in every seed *and* by more than the seeds' noise: the mean gain outside its 95% interval
-    (:func:`ftlib.stats.verdict`), so that a gain a re-draw of the seeds could erase does not pass."""
+    seed), the validation digits must lose at most :data:`MAX_COST` points on average, the backbone must still
+    move (a drift of at least :data:`MIN_MOVE` of no penalty's, in every seed: gentle, not a frozen backbone), and
+    the letters kept must rise in every seed *and* by more than the seeds' noise: the mean gain outside its 95%
+    interval (:func:`ftlib.stats.verdict`), so that a gain a re-draw of the seeds could erase does not pass."""
     if not attempted(build):
         return not_attempted("write build(model), returning L2SP(model, alpha=<your strength>),")
     if not callable(build):
@@ -125,22 +139,29 @@ def build_l2sp(build: Callable[[nn.Module], object] | EllipsisType) -> Feedback:
         return tell(False, "Not yet: the penalty's anchor w0 is not the weights of the `model` build was given "
                     "(it was built on another network): write L2SP(model, alpha=...) with that very `model`, so "
                     "that it pulls towards the pretrained weights being fine-tuned.")
-    cost, gain = [], []
+    cost, gain, moved = [], [], []
     for seed in SEEDS:
-        (val_free, kept_free), (val, kept) = _measured(None, seed), _measured(build, seed)
+        (val_free, kept_free, drift_free), (val, kept, drifted) = _measured(None, seed), _measured(build, seed)
         cost.append(100 * (val_free - val))
         gain.append(100 * (kept - kept_free))
+        moved.append(drifted / drift_free)
     mean_cost = fmean(cost)
     mean_gain, half, word = stats.verdict(gain)
     print(f"alpha={penalty.alpha:g}, against no penalty in seeds {', '.join(map(str, SEEDS))}: validation digits "
           f"{', '.join(f'{-c:+.1f}' for c in cost)} points (mean {-mean_cost:+.2f}; the least allowed: "
           f"-{MAX_COST:g}); letters "
           f"kept {', '.join(f'{g:+.1f}' for g in gain)} points (mean {mean_gain:+.1f} ± {half:.1f}, 95% interval: "
-          f"{word})")
+          f"{word}); drift {', '.join(f'{m:.0%}' for m in moved)} of no penalty's (the least allowed: "
+          f"{MIN_MOVE:.0%})")
     if not reached(mean_cost, MAX_COST, at_least=False):
         return tell(False, f"Not yet: the digits lose {mean_cost:.2f} points on validation on average (at most "
-                           f"{MAX_COST:g}): the pull is too strong for 5 digits per class to move the backbone "
-                           "where the digits need it. Look at: a smaller strength.")
+                           f"{MAX_COST:g}): a pull of this strength holds the backbone away from where "
+                           "the 5 digits per class need it. Look at: a weaker strength.")
+    if min(moved) < MIN_MOVE:
+        return tell(False, f"Not yet: in seed {SEEDS[moved.index(min(moved))]} the backbone moved only "
+                           f"{min(moved):.1%} of no penalty's drift (at least {MIN_MOVE:.0%} in every seed): a pull "
+                           "this strong nearly freezes the backbone, a linear probe (lesson 03), not a gentle L2-SP. "
+                           "Look at: a smaller strength.")
     if min(gain) <= 0:
         return tell(False, f"Not yet: the letters kept do not rise in every seed ({sum(g > 0 for g in gain)} of "
                            f"{len(gain)}): the pull is too weak to hold the backbone; try a larger strength.")
@@ -150,7 +171,8 @@ def build_l2sp(build: Callable[[nn.Module], object] | EllipsisType) -> Feedback:
                            "the seeds' spread; try a larger strength.")
     return tell(True, f"Target met: more letters kept in every seed (mean {mean_gain:+.1f} ± {half:.1f} points, "
                       f"outside the noise), with the validation digits {-mean_cost:+.2f} points on average (the "
-                      f"least allowed: -{MAX_COST:g}).")
+                      f"least allowed: -{MAX_COST:g}) and the backbone still moving (at least {min(moved):.0%} of no "
+                      "penalty's drift).")
 
 
 DECAY_QUESTION = Question(
@@ -185,9 +207,10 @@ HINTS: dict[str, tuple[str, str]] = {
         "Write down, for each penalty, the point its pull stops at, and ask which of those points still reads "
         "letters."),
     "build_l2sp": (
-        "Read the L2-SP rows of the trace: which strengths cost the validation digits less than a point?",
-        "Between the strengths of the trace, try one and read both numbers the check prints, seed by seed: too "
-        "weak and the letters' gain is noise, too strong and the digits pay."),
+        "Read the L2-SP rows of the trace: the digits, the letters kept and the drift of each strength. Gentle "
+        "means the backbone still moves: which strengths leave it a real part of no penalty's drift?",
+        "Try a strength and read the three numbers the check prints, seed by seed: too weak and the letters' gain "
+        "is noise; in the middle the digits pay; very strong and the backbone barely moves (a linear probe)."),
     "decay_pulls_to": (
         "Write one step of decoupled weight decay as an update of w. At which w would it stop moving the weight?",
         "Does w0 appear anywhere in that rule? Compare with L2-SP's penalty alpha/2 ||w - w0||^2."),
@@ -196,7 +219,7 @@ SOLUTIONS: dict[str, object] = {"most_letters": "l2sp", "build_l2sp": build,
                                 "decay_pulls_to": DECAY_QUESTION.right_letter}
 WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
     "most_letters": [("decay", "keeps fewer letters")],
-    "build_l2sp": [(_too_strong, "too strong"), (_too_weak, "do not rise in every seed")],
+    "build_l2sp": [(_too_strong, "lose"), (_too_weak, "do not rise in every seed"), (_frozen, "linear probe")],
     "decay_pulls_to": [(DECAY_QUESTION.letter_of(1), "is w0 in that rule?")],
 }
 _COACH = Coach(HINTS, SOLUTIONS)
