@@ -16,8 +16,8 @@ from ftlib.stopping import MONITORS, EarlyStopping, History, stopping_point
 
 __all__ = ["BATCH_SIZE", "LIVE_NOISES", "METHOD", "ORACLE", "POLICIES", "SCHEDULE", "across_rates", "arm",
            "by_rate", "compare_monitors", "curve", "describe_curve", "early_stop", "equivalence", "gap_closed",
-           "gaps_closed", "live_noise", "long_run", "noisy_split", "onecycle_rate", "overfitting", "plot_curves", "plot_tradeoff", "policies",
-           "policy_run", "rate", "replay", "run_policies", "tradeoff"]
+           "gaps_closed", "live_noise", "long_run", "noisy_split", "onecycle_rate", "overfitting", "plot_curves",
+           "plot_tradeoff", "policies", "policy_run", "rate", "replay", "run_policies", "tradeoff"]
 
 METHOD = "fine-tune"  # the pretrained GlyphNet with a new head (its rate comes from the tuning table)
 BATCH_SIZE = 32  # fixed on purpose: 150 steps of 32 digits are 24 passes over the 200 training digits
