@@ -167,6 +167,24 @@ def test_across_rates_reuses_known_runs_and_a_whole_curve_gives_the_run_to_the_e
                                                                         ("early stopping", 0.6, 40)]
 
 
+def test_across_rates_reads_the_tables_runs_where_the_settings_are_the_tables(monkeypatch):
+    from ftlib.course.lessons import tuning, workers
+
+    table = tuning.load()
+    fixed = table.arm(early_stopping.arm("early stopping")).fixed
+    setting = {k: fixed[k] for k in ("n_labelled", "noise", "val_fraction", "max_steps", "eval_every", "patience",
+                                     "min_delta")}
+    ran = []
+    fake = {"accuracy": 0.5, "steps": 1, "best_step": 1, "val_accuracy": 0.5, "val_loss": 1.0}
+    monkeypatch.setattr(workers, "run_calls", lambda calls, progress=None: ran.extend(calls) or [fake] * len(calls))
+    rows = early_stopping.across_rates(experiments.Results(), [1e-3, 3e-3], [0, 1], table, **setting)
+    assert not ran, "every run at the table's settings and seeds is read back"
+    stored = {r["lr"]: r for r in table.results(early_stopping.arm("early stopping")) if r["seed"] == 1}
+    assert rows.values("accuracy", policy="early stopping", lr=3e-3, seed=1) == [stored[3e-3]["accuracy"]]
+    early_stopping.across_rates(experiments.Results(), [1e-3], [0], table, **{**setting, "noise": 0.2})
+    assert len(ran) == 2, "at another noise level than the table's, both policies must run"
+
+
 @pytest.mark.slow
 def test_policy_run_without_the_test_curve_stops_and_scores_like_the_replay():
     args = dict(seed=0, lr=early_stopping.rate(), n_labelled=25, noise=0.3, max_steps=150)

@@ -71,7 +71,11 @@ def test_build_chooses_on_validation_by_the_one_rule_and_rebuilds_bit_for_bit(ti
     runs = records.Results({**r, "candidate": r["lr"]} for r in scratch["records"])
     assert scratch["chosen"] == {"lr": records.choose(runs, "candidate")}
     assert {r["seed"] for r in scratch["records"]} == {0, 1} and len(scratch["records"]) == 4
-    assert all(set(r) == {"lr", "seed", "val_accuracy", "val_loss"} for r in scratch["records"]), "no test score"
+    assert all(set(r) == {"lr", "seed", "val_accuracy", "val_loss", "accuracy", "trainable"}
+               for r in scratch["records"]), "every run's scores and measures, but not its seconds"
+    upside_down = records.Results({**r, "candidate": r["lr"], "accuracy": 1 - r["accuracy"]}
+                                  for r in scratch["records"])
+    assert records.choose(upside_down, "candidate") == scratch["chosen"]["lr"], "the test score never chooses"
     assert table["arms"][1]["chosen"] == {} and table["settings"]["seeds"] == [0, 1]
 
 
@@ -100,6 +104,28 @@ def test_table_shows_how_each_arm_was_set_and_rechecks_runs(tiny):
         table.entry("01 nothing")
 
 
+def test_lessons_read_back_the_tables_runs_and_train_the_rest(tiny):
+    path, _ = tiny
+    table = tuning.Table(json.loads(path.read_text()))
+    stored = {r["seed"]: r for r in table.records("01 scratch")}
+    runs = tuning.run_chosen("01 scratch", [0, 1, 2], table)
+    assert [r["seed"] for r in runs] == [0, 1, 2]
+    assert [bool(r.get("from_table")) for r in runs] == [True, True, False], "seed 2 is not in the table: trained"
+    assert all(r["accuracy"] == stored[r["seed"]]["accuracy"] for r in runs[:2]) and "seconds" in runs[2]
+    assert runs[0]["lr"] == table.chosen("01 scratch")["lr"] and runs[0]["label"] == "scratch"
+    again = tuning.run_chosen("01 scratch", [0, 1], table, live=True)  # run now: the same numbers as stored
+    assert not any(r.get("from_table") for r in again)
+    assert [(r["accuracy"], r["val_accuracy"]) for r in again] == [(stored[s]["accuracy"], stored[s]["val_accuracy"])
+                                                                  for s in (0, 1)]
+    assert "test accuracy matches" in table.recheck("01 scratch", again)
+    with pytest.raises(ValueError, match="runs made now"):
+        table.recheck("01 scratch", runs)
+    longer = tuning.run_chosen("01 scratch", [0], table, steps=3)  # a changed setting is never read back
+    assert not longer[0].get("from_table") and "tuned at 2" in longer[0]["label"]
+    mixed = tuning.run_arms(["01 scratch", "03 probe"], [0], table, live=["03 probe"])
+    assert [bool(r.get("from_table")) for r in mixed] == [True, False]
+
+
 def test_the_shipped_table_matches_the_arms_the_lessons_define():
     table = tuning.load()
     assert set(table.entries) == {arm.key for arm in tuning.ARMS}, "rebuild: python -m ftlib tune"
@@ -112,6 +138,7 @@ def test_the_shipped_table_matches_the_arms_the_lessons_define():
                                for r in entry["records"])
         assert entry["chosen"] == arm.candidates()[records.choose(runs, "candidate")], f"{arm.key}: not the one rule"
         assert sorted(runs.unique("seed")) == table.settings["seeds"]
+        assert all("accuracy" in r and "seconds" not in r for r in runs), f"{arm.key}: rebuild with test scores"
     assert table.settings["n_val"] == tuning.N_VAL and table.settings["rates"] == list(tuning.RATES)
 
 

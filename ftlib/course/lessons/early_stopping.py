@@ -129,9 +129,10 @@ def rate(policy: str = "early stopping", schedule: str = SCHEDULE) -> float:
 
 
 def run_policies(table, seeds: Iterable[int], schedule: str = SCHEDULE, **settings) -> Results:
-    """Each policy of :data:`POLICIES` run at its rate chosen in the tuning ``table`` (runs at one rate are shared),
-    on ``seeds``, plus the oracle on early stopping's own runs: per seed and policy, ``accuracy`` (test),
-    ``val_accuracy``, ``val_loss``, ``steps``, ``best_step``, ``lr``, ``history`` and ``label``. ``settings`` are the
+    """Each policy of :data:`POLICIES` at its rate chosen in the tuning ``table``, on ``seeds``, plus the oracle on
+    early stopping's own runs: per seed and policy, ``accuracy`` (test), ``val_accuracy``, ``val_loss``, ``steps``,
+    ``best_step``, ``lr`` and ``label``. Early stopping runs now, recording its whole curve (``history``, which the
+    oracle replays); training to the end is read back from the table where it made the run. ``settings`` are the
     lesson's (n_labelled, noise, ..., max_steps, patience, min_delta), each passed to the arms that fix it."""
     from ftlib.course.lessons import tuning
 
@@ -140,20 +141,22 @@ def run_policies(table, seeds: Iterable[int], schedule: str = SCHEDULE, **settin
     for policy in POLICIES:
         key = arm(policy, schedule)
         fixed = table.arm(key).fixed
-        records += tuning.run_chosen(key, seeds, table, **{k: v for k, v in settings.items() if k in fixed})
+        records += tuning.run_chosen(key, seeds, table, live=policy == "early stopping",
+                                     **{k: v for k, v in settings.items() if k in fixed})
     stopped = records.where(policy="early stopping")
     return Results([*records, *({**r, "policy": ORACLE, "label": ORACLE, **replay(r["history"], ORACLE)}
                                 for r in stopped)])
 
 
-def across_rates(known: Results, rates: Iterable[float], seeds: Iterable[int], **settings) -> Results:
+def across_rates(known: Results, rates: Iterable[float], seeds: Iterable[int], table=None, **settings) -> Results:
     """Each policy of :data:`POLICIES` at each of ``rates`` on ``seeds``, scored on test (measured, never chosen on):
     ``policy``, ``lr``, ``seed``, ``accuracy``, ``steps``, ``best_step``, ``val_accuracy``, ``val_loss``.
 
     Runs in ``known`` (records with ``policy``, ``lr``, ``seed``) are reused, and an early-stopping record whose
-    ``history`` is a whole recorded curve also gives the run to the end at its rate (its last step); the rest are
-    run without a test curve (:func:`policy_run`, ``record_test=False``), sharing the cores. ``settings`` are the
-    lesson's (n_labelled, noise, ..., max_steps, patience, min_delta)."""
+    ``history`` is a whole recorded curve also gives the run to the end at its rate (its last step); then the runs
+    the tuning ``table`` stored at the constant rate's grid points, where the lesson's ``settings`` are the table's;
+    the rest are run without a test curve (:func:`policy_run`, ``record_test=False``), sharing the cores.
+    ``settings`` are the lesson's (n_labelled, noise, ..., max_steps, patience, min_delta)."""
     from ftlib.course.lessons.workers import run_calls
 
     rates, seeds = list(rates), list(seeds)
@@ -162,6 +165,12 @@ def across_rates(known: Results, rates: Iterable[float], seeds: Iterable[int], *
         history = r.get("history")
         if history is not None and history.eval_accuracy and len(history.step) == settings.get("max_steps"):
             have.setdefault(("train to the end", r["lr"], r["seed"]), replay(history, "train to the end"))
+    for policy in POLICIES if table is not None else ():
+        fixed = table.arm(arm(policy)).fixed
+        if all(settings[k] == v for k, v in fixed.items() if k in settings):
+            for r in table.results(arm(policy)):
+                if "accuracy" in r:
+                    have.setdefault((policy, r["lr"], r["seed"]), r)
     wanted = [(policy, lr, seed) for policy in POLICIES for lr in rates for seed in seeds]
     missing = [key for key in wanted if key not in have]
     ran = run_calls([(policy_run, {"policy": policy, "lr": lr, "seed": seed, **settings, "record_test": False})

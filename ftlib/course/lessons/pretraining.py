@@ -44,12 +44,16 @@ def arm_keys(ns: Iterable[int], table: tuning.Table, methods: Iterable[str] = CU
     return list(dict.fromkeys(arm_key(m, n, table) for n in ns for m in methods))
 
 
-def curve(ns: Iterable[int], seeds: int, steps: int, table: tuning.Table) -> Results:
+def curve(ns: Iterable[int], seeds: int, steps: int, table: tuning.Table, live: Iterable[int] = (5,)) -> Results:
     """Every method of :data:`CURVE_METHODS` at every N of ``ns`` on seeds ``0 .. seeds - 1``, each at its setting
-    chosen on validation (:func:`~ftlib.course.lessons.tuning.run_chosen`): test and validation scores per run. An N
-    or ``steps`` the table did not tune keeps the nearest arm's setting, and the records' ``label`` says so."""
+    chosen on validation (:func:`~ftlib.course.lessons.tuning.run_plan`): test and validation scores per run. The
+    runs at the N of ``live`` train now (their seconds are timed, and they re-check the table); the others the
+    table made are read back from it. An N or ``steps`` the table did not tune keeps the nearest arm's setting, and
+    the records' ``label`` says so."""
+    ns, live = list(ns), set(live)
     return tuning.run_plan([(arm_key(method, n, table), {"n": n, "steps": steps}) for n in ns
-                            for method in CURVE_METHODS], range(seeds), table)
+                            for method in CURVE_METHODS], range(seeds), table,
+                           live=[arm_key(method, n, table) for n in ns if n in live for method in CURVE_METHODS])
 
 
 def rate_grid(table: tuning.Table, keys: dict[str, str]) -> str:

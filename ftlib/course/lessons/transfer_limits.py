@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from ftlib import augment, data
 from ftlib.course.lessons.experiments import Results, get_method, run
+from ftlib.course.lessons.workers import independent
 from ftlib.course.pretrain import checkpoint_path
 from ftlib.evaluation import evaluate
 from ftlib.freeze import unfreeze
@@ -26,8 +27,9 @@ from ftlib.models import pretrained_start
 from ftlib.probe import linear_probe
 from ftlib.transfer import adapt_batchnorm, subset, truncate
 
-__all__ = ["FAIR_ARMS", "HEADS", "LIVE_ANGLES", "REINIT_LR", "REMEDIES", "SHIFTED_TEST", "TEST_PER_CLASS", "flaw_run",
-           "ladder_run", "plot_rows", "probe_run", "rotated", "rotation_live"]
+__all__ = ["FAIR_ARMS", "FLAW_SETTINGS", "HEADS", "LIVE_ANGLES", "REINIT_LR", "REMEDIES", "SHIFTED_TEST",
+           "TEST_PER_CLASS", "flaw_run", "flaw_setting_run", "ladder_run", "plot_rows", "probe_run", "rotated",
+           "rotation_live"]
 
 REINIT_LR = 3e-3  # rate for re-initialised blocks, which must learn from nothing
 REMEDIES = {  # remedy -> (fine-tuning target, augment?, blocks re-initialised)
@@ -41,8 +43,14 @@ SHIFTED_TEST = "font_digits"  # rotated, sheared, thick, dim digits: the variati
 TEST_PER_CLASS = 100  # 1,000 test images per 10-class target: a standard error of about 1.5 points or less
 FAIR_ARMS = ("fine-tune at scratch's rate", "linear probe, AdaBN")
 LIVE_ANGLES = (0, 15, 30, 45, 60, 90)  # the live slider's angles, in degrees
+_HEAD_NAMES = {"": "fresh", ", linear probe": "probe only", ", LP-FT": "probe, then fine-tune"}
+FLAW_SETTINGS = {  # the lesson's name of each start and remedy -> flaw_run's (variant, remedy, head)
+    **{f"{name}{label}": (variant, "none", head) for name, variant in (("sound", "full"), ("flawed", "narrow"))
+       for label, head in _HEAD_NAMES.items()},
+    **{f"flawed + {remedy}": ("narrow", remedy, "fresh") for remedy in list(REMEDIES)[1:]}}
 
 
+@independent
 def ladder_run(method: str, target: str, n: int, seed: int, steps: int = 100) -> dict:
     """Train ``method`` on ``n`` labels per class of ``target`` (split ``seed``); test on 100 images per class.
 
@@ -66,6 +74,7 @@ def _no_options(_model) -> None:
     return None
 
 
+@independent
 def probe_run(target: str, n: int, seed: int, block: str, variant: str = "full", test_per_class: int = 100) -> dict:
     """A linear probe on the pooled features after ``block`` of a checkpoint, trained on ``n`` labels per class."""
     train_set = data.few_shot(target, n, seed)
@@ -99,6 +108,15 @@ def flaw_run(variant: str, remedy: str, seed: int, n: int = 5, steps: int = 100,
                     augment=augment.random_affine(degrees=15) if augmented else None).model
     return {"accuracy": evaluate(model, subset(data.test_set(SHIFTED_TEST), TEST_PER_CLASS)).accuracy,
             "upright_accuracy": evaluate(model, subset(data.test_set("upright_digits"), TEST_PER_CLASS)).accuracy}
+
+
+@independent
+def flaw_setting_run(setting: str, n: int, seed: int, steps: int = 100) -> dict:
+    """:func:`flaw_run` for the start and remedy named ``setting`` (a key of :data:`FLAW_SETTINGS`)."""
+    if setting not in FLAW_SETTINGS:
+        raise ValueError(f"unknown setting {setting!r}; choose one of {', '.join(FLAW_SETTINGS)}")
+    variant, remedy, head = FLAW_SETTINGS[setting]
+    return flaw_run(variant, remedy, seed, n, steps, head)
 
 
 def plot_rows(results: Results, field: str, metric: str = "accuracy", ax: plt.Axes | None = None,

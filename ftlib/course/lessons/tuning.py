@@ -4,14 +4,16 @@ A lesson that compares two ways to fine-tune (scratch against fine-tuning, one f
 only fair if each arm runs at its own best setting, chosen alike. :data:`ARMS` lists every arm the lessons compare:
 the lesson's driver that trains it, the settings the comparison fixes (target, labels, steps), and the knobs tuned
 with their grid (the course's one rate grid, :data:`RATES`, unless the lesson studies another). For each arm,
-:func:`build` trains every grid point on :data:`SEEDS`, scores it on held-out *validation* labels only (never the
+:func:`build` trains every grid point on :data:`SEEDS`, chooses on held-out *validation* labels only (never the
 test set) and applies the course's one choose rule (:func:`~ftlib.course.lessons.records.choose`). The result ships
 as ``data/tuning.json``; ``python -m ftlib tune --check`` rebuilds it bit for bit (same thread count and torch).
 
-Lessons only read it (:func:`load`): they print how each arm was set (:meth:`Table.show`), run their arms at the
-chosen setting (:meth:`Table.options`), and re-check the stored validation scores against their own runs
-(:meth:`Table.recheck`), so a stale table fails the lesson. The stored choices are also the same on every machine,
-where choices made at run time flip on CPUs whose float sums differ.
+Lessons only read it (:func:`load`): they print how each arm was set (:meth:`Table.show`), read back their arms'
+runs at the chosen setting on the table's seeds (:func:`run_plan`: each grid point's run also stores its test
+accuracy and the driver's other measures, read back by the lessons and never chosen on), run the other seeds live,
+and re-run one or two arms live against the stored runs (:meth:`Table.recheck`), so a stale table fails the lesson.
+The stored choices are also the same on every machine, where choices made at run time flip on CPUs whose float sums
+differ.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import importlib
 import itertools
 import json
 import math
+import numbers
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -49,8 +52,7 @@ class Arm:
     ``grid`` maps each tuned knob to its values, the most conservative first (a tie goes to it); an empty grid
     means nothing is tuned (a linear probe is fitted exactly). ``note`` says why a knob is fixed on purpose.
     ``rates`` names how a knob reaches the driver: ``"head/10"`` turns ``lr`` into per-block rates with the
-    backbone at a tenth of the head's (the ratio fixed on purpose). ``measures`` names more of the driver's record
-    to keep beside the validation scores (lesson 05's letters kept: measured at every strength, never chosen on).
+    backbone at a tenth of the head's (the ratio fixed on purpose).
     """
 
     lesson: str
@@ -60,7 +62,6 @@ class Arm:
     grid: dict = field(default_factory=lambda: {"lr": RATES})
     note: str = ""
     rates: str = ""
-    measures: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -149,7 +150,6 @@ def _lesson05() -> list[Arm]:
     decay on every parameter, BatchNorm's gamma/beta included (the naive way), beside it; at a rate too
     high on purpose, no penalty and L2-SP (its strength tuned)."""
     fixed = {"n": 5, "steps": 100, "target": "mnist"}
-    measures = ("retention", "retention_bn", "output_change", "drift", "direction_drift")
     run = "weight_regularization:regularized_run"
     one_rate = ("rate fixed on purpose at no penalty's chosen rate: the ways of holding the weights are compared "
                 "at one rate")
@@ -157,23 +157,21 @@ def _lesson05() -> list[Arm]:
                  "l2sp": (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)}  # weakest first: a tie goes to the weakest
     shown = {"decay": 10.0, "l2": 1.0, "l2sp": 1.0}  # strong enough to show what each does to the weights
     names = {"decay": "weight decay", "l2": "L2 in the loss", "l2sp": "L2-SP"}
-    arms = [Arm("05", "no penalty", run, {"penalty": "none", "alpha": 0.0, **fixed}, measures=measures)]
+    arms = [Arm("05", "no penalty", run, {"penalty": "none", "alpha": 0.0, **fixed})]
     arms += [Arm("05", names[p], run, {"penalty": p, "lr": 3e-3, **fixed}, grid={"alpha": strengths[p]},
-                 note=one_rate, measures=measures) for p in strengths]
+                 note=one_rate) for p in strengths]
     arms += [Arm("05", f"{names[p]} {shown[p]:g}, shown", run, {"penalty": p, "alpha": shown[p], "lr": 3e-3, **fixed},
                  grid={}, note="strength fixed on purpose: strong enough to show what the penalty does to the "
-                 "weights", measures=measures) for p in shown]
+                 "weights") for p in shown]
     arms += [Arm("05", "weight decay 10 on every parameter, shown", run,
                  {"penalty": "decay_all", "alpha": 10.0, "lr": 3e-3, **fixed}, grid={},
                  note="fixed on purpose: the naive AdamW(model.parameters()), which decays BatchNorm's gamma/beta "
-                 "too, beside weight decay 10 on the convolutions only", measures=measures)]
+                 "too, beside weight decay 10 on the convolutions only")]
     high = "rate fixed on purpose: too high, to see what holding the weights rescues"
-    # at the too-high rate L2-SP keeps its first grid (up to 10): the near-freezes 100 and 1000 were added for the
-    # trace at the sensible rate, and section 6's rescue reads the strength chosen from 0.001 to 10
     return arms + [Arm("05", "no penalty, lr 0.03", run, {"penalty": "none", "alpha": 0.0, "lr": 3e-2, **fixed},
-                       grid={}, note=high, measures=measures),
+                       grid={}, note=high),
                    Arm("05", "L2-SP, lr 0.03", run, {"penalty": "l2sp", "lr": 3e-2, **fixed},
-                       grid={"alpha": strengths["l2sp"][:5]}, note=high, measures=measures)]
+                       grid={"alpha": strengths["l2sp"]}, note=high)]
 
 
 def _lesson06() -> list[Arm]:
@@ -196,17 +194,27 @@ def _arms() -> list[Arm]:
 
 ARMS: list[Arm] = _arms()
 _OWN_VALIDATION = ("augmentation:", "early_stopping:")  # drivers that always hold out their own validation data
+_NOT_STORED = ("seconds",)  # a run's seconds differ from machine to machine: the table must rebuild bit for bit
+_EXACT = ("accuracy", "val_accuracy")  # exact fractions of a test or validation set, kept as they are
 
 
 @independent
 def run_arm(arm: Arm, point: dict, seed: int) -> dict:
-    """Train ``arm`` at grid ``point`` on ``seed`` and return its validation scores (``val_accuracy``, ``val_loss``
-    rounded to :data:`ROUND` decimals) and the arm's ``measures`` (rounded alike): what the table stores. The test
-    score of the task tuned for is not kept."""
+    """Train ``arm`` at grid ``point`` on ``seed`` and return what the table stores of the run: every number or word
+    of the driver's record but its ``seconds`` (they vary from machine to machine): the validation scores the choice
+    reads, and the test ``accuracy`` and other measures the lessons read back, never chosen on. Accuracies are kept
+    exact (fractions of a test or validation set), other fractional numbers rounded to :data:`ROUND` decimals."""
     extra = {} if arm.run.startswith(_OWN_VALIDATION) else {"n_val": N_VAL}
     record = arm.driver()(**arm.fixed, **arm.options(point), seed=seed, **extra)
-    return {"val_accuracy": record["val_accuracy"], "val_loss": round(record["val_loss"], ROUND),
-            **{name: round(record[name], ROUND) for name in arm.measures}}
+    return {key: _stored(key, value) for key, value in record.items()
+            if key not in _NOT_STORED and isinstance(value, (numbers.Real, str))}
+
+
+def _stored(key: str, value):
+    """``value`` as the table keeps it: exact accuracies, integers and words; other numbers rounded."""
+    if isinstance(value, str) or isinstance(value, numbers.Integral):
+        return value if isinstance(value, (str, bool)) else int(value)
+    return float(value) if key in _EXACT else round(float(value), ROUND)
 
 
 def tune(arm: Arm, seeds: Iterable[int] | None = None, progress: Callable[[str], None] | None = None) -> dict:
@@ -227,7 +235,7 @@ def tune(arm: Arm, seeds: Iterable[int] | None = None, progress: Callable[[str],
     chosen = candidates[choose(records, "candidate")]
     return {"lesson": arm.lesson, "arm": arm.name, "run": arm.run, "fixed": arm.fixed,
             "grid": {k: list(v) for k, v in arm.grid.items()}, "rates": arm.rates, "note": arm.note,
-            **({"measures": list(arm.measures)} if arm.measures else {}), "chosen": chosen,
+            "chosen": chosen,
             "records": [{k: v for k, v in r.items() if k != "candidate"} for r in records]}
 
 
@@ -236,7 +244,9 @@ def settings() -> dict:
     import torch
 
     return {"seeds": list(SEEDS), "n_val": N_VAL, "rates": list(RATES), "threads": 2, "torch": torch.__version__,
-            "rule": "records.choose: best mean val_accuracy (9 dp), then lower mean val_loss, then grid order"}
+            "rule": "records.choose: best mean val_accuracy (9 dp), then lower mean val_loss, then grid order",
+            "stored": "each run's validation scores (chosen on), its test accuracy and the driver's other measures "
+                      f"(read back by the lessons, never chosen on; {ROUND} decimals but accuracies), not its seconds"}
 
 
 def build(path: Path, lessons: Iterable[str] | None = None, base: Path | None = None,
@@ -281,33 +291,40 @@ def build(path: Path, lessons: Iterable[str] | None = None, base: Path | None = 
     return table
 
 
-def run_chosen(key: str, seeds: Iterable[int], table: Table | None = None, **changes) -> Results:
-    """Run arm ``key`` of the table at its chosen setting on ``seeds``, scored on test and on validation: the
-    records of a lesson's comparison (see :func:`run_plan`).
+def run_chosen(key: str, seeds: Iterable[int], table: Table | None = None, live: bool = False, **changes) -> Results:
+    """Arm ``key`` of the table at its chosen setting on ``seeds``, scored on test and on validation: the records of
+    a lesson's comparison (see :func:`run_plan`; ``live`` runs even the table's seeds again).
 
     ``changes`` replace fixed settings (a learner's ``steps=200``; ``n=40`` with the arm of the nearest tuned N):
     the setting then stays the one chosen for the table's settings, and each record's ``label`` says so. Each
     record also holds the arm's fixed settings and ``label``: the arm's name (plus what changed).
     """
-    return run_plan([(key, changes)], seeds, table)
+    return run_plan([(key, changes)], seeds, table, live=[key] if live else ())
 
 
-def run_arms(keys: Iterable[str], seeds: Iterable[int], table: Table | None = None, **changes) -> Results:
+def run_arms(keys: Iterable[str], seeds: Iterable[int], table: Table | None = None,
+             live: bool | Iterable[str] = (), **changes) -> Results:
     """:func:`run_chosen` for each arm of ``keys`` on ``seeds``, in one :class:`Results`: test and validation
-    scores, each record labelled with its arm (``changes`` as there, e.g. ``steps=200``)."""
-    return run_plan([(key, changes) for key in keys], seeds, table)
+    scores, each record labelled with its arm (``changes`` as there, e.g. ``steps=200``; ``live``: the arms to run
+    again even on the table's seeds, ``True`` for all, e.g. those a lesson re-checks)."""
+    keys = list(keys)
+    return run_plan([(key, changes) for key in keys], seeds, table, live=keys if live is True else live or ())
 
 
-def run_plan(plan: Iterable[tuple[str, dict]], seeds: Iterable[int], table: Table | None = None) -> Results:
-    """Each ``(key, changes)`` of ``plan`` at its chosen setting on every seed of ``seeds`` (as :func:`run_chosen`),
-    all the runs sharing the cores at once (:func:`~ftlib.course.lessons.workers.run_calls`); the records in the
-    order of ``plan``, then ``seeds``."""
+def run_plan(plan: Iterable[tuple[str, dict]], seeds: Iterable[int], table: Table | None = None,
+             live: Iterable[str] = ()) -> Results:
+    """Each ``(key, changes)`` of ``plan`` at its chosen setting on every seed of ``seeds`` (as :func:`run_chosen`);
+    the records in the order of ``plan``, then ``seeds``.
+
+    A run the table already made (its chosen point, on one of its seeds, with no setting changed) is read back from
+    it, ``from_table`` set, without its ``seconds``; an arm of ``live`` and every other run train now, all sharing the
+    cores at once (:func:`~ftlib.course.lessons.workers.run_calls`)."""
     from ftlib.course.lessons.records import check_record
     from ftlib.course.lessons.workers import run_calls
 
     table = table or load()
-    seeds = list(seeds)
-    runs = []
+    seeds, live = list(seeds), set(live)
+    slots, runs = [], []
     for key, changes in plan:
         arm = table.arm(key)
         unknown = sorted(set(changes) - set(arm.fixed))
@@ -316,11 +333,18 @@ def run_plan(plan: Iterable[tuple[str, dict]], seeds: Iterable[int], table: Tabl
         changed = {k: v for k, v in changes.items() if v != arm.fixed[k]}
         label = arm.name + "".join(f" ({k} {v}, tuned at {arm.fixed[k]})" for k, v in changed.items())
         extra = {} if arm.run.startswith(_OWN_VALIDATION) else {"n_val": N_VAL}
-        runs += [(arm.driver(), {**arm.fixed, **changes, **table.options(key), "seed": seed, **extra}, label)
-                 for seed in seeds]
+        stored = {} if changed or key in live else table.stored(key)
+        for seed in seeds:
+            coordinates = {**arm.fixed, **changes, **table.options(key), "seed": seed, **extra}
+            if seed in stored:
+                slots.append({**stored[seed], **coordinates, "label": label, "from_table": True})
+            else:
+                slots.append(len(runs))
+                runs.append((arm.driver(), coordinates, label))
     records = run_calls([(driver, coordinates) for driver, coordinates, _ in runs])
-    return Results({**coordinates, **check_record(record, coordinates=coordinates), "label": label}
-                   for (_, coordinates, label), record in zip(runs, records))
+    done = [{**coordinates, **check_record(record, coordinates=coordinates), "label": label}
+            for (_, coordinates, label), record in zip(runs, records)]
+    return Results(done[slot] if isinstance(slot, int) else slot for slot in slots)
 
 
 class Table:
@@ -351,7 +375,7 @@ class Table:
         """The :class:`Arm` of ``key`` as the table stored it."""
         e = self.entry(key)
         return Arm(e["lesson"], e["arm"], e["run"], e["fixed"], {k: tuple(v) for k, v in e["grid"].items()},
-                   e["note"], e["rates"], tuple(e.get("measures", ())))
+                   e["note"], e["rates"])
 
     def chosen(self, key: str) -> dict:
         """The grid point chosen for ``key`` on validation, e.g. ``{"lr": 0.003}``."""
@@ -365,6 +389,13 @@ class Table:
         """The stored validation records of ``key`` (at ``point``, default: the chosen one)."""
         point = point or self.chosen(key)
         return Results(r for r in self.entry(key)["records"] if all(r[k] == v for k, v in point.items()))
+
+    def stored(self, key: str) -> dict[int, dict]:
+        """The runs of ``key`` at its chosen point that the lessons read back, by seed: every stored measure (test
+        ``accuracy`` included) but the grid point; ``{}`` for a table made before test scores were stored."""
+        point = self.chosen(key)
+        return {r["seed"]: {k: v for k, v in r.items() if k not in point and k != "seed"}
+                for r in self.records(key) if "accuracy" in r}
 
     def val_accuracy(self, key: str) -> float:
         """The mean validation accuracy over :data:`SEEDS` of ``key`` at its chosen point."""
@@ -395,22 +426,28 @@ class Table:
         return Results(self.entry(key)["records"])
 
     def recheck(self, key: str, results: Results, tolerance: float = 0.03, **point) -> str:
-        """Compare the lesson's own runs of ``key`` (records with ``seed`` and ``val_accuracy``) at grid ``point``
-        (default: the chosen one) with the table's, seed by seed; raise where a seed's validation accuracy differs by
-        more than ``tolerance`` (a stale table, or training that changed). Returns one line to print."""
-        stored = {r["seed"]: r["val_accuracy"] for r in self.records(key, **point)}
+        """Compare the lesson's own live runs of ``key`` (records with ``seed``, ``accuracy`` and ``val_accuracy``,
+        e.g. :func:`run_chosen` with ``live=True``) at grid ``point`` (default: the chosen one) with the table's,
+        seed by seed; raise where a seed's test or validation accuracy differs by more than ``tolerance`` (a stale
+        table, or training that changed). Returns one line to print."""
+        if any(r.get("from_table") for r in results):
+            raise ValueError(f"re-check {key} with runs made now (run_chosen(..., live=True)), not with runs read back "
+                             "from the table")
+        stored = {r["seed"]: r for r in self.records(key, **point)}
         if any("tuned at" in r.get("label", "") for r in results):
             return f"{key}: run at other settings than the table's (see the labels): nothing to re-check"
         shared = [r for r in results if r["seed"] in stored]
         if not shared:
             return f"{key}: no run on the table's seeds {sorted(stored)} to re-check"
-        gaps = [abs(r["val_accuracy"] - stored[r["seed"]]) for r in shared]  # a check, not a choice
-        worst = max(gaps)
-        if worst > tolerance:
-            raise AssertionError(f"the tuning table is stale for {key}: validation accuracy differs by "
-                                 f"{100 * worst:.1f} points from the stored runs; rebuild it with "
-                                 f"`python -m ftlib tune --lessons {key[:2]}`")
-        return (f"re-checked {key} on {len(shared)} seed(s): its validation accuracy matches the table's (within "
+        scores = [name for name in ("val_accuracy", "accuracy") if all(name in stored[r["seed"]] for r in shared)]
+        gaps = {name: max(abs(r[name] - stored[r["seed"]][name]) for r in shared) for name in scores}  # a check
+        for name, worst in gaps.items():
+            if worst > tolerance:
+                raise AssertionError(f"the tuning table is stale for {key}: {name} differs by {100 * worst:.1f} "
+                                     f"points from the stored runs; rebuild it with "
+                                     f"`python -m ftlib tune --lessons {key[:2]}`")
+        what = " and ".join({"val_accuracy": "validation", "accuracy": "test"}[name] for name in scores)
+        return (f"re-ran {key} on {len(shared)} seed(s): its {what} accuracy matches the table's (within "
                 f"{100 * tolerance:g} points in every seed)")
 
 
