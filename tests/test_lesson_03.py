@@ -139,7 +139,8 @@ def test_run_interleaved_takes_turns_seed_by_seed_and_names_each_arm(monkeypatch
 
     calls = []
 
-    def fake_run_chosen(key, seeds, table, **changes):
+    def fake_run_chosen(key, seeds, table, live=False, **changes):
+        assert live, "timed runs must train now, not be read back from the table"
         calls.append((key, *seeds))
         return Results([{"seed": seeds[0], "accuracy": 0.5, **changes}])
 

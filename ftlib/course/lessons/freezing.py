@@ -127,9 +127,10 @@ def run_interleaved(arms: dict[str, str], seeds: Iterable[int], table: tuning.Ta
                     **changes) -> Results:
     """Each arm of ``arms`` (``{name: key}``) at its chosen setting on ``seeds``, the arms taking turns seed by seed
     (seed 0 of every arm, then seed 1, ...), so that a change in the machine's load falls on every arm alike and
-    the median ``seconds`` over the seeds compare fairly; each record's ``field`` holds the arm's name."""
+    the median ``seconds`` over the seeds compare fairly; each record's ``field`` holds the arm's name. Every run
+    trains now (its seconds are the point), never read back from the table."""
     return Results({**r, field: name} for seed in seeds for name, key in arms.items()
-                   for r in tuning.run_chosen(key, [seed], table, **changes))
+                   for r in tuning.run_chosen(key, [seed], table, live=True, **changes))
 
 
 def live_labels(n: int, target: str, table: tuning.Table, steps: int = 60, seed: int = 0) -> None:
@@ -139,7 +140,8 @@ def live_labels(n: int, target: str, table: tuning.Table, steps: int = 60, seed:
     names = {"fine-tune (k = 0)": depth_key(0, target), f"probe (k = {len(BLOCKS)})": depth_key(len(BLOCKS), target)}
     tuned_at = table.arm(names["fine-tune (k = 0)"]).fixed["n"]
     print(f"N = {n} labels per class of {target} (seed {seed}; each arm at its rate chosen at N = {tuned_at})")
-    runs = {name: tuning.run_chosen(key, [seed], table, n=n, steps=steps)[0] for name, key in names.items()}
+    runs = {name: tuning.run_chosen(key, [seed], table, live=True, n=n, steps=steps)[0]
+            for name, key in names.items()}
     for name, record in runs.items():
         rate = f"lr {record['lr']:g}" if "lr" in record else "exact fit"
         print(f"  {name:<18} {rate:<10} test accuracy {record['accuracy']:.1%}, trained in {record['seconds']:.1f} s")
