@@ -70,6 +70,20 @@ def test_turning_step_solution_and_wrong_guess():
     assert ex06.turning_step(34, history).passed is True and ex06.turning_step(26, history).passed is True
 
 
+def test_turning_step_counts_every_step_on_the_flat_bottom_of_the_curve():
+    history = _history()
+    history.eval_step = [10, 20, 30, 40, 50, 60]
+    history.val_loss = [1.759, 1.539, 1.490, 1.493, 1.527, 1.567]  # seed 0's: 40 is 0.003 above the lowest (30)
+    for guess in (30, 40, 25, 45):
+        feedback = ex06.turning_step(guess, history)
+        assert feedback.passed is True and "lowest at step 30 (1.490)" in feedback.message, guess
+        assert "(30, 40)" in feedback.message
+    for guess, side in ((20, "too low"), (50, "too high"), (19, "too low"), (51, "too high")):
+        feedback = ex06.turning_step(guess, history)  # 20 and 50 are over 0.01 above the lowest
+        assert feedback.passed is False and side in feedback.message, guess
+    assert ex06.turning_step("30", history).passed is False
+
+
 def test_patience_question_solution_and_wrong_answer():
     assert ex06.choose_patience_on(ex06.SOLUTIONS["choose_patience_on"]).passed is True
     wrong = ex06.choose_patience_on(ex06.WRONG_ANSWERS["choose_patience_on"][0][0])
@@ -95,6 +109,37 @@ def test_stop_a_real_run_passes_the_least_patient_rule_and_fails_wrong_and_lazy_
     for answer in lazy:
         if answer != solution:
             assert ex06.stop_a_real_run(answer, histories).passed is False, answer
+
+
+def test_exercise_3_sees_the_validation_curve_before_any_test_accuracy_by_patience():
+    """The do exercise is judged on validation data: the learner gets seed 0's validation accuracy above it, and the
+    tables of test accuracy by patience (section 6) come after it, so they cannot hand over the answer."""
+    import json
+    from pathlib import Path
+
+    cells = json.loads((Path(__file__).parents[1] / "notebooks" / "06_early_stopping.ipynb").read_text())["cells"]
+    sources = ["".join(c["source"]) for c in cells]
+    exercise = next(i for i, s in enumerate(sources) if "exercises.stop_a_real_run(rule" in s)
+    curve = next(i for i, s in enumerate(sources) if "early_stopping.scores_line(histories[0]" in s)
+    tables = [i for i, s in enumerate(sources) if "early_stopping.tradeoff(" in s or "compare_monitors(" in s]
+    assert curve < exercise and tables and min(tables) > exercise, (curve, exercise, tables)
+    assert "hindsight" in sources[exercise - 1] or "hindsight" in sources[exercise - 2]
+
+
+def test_scores_line_and_the_clean_control_description():
+    history = _history()
+    assert early_stopping.scores_line(history) == "step 10: 50, step 20: 60, step 30: 60, step 40: 70, step 50: 60"
+    assert early_stopping.scores_line(history, "val_loss").startswith("step 10: 0.900, step 20: 0.500")
+    with pytest.raises(ValueError, match="monitor 'loss' is not a watched score"):
+        early_stopping.scores_line(history, "loss")
+    clean = _history()
+    clean.val_loss = [0.9, 0.5, 0.4, 0.3, 0.2]  # still falling at the end
+    control = {"history": clean, "low_step": 50, "stop_step": None, "accuracy": 0.95}
+    first, second = early_stopping.describe_control(control, history, 0.3, patience=2)
+    assert first == ("no wrong labels: validation loss lowest at step 50 (0.20), still falling at the last "
+                     "evaluation; early stopping (patience 2) does not stop; test accuracy of the last step 95.0%")
+    assert second.startswith("30% wrong labels: validation loss lowest at step 20 (0.50), +0.30 by the last")
+    assert "stops at step 40" in second and second.endswith("test accuracy of the last step 30.0%")
 
 
 def test_stop_a_real_run_checks_the_rule_before_training():

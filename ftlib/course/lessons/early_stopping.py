@@ -15,9 +15,10 @@ from ftlib.evaluation import evaluate
 from ftlib.stopping import MONITORS, EarlyStopping, History, stopping_point
 
 __all__ = ["BATCH_SIZE", "LIVE_NOISES", "METHOD", "ORACLE", "POLICIES", "SCHEDULE", "across_rates", "arm",
-           "by_rate", "compare_monitors", "curve", "describe_curve", "early_stop", "equivalence", "gap_closed",
-           "gaps_closed", "live_noise", "long_run", "noisy_split", "onecycle_rate", "overfitting", "plot_curves",
-           "plot_tradeoff", "policies", "policy_run", "rate", "replay", "run_policies", "tradeoff"]
+           "by_rate", "clean_control", "compare_monitors", "curve", "describe_control", "describe_curve",
+           "early_stop", "equivalence", "gap_closed", "gaps_closed", "live_noise", "long_run", "noisy_split",
+           "onecycle_rate", "overfitting", "plot_curves", "plot_labels", "plot_tradeoff", "policies", "policy_run",
+           "rate", "replay", "run_policies", "scores_line", "tradeoff"]
 
 METHOD = "fine-tune"  # the pretrained GlyphNet with a new head (its rate comes from the tuning table)
 BATCH_SIZE = 32  # fixed on purpose: 150 steps of 32 digits are 24 passes over the 200 training digits
@@ -247,9 +248,11 @@ def plot_curves(history: History, marks: dict[str, tuple[int, str]] | None = Non
     plt.show()
 
 
-def plot_tradeoff(results: Results, compared: Results, patiences: list[int], lr: float) -> None:
+def plot_tradeoff(results: Results, compared: Results, patiences: list[int], lr: float,
+                  tuned: Results | None = None) -> None:
     """Test accuracy against steps trained for each patience and watched score, beside the end and the oracle of the
-    same runs (at rate ``lr``, named in the legend).
+    same runs (at rate ``lr``, named in the legend) and, from ``tuned`` (records with ``policy`` and ``lr``), training
+    to the end at its own rate.
 
     The patience labels of the first watched score sit above its points, those of the second below, so that they
     do not overlap where the two curves meet.
@@ -264,6 +267,9 @@ def plot_tradeoff(results: Results, compared: Results, patiences: list[int], lr:
                         va=align, color=line.get_color())
     for policy, color, style in (("train to the end", "C3", "--"), (ORACLE, "C2", ":")):
         ax.axhline(100 * compared.mean(policy=policy), color=color, ls=style, label=f"{policy}, same runs")
+    if tuned is not None:
+        own = tuned.where(policy="train to the end")
+        ax.axhline(100 * own.mean(), color="C4", ls="-.", label=f"train to the end at its own rate ({own[0]['lr']:g})")
     ax.set(xlabel="steps trained (mean over seeds)", ylabel="test accuracy (%)",
            title=f"The price of patience at lr {lr:g} (numbers: patience in evaluations)")
     ax.margins(x=0.08)
@@ -334,6 +340,75 @@ def gap_closed(compared: Results) -> str:
     end, stop, oracle = (compared.mean(policy=p) for p in ("train to the end", "early stopping", ORACLE))
     return (f"early stopping closes {(stop - end) / (oracle - end):.0%} of the gap between training to the end "
             f"({end:.1%}) and the oracle ({oracle:.1%}), without looking at the test set")
+
+
+def plot_labels(labelled: data.ImageSet, true_labels, per_class: int = 2, columns: int = 10,
+                title: str = "") -> None:
+    """``per_class`` digits of each true class of ``labelled``, titled with the label as given: a wrong one in red,
+    with the true class beside it (``true_labels``: the labels before any were flipped)."""
+    if per_class < 1:
+        raise ValueError(f"per_class={per_class!r} is not allowed: show at least 1 digit per class")
+    rows = [i for c in range(labelled.num_classes) for i in (true_labels == c).nonzero().flatten()[:per_class].tolist()]
+    lines = -(-len(rows) // columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(columns * 1.1, 1.3 * lines), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, rows):
+        given, true = int(labelled.labels[i]), int(true_labels[i])
+        ax.imshow(labelled.images[i, 0].cpu(), cmap="gray", vmin=0, vmax=1)
+        wrong = given != true
+        ax.set_title(f"{labelled.classes[given]}" + (f" (is {labelled.classes[true]})" if wrong else ""), fontsize=9,
+                     color="red" if wrong else "black")
+    fig.suptitle(title)
+    fig.tight_layout()
+    plt.show()
+
+
+def scores_line(history: History, monitor: str = "val_accuracy") -> str:
+    """A recorded run's ``monitor`` (of :data:`ftlib.stopping.MONITORS`) at every evaluation, as one line (accuracies
+    in %, losses to 3 decimals)."""
+    if monitor not in MONITORS:
+        raise ValueError(f"monitor {monitor!r} is not a watched score: choose from {', '.join(MONITORS)}")
+    shown = (f"{100 * v:.0f}" if monitor.endswith("accuracy") else f"{v:.3f}" for v in getattr(history, monitor))
+    return ", ".join(f"step {s}: {v}" for s, v in zip(history.eval_step, shown))
+
+
+def clean_control(seed: int, n_labelled: int, val_fraction: float, steps: int, eval_every: int, lr: float,
+                  patience: int, min_delta: float) -> dict:
+    """The clean-label control: the same long run as the lesson's (``seed``, rate ``lr``) with no wrong labels.
+
+    Returns its ``history`` (validation only), the step of its lowest validation loss (``low_step``), where early
+    stopping (``patience``, ``min_delta``, on the validation loss) would stop (``stop_step``, None if it does not
+    stop) and the clean test ``accuracy`` of its last step."""
+    trained = long_run(seed, n_labelled, 0.0, val_fraction, steps, eval_every, lr, watch_test=False)
+    low_step, stop_step = _turn(trained.history, patience, min_delta)
+    return {"history": trained.history, "low_step": low_step, "stop_step": stop_step,
+            "accuracy": evaluate(trained.model, data.test_set("mnist")).accuracy}
+
+
+def describe_control(control: dict, noisy: History, noise: float, patience: int) -> list[str]:
+    """Lines comparing the clean-label ``control`` (:func:`clean_control`) with the ``noisy`` recorded run of the same
+    seed and rate (a share ``noise`` of wrong labels; min_delta 0, as the control's): where each validation loss is
+    lowest, whether early stopping (``patience``) stops, and the test accuracy of the last step."""
+    lines = []
+    for name, history, low_step, stop, end in (
+            ("no wrong labels", control["history"], control["low_step"], control["stop_step"], control["accuracy"]),
+            (f"{noise:.0%} wrong labels", noisy, *_turn(noisy, patience, 0.0), noisy.final_accuracy)):
+        low = history.eval_step.index(low_step)
+        turn = ("still falling at the last evaluation" if low == len(history.eval_step) - 1 else
+                f"{history.val_loss[-1] - history.val_loss[low]:+.2f} by the last evaluation")
+        stops = f"stops at step {stop}" if stop is not None else "does not stop"
+        lines.append(f"{name}: validation loss lowest at step {low_step} ({history.val_loss[low]:.2f}), {turn}; "
+                     f"early stopping (patience {patience}) {stops}; test accuracy of the last step {end:.1%}")
+    return lines
+
+
+def _turn(history: History, patience: int, min_delta: float) -> tuple[int, int | None]:
+    """The step of a recorded run's lowest validation loss, and the step where early stopping (``patience``,
+    ``min_delta``, on the validation loss) stops it (None where it does not stop)."""
+    low = min(range(len(history.val_loss)), key=lambda i: history.val_loss[i])
+    _, stop = stopping_point(history.val_loss, patience, min_delta, MONITORS["val_loss"])
+    return history.eval_step[low], history.eval_step[stop] if stop is not None else None
 
 
 LIVE_NOISES = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]  # the live slider's shares of wrong labels
