@@ -124,6 +124,8 @@ def test_lessons_read_back_the_tables_runs_and_train_the_rest(tiny):
     assert not longer[0].get("from_table") and "tuned at 2" in longer[0]["label"]
     mixed = tuning.run_arms(["01 scratch", "03 probe"], [0], table, live=["03 probe"])
     assert [bool(r.get("from_table")) for r in mixed] == [True, False]
+    seed_one = tuning.run_arms(["01 scratch"], [0, 1], table, live_seeds=[1])
+    assert [bool(r.get("from_table")) for r in seed_one] == [True, False]
 
 
 def test_the_shipped_table_matches_the_arms_the_lessons_define():

@@ -303,27 +303,29 @@ def run_chosen(key: str, seeds: Iterable[int], table: Table | None = None, live:
 
 
 def run_arms(keys: Iterable[str], seeds: Iterable[int], table: Table | None = None,
-             live: bool | Iterable[str] = (), **changes) -> Results:
+             live: bool | Iterable[str] = (), live_seeds: Iterable[int] = (), **changes) -> Results:
     """:func:`run_chosen` for each arm of ``keys`` on ``seeds``, in one :class:`Results`: test and validation
     scores, each record labelled with its arm (``changes`` as there, e.g. ``steps=200``; ``live``: the arms to run
-    again even on the table's seeds, ``True`` for all, e.g. those a lesson re-checks)."""
+    again even on the table's seeds, ``True`` for all, e.g. those a lesson re-checks; ``live_seeds``: the seeds
+    every arm runs again, e.g. the one whose curves a lesson plots)."""
     keys = list(keys)
-    return run_plan([(key, changes) for key in keys], seeds, table, live=keys if live is True else live or ())
+    return run_plan([(key, changes) for key in keys], seeds, table, live=keys if live is True else live or (),
+                    live_seeds=live_seeds)
 
 
 def run_plan(plan: Iterable[tuple[str, dict]], seeds: Iterable[int], table: Table | None = None,
-             live: Iterable[str] = ()) -> Results:
+             live: Iterable[str] = (), live_seeds: Iterable[int] = ()) -> Results:
     """Each ``(key, changes)`` of ``plan`` at its chosen setting on every seed of ``seeds`` (as :func:`run_chosen`);
     the records in the order of ``plan``, then ``seeds``.
 
     A run the table already made (its chosen point, on one of its seeds, with no setting changed) is read back from
-    it, ``from_table`` set, without its ``seconds``; an arm of ``live`` and every other run train now, all sharing the
-    cores at once (:func:`~ftlib.course.lessons.workers.run_calls`)."""
+    it, ``from_table`` set, without its ``seconds`` (or ``history``); an arm of ``live``, a seed of ``live_seeds``
+    and every other run train now, all sharing the cores at once (:func:`~ftlib.course.lessons.workers.run_calls`)."""
     from ftlib.course.lessons.records import check_record
     from ftlib.course.lessons.workers import run_calls
 
     table = table or load()
-    seeds, live = list(seeds), set(live)
+    seeds, live, live_seeds = list(seeds), set(live), set(live_seeds)
     slots, runs = [], []
     for key, changes in plan:
         arm = table.arm(key)
@@ -336,7 +338,7 @@ def run_plan(plan: Iterable[tuple[str, dict]], seeds: Iterable[int], table: Tabl
         stored = {} if changed or key in live else table.stored(key)
         for seed in seeds:
             coordinates = {**arm.fixed, **changes, **table.options(key), "seed": seed, **extra}
-            if seed in stored:
+            if seed in stored and seed not in live_seeds:
                 slots.append({**stored[seed], **coordinates, "label": label, "from_table": True})
             else:
                 slots.append(len(runs))
