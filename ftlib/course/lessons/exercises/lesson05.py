@@ -208,8 +208,7 @@ DECAY_QUESTION = Question(
         Option("Towards the pretrained weights w0, because fine-tuning starts from them", False,
                "Starting at w0 is not being pulled back to it. Write one decay step as an update of w and ask at "
                "which w it would stop moving the weight: is w0 in that rule?"),
-        Option("Towards the weights that fit the digits best: the decay only damps the data's steps, like a "
-               "smaller learning rate", False,
+        Option("Towards the digits' optimum: the decay only damps the data's steps, like a smaller rate", False,
                "Damping the steps would slow the march towards the digits' optimum, not change where it ends. "
                "Decoupled decay is a separate term applied outside Adam's step: write its update of w and find "
                "the point where it stops."),
