@@ -125,43 +125,45 @@ def test_a_decay_run_reports_every_measure():
 from ftlib.course.lessons.exercises import lesson05 as ex05  # noqa: E402
 
 
-def _traced(kept):
-    """A trace where every penalty's one strength costs nothing on validation and keeps ``kept`` letters."""
-    return experiments.Results({"penalty": p, "alpha": 0.1, "seed": s, "val_accuracy": 0.9, "retention": k}
-                               for p, k in kept.items() for s in (0, 1))
+def _l2sp_trace(digits):
+    """An L2-SP trace on two seeds with validation digits ``digits`` per strength."""
+    return experiments.Results({"penalty": "l2sp", "alpha": a, "seed": s, "val_accuracy": v, "retention": 0.8}
+                               for a, v in digits.items() for s in (0, 1))
 
 
-_FREE = experiments.Results({"seed": s, "val_accuracy": 0.9, "retention": 0.8} for s in (0, 1))
+_TRACE = _l2sp_trace({0.001: 0.91, 0.1: 0.87, 1.0: 0.89, 1000.0: 0.88})
 
 
 def test_exercises_untouched_print_what_to_do_and_compute_nothing(capsys):
-    trace = _traced({"decay": 0.7, "l2": 0.8, "l2sp": 0.9})
-    for feedback in (ex05.most_letters(..., trace, _FREE, 1.0), ex05.build_l2sp(...), ex05.decay_pulls_to(...)):
+    for feedback in (ex05.costliest_l2sp(..., _TRACE), ex05.build_l2sp(...), ex05.decay_pulls_to(...)):
         assert feedback.passed is None and "not attempted" in feedback.message
     out = capsys.readouterr().out
-    assert "\"decay\", \"l2\" or \"l2sp\"" in out and ") Towards zero" in out
+    assert "a number of the grid" in out and ") Towards zero" in out
 
 
-def test_most_letters_solution_passes_and_a_wrong_guess_gets_the_measured_order():
-    trace = _traced({"decay": 0.7, "l2": 0.8, "l2sp": 0.9})
-    assert ex05.most_letters(ex05.SOLUTIONS["most_letters"], trace, _FREE, 1.0).passed is True
-    assert ex05.most_letters(" L2-SP ", trace, _FREE, 1.0).passed is True
-    for guess in ("decay", "l2"):  # the wrong answer and its neighbour
-        wrong = ex05.most_letters(guess, trace, _FREE, 1.0)
-        assert wrong.passed is False and "keeps fewer letters than another penalty" in wrong.message
-        assert "only L2-SP pulls towards the pretrained weights" not in wrong.message
-    assert ex05.most_letters("adam", trace, _FREE, 1.0).passed is False
-    assert ex05.most_letters("l2sp", trace.where(penalty="l2"), _FREE, 1.0).passed is None  # cells not run
+def test_costliest_l2sp_is_read_from_the_trace_and_a_wrong_guess_is_not_told_the_answer():
+    assert ex05.costliest_l2sp(0.1, _TRACE).passed is True
+    assert ex05.costliest_l2sp("0.1", _TRACE).passed is True
+    strongest = ex05.costliest_l2sp(1000, _TRACE)
+    assert strongest.passed is False and "strongest pull is not the costliest" in strongest.message
+    for guess in (0.001, 1):
+        wrong = ex05.costliest_l2sp(guess, _TRACE)
+        assert wrong.passed is False and "0.1" not in wrong.message, wrong.message
+    assert ex05.costliest_l2sp(0.5, _TRACE).passed is False  # not in the grid
+    assert ex05.costliest_l2sp("strong", _TRACE).passed is False
+    assert ex05.costliest_l2sp(True, _TRACE).passed is False
+    assert ex05.costliest_l2sp(0.1, experiments.Results()).passed is None  # cells not run
+    assert ex05.costliest_l2sp(1000, _l2sp_trace({0.001: 0.91, 0.1: 0.90, 1000.0: 0.85})).passed is True
 
 
-def test_most_letters_at_the_lesson_settings_has_one_clear_answer():
+def test_costliest_l2sp_at_the_lesson_settings_is_a_middle_strength():
     from ftlib.course.lessons import tuning
 
-    table = tuning.load()
-    trace, free = wr.trace_table(table), table.records("05 no penalty")
-    gains = wr.affordable(trace, free, 1.0).gains
-    assert all(min(gains["l2sp"]) > max(gains[p]) for p in ("decay", "l2"))  # every seed, not just the mean
-    assert ex05.most_letters("l2sp", trace, free, 1.0).passed is True
+    trace = wr.trace_table(tuning.load())
+    assert ex05.costliest_l2sp(ex05.SOLUTIONS["costliest_l2sp"], trace).passed is True
+    for guess, why in ex05.WRONG_ANSWERS["costliest_l2sp"]:
+        feedback = ex05.costliest_l2sp(guess, trace)
+        assert feedback.passed is False and why in feedback.message, feedback.message
 
 
 def test_decay_question_solution_and_wrong_answer():
@@ -173,13 +175,6 @@ def test_decay_question_solution_and_wrong_answer():
         assert feedback.passed or "zero" not in feedback.message.lower(), feedback.message
 
 
-def test_most_letters_refuses_a_budget_that_leaves_nothing_to_compare():
-    trace = _traced({"decay": 0.7, "l2": 0.8, "l2sp": 0.9})
-    assert ex05.most_letters("l2sp", trace, _FREE, -5).passed is False
-    stricter = experiments.Results({"seed": s, "val_accuracy": 0.99, "retention": 0.8} for s in (0, 1))
-    assert "nothing to compare" in ex05.most_letters("l2sp", trace, stricter, 1.0).message
-
-
 def test_build_l2sp_is_judged_on_seeds_the_lesson_never_prints():
     assert not set(ex05.SEEDS) & set(range(0, 3 + 6))  # the table's seeds and the unseen ones at -p seeds 6
 
@@ -188,12 +183,12 @@ def test_build_l2sp_is_judged_on_seeds_the_lesson_never_prints():
 @pytest.mark.slow
 def test_build_l2sp_the_solution_passes_and_wrong_or_lazy_answers_fail():
     assert ex05.build_l2sp(ex05.SOLUTIONS["build_l2sp"]).passed is True
-    for wrong, why in ex05.WRONG_ANSWERS["build_l2sp"]:  # a middle strength (0.1), alpha 0, a near-freeze (10)
+    for wrong, why in ex05.WRONG_ANSWERS["build_l2sp"]:  # 0.1, alpha 0, 10, section 1's 0.001, section 2's 0.01
         feedback = ex05.build_l2sp(wrong)
         assert feedback.passed is False and why in feedback.message, (why, feedback.message)
-    over = ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=0.03))  # just outside the budget
+    over = ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=0.03))  # outside the budget
     assert over.passed is False and "lose" in over.message
-    noise = ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=0.0003))  # a gain inside the seeds' noise
+    noise = ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=0.0003))  # weaker than section 1's choice
     assert noise.passed is False
     towards_zero = ex05.build_l2sp(lambda model: regularize.L2Penalty(0.01))
     assert towards_zero.passed is False and "not an L2SP" in towards_zero.message
@@ -205,31 +200,62 @@ def test_build_l2sp_the_solution_passes_and_wrong_or_lazy_answers_fail():
     assert elsewhere.passed is False and "anchor" in elsewhere.message
 
 
+def _faked(measured):
+    """A stand-in for ``ex05._measured``: ``measured`` maps None (no penalty), "chosen" (section 1's strength) and
+    "learner" to (validation digits, letters kept, drift); letters rise by a point per seed in every one."""
+    def fake(build, seed=0):
+        key = None if build is None else "chosen" if build is ex05._chosen else "learner"
+        val, kept, moved = measured[key]
+        return val, kept + 0.01 * (seed - 20) * (key == "learner"), moved
+    return fake
+
+
 def test_build_l2sp_judges_the_cost_at_its_edge_up_to_float_rounding(monkeypatch):
-    measured = {None: (0.90, 0.70), "gentle": (0.89 - 1e-15, 0.76)}  # a cost of 1.0000000000000009 points
+    measured = {None: (0.90, 0.70, 10.0), "chosen": (0.90, 0.72, 8.5),
+                "learner": (0.89 - 1e-15, 0.76, 6.0)}  # a cost of 1.0000000000000009 points
+    monkeypatch.setattr(ex05, "_measured", _faked(measured))
+    feedback = ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=0.003))
+    assert feedback.passed is True, feedback.message
+    measured["learner"] = (0.888, 0.76, 6.0)  # 1.2 points: over
+    assert ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=0.003)).passed is False
+
+
+def test_build_l2sp_must_beat_the_strength_validation_chose_not_just_no_penalty(monkeypatch):
+    measured = {None: (0.90, 0.70, 10.0), "chosen": (0.90, 0.75, 8.5), "learner": (0.90, 0.74, 6.0)}
+    monkeypatch.setattr(ex05, "_measured", _faked(measured))  # above no penalty, below the chosen strength
+    feedback = ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=0.003))
+    assert feedback.passed is False and "do not rise over L2-SP" in feedback.message
+
+
+def test_build_l2sp_refuses_a_pull_that_holds_the_backbone_too_close(monkeypatch):
+    moved = {20: 6.0, 21: 6.0, 22: 3.0}  # drift per seed against no penalty's 10; the digits and letters would pass
+    measured = {None: (0.90, 0.70, 10.0), "chosen": (0.90, 0.72, 8.5)}
 
     def fake(build, seed=0):
-        val, kept = measured[None if build is None else "gentle"]
-        return val, kept + 0.01 * seed, 10.0 if build is None else 5.0
+        if build is not None and build is not ex05._chosen:
+            return 0.90, 0.80 + 0.01 * (seed - 20), moved[seed]
+        return _faked(measured)(build, seed)
 
     monkeypatch.setattr(ex05, "_measured", fake)
     feedback = ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=0.01))
-    assert feedback.passed is True, feedback.message
-    measured["gentle"] = (0.888, 0.76)  # 1.2 points: over
-    assert ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=0.01)).passed is False
+    assert feedback.passed is False and "gentle" in feedback.message and "seed 22" in feedback.message
+    moved[22] = 10.0 * ex05.MIN_MOVE  # at the edge: allowed
+    assert ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=0.01)).passed is True
 
 
-def test_build_l2sp_refuses_a_pull_that_nearly_freezes_the_backbone(monkeypatch):
-    moved = {0: 0.5, 1: 0.5, 2: 0.2}  # share of no penalty's drift per seed; the digits and letters would pass
+def test_shrinking_batchnorm_gamma_and_beta_changes_nothing_once_the_statistics_follow():
+    with pytest.raises(ValueError, match="factor"):
+        wr.shrunk_batchnorm(0.0)
+    shrunk = wr.shrunk_batchnorm(0.22)
+    assert abs(shrunk.every_block - shrunk.shipped) < 0.01 and shrunk.kept_statistics < 0.5
 
-    def fake(build, seed=0):
-        return (0.90, 0.70, 10.0) if build is None else (0.90, 0.80 + 0.01 * seed, 10.0 * moved[seed - 20])
 
-    monkeypatch.setattr(ex05, "_measured", fake)
-    feedback = ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=10.0))
-    assert feedback.passed is False and "linear probe" in feedback.message and "seed 22" in feedback.message
-    moved[2] = ex05.MIN_MOVE  # at the edge: allowed
-    assert ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=10.0)).passed is True
+def test_every_l2sp_setting_against_the_best_other_penalty_per_seed():
+    runs = experiments.Results({"penalty": p, "seed": s, "retention": k} for p, ks in
+                               {"l2sp": (0.8, 0.9), "decay": (0.7, 0.85), "none": (0.95, 0.95)}.items()
+                               for s, k in enumerate(ks))
+    runs += [{"penalty": "l2sp", "seed": 1, "retention": 0.86}, {"penalty": "l2", "seed": 0, "retention": 0.75}]
+    assert wr._lowest_minus_highest(experiments.Results(runs)) == pytest.approx([0.05, 0.01])
 
 
 @pytest.mark.slow

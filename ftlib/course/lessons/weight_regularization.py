@@ -3,6 +3,7 @@ target accuracy (validation and test), drift (Euclidean and per layer) and reten
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from collections.abc import Callable
@@ -20,16 +21,16 @@ from ftlib.course.lessons.workers import independent
 from ftlib.course.runner import points
 from ftlib.data import ImageSet
 from ftlib.evaluation import evaluate
-from ftlib.models import load_pretrained
+from ftlib.models import BLOCKS, load_pretrained
 from ftlib.regularize import L2SP, L2Penalty, drift, layer_drift, output_change, retention, source_probe, starting_point
 from ftlib.runtime import model_device
 from ftlib.schedules import make_schedule
 
 __all__ = ["COLOURS", "COLUMNS", "HEAD_DECAY", "LETTERS_USED", "LIVE_STRENGTHS", "NAMES", "N_VAL", "PENALTIES",
-           "TRACED", "affordable", "label", "check_claims", "explain_drift", "explain_turning", "held_out", "live_l2sp",
+           "TRACED", "affordable", "bn_shrink", "label", "check_claims", "explain_drift", "explain_turning", "held_out", "live_l2sp",
            "paired", "unseen_text",
            "plot_drift", "plot_statistics", "plot_trace", "rank_agreement", "rank_correlation", "regularized_run",
-           "shipped_retention", "show_difference", "show_trace", "split_forgetting", "stored", "summary",
+           "shipped_retention", "show_difference", "shrunk_batchnorm", "show_trace", "split_forgetting", "stored", "summary",
            "trace_table"]
 
 PENALTIES = ("none", "decay", "decay_all", "l2", "l2sp")
@@ -157,10 +158,10 @@ def regularized_run(penalty: str, alpha: float, lr: float, seed: int, n: int = 5
 
 class _Follower:
     """Called after every step: per convolution ``W``, its norm over ``||W0||``, the length of the step across ``W``
-    and the angle it turned (see :func:`held_out`)."""
+    and the angle it turned; per BatchNorm, the angle its ``(gamma, beta)`` turned (see :func:`held_out`)."""
 
     def __init__(self, start: dict[str, torch.Tensor]) -> None:
-        self.start, self.previous, self.seen = start, {}, {}
+        self.start, self.previous, self.seen, self.bn_turns = start, {}, {}, {}
 
     def __call__(self, model: nn.Module) -> dict:
         for name, weight in model.named_parameters():
@@ -170,10 +171,16 @@ class _Follower:
             unit = before / before.norm()
             step = now - before
             across = float((step - torch.dot(step, unit) * unit).norm())
-            cosine = float(torch.dot(now, unit) / now.norm())
             self.seen.setdefault(name, []).append((float(now.norm() / self.start[name].norm()), across,
-                                                   math.degrees(math.acos(max(-1.0, min(1.0, cosine))))))
+                                                   _angle(before, now)))
             self.previous[name] = now
+        parameters = dict(model.named_parameters())
+        for name in self.seen:
+            gamma, beta = name.replace(".0.weight", ".1.weight"), name.replace(".0.weight", ".1.bias")
+            now = torch.cat([parameters[gamma].detach().flatten(), parameters[beta].detach().flatten()])
+            before = self.previous.get(gamma, torch.cat([self.start[gamma].flatten(), self.start[beta].flatten()]))
+            self.bn_turns.setdefault(name, []).append(_angle(before, now))
+            self.previous[gamma] = now
         return {}
 
     def layers(self, model: nn.Module) -> dict[str, dict]:
@@ -182,8 +189,15 @@ class _Follower:
         return {name.split(".")[0]: {"norm": rows[-1][0], "mean_norm": fmean(r[0] for r in rows),
                                      "across": fmean(r[1] for r in rows), "turn": fmean(r[2] for r in rows),
                                      "gamma": norms[name.replace(".0.weight", ".1.weight")],
-                                     "beta": norms[name.replace(".0.weight", ".1.bias")]}
+                                     "beta": norms[name.replace(".0.weight", ".1.bias")],
+                                     "bn_turn": fmean(self.bn_turns[name])}
                 for name, rows in self.seen.items()}
+
+
+def _angle(before: torch.Tensor, now: torch.Tensor) -> float:
+    """The angle, in degrees, between two flattened parameter vectors."""
+    cosine = float(torch.dot(now, before) / (now.norm() * before.norm()))
+    return math.degrees(math.acos(max(-1.0, min(1.0, cosine))))
 
 
 def held_out(settings: dict[str, tuple[str, float]], lr: float, seeds, n: int = 5, steps: int = 100,
@@ -195,8 +209,9 @@ def held_out(settings: dict[str, tuple[str, float]], lr: float, seeds, n: int = 
     ``across`` (mean length of the part of a step ``W_t - W_(t-1)`` across ``W``, the part that can turn it; Adam
     makes it about the rate in every weight, whatever their scale), ``turn`` (mean angle, in degrees, between
     ``W_(t-1)`` and ``W_t``: how much a step changes the layer's direction, all a BatchNorm after it lets
-    through), and the BatchNorm after it: ``gamma`` and ``beta``, ``||.||`` at the end over at the start (they
-    scale and shift the features themselves)."""
+    through), and the BatchNorm after it: ``gamma`` and ``beta``, ``||.||`` at the end over at the start, and
+    ``bn_turn``, the mean angle per step of the vector ``(gamma, beta)`` (the next BatchNorm undoes a uniform scale
+    of both, so, as for a convolution, only their direction matters)."""
     from ftlib.course.lessons.workers import run_calls
 
     seeds = list(seeds)
@@ -215,19 +230,20 @@ def _layer_mean(runs: Results, layer: str, key: str) -> float:
 def explain_turning(outside: Results, labels: list[str]) -> str:
     """Per layer and each of the :func:`held_out` settings ``labels``, means over its seeds: the convolution's norm
     at the end and on average, the mean step across it and the mean turn per step, and the BatchNorm's
-    ``||gamma||`` and ``||beta||`` at the end (over the start); then each setting's validation digits and letters
-    kept."""
+    ``||gamma||`` and ``||beta||`` at the end (over the start) and the mean turn per step of ``(gamma, beta)``; then
+    each setting's validation digits and letters kept."""
     runs = {label: outside.where(setting=label) for label in labels}
     layers = list(runs[labels[0]][0]["layers"])
     width = max(len(label) for label in labels) + 2
     lines = [f"{'layer':<8}{'':<{width}}{'conv ||W||/||W0||: end':>23}{'mean':>7}{'step across W':>15}"
-             f"{'turn per step':>15}{'||gamma||':>11}{'||beta||':>10}"]
+             f"{'turn per step':>15}{'||gamma||':>11}{'||beta||':>10}{'(gamma, beta) turn':>20}"]
     for layer in layers:
         for k, label in enumerate(labels):
             row = {key: _layer_mean(runs[label], layer, key)
-                   for key in ("norm", "mean_norm", "across", "turn", "gamma", "beta")}
+                   for key in ("norm", "mean_norm", "across", "turn", "gamma", "beta", "bn_turn")}
             lines.append(f"{layer if k == 0 else '':<8}{label:<{width}}{row['norm']:>23.2f}{row['mean_norm']:>7.2f}"
-                         f"{row['across']:>15.4f}{row['turn']:>14.3f}°{row['gamma']:>11.2f}{row['beta']:>10.2f}")
+                         f"{row['across']:>15.4f}{row['turn']:>14.3f}°{row['gamma']:>11.2f}{row['beta']:>10.2f}"
+                         f"{row['bn_turn']:>19.3f}°")
     seeds = ", ".join(str(r["seed"]) for r in runs[labels[0]])
     lines.append(f"(ratios to the start, means over seeds {seeds}; the same runs:)")
     for label in labels:
@@ -236,6 +252,39 @@ def explain_turning(outside: Results, labels: list[str]) -> str:
         lines.append(f"  {label:<{width}}validation digits {spread['val_accuracy']}, letters kept "
                      f"{spread['retention']}, with the letters' BN {spread['retention_bn']}")
     return "\n".join(lines)
+
+
+def bn_shrink(runs: Results) -> float:
+    """The mean, over layers and seeds of :func:`held_out` runs that followed their layers, of ``||gamma||`` at the
+    end over at the start: how far a decay shrank BatchNorm's scales."""
+    return fmean(layer["gamma"] for r in runs for layer in r["layers"].values())
+
+
+def shrunk_batchnorm(factor: float) -> SimpleNamespace:
+    """The shipped model with every block's BatchNorm gamma and beta multiplied by ``factor`` (no training), scored
+    on the letters that measure retention: ``shipped``; ``every_block``: all four blocks shrunk, BatchNorm
+    statistics re-estimated on the 520 unlabelled letters (as fine-tuning re-estimates them on its data);
+    ``kept_statistics``: blocks 1-3 shrunk, the shipped statistics kept; ``text`` says it. A block's
+    conv -> BN -> ReLU (-> pool) is scaled by ``factor`` as a whole, and the next block's BatchNorm divides it out."""
+    if not 0 < factor <= 1:
+        raise ValueError(f"factor={factor!r}: a shrink is a number in (0, 1]")
+    head, letters, images = _source()
+
+    def shrunk(blocks: tuple[str, ...], statistics: torch.Tensor | None) -> float:
+        model = copy.deepcopy(_shipped())
+        with torch.no_grad():
+            for name in blocks:
+                norm = getattr(model, name)[1]
+                norm.weight.mul_(factor)
+                norm.bias.mul_(factor)
+        return retention(model, head, letters, statistics)
+
+    shipped = shipped_retention()
+    every, kept = shrunk(BLOCKS, images), shrunk(BLOCKS[:-1], None)
+    text = (f"the shipped model, no training, every block's gamma and beta x{factor:.2f}: letters {every:.1%} with "
+            f"the BatchNorm statistics re-estimated on letters (shipped: {shipped:.1%}); blocks 1-3 shrunk with "
+            f"the shipped statistics kept: {kept:.1%}")
+    return SimpleNamespace(shipped=shipped, every_block=every, kept_statistics=kept, text=text)
 
 
 # one colour per penalty in every plot
@@ -278,6 +327,7 @@ def plot_drift(results: Results, shipped: float) -> None:
                         [100 * results.mean("retention_bn", setting=s) for s in settings],
                         [COLOURS[results.where(setting=s)[0]["penalty"]] for s in settings])
         ax.axhline(100 * shipped, color="k", ls=":", lw=1, label=f"shipped model: {shipped:.1%}")
+        ax.margins(x=0.25)  # room for the labels of the rightmost points
         ax.set(xlabel=xlabel)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("letters kept, letters' BN statistics (%)")
@@ -318,7 +368,7 @@ def show_trace(trace: Results, free: Results) -> str:
 def plot_trace(trace: Results, free: Results, chosen: dict[str, float]) -> None:
     """Letters kept against validation digits, one curve per penalty over its strengths (means over seeds, bars: the
     letters kept's std; each point labelled with its strength, the chosen one circled), no penalty as a black star."""
-    fig, ax = plt.subplots(figsize=(9, 4.6))
+    fig, ax = plt.subplots(figsize=(10.5, 4.6))
     labelled: list[tuple[str, float, float, str]] = []
     for penalty in trace.unique("penalty"):
         runs = trace.where(penalty=penalty)
@@ -333,12 +383,24 @@ def plot_trace(trace: Results, free: Results, chosen: dict[str, float]) -> None:
                 ax.plot(x, y, "o", ms=11, mfc="none", mec=COLOURS[penalty], mew=1.5)
     ax.errorbar(100 * free.mean("val_accuracy"), 100 * free.mean("retention"), yerr=100 * free.std("retention"),
                 fmt="*", ms=12, color="k", label="no penalty")
-    _annotate_apart(ax, *(list(column) for column in zip(*labelled)))  # labels near each other step down
+    _annotate_apart(ax, *(list(column) for column in zip(*_merged(labelled))))  # labels near each other step down
     ax.set(xlabel="validation digits (%)", ylabel="letters kept, as fine-tuned (%)",
            title="Each penalty over its strengths (circled: chosen on validation; bars: std over seeds)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: no point hides under it
     plt.show()
+
+
+def _merged(labelled: list[tuple[str, float, float, str]], close: float = 0.8) -> list[tuple[str, float, float, str]]:
+    """Points of one colour within ``close`` (in both axes' units) of the previous one share one label
+    (``"0.01, 0.1"``), so that labels do not pile up where a curve bunches."""
+    merged: list[tuple[str, float, float, str]] = []
+    for text, x, y, colour in labelled:
+        if merged and merged[-1][3] == colour and abs(merged[-1][1] - x) < close and abs(merged[-1][2] - y) < close:
+            merged[-1] = (f"{merged[-1][0]}, {text}", *merged[-1][1:])
+        else:
+            merged.append((text, x, y, colour))
+    return merged
 
 
 def _annotate_apart(ax: plt.Axes, labels: list[str], xs: list[float], ys: list[float], colours: list[str]) -> None:
@@ -535,70 +597,112 @@ def paired(first: Results, second: Results, metric: str = "accuracy") -> tuple[l
                          f"(95% interval): {word}")
 
 
-def check_claims(outside: Results, rescue: Results, strengths: dict[str, float], shipped: float
-                 ) -> SimpleNamespace:
-    """The lesson's claims, all on seeds the tuning table never saw: printed ``lines``, ``checks`` (name, holds,
-    detail) and a ``headline``.
+def _cost(outside: Results, setting: str) -> tuple[list[float], tuple[float, float, str]]:
+    """Per unseen seed, ``setting``'s validation digits minus no penalty's (points), and their verdict."""
+    differences = [100 * d for d in paired(outside.where(setting=setting), outside.where(setting="none"),
+                                           "val_accuracy")[0]]
+    return differences, stats.verdict(differences)
+
+
+def _lowest_minus_highest(runs: Results, kept: str = "l2sp") -> list[float]:
+    """Per seed: the fewest letters kept by any setting of penalty ``kept`` minus the most kept by any setting of
+    another penalty (no penalty itself left out). Positive in a seed: every ``kept`` setting keeps more there."""
+    seeds = runs.unique("seed")
+    others = [r for r in runs if r["penalty"] not in (kept, "none")]
+    return [min(r["retention"] for r in runs if r["penalty"] == kept and r["seed"] == s)
+            - max(r["retention"] for r in others if r["seed"] == s) for s in seeds]
+
+
+def check_claims(outside: Results, rescue: Results, strengths: dict[str, float], shipped: float, trace: Results,
+                 invariance: SimpleNamespace) -> SimpleNamespace:
+    """The lesson's claims, on seeds the tuning table never saw where they are about runs: printed ``lines``,
+    ``checks`` (name, holds, detail) and a ``headline``.
 
     ``outside``: :func:`held_out` runs of ``"none"``, each penalty at ``strengths`` (chosen within the budget on
-    the table's seeds; setting ``"<penalty> <alpha>"``), ``"l2sp 1"``, ``"decay 10"`` and ``"decay_all 10"``;
-    ``rescue``: the runs at the too-high rate (``penalty`` ``"none"`` and ``"l2sp"``)."""
+    the table's seeds; setting ``"<penalty> <alpha>"``), ``"l2sp 0.001"``, ``"l2sp 1"``, ``"l2sp 1000"``,
+    ``"decay 10"`` and ``"decay_all 10"``; ``rescue``: the runs at the too-high rate (``penalty`` ``"none"`` and
+    ``"l2sp"``); ``trace``: every strength of every penalty on the table's seeds (:func:`trace_table`);
+    ``invariance``: :func:`shrunk_batchnorm` at the shrink of gamma and beta measured under ``"decay_all 10"``."""
     free = outside.where(setting="none")
-    base = {r["seed"]: r["retention"] for r in free}
-    gains = {p: [r["retention"] - base[r["seed"]] for r in outside.where(setting=f"{p} {a:g}")]
-             for p, a in strengths.items()}
-    ahead = [gains["l2sp"][i] - max(gains[p][i] for p in gains if p != "l2sp") for i in range(len(free))]
-    cost = {p: [base_val - r["val_accuracy"] for r, base_val in
-                zip(outside.where(setting=f"{p} {a:g}"), free.values("val_accuracy"))] for p, a in strengths.items()}
+    seeds = ", ".join(str(r["seed"]) for r in free)
+    apart_table, apart_unseen = _lowest_minus_highest(trace), _lowest_minus_highest(outside)
+    l2sp_settings = [s for s in outside.unique("setting") if outside.where(setting=s)[0]["penalty"] == "l2sp"]
+    other_settings = [s for s in outside.unique("setting") if outside.where(setting=s)[0]["penalty"]
+                      not in ("l2sp", "none")]
+    budget_cost, (budget_mean, budget_half, budget_word) = _cost(outside, f"l2sp {strengths['l2sp']:g}")
+    costs = {a: _cost(outside, f"l2sp {a:g}") for a in (0.001, 1, 1000)}
     conv, naive = outside.where(setting="decay 10"), outside.where(setting="decay_all 10")
     layers = list(free[0]["layers"])
     shrink = [conv[i]["layers"][k]["norm"] / free[i]["layers"][k]["norm"] for i in range(len(free)) for k in layers]
-    turn = [conv[i]["layers"][k]["turn"] / free[i]["layers"][k]["turn"] for i in range(len(free)) for k in layers]
+    turn = [fmean(conv[i]["layers"][k]["turn"] / free[i]["layers"][k]["turn"] for i in range(len(free)))
+            for k in layers]
+    bn_turn = [naive[i]["layers"][k]["bn_turn"] / conv[i]["layers"][k]["bn_turn"] for i in range(len(free))
+               for k in layers]
     lost_to_gamma = [c["retention"] - a["retention"] for c, a in zip(conv, naive)]
     lost_to_conv = [f["retention"] - c["retention"] for f, c in zip(free, conv)]
+    gamma_share = fmean(lost_to_gamma) / (fmean(lost_to_gamma) + fmean(lost_to_conv))
     strong = outside.where(setting="l2sp 1")
     from_shipped = [shipped - r["retention_bn"] for r in strong]
     in_statistics = [r["retention_bn"] - r["retention"] for r in strong]
     digits, _ = paired(rescue.where(penalty="l2sp"), rescue.where(penalty="none"))
     letters, _ = paired(rescue.where(penalty="l2sp"), rescue.where(penalty="none"), "retention")
-    seeds = ", ".join(str(r["seed"]) for r in free)
-    lines = [f"seeds {seeds}, which the tuning table never saw:"]
-    lines += [f"  {NAMES[p]} {strengths[p]:g} minus no penalty: validation digits {points(-c for c in cost[p])}; "
-              f"letters kept {points(gains[p])}" for p in strengths]
-    lines += [
-        f"  L2-SP's letters kept minus the better of the other two penalties': {points(ahead)}",
-        f"  weight decay 10 on the convolutions, over no penalty: every convolution's norm x{min(shrink):.2f} to "
-        f"x{max(shrink):.2f}, every step turns it x{min(turn):.2f} to x{max(turn):.2f} as far; letters kept "
-        f"{points(-d for d in lost_to_conv)}",
-        f"  weight decay 10 on every parameter minus on the convolutions only: letters kept "
-        f"{points(-d for d in lost_to_gamma)}",
-        f"  L2-SP 1, letters' BN statistics: {points(-d for d in from_shipped)} from the shipped model; the "
+    unchanged = invariance.every_block - invariance.shipped
+
+    def cost_text(alpha: float) -> str:
+        mean, half, word = costs[alpha][1]
+        return f"alpha {alpha:g} {mean:+.1f} ± {half:.1f} ({word})"
+
+    lines = [
+        f"every L2-SP strength minus the best weight decay or L2 strength, letters kept (fewest of L2-SP minus most "
+        f"of the others, per seed): on the table's seeds, all {len(trace.unique('setting'))} settings of the trace: "
+        f"{points(apart_table)}",
+        f"  on unseen seeds {seeds}, {', '.join(l2sp_settings)} against {', '.join(other_settings)}: "
+        f"{points(apart_unseen)}",
+        f"L2-SP {strengths['l2sp']:g} (the strongest within the budget on the table's seeds), validation digits "
+        f"minus no penalty on seeds {seeds}: {', '.join(f'{c:+.1f}' for c in budget_cost)} points; mean {budget_mean:+.1f} ± "
+        f"{budget_half:.1f} points (95% interval): {budget_word}",
+        "L2-SP's validation digits minus no penalty's, mean over the unseen seeds (points): "
+        + ", ".join(cost_text(a) for a in costs),
+        f"weight decay 10 on the convolutions, over no penalty: every convolution's norm x{min(shrink):.2f} to "
+        f"x{max(shrink):.2f}; per layer, a step turns it x{min(turn):.2f} to x{max(turn):.2f} as far on average; "
+        f"letters kept {points(-d for d in lost_to_conv)}",
+        f"weight decay 10 on every parameter minus on the convolutions only: letters kept "
+        f"{points(-d for d in lost_to_gamma)}; (gamma, beta) turn per step x{min(bn_turn):.1f} to "
+        f"x{max(bn_turn):.1f} (every layer and seed); gamma/beta's share of what the naive AdamW loses: "
+        f"{gamma_share:.0%}",
+        f"  {invariance.text}",
+        f"L2-SP 1, letters' BN statistics: {points(-d for d in from_shipped)} from the shipped model; the "
         f"statistics alone give back {points(in_statistics)}",
         f"too-high rate, L2-SP minus no penalty: digits test {points(digits)}; letters kept {points(letters)}"]
     checks = [
-        ("at the strengths chosen within the budget, L2-SP keeps the most letters on unseen seeds",
-         all(a > 0 for a in ahead), f"{ahead}"),
+        ("every L2-SP strength keeps more letters than every weight decay or L2 strength, in every seed (the "
+         "table's and unseen)", all(a > 0 for a in apart_table + apart_unseen), f"{apart_table}, {apart_unseen}"),
+        ("L2-SP's cost in digits is not monotone: alpha 1 costs (resolved) more than 0.001 and 1000",
+         costs[1][1][2] == "hurts" and costs[1][1][0] < costs[0.001][1][0] and costs[1][1][0] < costs[1000][1][0],
+         f"{ {a: c[1] for a, c in costs.items()} }"),
         ("weight decay on the convolutions shrinks each and turns it further per step, and costs letters",
          all(s < 0.5 for s in shrink) and all(t > 1 for t in turn) and all(d > 0 for d in lost_to_conv),
          f"{shrink}, {turn}, {lost_to_conv}"),
-        ("decaying gamma/beta too costs letters beyond decaying the convolutions alike",
-         all(g > 0 for g in lost_to_gamma), f"{lost_to_gamma}"),
+        ("decaying gamma/beta too costs letters beyond decaying the convolutions alike, more than half of what "
+         "the naive AdamW loses, and turns (gamma, beta) further per step", all(g > 0 for g in lost_to_gamma)
+         and gamma_share > 0.5 and all(t > 1 for t in bn_turn), f"{lost_to_gamma}, {gamma_share}, {bn_turn}"),
+        ("shrinking gamma and beta alone changes nothing once the statistics follow", abs(unchanged) < 0.01
+         and invariance.kept_statistics < invariance.shipped - 0.2, f"{invariance}"),
         ("strong L2-SP forgets mostly BatchNorm statistics", all(d < 0.02 for d in from_shipped)
          and all(g > 0.02 for g in in_statistics), f"from shipped {from_shipped}, statistics {in_statistics}"),
         ("at the too-high rate L2-SP keeps far more letters", all(k > 0.5 for k in letters)
          and stats.verdict(letters)[2] == "helps", f"letters {letters}"),
     ]
-    n = len(ahead)
-    l2sp_cost, half, word = stats.verdict([-100 * c for c in cost["l2sp"]])
-    lines.insert(1 + len(strengths), f"  L2-SP {strengths['l2sp']:g}'s validation digits minus no penalty's: mean "
-                 f"{l2sp_cost:+.1f} ± {half:.1f} points (95% interval): {word}")
-    head = (f"at the strengths chosen within the budget, L2-SP (alpha {strengths['l2sp']:g}) keeps "
-            f"{100 * fmean(ahead):+.1f} points more letters than weight decay or L2 in the loss ({n}/{n} unseen "
-            f"seeds), its validation digits {l2sp_cost:+.1f} ± {half:.1f} points ({word}); decaying BatchNorm's "
-            f"gamma/beta costs {100 * fmean(lost_to_gamma):.0f} points of letters more than decaying the "
-            f"convolutions alone; at a rate 10x too high L2-SP keeps {100 * fmean(letters):+.0f} points more letters "
-            f"than no penalty, its "
-            f"digits {100 * fmean(digits):+.1f} points ({stats.verdict(digits)[2]})")
+    n_seeds = len(apart_table) + len(apart_unseen)
+    head = (f"every L2-SP strength tried keeps more letters than every weight decay or L2 strength ({n_seeds}/"
+            f"{n_seeds} seeds, by {100 * min(apart_table + apart_unseen):.1f} points or more); its digits cost "
+            f"most in the middle ({cost_text(1)} points, against {cost_text(1000)}); decaying BatchNorm's gamma/beta "
+            f"costs {100 * fmean(lost_to_gamma):.0f} points of letters more than decaying the convolutions alone "
+            f"({gamma_share:.0%} of the naive AdamW's loss), not through their size (shrunk alone: letters "
+            f"{invariance.every_block:.1%} against {invariance.shipped:.1%}) but with (gamma, beta) turning "
+            f"x{min(bn_turn):.1f} or more further per step; at a rate 10x too high L2-SP keeps "
+            f"{100 * fmean(letters):+.0f} points more letters than no penalty, its digits {100 * fmean(digits):+.1f} "
+            f"points ({stats.verdict(digits)[2]})")
     return SimpleNamespace(lines=lines, checks=checks, headline=head)
 
 

@@ -1,10 +1,11 @@
-"""Lesson 05's exercises: predict which penalty keeps the most letters at the same validation cost, build an L2-SP
-penalty whose strength keeps more letters (beyond the seeds' noise) for at most a point of validation digits, and
-say towards what AdamW's decoupled weight decay pulls."""
+"""Lesson 05's exercises: predict which strength of L2-SP costs the validation digits the most, build a gentle L2-SP
+penalty that keeps more letters than the strength validation chose (beyond the seeds' noise) for at most a point of
+validation digits, and say towards what AdamW's decoupled weight decay pulls."""
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from statistics import fmean
 from types import EllipsisType
@@ -33,47 +34,54 @@ from ftlib.models import load_pretrained
 from ftlib.regularize import L2SP, drift, retention, starting_point
 
 __all__ = ["DECAY_QUESTION", "HINTS", "MAX_COST", "MIN_MOVE", "SEEDS", "SOLUTIONS", "WRONG_ANSWERS", "build_l2sp",
-           "decay_pulls_to", "hint", "most_letters", "solution"]
+           "costliest_l2sp", "decay_pulls_to", "hint", "solution"]
 
-_CHOICES = ("decay", "l2", "l2sp")
 SEEDS = (20, 21, 22)  # the do exercise fine-tunes these seeds, which the lesson never prints, with and without
 # the learner's penalty: an answer copied from a printed trace is judged on fresh draws
 MAX_COST = 1.0  # points of validation digits the penalty may cost, mean over SEEDS
-MIN_MOVE = 0.25  # "gentle": the backbone still moves, at least this share of no penalty's drift in every seed
+MIN_MOVE = 0.5  # "gentle": the backbone keeps at least half of no penalty's drift in every seed
+
+
+def _strength(guess: object) -> float | None:
+    """A guessed strength as a float, or None if it is not a number."""
+    if isinstance(guess, bool) or not isinstance(guess, (int, float, str)):
+        return None
+    try:
+        return float(guess)
+    except ValueError:
+        return None
 
 
 @exercise
-def most_letters(guess: str | EllipsisType, trace: Results, free: Results, budget: float) -> Feedback:
-    """Predict, then read the trace: which of ``"decay"``, ``"l2"`` or ``"l2sp"`` keeps the most letters (as
-    fine-tuned, mean over the table's seeds) at its strongest strength whose validation digits stay within
-    ``budget`` points of no penalty's (:func:`~ftlib.course.lessons.weight_regularization.affordable`)."""
+def costliest_l2sp(guess: float | EllipsisType, trace: Results) -> Feedback:
+    """Predict, then read the trace: which strength of L2-SP's grid costs the validation digits the most (the lowest
+    mean validation accuracy over the table's seeds)."""
     if not attempted(guess):
-        return tell(None, "Exercise not attempted yet: in the cell before the trace, write which penalty you "
-                    "expect to keep the most letters (\"decay\", \"l2\" or \"l2sp\") in place of `...`, then run "
-                    "the cells again.")
-    if isinstance(guess, str):  # "L2-SP", " l2sp " and "L2SP" name the same penalty
-        guess = guess.strip().lower().replace("-", "")
-    if guess not in _CHOICES:
-        return tell(False, f"{guess!r} is not one of the choices: write \"decay\", \"l2\" or \"l2sp\".")
-    if any(not trace.where(penalty=p) for p in _CHOICES) or not free:
+        return tell(None, "Exercise not attempted yet: in the cell before the trace, write the L2-SP strength you "
+                    "expect to cost the validation digits the most (a number of the grid, e.g. 0.01) in place of "
+                    "`...`, then run the cells again.")
+    runs = trace.where(penalty="l2sp")
+    if not runs:
         return cells_not_run("the cell that reads the trace from the tuning table")
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0:
-        return tell(False, f"budget={budget!r} is not allowed: it is the points of validation digits a penalty may "
-                    "cost, a number >= 0 (the parameters cell sets 1.0).")
-    at_budget = wr.affordable(trace, free, budget)
-    kept = {p: fmean(at_budget.gains[p]) for p in _CHOICES if p in at_budget.gains}
-    if len(kept) < 2:
-        return tell(False, f"At budget={budget:g} fewer than two penalties have a strength that costs the validation "
-                    "digits so little, so there is nothing to compare: use a larger budget (1.0).")
-    best = sorted(kept, key=kept.get)[-1]  # the answer, from letters kept (never a choice of setting)
-    if guess != best:
-        return tell(False, f"Not this time: {wr.NAMES[guess]} keeps fewer letters than another penalty at the "
-                           "same validation cost. Read the lines under the trace.")
-    measured = ", ".join(f"{wr.NAMES[p]} {100 * kept[p]:+.1f} points" for p in kept)
-    why = ("Why: only L2-SP pulls towards the pretrained weights w0, where the letters were learned; weight decay "
-           "and L2 in the loss pull towards zero, which is no closer to the letters than wherever the digits take "
-           "the backbone.")
-    return tell(True, f"Right. Letters kept minus no penalty, mean over the table's seeds: {measured}. {why}")
+    grid = runs.unique("alpha")
+    alpha = _strength(guess)
+    if alpha is None or not any(math.isclose(alpha, a) for a in grid):
+        return tell(False, f"{guess!r} is not a strength of L2-SP's grid: write one of "
+                    f"{', '.join(f'{a:g}' for a in grid)}.")
+    alpha = next(a for a in grid if math.isclose(alpha, a))
+    digits = {a: runs.mean("val_accuracy", alpha=a) for a in grid}
+    costliest = sorted(grid, key=digits.get)[0]  # the answer, read from the trace (never a choice of setting)
+    if alpha != costliest:
+        strongest = grid[-1]
+        nudge = (" The strongest pull is not the costliest: read the validation column of every L2-SP row."
+                 if alpha == strongest else " Read the validation column of every L2-SP row.")
+        return tell(False, f"Not this time: at alpha {alpha:g} the validation digits are {digits[alpha]:.1%}, and "
+                           f"another strength costs more.{nudge}")
+    return tell(True, f"Right: alpha {alpha:g} scores {digits[alpha]:.1%} on the validation digits, against "
+                      f"{digits[grid[0]]:.1%} at the weakest ({grid[0]:g}) and {digits[grid[-1]]:.1%} at the "
+                      f"strongest ({grid[-1]:g}). A weak pull lets the backbone fit the digits; the strongest holds "
+                      "it at w0, so the new head learns on the pretrained features (with the BatchNorm statistics "
+                      "moving); a middle pull does neither fully. The cost is not monotone in the strength.")
 
 
 def build(model):
@@ -93,6 +101,16 @@ def _frozen(model: nn.Module) -> L2SP:
 def _too_weak(model: nn.Module) -> L2SP:
     """A lazy answer: no pull at all."""
     return L2SP(model, alpha=0.0)
+
+
+def _chosen(model: nn.Module) -> L2SP:
+    """The strength section 1 prints, chosen on validation in the tuning table: what the learner's must beat."""
+    return L2SP(model, alpha=tuning.load().chosen("05 L2-SP")["alpha"])
+
+
+def _budget_line(model: nn.Module) -> L2SP:
+    """A lazy answer: the strength section 2 prints as the strongest within a point of validation digits."""
+    return L2SP(model, alpha=0.01)
 
 
 def _rate() -> float:
@@ -120,11 +138,13 @@ def _pretrained() -> dict[str, torch.Tensor]:
 
 @exercise
 def build_l2sp(build: Callable[[nn.Module], object] | EllipsisType) -> Feedback:
-    """Do: ``build(model)`` returns an L2-SP penalty; fine-tuned with it in each of :data:`SEEDS` (about 2 s a
-    seed), the validation digits must lose at most :data:`MAX_COST` points on average, the backbone must still
-    move (a drift of at least :data:`MIN_MOVE` of no penalty's, in every seed: gentle, not a frozen backbone), and
-    the letters kept must rise in every seed *and* by more than the seeds' noise: the mean gain outside its 95%
-    interval (:func:`ftlib.stats.verdict`), so that a gain a re-draw of the seeds could erase does not pass."""
+    """Do: ``build(model)`` returns a gentle L2-SP penalty; fine-tuned with it in each of :data:`SEEDS` (about 2 s a
+    seed), beside no penalty and L2-SP at the strength chosen on validation (section 1), the validation digits must
+    lose at most :data:`MAX_COST` points on average against no penalty, the backbone must keep at least
+    :data:`MIN_MOVE` of no penalty's drift in every seed (gentle), and the letters kept must beat the chosen
+    strength's in every seed *and* by more than the seeds' noise: the mean gain outside its 95% interval
+    (:func:`ftlib.stats.verdict`). Neither printed choice passes: the chosen strength gains nothing over itself,
+    and section 2's strength within the budget nearly halves the backbone's movement."""
     if not attempted(build):
         return not_attempted("write build(model), returning L2SP(model, alpha=<your strength>),")
     if not callable(build):
@@ -139,20 +159,22 @@ def build_l2sp(build: Callable[[nn.Module], object] | EllipsisType) -> Feedback:
         return tell(False, "Not yet: the penalty's anchor w0 is not the weights of the `model` build was given "
                     "(it was built on another network): write L2SP(model, alpha=...) with that very `model`, so "
                     "that it pulls towards the pretrained weights being fine-tuned.")
+    chosen = tuning.load().chosen("05 L2-SP")["alpha"]
     cost, gain, moved = [], [], []
     for seed in SEEDS:
-        (val_free, kept_free, drift_free), (val, kept, drifted) = _measured(None, seed), _measured(build, seed)
+        (val_free, _, drift_free), (_, kept_chosen, _) = _measured(None, seed), _measured(_chosen, seed)
+        val, kept, drifted = _measured(build, seed)
         cost.append(100 * (val_free - val))
-        gain.append(100 * (kept - kept_free))
+        gain.append(100 * (kept - kept_chosen))
         moved.append(drifted / drift_free)
     mean_cost = fmean(cost)
     mean_gain, half, word = stats.verdict(gain)
-    print(f"alpha={penalty.alpha:g}, against no penalty in seeds {', '.join(map(str, SEEDS))}: validation digits "
+    print(f"alpha={penalty.alpha:g}, seeds {', '.join(map(str, SEEDS))}: validation digits minus no penalty "
           f"{', '.join(f'{-c:+.1f}' for c in cost)} points (mean {-mean_cost:+.2f}; the least allowed: "
-          f"-{MAX_COST:g}); letters "
-          f"kept {', '.join(f'{g:+.1f}' for g in gain)} points (mean {mean_gain:+.1f} ± {half:.1f}, 95% interval: "
-          f"{word}); drift {', '.join(f'{m:.0%}' for m in moved)} of no penalty's (the least allowed: "
-          f"{MIN_MOVE:.0%})")
+          f"-{MAX_COST:g}); drift {', '.join(f'{m:.0%}' for m in moved)} of no penalty's (the least allowed: "
+          f"{MIN_MOVE:.0%}); letters kept minus L2-SP {chosen:g} (section 1's choice) "
+          f"{', '.join(f'{g:+.1f}' for g in gain)} points (mean {mean_gain:+.1f} ± {half:.1f}, 95% interval: "
+          f"{word})")
     if not reached(mean_cost, MAX_COST, at_least=False):
         return tell(False, f"Not yet: the digits lose {mean_cost:.2f} points on validation on average (at most "
                            f"{MAX_COST:g}): a pull of this strength holds the backbone away from where "
@@ -160,19 +182,20 @@ def build_l2sp(build: Callable[[nn.Module], object] | EllipsisType) -> Feedback:
     if min(moved) < MIN_MOVE:
         return tell(False, f"Not yet: in seed {SEEDS[moved.index(min(moved))]} the backbone moved only "
                            f"{min(moved):.1%} of no penalty's drift (at least {MIN_MOVE:.0%} in every seed): a pull "
-                           "this strong nearly freezes the backbone, a linear probe (lesson 03), not a gentle L2-SP. "
-                           "Look at: a smaller strength.")
+                           "this strong holds the backbone too close to w0 to be gentle (at the extreme, a linear "
+                           "probe, lesson 03). Look at: a smaller strength.")
     if min(gain) <= 0:
-        return tell(False, f"Not yet: the letters kept do not rise in every seed ({sum(g > 0 for g in gain)} of "
-                           f"{len(gain)}): the pull is too weak to hold the backbone; try a larger strength.")
+        return tell(False, f"Not yet: the letters kept do not rise over L2-SP {chosen:g} in every seed "
+                           f"({sum(g > 0 for g in gain)} of {len(gain)}): the pull is too weak to hold more of the "
+                           "backbone; try a larger strength.")
     if word != "helps":
-        return tell(False, f"Not yet: the letters kept rise by {mean_gain:.1f} points on average, but the 95% "
-                           f"interval over the seeds ({half:.1f}) reaches zero: a gain this small is noise next to "
-                           "the seeds' spread; try a larger strength.")
-    return tell(True, f"Target met: more letters kept in every seed (mean {mean_gain:+.1f} ± {half:.1f} points, "
-                      f"outside the noise), with the validation digits {-mean_cost:+.2f} points on average (the "
-                      f"least allowed: -{MAX_COST:g}) and the backbone still moving (at least {min(moved):.0%} of no "
-                      "penalty's drift).")
+        return tell(False, f"Not yet: the letters kept rise by {mean_gain:.1f} points over L2-SP {chosen:g} on "
+                           f"average, but the 95% interval over the seeds ({half:.1f}) reaches zero: a gain this "
+                           "small is noise next to the seeds' spread; try a larger strength.")
+    return tell(True, f"Target met: more letters kept than L2-SP {chosen:g} in every seed (mean {mean_gain:+.1f} ± "
+                      f"{half:.1f} points, outside the noise), with the validation digits {-mean_cost:+.2f} points "
+                      f"on average against no penalty (the least allowed: -{MAX_COST:g}) and the backbone still "
+                      f"moving (at least {min(moved):.0%} of no penalty's drift).")
 
 
 DECAY_QUESTION = Question(
@@ -185,9 +208,10 @@ DECAY_QUESTION = Question(
         Option("Towards the pretrained weights w0, because fine-tuning starts from them", False,
                "Starting at w0 is not being pulled back to it. Write one decay step as an update of w and ask at "
                "which w it would stop moving the weight: is w0 in that rule?"),
-        Option("Towards w0, because Adam normalises each step so that the pull cannot go far from it", False,
-               "That is about L2 in the loss, whose gradient Adam rescales. Decoupled decay is applied outside "
-               "Adam's rescaling: write its update of w and find the point where it stops."),
+        Option("Towards the digits' optimum: the decay only damps the data's steps, like a smaller rate", False,
+               "Damping the steps would slow the march towards the digits' optimum, not change where it ends. "
+               "Decoupled decay is a separate term applied outside Adam's step: write its update of w and find "
+               "the point where it stops."),
         Option("Nowhere: BatchNorm makes the weights' scale irrelevant, so decay does nothing", False,
                "BatchNorm makes the outputs ignore the scale of the weights before it, but the decay still moves "
                "them (section 3's drift), and section 4 measures what that does to the function. Write one decay "
@@ -202,24 +226,26 @@ def decay_pulls_to(answer: str | EllipsisType) -> Feedback:
 
 
 HINTS: dict[str, tuple[str, str]] = {
-    "most_letters": (
-        "The letters were learned at the pretrained weights w0. Towards which point does each penalty pull?",
-        "Write down, for each penalty, the point its pull stops at, and ask which of those points still reads "
-        "letters."),
+    "costliest_l2sp": (
+        "Think of the two ends of the grid: what does a very weak pull leave the backbone free to do, and what does "
+        "a very strong one leave for the digits to learn?",
+        "Lesson 03 measured how well a frozen backbone with a new head reads the digits. Is the strongest pull "
+        "necessarily the costliest?"),
     "build_l2sp": (
-        "Read the L2-SP rows of the trace: the digits, the letters kept and the drift of each strength. Gentle "
-        "means the backbone still moves: which strengths leave it a real part of no penalty's drift?",
-        "Try a strength and read the three numbers the check prints, seed by seed: too weak and the letters' gain "
-        "is noise; in the middle the digits pay; very strong and the backbone barely moves (a linear probe)."),
+        "Read the L2-SP rows of the trace: the letters kept and the drift of each strength. Which strengths of the "
+        "grid keep at least half of no penalty's drift, and which keep more letters than section 1's choice?",
+        "No strength of the grid does both by a clear margin: try one between two of them and read the three "
+        "numbers the check prints, seed by seed."),
     "decay_pulls_to": (
         "Write one step of decoupled weight decay as an update of w. At which w would it stop moving the weight?",
         "Does w0 appear anywhere in that rule? Compare with L2-SP's penalty alpha/2 ||w - w0||^2."),
 }
-SOLUTIONS: dict[str, object] = {"most_letters": "l2sp", "build_l2sp": build,
+SOLUTIONS: dict[str, object] = {"costliest_l2sp": 0.1, "build_l2sp": build,
                                 "decay_pulls_to": DECAY_QUESTION.right_letter}
 WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
-    "most_letters": [("decay", "keeps fewer letters")],
-    "build_l2sp": [(_too_strong, "lose"), (_too_weak, "do not rise in every seed"), (_frozen, "linear probe")],
+    "costliest_l2sp": [(1000, "strongest pull is not the costliest"), (0.001, "another strength costs more")],
+    "build_l2sp": [(_too_strong, "lose"), (_too_weak, "do not rise"), (_frozen, "linear probe"),
+                   (_chosen, "do not rise"), (_budget_line, "gentle")],
     "decay_pulls_to": [(DECAY_QUESTION.letter_of(1), "is w0 in that rule?")],
 }
 _COACH = Coach(HINTS, SOLUTIONS)
