@@ -20,8 +20,7 @@ from ftlib.course.lessons.workers import independent
 from ftlib.lr import RangeTest
 
 __all__ = ["SCHEDULES", "TABLE_ARM", "VAL_PER_CLASS", "choose", "live_rate", "live_steps", "onecycle_factors",
-           "plot_range_tests", "plot_sweep",
-           "rate_run", "table", "top_region", "validation_runs"]
+           "plot_range_tests", "plot_sweep", "rate_run", "sweep", "table", "top_region", "validation_runs"]
 
 VAL_PER_CLASS = 20  # labelled digits per class kept aside to choose with (never trained on, never the test set)
 
@@ -120,26 +119,50 @@ def _live(lr: float, n: int, steps: int, seed: int, first: str) -> None:
 TABLE_ARM = "02 one rate"  # the tuning table's entry for this lesson's sweep
 
 
+def _same_settings(table: tuning.Table, rates: list[float], n: int, steps: int) -> bool:
+    """Whether the sweep at ``rates``, ``n`` and ``steps`` is the tuning table's (its runs can be read back)."""
+    arm = table.arm(TABLE_ARM)
+    return (arm.fixed == {"n": n, "steps": steps} and list(rates) == list(arm.grid["lr"])
+            and table.settings["n_val"] == VAL_PER_CLASS)
+
+
+def sweep(table: tuning.Table, rates: list[float], seeds: range, *, n: int, steps: int,
+          live_seeds: tuple[int, ...] = (0,)) -> Results:
+    """:func:`rate_run` at every rate of ``rates`` on every seed of ``seeds`` (records as ``run_grid`` gives them,
+    rate by rate). Where the sweep is the tuning table's (the same rates, ``n`` and ``steps``), a run the table
+    made is read back from it (``from_table``; no ``history``), except on ``live_seeds``, which train now: their
+    curves are drawn, and they re-check the table (:func:`validation_runs`). Other runs train now too."""
+    from ftlib.course.lessons.experiments import run_grid
+
+    finetune = functools.partial(rate_run, n=n, steps=steps)
+    if not _same_settings(table, rates, n, steps):
+        return run_grid(finetune, lr=rates, seed=seeds)
+    stored = {(r["lr"], r["seed"]): r for r in table.results(TABLE_ARM)}
+    wanted = [(lr, seed) for lr in rates for seed in seeds]
+    train = [s for s in seeds if s in live_seeds or any((lr, s) not in stored for lr in rates)]
+    now = {(r["lr"], r["seed"]): r for r in (run_grid(finetune, lr=rates, seed=train) if train else [])}
+    return Results(now.get(key) or {**stored[key], "from_table": True} for key in wanted)
+
+
 def validation_runs(sweep: Results, table: tuning.Table, *, n: int, steps: int) -> tuple[Results, str]:
     """The validation runs the rate is chosen on, and a line saying which.
 
-    With the lesson's default settings they are the tuning table's: the same runs as ``sweep`` (re-checked here,
-    seed by seed, at every rate), stored so that the choice is the same on every machine, where a choice made on
-    each machine's own float sums can flip at a tie. With other settings, the sweep's own validation runs.
+    With the lesson's default settings they are the tuning table's: the same runs as ``sweep``'s (those it trained
+    now are re-checked, seed by seed, at every rate), stored so that the choice is the same on every machine, where
+    a choice made on each machine's own float sums can flip at a tie. With other settings, the sweep's own
+    validation runs.
     """
-    arm = table.arm(TABLE_ARM)
-    same = (arm.fixed == {"n": n, "steps": steps} and sweep.unique("lr") == list(arm.grid["lr"])
-            and table.settings["n_val"] == VAL_PER_CLASS)
-    if not same:
+    if not _same_settings(table, sweep.unique("lr"), n, steps):
         return sweep, "chosen on this sweep's own validation runs (its settings differ from the tuning table's)"
-    for rate in arm.grid["lr"]:
-        table.recheck(TABLE_ARM, sweep.where(lr=rate), lr=rate)  # raises if the stored runs are stale
     stored = table.settings["seeds"]
+    ran = sorted({r["seed"] for r in sweep if not r.get("from_table") and r["seed"] in stored})
+    for rate in table.arm(TABLE_ARM).grid["lr"]:  # raises if the stored runs are stale
+        table.recheck(TABLE_ARM, Results(r for r in sweep.where(lr=rate) if not r.get("from_table")), lr=rate)
     extra = sorted(set(sweep.unique("seed")) - set(stored))
     return table.results(TABLE_ARM), (
-        f"chosen on the tuning table's validation runs, the same runs as this sweep's seeds {stored[0]}-{stored[-1]} "
-        f"(re-checked: every rate within 3 points in each seed)"
-        + (f"; seeds {extra[0]}-{extra[-1]} only report" if extra else ""))
+        f"chosen on the tuning table's validation runs of seeds {stored[0]}-{stored[-1]}, which this sweep reads back "
+        f"(seed{'s' if len(ran) > 1 else ''} {', '.join(map(str, ran))} trained again now at every rate and "
+        "re-checked: within 3 points)" + (f"; seeds {extra[0]}-{extra[-1]} only report" if extra else ""))
 
 
 def top_region(results: Results, field: str, within: float = 0.02, **where) -> list:
