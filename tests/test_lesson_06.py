@@ -84,6 +84,37 @@ def test_turning_step_counts_every_step_on_the_flat_bottom_of_the_curve():
     assert ex06.turning_step("30", history).passed is False
 
 
+def test_turning_step_prints_one_message_whether_it_passes_or_misses(capsys):
+    history = _history()
+    history.eval_step = [10, 20, 30, 40, 50]
+    history.val_loss = [0.9, 0.8, 0.5, 0.6, 0.7]
+    capsys.readouterr()
+    for guess, word in ((30, "Close:"), (34, "Close:"), (36, "Not yet:"), (120, "Not yet:")):
+        feedback = ex06.turning_step(guess, history)
+        out = capsys.readouterr().out
+        assert out.count(word) == 1 and out.count("Close:") + out.count("Not yet:") == 1, (guess, out)
+        assert "Why: \n" not in out and not out.rstrip().endswith("Why:"), (guess, out)
+        assert feedback.message in out
+
+
+def test_stop_a_real_run_has_no_budget_of_its_own_the_recorded_run_sets_it():
+    import inspect
+
+    assert "steps" not in inspect.signature(ex06.stop_a_real_run.__wrapped__ if hasattr(
+        ex06.stop_a_real_run, "__wrapped__") else ex06.stop_a_real_run).parameters
+
+
+@pytest.mark.slow
+def test_stop_a_real_run_judges_a_short_recorded_run_on_that_same_run(capsys):
+    short = [early_stopping.long_run(0, 25, 0.3, 0.2, 60, 10, early_stopping.rate(), watch_test=False).history]
+    capsys.readouterr()
+    assert ex06.stop_a_real_run(stopping.EarlyStopping("val_accuracy", patience=2), short).passed is True
+    out = capsys.readouterr().out
+    assert "trained 60 of 60 steps" in out and "first reached at step 40" in out, out  # target and run: 60 steps
+    hasty = ex06.stop_a_real_run(stopping.EarlyStopping("val_accuracy", patience=1), short)
+    assert hasty.passed is False and "stopped before it got there" in hasty.message
+
+
 def test_patience_question_solution_and_wrong_answer():
     assert ex06.choose_patience_on(ex06.SOLUTIONS["choose_patience_on"]).passed is True
     wrong = ex06.choose_patience_on(ex06.WRONG_ANSWERS["choose_patience_on"][0][0])
