@@ -36,7 +36,12 @@ def test_gap_closed_and_the_two_watched_scores():
     assert lines[0].startswith("watching val_loss: as good as the oracle in 0/1, 0/1 seeds at patience 1, 3; ")
     assert lines[0].endswith("mean test accuracy 50.0% to 50.0% over these patiences")
     assert lines[1].startswith("watching val_accuracy: as good as the oracle in 0/1, 0/1 seeds at patience 1, 3")
-    assert lines[2].endswith("val_accuracy against val_loss: equal at patience 1; lower at patience 3")
+    assert lines[2].startswith("on these 1 seeds, test accuracy watching val_accuracy minus watching val_loss")
+    assert "1: +0.0 ± inf, 3: -10.0 ± inf points" in lines[2], lines[2]
+    assert lines[2].endswith("a difference resolved at patience none")  # one seed resolves nothing
+    lines = early_stopping.compare_monitors(early_stopping.tradeoff([history, history], [1, 3]),
+                                            early_stopping.policies([history, history], patience=2, min_delta=0.0))
+    assert lines[2].endswith("resolved at patience 3 (val_loss higher)"), lines[2]  # the same in both seeds
 
 
 # Exercises and the live slider (issue #24)
