@@ -36,7 +36,12 @@ def test_gap_closed_and_the_two_watched_scores():
     assert lines[0].startswith("watching val_loss: as good as the oracle in 0/1, 0/1 seeds at patience 1, 3; ")
     assert lines[0].endswith("mean test accuracy 50.0% to 50.0% over these patiences")
     assert lines[1].startswith("watching val_accuracy: as good as the oracle in 0/1, 0/1 seeds at patience 1, 3")
-    assert lines[2].endswith("val_accuracy against val_loss: equal at patience 1; lower at patience 3")
+    assert lines[2].startswith("on these 1 seeds, test accuracy watching val_accuracy minus watching val_loss")
+    assert "1: +0.0 ± inf, 3: -10.0 ± inf points" in lines[2], lines[2]
+    assert lines[2].endswith("a difference resolved at patience none")  # one seed resolves nothing
+    lines = early_stopping.compare_monitors(early_stopping.tradeoff([history, history], [1, 3]),
+                                            early_stopping.policies([history, history], patience=2, min_delta=0.0))
+    assert lines[2].endswith("resolved at patience 3 (val_loss higher)"), lines[2]  # the same in both seeds
 
 
 # Exercises and the live slider (issue #24)
@@ -82,6 +87,37 @@ def test_turning_step_counts_every_step_on_the_flat_bottom_of_the_curve():
         feedback = ex06.turning_step(guess, history)  # 20 and 50 are over 0.01 above the lowest
         assert feedback.passed is False and side in feedback.message, guess
     assert ex06.turning_step("30", history).passed is False
+
+
+def test_turning_step_prints_one_message_whether_it_passes_or_misses(capsys):
+    history = _history()
+    history.eval_step = [10, 20, 30, 40, 50]
+    history.val_loss = [0.9, 0.8, 0.5, 0.6, 0.7]
+    capsys.readouterr()
+    for guess, word in ((30, "Close:"), (34, "Close:"), (36, "Not yet:"), (120, "Not yet:")):
+        feedback = ex06.turning_step(guess, history)
+        out = capsys.readouterr().out
+        assert out.count(word) == 1 and out.count("Close:") + out.count("Not yet:") == 1, (guess, out)
+        assert "Why: \n" not in out and not out.rstrip().endswith("Why:"), (guess, out)
+        assert feedback.message in out
+
+
+def test_stop_a_real_run_has_no_budget_of_its_own_the_recorded_run_sets_it():
+    import inspect
+
+    assert "steps" not in inspect.signature(ex06.stop_a_real_run.__wrapped__ if hasattr(
+        ex06.stop_a_real_run, "__wrapped__") else ex06.stop_a_real_run).parameters
+
+
+@pytest.mark.slow
+def test_stop_a_real_run_judges_a_short_recorded_run_on_that_same_run(capsys):
+    short = [early_stopping.long_run(0, 25, 0.3, 0.2, 60, 10, early_stopping.rate(), watch_test=False).history]
+    capsys.readouterr()
+    assert ex06.stop_a_real_run(stopping.EarlyStopping("val_accuracy", patience=2), short).passed is True
+    out = capsys.readouterr().out
+    assert "trained 60 of 60 steps" in out and "first reached at step 40" in out, out  # target and run: 60 steps
+    hasty = ex06.stop_a_real_run(stopping.EarlyStopping("val_accuracy", patience=1), short)
+    assert hasty.passed is False and "stopped before it got there" in hasty.message
 
 
 def test_patience_question_solution_and_wrong_answer():

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import matplotlib.pyplot as plt
 
-from ftlib import data
+from ftlib import data, stats
 from ftlib.course.lessons import plots
 from ftlib.course.lessons.experiments import Results, Trained, run
 from ftlib.course.lessons.workers import independent
@@ -266,7 +266,8 @@ def plot_tradeoff(results: Results, compared: Results, patiences: list[int], lr:
             ax.annotate(str(p), (x, y), textcoords="offset points", xytext=offset, fontsize=8, ha="center",
                         va=align, color=line.get_color())
     for policy, color, style in (("train to the end", "C3", "--"), (ORACLE, "C2", ":")):
-        ax.axhline(100 * compared.mean(policy=policy), color=color, ls=style, label=f"{policy}, same runs")
+        ax.axhline(100 * compared.mean(policy=policy), color=color, ls=style, label=f"{policy}, same runs",
+                   zorder=3 if policy == ORACLE else 1.5)  # the oracle on top: points can sit on its line
     if tuned is not None:
         own = tuned.where(policy="train to the end")
         ax.axhline(100 * own.mean(), color="C4", ls="-.", label=f"train to the end at its own rate ({own[0]['lr']:g})")
@@ -307,7 +308,8 @@ def onecycle_rate(step: int, steps: int) -> float:
 
 def compare_monitors(results: Results, compared: Results) -> list[str]:
     """Lines that say, per watched score and patience, in how many seeds the rule restores a step as good on test as
-    the oracle's, and at which patiences watching the validation accuracy beats watching the loss (mean over seeds)."""
+    the oracle's, and, per patience, the per-seed difference between the two watched scores' test accuracies with its
+    95% interval: at which patiences (if any) these seeds resolve one watched score as better."""
     oracle = {r["seed"]: r["accuracy"] for r in compared.where(policy=ORACLE)}
     patiences = results.unique("patience")
     lines = []
@@ -318,13 +320,15 @@ def compare_monitors(results: Results, compared: Results) -> list[str]:
         lines.append(f"watching {monitor}: as good as the oracle in " + ", ".join(
             f"{h}/{len(oracle)}" for h in hits) + f" seeds at patience {', '.join(map(str, patiences))}; "
             f"mean test accuracy {min(means):.1%} to {max(means):.1%} over these patiences")
-    mean = {(p, m): results.mean(patience=p, on=m) for p in patiences for m in MONITORS}
-    wins = [p for p in patiences if mean[p, "val_accuracy"] > mean[p, "val_loss"]]
-    ties = [p for p in patiences if mean[p, "val_accuracy"] == mean[p, "val_loss"]]
-    losses = [p for p in patiences if mean[p, "val_accuracy"] < mean[p, "val_loss"]]
-    lines.append("mean test accuracy, watching val_accuracy against val_loss: "
-                 + "; ".join(f"{word} at patience {', '.join(map(str, ps))}" for word, ps in
-                             [("higher", wins), ("equal", ties), ("lower", losses)] if ps))
+    seeds = results.unique("seed")
+    verdicts = [stats.verdict([results.values(patience=p, on="val_accuracy", seed=s)[0]
+                               - results.values(patience=p, on="val_loss", seed=s)[0] for s in seeds],
+                              "val_accuracy higher", "val_loss higher") for p in patiences]
+    resolved = [f"{p} ({word})" for p, (_, _, word) in zip(patiences, verdicts) if word.endswith("higher")]
+    lines.append(f"on these {len(seeds)} seeds, test accuracy watching val_accuracy minus watching val_loss, by "
+                 "patience (mean ± 95% interval): "
+                 + ", ".join(f"{p}: {100 * m:+.1f} ± {100 * h:.1f}" for p, (m, h, _) in zip(patiences, verdicts))
+                 + f" points; a difference resolved at patience {', '.join(resolved) if resolved else 'none'}")
     return lines
 
 

@@ -17,6 +17,7 @@ from ftlib.course.lessons.exercises import (
     check_prediction,
     exercise,
     not_attempted,
+    reached,
     tell,
 )
 from ftlib.evaluation import evaluate
@@ -42,9 +43,8 @@ def turning_step(guess: float | EllipsisType, history: History) -> Feedback:
     lowest = min(history.val_loss)
     bottom = [s for s, loss in zip(history.eval_step, history.val_loss) if loss - lowest <= LOSS_TOLERANCE]
     nearest = min(bottom, key=lambda s: abs(guess - s))
-    feedback = check_prediction(guess, nearest, tolerance=5, unit=" steps", quantity=quantity, why="")
-    if not feedback.passed:
-        return feedback
+    if not reached(abs(guess - nearest), 5, at_least=False):  # a miss: check_prediction tells its side, once
+        return check_prediction(guess, nearest, tolerance=5, unit=" steps", quantity=quantity, why="")
     low = history.eval_step[history.val_loss.index(lowest)]
     return tell(True, f"Close: the validation loss is lowest at step {low} ({lowest:.3f}); every evaluated step "
                       f"within {LOSS_TOLERANCE} of it counts ({', '.join(map(str, bottom))}), and you predicted "
@@ -55,12 +55,12 @@ def turning_step(guess: float | EllipsisType, history: History) -> Feedback:
 
 
 @exercise
-def stop_a_real_run(rule: EarlyStopping | EllipsisType, histories: list[History], seed: int = 0,
-                    steps: int = 150) -> Feedback:
+def stop_a_real_run(rule: EarlyStopping | EllipsisType, histories: list[History], seed: int = 0) -> Feedback:
     """Do: ``rule`` stops a real run of seed 0 (the lesson's setting, a few seconds) by itself, watching the bumpy
     validation accuracy, restores (``restore_best``) the first step with the highest validation accuracy of the whole
     recorded run, and trains no more steps than the least patient rule that still restores it. The patience is
-    chosen in hindsight, on the whole validation curve of one seed: it practises reading the rule, not choosing it."""
+    chosen in hindsight, on the whole validation curve of one seed: it practises reading the rule, not choosing it.
+    The rule's run is as long as the recorded runs (``histories``), so the target and the run are the same run."""
     if not attempted(rule):
         return not_attempted("build the rule, stopping.EarlyStopping(...),")
     if not isinstance(rule, EarlyStopping):
@@ -77,7 +77,7 @@ def stop_a_real_run(rule: EarlyStopping | EllipsisType, histories: list[History]
                            "better. Leave mode='auto' (or 'max'): a higher accuracy is better.")
     if not histories:
         return cells_not_run("the recorded runs (histories)")
-    lr = es.rate()
+    lr, steps = es.rate(), len(histories[0].step)
     full = histories[seed] if seed < len(histories) else es.long_run(seed, 25, 0.3, 0.2, steps, 10, lr,
                                                                       watch_test=False).history
     scores = full.val_accuracy
@@ -115,8 +115,8 @@ PATIENCE_QUESTION = Question(
                "Here it is the worse one: few digits with noisy labels against many clean test digits. It is used "
                "because choosing on it leaves the test set untouched, not because it measures better."),
         Option("Because the test accuracy does not change with the patience anyway", False,
-               "It can: compare the test accuracies of the patiences in the tables above. And where it does not "
-               "change, choosing on test would still bias the next choice."),
+               "It can: compare the test accuracies of the patiences in the tables of section 6 below. And where "
+               "it does not change, choosing on test would still bias the next choice."),
         Option("Looking at the test set is fine if each patience is scored only once", False,
                "Scoring several patiences once each and keeping the best is choosing on test: the maximum of "
                "several noisy scores is biased upwards, like the oracle."),
