@@ -27,11 +27,11 @@ from ftlib.runtime import model_device
 from ftlib.schedules import make_schedule
 
 __all__ = ["COLOURS", "COLUMNS", "HEAD_DECAY", "LETTERS_USED", "LIVE_STRENGTHS", "NAMES", "N_VAL", "PENALTIES",
-           "TRACED", "affordable", "bn_shrink", "label", "check_claims", "explain_drift", "explain_turning", "held_out", "live_l2sp",
-           "no_ops", "paired", "unseen_text",
-           "plot_drift", "plot_statistics", "plot_trace", "rank_agreement", "rank_correlation", "regularized_run",
-           "shipped_retention", "show_difference", "shrunk_batchnorm", "show_trace", "split_forgetting", "stored", "summary",
-           "trace_table"]
+           "TRACED", "affordable", "bn_shrink", "check_claims", "explain_drift", "explain_turning",
+           "held_out", "label", "live_l2sp", "no_ops", "paired", "plot_drift", "plot_statistics",
+           "plot_trace", "rank_agreement", "rank_correlation", "regularized_run", "shipped_retention",
+           "show_difference", "show_trace", "shrunk_batchnorm", "split_forgetting", "stored", "summary",
+           "trace_table", "unseen_text"]
 
 PENALTIES = ("none", "decay", "decay_all", "l2", "l2sp")
 NAMES = {"none": "no penalty", "decay": "weight decay (AdamW)", "decay_all": "weight decay, BN gamma/beta too",
@@ -375,9 +375,9 @@ def no_ops(trace: Results, free: Results, tolerance: float = 0.005) -> SimpleNam
     gaps = {s: [max(abs(r[m] - base[r["seed"]][m]) for r in trace.where(setting=s))
                 for m in ("val_accuracy", "retention")] for s in trace.unique("setting")}
     settings = [s for s, g in gaps.items() if max(g) <= tolerance + 1e-9]
-    text = (f"within {100 * tolerance:g} points of no penalty in every seed, validation digits and letters kept (no-ops "
-            f"at this rate): " + (", ".join(f"{s} (largest gaps {100 * gaps[s][0]:.1f} and {100 * gaps[s][1]:.1f})"
-                                           for s in settings) or "none"))
+    listed = ", ".join(f"{s} (largest gaps {100 * gaps[s][0]:.1f} and {100 * gaps[s][1]:.1f})" for s in settings)
+    text = (f"within {100 * tolerance:g} points of no penalty in every seed, validation digits and letters kept "
+            f"(no-ops at this rate): " + (listed or "none"))
     return SimpleNamespace(settings=settings, text=text)
 
 
@@ -676,7 +676,8 @@ def check_claims(outside: Results, rescue: Results, strengths: dict[str, float],
         f"  on unseen seeds {seeds}, {', '.join(l2sp_settings)} against {', '.join(other_settings)}: "
         f"{points(apart_unseen)}",
         f"L2-SP {strengths['l2sp']:g} (the strongest within the budget on the table's seeds), validation digits "
-        f"minus no penalty on seeds {seeds}: {', '.join(f'{c:+.1f}' for c in budget_cost)} points; mean {budget_mean:+.1f} ± "
+        f"minus no penalty on seeds {seeds}: {', '.join(f'{c:+.1f}' for c in budget_cost)} points; "
+        f"mean {budget_mean:+.1f} ± "
         f"{budget_half:.1f} points (95% interval): {budget_word}",
         "L2-SP's validation digits minus no penalty's on the unseen seeds (points): " + "; ".join(
             f"alpha {a:g} {', '.join(f'{c:+.1f}' for c in costs[a][0])}, mean {cost_text(a).split(' ', 2)[2]}"
