@@ -284,3 +284,15 @@ def test_by_rate_gives_each_policys_stored_validation_records_over_the_grid():
     assert sorted(grid.unique("lr")) == sorted(tuning.RATES)
     end = early_stopping.arm("train to the end")
     assert grid.where(policy="train to the end") == [{"policy": "train to the end", **r} for r in table.results(end)]
+
+
+def test_clean_controls_runs_the_control_on_every_seed_in_order(monkeypatch):
+    from ftlib.course.lessons import workers
+
+    calls = []
+    monkeypatch.setattr(workers, "run_calls",
+                        lambda c, progress=None: calls.extend(c) or [{"seed": o["seed"]} for _, o in c])
+    runs = early_stopping.clean_controls(range(3), n_labelled=25, val_fraction=0.2, steps=150, eval_every=10, lr=1e-3,
+                                         patience=5, min_delta=0.0)
+    assert [r["seed"] for r in runs] == [0, 1, 2]
+    assert all(run is early_stopping.clean_control and options["lr"] == 1e-3 for run, options in calls)

@@ -15,7 +15,8 @@ from ftlib.evaluation import evaluate
 from ftlib.stopping import MONITORS, EarlyStopping, History, stopping_point
 
 __all__ = ["BATCH_SIZE", "LIVE_NOISES", "METHOD", "ORACLE", "POLICIES", "SCHEDULE", "across_rates", "arm",
-           "by_rate", "clean_control", "compare_monitors", "curve", "describe_control", "describe_curve",
+           "by_rate", "clean_control", "clean_controls", "compare_monitors", "curve", "describe_control",
+           "describe_curve",
            "early_stop", "equivalence", "gap_closed", "gaps_closed", "live_noise", "long_run", "noisy_split",
            "onecycle_rate", "overfitting", "plot_curves", "plot_labels", "plot_tradeoff", "policies", "policy_run",
            "rate", "replay", "run_policies", "scores_line", "tradeoff"]
@@ -186,8 +187,6 @@ def equivalence(differences: list[float], margin: float) -> tuple[float, float, 
     """:func:`ftlib.stats.interval` of per-seed differences and a word for it: "equivalent within ±margin" where the
     whole 95% interval lies inside ±``margin``; otherwise :func:`ftlib.stats.verdict`'s word, with "not resolved"
     saying that the interval is too wide to call it either a difference or a tie."""
-    from ftlib import stats
-
     mean, half, word = stats.verdict(differences, "early stopping better", "training to the end better")
     if abs(mean) + half < margin:
         return mean, half, f"equivalent within ±{100 * margin:g} points"
@@ -377,6 +376,7 @@ def scores_line(history: History, monitor: str = "val_accuracy") -> str:
     return ", ".join(f"step {s}: {v}" for s, v in zip(history.eval_step, shown))
 
 
+@independent
 def clean_control(seed: int, n_labelled: int, val_fraction: float, steps: int, eval_every: int, lr: float,
                   patience: int, min_delta: float) -> dict:
     """The clean-label control: the same long run as the lesson's (``seed``, rate ``lr``) with no wrong labels.
@@ -388,6 +388,14 @@ def clean_control(seed: int, n_labelled: int, val_fraction: float, steps: int, e
     low_step, stop_step = _turn(trained.history, patience, min_delta)
     return {"history": trained.history, "low_step": low_step, "stop_step": stop_step,
             "accuracy": evaluate(trained.model, data.test_set("mnist")).accuracy}
+
+
+def clean_controls(seeds: Iterable[int], **settings) -> list[dict]:
+    """:func:`clean_control` on every seed of ``seeds`` (``settings``: its other arguments), the runs sharing the
+    cores; in seed order."""
+    from ftlib.course.lessons.workers import run_calls
+
+    return run_calls([(clean_control, {"seed": seed, **settings}) for seed in seeds])
 
 
 def describe_control(control: dict, noisy: History, noise: float, patience: int) -> list[str]:
