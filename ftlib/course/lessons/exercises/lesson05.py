@@ -39,6 +39,7 @@ __all__ = ["DECAY_QUESTION", "HINTS", "MAX_COST", "MIN_MOVE", "SEEDS", "SOLUTION
 SEEDS = (20, 21, 22)  # the do exercise fine-tunes these seeds, which the lesson never prints, with and without
 # the learner's penalty: an answer copied from a printed trace is judged on fresh draws
 MAX_COST = 1.0  # points of validation digits the penalty may cost, mean over SEEDS
+VAL_LETTERS_SEED = 7  # fresh letters the exercise measures retention on (pretraining drew seed 0's, BN seed 5's)
 MIN_MOVE = 0.5  # "gentle": the backbone keeps at least half of no penalty's drift in every seed
 
 
@@ -119,15 +120,24 @@ def _rate() -> float:
 
 
 @functools.cache
+def _validation_letters() -> data.ImageSet:
+    """1,300 freshly drawn labelled letters: the letters kept that the learner's strength is tuned against, so that
+    the choice never reads the test letters (the lesson reports retention on those)."""
+    images, labels = next(data.letter_batches(wr.LETTERS_USED, VAL_LETTERS_SEED))
+    return data.ImageSet(images, labels, data.test_set("letters").classes, "validation letters")
+
+
+@functools.cache
 def _measured(build: Callable[[nn.Module], object] | None, seed: int = 0) -> tuple[float, float, float]:
     """Validation digits accuracy, letters kept (as fine-tuned) and the backbone's drift ``||w - w0||`` after
     section 1's fine-tuning of ``seed`` (5 digits per class, 100 steps at no penalty's chosen rate) under
-    ``build(model)``'s penalty (None: no penalty)."""
+    ``build(model)``'s penalty (None: no penalty); the letters are validation letters, never the test ones."""
     train_set, val_set = data.few_shot_split("mnist", 5, wr.N_VAL, seed)
     prepare = None if build is None else (lambda model: {"penalty": build(model)})
     model = run("fine-tune", train_set, seed, 100, lr=_rate(), prepare=prepare).model
-    head, letters, _ = wr._source()
-    return evaluate(model, val_set).accuracy, retention(model, head, letters), drift(model, _pretrained())
+    head, _, _ = wr._source()
+    return (evaluate(model, val_set).accuracy, retention(model, head, _validation_letters()),
+            drift(model, _pretrained()))
 
 
 @functools.cache
@@ -141,7 +151,8 @@ def build_l2sp(build: Callable[[nn.Module], object] | EllipsisType) -> Feedback:
     """Do: ``build(model)`` returns a gentle L2-SP penalty; fine-tuned with it in each of :data:`SEEDS` (about 2 s a
     seed), beside no penalty and L2-SP at the strength chosen on validation (section 1), the validation digits must
     lose at most :data:`MAX_COST` points on average against no penalty, the backbone must keep at least
-    :data:`MIN_MOVE` of no penalty's drift in every seed (gentle), and the letters kept must beat the chosen
+    :data:`MIN_MOVE` of no penalty's drift in every seed (gentle), and the letters kept (on fresh validation letters,
+    never the test letters the lesson reports) must beat the chosen
     strength's in every seed *and* by more than the seeds' noise: the mean gain outside its 95% interval
     (:func:`ftlib.stats.verdict`). Neither printed choice passes: the chosen strength gains nothing over itself,
     and section 2's strength within the budget nearly halves the backbone's movement."""
@@ -172,7 +183,7 @@ def build_l2sp(build: Callable[[nn.Module], object] | EllipsisType) -> Feedback:
     print(f"alpha={penalty.alpha:g}, seeds {', '.join(map(str, SEEDS))}: validation digits minus no penalty "
           f"{', '.join(f'{-c:+.1f}' for c in cost)} points (mean {-mean_cost:+.2f}; the least allowed: "
           f"-{MAX_COST:g}); drift {', '.join(f'{m:.0%}' for m in moved)} of no penalty's (the least allowed: "
-          f"{MIN_MOVE:.0%}); letters kept minus L2-SP {chosen:g} (section 1's choice) "
+          f"{MIN_MOVE:.0%}); validation letters kept minus L2-SP {chosen:g} (section 1's choice) "
           f"{', '.join(f'{g:+.1f}' for g in gain)} points (mean {mean_gain:+.1f} ± {half:.1f}, 95% interval: "
           f"{word})")
     if not reached(mean_cost, MAX_COST, at_least=False):
