@@ -250,12 +250,17 @@ def test_shrinking_batchnorm_gamma_and_beta_changes_nothing_once_the_statistics_
     assert abs(shrunk.every_block - shrunk.shipped) < 0.01 and shrunk.kept_statistics < 0.5
 
 
-def test_every_l2sp_setting_against_the_best_other_penalty_per_seed():
-    runs = experiments.Results({"penalty": p, "seed": s, "retention": k} for p, ks in
-                               {"l2sp": (0.8, 0.9), "decay": (0.7, 0.85), "none": (0.95, 0.95)}.items()
-                               for s, k in enumerate(ks))
-    runs += [{"penalty": "l2sp", "seed": 1, "retention": 0.86}, {"penalty": "l2", "seed": 0, "retention": 0.75}]
-    assert wr._lowest_minus_highest(experiments.Results(runs)) == pytest.approx([0.05, 0.01])
+def test_l2sp_from_a_strength_up_against_no_penalty_and_the_best_other_penalty_per_seed():
+    runs = experiments.Results({"penalty": p, "alpha": a, "seed": s, "retention": k} for p, a, ks in
+                               [("l2sp", 0.001, (0.72, 0.95)), ("l2sp", 0.01, (0.8, 0.9)), ("decay", 10, (0.7, 0.85)),
+                                ("none", 0.0, (0.74, 0.8))] for s, k in enumerate(ks))
+    runs += [{"penalty": "l2sp", "alpha": 1.0, "seed": 1, "retention": 0.86},
+             {"penalty": "l2", "alpha": 0.01, "seed": 0, "retention": 0.75}]
+    runs = experiments.Results(runs)
+    assert wr._lowest_minus_highest(runs, 0.01) == pytest.approx([0.05, 0.01])  # none and l2 bind in seed 0
+    assert wr._lowest_minus_highest(runs) == pytest.approx([-0.03, 0.01])  # the weakest l2sp is below l2 in seed 0
+    with pytest.raises(ValueError, match="floor"):
+        wr._lowest_minus_highest(runs, 10.0)
 
 
 @pytest.mark.slow
