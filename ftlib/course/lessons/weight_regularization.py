@@ -775,11 +775,12 @@ def check_claims(outside: Results, rescue: Results, strengths: dict[str, float],
             f"tried with it ({n_seeds}/{n_seeds} seeds; unseen seeds {100 * apart_mean:+.1f} ± "
             f"{100 * apart_half:.1f} points, resolved); validation's choice, its weakest {weakest:g}, keeps "
             f"{100 * weak_mean:+.1f} ± {100 * weak_half:.1f} points over no penalty ({weak_word}); its digits cost "
-            f"most at alpha 0.1 in every unseen seed (minus 1000: {100 * middle_mean:+.1f} ± {100 * middle_half:.1f} points, "
-            f"{middle_word}); decaying BatchNorm's gamma/beta costs {100 * fmean(lost_to_gamma):.0f} points of "
-            f"letters more than the convolutions alone, with (gamma, beta) turning x{min(bn_turn):.1f} or more "
-            f"further per step; at a rate 10x too high L2-SP keeps {100 * fmean(letters):+.0f} points more letters "
-            f"than no penalty, its digits {100 * fmean(digits):+.1f} points ({stats.verdict(digits)[2]})")
+            f"most at alpha 0.1 in every unseen seed (minus 1000: {100 * middle_mean:+.1f} ± "
+            f"{100 * middle_half:.1f} points, {middle_word}); decaying BatchNorm's gamma/beta costs "
+            f"{100 * fmean(lost_to_gamma):.0f} points of letters more than the convolutions alone, with (gamma, beta) "
+            f"turning x{min(bn_turn):.1f} or more further per step; at a rate 10x too high L2-SP keeps "
+            f"{100 * fmean(letters):+.0f} points more letters than no penalty, its digits "
+            f"{100 * fmean(digits):+.1f} points ({stats.verdict(digits)[2]})")
     return SimpleNamespace(lines=lines, checks=checks, headline=head)
 
 
