@@ -113,7 +113,7 @@ def test_lesson01_the_gain_is_checked_before_the_lesson_prints_any_number_of_the
 
 
 def test_lesson01_the_gain_solution_passes_at_three_and_six_seeds():
-    for gain, plain in ((17.8, 16.1), (16.4, 15.1)):  # the lesson's mean gains at N = 5 with 3 and with 6 seeds
+    for gain, plain in ((17.8, 16.1), (16.4, 14.8)):  # the lesson's mean gains at N = 5 with 3 and with 6 seeds
         assert lesson01.gain_at_five(lesson01.SOLUTIONS["gain_at_five"], _at_five(gain, plain)).passed is True, gain
 
 
