@@ -1,18 +1,24 @@
 """Lesson 01's helpers in ftlib.course.lessons.experiments: gains seed by seed, labels to reach an accuracy, the plot of
 differences, the rate a transfer run may override, and the tuning table's arms of the curve and the live race."""
 
+import inspect
 import math
+import re
 import time
 
 import matplotlib
+import nbformat
 import pytest
 
 from ftlib import freeze
 from ftlib.course.lessons import experiments, pretraining, tuning
 from ftlib.course.lessons.exercises import lesson01
 from ftlib.course.lessons.experiments import Results
+from ftlib.paths import NOTEBOOK_DIR
+from ftlib.probe import linear_probe
 
 matplotlib.use("Agg")
+NOTEBOOK = NOTEBOOK_DIR / "01_pretraining_vs_finetuning.ipynb"
 
 
 def _curve():
@@ -58,30 +64,57 @@ def test_transfer_run_passes_a_rate_to_fit():
 
 # The exercises and the live slider (issue #24)
 
-def _at_five():
-    fine = lesson01.GAIN_METHOD
-    rows = [("scratch", 0, 0.70), ("scratch", 1, 0.74), (fine, 0, 0.86), (fine, 1, 0.90)]
-    return Results({"method": m, "n": 5, "seed": s, "accuracy": a} for m, s, a in rows)  # a mean gain of 16 points
+def _at_five(gain=16.0, plain=15.0):
+    """Scratch, plain fine-tuning and :data:`lesson01.GAIN_METHOD` at N = 5 on two seeds: the mean gains in points."""
+    rows = [("scratch", 0, 0.70), ("scratch", 1, 0.74)]
+    rows += [(method, seed, base + points / 100)
+             for method, points in ((lesson01.GAIN_METHOD, gain), ("fine-tune", plain))
+             for seed, base in ((0, 0.70), (1, 0.74))]
+    return Results({"method": m, "n": 5, "seed": s, "accuracy": a} for m, s, a in rows)
 
 
 def test_lesson01_prediction_of_the_gain_at_five(capsys):
     curve = _at_five()
     untouched = lesson01.gain_at_five(..., curve)
     assert untouched.passed is None and "write your prediction" in capsys.readouterr().out
-    assert lesson01.gain_at_five(lesson01.SOLUTIONS["gain_at_five"], curve).passed is True
+    solved = lesson01.gain_at_five(lesson01.SOLUTIONS["gain_at_five"], curve)
+    assert solved.passed is True and "measured 16.0 points" in solved.message
+    assert "Plain fine-tuning gains 15.0 points, so its gain would have passed too" in solved.message
+    far = lesson01.gain_at_five(17, _at_five(plain=10.0))
+    assert far.passed is True and "Plain fine-tuning gains 10.0 points, more than 2.5 points away" in far.message
     for guess, words in lesson01.WRONG_ANSWERS["gain_at_five"]:
         wrong = lesson01.gain_at_five(guess, curve)
         assert wrong.passed is False and words in wrong.message
         assert "already computes such features" not in wrong.message  # the why comes once the guess is close
-    assert lesson01.gain_at_five(13.2, curve).passed is False  # the probe's gain (3 seeds) is not the answer
+    for lazy in (0, 50, "17", float("nan")):  # no thought, or not a number
+        assert lesson01.gain_at_five(lazy, curve).passed is False, lazy
+    assert lesson01.gain_at_five(13.2, _at_five(17.8, 16.1)).passed is False  # the probe's gain (3 seeds) is not it
+
+
+def test_lesson01_a_missed_prediction_gets_a_direction_and_no_pointer_to_the_numbers():
+    curve = _at_five()
+    for guess, side in ((5, "too low: "), (30, "too high: ")):
+        message = lesson01.gain_at_five(guess, curve).message
+        assert side in message and "16" not in message, message  # the measured gain stays hidden
+        assert "results above" not in message and "table" not in message, message
+
+
+def test_lesson01_the_gain_is_checked_before_the_lesson_prints_any_number_of_the_curve():
+    """The old path, copying the table's two N = 5 means, is gone: no cell above the check prints the curve or the
+    tuning table (the check runs on the curve computed silently above it, and the table follows the check)."""
+    cells = nbformat.read(NOTEBOOK, as_version=4).cells
+    [check] = [i for i, c in enumerate(cells) if "exercises.gain_at_five(" in c.source]
+    [computed] = [i for i, c in enumerate(cells) if "curve = pretraining.curve(" in c.source]
+    shows = [i for i, c in enumerate(cells) if c.cell_type == "code" and any(
+        word in c.source for word in ("table.show(", "curve.where(n=5).table(", "rate_grid(", "pretraining.compare("))]
+    assert computed < check < min(shows), (computed, check, shows)
+    assert not any(c.outputs for c in cells[computed:check] if c.cell_type == "code")
+    assert "guess = ..." in cells[check - 1].source
 
 
 def test_lesson01_the_gain_solution_passes_at_three_and_six_seeds():
-    fine = lesson01.GAIN_METHOD
-    for gain in (17.8, 16.4):  # the lesson's mean gain at N = 5 with 3 and with 6 seeds
-        curve = Results([{"method": "scratch", "n": 5, "seed": 0, "accuracy": 0.70},
-                         {"method": fine, "n": 5, "seed": 0, "accuracy": 0.70 + gain / 100}])
-        assert lesson01.gain_at_five(lesson01.SOLUTIONS["gain_at_five"], curve).passed is True, gain
+    for gain, plain in ((17.8, 16.1), (16.4, 14.8)):  # the lesson's mean gains at N = 5 with 3 and with 6 seeds
+        assert lesson01.gain_at_five(lesson01.SOLUTIONS["gain_at_five"], _at_five(gain, plain)).passed is True, gain
 
 
 def test_lesson01_question_on_why_pretraining_wins(capsys):
@@ -104,10 +137,13 @@ def test_lesson01_probe_by_freezing_trains_only_the_head(capsys):
     solved = lesson01.probe_by_freezing(lesson01.SOLUTIONS["probe_by_freezing"], curve)
     rate = tuning.load().chosen(lesson01.PROBE_RATE_ARM)["lr"]  # plain fine-tuning's rate, chosen on validation
     out = capsys.readouterr().out
-    assert solved.passed is True and "Only the head trains (1,290 parameters)" in out and f"rate ({rate:g})" in out
+    assert solved.passed is True and "Only the head trains (1,290 parameters)" in out
+    assert f"at plain fine-tuning's rate ({rate:g})" in out
     for build, words in lesson01.WRONG_ANSWERS["probe_by_freezing"]:  # everything, weights only, momentum 0, .eval()
         wrong = lesson01.probe_by_freezing(build, curve)
         assert wrong.passed is False and words in wrong.message, (build.__name__, wrong.message)
+    lesson01.probe_by_freezing(lesson01.SOLUTIONS["probe_by_freezing"], curve, steps=2, lr=1e-4)
+    assert "at the rate you passed (0.0001)" in capsys.readouterr().out  # the rate used, not the table's
     too_much = lesson01.probe_by_freezing(lambda model: freeze.freeze(model, ["block1"]), curve)
     assert too_much.passed is False and "only the head's 1,290" in too_much.message
 
@@ -207,3 +243,12 @@ def test_reach_by_seed_reads_each_seeds_own_curve():
     runs = Results({"method": m, "n": n, "seed": s, "accuracy": a} for m, n, s, a in rows)
     reach = pretraining.reach_by_seed(runs, "fine", n=1)
     assert reach[0] == pytest.approx(10 ** 0.5) and reach[1] == math.inf
+
+
+def test_the_probes_fixed_penalty_is_named_where_its_arm_is_printed():
+    penalty = inspect.signature(linear_probe).parameters["weight_decay"].default
+    table = tuning.load()
+    for key in pretraining.arm_keys([1, 5, 10, 20], table, ["linear probe"]):
+        named = re.search(r"L2 penalty (\S+) is fixed on purpose, not tuned", table.arm(key).note)
+        assert named and float(named.group(1)) == penalty, key
+    assert "fixed on purpose, not tuned" in table.show(["01 linear probe, N=5"])

@@ -90,7 +90,8 @@ def _lesson01() -> list[Arm]:
         fixed = {"target": "mnist", "n": n, "steps": 100}
         arms += [Arm("01", f"scratch, N={n}", "experiments:transfer_run", {"method": "scratch", **fixed}),
                  Arm("01", f"linear probe, N={n}", "experiments:transfer_run", {"method": "linear probe", **fixed},
-                     grid={}, note="no rate: the head is fitted exactly"),
+                     grid={}, note="no rate: the head is fitted exactly; its L2 penalty 1e-3 is fixed on purpose, "
+                                   "not tuned"),
                  Arm("01", f"fine-tune, N={n}", "experiments:transfer_run", {"method": "fine-tune", **fixed}),
                  Arm("01", f"fine-tune, low backbone LR, N={n}", "experiments:transfer_run",
                      {"method": "fine-tune, low backbone LR", **fixed}, rates="head/10",

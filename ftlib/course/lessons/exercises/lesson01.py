@@ -22,6 +22,7 @@ from ftlib.course.lessons.exercises import (
     check_target,
     exercise,
     not_attempted,
+    reached,
     tell,
 )
 from ftlib.course.lessons.experiments import Results, get_method, make_model, run
@@ -32,25 +33,36 @@ __all__ = ["GAIN_METHOD", "HINTS", "PROBE_RATE_ARM", "SOLUTIONS", "WHY_PRETRAINI
 
 GAIN_METHOD = "fine-tune, low backbone LR"  # the method whose gain over scratch exercise 1 predicts
 PROBE_RATE_ARM = "01 fine-tune, N=5"  # the tuning table's arm whose chosen rate trains exercise 3's probe
-GAIN_TOLERANCE = 2.5  # points: the mean gain moved 17.8 -> 16.4 from 3 to 6 seeds; the probe's gain (13.2) is outside
+GAIN_TOLERANCE = 2.5  # points: the mean gain moved 17.8 -> 16.4 from 3 to 6 seeds; the probe's gain (13.2) is outside,
+# plain fine-tuning's (16.1) inside: the feedback says so
 _BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 @exercise
 def gain_at_five(guess: float | EllipsisType, curve: Results) -> Feedback:
     """Exercise 1 (predict): the learner's guess of :data:`GAIN_METHOD`'s mean gain over scratch at N = 5, in
-    points, against the lesson's runs (``curve``, with both methods at ``n=5``)."""
+    points, against the lesson's runs (``curve``, with scratch, plain fine-tuning and :data:`GAIN_METHOD` at
+    ``n=5``). The check runs before the lesson prints any of these numbers: a miss is told its direction only, and
+    a hit learns the measured gain, and whether plain fine-tuning's gain would have passed as well."""
     quantity = "how many points fine-tuning (low backbone LR) beats scratch by at N = 5 (mean over the seeds)"
     if not attempted(guess):
         return check_prediction(guess, 0.0, tolerance=GAIN_TOLERANCE, quantity=quantity, why="")
-    if not curve.where(method=GAIN_METHOD, n=5) or not curve.where(method="scratch", n=5):
+    if not all(curve.where(method=m, n=5) for m in ("scratch", "fine-tune", GAIN_METHOD)):
         return cells_not_run("the curve's runs at N = 5")
-    actual = 100 * fmean(curve.differences("method", GAIN_METHOD, "scratch", n=5))
+    actual, plain = (100 * fmean(curve.differences("method", m, "scratch", n=5)) for m in (GAIN_METHOD, "fine-tune"))
+    either = reached(abs(plain - actual), GAIN_TOLERANCE, at_least=False)
     return check_prediction(
         guess, actual, tolerance=GAIN_TOLERANCE, unit=" points", quantity=quantity,
         why="with 50 labelled digits, scratch must learn strokes and curves from random weights; the pretrained "
             "backbone already computes such features (learned on letters), so the same 50 digits only have to "
-            "adjust them and fit a new head. The curve shows the gap shrinking as N grows.")
+            f"adjust them and fit a new head. Plain fine-tuning gains {plain:.1f} points, "
+            + ("so its gain would have passed too: at this tolerance either way to fine-tune counts; what matters "
+               "is the pretrained start. " if either else f"more than {GAIN_TOLERANCE:g} points away. ")
+            + "The table below prints every method, and section 4 shows the gap shrinking as N grows.",
+        low="with 5 digits per class, scratch has to learn its features from random weights, while fine-tuning "
+            "starts from features learned on letters; that start is worth more than your guess.",
+        high="50 digits are enough for scratch to learn a good deal (far above the 10% of chance), and a "
+             "fine-tuned model still makes mistakes; the gap is smaller than your guess.")
 
 
 WHY_PRETRAINING_WINS = Question(
@@ -107,6 +119,7 @@ def probe_by_freezing(build: Callable[[nn.Module], object] | EllipsisType, curve
         else:
             why = f"{trainable:,} parameters train, fewer than the head's {head:,}: leave the whole head trainable."
         return tell(False, f"Not yet: {why}")
+    rate_name = "plain fine-tuning's rate" if lr is None else "the rate you passed"
     lr = tuning.load().options(PROBE_RATE_ARM)["lr"] if lr is None else lr
     norms = [(name, m) for name, m in model.named_modules()
              if isinstance(m, nn.modules.batchnorm._BatchNorm) and not name.startswith("head")]
@@ -140,10 +153,10 @@ def probe_by_freezing(build: Callable[[nn.Module], object] | EllipsisType, curve
     accuracy = evaluate(trained.model, data.test_set("mnist")).accuracy
     scratch = curve.values(method="scratch", n=5, seed=seed)[0]
     print(f"Only the head trains ({head:,} parameters) and the backbone, BatchNorm statistics included, is unchanged; "
-          f"after {steps} steps at plain fine-tuning's rate ({lr:g}): test {accuracy:.1%}, scratch {scratch:.1%} in "
+          f"after {steps} steps at {rate_name} ({lr:g}): test {accuracy:.1%}, scratch {scratch:.1%} in "
           f"the same seed. A probe fitted by gradient steps instead of the lesson's exact fit.")
     return check_target(100 * (accuracy - scratch), target=target, quantity=quantity, unit=" points",
-                        hint="the rate and steps are plain fine-tuning's; check what your function freezes.")
+                        hint=f"the training is fixed ({steps} steps at {rate_name}); check what your function freezes.")
 
 
 HINTS: dict[str, tuple[str, str]] = {
@@ -151,9 +164,10 @@ HINTS: dict[str, tuple[str, str]] = {
         "Think of what each method starts from: scratch from random weights, fine-tuning from features learned on "
         "letters. With only 5 digits per class, which start matters more?",
         "A linear probe keeps the pretrained features and fits only a new head; fine-tuning can also adapt those "
-        "features to digits. So expect a gain at least as large as a probe's: is that a few points, or many?"),
+        "features to digits. So at N = 5 here expect a gain usually at least as large as a probe's (not at every "
+        "N): is that a few points, or many?"),
     "why_pretraining_wins": (
-        "Rule out what the tables above show to be equal between the methods: steps, seconds, trainable parameters.",
+        "Rule out what is the same for scratch and fine-tuning: the steps, and the network they train.",
         "What does the linear probe, which trains only a new head on frozen features, tell you about those features?"),
     "probe_by_freezing": (
         "ftlib.freeze has a function that freezes every block of a model except its head.",
@@ -201,7 +215,7 @@ def stats_reset_probe(model):
 SOLUTIONS: dict[str, object] = {"gain_at_five": 17, "why_pretraining_wins": WHY_PRETRAINING_WINS.right_letter,
                                 "probe_by_freezing": freeze_for_probe}
 WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
-    "gain_at_five": [(2, "too low"), (12, "too low")],
+    "gain_at_five": [(2, "too low"), (12, "too low"), (30, "too high")],
     "why_pretraining_wins": [(WHY_PRETRAINING_WINS.letter_of(1), "rate grid"),
                              (WHY_PRETRAINING_WINS.letter_of(2), "same trainable count"),
                              (WHY_PRETRAINING_WINS.letter_of(3), "seconds per run")],
