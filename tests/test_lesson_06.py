@@ -44,6 +44,28 @@ def test_gap_closed_and_the_two_watched_scores():
     assert lines[2].endswith("resolved at patience 3 (val_loss higher)"), lines[2]  # the same in both seeds
 
 
+def test_evaluation_cost_counts_forward_passes_against_training_steps():
+    # 8 evaluations of 50 digits = 400 forward passes; a step of 32 digits = 3 x 32 = 96: 400 / 96 steps' worth
+    assert early_stopping.evaluation_cost(80, 10, 50, 32) == pytest.approx(400 / 96)
+    assert early_stopping.evaluation_cost(89, 10, 50, 32) == early_stopping.evaluation_cost(80, 10, 50, 32)
+    assert early_stopping.evaluation_cost(9, 10, 50, 32) == 0.0  # stopped before its first evaluation
+    with pytest.raises(ValueError, match="eval_every=0"):
+        early_stopping.evaluation_cost(80, 0, 50)
+
+
+def test_describe_saving_gives_the_cost_as_a_share_of_the_steps_saved_or_none_saved():
+    text = early_stopping.describe_saving([80, 150], 150, 10, 50, 32)
+    assert text.startswith("steps saved 70, 0 of 150; its 8, 15 evaluations of the 50 validation digits")
+    assert "cost 4.2, 7.8 training steps' worth (as a share of the steps saved: 6%, none saved)" in text, text
+    with pytest.raises(ValueError, match="max_steps=150"):
+        early_stopping.describe_saving([160], 150, 10, 50)
+
+
+def test_rescue_kept_never_prints_a_negative_share():
+    assert early_stopping.rescue_kept(-0.04) == "none (below zero)"
+    assert early_stopping.rescue_kept(0.0) == "0%" and early_stopping.rescue_kept(0.12) == "12%"
+
+
 # Exercises and the live slider (issue #24)
 
 from ftlib.course.lessons.exercises import lesson06 as ex06  # noqa: E402

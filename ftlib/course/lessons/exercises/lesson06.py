@@ -133,7 +133,8 @@ HINTS: dict[str, tuple[str, str]] = {
     "turning_step": (
         "The network first learns what most labels agree on; then the only way left to lower the training loss is "
         "to memorise the wrong labels. Which comes first, and how soon?",
-        "Once the plot has run, find the lowest point of seed 0's validation-loss curve and read its step."),
+        "About 6 steps of batch 32 make one pass over the 200 training digits: fitting what most labels agree on "
+        "takes a few passes, not most of the 24 (the plot under the check shows the answer)."),
     "stop_a_real_run": (
         "Watch the validation accuracy and keep the best weights (restore_best); what is left to choose is the "
         "patience.",
