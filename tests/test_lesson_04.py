@@ -186,9 +186,26 @@ def test_six_nine_turn_compares_the_guess_with_the_mean_change(capsys):
 
     safe, turned = [_confusions(100), _confusions(98)], [_confusions(75), _confusions(73)]  # -25 points each
     assert ex.six_nine_turn(..., safe, turned).passed is None and "guess_six_nine" in capsys.readouterr().out
-    assert ex.six_nine_turn(ex.SOLUTIONS["six_nine_turn"], safe, turned).passed is True
-    wrong = ex.six_nine_turn(ex.WRONG_ANSWERS["six_nine_turn"][0][0], safe, turned)
-    assert wrong.passed is False and "too high" in wrong.message and "keeps its label 6" not in wrong.message
+    right = ex.six_nine_turn(ex.SOLUTIONS["six_nine_turn"], safe, turned)
+    assert right.passed is True and "measured -25.0 points" in right.message  # a right guess reveals the change
+    for answer, words in ex.WRONG_ANSWERS["six_nine_turn"]:
+        wrong = ex.six_nine_turn(answer, safe, turned)
+        assert wrong.passed is False and words in wrong.message
+    for lazy in (0, None, "-25", float("nan")):  # no change, nothing, text, not a number
+        assert ex.six_nine_turn(lazy, safe, turned).passed is False, lazy
+
+
+def test_six_nine_turn_runs_before_the_result_is_printed_and_a_miss_reveals_nothing(capsys):
+    """The check comes before the lesson prints the 6-and-9 accuracies: a miss tells its side and what to think
+    about, never the measured change, the explanation, or to read it off the results."""
+    from ftlib.course.lessons.exercises import lesson04 as ex
+
+    safe, turned = [_confusions(100), _confusions(98)], [_confusions(75), _confusions(73)]
+    for guess in (2.0, -60.0):
+        message = ex.six_nine_turn(guess, safe, turned).message
+        assert "-25" not in message and "keeps its label 6" not in message and "above" not in message
+        assert "guess_six_nine" in message and "exercises.hint('six_nine_turn')" in message
+    assert ex.six_nine_turn(-25.0, safe, [_confusions(100), _confusions(98)]).passed is False  # measured: no change
 
 
 @pytest.mark.slow

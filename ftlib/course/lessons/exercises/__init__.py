@@ -137,10 +137,11 @@ def _shown(value: float, bound: float, digits: int = 1) -> str:
 
 
 def check_prediction(prediction: float | EllipsisType, actual: float, *, tolerance: float, quantity: str,
-                     why: str, unit: str = "") -> Feedback:
+                     why: str, unit: str = "",
+                     retry: str = "Look again at the results above and try another number.") -> Feedback:
     """Compare a number the learner predicted with the measured ``actual``; within ``tolerance`` (edge included) it
     passes, and then the measured value and ``why`` (the sentence that explains it) are shown. A miss is told its
-    side only: the measured value stays for the hints and the solution."""
+    side only, then ``retry`` (what to do next): the measured value stays for the hints and the solution."""
     if tolerance < 0:
         raise ValueError(f"tolerance must be 0 or more, got {tolerance!r}")
     if not attempted(prediction):
@@ -153,7 +154,7 @@ def check_prediction(prediction: float | EllipsisType, actual: float, *, toleran
                           f"{tolerance:g}{unit}). Why: {why}")
     side = "high" if miss > 0 else "low"
     return tell(False, f"Not yet: your prediction of {prediction:g}{unit} is too {side}, by more than "
-                       f"{tolerance:g}{unit}. Look again at the results above and try another number.")
+                       f"{tolerance:g}{unit}. {retry}")
 
 
 def check_target(value: float, *, target: float, quantity: str, hint: str, at_least: bool = True,
