@@ -28,8 +28,9 @@ from ftlib.train import Augment
 
 __all__ = ["ELASTIC_ALPHA", "ELASTIC_RADIUS", "ELASTIC_SIGMA", "ERASING_AREA", "EXTRA", "SIMARD_ALPHA", "SIMARD_SIGMA",
            "VALIDATION_PER_CLASS", "augmented_run", "batched", "best_strength", "digit_changes", "displacement_rms",
-           "ink_removed", "live_augmentation", "on_six_nine", "preview", "rank_on_validation", "smoothed_field",
-           "stored_validation", "strength_arms", "swapped", "ways_table"]
+           "elastic_vs_simard", "ink_removed", "live_augmentation", "on_six_nine", "plot_strengths", "preview",
+           "rank_on_validation", "smoothed_field", "stored_validation", "strength_arms", "strength_sizes", "swapped",
+           "ways_table"]
 
 VALIDATION_PER_CLASS = 20  # labelled digits per class held out to choose the strength (never the test set)
 EXTRA = ("elastic", "noise", "blur", "erasing")  # the catalogue's augmentations beyond rotation, shift and scale
@@ -188,6 +189,46 @@ def live_augmentation(strength: float, kind: str = "erasing", lr: float | None =
     plots.show_images(shown, count=8, columns=8, title=f"Eight training digits as {kind} at strength {strength} "
                                                        "draws them")
     plt.show()
+
+
+def strength_sizes(kind: str, strengths) -> str:
+    """What each of ``strengths`` of ``kind`` (``"erasing"`` or ``"elastic"``) does, in one line: the share of the
+    image one erased patch covers, or the elastic RMS displacement per axis in pixels (:func:`displacement_rms`)."""
+    def size(strength: float) -> str:
+        if not strength:
+            return "none"
+        if kind == "erasing":
+            return f"{100 * ERASING_AREA[0] * strength:g}%-{100 * ERASING_AREA[1] * strength:g}% of the image"
+        return f"{displacement_rms(ELASTIC_ALPHA * strength / 2, ELASTIC_SIGMA, ELASTIC_RADIUS):.2f} px RMS"
+
+    if kind not in ("erasing", "elastic"):
+        raise ValueError(f"kind={kind!r} is not allowed: choose 'erasing' or 'elastic'")
+    return f"{kind} by strength: " + "; ".join(f"{s:g}: {size(s)}" for s in strengths)
+
+
+def elastic_vs_simard() -> tuple[float, float]:
+    """The RMS displacement per axis in pixels (:func:`displacement_rms`) of the lesson's elastic distortion at
+    strength 1 (alpha :data:`ELASTIC_ALPHA` in torchvision's convention, kernel cut at :data:`ELASTIC_RADIUS`) and of
+    Simard et al.'s (alpha :data:`SIMARD_ALPHA` px, sigma :data:`SIMARD_SIGMA` px)."""
+    return (displacement_rms(ELASTIC_ALPHA / 2, ELASTIC_SIGMA, ELASTIC_RADIUS),
+            displacement_rms(SIMARD_ALPHA, SIMARD_SIGMA))
+
+
+def plot_strengths(stored: records.Results, best: dict, strength: float) -> plt.Axes:
+    """Each method's validation accuracy by strength from the table's ``stored`` runs (mean, band of ± 1 std over
+    seeds, each strength at its own rate), a star at each method's chosen strength (``best``), a dashed line at
+    ``strength``."""
+    ax = plots.plot_results(stored, x="strength", y="val_accuracy", xlabel="augmentation strength (0 = none)",
+                            ylabel="validation accuracy (%)",
+                            title="N = 5: validation accuracy by strength\n(band: ± 1 std over the table's seeds; "
+                                  "each point at its own rate; star: chosen)")
+    for line in list(ax.lines):
+        method = line.get_label()
+        ax.plot(best[method], 100 * stored.mean("val_accuracy", method=method, strength=best[method]), marker="*",
+                markersize=16, color=line.get_color(), linestyle="none", label=f"{method}: chosen {best[method]:g}")
+    ax.axvline(strength, color="gray", linestyle="--")
+    ax.legend(fontsize=9)
+    return ax
 
 
 def strength_arms(table: tuning.Table, method: str, n: int = 5) -> dict[float, str]:
