@@ -132,9 +132,9 @@ def batched(name: str, strength: float = 1.0) -> Augment:
     """The catalogue's ``name`` (one of :data:`EXTRA`) at ``strength`` on a whole batch, one draw per image.
 
     Same ranges as :func:`ftlib.augment.catalogue`: elastic alpha :data:`ELASTIC_ALPHA` (torchvision v2's
-    convention: alpha/2 pixels times a field smoothed with sigma :data:`ELASTIC_SIGMA` px), noise sigma 0.1, blur sigma up to 1 and erasing :data:`ERASING_AREA` of the image
-    at strength 1 (one patch on every image, filled with zeros).
-    """
+    convention: alpha/2 pixels times a field smoothed with sigma :data:`ELASTIC_SIGMA` px), noise sigma 0.1, blur
+    sigma up to 1 and erasing :data:`ERASING_AREA` of the image at strength 1 (one patch on every image, filled with
+    zeros)."""
     s = strength
     makers = {"elastic": lambda: _elastic(ELASTIC_ALPHA * s), "noise": lambda: _noise(0.1 * s),
               "blur": lambda: _blur(max(0.01, s)),
