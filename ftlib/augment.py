@@ -132,8 +132,9 @@ def per_image(transform: Callable[[torch.Tensor], torch.Tensor]) -> Augment:
 def catalogue(strength: float = 1.0) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     """The lesson's single augmentations as v2 transforms, each at ``strength`` (0: none, 1: mild, 3: strong).
 
-    At strength 1: rotation ±10°, shift ±10%, scale 0.9-1.1 (see :func:`affine_ranges`), elastic alpha 15 px,
-    noise sigma 0.1, blur sigma up to 1, erasing 2-10% of the image.
+    At strength 1: rotation ±10°, shift ±10%, scale 0.9-1.1 (see :func:`affine_ranges`), elastic alpha 15 in
+    v2's convention (a move of alpha/2 = 7.5 px times a field smoothed with sigma 3 px), noise sigma 0.1, blur
+    sigma up to 1, erasing 2-10% of the image.
     """
     degrees, translate, scale = affine_ranges(strength)
     s = strength

@@ -22,6 +22,49 @@ def test_batched_augmentations_draw_per_image_and_stay_in_range(name):
     assert torch.equal(out, same)  # seeded
 
 
+def _ramp_shift_rms(distort) -> float:
+    """RMS horizontal move (pixels) that ``distort`` gives the interior pixels of 64 ramps (value = column / 27):
+    bilinear sampling of a ramp is exact, so each output pixel's value reads where it was sampled from."""
+    ramp = (torch.arange(28.0) / 27).expand(64, 1, 28, 28).contiguous()
+    moved = 27 * distort(ramp)[:, 0, 6:-6, 6:-6] - torch.arange(28.0)[6:-6]
+    return moved.pow(2).mean().sqrt().item()
+
+
+def _interior_rms(alpha_pixels, radius) -> float:
+    field = augmentation.smoothed_field(512, 28, 28, augmentation.ELASTIC_SIGMA, torch.Generator().manual_seed(1),
+                                        radius)
+    return alpha_pixels * field[..., 6:-6, 6:-6].pow(2).mean().sqrt().item()
+
+
+def test_elastic_alpha_follows_torchvisions_convention_alpha_over_2_pixels():
+    """The lesson's batched elastic and v2.ElasticTransform both move pixels by alpha/2 times the smoothed field
+    (not alpha pixels, Simard's convention): measured on ramps, against the field's own RMS."""
+    from torchvision.transforms import v2
+
+    half = augmentation.ELASTIC_ALPHA / 2
+    lesson = _ramp_shift_rms(lambda x: augmentation.batched("elastic", 1.0)(x, torch.Generator().manual_seed(0)))
+    assert lesson == pytest.approx(_interior_rms(half, augmentation.ELASTIC_RADIUS), rel=0.1)
+    torch.manual_seed(0)
+    elastic = v2.ElasticTransform(alpha=augmentation.ELASTIC_ALPHA, sigma=augmentation.ELASTIC_SIGMA)
+    assert _ramp_shift_rms(lambda x: torch.stack([elastic(i) for i in x])) == pytest.approx(
+        _interior_rms(half, round(4 * augmentation.ELASTIC_SIGMA)), rel=0.1)
+
+
+def test_displacement_rms_in_pixels():
+    assert augmentation.displacement_rms(3.0, 1.0, radius=0) == pytest.approx(3 / 3 ** 0.5, rel=0.01)  # uniform
+    smooth = augmentation.displacement_rms(3.0, 4.0)
+    assert smooth < augmentation.displacement_rms(3.0, 1.0) and augmentation.displacement_rms(6.0, 4.0) == \
+        pytest.approx(2 * smooth)
+    lesson = augmentation.displacement_rms(augmentation.ELASTIC_ALPHA / 2, augmentation.ELASTIC_SIGMA,
+                                           augmentation.ELASTIC_RADIUS)
+    simard = augmentation.displacement_rms(augmentation.SIMARD_ALPHA, augmentation.SIMARD_SIGMA)
+    assert 0.4 < lesson < 0.6 and 1.5 < simard < 1.9  # a reviewer measured 0.50 and 1.70 px
+    for bad in ({"alpha_pixels": -1.0, "sigma": 3.0}, {"alpha_pixels": 1.0, "sigma": 0.0},
+                {"alpha_pixels": 1.0, "sigma": 3.0, "radius": 28}):
+        with pytest.raises(ValueError):
+            augmentation.displacement_rms(**bad)
+
+
 def test_batched_rejects_unknown_names():
     with pytest.raises(ValueError, match="unknown augmentation"):
         augmentation.batched("mixup")
@@ -143,9 +186,26 @@ def test_six_nine_turn_compares_the_guess_with_the_mean_change(capsys):
 
     safe, turned = [_confusions(100), _confusions(98)], [_confusions(75), _confusions(73)]  # -25 points each
     assert ex.six_nine_turn(..., safe, turned).passed is None and "guess_six_nine" in capsys.readouterr().out
-    assert ex.six_nine_turn(ex.SOLUTIONS["six_nine_turn"], safe, turned).passed is True
-    wrong = ex.six_nine_turn(ex.WRONG_ANSWERS["six_nine_turn"][0][0], safe, turned)
-    assert wrong.passed is False and "too high" in wrong.message and "keeps its label 6" not in wrong.message
+    right = ex.six_nine_turn(ex.SOLUTIONS["six_nine_turn"], safe, turned)
+    assert right.passed is True and "measured -25.0 points" in right.message  # a right guess reveals the change
+    for answer, words in ex.WRONG_ANSWERS["six_nine_turn"]:
+        wrong = ex.six_nine_turn(answer, safe, turned)
+        assert wrong.passed is False and words in wrong.message
+    for lazy in (0, None, "-25", float("nan")):  # no change, nothing, text, not a number
+        assert ex.six_nine_turn(lazy, safe, turned).passed is False, lazy
+
+
+def test_six_nine_turn_runs_before_the_result_is_printed_and_a_miss_reveals_nothing(capsys):
+    """The check comes before the lesson prints the 6-and-9 accuracies: a miss tells its side and what to think
+    about, never the measured change, the explanation, or to read it off the results."""
+    from ftlib.course.lessons.exercises import lesson04 as ex
+
+    safe, turned = [_confusions(100), _confusions(98)], [_confusions(75), _confusions(73)]
+    for guess in (2.0, -60.0):
+        message = ex.six_nine_turn(guess, safe, turned).message
+        assert "-25" not in message and "keeps its label 6" not in message and "above" not in message
+        assert "guess_six_nine" in message and "exercises.hint('six_nine_turn')" in message
+    assert ex.six_nine_turn(-25.0, safe, [_confusions(100), _confusions(98)]).passed is False  # measured: no change
 
 
 @pytest.mark.slow

@@ -26,15 +26,21 @@ from ftlib.course.runner import points
 from ftlib.evaluation import confusion_matrix
 from ftlib.train import Augment
 
-__all__ = ["ELASTIC_ALPHA", "ELASTIC_SIGMA", "ERASING_AREA", "EXTRA", "VALIDATION_PER_CLASS", "augmented_run",
-           "batched", "best_strength", "digit_changes", "ink_removed", "live_augmentation", "on_six_nine", "preview",
-           "rank_on_validation", "stored_validation", "strength_arms", "swapped", "ways_table"]
+__all__ = ["ELASTIC_ALPHA", "ELASTIC_RADIUS", "ELASTIC_SIGMA", "ERASING_AREA", "EXTRA", "SIMARD_ALPHA", "SIMARD_SIGMA",
+           "VALIDATION_PER_CLASS", "augmented_run", "batched", "best_strength", "digit_changes", "displacement_rms",
+           "elastic_vs_simard", "ink_removed", "live_augmentation", "on_six_nine", "plot_strengths", "preview",
+           "rank_on_validation", "smoothed_field", "stored_validation", "strength_arms", "strength_sizes", "swapped",
+           "ways_table"]
 
 VALIDATION_PER_CLASS = 20  # labelled digits per class held out to choose the strength (never the test set)
 EXTRA = ("elastic", "noise", "blur", "erasing")  # the catalogue's augmentations beyond rotation, shift and scale
 ERASING_AREA = (0.02, 0.1)  # share of the image one zero-filled patch covers at strength 1, on every image
-ELASTIC_ALPHA = 15.0  # pixels at strength 1: the size of the elastic displacement (Simard et al.: 34 on MNIST)
+# torchvision v2's convention: a displacement of alpha/W in [-1, 1] image coordinates, so alpha/2 pixels times the
+# smoothed field (Simard et al.'s alpha is in pixels: alpha times the field; 34 on MNIST)
+ELASTIC_ALPHA = 15.0  # at strength 1, in torchvision v2's convention
 ELASTIC_SIGMA = 3.0  # pixels: the smoothing of the elastic displacement field (Simard et al.: 4 on MNIST)
+ELASTIC_RADIUS = 6  # pixels: the smoothing kernel is cut at ±2 sigma (13 taps)
+SIMARD_ALPHA, SIMARD_SIGMA = 34.0, 4.0  # Simard et al. (2003) on MNIST: alpha in pixels, sigma in pixels
 
 
 def preview(digits: torch.Tensor, strength: float) -> None:
@@ -86,14 +92,36 @@ def _erasing(low: float, high: float) -> Augment:
     return apply
 
 
+def smoothed_field(count: int, height: int, width: int, sigma: float, generator: torch.Generator,
+                   radius: int = ELASTIC_RADIUS) -> torch.Tensor:
+    """``count`` random fields (count, 1, height, width), as v2.ElasticTransform draws them: uniform in [-1, 1], then
+    smoothed by a Gaussian of ``sigma`` pixels cut at ±``radius`` pixels (reflecting at the edges)."""
+    if sigma <= 0 or radius < 0 or radius >= min(height, width):
+        raise ValueError(f"sigma={sigma}, radius={radius}: need sigma > 0 and 0 <= radius < the image's size")
+    field = 2 * torch.rand(count, 1, height, width, generator=generator) - 1
+    taps = torch.exp(-torch.arange(-float(radius), radius + 1.0) ** 2 / (2 * sigma ** 2))
+    taps = taps / taps.sum()
+    field = F.conv2d(F.pad(field, (radius, radius, 0, 0), mode="reflect"), taps.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(field, (0, 0, radius, radius), mode="reflect"), taps.view(1, 1, -1, 1))
+
+
+def displacement_rms(alpha_pixels: float, sigma: float, radius: int | None = None, size: int = 28,
+                     draws: int = 256, seed: int = 0) -> float:
+    """The root-mean-square displacement per axis, in pixels, of an elastic distortion that moves each pixel by
+    ``alpha_pixels`` times a :func:`smoothed_field` (Simard et al.'s convention; torchvision v2's alpha moves by
+    alpha/2 pixels), on ``size`` x ``size`` images, over ``draws`` fields. ``radius``: where the kernel is cut
+    (default: ±4 sigma, as v2.ElasticTransform; the lesson's training cuts at :data:`ELASTIC_RADIUS`)."""
+    if alpha_pixels < 0 or draws < 1:
+        raise ValueError(f"alpha_pixels={alpha_pixels}, draws={draws}: need alpha_pixels >= 0 and draws >= 1")
+    radius = round(4 * sigma) if radius is None else radius
+    field = smoothed_field(draws, size, size, sigma, torch.Generator().manual_seed(seed), radius)
+    return alpha_pixels * field.pow(2).mean().sqrt().item()
+
+
 def _elastic(alpha: float, sigma: float = ELASTIC_SIGMA) -> Augment:
     def apply(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         n, _, h, w = x.shape
-        field = 2 * torch.rand(n * 2, 1, h, w, generator=g) - 1  # as v2.ElasticTransform: uniform, then smoothed
-        taps = torch.exp(-torch.arange(-6.0, 7.0) ** 2 / (2 * sigma ** 2))
-        taps = (taps / taps.sum()).to(x.dtype)
-        field = F.conv2d(F.pad(field, (6, 6, 0, 0), mode="reflect"), taps.view(1, 1, 1, -1))
-        field = F.conv2d(F.pad(field, (0, 0, 6, 6), mode="reflect"), taps.view(1, 1, -1, 1))
+        field = smoothed_field(n * 2, h, w, sigma, g).to(x.dtype)
         shift = (alpha / torch.tensor([w, h], dtype=x.dtype)) * field.view(n, 2, h, w).permute(0, 2, 3, 1)
         grid = F.affine_grid(torch.eye(2, 3)[None].expand(n, 2, 3).to(x.dtype), list(x.shape), align_corners=False)
         return F.grid_sample(x, (grid + shift).to(x.device), mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -103,10 +131,10 @@ def _elastic(alpha: float, sigma: float = ELASTIC_SIGMA) -> Augment:
 def batched(name: str, strength: float = 1.0) -> Augment:
     """The catalogue's ``name`` (one of :data:`EXTRA`) at ``strength`` on a whole batch, one draw per image.
 
-    Same ranges as :func:`ftlib.augment.catalogue`: elastic alpha :data:`ELASTIC_ALPHA` px (field smoothed with
-    sigma :data:`ELASTIC_SIGMA`), noise sigma 0.1, blur sigma up to 1 and erasing :data:`ERASING_AREA` of the image
-    at strength 1 (one patch on every image, filled with zeros).
-    """
+    Same ranges as :func:`ftlib.augment.catalogue`: elastic alpha :data:`ELASTIC_ALPHA` (torchvision v2's
+    convention: alpha/2 pixels times a field smoothed with sigma :data:`ELASTIC_SIGMA` px), noise sigma 0.1, blur
+    sigma up to 1 and erasing :data:`ERASING_AREA` of the image at strength 1 (one patch on every image, filled with
+    zeros)."""
     s = strength
     makers = {"elastic": lambda: _elastic(ELASTIC_ALPHA * s), "noise": lambda: _noise(0.1 * s),
               "blur": lambda: _blur(max(0.01, s)),
@@ -161,6 +189,46 @@ def live_augmentation(strength: float, kind: str = "erasing", lr: float | None =
     plots.show_images(shown, count=8, columns=8, title=f"Eight training digits as {kind} at strength {strength} "
                                                        "draws them")
     plt.show()
+
+
+def strength_sizes(kind: str, strengths) -> str:
+    """What each of ``strengths`` of ``kind`` (``"erasing"`` or ``"elastic"``) does, in one line: the share of the
+    image one erased patch covers, or the elastic RMS displacement per axis in pixels (:func:`displacement_rms`)."""
+    def size(strength: float) -> str:
+        if not strength:
+            return "none"
+        if kind == "erasing":
+            return f"{100 * ERASING_AREA[0] * strength:g}%-{100 * ERASING_AREA[1] * strength:g}% of the image"
+        return f"{displacement_rms(ELASTIC_ALPHA * strength / 2, ELASTIC_SIGMA, ELASTIC_RADIUS):.2f} px RMS"
+
+    if kind not in ("erasing", "elastic"):
+        raise ValueError(f"kind={kind!r} is not allowed: choose 'erasing' or 'elastic'")
+    return f"{kind} by strength: " + "; ".join(f"{s:g}: {size(s)}" for s in strengths)
+
+
+def elastic_vs_simard() -> tuple[float, float]:
+    """The RMS displacement per axis in pixels (:func:`displacement_rms`) of the lesson's elastic distortion at
+    strength 1 (alpha :data:`ELASTIC_ALPHA` in torchvision's convention, kernel cut at :data:`ELASTIC_RADIUS`) and of
+    Simard et al.'s (alpha :data:`SIMARD_ALPHA` px, sigma :data:`SIMARD_SIGMA` px)."""
+    return (displacement_rms(ELASTIC_ALPHA / 2, ELASTIC_SIGMA, ELASTIC_RADIUS),
+            displacement_rms(SIMARD_ALPHA, SIMARD_SIGMA))
+
+
+def plot_strengths(stored: records.Results, best: dict, strength: float) -> plt.Axes:
+    """Each method's validation accuracy by strength from the table's ``stored`` runs (mean, band of ± 1 std over
+    seeds, each strength at its own rate), a star at each method's chosen strength (``best``), a dashed line at
+    ``strength``."""
+    ax = plots.plot_results(stored, x="strength", y="val_accuracy", xlabel="augmentation strength (0 = none)",
+                            ylabel="validation accuracy (%)",
+                            title="N = 5: validation accuracy by strength\n(band: ± 1 std over the table's seeds; "
+                                  "each point at its own rate; star: chosen)")
+    for line in list(ax.lines):
+        method = line.get_label()
+        ax.plot(best[method], 100 * stored.mean("val_accuracy", method=method, strength=best[method]), marker="*",
+                markersize=16, color=line.get_color(), linestyle="none", label=f"{method}: chosen {best[method]:g}")
+    ax.axvline(strength, color="gray", linestyle="--")
+    ax.legend(fontsize=9)
+    return ax
 
 
 def strength_arms(table: tuning.Table, method: str, n: int = 5) -> dict[float, str]:

@@ -137,12 +137,13 @@ def _shown(value: float, bound: float, digits: int = 1) -> str:
 
 
 def check_prediction(prediction: float | EllipsisType, actual: float, *, tolerance: float, quantity: str,
-                     why: str, unit: str = "", low: str = "", high: str = "") -> Feedback:
+                     why: str, unit: str = "", low: str = "", high: str = "",
+                     retry: str = "Look again at the results above and try another number.") -> Feedback:
     """Compare a number the learner predicted with the measured ``actual``; within ``tolerance`` (edge included) it
     passes, and then the measured value and ``why`` (the sentence that explains it) are shown. A miss is told its
     side only: the measured value stays for the hints and the solution. ``low`` and ``high``, if given, say in
     which direction to think again after a guess too low or too high (for a check that runs before the result is
-    shown, instead of pointing at the results above)."""
+    shown, instead of pointing at the results above); otherwise ``retry`` says what to do next."""
     if tolerance < 0:
         raise ValueError(f"tolerance must be 0 or more, got {tolerance!r}")
     if not attempted(prediction):
@@ -158,7 +159,7 @@ def check_prediction(prediction: float | EllipsisType, actual: float, *, toleran
         return tell(False, f"Not yet: your prediction of {prediction:g}{unit} is more than {tolerance:g}{unit} off, "
                            f"too {side}: {direction} Try another number.")
     return tell(False, f"Not yet: your prediction of {prediction:g}{unit} is too {side}, by more than "
-                       f"{tolerance:g}{unit}. Look again at the results above and try another number.")
+                       f"{tolerance:g}{unit}. {retry}")
 
 
 def check_target(value: float, *, target: float, quantity: str, hint: str, at_least: bool = True,

@@ -10,7 +10,8 @@ and what upside-down digits cost 6 and 9 (predict).
   :data:`REACH` of the width, three quarters of the test digits' shift (a narrower shift, such as the strength
   printed in section 3, can reach the target only by the seeds' luck).
 * :func:`six_nine_turn`: the learner predicts, before section 4 runs, how many points of accuracy on 6 and 9 the
-  upside-down turns cost; the check reads the lesson's runs.
+  upside-down turns cost; the check runs before the lesson prints the result: it computes the change from the
+  runs' confusion matrices itself, and reveals it only with a right prediction.
 """
 
 from __future__ import annotations
@@ -187,7 +188,9 @@ def six_nine_turn(guess: float | EllipsisType, safe: Iterable[dict], turned: Ite
            "also taught that each shape is the other digit. It still reads most 6s and 9s right, but it now swaps "
            "a share of them (the swapped shares above), and reads fewer of them right. Flips help only when the "
            "label survives them.")
-    return check_prediction(guess, change, tolerance=10, quantity=quantity, unit=" points", why=why)
+    retry = ("Think again about what a turned 6 teaches the model, change `guess_six_nine`, run its cell "
+             "and then this one again (exercises.hint('six_nine_turn') helps).")
+    return check_prediction(guess, change, tolerance=10, quantity=quantity, unit=" points", why=why, retry=retry)
 
 
 def build():
@@ -218,7 +221,7 @@ SOLUTIONS: dict[str, object] = {"choose_on_validation": CHOOSE_ON_VALIDATION.rig
 WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
     "choose_on_validation": [(CHOOSE_ON_VALIDATION.letter_of(2), "Nothing guarantees it")],
     "shifted_digits": [(lesson_strength_only, "how far does your augmentation shift")],
-    "six_nine_turn": [(2.0, "too high")],
+    "six_nine_turn": [(2.0, "too high"), (-60.0, "too low")],
 }
 _COACH = Coach(HINTS, SOLUTIONS)
 hint, solution = _COACH.hint, _COACH.solution
