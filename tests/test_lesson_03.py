@@ -56,20 +56,25 @@ def _far_sweep():
 def test_far_depth_accepts_the_depth_chosen_on_validation_or_shallower_and_gives_a_miss_no_direction(capsys):
     from ftlib.course.lessons.exercises import lesson03 as ex
 
-    untouched = ex.far_depth(..., _far_sweep(), chosen=1)
+    untouched = ex.far_depth(..., _far_sweep(), "gratings", chosen=1)
     assert untouched.passed is None and "guess_far_k" in capsys.readouterr().out
-    assert ex.far_depth(ex.SOLUTIONS["far_depth"], _far_sweep(), chosen=1).passed is True
-    shallower = ex.far_depth(0, _far_sweep(), chosen=1)
-    assert shallower.passed is True and "Right too" in shallower.message
+    right = ex.far_depth(ex.SOLUTIONS["far_depth"], _far_sweep(), "gratings", chosen=1)
+    assert right.passed is True and right.message.startswith("Right: k = 1") and "hypothesis" in right.message
+    shallower = ex.far_depth(0, _far_sweep(), "gratings", chosen=1)
+    assert shallower.passed is True and "Close, but validation chose k = 1, not 0" in shallower.message
+    assert "Right" not in shallower.message
     for deep in (2, 3, 4):
-        wrong = ex.far_depth(deep, _far_sweep(), chosen=1)
+        wrong = ex.far_depth(deep, _far_sweep(), "gratings", chosen=1)
         assert wrong.passed is False and "not the depth validation chose" in wrong.message
-        assert not any(word in wrong.message for word in ("fewer", "more blocks", "k = 1", "tuned to strokes",
+        assert not any(word in wrong.message for word in ("fewer", "more blocks", "k = 1", "strokes",
                                                           "costs accuracy"))
     wide = Results({**r, "accuracy": r["accuracy"] + (0.05 if r["k"] == 2 else 0)} for r in _far_sweep())
-    assert ex.far_depth(2, wide, chosen=1).passed is False  # judged by the chosen k, not the test scores
-    assert ex.far_depth(7, _far_sweep(), chosen=1).passed is False
-    assert ex.far_depth(1, _far_sweep()).passed is True  # no chosen k given: the sweep's best mean
+    assert ex.far_depth(2, wide, "gratings", chosen=1).passed is False  # judged by the chosen k, not the test scores
+    assert ex.far_depth(7, _far_sweep(), "gratings", chosen=1).passed is False
+    with pytest.raises(TypeError):  # no fallback to a depth picked on the test scores
+        ex.far_depth(1, _far_sweep(), "gratings")
+    with pytest.raises(ValueError, match="chosen must be the depth chosen on validation"):
+        ex.far_depth(1, _far_sweep(), "gratings", chosen=9)
 
 
 @pytest.mark.slow
@@ -108,10 +113,19 @@ def test_freeze_first_two_passes_ftlib_freeze_and_catches_the_weights_only_freez
 def test_batchnorm_trap_question_gives_each_misconception_its_feedback():
     from ftlib.course.lessons.exercises import lesson03 as ex
 
+    question = ex.BATCHNORM_TRAP
     assert ex.batchnorm_trap(ex.SOLUTIONS["batchnorm_trap"]).passed is True
-    wrong = ex.batchnorm_trap(ex.WRONG_ANSWERS["batchnorm_trap"][0][0])
-    assert wrong.passed is False and "requires_grad=False stops every update" in wrong.message
-    assert "silent change" in ex.batchnorm_trap(ex.BATCHNORM_TRAP.letter_of(3)).message
+    assert question.right_letter != "c"  # the letter the question had before: moved away from the course's habit
+    mismatch = ex.batchnorm_trap(question.letter_of(1))
+    assert mismatch.passed is False and "AdaBN" in mismatch.message
+    assert "the mismatch is not the cost" in mismatch.message
+    schedule = ex.batchnorm_trap(question.letter_of(2))
+    assert schedule.passed is False and "rate chosen for it on validation" in schedule.message
+    assert "not the trap run more" in ex.batchnorm_trap(question.letter_of(3)).message
+    lengths = [len(option.text) for option in question.options.values()]
+    assert max(lengths) <= 1.1 * min(lengths), lengths  # no option stands out by its length
+    for option in question.choices:  # the question rules out weight updates: no option may offer them
+        assert "weights" not in option.text and "always" not in option.text
 
 
 def _table(val_by_k: dict[int, list[float]], target: str = "gratings"):

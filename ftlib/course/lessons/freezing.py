@@ -4,7 +4,7 @@
 so k = 4 is not a head under-trained by a few gradient steps. The lesson runs every arm at its rate chosen on
 validation in the tuning table (:func:`~ftlib.course.lessons.tuning.run_arms`), picks the freeze depth on the
 table's validation scores (:func:`chosen_depth`) and runs the stage plans in turns (:func:`run_interleaved`), so
-their seconds compare.
+their seconds (wall clock) and ``cpu_seconds`` (processor time) compare.
 :func:`warm_up` pays the one-off start-up costs before any timed run. :func:`frozen_head_run` trains the head alone
 on a frozen backbone whose BatchNorm statistics are frozen, moving (the trap) or re-estimated (AdaBN).
 :func:`live_labels` is the live slider's run: the near target's full fine-tuning and probe at another number of
@@ -13,6 +13,7 @@ labels, trained for real.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 import matplotlib.pyplot as plt
@@ -38,15 +39,19 @@ def staged_run(recipe_name: str, target: str, n: int, seed: int, steps: int = 10
     """Train a pretrained GlyphNet on ``n`` labels per class of ``target`` by a stage plan; score it on the test set.
 
     ``recipe_name`` names the plan (see :data:`ftlib.unfreezing.PLANS`). Returns the test ``accuracy``, the
-    training ``seconds``, and the ``trainable`` parameters of the last stage; with ``n_val > 0`` also the
-    ``val_accuracy`` and ``val_loss`` on ``n_val`` held-out labels per class (the training set is the same).
+    training ``seconds`` (wall clock) and ``cpu_seconds`` (processor time of this process, all its threads: less
+    sensitive to what else the machine runs), and the ``trainable`` parameters of the last stage; with
+    ``n_val > 0`` also the ``val_accuracy`` and ``val_loss`` on ``n_val`` held-out labels per class (the training
+    set is the same).
     """
     train_set, val_set = split(target, n, n_val, seed)
     stages = stage_plan(recipe_name, steps, lr, k)
+    cpu_start = time.process_time()
     trained = run("fine-tune", train_set, seed,
                   train=lambda model: train_in_stages(model, train_set, stages, batch_size=batch_size, seed=seed))
+    cpu_seconds = time.process_time() - cpu_start
     return {"accuracy": evaluate(trained.model, data.test_set(target)).accuracy, "seconds": trained.seconds,
-            "trainable": count_parameters(trained.model, trainable_only=True),
+            "cpu_seconds": cpu_seconds, "trainable": count_parameters(trained.model, trainable_only=True),
             **validation_scores(trained.model, val_set)}
 
 
@@ -126,9 +131,10 @@ def chosen_depth(table: tuning.Table, target: str, ks: Iterable[int]) -> int:
 def run_interleaved(arms: dict[str, str], seeds: Iterable[int], table: tuning.Table, field: str = "arm",
                     **changes) -> Results:
     """Each arm of ``arms`` (``{name: key}``) at its chosen setting on ``seeds``, the arms taking turns seed by seed
-    (seed 0 of every arm, then seed 1, ...), so that a change in the machine's load falls on every arm alike and
-    the median ``seconds`` over the seeds compare fairly; each record's ``field`` holds the arm's name. Every run
-    trains now (its seconds are the point), never read back from the table."""
+    (seed 0 of every arm, then seed 1, ...), so that a change in the machine's load falls on every arm alike; each
+    record's ``field`` holds the arm's name. Every run trains now (its seconds are the point), never read back from
+    the table. On a shared machine the wall-clock ``seconds`` still vary with the load; the ``cpu_seconds`` of
+    :func:`staged_run` (processor time) vary less."""
     return Results({**r, field: name} for seed in seeds for name, key in arms.items()
                    for r in tuning.run_chosen(key, [seed], table, live=True, **changes))
 

@@ -195,7 +195,8 @@ def _arms() -> list[Arm]:
 
 ARMS: list[Arm] = _arms()
 _OWN_VALIDATION = ("augmentation:", "early_stopping:")  # drivers that always hold out their own validation data
-_NOT_STORED = ("seconds",)  # a run's seconds differ from machine to machine: the table must rebuild bit for bit
+# a run's seconds (wall clock or processor) differ from machine to machine: the table must rebuild bit for bit
+_NOT_STORED = ("seconds", "cpu_seconds")
 _EXACT = ("accuracy", "val_accuracy")  # exact fractions of a test or validation set, kept as they are
 
 

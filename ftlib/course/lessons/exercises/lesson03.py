@@ -45,12 +45,13 @@ _BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 @exercise
-def far_depth(guess: int | EllipsisType, sweep: Results, far: str = "gratings", chosen: int | None = None) -> Feedback:
+def far_depth(guess: int | EllipsisType, sweep: Results, far: str, chosen: int) -> Feedback:
     """Compare the learner's ``guess`` of how many blocks to freeze on ``far`` with the depth ``chosen`` on
-    validation (the lesson's ``best_k[far]``; default: the sweep's best mean, for a sweep without a table).
+    validation (the lesson's ``best_k[far]``, read from the tuning table; never a depth picked on the test scores).
 
-    Freezing no more than the chosen depth passes: the lesson's claim 1 is that every block frozen beyond it costs
-    accuracy, and it treats the depths up to it together. A miss is told neither the best k nor a direction.
+    The chosen depth is right. A shallower guess passes too, told that it is close but not the chosen depth: the
+    lesson's claim 1 compares every deeper freeze with the better of the depths up to the chosen one, so it treats
+    them together. A deeper guess fails and is told neither the chosen k nor a direction.
     """
     quantity = f"how many blocks (0-{len(BLOCKS)}) to freeze on {far}"
     if not attempted(guess):
@@ -63,20 +64,22 @@ def far_depth(guess: int | EllipsisType, sweep: Results, far: str = "gratings", 
     if isinstance(guess, bool) or guess not in ks:
         return tell(False, f"Your prediction should be a whole number of blocks from {ks[0]} to {ks[-1]}, "
                     f"got {guess!r}.")
+    if isinstance(chosen, bool) or chosen not in ks:
+        raise ValueError(f"chosen must be the depth chosen on validation, one of {ks}, got {chosen!r}")
     mean = {k: 100 * sweep.mean(target=far, k=k) for k in ks}
-    best = chosen if chosen is not None else max(ks, key=mean.get)
-    if guess > best:
+    if guess > chosen:
         return tell(False, f"Not quite: freezing {guess} blocks scores {mean[guess]:.1f}% on {far} (test, mean over "
                            f"the seeds), not the depth validation chose. Read the plot above again: which blocks' "
                            f"features serve {far}?")
     measured = ", ".join(f"k={k} {mean[k]:.1f}%" for k in ks)
-    verdict = (f"Right: k = {guess} is the depth chosen on validation." if guess == best else
-               f"Right too: k = {guess} freezes less than the depth chosen on validation (k = {best}); the claims "
-               f"cell treats the depths up to k = {best} together, and checks that each block frozen beyond them "
-               f"costs accuracy.")
-    why = ("the deeper blocks of GlyphNet are tuned to strokes, and gratings need other features, so they must "
-           "adapt: on a far target freeze little (the first block's edge detectors are general enough), and "
-           "compare with scratch.")
+    verdict = (f"Right: k = {guess} is the depth chosen on validation." if guess == chosen else
+               f"Close, but validation chose k = {chosen}, not {guess}. Your guess still passes: the claims cell "
+               f"compares every deeper freeze with the better of the depths up to k = {chosen}, treating them "
+               f"together, and checks that each block frozen beyond them costs accuracy.")
+    why = ("the deeper blocks of GlyphNet learned features of letter strokes, and gratings need other features, so "
+           "those blocks must adapt. A likely reason the first block can stay frozen (a hypothesis, not tested "
+           "here): it computes small local patterns such as edges, which gratings have too. On a far target freeze "
+           "little, and compare with scratch.")
     return tell(True, f"{verdict} Test accuracy on {far} (mean over seeds): {measured}. Why: {why}")
 
 
@@ -138,22 +141,26 @@ BATCHNORM_TRAP = Question(
     "With update_bn_stats=True, no weight of the frozen backbone moved, yet on textures the head scored lower than "
     "with ftlib.freeze. Why?",
     [
-        Option("In train mode BatchNorm overwrote its running statistics, so the backbone changed.", True,
+        Option("Its running statistics became the target's, and the features they normalise serve worse.", True,
                "The running statistics followed the batches of the new target: the 'frozen' backbone now "
-               "normalises with the target's statistics instead of the pretrained ones, another function. Keep "
-               "them frozen (ftlib.freeze) unless you adapt them on purpose, as AdaBN does, and check that on "
-               "validation data."),
-        Option("Some frozen weights still got small updates through the head's gradients.", False,
-               "requires_grad=False stops every update of a weight: no optimizer step reaches a frozen one. Read "
-               "again which kind of tensors the printed lines list as changed."),
+               "normalises with the target's statistics instead of the pretrained ones, another function. The AdaBN "
+               "arm, which normalises with the target's statistics too but keeps them fixed while the head trains, "
+               "lost as well: the target's statistics themselves cost accuracy here. Keep them frozen "
+               "(ftlib.freeze) unless you adapt them on purpose, and check that on validation data."),
+        Option("The head trained on batch-statistic features but was tested on running-statistic ones.", False,
+               "That mismatch is real in the trap run: in train mode each batch is normalised with its own "
+               "statistics. But the AdaBN arm has no such mismatch (its statistics are re-estimated once and fixed "
+               "before the head trains), and it scored below frozen statistics on textures in every seed too: the "
+               "mismatch is not the cost. Ask which statistics the backbone normalises with at test time."),
         Option("The two runs trained the head differently: other batches, another rate or more steps.", False,
-               "Both runs use the same seed, batches and steps, and the table printed above shows the rate each "
-               "got on textures: the head's training is not what differs. Look at the backbone instead."),
-        Option("Updating BatchNorm statistics always hurts, so it must never be done.", False,
-               "Read the per-target lines: on another target moving the statistics need not hurt, and fastai's "
-               "train_bn and AdaBN adapt them on purpose for a shifted target. The mistake is the silent change, "
-               "not the adaptation."),
-    ], seed="lesson03.batchnorm_trap/3")
+               "Both runs draw the same batches for the same steps, and each head trains at the rate chosen for it "
+               "on validation (the table printed above), so a worse schedule is not the cause. Look at which "
+               "backbone tensors changed."),
+        Option("Textures need other BatchNorm scales and shifts, which the frozen layers could not learn.", False,
+               "Both runs froze every BatchNorm scale and shift (gamma and beta) alike, so a need for other ones "
+               "would cost both runs, not the trap run more. Look at which backbone tensors changed, and what they "
+               "are."),
+    ], seed="lesson03.batchnorm_trap/9")
 
 
 @exercise
@@ -204,7 +211,8 @@ HINTS: dict[str, tuple[str, str]] = {
         "statistics move; freeze keeps the frozen blocks' BatchNorm layers in eval mode."),
     "batchnorm_trap": (
         "Read the printed lines: which tensors of the frozen backbone changed, and what are they?",
-        "Those tensors are not weights, yet they decide how the backbone normalises its features at test time."),
+        "Those tensors are not weights, yet they decide how the backbone normalises its features at test time. The "
+        "AdaBN lines tell you whether a head trained on one normalisation and tested on another is to blame."),
 }
 SOLUTIONS: dict[str, object] = {"far_depth": 1, "freeze_first_two": build,
                                 "batchnorm_trap": BATCHNORM_TRAP.right_letter}
@@ -212,7 +220,8 @@ WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
     "far_depth": [(3, "further behind the best depth")],
     "freeze_first_two": [(weights_only, "normalise with each batch's statistics"),
                          (no_running_stats, "normalise with each batch's statistics")],
-    "batchnorm_trap": [(BATCHNORM_TRAP.letter_of(1), "requires_grad=False stops every update")],
+    "batchnorm_trap": [(BATCHNORM_TRAP.letter_of(1), "the mismatch is not the cost"),
+                       (BATCHNORM_TRAP.letter_of(3), "not the trap run more")],
 }
 _COACH = Coach(HINTS, SOLUTIONS)
 hint, solution = _COACH.hint, _COACH.solution
