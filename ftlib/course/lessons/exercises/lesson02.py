@@ -34,8 +34,8 @@ READING = 1.4  # a rate read off the range-test plot lies within this factor of 
 def high_rate_drop(guess: float | EllipsisType, sweep: Results, best: float, high: float = 1e-1) -> Feedback:
     """Exercise 1 (predict): the learner's guess of the mean test accuracy at ``high`` minus that at ``best`` (the
     rate chosen on validation), in points, against the lesson's sweep."""
-    quantity = (f"the test accuracy at {high:.0e} minus that at the chosen rate {best:.0e}, in points (mean over the "
-                f"seeds; negative if {high:.0e} is worse)")
+    quantity = (f"the test accuracy at {high:.0e} minus that at the rate chosen on validation, in points (mean over "
+                f"the seeds; negative if {high:.0e} is worse)")
     if not attempted(guess):
         return check_prediction(guess, 0.0, tolerance=5, quantity=quantity, why="")
     if not sweep.where(lr=high) or not sweep.where(lr=best):
