@@ -1,7 +1,6 @@
 """Lesson 02's drivers: the labelled split with its validation digits, the schedules that take one-cycle apart,
 choosing on validation, and the tables."""
 
-import functools
 import math
 import time
 import types
@@ -74,34 +73,52 @@ def _sweep_ends():
 
 def test_lesson02_prediction_of_the_drop_at_a_high_rate(capsys):
     sweep = _sweep_ends()
-    untouched = lesson02.high_rate_drop(..., sweep)
+    untouched = lesson02.high_rate_drop(..., sweep, 3e-3)
     assert untouched.passed is None and "write your prediction" in capsys.readouterr().out
-    assert lesson02.high_rate_drop(lesson02.SOLUTIONS["high_rate_drop"], sweep).passed is True
-    wrong = lesson02.high_rate_drop(lesson02.WRONG_ANSWERS["high_rate_drop"][0][0], sweep)
+    right = lesson02.high_rate_drop(lesson02.SOLUTIONS["high_rate_drop"], sweep, 3e-3)
+    assert right.passed is True and "linear probe" in right.message
+    wrong = lesson02.high_rate_drop(lesson02.WRONG_ANSWERS["high_rate_drop"][0][0], sweep, 3e-3)
     assert wrong.passed is False and "too high" in wrong.message
-    assert "overwrites the pretrained features" not in wrong.message  # the why comes once the guess is close
+    assert "linear probe" not in wrong.message  # the why comes once the guess is close
+    assert lesson02.high_rate_drop(-10, sweep, 1e-1).passed is False  # against the rate given, not a fixed 3e-3
 
 
 def test_lesson02_question_on_the_training_loss(capsys):
     untouched = lesson02.training_loss_cannot_choose(...)
-    assert untouched.passed is None and ") At 1e-01 the loss exploded" in capsys.readouterr().out
+    assert untouched.passed is None and ") At 1e-01 the run had not converged yet" in capsys.readouterr().out
     assert lesson02.training_loss_cannot_choose(lesson02.SOLUTIONS["training_loss_cannot_choose"]).passed is True
     wrong = lesson02.training_loss_cannot_choose(lesson02.WRONG_ANSWERS["training_loss_cannot_choose"][0][0])
-    assert wrong.passed is False and "It did not explode" in wrong.message
+    assert wrong.passed is False and "gone further than any other rate" in wrong.message
+    wrong_feedback = [o.feedback for o in lesson02.TRAINING_LOSS_QUESTION.choices if not o.correct]
+    assert not any("memorise" in text for text in wrong_feedback), "a wrong option's feedback gives the answer away"
 
 
-@pytest.mark.slow
-def test_lesson02_a_rate_read_off_the_range_test_is_trained_and_compared(capsys):
-    finetune = functools.partial(learning_rate.rate_run, n=5, steps=80)  # the lesson's defaults
-    sweep = Results([{"lr": 3e-3, "seed": 0, **finetune(3e-3, 0)}, {"lr": 3e-2, "seed": 0, **finetune(3e-2, 0)}])
-    tests = [types.SimpleNamespace(suggestion=1.4e-3)]  # seed 0's steepest fall, as the lesson's range test finds
-    untouched = lesson02.range_test_rate(..., finetune, sweep, 3e-3, tests)
+def test_lesson02_a_rate_read_off_the_range_test_is_judged_by_the_reading_then_trained(capsys):
+    trained = []
+
+    def finetune(rate, seed):  # stands in for the lesson's 2-second run; records what was trained
+        trained.append((rate, seed))
+        return {"val_accuracy": 0.905, "accuracy": 0.87}
+
+    validation = Results([{"lr": 3e-3, "seed": 0, "val_accuracy": 0.92, "accuracy": 0.875},
+                          {"lr": 3e-2, "seed": 0, "val_accuracy": 0.85, "accuracy": 0.82}])
+    steepest = 1e-6 * 1e6 ** (52 / 99)  # seed 0's steepest fall in the lesson: step 52 of the ramp from 1e-6 to 1
+    tests = [types.SimpleNamespace(suggestion=steepest)]
+    untouched = lesson02.range_test_rate(..., finetune, validation, 3e-3, tests)
     assert untouched.passed is None and "not attempted" in capsys.readouterr().out
-    assert lesson02.range_test_rate("1e-3", finetune, sweep, 3e-3, tests).passed is False
-    assert lesson02.range_test_rate(lesson02.SOLUTIONS["range_test_rate"], finetune, sweep, 3e-3, tests).passed is True
+    assert lesson02.range_test_rate("1e-3", finetune, validation, 3e-3, tests).passed is False
+    lazy = lesson02.range_test_rate(tests[0].suggestion, finetune, validation, 3e-3, tests)
+    assert lazy.passed is False and "copied" in lazy.message
     for answer, words in lesson02.WRONG_ANSWERS["range_test_rate"]:  # judged by the reading, before any training
-        wrong = lesson02.range_test_rate(answer, finetune, sweep, 3e-3, tests)
-        assert wrong.passed is False and words in wrong.message
+        wrong = lesson02.range_test_rate(answer, finetune, validation, 3e-3, tests)
+        assert wrong.passed is False and words in wrong.message, answer
+    assert trained == []
+    capsys.readouterr()
+    right = lesson02.range_test_rate(lesson02.SOLUTIONS["range_test_rate"], finetune, validation, 3e-3, tests)
+    assert right.passed is True and trained == [(lesson02.SOLUTIONS["range_test_rate"], 0)]
+    report = capsys.readouterr().out  # a report beside the chosen rate's run on validation, not a condition
+    assert "validation 90.5%, -1.5 points against the rate chosen on validation, 0.003 (92.0%)" in report
+    assert lesson02.range_test_rate(1.2e-3, finetune, validation, 3e-3, tests).passed is True  # a reading, not a copy
 
 
 @pytest.mark.slow

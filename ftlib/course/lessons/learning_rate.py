@@ -1,9 +1,10 @@
 """Lesson 02's drivers: fine-tuning runs at a given peak rate and schedule, scored on validation and test digits;
-choosing on validation; the schedules that take one-cycle apart; the sweep's plots (intervals over seeds:
-:mod:`ftlib.stats`)."""
+choosing on validation; a linear probe of the backbone before and after fine-tuning; the schedules that take one-cycle
+apart; the sweep's plots (intervals over seeds: :mod:`ftlib.stats`)."""
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable
 from statistics import fmean
@@ -13,14 +14,17 @@ import torch
 
 from ftlib import data
 from ftlib.course.lessons import records, tuning
-from ftlib.course.lessons.experiments import Results, run
+from ftlib.course.lessons.experiments import Results, get_method, make_model, run
 from ftlib.course.lessons.plots import plot_history
 from ftlib.course.lessons.records import choose
 from ftlib.course.lessons.workers import independent
+from ftlib.evaluation import evaluate
 from ftlib.lr import RangeTest
+from ftlib.probe import linear_probe
 
-__all__ = ["SCHEDULES", "TABLE_ARM", "VAL_PER_CLASS", "choose", "live_rate", "live_steps", "onecycle_factors",
-           "plot_range_tests", "plot_sweep", "rate_run", "sweep", "table", "top_region", "validation_runs"]
+__all__ = ["SCHEDULES", "TABLE_ARM", "VAL_PER_CLASS", "backbone_probes", "choose", "live_rate", "live_steps",
+           "onecycle_factors", "plot_range_tests", "plot_sweep", "probe_report", "rate_run", "sweep", "table",
+           "top_region", "validation_runs"]
 
 VAL_PER_CLASS = 20  # labelled digits per class kept aside to choose with (never trained on, never the test set)
 
@@ -74,13 +78,13 @@ SCHEDULES = {
 
 @independent
 def rate_run(lr: float | dict[str, float], seed: int, *, n: int, steps: int, method: str = "fine-tune",
-             schedule: str = "onecycle", label: str = "", n_val: int = VAL_PER_CLASS) -> dict:
+             schedule: str = "onecycle", label: str = "", n_val: int = VAL_PER_CLASS, keep_model: bool = False) -> dict:
     """Train ``method`` on ``n`` digits per class (split ``seed``) at peak rate ``lr`` under ``schedule``.
 
     ``schedule`` is one of :data:`SCHEDULES` or a name ``fit`` knows (``"onecycle"``, which also cycles Adam's
     beta1). Returns the ``accuracy`` on the test digits and the ``val_accuracy`` and ``val_loss`` on the
     ``n_val`` validation digits per class after the last step, the ``history``, and the ``method``, ``schedule``
-    and a ``label`` for tables (by default "one rate, <lr>").
+    and a ``label`` for tables (by default "one rate, <lr>"); with ``keep_model``, the trained ``model`` too.
     """
     train, val = data.few_shot_split("mnist", n, n_val, seed)
     trained = run(method, train, seed, steps, lr=lr, schedule=SCHEDULES.get(schedule, schedule),
@@ -88,7 +92,7 @@ def rate_run(lr: float | dict[str, float], seed: int, *, n: int, steps: int, met
     history = trained.history
     return {"accuracy": history.final_accuracy, "val_accuracy": history.val_accuracy[-1],
             "val_loss": history.val_loss[-1], "history": history, "method": method, "schedule": schedule,
-            "label": label or f"one rate, {lr}"}
+            "label": label or f"one rate, {lr}", **({"model": trained.model} if keep_model else {})}
 
 
 def live_rate(lr: float, *, n: int, steps: int, seed: int = 0) -> None:
@@ -131,10 +135,11 @@ def sweep(table: tuning.Table, rates: list[float], seeds: range, *, n: int, step
     """:func:`rate_run` at every rate of ``rates`` on every seed of ``seeds`` (records as ``run_grid`` gives them,
     rate by rate). Where the sweep is the tuning table's (the same rates, ``n`` and ``steps``), a run the table
     made is read back from it (``from_table``; no ``history``), except on ``live_seeds``, which train now: their
-    curves are drawn, and they re-check the table (:func:`validation_runs`). Other runs train now too."""
+    curves are drawn, and they re-check the table (:func:`validation_runs`). Other runs train now too. A run trained
+    now keeps its ``history`` and its ``model`` (for :func:`backbone_probes`)."""
     from ftlib.course.lessons.experiments import run_grid
 
-    finetune = functools.partial(rate_run, n=n, steps=steps)
+    finetune = functools.partial(rate_run, n=n, steps=steps, keep_model=True)
     if not _same_settings(table, rates, n, steps):
         return run_grid(finetune, lr=rates, seed=seeds)
     stored = {(r["lr"], r["seed"]): r for r in table.results(TABLE_ARM)}
@@ -163,6 +168,33 @@ def validation_runs(sweep: Results, table: tuning.Table, *, n: int, steps: int) 
         f"chosen on the tuning table's validation runs of seeds {stored[0]}-{stored[-1]}, which this sweep reads back "
         f"(seed{'s' if len(ran) > 1 else ''} {', '.join(map(str, ran))} trained again now at every rate and "
         "re-checked: within 3 points)" + (f"; seeds {extra[0]}-{extra[-1]} only report" if extra else ""))
+
+
+def backbone_probes(sweep: Results, rates: list[float], *, n: int) -> Results:
+    """How well the backbone's features read digits: a linear probe (:func:`ftlib.probe.linear_probe`, a new head
+    fitted on frozen features) fitted on each seed's validation digits and scored on the test digits, for the
+    pretrained backbone and after fine-tuning at each of ``rates``, on every seed whose runs in ``sweep`` kept their
+    model (those trained now). One record per seed and backbone: ``seed``, ``label`` and ``accuracy``.
+
+    A diagnostic, not a choice: nothing is chosen by it, so fitting it on the validation digits is fine.
+    """
+    seeds = sorted({r["seed"] for r in sweep if "model" in r})
+    test = data.test_set("mnist")
+    probes = []
+    for seed in seeds:
+        _, val = data.few_shot_split("mnist", n, VAL_PER_CLASS, seed)
+        backbones = {"pretrained": make_model(get_method("fine-tune"), 10, seed),
+                     **{f"after {rate:g}": sweep.where(lr=rate, seed=seed)[0]["model"] for rate in rates}}
+        for name, model in backbones.items():
+            probed = linear_probe(copy.deepcopy(model), val)  # a copy: the sweep's model keeps its own head
+            probes.append({"seed": seed, "label": name, "accuracy": evaluate(probed, test).accuracy})
+    return Results(probes)
+
+
+def probe_report(probes: Results) -> str:
+    """One line per seed of :func:`backbone_probes`: each backbone's probe accuracy on test."""
+    return "\n".join(f"seed {seed}: " + ", ".join(f"{r['label']} {r['accuracy']:.1%}" for r in probes.where(seed=seed))
+                     for seed in probes.unique("seed"))
 
 
 def top_region(results: Results, field: str, within: float = 0.02, **where) -> list:
@@ -207,5 +239,6 @@ def plot_range_tests(tests: list[RangeTest], top: list[float], ax: plt.Axes) -> 
     ax.set(xscale="log", xlabel="learning rate (rising at every step)", ylabel="training loss (smoothed)",
            title="Range test: a dot marks each seed's steepest fall (its suggestion)")
     ax.grid(alpha=0.3)
+    ax.grid(which="minor", alpha=0.1)  # the small ticks (2, 3, ... 9 times a gridline) to read a rate off
     ax.legend(fontsize=8)
     return ax
