@@ -111,7 +111,7 @@ def test_a_lesson_run_gives_the_same_bits_in_a_worker(monkeypatch, two_workers):
 
     def records(count: str) -> list[dict]:
         monkeypatch.setenv("FTLIB_WORKERS", count)
-        return [{k: v for k, v in r.items() if k != "seconds"}
+        return [{k: v for k, v in r.items() if k not in ("seconds", "cpu_seconds")}
                 for r in experiments.run_grid(experiments.transfer_run, **grid)]
 
     assert records("2") == records("1")
@@ -133,3 +133,17 @@ def test_a_main_module_without_a_spec_runs_everything_here(monkeypatch):
     monkeypatch.setenv("FTLIB_WORKERS", "2")  # asked for, but spawn cannot start from such a __main__
     records = workers.run_calls([(_noisy_sum, {"seed": seed}) for seed in range(3)])
     assert {r["pid"] for r in records} == {os.getpid()}
+
+
+def test_a_workers_warm_up_leaves_torchs_random_state_as_it_was():
+    """The untimed warm-up each worker runs first (so that its first run is timed like the next) draws no number a
+    run would otherwise draw."""
+    import torch
+
+    from ftlib.course.lessons import workers
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    workers._warm_up()
+    assert torch.equal(torch.rand(3), expected)

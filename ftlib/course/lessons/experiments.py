@@ -114,12 +114,15 @@ def transfer_run(method: str, target: str, n: int, seed: int, steps: int = 100, 
     """Train ``method`` on ``n`` labels per class of ``target`` (split ``seed``) and score it on the test set.
 
     ``n_val > 0`` also scores it on ``n_val`` more labels per class (:func:`validation_scores`): the training set is
-    the same either way. ``fit_options`` go to :func:`run` (e.g. ``lr=3e-2`` instead of the method's rate).
+    the same either way. ``seconds`` is the run's wall-clock time, ``cpu_seconds`` its processor time (this process,
+    all its threads: less sensitive to what else the machine runs). ``fit_options`` go to :func:`run` (e.g. ``lr=3e-2`` instead of the method's rate).
     """
     train_set, val_set = split(target, n, n_val, seed)
+    cpu_start = time.process_time()
     trained = run(method, train_set, seed, steps, **fit_options)
+    cpu_seconds = time.process_time() - cpu_start
     return {"accuracy": evaluate(trained.model, data.test_set(target)).accuracy, "seconds": trained.seconds,
-            "trainable": count_parameters(trained.model, trainable_only=True),
+            "cpu_seconds": cpu_seconds, "trainable": count_parameters(trained.model, trainable_only=True),
             **validation_scores(trained.model, val_set)}
 
 

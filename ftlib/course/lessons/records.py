@@ -33,7 +33,7 @@ MEASURES: dict[str, str] = {
     "gain": "a difference in accuracy from a baseline in the same seed",
     # cost
     "seconds": "seconds of training steps (evaluations not counted)",
-    "cpu_seconds": "processor seconds of the same run, all its threads together (lesson 03's timed stage plans)",
+    "cpu_seconds": "processor seconds of the same run, all its threads together (lessons 01 and 03's timed runs)",
     "trainable": "trainable parameters",
     "trainable_backbone": "trainable parameters outside the head (adapters or fine-tuned blocks)",
     "trainable_head": "trainable parameters in the head",

@@ -95,7 +95,8 @@ def probe_by_freezing(build: Callable[[nn.Module], object] | EllipsisType, curve
                       steps: int = 100, lr: float | None = None) -> Feedback:
     """Exercise 3 (do): ``build(model)`` freezes parts of a pretrained model with a new head; it must leave only
     the head trainable and the backbone's BatchNorm statistics fixed. Then it trains exactly like plain fine-tuning
-    (``lr``, default plain fine-tuning's rate chosen on validation at N = 5 in the tuning table; ``steps`` steps,
+    (``lr``, default plain fine-tuning's rate chosen on validation at N = 5 in the tuning table: ``lr`` is for
+    exploring, not for tuning, since the check scores on test; ``steps`` steps,
     N = 5 digits of ``seed``) and must beat scratch's test accuracy in that seed (from ``curve``) by at least 5
     points."""
     target, quantity = 5, f"your probe's gain over scratch in test accuracy at N = 5, seed {seed},"
@@ -170,7 +171,7 @@ HINTS: dict[str, tuple[str, str]] = {
         "Rule out what is the same for scratch and fine-tuning: the steps, and the network they train.",
         "What does the linear probe, which trains only a new head on frozen features, tell you about those features?"),
     "probe_by_freezing": (
-        "ftlib.freeze has a function that freezes every block of a model except its head.",
+        "Read what ftlib.freeze offers (help(freeze) in a cell): which of its functions fits 'only the head trains'?",
         "Setting requires_grad by hand freezes the weights but not BatchNorm: in train mode it normalises by each "
         "batch, and fit's model.train() undoes any .eval(); ftlib.freeze keeps frozen BatchNorm layers in eval mode."),
 }
