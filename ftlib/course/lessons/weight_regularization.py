@@ -465,7 +465,7 @@ def no_ops(trace: Results, free: Results, tolerance: float = 0.005) -> SimpleNam
     settings = [s for s, g in gaps.items() if max(g) <= tolerance + 1e-9]
     listed = ", ".join(f"{s} (largest gaps {100 * gaps[s][0]:.1f} and {100 * gaps[s][1]:.1f})" for s in settings)
     text = (f"within {100 * tolerance:g} points of no penalty in every seed, validation digits and letters kept "
-            f"(no-ops at this rate): " + (listed or "none"))
+            f"(no-ops at this rate, on the table's seeds): " + (listed or "none"))
     return SimpleNamespace(settings=settings, text=text)
 
 
@@ -850,7 +850,7 @@ def check_claims(outside: Results, rescue: Results, strengths: dict[str, float],
             f"points, {apart_word}); alpha {floor:g}'s validation digits minus no penalty's on unseen seeds: "
             f"{budget_mean:+.1f} ± {budget_half:.1f} points ({budget_word}); validation's choice, its weakest "
             f"{weakest:g}, keeps {100 * weak_mean:+.1f} ± {100 * weak_half:.1f} points over no penalty "
-            f"({weak_word}); at lr {rate:g} its digits cost most at alpha 0.1 in every unseen seed (minus 1000: "
+            f"({weak_word}); at lr {rate:g} L2-SP's digits cost most at alpha 0.1 in every unseen seed (minus 1000: "
             f"{100 * middle_mean:+.1f} ± {100 * middle_half:.1f} points, {middle_word}); decaying BatchNorm's "
             "gamma/beta costs "
             f"{100 * fmean(lost_to_gamma):.0f} points of letters more than the convolutions alone, with (gamma, beta) "
