@@ -271,3 +271,49 @@ def test_live_l2sp_names_its_value_first(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "L2-SP strength alpha = 0.003" and "letters kept" in lines[1]
     assert all(str(v) == repr(v) for v in wr.LIVE_STRENGTHS)  # the readout shows each value as written
+
+
+def _two_rates(cells: dict[tuple[float, float], tuple[float, ...]]) -> experiments.Results:
+    """Records of L2-SP at (lr, alpha): validation digits per seed; letters kept 0.1 above."""
+    return experiments.Results({"penalty": "l2sp", "lr": lr, "alpha": a, "point": (lr, a), "seed": s,
+                                "val_accuracy": v, "val_loss": 1.0 - v, "retention": v + 0.1}
+                               for (lr, a), values in cells.items() for s, v in enumerate(values))
+
+
+def test_costliest_reads_the_lowest_mean_and_keeps_ties():
+    runs = _two_rates({(0.003, 0.001): (0.9, 0.92), (0.003, 0.1): (0.86, 0.88), (0.003, 1.0): (0.87, 0.88)})
+    assert wr.costliest(runs) == [0.1]
+    tied = _two_rates({(0.03, 1.0): (0.88, 0.89), (0.03, 100.0): (0.89, 0.88), (0.03, 0.1): (0.9, 0.9)})
+    assert wr.costliest(tied) == [1.0, 100.0]
+
+
+def test_joint_choice_uses_the_one_rule_and_ties_go_to_the_lower_rate():
+    both = _two_rates({(0.003, 0.001): (0.9, 0.9), (0.003, 0.1): (0.8, 0.8), (0.03, 0.001): (0.9, 0.9),
+                       (0.03, 0.1): (0.85, 0.85)})
+    joint = wr.joint_choice(both)
+    assert (joint.lr, joint.alpha) == (0.003, 0.001) and "lr 0.003, alpha 0.001" in joint.text
+    better = _two_rates({(0.003, 0.001): (0.9, 0.9), (0.03, 0.1): (0.92, 0.9)})
+    assert (wr.joint_choice(better).lr, wr.joint_choice(better).alpha) == (0.03, 0.1)
+
+
+def test_show_rates_and_rate_pairs_print_both_rates_and_refuse_an_unknown_strength():
+    both = _two_rates({(0.003, 0.01): (0.9, 0.91), (0.03, 0.01): (0.92, 0.93), (0.003, 0.1): (0.85, 0.86),
+                       (0.03, 0.1): (0.9, 0.9)})
+    text = wr.show_rates(both)
+    assert "lr 0.003" in text.splitlines()[0] and "lr 0.03" in text.splitlines()[0]
+    assert text.splitlines()[-1] == "lowest validation digits: alpha 0.1 at lr 0.003; alpha 0.1 at lr 0.03"
+    assert "lowest" not in wr.show_rates(both, [0.01])  # a subset of strengths says nothing of the whole grid
+    pairs = wr.rate_pairs(both, [0.1])
+    assert "at lr 0.03 minus at lr 0.003" in pairs and "+5.0 points, +4.0 points" in pairs
+    with pytest.raises(ValueError, match="alphas"):
+        wr.show_rates(both, [0.5])
+
+
+def test_the_stored_table_picks_lr_0003_jointly_and_its_shape_is_that_rates():
+    from ftlib.course.lessons import tuning
+
+    both = wr.rate_trace(tuning.load())
+    assert both.unique("lr") == [0.003, 0.03]
+    joint = wr.joint_choice(both)
+    assert (joint.lr, joint.alpha) == (0.003, 0.001)  # what the lesson's prose says
+    assert wr.costliest(both.where(lr=0.003)) == [0.1] and 0.1 not in wr.costliest(both.where(lr=0.03))

@@ -27,11 +27,12 @@ from ftlib.runtime import model_device
 from ftlib.schedules import make_schedule
 
 __all__ = ["COLOURS", "COLUMNS", "HEAD_DECAY", "LETTERS_USED", "LIVE_STRENGTHS", "NAMES", "N_VAL", "PENALTIES",
-           "TRACED", "affordable", "bn_shrink", "check_claims", "explain_drift", "explain_turning",
-           "held_out", "label", "letters_verdicts", "live_l2sp", "no_ops", "paired", "plot_drift", "plot_statistics",
-           "plot_trace", "rank_agreement", "rank_correlation", "regularized_run", "shipped_retention",
-           "show_difference", "show_trace", "shrunk_batchnorm", "split_forgetting", "stored", "summary",
-           "trace_table", "unseen_text"]
+           "RATE_ARMS", "TRACED", "VAL_LETTERS_SEED", "affordable", "bn_shrink", "check_claims", "costliest",
+           "explain_drift", "explain_turning", "held_out", "joint_choice", "label", "letters_verdicts", "live_l2sp",
+           "no_ops", "paired", "plot_drift", "plot_statistics", "plot_trace", "rank_agreement", "rank_correlation",
+           "rate_pairs", "rate_trace", "regularized_run", "shipped_retention", "show_difference", "show_rates",
+           "show_trace", "shrunk_batchnorm", "split_forgetting", "stored", "summary", "trace_table", "unseen_text",
+           "validation_letters"]
 
 PENALTIES = ("none", "decay", "decay_all", "l2", "l2sp")
 NAMES = {"none": "no penalty", "decay": "weight decay (AdamW)", "decay_all": "weight decay, BN gamma/beta too",
@@ -39,6 +40,7 @@ NAMES = {"none": "no penalty", "decay": "weight decay (AdamW)", "decay_all": "we
 HEAD_DECAY = 1e-3  # beta: the new head is pulled towards zero with this strength under every penalty
 _BN_SEED = 5  # the seed of the 520 letters drawn to re-estimate BatchNorm statistics on
 N_VAL = 20  # validation digits per class, from the labelled pool, disjoint from the training digits
+VAL_LETTERS_SEED = 7  # fresh letters that choices read retention on (pretraining drew seed 0's, BN seed 5's)
 
 
 @functools.cache
@@ -219,7 +221,7 @@ def held_out(settings: dict[str, tuple[str, float]], lr: float, seeds, n: int = 
     found = run_calls([(regularized_run, {"penalty": penalty, "alpha": alpha, "lr": lr, "seed": seed, "n": n,
                                           "steps": steps, "follow": label in follow})
                        for label, penalty, alpha, seed in plan])
-    return Results({**record, "penalty": penalty, "alpha": alpha, "seed": seed, "setting": label}
+    return Results({**record, "penalty": penalty, "alpha": alpha, "lr": lr, "seed": seed, "setting": label}
                    for (label, penalty, alpha, seed), record in zip(plan, found))
 
 
@@ -341,6 +343,75 @@ def plot_drift(results: Results, shipped: float) -> None:
 TRACED = {"decay": "05 weight decay", "l2": "05 L2 in the loss", "l2sp": "05 L2-SP"}  # each penalty's tuned arm
 
 
+RATE_ARMS = ("05 L2-SP", "05 L2-SP, lr 0.03")  # L2-SP's strengths tuned at no penalty's rate, then at 10x it
+
+
+def rate_trace(table, keys: tuple[str, ...] = RATE_ARMS) -> Results:
+    """L2-SP at every strength of its grid at each rate of ``keys`` (arms of the tuning table that differ only in
+    their fixed ``lr``), from the stored validation records (nothing retrains); the lower rate first, each record
+    with its ``lr`` and ``point`` ``(lr, alpha)``."""
+    arms = sorted(keys, key=lambda k: table.arm(k).fixed["lr"])
+    return Results({**r, "penalty": "l2sp", "lr": table.arm(k).fixed["lr"], "point": (table.arm(k).fixed["lr"],
+                    r["alpha"]), "setting": f"l2sp {r['alpha']:g}, lr {table.arm(k).fixed['lr']:g}"}
+                   for k in arms for r in table.results(k))
+
+
+def costliest(runs: Results) -> list[float]:
+    """The strengths of ``runs`` (one penalty at one rate) whose mean validation digits are the lowest (several
+    when tied to 9 decimals): a reading of the trace, not a choice of setting."""
+    digits = {a: round(runs.mean("val_accuracy", alpha=a), 9) for a in runs.unique("alpha")}
+    low = min(digits.values())
+    return [a for a, d in digits.items() if d == low]
+
+
+def show_rates(both: Results, alphas: list[float] | None = None) -> str:
+    """Side by side per strength (``alphas``, default every one): validation digits and letters kept (mean ± std
+    over the table's seeds) at each rate of :func:`rate_trace`'s ``both``; then, per rate, the strength that costs
+    the validation digits the most."""
+    rates = both.unique("lr")
+    alphas = both.unique("alpha") if alphas is None else alphas
+    missing = [a for a in alphas if a not in both.unique("alpha")]
+    if missing:
+        raise ValueError(f"alphas {missing} are not in the stored grid: choose from {both.unique('alpha')}")
+    lines = [f"{'L2-SP':<12}" + "".join(f"{f'lr {lr:g}: validation digits':>31}{'letters kept':>15}" for lr in rates)]
+    for a in alphas:
+        cells = []
+        for lr in rates:
+            runs = both.where(lr=lr, alpha=a)
+            cells.append(f"{records.spread(runs.mean('val_accuracy'), runs.std('val_accuracy')):>31}"
+                         f"{records.spread(runs.mean('retention'), runs.std('retention')):>15}")
+        lines.append(f"{'alpha ' + format(a, 'g'):<12}" + "".join(cells))
+    if alphas == both.unique("alpha"):
+        lines.append("lowest validation digits: " + "; ".join(
+            f"alpha {' and '.join(format(a, 'g') for a in costliest(both.where(lr=lr)))} at lr {lr:g}"
+            for lr in rates))
+    return "\n".join(lines)
+
+
+def rate_pairs(both: Results, alphas: list[float]) -> str:
+    """Per strength of ``alphas``: L2-SP at the higher rate of ``both`` minus at the lower, per seed (the table's
+    seeds), validation digits and letters kept, with the mean's 95% interval and verdict."""
+    low, high = both.unique("lr")[0], both.unique("lr")[-1]
+    lines = [f"L2-SP at lr {high:g} minus at lr {low:g}, same strength, per seed (the table's runs):"]
+    for a in alphas:
+        first, second = both.where(lr=high, alpha=a), both.where(lr=low, alpha=a)
+        lines += [f"  alpha {a:<6g}validation digits  {paired(first, second, 'val_accuracy')[1]}",
+                  f"  {'':<12}letters kept       {paired(first, second, 'retention')[1]}"]
+    return "\n".join(lines)
+
+
+def joint_choice(both: Results) -> SimpleNamespace:
+    """The (rate, strength) chosen jointly on validation over every point of ``both`` (:func:`rate_trace`) by the
+    course's one rule, :func:`records.choose` (the lower rate and the weaker strength first, so ties go to them):
+    ``lr``, ``alpha`` and a printable ``text``."""
+    lr, alpha = records.choose(both, "point")
+    runs = both.where(lr=lr, alpha=alpha)
+    text = (f"(rate, strength) chosen jointly on validation over both rates and every strength (records.choose): "
+            f"lr {lr:g}, alpha {alpha:g}: validation digits {runs.mean('val_accuracy'):.1%}, letters kept "
+            f"{runs.mean('retention'):.1%}")
+    return SimpleNamespace(lr=lr, alpha=alpha, text=text)
+
+
 def trace_table(table) -> Results:
     """Every penalty at every strength of its grid, from the tuning table's stored validation records (nothing
     retrains): one record per penalty, strength and seed, with ``setting`` and the measures (letters kept...)."""
@@ -394,13 +465,14 @@ def no_ops(trace: Results, free: Results, tolerance: float = 0.005) -> SimpleNam
     settings = [s for s, g in gaps.items() if max(g) <= tolerance + 1e-9]
     listed = ", ".join(f"{s} (largest gaps {100 * gaps[s][0]:.1f} and {100 * gaps[s][1]:.1f})" for s in settings)
     text = (f"within {100 * tolerance:g} points of no penalty in every seed, validation digits and letters kept "
-            f"(no-ops at this rate): " + (listed or "none"))
+            f"(no-ops at this rate, on the table's seeds): " + (listed or "none"))
     return SimpleNamespace(settings=settings, text=text)
 
 
 def plot_trace(trace: Results, free: Results, chosen: dict[str, float]) -> None:
     """Letters kept against validation digits, one curve per penalty over its strengths (means over seeds, bars: the
-    letters kept's std; each point labelled with its strength, the chosen one circled), no penalty as a black star."""
+    letters kept's std; each point labelled with its strength, the chosen one circled), no penalty as a black star
+    (without a bar, so that the labels of the weakest strengths, which sit on it, stay readable)."""
     fig, ax = plt.subplots(figsize=(10.5, 4.6))
     labelled: list[tuple[str, float, float, str]] = []
     for penalty in trace.unique("penalty"):
@@ -414,8 +486,8 @@ def plot_trace(trace: Results, free: Results, chosen: dict[str, float]) -> None:
             labelled.append((f"{a:g}", x, y, COLOURS[penalty]))
             if a == chosen[penalty]:
                 ax.plot(x, y, "o", ms=11, mfc="none", mec=COLOURS[penalty], mew=1.5)
-    ax.errorbar(100 * free.mean("val_accuracy"), 100 * free.mean("retention"), yerr=100 * free.std("retention"),
-                fmt="*", ms=12, color="k", label="no penalty")
+    ax.plot(100 * free.mean("val_accuracy"), 100 * free.mean("retention"), "*", ms=12, color="k",
+            label="no penalty (its std: the table under the plot)")  # no bar: the strengths' labels stay clear
     _annotate_apart(ax, *(list(column) for column in zip(*_merged(labelled))),
                     avoid=[(100 * free.mean("val_accuracy"), 100 * free.mean("retention"))])
     ax.set(xlabel="validation digits (%)", ylabel="letters kept, as fine-tuned (%)",
@@ -480,9 +552,7 @@ def plot_statistics(results: Results, shipped: float) -> None:
                alpha=0.45 if k == 0 else 0.95, label=text, edgecolor="k", lw=0.5)
     ax.axhline(100 * shipped, color="k", ls=":", lw=1, label=f"shipped model: {shipped:.1%}")
     ax.set_xticks(range(len(settings)), settings)
-    low = min(100 * results.mean("retention", setting=s) - 100 * results.std("retention", setting=s)
-              for s in settings)
-    ax.set_ylim(max(0.0, low - 5), 100)
+    ax.set_ylim(0, 100)  # from zero: the bars' heights compare
     ax.set(ylabel="letters kept (%)",
            title="Letters kept as fine-tuned (pale) and with the letters' BatchNorm statistics re-estimated (dark)")
     ax.grid(axis="y", alpha=0.3)
@@ -686,6 +756,8 @@ def check_claims(outside: Results, rescue: Results, strengths: dict[str, float],
     :func:`shrunk_batchnorm` at the shrink of gamma and beta measured under ``"decay_all 10"``."""
     none = outside.where(setting="none")
     seeds = _seeds(none)
+    rate = none[0]["lr"]  # no penalty's chosen rate: every penalty of ``outside`` ran at it
+    high_rate = rescue[0]["lr"]
     floor = strengths["l2sp"]  # L2-SP's strongest strength within the budget
     stored = Results([*trace, *({**r, "penalty": "none", "alpha": 0.0, "setting": "none"} for r in free)])
     apart_table, apart_unseen = _lowest_minus_highest(stored, floor), _lowest_minus_highest(outside, floor)
@@ -733,7 +805,7 @@ def check_claims(outside: Results, rescue: Results, strengths: dict[str, float],
         f"L2-SP {floor:g}, validation digits minus no penalty on seeds {seeds}: "
         f"{', '.join(f'{c:+.1f}' for c in budget_cost)} points; mean {budget_mean:+.1f} ± {budget_half:.1f} points "
         f"(95% interval): {budget_word}",
-        "L2-SP's validation digits minus no penalty's on the unseen seeds (points): " + "; ".join(
+        f"L2-SP's validation digits minus no penalty's on the unseen seeds, at lr {rate:g} (points): " + "; ".join(
             f"alpha {a:g} {', '.join(f'{c:+.1f}' for c in costs[a][0])}" for a in costs),
         *(f"  alpha 0.1 minus alpha {a:g}, validation digits: {text}" for a, (_, text) in middle_minus.items()),
         f"weight decay 10 on the convolutions, over no penalty: every convolution's norm x{min(shrink):.2f} to "
@@ -746,14 +818,15 @@ def check_claims(outside: Results, rescue: Results, strengths: dict[str, float],
         f"  a demonstration, not a finding (BatchNorm divides a uniform scale out): {invariance.text}",
         f"L2-SP 1000, letters' BN statistics: {points(-d for d in from_shipped)} from the shipped model; the "
         f"statistics alone give back {points(in_statistics)}",
-        f"too-high rate, L2-SP minus no penalty: digits test {points(digits)}; letters kept {points(letters)}"]
+        f"lr {high_rate:g} (too high for no penalty), L2-SP minus no penalty: digits test {points(digits)}; "
+        f"letters kept {points(letters)}"]
     checks = [
         (f"L2-SP from {floor:g} up keeps more letters than no penalty and every weight decay or L2 strength, in "
          "every seed (the table's and unseen), by a margin the unseen seeds resolve",
          all(a > 0 for a in apart_table + apart_unseen) and apart_word == "helps",
          f"{apart_table}, {apart_unseen}, {apart_word}"),
-        ("L2-SP's cost in digits is not monotone: alpha 0.1 costs validation digits, and more than the weakest and "
-         "1000, in every unseen seed", all(c < 0 for c in middle) and all(m < min(w, f) for m, w, f in
+        (f"at lr {rate:g}, L2-SP's cost in digits is not monotone: alpha 0.1 costs validation digits, and more than "
+         "the weakest and 1000, in every unseen seed", all(c < 0 for c in middle) and all(m < min(w, f) for m, w, f in
                                           zip(middle, costs[weakest][0], costs[1000][0])),
          f"{ {a: c[0] for a, c in costs.items()} }"),
         ("weight decay on the convolutions shrinks each and turns it further per step, and costs letters",
@@ -767,18 +840,22 @@ def check_claims(outside: Results, rescue: Results, strengths: dict[str, float],
          abs(unchanged) < 0.01 and invariance.kept_statistics < invariance.shipped - 0.2, f"{invariance}"),
         ("strong L2-SP forgets mostly BatchNorm statistics", all(d < 0.02 for d in from_shipped)
          and all(g > 0.02 for g in in_statistics), f"from shipped {from_shipped}, statistics {in_statistics}"),
-        ("at the too-high rate L2-SP keeps far more letters", all(k > 0.5 for k in letters)
+        (f"at lr {high_rate:g} (too high for no penalty) L2-SP keeps far more letters", all(k > 0.5 for k in letters)
          and stats.verdict(letters)[2] == "helps", f"letters {letters}"),
     ]
     n_seeds = len(apart_table) + len(apart_unseen)
-    head = (f"L2-SP from alpha {floor:g} up keeps more letters than no penalty and every weight decay or L2 strength "
-            f"tried with it ({n_seeds}/{n_seeds} seeds; unseen seeds {100 * apart_mean:+.1f} ± "
-            f"{100 * apart_half:.1f} points, resolved); validation's choice, its weakest {weakest:g}, keeps "
-            f"{100 * weak_mean:+.1f} ± {100 * weak_half:.1f} points over no penalty ({weak_word}); its digits cost "
-            f"most at alpha 0.1 in every unseen seed (minus 1000: {100 * middle_mean:+.1f} ± "
-            f"{100 * middle_half:.1f} points, {middle_word}); decaying BatchNorm's gamma/beta costs "
+    head = (f"at lr {rate:g}, L2-SP from alpha {floor:g} up keeps more letters than no penalty and every weight decay "
+            f"or L2 strength on the table's seeds, and than the {len(other_settings)} other settings run on unseen "
+            f"seeds ({n_seeds}/{n_seeds} seeds; unseen seeds {100 * apart_mean:+.1f} ± {100 * apart_half:.1f} "
+            f"points, {apart_word}); alpha {floor:g}'s validation digits minus no penalty's on unseen seeds: "
+            f"{budget_mean:+.1f} ± {budget_half:.1f} points ({budget_word}); validation's choice, its weakest "
+            f"{weakest:g}, keeps {100 * weak_mean:+.1f} ± {100 * weak_half:.1f} points over no penalty "
+            f"({weak_word}); at lr {rate:g} L2-SP's digits cost most at alpha 0.1 in every unseen seed (minus 1000: "
+            f"{100 * middle_mean:+.1f} ± {100 * middle_half:.1f} points, {middle_word}); decaying BatchNorm's "
+            "gamma/beta costs "
             f"{100 * fmean(lost_to_gamma):.0f} points of letters more than the convolutions alone, with (gamma, beta) "
-            f"turning x{min(bn_turn):.1f} or more further per step; at a rate 10x too high L2-SP keeps "
+            f"turning x{min(bn_turn):.1f} or more further per step; at lr {high_rate:g} (too high for no penalty) "
+            "L2-SP keeps "
             f"{100 * fmean(letters):+.0f} points more letters than no penalty, its digits "
             f"{100 * fmean(digits):+.1f} points ({stats.verdict(digits)[2]})")
     return SimpleNamespace(lines=lines, checks=checks, headline=head)
@@ -787,12 +864,24 @@ def check_claims(outside: Results, rescue: Results, strengths: dict[str, float],
 LIVE_STRENGTHS = [0, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10]  # the live slider's L2-SP strengths
 
 
-def live_l2sp(alpha: float, lr: float = 3e-2, steps: int = 100, seed: int = 0) -> None:
-    """The live slider's run: fine-tune seed 0 for ``steps`` steps at the over-aggressive rate under L2-SP of
-    strength ``alpha`` (0: no penalty), for real, and print the validation digits (never test: the slider is a
-    choice), letters kept and drift."""
-    record = regularized_run("l2sp" if alpha else "none", float(alpha), lr, seed, steps=steps)
+@functools.cache
+def validation_letters() -> ImageSet:
+    """1,300 freshly drawn labelled letters (seed :data:`VAL_LETTERS_SEED`), not test ones: the letters kept that a
+    choice may read (a slider, an exercise), so that no choice reads the test letters the lesson reports on."""
+    images, labels = next(data.letter_batches(LETTERS_USED, VAL_LETTERS_SEED))
+    return ImageSet(images, labels, data.test_set("letters").classes, "validation letters")
+
+
+def live_l2sp(alpha: float, lr: float = 3e-2, steps: int = 100, seed: int = 0, n: int = 5) -> None:
+    """The live slider's run: fine-tune ``seed`` (one seed only) for ``steps`` steps at rate ``lr`` under L2-SP of
+    strength ``alpha`` (0: no penalty), for real, and print what a choice may read: the validation digits and the
+    letters kept on :func:`validation_letters` (never the test digits or the test letters), and the drift."""
+    start: dict = {}
+    train_set, val_set = data.few_shot_split("mnist", n, N_VAL, seed)
+    model = run("fine-tune", train_set, seed, steps, lr=lr,
+                prepare=_holding("l2sp" if alpha else "none", float(alpha), start)).model
+    kept = retention(model, _source()[0], validation_letters())
     print(f"L2-SP strength alpha = {alpha}")
-    print(f"seed {seed}, {steps} steps at lr={lr:g}: validation digits {record['val_accuracy']:.1%}; letters kept "
-          f"{record['retention']:.1%} as fine-tuned, {record['retention_bn']:.1%} with the letters' BN statistics; "
-          f"drift ||w - w0|| {record['drift']:.3g}")
+    print(f"seed {seed} only, {steps} steps at lr={lr:g}: validation digits {evaluate(model, val_set).accuracy:.1%}; "
+          f"validation letters kept {kept:.1%} (fresh letters, not the test ones); drift ||w - w0|| "
+          f"{drift(model, start):.3g}")
