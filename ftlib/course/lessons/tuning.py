@@ -168,7 +168,8 @@ def _lesson05() -> list[Arm]:
                  {"penalty": "decay_all", "alpha": 10.0, "lr": 3e-3, **fixed}, grid={},
                  note="fixed on purpose: the naive AdamW(model.parameters()), which decays BatchNorm's gamma/beta "
                  "too, beside weight decay 10 on the convolutions only")]
-    high = "rate fixed on purpose: too high, to see what holding the weights rescues"
+    high = ("rate fixed on purpose: 10x no penalty's chosen rate, too high for no penalty, to see what holding the "
+            "weights does there")
     return arms + [Arm("05", "no penalty, lr 0.03", run, {"penalty": "none", "alpha": 0.0, "lr": 3e-2, **fixed},
                        grid={}, note=high),
                    Arm("05", "L2-SP, lr 0.03", run, {"penalty": "l2sp", "lr": 3e-2, **fixed},
