@@ -5,6 +5,7 @@ import inspect
 from collections import Counter
 
 import nbformat
+import numpy as np
 import pytest
 
 from ftlib.course import runner as course
@@ -54,6 +55,11 @@ def test_a_prediction_passes_within_its_tolerance_and_says_which_side_it_missed(
     assert high.passed is False and "too high" in high.message and "Because W." not in high.message
     assert check_prediction(2.0, 12.0, tolerance=3, quantity="g", why="W.").message.startswith("Not yet: your")
     assert check_prediction("ten", 12.0, tolerance=3, quantity="g", why="W.").passed is False
+    for number in (np.int64(11), np.float32(11.0)):  # NumPy's numbers are numbers (an index, a mean...)
+        assert check_prediction(number, 12.0, tolerance=3, quantity="g", why="W.").passed is True
+    for flag in (True, False):  # a bool is not a prediction, though Python counts it as 1 or 0
+        feedback = check_prediction(flag, 1.0, tolerance=3, quantity="g", why="W.")
+        assert feedback.passed is False and "finite number" in feedback.message
     for odd in (float("nan"), float("inf"), -float("inf")):  # not "too low": not a number to compare
         feedback = check_prediction(odd, 12.0, tolerance=3, quantity="g", why="W.")
         assert feedback.passed is False and "finite number" in feedback.message

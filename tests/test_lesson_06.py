@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from ftlib import stopping
@@ -54,11 +55,57 @@ def test_evaluation_cost_counts_forward_passes_against_training_steps():
 
 
 def test_describe_saving_gives_the_cost_as_a_share_of_the_steps_saved_or_none_saved():
-    text = early_stopping.describe_saving([80, 150], 150, 10, 50, 32)
-    assert text.startswith("steps saved 70, 0 of 150; its 8, 15 evaluations of the 50 validation digits")
-    assert "cost 4.2, 7.8 training steps' worth (as a share of the steps saved: 6%, none saved)" in text, text
+    text = early_stopping.describe_saving([80, 150], 150, 10, [50, 48], 32)
+    assert text.startswith("steps saved 70, 0 of 150; its 8, 15 evaluations of the 50, 48 validation digits")
+    assert "cost 4.2, 7.5 training steps' worth (as a share of the steps saved: 6%, none saved)" in text, text
     with pytest.raises(ValueError, match="max_steps=150"):
-        early_stopping.describe_saving([160], 150, 10, 50)
+        early_stopping.describe_saving([160], 150, 10, [50])
+    with pytest.raises(ValueError, match="one validation size per seed"):
+        early_stopping.describe_saving([80, 150], 150, 10, [50])
+
+
+def test_validation_sizes_follow_the_per_class_split_of_the_noisy_labels():
+    sizes = early_stopping.validation_sizes([0, 1, 2], 25, 0.3, 0.2)
+    assert sizes == [len(early_stopping.noisy_split(25, 0.3, 0.2, s)[2]) for s in (0, 1, 2)]
+    assert all(45 <= n <= 55 for n in sizes) and len(set(sizes)) > 1  # about 50, not 50 in every seed
+
+
+class _Table:
+    """A tuning table with two rates of early stopping on two seeds (validation sizes 50 and 49)."""
+
+    settings = {"seeds": [0, 1]}
+
+    def __init__(self, records, chosen):
+        self._records, self._chosen = records, chosen
+
+    def arm(self, key):
+        from ftlib.course.lessons.tuning import Arm
+
+        return Arm("06", key[3:], "early_stopping:policy_run", {"n_labelled": 25, "noise": 0.3, "val_fraction": 0.2})
+
+    def records(self, key, **point):
+        return experiments.Results(r for r in self._records if r["lr"] == point["lr"])
+
+    def chosen(self, key):
+        return {"lr": self._chosen}
+
+
+def test_rate_choice_counts_digits_right_and_describe_choice_says_what_won_and_by_how_much():
+    records = [{"lr": 0.1, "seed": 0, "val_accuracy": 30 / 50, "val_loss": 1.5},
+               {"lr": 0.1, "seed": 1, "val_accuracy": 29 / 49, "val_loss": 1.6},
+               {"lr": 0.2, "seed": 0, "val_accuracy": 29 / 50, "val_loss": 1.4},
+               {"lr": 0.2, "seed": 1, "val_accuracy": 30 / 49, "val_loss": 1.8}]
+    choice = early_stopping.rate_choice(_Table(records, 0.2), [0.1, 0.2])
+    assert [(r["right"], r["total"], r["chosen"]) for r in choice] == [(59, 99, False), (59, 99, True)]
+    lines = early_stopping.describe_choice(choice)
+    assert lines[1].startswith("lr 0.2: mean validation accuracy 59.6122%, 59 of 99") and "<- chosen" in lines[1]
+    assert lines[2] == ("lr 0.2 won over 0.1 by +0.0204 points of mean validation accuracy (the same 59 of 99 digits "
+                        "right at both); the lower mean validation loss would pick 0.1"), lines[2]  # 1.6 vs 1.55
+    records[3]["val_accuracy"], records[3]["val_loss"] = 31 / 49, 1.6
+    lines = early_stopping.describe_choice(early_stopping.rate_choice(_Table(records, 0.2), [0.1, 0.2]))
+    assert "(60 against 59 of 99 digits right); the lower mean validation loss would pick 0.2" in lines[2], lines[2]
+    with pytest.raises(ValueError, match="not in the table's grid"):
+        early_stopping.rate_choice(_Table(records, 0.2), [0.3])
 
 
 def test_rescue_kept_never_prints_a_negative_share():
@@ -109,6 +156,15 @@ def test_turning_step_counts_every_step_on_the_flat_bottom_of_the_curve():
         feedback = ex06.turning_step(guess, history)  # 20 and 50 are over 0.01 above the lowest
         assert feedback.passed is False and side in feedback.message, guess
     assert ex06.turning_step("30", history).passed is False
+    assert ex06.turning_step(np.int64(30), history).passed is True  # e.g. a step read off an array
+
+
+def test_a_missed_turning_step_says_which_way_to_think_not_to_look_at_results_not_shown_yet():
+    history = _history()
+    history.eval_step, history.val_loss = [10, 20, 30, 40, 50], [0.9, 0.8, 0.5, 0.6, 0.7]
+    for guess, direction in ((120, ex06.TOO_LATE), (10, ex06.TOO_EARLY)):
+        message = ex06.turning_step(guess, history).message
+        assert direction in message and "results above" not in message, message
 
 
 def test_turning_step_prints_one_message_whether_it_passes_or_misses(capsys):

@@ -17,10 +17,11 @@ from ftlib.stopping import MONITORS, EarlyStopping, History, stopping_point
 
 __all__ = ["BATCH_SIZE", "FORWARDS_PER_STEP", "LIVE_NOISES", "METHOD", "ORACLE", "POLICIES", "SCHEDULE",
            "across_rates", "arm", "by_rate", "clean_control", "clean_controls", "compare_monitors", "curve",
-           "describe_control", "describe_curve", "describe_saving", "early_stop", "equivalence", "evaluation_cost",
-           "gap_closed", "gaps_closed", "live_noise", "long_run", "noisy_split", "onecycle_rate", "overfitting",
-           "plot_curves", "plot_labels", "plot_tradeoff", "policies", "policy_run", "rate", "replay",
-           "rescue_kept", "run_policies", "scores_line", "tradeoff"]
+           "describe_choice", "describe_control", "describe_curve", "describe_saving", "early_stop", "equivalence",
+           "evaluation_cost", "gap_closed", "gaps_closed", "live_noise", "long_run", "monitor_verdicts",
+           "noisy_split", "onecycle_rate", "overfitting", "plot_curves", "plot_labels", "plot_tradeoff", "policies",
+           "policy_run", "rate", "rate_choice", "replay", "rescue_kept", "run_policies", "scores_line", "tradeoff",
+           "validation_sizes"]
 
 METHOD = "fine-tune"  # the pretrained GlyphNet with a new head (its rate comes from the tuning table)
 BATCH_SIZE = 32  # fixed on purpose: 150 steps of 32 digits are 24 passes over the 200 training digits
@@ -207,20 +208,70 @@ def evaluation_cost(steps: int, eval_every: int, val_size: int, batch_size: int 
     return (steps // eval_every) * val_size / (FORWARDS_PER_STEP * batch_size)
 
 
-def describe_saving(stopped: list[int], max_steps: int, eval_every: int, val_size: int,
+def describe_saving(stopped: list[int], max_steps: int, eval_every: int, val_sizes: list[int],
                     batch_size: int = BATCH_SIZE) -> str:
     """Per seed, the steps early stopping saved of ``max_steps`` (it trained ``stopped``), what its evaluations on
-    the ``val_size`` validation images cost in training-step equivalents (:func:`evaluation_cost`), and that cost as
-    a share of the steps saved ("none saved" where it ran to the end)."""
+    that seed's validation images (``val_sizes``, one per seed) cost in training-step equivalents
+    (:func:`evaluation_cost`), and that cost as a share of the steps saved ("none saved" where it ran to the end)."""
+    if len(val_sizes) != len(stopped):
+        raise ValueError(f"val_sizes={val_sizes!r} is not allowed: give one validation size per seed "
+                         f"({len(stopped)} stopped runs)")
     saved = [max_steps - s for s in stopped]
     if any(s < 0 for s in saved):
         raise ValueError(f"stopped={stopped!r} is not allowed: no run trains more than max_steps={max_steps}")
-    costs = [evaluation_cost(s, eval_every, val_size, batch_size) for s in stopped]
+    costs = [evaluation_cost(s, eval_every, size, batch_size) for s, size in zip(stopped, val_sizes)]
     shares = (f"{c / s:.0%}" if s else "none saved" for s, c in zip(saved, costs))
     evaluations = ", ".join(str(s // eval_every) for s in stopped)
-    return (f"steps saved {', '.join(map(str, saved))} of {max_steps}; its {evaluations} evaluations of the {val_size} "
-            f"validation digits cost {', '.join(f'{c:.1f}' for c in costs)} training steps' worth "
-            f"(as a share of the steps saved: {', '.join(shares)})")
+    return (f"steps saved {', '.join(map(str, saved))} of {max_steps}; its {evaluations} evaluations of the "
+            f"{', '.join(map(str, val_sizes))} validation digits cost {', '.join(f'{c:.1f}' for c in costs)} "
+            f"training steps' worth (as a share of the steps saved: {', '.join(shares)})")
+
+
+def validation_sizes(seeds: Iterable[int], n_labelled: int, noise: float, val_fraction: float) -> list[int]:
+    """How many validation digits :func:`noisy_split` carves on each of ``seeds`` (the split is per class of the
+    noisy labels, so the size moves by a digit or two from seed to seed)."""
+    return [len(noisy_split(n_labelled, noise, val_fraction, seed)[2]) for seed in seeds]
+
+
+def rate_choice(table, rates: Iterable[float], policy: str = "early stopping") -> Results:
+    """How the course's rule saw ``policy``'s ``rates`` in the tuning ``table`` (constant rate): per rate, the mean
+    over the table's seeds of the stored validation accuracy (``val_accuracy``) and loss (``val_loss``), the
+    validation digits it got ``right`` of the ``total`` (each seed's accuracy times its validation size, summed) and
+    whether the table ``chosen`` it."""
+    key = arm(policy)
+    fixed, seeds = table.arm(key).fixed, table.settings["seeds"]
+    sizes = dict(zip(seeds, validation_sizes(seeds, fixed["n_labelled"], fixed["noise"], fixed["val_fraction"])))
+    rows = []
+    for lr in rates:
+        runs = table.records(key, lr=lr)
+        if not runs:
+            raise ValueError(f"rate {lr!r} is not in the table's grid for {key}: choose from "
+                             f"{', '.join(f'{r:g}' for r in table.arm(key).grid['lr'])}")
+        rows.append({"lr": lr, "val_accuracy": runs.mean("val_accuracy"), "val_loss": runs.mean("val_loss"),
+                     "right": sum(round(r["val_accuracy"] * sizes[r["seed"]]) for r in runs),
+                     "total": sum(sizes[r["seed"]] for r in runs), "chosen": table.chosen(key)["lr"] == lr})
+    return Results(rows)
+
+
+def describe_choice(choice: Results) -> list[str]:
+    """Lines for :func:`rate_choice`: each rate's mean validation accuracy (to 4 decimals of a %), digits right and
+    mean validation loss, then, against each other rate, the chosen rate's margin in mean validation accuracy, the
+    digits right at both, and which rate the lower mean validation loss would pick."""
+    lines = [f"lr {r['lr']:g}: mean validation accuracy {100 * r['val_accuracy']:.4f}%, {r['right']} of "
+             f"{r['total']} validation digits right; mean validation loss {r['val_loss']:.4f}"
+             + ("  <- chosen" if r["chosen"] else "") for r in choice]
+    won = choice.where(chosen=True)
+    if not won:
+        return lines
+    won = won[0]
+    for other in choice.where(chosen=False):
+        right = (f"the same {won['right']} of {won['total']} digits right at both" if won["right"] == other["right"]
+                 else f"{won['right']} against {other['right']} of {won['total']} digits right")
+        lower = won if won["val_loss"] < other["val_loss"] else other
+        lines.append(f"lr {won['lr']:g} won over {other['lr']:g} by "
+                     f"{100 * (won['val_accuracy'] - other['val_accuracy']):+.4f} points of mean validation accuracy "
+                     f"({right}); the lower mean validation loss would pick {lower['lr']:g}")
+    return lines
 
 
 def rescue_kept(share: float) -> str:
@@ -271,13 +322,14 @@ def plot_curves(history: History, marks: dict[str, tuple[int, str]] | None = Non
     for label, (step, color) in (marks or {}).items():
         for ax in (left, right):
             ax.axvline(step, color=color, ls="--", lw=1, label=label)
-    left.set_ylabel("loss")
+    left.set(ylabel="loss", title="training and validation loss")
     left.legend(fontsize=8)
     right.set(xlabel="step", ylabel="test accuracy (%)", title="test accuracy (clean labels)")
     right.grid(alpha=0.3)
     if marks:
         right.legend(fontsize=8)
     fig.suptitle(title)
+    fig.tight_layout()  # the figure's title above the panels' own
     plt.show()
 
 
@@ -355,16 +407,25 @@ def compare_monitors(results: Results, compared: Results) -> list[str]:
         lines.append(f"watching {monitor}: as good as the oracle in " + ", ".join(
             f"{h}/{len(oracle)}" for h in hits) + f" seeds at patience {', '.join(map(str, patiences))}; "
             f"mean test accuracy {min(means):.1%} to {max(means):.1%} over these patiences")
-    seeds = results.unique("seed")
-    verdicts = [stats.verdict([results.values(patience=p, on="val_accuracy", seed=s)[0]
-                               - results.values(patience=p, on="val_loss", seed=s)[0] for s in seeds],
-                              "val_accuracy higher", "val_loss higher") for p in patiences]
-    resolved = [f"{p} ({word})" for p, (_, _, word) in zip(patiences, verdicts) if word.endswith("higher")]
-    lines.append(f"on these {len(seeds)} seeds, test accuracy watching val_accuracy minus watching val_loss, by "
-                 "patience (mean ± 95% interval): "
-                 + ", ".join(f"{p}: {100 * m:+.1f} ± {100 * h:.1f}" for p, (m, h, _) in zip(patiences, verdicts))
-                 + f" points; a difference resolved at patience {', '.join(resolved) if resolved else 'none'}")
+    verdicts = monitor_verdicts(results)
+    resolved = [f"{p} ({word})" for p, (_, _, word) in verdicts.items() if word.endswith("higher")]
+    ahead = sum(round(m, 9) > 0 for m, _, _ in verdicts.values())
+    lines.append(f"on these {len(results.unique('seed'))} seeds, test accuracy watching val_accuracy minus watching "
+                 "val_loss, by patience (mean ± 95% interval): "
+                 + ", ".join(f"{p}: {100 * m:+.1f} ± {100 * h:.1f}" for p, (m, h, _) in verdicts.items())
+                 + f" points; val_accuracy ahead on average at {ahead} of {len(verdicts)} patiences; a difference "
+                 f"resolved at patience {', '.join(resolved) if resolved else 'none'}")
     return lines
+
+
+def monitor_verdicts(results: Results) -> dict[int, tuple[float, float, str]]:
+    """Per patience of :func:`tradeoff`'s ``results``, :func:`ftlib.stats.verdict` of the per-seed test accuracy
+    watching the validation accuracy minus watching the validation loss: (mean, 95% half-width, word), the word
+    "val_accuracy higher", "val_loss higher" or not resolved."""
+    seeds = results.unique("seed")
+    return {p: stats.verdict([results.values(patience=p, on="val_accuracy", seed=s)[0]
+                              - results.values(patience=p, on="val_loss", seed=s)[0] for s in seeds],
+                             "val_accuracy higher", "val_loss higher") for p in results.unique("patience")}
 
 
 def gaps_closed(compared: Results) -> list[float]:

@@ -41,6 +41,7 @@ import ast
 import functools
 import inspect
 import math
+import numbers
 import random
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
@@ -139,8 +140,9 @@ def _shown(value: float, bound: float, digits: int = 1) -> str:
 def check_prediction(prediction: float | EllipsisType, actual: float, *, tolerance: float, quantity: str,
                      why: str, unit: str = "", low: str = "", high: str = "",
                      retry: str = "Look again at the results above and try another number.") -> Feedback:
-    """Compare a number the learner predicted with the measured ``actual``; within ``tolerance`` (edge included) it
-    passes, and then the measured value and ``why`` (the sentence that explains it) are shown. A miss is told its
+    """Compare a number the learner predicted (any real number, NumPy's included; not a bool) with the measured
+    ``actual``; within ``tolerance`` (edge included) it passes, and then the measured value and ``why`` (the sentence
+    that explains it) are shown. A miss is told its
     side only: the measured value stays for the hints and the solution. ``low`` and ``high``, if given, say in
     which direction to think again after a guess too low or too high (for a check that runs before the result is
     shown, instead of pointing at the results above); otherwise ``retry`` says what to do next."""
@@ -148,7 +150,7 @@ def check_prediction(prediction: float | EllipsisType, actual: float, *, toleran
         raise ValueError(f"tolerance must be 0 or more, got {tolerance!r}")
     if not attempted(prediction):
         return _not_attempted(f"write your prediction of {quantity} in place of `...`, then run this cell again.")
-    if isinstance(prediction, bool) or not isinstance(prediction, (int, float)) or not math.isfinite(prediction):
+    if isinstance(prediction, bool) or not isinstance(prediction, numbers.Real) or not math.isfinite(prediction):
         return tell(False, f"Your prediction should be a finite number ({quantity}), got {prediction!r}.")
     miss = prediction - actual
     if reached(abs(miss), tolerance, at_least=False):

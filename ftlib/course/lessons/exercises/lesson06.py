@@ -3,6 +3,7 @@ real run soon after its best validation accuracy, and say why the patience is ch
 
 from __future__ import annotations
 
+import numbers
 from types import EllipsisType
 
 from ftlib import data
@@ -23,11 +24,15 @@ from ftlib.course.lessons.exercises import (
 from ftlib.evaluation import evaluate
 from ftlib.stopping import MONITORS, EarlyStopping, History, stopping_point
 
-__all__ = ["HINTS", "LOSS_TOLERANCE", "PATIENCE_QUESTION", "SOLUTIONS", "WRONG_ANSWERS", "choose_patience_on",
-           "hint", "solution", "stop_a_real_run", "turning_step"]
+__all__ = ["HINTS", "LOSS_TOLERANCE", "PATIENCE_QUESTION", "SOLUTIONS", "TOO_EARLY", "TOO_LATE", "WRONG_ANSWERS",
+           "choose_patience_on", "hint", "solution", "stop_a_real_run", "turning_step"]
 
 
 LOSS_TOLERANCE = 0.01  # evaluated steps whose validation loss is this close to the lowest count as the turn
+TOO_EARLY = ("the first evaluations still fit what most labels agree on: the validation loss falls for a while "
+             "before the wrong labels start to be memorised.")  # the check runs before the curves are shown
+TOO_LATE = ("the run makes 24 passes over its training digits, and what most labels agree on is fitted within the "
+            "first few of them.")
 
 
 @exercise
@@ -36,7 +41,7 @@ def turning_step(guess: float | EllipsisType, history: History) -> Feedback:
     within :data:`LOSS_TOLERANCE` of the lowest counts (on a flat bottom two steps can look the same), and a guess
     passes within 5 steps of one of them."""
     quantity = "the step at which seed 0's validation loss stops falling and turns round"
-    if not attempted(guess) or isinstance(guess, bool) or not isinstance(guess, (int, float)):
+    if not attempted(guess) or isinstance(guess, bool) or not isinstance(guess, numbers.Real):
         return check_prediction(guess, 0.0, tolerance=5, quantity=quantity, why="")
     if not history.val_loss:
         return cells_not_run("seed 0's recorded validation loss")
@@ -44,7 +49,8 @@ def turning_step(guess: float | EllipsisType, history: History) -> Feedback:
     bottom = [s for s, loss in zip(history.eval_step, history.val_loss) if loss - lowest <= LOSS_TOLERANCE]
     nearest = min(bottom, key=lambda s: abs(guess - s))
     if not reached(abs(guess - nearest), 5, at_least=False):  # a miss: check_prediction tells its side, once
-        return check_prediction(guess, nearest, tolerance=5, unit=" steps", quantity=quantity, why="")
+        return check_prediction(guess, nearest, tolerance=5, unit=" steps", quantity=quantity, why="",
+                                low=TOO_EARLY, high=TOO_LATE)
     low = history.eval_step[history.val_loss.index(lowest)]
     return tell(True, f"Close: the validation loss is lowest at step {low} ({lowest:.3f}); every evaluated step "
                       f"within {LOSS_TOLERANCE} of it counts ({', '.join(map(str, bottom))}), and you predicted "
@@ -118,8 +124,8 @@ PATIENCE_QUESTION = Question(
                "It can: compare the test accuracies of the patiences in the tables of section 6 below. And where "
                "it does not change, choosing on test would still bias the next choice."),
         Option("Looking at the test set is fine if each patience is scored only once", False,
-               "Scoring several patiences once each and keeping the best is choosing on test: the maximum of "
-               "several noisy scores is biased upwards, like the oracle."),
+               "How often each patience is scored does not matter: comparing them on test and keeping one is "
+               "still a choice made on the test set, so that set no longer scores a choice it took no part in."),
     ], seed="lesson06.choose_patience_on")
 
 
