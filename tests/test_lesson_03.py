@@ -4,6 +4,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy  # noqa: E402
 import pytest  # noqa: E402
 
 from ftlib import models  # noqa: E402
@@ -71,6 +72,10 @@ def test_far_depth_accepts_the_depth_chosen_on_validation_or_shallower_and_gives
     wide = Results({**r, "accuracy": r["accuracy"] + (0.05 if r["k"] == 2 else 0)} for r in _far_sweep())
     assert ex.far_depth(2, wide, "gratings", chosen=1).passed is False  # judged by the chosen k, not the test scores
     assert ex.far_depth(7, _far_sweep(), "gratings", chosen=1).passed is False
+    for not_whole in (1.0, 0.0, 1.5, True, False, "1"):  # a float equal to a depth is not a whole number of blocks
+        rejected = ex.far_depth(not_whole, _far_sweep(), "gratings", chosen=1)
+        assert rejected.passed is False and "whole number of blocks" in rejected.message, not_whole
+    assert ex.far_depth(numpy.int64(1), _far_sweep(), "gratings", chosen=1).passed is True
     with pytest.raises(TypeError):  # no fallback to a depth picked on the test scores
         ex.far_depth(1, _far_sweep(), "gratings")
     with pytest.raises(ValueError, match="chosen must be the depth chosen on validation"):
@@ -118,7 +123,7 @@ def test_batchnorm_trap_question_gives_each_misconception_its_feedback():
     assert question.right_letter != "c"  # the letter the question had before: moved away from the course's habit
     mismatch = ex.batchnorm_trap(question.letter_of(1))
     assert mismatch.passed is False and "AdaBN" in mismatch.message
-    assert "the mismatch is not the cost" in mismatch.message
+    assert "the mismatch is not the cost" in mismatch.message and "moving minus AdaBN" in mismatch.message
     schedule = ex.batchnorm_trap(question.letter_of(2))
     assert schedule.passed is False and "rate chosen for it on validation" in schedule.message
     assert "not the trap run more" in ex.batchnorm_trap(question.letter_of(3)).message

@@ -12,6 +12,7 @@ BatchNorm trap (explain).
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from copy import deepcopy
 from types import EllipsisType
@@ -61,9 +62,9 @@ def far_depth(guess: int | EllipsisType, sweep: Results, far: str, chosen: int) 
     ks = sorted(sweep.where(target=far).unique("k"))
     if not ks:
         return cells_not_run(f"the sweep on {far}")
-    if isinstance(guess, bool) or guess not in ks:
-        return tell(False, f"Your prediction should be a whole number of blocks from {ks[0]} to {ks[-1]}, "
-                    f"got {guess!r}.")
+    if not isinstance(guess, numbers.Integral) or isinstance(guess, bool) or guess not in ks:
+        return tell(False, f"Your prediction should be a whole number of blocks from {ks[0]} to {ks[-1]} "
+                    f"(an int such as 2), got {guess!r}.")
     if isinstance(chosen, bool) or chosen not in ks:
         raise ValueError(f"chosen must be the depth chosen on validation, one of {ks}, got {chosen!r}")
     mean = {k: 100 * sweep.mean(target=far, k=k) for k in ks}
@@ -144,14 +145,16 @@ BATCHNORM_TRAP = Question(
         Option("Its running statistics became the target's, and the features they normalise serve worse.", True,
                "The running statistics followed the batches of the new target: the 'frozen' backbone now "
                "normalises with the target's statistics instead of the pretrained ones, another function. The AdaBN "
-               "arm, which normalises with the target's statistics too but keeps them fixed while the head trains, "
-               "lost as well: the target's statistics themselves cost accuracy here. Keep them frozen "
+               "arm normalises with the target's statistics too, without a train/test mismatch, and also scored "
+               "below frozen statistics in every seed; the trap is not resolved behind it (the 'moving minus AdaBN' "
+               "lines): normalising with the target's statistics is what costs here. Keep them frozen "
                "(ftlib.freeze) unless you adapt them on purpose, and check that on validation data."),
         Option("The head trained on batch-statistic features but was tested on running-statistic ones.", False,
                "That mismatch is real in the trap run: in train mode each batch is normalised with its own "
                "statistics. But the AdaBN arm has no such mismatch (its statistics are re-estimated once and fixed "
-               "before the head trains), and it scored below frozen statistics on textures in every seed too: the "
-               "mismatch is not the cost. Ask which statistics the backbone normalises with at test time."),
+               "before the head trains), and the trap is not resolved behind it on either far target (the 'moving "
+               "minus AdaBN' lines): the mismatch is not the cost these runs can see. Ask which statistics the "
+               "backbone normalises with at test time."),
         Option("The two runs trained the head differently: other batches, another rate or more steps.", False,
                "Both runs draw the same batches for the same steps, and each head trains at the rate chosen for it "
                "on validation (the table printed above), so a worse schedule is not the cause. Look at which "
@@ -212,7 +215,8 @@ HINTS: dict[str, tuple[str, str]] = {
     "batchnorm_trap": (
         "Read the printed lines: which tensors of the frozen backbone changed, and what are they?",
         "Those tensors are not weights, yet they decide how the backbone normalises its features at test time. The "
-        "AdaBN lines tell you whether a head trained on one normalisation and tested on another is to blame."),
+        "'moving minus AdaBN' lines tell you whether a head trained on one normalisation and tested on another is "
+        "to blame."),
 }
 SOLUTIONS: dict[str, object] = {"far_depth": 1, "freeze_first_two": build,
                                 "batchnorm_trap": BATCHNORM_TRAP.right_letter}
