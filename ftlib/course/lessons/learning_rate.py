@@ -194,9 +194,12 @@ def backbone_probes(sweep: Results, rates: list[float], *, n: int, steps: int) -
 
 def _kept_model(sweep: Results, rate: float, seed: int, *, n: int, steps: int) -> torch.nn.Module:
     """The model the sweep's run at ``rate`` on ``seed`` kept, or, for a run read back from the table, the same run
-    trained again now."""
-    run = sweep.where(lr=rate, seed=seed)[0]
-    return run["model"] if "model" in run else rate_run(rate, seed, n=n, steps=steps, keep_model=True)["model"]
+    (:func:`rate_run`'s training, one-cycle) trained again now, without scoring it: only its model is probed."""
+    kept = sweep.where(lr=rate, seed=seed)[0]
+    if "model" in kept:
+        return kept["model"]
+    train, _ = data.few_shot_split("mnist", n, VAL_PER_CLASS, seed)
+    return run("fine-tune", train, seed, steps, lr=rate, schedule="onecycle").model
 
 
 def probe_report(probes: Results) -> str:

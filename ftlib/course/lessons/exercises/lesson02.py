@@ -48,7 +48,7 @@ def high_rate_drop(guess: float | EllipsisType, sweep: Results, best: float, hig
             "steps did to the pretrained features is measured next, with a linear probe.",
         low=f"{high:.0e} is a bad rate here, but not a collapse: the pretrained features still carry the network "
             "far above the 10% of chance; the drop is smaller than your guess.",
-        high=f"a rate far above the best one does not learn faster on 50 images: its large steps fit the training "
+        high="a rate far above the best one does not learn faster on 50 images: its large steps fit the training "
              "digits and wear away what new digits are read with; expect a clearer drop than your guess.")
 
 
