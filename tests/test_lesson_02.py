@@ -78,8 +78,13 @@ def test_lesson02_prediction_of_the_drop_at_a_high_rate(capsys):
     right = lesson02.high_rate_drop(lesson02.SOLUTIONS["high_rate_drop"], sweep, 3e-3)
     assert right.passed is True and "linear probe" in right.message
     wrong = lesson02.high_rate_drop(lesson02.WRONG_ANSWERS["high_rate_drop"][0][0], sweep, 3e-3)
-    assert wrong.passed is False and "too high" in wrong.message
+    assert wrong.passed is False and "too high" in wrong.message and "clearer drop" in wrong.message
     assert "linear probe" not in wrong.message  # the why comes once the guess is close
+    low = lesson02.high_rate_drop(-40, sweep, 3e-3)
+    assert low.passed is False and "too low" in low.message and "smaller than your guess" in low.message
+    for miss in (wrong, low):  # checked before the sweep is printed: a miss learns its direction, not the value
+        assert "-12" not in miss.message and "results above" not in miss.message, miss.message
+    assert "-12.0 points" in right.message  # a hit learns the measured value
     assert lesson02.high_rate_drop(-10, sweep, 1e-1).passed is False  # against the rate given, not a fixed 3e-3
 
 
@@ -107,11 +112,10 @@ def test_lesson02_a_rate_read_off_the_range_test_is_judged_by_the_reading_then_t
     untouched = lesson02.range_test_rate(..., finetune, validation, 3e-3, tests)
     assert untouched.passed is None and "not attempted" in capsys.readouterr().out
     assert lesson02.range_test_rate("1e-3", finetune, validation, 3e-3, tests).passed is False
-    lazy = lesson02.range_test_rate(tests[0].suggestion, finetune, validation, 3e-3, tests)
-    assert lazy.passed is False and "copied" in lazy.message
     for answer, words in lesson02.WRONG_ANSWERS["range_test_rate"]:  # judged by the reading, before any training
         wrong = lesson02.range_test_rate(answer, finetune, validation, 3e-3, tests)
         assert wrong.passed is False and words in wrong.message, answer
+        assert f"{steepest:.2g}" not in wrong.message and f"{steepest:.1e}" not in wrong.message  # not given away
     assert trained == []
     capsys.readouterr()
     right = lesson02.range_test_rate(lesson02.SOLUTIONS["range_test_rate"], finetune, validation, 3e-3, tests)

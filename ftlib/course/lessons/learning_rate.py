@@ -170,25 +170,36 @@ def validation_runs(sweep: Results, table: tuning.Table, *, n: int, steps: int) 
         "re-checked: within 3 points)" + (f"; seeds {extra[0]}-{extra[-1]} only report" if extra else ""))
 
 
-def backbone_probes(sweep: Results, rates: list[float], *, n: int) -> Results:
+def backbone_probes(sweep: Results, rates: list[float], *, n: int, steps: int) -> Results:
     """How well the backbone's features read digits: a linear probe (:func:`ftlib.probe.linear_probe`, a new head
     fitted on frozen features) fitted on each seed's validation digits and scored on the test digits, for the
-    pretrained backbone and after fine-tuning at each of ``rates``, on every seed whose runs in ``sweep`` kept their
-    model (those trained now). One record per seed and backbone: ``seed``, ``label`` and ``accuracy``.
+    pretrained backbone and after fine-tuning at each of ``rates``, on every seed of ``sweep``. A run that kept its
+    model (trained now) is probed as it is; one read back from the tuning table is trained again at its rate
+    (:func:`rate_run`, ``steps`` steps) to get its model. One record per seed and backbone: ``seed``, ``label`` and
+    ``accuracy``.
 
     A diagnostic, not a choice: nothing is chosen by it, so fitting it on the validation digits is fine.
     """
-    seeds = sorted({r["seed"] for r in sweep if "model" in r})
     test = data.test_set("mnist")
     probes = []
-    for seed in seeds:
+    for seed in sweep.unique("seed"):
         _, val = data.few_shot_split("mnist", n, VAL_PER_CLASS, seed)
         backbones = {"pretrained": make_model(get_method("fine-tune"), 10, seed),
-                     **{f"after {rate:g}": sweep.where(lr=rate, seed=seed)[0]["model"] for rate in rates}}
+                     **{f"after {rate:g}": _kept_model(sweep, rate, seed, n=n, steps=steps) for rate in rates}}
         for name, model in backbones.items():
             probed = linear_probe(copy.deepcopy(model), val)  # a copy: the sweep's model keeps its own head
             probes.append({"seed": seed, "label": name, "accuracy": evaluate(probed, test).accuracy})
     return Results(probes)
+
+
+def _kept_model(sweep: Results, rate: float, seed: int, *, n: int, steps: int) -> torch.nn.Module:
+    """The model the sweep's run at ``rate`` on ``seed`` kept, or, for a run read back from the table, the same run
+    (:func:`rate_run`'s training, one-cycle) trained again now, without scoring it: only its model is probed."""
+    kept = sweep.where(lr=rate, seed=seed)[0]
+    if "model" in kept:
+        return kept["model"]
+    train, _ = data.few_shot_split("mnist", n, VAL_PER_CLASS, seed)
+    return run("fine-tune", train, seed, steps, lr=rate, schedule="onecycle").model
 
 
 def probe_report(probes: Results) -> str:

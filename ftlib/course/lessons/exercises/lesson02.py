@@ -33,7 +33,8 @@ READING = 1.4  # a rate read off the range-test plot lies within this factor of 
 @exercise
 def high_rate_drop(guess: float | EllipsisType, sweep: Results, best: float, high: float = 1e-1) -> Feedback:
     """Exercise 1 (predict): the learner's guess of the mean test accuracy at ``high`` minus that at ``best`` (the
-    rate chosen on validation), in points, against the lesson's sweep."""
+    rate chosen on validation), in points, against the lesson's sweep. The check runs before the lesson prints the
+    sweep's numbers: a miss is told its direction only, and a hit learns the measured value."""
     quantity = (f"the test accuracy at {high:.0e} minus that at the rate chosen on validation, in points (mean over "
                 f"the seeds; negative if {high:.0e} is worse)")
     if not attempted(guess):
@@ -42,9 +43,13 @@ def high_rate_drop(guess: float | EllipsisType, sweep: Results, best: float, hig
         return cells_not_run(f"the sweep's runs at {high:.0e} and {best:.0e}")
     return check_prediction(
         guess, 100 * fmean(sweep.differences("lr", high, best)), tolerance=5, unit=" points", quantity=quantity,
-        why=f"at {high:.0e} the network still fits its training digits (its training loss ends the lowest of those "
-            "printed above), but digits it has not seen are read worse. What the large steps did to the pretrained "
-            "features is measured next, with a linear probe.")
+        why=f"at {high:.0e} the network still fits its training digits (its training loss ends the lowest of the "
+            "three printed below the sweep's plots), but digits it has not seen are read worse. What the large "
+            "steps did to the pretrained features is measured next, with a linear probe.",
+        low=f"{high:.0e} is a bad rate here, but not a collapse: the pretrained features still carry the network "
+            "far above the 10% of chance; the drop is smaller than your guess.",
+        high="a rate far above the best one does not learn faster on 50 images: its large steps fit the training "
+             "digits and wear away what new digits are read with; expect a clearer drop than your guess.")
 
 
 TRAINING_LOSS_QUESTION = Question(
@@ -76,7 +81,7 @@ def training_loss_cannot_choose(answer: str | EllipsisType) -> Feedback:
 def range_test_rate(rate: float | EllipsisType, finetune: Callable[[float, int], dict], validation: Results,
                     best: float, tests: Sequence, seed: int = 0) -> Feedback:
     """Exercise 3 (do): a rate read off the range-test plot: it passes within :data:`READING` of seed ``seed``'s
-    steepest fall (``tests[seed].suggestion``, read off the plot, not copied from that attribute). A reading that
+    steepest fall (``tests[seed].suggestion``; the check cannot tell a reading from a copy of it). A reading that
     passes is trained with ``finetune(rate, seed)``, and its validation accuracy is printed beside that of the rate
     ``best`` chosen on ``validation`` (the runs it was chosen on, same seed): a report, not a condition."""
     if not attempted(rate):
@@ -86,10 +91,6 @@ def range_test_rate(rate: float | EllipsisType, finetune: Callable[[float, int],
     if len(tests) <= seed or not validation.where(lr=best, seed=seed):
         return cells_not_run("the sweep or the range test")
     steepest = tests[seed].suggestion
-    if rate == steepest:
-        return tell(False, f"Not yet: {rate!r} is copied from `tests[{seed}].suggestion`, not read off the plot. "
-                           f"Read the x value of seed {seed}'s dot on the log axis, as on a plot without the "
-                           "numbers behind it.")
     if not steepest / READING <= rate <= steepest * READING:
         where = "above" if rate > steepest else "below"
         too_high = rate > max(top_region(validation, "lr"))  # past the sweep's good rates, towards the curve's end
@@ -104,7 +105,7 @@ def range_test_rate(rate: float | EllipsisType, finetune: Callable[[float, int],
           f"{100 * (trained['val_accuracy'] - chosen['val_accuracy']):+.1f} points against the rate chosen on "
           f"validation, {best:g} ({chosen['val_accuracy']:.1%}); test accuracy, for the record: "
           f"{trained['accuracy']:.1%} (the chosen rate: {chosen['accuracy']:.1%}).")
-    return tell(True, f"Read off the plot: {rate:g} is within a factor {READING:g} of seed {seed}'s steepest fall "
+    return tell(True, f"Your rate {rate:g} is within a factor {READING:g} of seed {seed}'s steepest fall "
                       f"({steepest:.2g}). The line above says what that reading is worth on validation.")
 
 
