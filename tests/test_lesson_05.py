@@ -301,8 +301,8 @@ def test_show_rates_and_rate_pairs_print_both_rates_and_refuse_an_unknown_streng
                        (0.03, 0.1): (0.9, 0.9)})
     text = wr.show_rates(both)
     assert "lr 0.003" in text.splitlines()[0] and "lr 0.03" in text.splitlines()[0]
-    assert text.splitlines()[-1] == "lowest validation digits: alpha 0.1 at lr 0.003; alpha 0.1 at lr 0.03"
-    assert "lowest" not in wr.show_rates(both, [0.01])  # a subset of strengths says nothing of the whole grid
+    assert "lowest" not in text  # the costliest strength answers exercise 1: printed apart, after its check
+    assert wr.costliest_text(both) == "lowest validation digits: alpha 0.1 at lr 0.003; alpha 0.1 at lr 0.03"
     pairs = wr.rate_pairs(both, [0.1])
     assert "at lr 0.03 minus at lr 0.003" in pairs and "+5.0 points, +4.0 points" in pairs
     with pytest.raises(ValueError, match="alphas"):
@@ -317,3 +317,25 @@ def test_the_stored_table_picks_lr_0003_jointly_and_its_shape_is_that_rates():
     joint = wr.joint_choice(both)
     assert (joint.lr, joint.alpha) == (0.003, 0.001)  # what the lesson's prose says
     assert wr.costliest(both.where(lr=0.003)) == [0.1] and 0.1 not in wr.costliest(both.where(lr=0.03))
+
+
+def test_rate_curve_and_lower_rates_pair_l2sp_with_a_lower_rate_of_similar_digits():
+    from ftlib.course.lessons import tuning
+
+    table = tuning.load()
+    curve = wr.rate_curve(table)
+    assert curve.unique("lr") == list(table.arm(wr.NO_PENALTY).grid["lr"])
+    assert wr.rate_curve(table, [0.001]).unique("lr") == [0.001]
+    with pytest.raises(ValueError, match="lrs"):
+        wr.rate_curve(table, [0.5])
+    assert "lr 0.0003" in wr.show_rate_curve(curve)
+    both = wr.rate_trace(table)
+    lower = wr.against_lower_rates(both, curve, [(0.003, 0.01), (0.003, 0.1)], below=0.003)
+    for (lr, alpha, rate), (digits, letters, word) in lower.pairs.items():
+        assert rate < 0.003 and abs(both.mean("val_accuracy", lr=lr, alpha=alpha)
+                                    - curve.mean("val_accuracy", lr=rate)) <= 0.015
+        assert len(digits) == len(letters) == 3 and word in lower.text
+    with pytest.raises(ValueError, match="point"):
+        wr.against_lower_rates(both, curve, [(0.003, 0.5)], below=0.003)
+    with pytest.raises(ValueError, match="close"):
+        wr.against_lower_rates(both, curve, [(0.003, 0.01)], below=0.003, close=0)

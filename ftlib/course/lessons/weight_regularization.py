@@ -27,12 +27,12 @@ from ftlib.runtime import model_device
 from ftlib.schedules import make_schedule
 
 __all__ = ["COLOURS", "COLUMNS", "HEAD_DECAY", "LETTERS_USED", "LIVE_STRENGTHS", "NAMES", "N_VAL", "PENALTIES",
-           "RATE_ARMS", "TRACED", "VAL_LETTERS_SEED", "affordable", "bn_shrink", "check_claims", "costliest",
-           "explain_drift", "explain_turning", "held_out", "joint_choice", "label", "letters_verdicts", "live_l2sp",
-           "no_ops", "paired", "plot_drift", "plot_statistics", "plot_trace", "rank_agreement", "rank_correlation",
-           "rate_pairs", "rate_trace", "regularized_run", "shipped_retention", "show_difference", "show_rates",
-           "show_trace", "shrunk_batchnorm", "split_forgetting", "stored", "summary", "trace_table", "unseen_text",
-           "validation_letters"]
+           "RATE_ARMS", "TRACED", "VAL_LETTERS_SEED", "affordable", "against_lower_rates", "bn_shrink", "check_claims",
+           "costliest", "costliest_text", "explain_drift", "explain_turning", "held_out", "joint_choice", "label",
+           "letters_verdicts", "live_l2sp", "no_ops", "paired", "plot_drift", "plot_statistics", "plot_trace",
+           "rank_agreement", "rank_correlation", "rate_curve", "rate_pairs", "rate_trace", "regularized_run",
+           "shipped_retention", "show_difference", "show_rate_curve", "show_rates", "show_trace", "shrunk_batchnorm",
+           "split_forgetting", "stored", "summary", "trace_table", "unseen_text", "validation_letters"]
 
 PENALTIES = ("none", "decay", "decay_all", "l2", "l2sp")
 NAMES = {"none": "no penalty", "decay": "weight decay (AdamW)", "decay_all": "weight decay, BN gamma/beta too",
@@ -326,6 +326,7 @@ def plot_drift(results: Results, shipped: float) -> None:
                         label=NAMES[penalty] if setting == results.where(penalty=penalty)[0]["setting"] else None)
         ax.axhline(100 * shipped, color="k", ls=":", lw=1, label=f"shipped model: {shipped:.1%}")
         ax.margins(x=0.25)  # room for the labels of the outermost points
+        ax.set_xlim(left=0)  # a distance: from no move at all
         settings = results.unique("setting")
         _annotate_apart(ax, settings, [results.mean(x, setting=s) for s in settings],
                         [100 * results.mean("retention_bn", setting=s) for s in settings],
@@ -366,8 +367,8 @@ def costliest(runs: Results) -> list[float]:
 
 def show_rates(both: Results, alphas: list[float] | None = None) -> str:
     """Side by side per strength (``alphas``, default every one): validation digits and letters kept (mean ± std
-    over the table's seeds) at each rate of :func:`rate_trace`'s ``both``; then, per rate, the strength that costs
-    the validation digits the most."""
+    over the table's seeds) at each rate of :func:`rate_trace`'s ``both``. The strength that costs the validation
+    digits the most is :func:`costliest_text`'s, printed apart (it answers exercise 1)."""
     rates = both.unique("lr")
     alphas = both.unique("alpha") if alphas is None else alphas
     missing = [a for a in alphas if a not in both.unique("alpha")]
@@ -381,11 +382,15 @@ def show_rates(both: Results, alphas: list[float] | None = None) -> str:
             cells.append(f"{records.spread(runs.mean('val_accuracy'), runs.std('val_accuracy')):>31}"
                          f"{records.spread(runs.mean('retention'), runs.std('retention')):>15}")
         lines.append(f"{'alpha ' + format(a, 'g'):<12}" + "".join(cells))
-    if alphas == both.unique("alpha"):
-        lines.append("lowest validation digits: " + "; ".join(
-            f"alpha {' and '.join(format(a, 'g') for a in costliest(both.where(lr=lr)))} at lr {lr:g}"
-            for lr in rates))
     return "\n".join(lines)
+
+
+def costliest_text(both: Results) -> str:
+    """Per rate of :func:`rate_trace`'s ``both``, the L2-SP strength with the lowest mean validation digits
+    (:func:`costliest`), as one printable line."""
+    return "lowest validation digits: " + "; ".join(
+        f"alpha {' and '.join(format(a, 'g') for a in costliest(both.where(lr=lr)))} at lr {lr:g}"
+        for lr in both.unique("lr"))
 
 
 def rate_pairs(both: Results, alphas: list[float]) -> str:
@@ -398,6 +403,62 @@ def rate_pairs(both: Results, alphas: list[float]) -> str:
         lines += [f"  alpha {a:<6g}validation digits  {paired(first, second, 'val_accuracy')[1]}",
                   f"  {'':<12}letters kept       {paired(first, second, 'retention')[1]}"]
     return "\n".join(lines)
+
+
+NO_PENALTY = "05 no penalty"  # no penalty's tuned arm: its whole rate grid is stored
+
+
+def rate_curve(table, lrs: list[float] | None = None, key: str = NO_PENALTY) -> Results:
+    """No penalty's stored runs at the rates ``lrs`` of its tuning grid (default: every rate), from the tuning
+    table (nothing retrains): one record per rate and seed, with ``penalty`` ``"none"`` and ``setting``."""
+    runs = table.results(key)
+    lrs = runs.unique("lr") if lrs is None else list(lrs)
+    missing = [lr for lr in lrs if lr not in runs.unique("lr")]
+    if missing:
+        raise ValueError(f"lrs {missing} are not in no penalty's stored grid: choose from {runs.unique('lr')}")
+    return Results({**r, "penalty": "none", "alpha": 0.0, "setting": f"none, lr {r['lr']:g}"}
+                   for r in runs if r["lr"] in lrs)
+
+
+def show_rate_curve(curve: Results) -> str:
+    """Per rate of :func:`rate_curve`'s ``curve``: validation digits and letters kept, mean ± std over seeds."""
+    lines = [f"{'no penalty':<14}{'validation digits':>19}{'letters kept':>16}"]
+    for lr in curve.unique("lr"):
+        runs = curve.where(lr=lr)
+        lines.append(f"{'lr ' + format(lr, 'g'):<14}"
+                     f"{records.spread(runs.mean('val_accuracy'), runs.std('val_accuracy')):>19}"
+                     f"{records.spread(runs.mean('retention'), runs.std('retention')):>16}")
+    return "\n".join(lines)
+
+
+def against_lower_rates(both: Results, curve: Results, points: list[tuple[float, float]], below: float,
+                        close: float = 1.5) -> SimpleNamespace:
+    """Each L2-SP ``(lr, alpha)`` of ``points`` (stored in :func:`rate_trace`'s ``both``) against no penalty at
+    every rate of ``curve`` below ``below`` (no penalty's chosen rate: a lower rate is the other way to forget less)
+    whose mean validation digits are within ``close`` points of the L2-SP setting's: per seed, validation digits and
+    letters kept, L2-SP minus no penalty, with the mean's 95% interval and verdict. Returns ``pairs``
+    (``{(lr, alpha, none_lr): (digits, letters, letters' verdict word)}``, differences in fractions) and ``text``."""
+    if close <= 0:
+        raise ValueError(f"close must be a positive number of points, got {close!r}")
+    lines = [f"L2-SP minus no penalty at a lower rate with validation digits within {close:g} points, per seed "
+             "(the table's runs):"]
+    pairs = {}
+    for lr, alpha in points:
+        runs = both.where(lr=lr, alpha=alpha)
+        if not runs:
+            raise ValueError(f"point {(lr, alpha)} is not in the stored L2-SP runs: lr from {both.unique('lr')}, "
+                             f"alpha from {both.unique('alpha')}")
+        near = [r for r in curve.unique("lr") if r < below and abs(100 * (runs.mean("val_accuracy")
+                                                                      - curve.mean("val_accuracy", lr=r))) <= close]
+        if not near:
+            lines.append(f"  L2-SP {alpha:g} at lr {lr:g}: no lower no-penalty rate within {close:g} points")
+        for rate in near:
+            digits, digits_text = paired(runs, curve.where(lr=rate), "val_accuracy")
+            letters, letters_text = paired(runs, curve.where(lr=rate), "retention")
+            pairs[(lr, alpha, rate)] = (digits, letters, stats.verdict(letters)[2])
+            lines += [f"  L2-SP {alpha:g} at lr {lr:g} minus no penalty at lr {rate:g}:",
+                      f"    validation digits  {digits_text}", f"    letters kept       {letters_text}"]
+    return SimpleNamespace(pairs=pairs, text="\n".join(lines))
 
 
 def joint_choice(both: Results) -> SimpleNamespace:
@@ -469,10 +530,11 @@ def no_ops(trace: Results, free: Results, tolerance: float = 0.005) -> SimpleNam
     return SimpleNamespace(settings=settings, text=text)
 
 
-def plot_trace(trace: Results, free: Results, chosen: dict[str, float]) -> None:
+def plot_trace(trace: Results, free: Results, chosen: dict[str, float], rates: Results | None = None) -> None:
     """Letters kept against validation digits, one curve per penalty over its strengths (means over seeds, bars: the
     letters kept's std; each point labelled with its strength, the chosen one circled), no penalty as a black star
-    (without a bar, so that the labels of the weakest strengths, which sit on it, stay readable)."""
+    (without a bar, so that the labels of the weakest strengths, which sit on it, stay readable) and, if given, no
+    penalty over its ``rates`` (:func:`rate_curve`) as a dashed grey curve, each point labelled with its rate."""
     fig, ax = plt.subplots(figsize=(10.5, 4.6))
     labelled: list[tuple[str, float, float, str]] = []
     for penalty in trace.unique("penalty"):
@@ -486,6 +548,12 @@ def plot_trace(trace: Results, free: Results, chosen: dict[str, float]) -> None:
             labelled.append((f"{a:g}", x, y, COLOURS[penalty]))
             if a == chosen[penalty]:
                 ax.plot(x, y, "o", ms=11, mfc="none", mec=COLOURS[penalty], mew=1.5)
+    if rates is not None:
+        lrs = rates.unique("lr")
+        xs = [100 * rates.mean("val_accuracy", lr=lr) for lr in lrs]
+        ys = [100 * rates.mean("retention", lr=lr) for lr in lrs]
+        ax.plot(xs, ys, "--s", ms=4, color="grey", label="no penalty over its rates (lr)")
+        labelled += [(f"lr {lr:g}", x, y, "grey") for lr, x, y in zip(lrs, xs, ys)]
     ax.plot(100 * free.mean("val_accuracy"), 100 * free.mean("retention"), "*", ms=12, color="k",
             label="no penalty (its std: the table under the plot)")  # no bar: the strengths' labels stay clear
     _annotate_apart(ax, *(list(column) for column in zip(*_merged(labelled))),
@@ -744,7 +812,7 @@ def _seeds(runs: Results) -> str:
 
 
 def check_claims(outside: Results, rescue: Results, strengths: dict[str, float], shipped: float, trace: Results,
-                 free: Results, invariance: SimpleNamespace) -> SimpleNamespace:
+                 free: Results, invariance: SimpleNamespace, lower: SimpleNamespace | None = None) -> SimpleNamespace:
     """The lesson's claims, on seeds the tuning table never saw where they are about runs: printed ``lines``,
     ``checks`` (name, holds, detail) and a ``headline``.
 
@@ -753,7 +821,8 @@ def check_claims(outside: Results, rescue: Results, strengths: dict[str, float],
     ``"l2sp 1000"``, ``"decay 10"`` and ``"decay_all 10"``; ``rescue``: the runs at the too-high rate (``penalty``
     ``"none"`` and ``"l2sp"``); ``trace``: every strength of every penalty on the table's seeds
     (:func:`trace_table`); ``free``: no penalty's stored runs on the same seeds; ``invariance``:
-    :func:`shrunk_batchnorm` at the shrink of gamma and beta measured under ``"decay_all 10"``."""
+    :func:`shrunk_batchnorm` at the shrink of gamma and beta measured under ``"decay_all 10"``; ``lower``
+    (optional): :func:`against_lower_rates`, whose letters kept verdicts the headline states apart."""
     none = outside.where(setting="none")
     seeds = _seeds(none)
     rate = none[0]["lr"]  # no penalty's chosen rate: every penalty of ``outside`` ran at it
@@ -844,12 +913,12 @@ def check_claims(outside: Results, rescue: Results, strengths: dict[str, float],
          and stats.verdict(letters)[2] == "helps", f"letters {letters}"),
     ]
     n_seeds = len(apart_table) + len(apart_unseen)
-    head = (f"at lr {rate:g}, L2-SP from alpha {floor:g} up keeps more letters than no penalty and every weight decay "
-            f"or L2 strength on the table's seeds, and than the {len(other_settings)} other settings run on unseen "
-            f"seeds ({n_seeds}/{n_seeds} seeds; unseen seeds {100 * apart_mean:+.1f} ± {100 * apart_half:.1f} "
-            f"points, {apart_word}); alpha {floor:g}'s validation digits minus no penalty's on unseen seeds: "
-            f"{budget_mean:+.1f} ± {budget_half:.1f} points ({budget_word}); validation's choice, its weakest "
-            f"{weakest:g}, keeps {100 * weak_mean:+.1f} ± {100 * weak_half:.1f} points over no penalty "
+    head = (f"at lr {rate:g}, L2-SP from alpha {floor:g} up keeps more letters than no penalty at that rate and "
+            f"every weight decay or L2 strength on the table's seeds, and than the {len(other_settings)} other "
+            f"settings run on unseen seeds ({n_seeds}/{n_seeds} seeds; unseen seeds {100 * apart_mean:+.1f} ± "
+            f"{100 * apart_half:.1f} points, {apart_word}); alpha {floor:g}'s validation digits minus no penalty's "
+            f"on unseen seeds: {budget_mean:+.1f} ± {budget_half:.1f} points ({budget_word}); validation's choice, "
+            f"its weakest {weakest:g}, keeps {100 * weak_mean:+.1f} ± {100 * weak_half:.1f} points over no penalty "
             f"({weak_word}); at lr {rate:g} L2-SP's digits cost most at alpha 0.1 in every unseen seed (minus 1000: "
             f"{100 * middle_mean:+.1f} ± {100 * middle_half:.1f} points, {middle_word}); decaying BatchNorm's "
             "gamma/beta costs "
@@ -858,6 +927,11 @@ def check_claims(outside: Results, rescue: Results, strengths: dict[str, float],
             "L2-SP keeps "
             f"{100 * fmean(letters):+.0f} points more letters than no penalty, its digits "
             f"{100 * fmean(digits):+.1f} points ({stats.verdict(digits)[2]})")
+    if lower is not None:
+        head += "; against no penalty at a lower rate with similar validation digits, letters kept: " + "; ".join(
+            f"L2-SP {alpha:g} at lr {lr:g} minus lr {rate:g} {100 * stats.verdict(letters)[0]:+.1f} ± "
+            f"{100 * stats.verdict(letters)[1]:.1f} points ({word})"
+            for (lr, alpha, rate), (_, letters, word) in lower.pairs.items())
     return SimpleNamespace(lines=lines, checks=checks, headline=head)
 
 

@@ -181,8 +181,7 @@ def build_l2sp(build: Callable[[nn.Module], object] | EllipsisType) -> Feedback:
           f"{word})")
     if not reached(mean_cost, MAX_COST, at_least=False):
         return tell(False, f"Not yet: the digits lose {mean_cost:.2f} points on validation on average (at most "
-                           f"{MAX_COST:g}): a pull of this strength holds the backbone away from where "
-                           "the 5 digits per class need it. Look at: a weaker strength.")
+                           f"{MAX_COST:g}). Look at: a weaker strength.")
     if min(moved) < MIN_MOVE:
         return tell(False, f"Not yet: in seed {SEEDS[moved.index(min(moved))]} the backbone moved only "
                            f"{min(moved):.1%} of no penalty's drift (at least {MIN_MOVE:.0%} in every seed): a pull "
