@@ -70,6 +70,6 @@ def test_lp_ft_fits_the_probe_then_trains_everything():
 
 def test_staged_run_reports_accuracy_time_and_trainable_parameters():
     result = freezing.staged_run("freeze first k", "font_digits", n=2, seed=0, steps=2, k=4, batch_size=10)
-    assert set(result) == {"accuracy", "seconds", "trainable"}
+    assert set(result) == {"accuracy", "seconds", "cpu_seconds", "trainable"}
     assert 0 <= result["accuracy"] <= 1 and result["seconds"] > 0
     assert result["trainable"] == models.FEATURE_DIM * 10 + 10  # only the head trains
