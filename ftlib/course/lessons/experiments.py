@@ -115,7 +115,8 @@ def transfer_run(method: str, target: str, n: int, seed: int, steps: int = 100, 
 
     ``n_val > 0`` also scores it on ``n_val`` more labels per class (:func:`validation_scores`): the training set is
     the same either way. ``seconds`` is the run's wall-clock time, ``cpu_seconds`` its processor time (this process,
-    all its threads: less sensitive to what else the machine runs). ``fit_options`` go to :func:`run` (e.g. ``lr=3e-2`` instead of the method's rate).
+    all its threads: less sensitive to what else the machine runs). ``fit_options`` go to :func:`run` (e.g.
+    ``lr=3e-2`` instead of the method's rate).
     """
     train_set, val_set = split(target, n, n_val, seed)
     cpu_start = time.process_time()
