@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
+
 import matplotlib.pyplot as plt
 import torch
 
 from ftlib.course.lessons.experiments import Results
 from ftlib.data import ImageSet
 from ftlib.stopping import History
+
+# matplotlib warns when placing a legend at loc="best" took over a second: on a loaded machine a lesson's figure can
+# take that long, and the warning would then appear in (and change) the lesson's stored outputs; the figure is the same
+warnings.filterwarnings("ignore", message='Creating legend with loc="best" can be slow', category=UserWarning)
 
 __all__ = ["plot_bars", "plot_confusion", "plot_history", "plot_results", "show_images"]
 
