@@ -14,11 +14,32 @@ def pytest_configure(config):
     run_headless()
 
 
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto`` (pyproject's addopts): one test process per core, at most 4 (each runs lessons in JupyterLab with
+    two worker processes of its own)."""
+    return max(1, min(len(os.sched_getaffinity(0)), 4))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first (the test processes then share out the long ones and fill the gaps with quick ones),
+    else in the order collected. nbval's cells of one notebook run in one kernel, in order: keep them on one test
+    process (``--dist loadgroup``); every other test may go to any process."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the order within each kind stays
+    for item in items:
+        if type(item).__name__ == "IPyNbCell":
+            item.add_marker(pytest.mark.xdist_group(str(item.path)))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
-    """Keep the data cache of the test run out of the user's home (the module reads it on every call)."""
+    """Keep the data cache of the test run out of the user's home (the module reads it on every call). The test
+    processes of one run share it (``data`` writes each file whole, by rename), so each is built once."""
     mp = pytest.MonkeyPatch()
-    mp.setenv("FTLIB_CACHE_DIR", str(tmp_path_factory.mktemp("ftlib-cache")))
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each process has its own base under one folder of the run
+        shared = shared.parent
+    (shared / "ftlib-cache").mkdir(exist_ok=True)
+    mp.setenv("FTLIB_CACHE_DIR", str(shared / "ftlib-cache"))
     yield
     mp.undo()
 
@@ -31,3 +52,16 @@ def pytest_runtest_makereport(item, call):
             and "could not import" in str(call.excinfo.value)):
         report.outcome = "failed"
         report.longrepr = f"{call.excinfo.value}: under CI this fails (pip install -e '.[test]' installs it)"
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Debian Chromium per test process, driven by Playwright (never a downloaded browser), shared by
+    the JupyterLab and the rendered-site tests: Playwright's sync API cannot run two at once in one process. Each
+    module checks first that Chromium and Playwright are there (and says how to install them)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True)
+        yield browser
+        browser.close()

@@ -137,9 +137,10 @@ def _stop_server(lab: dict) -> None:
         lab["process"].wait()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def lab(tmp_path_factory):
-    """One JupyterLab server on loopback (free port, token, private dirs) over a copy of the lessons."""
+    """One JupyterLab server on loopback (free port, token, private dirs) over a copy of the lessons: one per test
+    process, started at its first lesson and stopped at the end of the run."""
     _require_browser()
     root = tmp_path_factory.mktemp("lessons") / "notebooks"
     _copy_lessons(root)
@@ -148,15 +149,10 @@ def lab(tmp_path_factory):
     _stop_server(lab)
 
 
-@pytest.fixture(scope="module")
-def browser(lab):
-    """Headless Debian Chromium driven by Playwright (never a downloaded browser)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield browser
-        browser.close()
+@pytest.fixture(scope="session")
+def browser(lab, chromium):
+    """Headless Debian Chromium (tests/conftest.py), once JupyterLab is up."""
+    return chromium
 
 
 def _wait_for_last_cell(page, name: str) -> None:

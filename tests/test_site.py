@@ -138,7 +138,7 @@ def test_site_refuses_an_output_folder_it_did_not_build(tmp_path, capsys):
 # The built site in headless Chromium ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def site(tmp_path_factory):
     """The rendered course (every lesson and the replay fixture), served on loopback."""
     _require([f"{name} (pip install -e '.[site]')" for name in missing_tools()] +
@@ -158,14 +158,10 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def browser(site):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield browser
-        browser.close()
+@pytest.fixture(scope="session")
+def browser(site, chromium):
+    """Headless Debian Chromium (tests/conftest.py), once the site is served."""
+    return chromium
 
 
 def _open(browser, url: str):
