@@ -147,6 +147,8 @@ def print_costs(methods: dict[str, tuple[str, list[str], float | None]], full_co
     """Per method (``{row name: (method, blocks, rate)}``): trainable parameters in the backbone and in the head,
     their share of full fine-tuning's, the processor seconds per training step (:func:`timed_model`), and the
     file each task needs beside the shared backbone. Returns each row's seconds per step."""
+    print(f"CPU per step: processor seconds per training step, over {TIMED_STEPS} steps of each method after one "
+          "untimed step")
     print(f"{'method':<28}{'backbone':>10}{'head':>8}{'of full FT':>12}{'CPU per step':>14}{'file per task':>15}")
     per_step = {}
     for row, (method, blocks, lr) in methods.items():
