@@ -1,11 +1,13 @@
 """Lesson 08's drivers: each method trains what it says, rates are chosen on validation, costs split adapters/head."""
 
 import pytest
+import torch
 
 from ftlib import data, lora
-from ftlib.course.lessons import adapters
+from ftlib.course.lessons import adapters, experiments, tuning
 
 SETTINGS = {"steps": 2, "blocks": ["block3", "block4"], "alpha": 8.0}
+SETTINGS_NO_STEPS = {"blocks": ["block3", "block4"], "alpha": 8.0}
 
 
 def _trainable_blocks(model):
@@ -28,23 +30,34 @@ def test_an_unknown_method_is_named_in_the_error():
         adapters.train_method("nonsense", data.few_shot("font_digits", 2, 0), 0, lr=1e-3, **SETTINGS)
 
 
-def test_rates_are_chosen_on_a_validation_split_among_the_candidates():
-    chosen, scores = adapters.choose_rates([adapters.HEAD], [1e-3, 1e-2], "font_digits", 4, seed=0, **SETTINGS)
-    assert set(chosen) == {adapters.HEAD} and chosen[adapters.HEAD] in (1e-3, 1e-2)
-    assert len(scores) == 2 and scores[0]["val_images"] == 10  # one of 4 per class held out, 10 classes
-    best = max(scores, key=lambda r: (r["val_accuracy"], -r["val_loss"]))
-    assert chosen[adapters.HEAD] == best["lr"]
+def test_every_method_the_lesson_compares_is_an_arm_of_the_tuning_table_tuned_on_the_course_grid():
+    arms = [arm for arm in tuning.ARMS if arm.lesson == "08"]
+    by_target = {t: {arm.fixed["method"] for arm in arms if arm.fixed["target"] == t} for t in ("gratings", "mnist")}
+    assert by_target == {"gratings": {adapters.PROBE, adapters.HEAD, adapters.lora_name(1), adapters.lora_name(8),
+                                      adapters.PARTIAL, adapters.FULL},
+                         "mnist": {adapters.PROBE, adapters.lora_name(1), adapters.FULL}}
+    for arm in arms:
+        assert arm.run == "adapters:method_run" and arm.fixed["n"] == 20
+        assert arm.grid == ({} if arm.fixed["method"] == adapters.PROBE else {"lr": tuning.RATES}), arm.key
+    assert max(tuning.RATES) > 3e-2  # past the old grid's edge, where three methods had chosen it
 
 
-def test_a_grid_record_splits_the_trainable_parameters_into_adapters_and_head():
-    kept = {}
-    record = adapters.method_run(adapters.lora_name(1), "font_digits", 2, 0, rates={"LoRA": 1e-2}, keep=kept,
-                                 **SETTINGS)
-    model = kept[adapters.lora_name(1), 0]
+def test_a_record_splits_the_trainable_parameters_into_adapters_and_head_and_scores_validation():
+    model, record = adapters.method_model(adapters.lora_name(1), "font_digits", 2, 0, lr=1e-2, n_val=1, **SETTINGS)
     assert record["trainable_head"] == 128 * 10 + 10
     assert record["trainable_backbone"] == sum(p.numel() for n, p in model.named_parameters() if "lora_" in n) > 0
     assert record["trainable"] == record["trainable_backbone"] + record["trainable_head"]
-    assert 0 <= record["accuracy"] <= 1
+    assert 0 <= record["accuracy"] <= 1 and 0 <= record["val_accuracy"] <= 1 and record["val_loss"] > 0
+    again = adapters.method_run(adapters.lora_name(1), "font_digits", 2, 0, lr=1e-2, n_val=1, **SETTINGS)
+    assert {k: again[k] for k in ("accuracy", "val_accuracy", "val_loss")} == \
+        {k: record[k] for k in ("accuracy", "val_accuracy", "val_loss")}  # the table's driver: the same run
+
+
+def test_the_cost_table_times_each_step_and_the_probe_as_one_fit():
+    model, per_step = adapters.timed_model(adapters.lora_name(1), lr=1e-2, steps=2, n=2, **SETTINGS_NO_STEPS)
+    assert per_step > 0 and any("lora_" in name for name, _ in model.named_parameters())
+    _, probe = adapters.timed_model(adapters.PROBE, lr=None, steps=2, n=2, **SETTINGS_NO_STEPS)
+    assert probe > 0
 
 
 # ------------------------------------------------------------------------------------ exercises and the live slider
@@ -57,7 +70,7 @@ def test_an_untouched_lesson08_exercise_says_what_to_do_and_computes_nothing(cap
         assert feedback.passed is None
     out = capsys.readouterr().out
     assert out.count("Exercise not attempted yet") == 3 and "2,816" not in out
-    assert ") With both at zero neither gets" in out
+    assert ") They would never leave zero: the gradient" in out
 
 
 def test_the_adapter_size_prediction_is_exact_and_a_forgotten_kernel_is_explained():
@@ -66,19 +79,43 @@ def test_the_adapter_size_prediction_is_exact_and_a_forgotten_kernel_is_explaine
     assert wrong.passed is False and "counts the channels only" in wrong.message
 
 
-def test_the_zero_b_question_explains_why_both_zero_would_not_train():
+def test_the_zero_b_question_passes_its_answer_and_no_wrong_or_lazy_one():
     assert lesson08.explain_zero_b(lesson08.SOLUTIONS["explain_zero_b"]).passed is True
+    assert {answer for answer, _ in lesson08.WRONG_ANSWERS["explain_zero_b"]} == \
+        set(lesson08.ZERO_B_QUESTION.options) - {lesson08.ZERO_B_QUESTION.right_letter}  # every wrong letter
     for answer, words in lesson08.WRONG_ANSWERS["explain_zero_b"]:
         wrong = lesson08.explain_zero_b(answer)
         assert wrong.passed is False and words in wrong.message
+    for lazy in ("", "abcd", "a, b", "all", "e", None, 1, True, ["a"]):
+        lazy_feedback = lesson08.explain_zero_b(lazy)
+        assert lazy_feedback.passed is False and "not one of the options" in lazy_feedback.message
 
 
-def test_the_zero_b_question_asks_what_the_lesson_has_not_already_said():
-    """The lesson's prose says B = 0 makes training start at the pretrained model: the question asks why A must be
-    random, and its right option does not repeat that sentence."""
-    right = lesson08.ZERO_B_QUESTION.options[lesson08.ZERO_B_QUESTION.right_letter].text
-    assert "pretrained model" not in right and "gradient" in right
-    assert "at zero too" in lesson08.ZERO_B_QUESTION.prompt
+def test_the_zero_b_question_gives_no_answer_away():
+    """The stem presumes no outcome (that A must be random, or why), and the right option's outcome is shared by a
+    wrong one: only its reason, the gradients, tells it apart."""
+    question = lesson08.ZERO_B_QUESTION
+    prompt = question.prompt.lower()
+    assert not any(word in prompt for word in ("gradient", "factor", "must", "never", "random", "why"))
+    right = question.options[question.right_letter].text
+    outcome = right.split(":")[0]
+    assert sum(option.text.startswith(outcome) for option in question.options.values()) == 2
+    assert "gradient" in right
+
+
+def test_with_a_and_b_both_at_zero_the_adapters_never_move_and_the_head_learns():
+    """The control behind the right answer: trained like the lesson's LoRA, adapters started at zero stay there."""
+    model = experiments.make_model(experiments.get_method(adapters.METHOD), 10, 0)
+    lora.add_lora(model, ["block3", "block4"], rank=2, alpha=8.0)
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, lora.LoRALayer):
+                layer.lora_A.zero_()
+    head = [p.clone() for p in model.head.parameters()]
+    experiments.run(adapters.METHOD, data.few_shot("gratings", 2, 0), 0, 5, model=model, lr=1e-1)
+    adapter = [p for name, p in model.named_parameters() if "lora_" in name]
+    assert adapter and all(torch.count_nonzero(p) == 0 for p in adapter)
+    assert any(not torch.equal(p, q) for p, q in zip(model.head.parameters(), head))
 
 
 @pytest.mark.parametrize("guess, passes", [(2816, True), (2816.0, True), (2815, False), (2817, False), (768, False),

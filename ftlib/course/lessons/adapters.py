@@ -1,13 +1,16 @@
 """Lesson 08's drivers: LoRA adapters on GlyphNet beside fair controls, their cost, merging and switching.
 
 Every method of the lesson is named by a string (:data:`PROBE`, :data:`HEAD`, ``"LoRA r=<rank>"``,
-:data:`PARTIAL`, :data:`FULL`) and trained by :func:`train_method`; :func:`choose_rates` gives each trained method
-its own learning rate on a validation split, and :func:`method_run` scores a method on the test set.
+:data:`PARTIAL`, :data:`FULL`) and trained by :func:`train_method`. :func:`method_run` is the tuning table's driver
+(``_lesson08`` in :mod:`~ftlib.course.lessons.tuning` gives each trained method its own rate, chosen on
+validation); :func:`chosen_model` trains one arm again at its chosen rate and keeps the model (the merge and the
+adapter switch need one); :func:`print_costs` measures what each method trains, its time per step and its file.
 :func:`rank_live` (the live slider) trains LoRA at one rank.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -16,16 +19,17 @@ import torch
 from torch import nn
 
 from ftlib import checkpoint, data, freeze, lora, transfer
-from ftlib.course.lessons import records
-from ftlib.course.lessons.experiments import Results, Trained, choose, run, run_grid
+from ftlib.course.lessons import experiments
+from ftlib.course.lessons.experiments import Results, Trained, run
+from ftlib.course.lessons.workers import independent
 from ftlib.evaluation import evaluate
 from ftlib.freeze import count_parameters
 from ftlib.models import BLOCKS
 from ftlib.runtime import model_device
 
-__all__ = ["FULL", "HEAD", "LIVE_RANKS", "METHOD", "PARTIAL", "PROBE", "choose_rates", "lora_name",
-           "merge_round_trip", "method_run", "plot_accuracy_vs_parameters", "print_costs", "print_rates", "rank_live",
-           "show_rank", "switch_adapters", "train_lora", "train_method"]
+__all__ = ["FULL", "HEAD", "LIVE_RANKS", "METHOD", "PARTIAL", "PROBE", "TIMED_STEPS", "chosen_model", "lora_name",
+           "merge_round_trip", "method_model", "method_run", "plot_accuracy_vs_parameters", "print_costs",
+           "rank_live", "show_rank", "switch_adapters", "timed_model", "train_lora", "train_method"]
 
 METHOD = "fine-tune"  # the pretrained GlyphNet with a new head; every method below starts from it
 PROBE = "linear probe"  # the head alone, fitted exactly by L-BFGS on frozen features (ftlib.probe)
@@ -34,6 +38,7 @@ PARTIAL = "fine-tune blocks 3-4"  # the blocks that carry adapters (and the head
 FULL = "fine-tune"  # every weight trains
 LIVE_RANKS = (1, 2, 4, 8, 16)  # the live slider's ranks
 LIVE_TEST_PER_CLASS = 50  # the live slider scores on 500 test gratings: a fraction of a second
+TIMED_STEPS = 20  # training steps timed per method in the cost table
 
 
 def lora_name(rank: int) -> str:
@@ -62,60 +67,49 @@ def train_method(method: str, train_set: data.ImageSet, seed: int, *, lr: float 
     return run(METHOD, train_set, seed, steps, lr=lr, prepare=_prepare(method, blocks, alpha))
 
 
-def choose_rates(methods: list[str], rates: list[float], target: str, n: int, seed: int = 0,
-                 val_fraction: float = 0.25, **settings) -> tuple[dict[str, float], Results]:
-    """Each method's learning rate, chosen on validation: the best validation accuracy (then loss) among ``rates``.
+def method_model(method: str, target: str, n: int, seed: int, *, steps: int, blocks: list[str], alpha: float,
+                 lr: float | None = None, n_val: int = 0) -> tuple[nn.Module, dict]:
+    """Train ``method`` on ``n`` labels per class of ``target`` (split ``seed``) at rate ``lr``; the trained model and
+    its record: the test ``accuracy``, the ``seconds`` and ``cpu_seconds`` of the run, the trainable parameters in
+    the backbone (``trainable_backbone``: adapters or fine-tuned blocks) and in the head (``trainable_head``), and,
+    with ``n_val > 0``, ``val_accuracy`` and ``val_loss`` on ``n_val`` more labels per class held out."""
+    train_set, val_set = experiments.split(target, n, n_val, seed)
+    cpu_start = time.process_time()
+    trained = train_method(method, train_set, seed, lr=lr, steps=steps, blocks=blocks, alpha=alpha)
+    cpu_seconds = time.process_time() - cpu_start
+    backbone, head = _split_count(trained.model)
+    return trained.model, {"accuracy": evaluate(trained.model, data.test_set(target)).accuracy,
+                           "seconds": trained.seconds, "cpu_seconds": cpu_seconds, "trainable_backbone": backbone,
+                           "trainable_head": head, "trainable": backbone + head,
+                           **experiments.validation_scores(trained.model, val_set)}
 
-    The ``n`` labels per class of ``target`` (split ``seed``) are cut into training and validation data
-    (:func:`ftlib.data.split_validation`); the test set is never looked at. ``settings``: ``steps``, ``blocks``,
-    ``alpha``. Returns ``{method: rate}`` and every validation score.
-    """
-    train_set, val_set = data.split_validation(data.few_shot(target, n, seed), val_fraction, seed)
 
-    def validate(method: str, lr: float) -> dict:
-        metrics = evaluate(train_method(method, train_set, seed, lr=lr, **settings).model, val_set)
-        return {"val_accuracy": metrics.accuracy, "val_loss": metrics.loss, "val_images": len(val_set)}
-
-    scores = run_grid(validate, method=methods, lr=rates)
-    return {m: choose(scores, "lr", method=m) for m in methods}, scores
+@independent
+def method_run(method: str, target: str, n: int, seed: int, *, steps: int, blocks: list[str], alpha: float,
+               lr: float | None = None, n_val: int = 0) -> dict:
+    """The tuning table's driver: :func:`method_model`'s record, without the model."""
+    return method_model(method, target, n, seed, steps=steps, blocks=blocks, alpha=alpha, lr=lr, n_val=n_val)[1]
 
 
-def print_rates(scores: Results, chosen: dict[str, float]) -> None:
-    """Validation accuracy of every method at every rate, the chosen rate marked with ``*``."""
-    rates = scores.unique("lr")
-    images = scores[0]["val_images"]
+def chosen_model(table, key: str, seed: int = 0, **changes) -> tuple[nn.Module, Results]:
+    """Arm ``key`` of the tuning ``table`` trained now at its chosen rate on ``seed`` (``changes``: the lesson's
+    settings, e.g. ``n=20``), scored on test and on the table's validation labels: the model, and its record in a
+    :class:`Results` (with the arm's settings and ``seed``) that :meth:`~ftlib.course.lessons.tuning.Table.recheck`
+    compares with the stored run."""
+    from ftlib.course.lessons.tuning import N_VAL
 
-    def cell(lr: float):
-        def text(rows: Results) -> str:
-            mark = "*" if chosen[rows[0]["method"]] == lr else " "
-            return f"{100 * rows.values('val_accuracy', lr=lr)[0]:.1f}{mark}"
-        return text
-
-    print(f"Validation accuracy (%) on {images} held-out labelled images, by learning rate (* = chosen):")
-    print(records.table(scores, "method", [records.Column(f"{lr:g}", cell=cell(lr), width=10) for lr in rates],
-                        lead=24))
+    arm = table.arm(key)
+    settings = {**arm.fixed, **changes, **table.options(key)}
+    model, record = method_model(**settings, seed=seed, n_val=N_VAL)
+    changed = {k: v for k, v in changes.items() if v != arm.fixed[k]}
+    label = arm.name + "".join(f" ({k} {v}, tuned at {arm.fixed[k]})" for k, v in changed.items())
+    return model, Results([{**settings, "seed": seed, **record, "label": label}])
 
 
 def _split_count(model: nn.Module) -> tuple[int, int]:
     """Trainable parameters outside the head (adapters, or fine-tuned blocks) and in the head."""
     head = count_parameters(model.head, trainable_only=True)
     return count_parameters(model, trainable_only=True) - head, head
-
-
-def method_run(method: str, target: str, n: int, seed: int, *, rates: dict[str, float], keep: dict,
-               **settings) -> dict:
-    """Train ``method`` on ``n`` labels per class of ``target`` (split ``seed``) at its rate; a grid record.
-
-    LoRA at any rank uses the rate chosen for LoRA (``rates["LoRA"]``). The record holds the test ``accuracy``,
-    the ``seconds``, the trainable parameters in the backbone (``trainable_backbone``: adapters or fine-tuned blocks)
-    and in the head (``trainable_head``). The trained model is kept in ``keep[method, seed]``.
-    """
-    lr = rates.get("LoRA" if method.startswith("LoRA") else method)
-    trained = train_method(method, data.few_shot(target, n, seed), seed, lr=lr, **settings)
-    keep[method, seed] = trained.model
-    backbone, head = _split_count(trained.model)
-    return {"accuracy": evaluate(trained.model, data.test_set(target)).accuracy, "seconds": trained.seconds,
-            "trainable_backbone": backbone, "trainable_head": head, "trainable": backbone + head}
 
 
 def train_lora(target: str, n: int, rank: int, seed: int, *, lr: float, **settings) -> nn.Module:
@@ -136,16 +130,34 @@ def _stored_bytes(model: nn.Module, method: str, folder: Path) -> int:
     return path.stat().st_size
 
 
-def print_costs(results: Results, kept: dict, full_count: int, folder: Path) -> None:
-    """Per method: trainable parameters in the backbone and in the head, their share of full fine-tuning's, the
-    seconds per run, and the file each task needs beside the shared backbone."""
-    print(f"{'method':<22}{'backbone':>10}{'head':>8}{'of full FT':>12}{'seconds':>10}{'file per task':>15}")
-    for method in results.unique("method"):
-        row = results.where(method=method)[0]
-        size = _stored_bytes(kept[method, row["seed"]], method, folder)
-        print(f"{method:<22}{row['trainable_backbone']:>10,}{row['trainable_head']:>8,}"
-              f"{row['trainable'] / full_count:>12.1%}"
-              f"{results.mean('seconds', method=method):>8.1f} s{size // 1024:>12} KB")
+def timed_model(method: str, *, blocks: list[str], alpha: float, lr: float | None, steps: int = TIMED_STEPS,
+                target: str = "gratings", n: int = 20, seed: int = 0) -> tuple[nn.Module, float]:
+    """``method`` trained ``steps`` steps on ``n`` labels per class of ``target``, after one untimed step (it pays
+    the one-off costs): the model, and the processor seconds per step (this process, all its threads; for the probe,
+    the seconds of its whole exact fit)."""
+    train_set = data.few_shot(target, n, seed)
+    train_method(method, train_set, seed, lr=lr, steps=1, blocks=blocks, alpha=alpha)
+    start = time.process_time()
+    model = train_method(method, train_set, seed, lr=lr, steps=steps, blocks=blocks, alpha=alpha).model
+    return model, (time.process_time() - start) / (1 if method == PROBE else steps)
+
+
+def print_costs(methods: dict[str, tuple[str, list[str], float | None]], full_count: int, folder: Path, *,
+                alpha: float) -> dict[str, float]:
+    """Per method (``{row name: (method, blocks, rate)}``): trainable parameters in the backbone and in the head,
+    their share of full fine-tuning's, the processor seconds per training step (:func:`timed_model`), and the
+    file each task needs beside the shared backbone. Returns each row's seconds per step."""
+    print(f"CPU per step: processor seconds per training step, over {TIMED_STEPS} steps of each method after one "
+          "untimed step")
+    print(f"{'method':<28}{'backbone':>10}{'head':>8}{'of full FT':>12}{'CPU per step':>14}{'file per task':>15}")
+    per_step = {}
+    for row, (method, blocks, lr) in methods.items():
+        model, per_step[row] = timed_model(method, blocks=blocks, alpha=alpha, lr=lr)
+        backbone, head = _split_count(model)
+        timing = "(exact fit)" if method == PROBE else f"{per_step[row]:.3f} s"
+        print(f"{row:<28}{backbone:>10,}{head:>8,}{(backbone + head) / full_count:>12.1%}{timing:>14}"
+              f"{_stored_bytes(model, method, folder) // 1024:>12} KB")
+    return per_step
 
 
 def plot_accuracy_vs_parameters(results: Results, probe: str = PROBE) -> None:

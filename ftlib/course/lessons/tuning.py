@@ -189,9 +189,23 @@ def _lesson06() -> list[Arm]:
             for schedule in ("constant", "onecycle") for name, rule in stops.items()]
 
 
+def _lesson08() -> list[Arm]:
+    """Lesson 08: LoRA at ranks 1 and 8 beside its controls on the far gratings (the linear probe, the head trained
+    by fit, the blocks that carry the adapters fine-tuned in full, full fine-tuning); on the near digits, LoRA r=1
+    beside full fine-tuning and the probe (the comparison of Hu et al.). Every trained method at its own rate."""
+    fixed = {"n": 20, "steps": 100, "blocks": ["block3", "block4"], "alpha": 8.0}
+    methods = {"gratings": ("linear probe", "head only (fit)", "LoRA r=1", "LoRA r=8", "fine-tune blocks 3-4",
+                            "fine-tune"),
+               "mnist": ("linear probe", "LoRA r=1", "fine-tune")}
+    probe = {"grid": {}, "note": "no rate: the head is fitted exactly (the linear probe)"}
+    return [Arm("08", f"{method}, {target}", "adapters:method_run", {"method": method, "target": target, **fixed},
+                **(probe if method == "linear probe" else {}))
+            for target, names in methods.items() for method in names]
+
+
 def _arms() -> list[Arm]:
     """Every lesson's arms (one function per lesson)."""
-    return [*_lesson03(), *_lesson04(), *_lesson02(), *_lesson01(), *_lesson05(), *_lesson06()]
+    return [*_lesson03(), *_lesson04(), *_lesson02(), *_lesson01(), *_lesson05(), *_lesson06(), *_lesson08()]
 
 
 ARMS: list[Arm] = _arms()

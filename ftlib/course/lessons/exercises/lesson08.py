@@ -2,10 +2,12 @@
 
 * :func:`predict_adapter_size` (*predict, then run*): the trainable numbers of a rank-4 adapter on block 4's
   convolution, written down before the lesson prints them; the check builds the adapter and counts.
-* :data:`ZERO_B_QUESTION` / :func:`explain_zero_b` (*explain*): why ``B`` starts at zero and ``A`` at random.
+* :data:`ZERO_B_QUESTION` / :func:`explain_zero_b` (*explain*): what would become of the adapters if ``A`` started
+  at zero like ``B`` (why ``A`` starts random).
 * :func:`fit_the_budget` (*do*): the learner attaches adapters (``ftlib.lora.add_lora``) so that at most
-  :data:`BUDGET` numbers train, head included; the check trains the model like the lesson's LoRA and scores it on
-  100 held-out validation gratings (never the test set) against :data:`TARGET`.
+  :data:`BUDGET` numbers train, head included; the check trains the model like the lesson's LoRA (at the rate the
+  tuning table chose for :data:`LORA_ARM`) and scores it on 100 held-out validation gratings (never the test set)
+  against :data:`TARGET`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from types import EllipsisType
 from torch import nn
 
 from ftlib import data, lora
+from ftlib.course.lessons import tuning
 from ftlib.course.lessons.adapters import METHOD
 from ftlib.course.lessons.exercises import (
     Coach,
@@ -34,12 +37,13 @@ from ftlib.evaluation import evaluate
 from ftlib.freeze import count_parameters
 from ftlib.models import load_pretrained
 
-__all__ = ["BUDGET", "HINTS", "SOLUTIONS", "TARGET", "WRONG_ANSWERS", "ZERO_B_QUESTION", "explain_zero_b",
-           "fit_the_budget", "hint", "predict_adapter_size", "solution"]
+__all__ = ["BUDGET", "HINTS", "LORA_ARM", "SOLUTIONS", "TARGET", "WRONG_ANSWERS", "ZERO_B_QUESTION",
+           "explain_zero_b", "fit_the_budget", "hint", "predict_adapter_size", "solution"]
 
 BUDGET = 2500  # trainable numbers allowed, the new head's 1,290 included
 TARGET = 72.0  # validation accuracy (%) on held-out gratings that the budgeted model must reach
 _TASK, _N, _N_VAL, _SEED = "gratings", 20, 10, 0  # the lesson's 20 labels per class, and 10 more held out
+LORA_ARM = "08 LoRA r=1, gratings"  # the tuning table's arm whose chosen rate the budgeted model trains at
 
 
 @exercise
@@ -67,21 +71,23 @@ def predict_adapter_size(guess: int | EllipsisType) -> Feedback:
 
 
 ZERO_B_QUESTION = Question(
-    "B starts at zero, so a fresh adapter changes nothing. Why must A then start random, rather than at zero too?",
+    "Suppose add_lora started A at zero as well as B, and you trained the adapted model as this lesson does. What "
+    "would become of the adapters?",
     [
-        Option("With both at zero neither gets a gradient: B's contains A x, and A's contains B.", True,
-               "Each matrix's gradient carries the other as a factor: dL/dB contains A x, dL/dA contains B. With "
-               "B = 0 and A random, B moves at the first step, and A follows once B is no longer zero. Both at "
-               "zero would stay at zero forever."),
-        Option("With A at zero, B would learn only slowly, and need a far larger learning rate.", False,
-               "No rate would help: B's gradient contains A x, which is exactly zero when A is, and any rate times "
-               "zero is zero. It is not slow learning but none at all."),
-        Option("It need not: A and B both at zero would train as well, only a little more slowly.", False,
-               "They would never train: the gradient of B is proportional to A x (zero), that of A to B (zero), "
-               "so no step ever moves either. One of the two must start away from zero."),
-        Option("A random A needs no storage: it can be regrown from its seed, and only B is saved.", False,
-               "A trains like B: it leaves its random start at the first step, so the adapter file stores both in "
-               "full (the cost table counts A and B). The random start is about the gradients, not storage."),
+        Option("They would never leave zero: the gradient of each matrix has the other as a factor.", True,
+               "dL/dB contains A x and dL/dA contains B: with both at zero both gradients are exactly zero, at "
+               "every step and any rate, so only the new head learns (the head-only control). With A random, B "
+               "moves at the first step, and A follows once B is no longer zero."),
+        Option("They would never leave zero: the optimizer's weight decay holds them there.", False,
+               "They would stay at zero, but not because of weight decay: the lesson trains with none (fit's "
+               "weight_decay is 0), and decay only shrinks a weight in proportion to its size, it cannot hold one "
+               "that gets a gradient. Look at the gradients themselves: what does dL/dB contain?"),
+        Option("They would train as now, only slower at first while their product grows from zero.", False,
+               "They would not train at all: the gradient of B contains A x and that of A contains B, both exactly "
+               "zero, so no step ever moves either. It is not a slow start but none."),
+        Option("They would train, but A's rows would stay equal, so the adapter would act as rank 1.", False,
+               "Equal rows come from equal but non-zero starts. Here the gradients themselves are zero: dL/dB "
+               "contains A x and dL/dA contains B, so A and B never leave zero at all."),
     ], seed="lesson08.explain_zero_b")
 
 
@@ -92,10 +98,12 @@ def explain_zero_b(answer: str | EllipsisType) -> Feedback:
 
 
 @exercise
-def fit_the_budget(build: Callable[[nn.Module], object] | EllipsisType, lr: float = 1e-2, steps: int = 100) -> Feedback:
+def fit_the_budget(build: Callable[[nn.Module], object] | EllipsisType, lr: float | None = None,
+                   steps: int = 100) -> Feedback:
     """Call ``build(model)`` on the pretrained GlyphNet with a new 10-class head (it attaches adapters in place);
-    if at most :data:`BUDGET` numbers train, train it like the lesson's LoRA (rate ``lr``, ``steps`` steps) on 20
-    gratings per class and score it on 100 held-out ones. About 2 seconds."""
+    if at most :data:`BUDGET` numbers train, train it like the lesson's LoRA (rate ``lr``, default the tuning
+    table's for LoRA r=1 on gratings; ``steps`` steps) on 20 gratings per class and score it on 100 held-out ones.
+    About 2 seconds."""
     quantity = f"validation accuracy (within {BUDGET:,} trainable numbers)"
     hint = ("where the adapters sit matters as much as their rank: which blocks' features must change for a target "
             "as far from the letters as the gratings (lesson 07)? Count what each choice costs before you raise "
@@ -120,6 +128,7 @@ def fit_the_budget(build: Callable[[nn.Module], object] | EllipsisType, lr: floa
         return tell(False, f"Over budget: {trainable:,} numbers train, the budget is {BUDGET:,}. Count each adapted "
                            f"convolution as r x (inputs x 3 x 3 + outputs) ({sizes}), plus the head's "
                            f"{count_parameters(model.head):,}; lower the rank or adapt fewer blocks.")
+    lr = tuning.load().options(LORA_ARM)["lr"] if lr is None else lr
     train, val = data.few_shot_split(_TASK, _N, _N_VAL, _SEED)
     trained = run(METHOD, train, _SEED, steps, model=model, lr=lr).model
     print(f"trained {steps} steps at {lr:g} on {len(train):,} gratings; scored on {len(val)} held-out ones")
@@ -156,8 +165,9 @@ SOLUTIONS: dict[str, object] = {"predict_adapter_size": 2816, "explain_zero_b": 
                                 "fit_the_budget": build}
 WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
     "predict_adapter_size": [(768, "counts the channels only")],
-    "explain_zero_b": [(ZERO_B_QUESTION.letter_of(2), "They would never train"),
-                       (ZERO_B_QUESTION.letter_of(1), "No rate would help")],
+    "explain_zero_b": [(ZERO_B_QUESTION.letter_of(1), "not because of weight decay"),
+                       (ZERO_B_QUESTION.letter_of(2), "not a slow start"),
+                       (ZERO_B_QUESTION.letter_of(3), "Equal rows come from")],
     "fit_the_budget": [(_rank_four, "Over budget"), (_no_adapter, "No adapter found")],
 }
 _COACH = Coach(HINTS, SOLUTIONS)
