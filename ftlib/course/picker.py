@@ -12,9 +12,9 @@ from pathlib import Path
 import ipywidgets as widgets
 
 from ftlib import backbones, recipe
-from ftlib.recipe import FACTORS
 from ftlib.folder import load_folder
 from ftlib.paths import ROOT
+from ftlib.recipe import FACTORS
 from ftlib.runtime import headless
 
 __all__ = ["check", "finetune_chosen", "picker"]
