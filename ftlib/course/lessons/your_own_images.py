@@ -22,7 +22,7 @@ from ftlib.stopping import EarlyStopping, History, stopping_point
 from ftlib.transfer import adapt_batchnorm
 
 __all__ = ["FACTORS", "LIVE_STEPS", "compare_runs", "export_agreement", "fewer_images", "how_set", "kept",
-           "live_values", "paired", "random_probe", "range_test_of", "replay_patience", "scored", "show_fewer_images"]
+           "live_values", "paired", "parameter_count", "random_probe", "range_test_of", "replay_patience", "scored", "show_fewer_images"]
 
 FACTORS = recipe.FACTORS  # each trained arm's grid of rate multiples, chosen on validation (the cautious one first)
 LIVE_STEPS = 100  # fine-tuning steps of a live rerun (the lesson's runs take up to 200): about 2 s on 2 cores
@@ -45,7 +45,7 @@ def compare_runs(folder: str | Path, backbone: str, seeds: int, factors: tuple[f
     validation loss; the test set is not looked at): fine-tuning its backbone factor (one call of the recipe per
     seed tries every factor after one range test; its fine-tuned candidates are this arm's tries), scratch the
     multiple of its range test's rate that every block trains at (it has no pretrained blocks to spare; its other
-    multiples reuse the rate). LP-FT runs at fine-tuning's chosen factor and rate. Returns the runs by
+    multiples reuse the rate). LP-FT tries every factor too, at fine-tuning's rate, and chooses alike. Returns the runs by
     ``(method, seed)`` (and the recipe's own run by ``("recipe", seed)``: its ``chosen`` is what it exports,
     chosen among the probe and every factor), their test accuracies (with the linear-probe baseline as a method),
     and the validation
@@ -81,12 +81,15 @@ def compare_runs(folder: str | Path, backbone: str, seeds: int, factors: tuple[f
         run = choices.where(method=tuned, seed=seed, factor=chosen[tuned, seed])[0]["run"]
         if method == "linear probe":  # the recipe's own baseline, fitted in the seed's recipe run
             return {"accuracy": run.probe_accuracy}
-        if method == "LP-FT":
-            factor = chosen[tuned, seed]
-            run = recipe.finetune(folder, backbone, seed=seed, backbone_factor=factor, lp_ft=True,
-                                  lr=run.lr["head"], **options).arm(f"LP-FT x{factor:g}")
-        return {"accuracy": run.test.accuracy, "val_accuracy": kept(run.history)[1], "factor": chosen[tuned, seed],
-                "run": run}
+        factor = chosen[tuned, seed]
+        if method == "LP-FT":  # tuned alike: every factor, at fine-tuning's rate, chosen by the same rule
+            lp_ft = recipe.finetune(folder, backbone, seed=seed, backbone_factor=factors, lp_ft=True,
+                                    lr=run.lr["head"], **options)
+            tries = run_grid(lambda factor: scored(lp_ft.arm(f"LP-FT x{factor:g}")), factor=factors)
+            factor = records.choose(tries, "factor")
+            run = lp_ft.arm(f"LP-FT x{factor:g}")
+        return {"accuracy": run.test.accuracy, "val_accuracy": kept(run.history)[1],
+                "val_loss": kept(run.history)[0], "factor": factor, "run": run}
 
     results = run_grid(method_run, seed=range(seeds), method=["fine-tune", "LP-FT", "scratch", "linear probe"],
                        data=["example"])
@@ -98,7 +101,7 @@ def compare_runs(folder: str | Path, backbone: str, seeds: int, factors: tuple[f
 # how each arm's setting was made, for :func:`how_set`
 _GRIDS = {"fine-tune": "backbone factor {grid} (x the head's range-test rate)",
           "scratch": "every block at {grid} x its range-test rate",
-          "LP-FT": "fine-tune's factor (not tuned on its own)",
+          "LP-FT": "backbone factor {grid} (x fine-tune's head rate), its own choice",
           "linear probe": "nothing: weight decay 1e-3 fixed (the baseline)"}
 
 
@@ -129,6 +132,12 @@ def how_set(results: Results, choices: Results) -> str:
             best = records.choose(choices, "factor", seed=seed, method=method)
             lines.append(f"  {method}, seed {seed}: {tried} -> x{best:g}")
     return "\n".join(lines)
+
+
+def parameter_count(backbone: str, classes: int) -> int:
+    """How many parameters ``backbone`` has with a head for ``classes`` classes (built from random weights: no
+    weights file is needed)."""
+    return sum(p.numel() for p in backbones.build(backbone, classes, 0, pretrained=False).parameters())
 
 
 def range_test_of(choices: Results, method: str, seed: int) -> RangeTest:
