@@ -22,7 +22,8 @@ from ftlib.stopping import EarlyStopping, History, stopping_point
 from ftlib.transfer import adapt_batchnorm
 
 __all__ = ["FACTORS", "LIVE_STEPS", "compare_runs", "export_agreement", "fewer_images", "how_set", "kept",
-           "live_values", "paired", "parameter_count", "random_probe", "range_test_of", "replay_patience", "scored", "show_fewer_images"]
+           "live_values", "paired", "parameter_count", "random_probe", "range_test_of", "replay_patience", "scored",
+           "show_fewer_images"]
 
 FACTORS = recipe.FACTORS  # each trained arm's grid of rate multiples, chosen on validation (the cautious one first)
 LIVE_STEPS = 100  # fine-tuning steps of a live rerun (the lesson's runs take up to 200): about 2 s on 2 cores
@@ -45,7 +46,8 @@ def compare_runs(folder: str | Path, backbone: str, seeds: int, factors: tuple[f
     validation loss; the test set is not looked at): fine-tuning its backbone factor (one call of the recipe per
     seed tries every factor after one range test; its fine-tuned candidates are this arm's tries), scratch the
     multiple of its range test's rate that every block trains at (it has no pretrained blocks to spare; its other
-    multiples reuse the rate). LP-FT tries every factor too, at fine-tuning's rate, and chooses alike. Returns the runs by
+    multiples reuse the rate). LP-FT tries every factor too, at fine-tuning's rate, and chooses alike. Returns the
+    runs by
     ``(method, seed)`` (and the recipe's own run by ``("recipe", seed)``: its ``chosen`` is what it exports,
     chosen among the probe and every factor), their test accuracies (with the linear-probe baseline as a method),
     and the validation
