@@ -9,7 +9,8 @@ The library (each module lists its public names in ``__all__``):
   (``evaluate``, confusion matrix), ``analysis`` (error analysis: per-file predictions, most-confused pairs, top
   losses, as CSV), ``probe`` (features, the linear probe), ``runtime`` (seeds, threads, device, eval mode,
   headless runs), ``checks`` (one-line errors that name the setting), ``stats`` (sample std, t intervals over
-  seeds, paired differences, exact McNemar)
+  seeds, paired differences, exact McNemar, an accuracy's Wilson interval), ``selection`` (the one rule that
+  chooses a setting on validation, shared by the recipe and the course)
 * one module per technique: ``lr`` (range test), ``freeze`` (blocks, BatchNorm, per-block rates), ``augment``,
   ``regularize`` (L2, L2-SP, drift, retention), ``lora``, ``unfreezing`` (stage plans: LP-FT, gradual unfreezing),
   ``transfer`` (task distance, truncation)
@@ -38,7 +39,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __all__ = ["analysis", "augment", "backbones", "checkpoint", "checks", "course", "data", "distributed", "evaluation",
            "export", "folder", "freeze", "lm", "lora", "lr", "models", "paths", "probe", "recipe", "regularize",
-           "runtime", "schedules", "stats", "stopping", "train", "transfer", "unfreezing"]
+           "runtime", "schedules", "selection", "stats", "stopping", "train", "transfer", "unfreezing"]
 
 
 def __getattr__(name: str):

@@ -79,14 +79,16 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def block_adamw(model: nn.Module, lr: float | dict[str, float]) -> Callable[[list[dict]], torch.optim.Optimizer]:
-    """An ``optimizer`` for :func:`ftlib.train.fit` with per-block rates read from the *unwrapped* model.
+def block_adamw(model: nn.Module, lr: float | dict[str, float],
+                weight_decay: float = 0.01) -> Callable[[list[dict]], torch.optim.Optimizer]:
+    """An ``optimizer`` for :func:`ftlib.train.fit` with per-block rates read from the *unwrapped* model: AdamW with
+    ``weight_decay`` (PyTorch's default, 0.01, unless given).
 
     A DDP wrapper has one child, ``module``, so ``fit``'s own per-block groups cannot see the blocks; this
     callable ignores the groups ``fit`` offers and builds them from ``unwrap(model)`` instead.
     """
     groups = param_groups(unwrap(model), lr)
-    return lambda _offered: torch.optim.AdamW(groups)
+    return lambda _offered: torch.optim.AdamW(groups, weight_decay=weight_decay)
 
 
 def weight_gap(model: nn.Module, context: Context) -> float:

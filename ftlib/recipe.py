@@ -1,8 +1,8 @@
 """The fine-tuning recipe for your own image folder, as one function and as a command line.
 
-folder -> stratified split -> range test -> linear probe (a baseline) -> fine-tune with per-block rates,
-augmentation and early stopping -> test report -> export. The same code runs in one process or, under
-``torchrun``, in several (see :mod:`ftlib.distributed`).
+folder -> stratified split -> range test -> linear probe -> fine-tune with per-block rates at each backbone factor,
+augmentation and early stopping -> the probe or a fine-tuned model, chosen on validation -> test report -> export.
+The same code runs in one process or, under ``torchrun``, in several (see :mod:`ftlib.distributed`).
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from . import analysis, augment, backbones, distributed, export
+from . import analysis, augment, backbones, distributed, export, selection, stats
 from .checks import SettingError, check_positive, check_rate, check_seed, printable
 from .data import ImageSet
 from .evaluation import confusion_matrix, evaluate
@@ -32,12 +33,19 @@ from .stopping import EarlyStopping, History
 from .train import NonFiniteLoss, fit
 from .transfer import adapt_batchnorm
 
-__all__ = ["FALLBACK_LR", "MAX_BACKBONE_FACTOR", "MAX_STRENGTH", "PATIENCE", "RecipeResult", "SCHEDULE", "TestReport",
-           "check_settings", "cli", "colour_warning", "error_analysis", "export_target", "finetune", "test_report"]
+__all__ = ["Candidate", "FACTORS", "FALLBACK_LR", "MAX_BACKBONE_FACTOR", "MAX_STRENGTH", "PATIENCE", "RecipeResult",
+           "SCHEDULE", "TEST_FRACTION", "TINY_SPLIT", "TestReport", "VAL_FRACTION", "WEIGHT_DECAY", "check_settings",
+           "cli", "colour_warning", "error_analysis", "export_target", "factors_of", "finetune", "kept",
+           "split_warning", "test_report"]
 
 FALLBACK_LR = 3e-3  # used when the range test cannot suggest a rate (its loss fell for fewer than 2 steps)
 SCHEDULE = "cosine"  # falls from the start: early stopping never cuts a warm-up short
-PATIENCE = 8  # evaluations (of 10 steps) without a better validation loss; 4 often cut scratch short (lesson 11)
+PATIENCE = 8  # evaluations (of 10 steps) without a better validation loss: a compute budget, not a tuned knob
+FACTORS = (0.3, 1.0)  # backbone factors tried, the cautious one first; validation chooses (lesson 11)
+VAL_FRACTION = 0.2  # share of each class for validation (early stopping and the choice read it)
+TEST_FRACTION = 0.5  # share of each class for the test report (lesson 11 uses the same split)
+WEIGHT_DECAY = 0.01  # AdamW's decoupled weight decay (PyTorch's default; ftlib.train.fit's own AdamW uses 0)
+TINY_SPLIT = 5  # fewer validation or test images than this in a class: one image moves a score a lot; warned
 
 
 @dataclass
@@ -61,8 +69,15 @@ class TestReport:
         """Of the images of each class, the share predicted as that class."""
         return (self.counts.diag() / self.counts.sum(1).clamp_min(1)).tolist()
 
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The 95% (Wilson) interval of the accuracy: how far a test set this size can mislead."""
+        return stats.proportion_interval(int(self.counts.diag().sum()), int(self.counts.sum()))
+
     def __str__(self) -> str:
-        lines = [f"test accuracy {self.accuracy:.1%} on {int(self.counts.sum())} images",
+        low, high = self.interval
+        lines = [f"test accuracy {self.accuracy:.1%} on {int(self.counts.sum())} images "
+                 f"(95% interval {low:.1%} to {high:.1%})",
                  f"{'class':<16}{'images':>7}{'precision':>11}{'recall':>9}"]
         for name, n, p, r in zip(self.classes, self.counts.sum(1).tolist(), self.precision, self.recall):
             lines.append(f"{printable(name):<16}{n:>7}{p:>11.1%}{r:>9.1%}")
@@ -75,8 +90,29 @@ def test_report(model: nn.Module, data: ImageSet) -> TestReport:
 
 
 @dataclass
+class Candidate:
+    """One model the recipe made and scored on validation: the linear probe, or fine-tuning (from scratch: the
+    scratch run) at one backbone ``factor``."""
+
+    name: str  # "linear probe", "fine-tune x0.3", "LP-FT x1", "scratch"
+    factor: float | None  # the backbone factor (None for the probe)
+    model: nn.Module
+    val_accuracy: float  # of the kept weights
+    val_loss: float
+    history: History | None = None  # None for the probe
+    lr: dict[str, float] | None = None  # the rates it trained at (None for the probe)
+
+
+def kept(history: History) -> tuple[float, float]:
+    """The validation loss and accuracy at the evaluation whose weights early stopping kept."""
+    i = history.eval_step.index(history.best_step)
+    return history.val_loss[i], history.val_accuracy[i]
+
+
+@dataclass
 class RecipeResult:
-    """Everything one run of the recipe made and measured."""
+    """Everything one run of the recipe made and measured. ``model``, ``history``, ``lr`` and ``test`` are those of
+    the candidate that validation chose (``chosen``; ``history`` and ``lr`` are None when it is the probe)."""
 
     model: nn.Module
     backbone: str
@@ -84,26 +120,60 @@ class RecipeResult:
     report: FolderReport
     splits: dict[str, ImageSet]  # "train", "val", "test"
     range_test: RangeTest | None  # None when the head's rate was given (lr=...)
-    lr: dict[str, float]
-    probe_accuracy: float | None  # test accuracy of the linear-probe baseline (None for scratch)
-    history: History
+    lr: dict[str, float] | None
+    probe_accuracy: float | None  # test accuracy of the linear probe (None for scratch), for comparison only
+    history: History | None
     test: TestReport
     export_path: Path | None
     seconds: float
     files: dict[str, list[Path]] = field(default_factory=dict)  # each split's image files, in its rows' order
     reports: list[Path] = field(default_factory=list)  # the error analysis written beside the export
+    candidates: list[Candidate] = field(default_factory=list)  # every model validation chose from, in grid order
+    chosen: str = ""  # the name of the candidate that validation chose (and that was exported)
+    warnings: list[str] = field(default_factory=list)  # what the run warned about (tiny splits, the rate fallback)
+
+    def candidate(self, name: str) -> Candidate:
+        """The candidate called ``name`` (e.g. ``"fine-tune x1"``); a ``ValueError`` lists the names otherwise."""
+        found = [c for c in self.candidates if c.name == name]
+        if not found:
+            raise ValueError(f"name={name!r} is not a candidate of this run: choose one of "
+                             f"{[c.name for c in self.candidates]}")
+        return found[0]
+
+    def arm(self, name: str) -> RecipeResult:
+        """This result as if validation had chosen ``name``: its model, history, rates and a fresh test report (for
+        comparing arms; nothing is exported)."""
+        c = self.candidate(name)
+        return replace(self, model=c.model, history=c.history, lr=c.lr, chosen=name, export_path=None,
+                       test=test_report(c.model, self.splits["test"]), reports=[])
 
 
-def _rates(rt: RangeTest | None, backbone_factor: float, lr: float | None = None) -> dict[str, float]:
-    """The head at ``lr``, else at the range test's suggestion; the other blocks at ``backbone_factor`` times that."""
+def _head_rate(rt: RangeTest | None, lr: float | None, notes: list[str]) -> float:
+    """The head's rate: ``lr`` when given, else the range test's suggestion (else :data:`FALLBACK_LR`, noted)."""
     if lr is not None:
-        return {"backbone": lr * backbone_factor, "head": lr}
+        return lr
     try:
-        head = rt.suggestion
+        return rt.suggestion
     except ValueError as error:
-        warnings.warn(f"range test: {error}; using lr {FALLBACK_LR}", stacklevel=3)
-        head = FALLBACK_LR
-    return {"backbone": head * backbone_factor, "head": head}
+        notes.append(f"range test: {error}; using lr {FALLBACK_LR}")
+        return FALLBACK_LR
+
+
+def split_warning(splits: dict[str, ImageSet], least: int = TINY_SPLIT) -> str | None:
+    """A one-line warning when a class has fewer than ``least`` images in the validation or the test split (one
+    image then moves a score by many points: validation can barely choose, the test report is a wide interval),
+    else ``None``."""
+    few = {}
+    for part in ("val", "test"):
+        counts = torch.bincount(splits[part].labels, minlength=splits[part].num_classes).tolist()
+        if min(counts) < least:
+            few[part] = f"{len(splits[part])} {'validation' if part == 'val' else 'test'} images " \
+                        f"(as few as {min(counts)} in a class)"
+    if not few:
+        return None
+    return (f"tiny split: {' and '.join(few.values())}: one image moves a score by "
+            f"{100 / min(len(splits[p]) for p in few):.0f} points, so validation can barely choose and the test "
+            f"accuracy is a wide interval; more than {least / VAL_FRACTION:.0f} images per class are better")
 
 
 MAX_BACKBONE_FACTOR = 10.0  # the backbone at more than 10x the head's rate is a typo, not a recipe
@@ -137,16 +207,29 @@ def export_target(out: str | Path, folder: str | Path | None = None) -> Path:
     return target
 
 
+def factors_of(backbone_factor: float | Sequence[float]) -> tuple[float, ...]:
+    """One backbone factor or several as a tuple, lowest (most cautious) first, each checked: a ``SettingError``
+    names a bad one."""
+    many = isinstance(backbone_factor, Sequence) and not isinstance(backbone_factor, str)
+    values = tuple(backbone_factor) if many else (backbone_factor,)
+    if not values:
+        raise SettingError("backbone_factor=() is not allowed: give one factor or several to choose from")
+    for value in values:
+        check_positive("backbone_factor", value)
+        if value > MAX_BACKBONE_FACTOR:
+            raise SettingError(f"backbone_factor={value!r} is not allowed: choose a number in "
+                               f"(0, {MAX_BACKBONE_FACTOR:g}] (by default {' and '.join(map(str, FACTORS))} are "
+                               "tried and validation chooses)")
+    return tuple(sorted(set(values)))
+
+
 def check_settings(backbone: str, pretrained: bool, weights: str | Path | None, seed: int,
-                   backbone_factor: float, *, lr: float | None = None, strength: float = 1.0, val: float = 0.2,
-                   test: float = 0.4) -> None:
+                   backbone_factor: float | Sequence[float], *, lr: float | None = None, strength: float = 1.0,
+                   val: float = VAL_FRACTION, test: float = TEST_FRACTION) -> None:
     """The recipe's own settings, checked before any image is read: a ``ValueError`` that names the bad one."""
     backbones.check_weights(backbone, pretrained, weights)
     check_seed(seed)
-    check_positive("backbone_factor", backbone_factor)
-    if backbone_factor > MAX_BACKBONE_FACTOR:
-        raise SettingError(f"backbone_factor={backbone_factor!r} is not allowed: choose a number in "
-                           f"(0, {MAX_BACKBONE_FACTOR:g}] (0.3 by default, towards 1 for very different data)")
+    factors_of(backbone_factor)
     if lr is not None:
         check_rate("lr", lr)
     if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= MAX_STRENGTH:
@@ -185,31 +268,37 @@ def error_analysis(model: nn.Module, report: FolderReport, data: ImageSet, rows:
 
 def finetune(folder: str | Path, backbone: str = "glyphnet", *, pretrained: bool = True,
              weights: str | Path | None = None, seed: int = 0, steps: int = 200, batch_size: int = 32,
-             backbone_factor: float = 0.3, lr: float | None = None, val: float = 0.2, test: float = 0.4,
-             range_steps: int = 60, strength: float = 1.0, patience: int = PATIENCE, eval_every: int = 10,
-             lp_ft: bool = False, out: str | Path | None = None, progress: bool = False, device: str | None = None,
-             threads: int | None = None) -> RecipeResult:
+             backbone_factor: float | Sequence[float] = FACTORS, lr: float | None = None, val: float = VAL_FRACTION,
+             test: float = TEST_FRACTION, range_steps: int = 60, strength: float = 1.0, patience: int = PATIENCE,
+             eval_every: int = 10, lp_ft: bool = False, out: str | Path | None = None, progress: bool = False,
+             device: str | None = None, threads: int | None = None) -> RecipeResult:
     """Run the recipe on the image folder ``folder`` (one sub-folder per class) and return a :class:`RecipeResult`.
 
-    1. load and convert the images for ``backbone`` and split them by ``seed`` (``val``, ``test`` fractions);
+    1. load and convert the images for ``backbone`` and split them by ``seed`` (``val``, ``test`` fractions; a
+       class with fewer than :data:`TINY_SPLIT` validation or test images is warned about, :func:`split_warning`);
     2. range test of ``range_steps`` steps (the model is restored afterwards): the head's rate is its suggestion
-       (or ``lr``, when given: then no range test runs), the pretrained blocks get ``backbone_factor`` times that
-       (raise it towards 1 for very different data);
+       (or ``lr``, when given: then no range test runs);
     3. BatchNorm statistics re-estimated on the training images (AdaBN, :func:`ftlib.transfer.adapt_batchnorm`),
-       then a linear probe on a copy: how far frozen features alone get (a baseline, skipped for scratch); with
-       ``lp_ft`` fine-tuning starts from the probe's head instead of a fresh one (LP-FT, Kumar et al. 2022; on the
-       example folder it did not beat the fresh head, lesson 11);
-    4. fine-tune for up to ``steps`` steps with augmentation (``strength``), a cosine schedule and early stopping
-       on the validation loss (every ``eval_every`` steps, ``patience`` evaluations), keeping the best weights;
-       ``strength`` 0 trains without augmentation;
-    5. test report; 6. export to ``out/model.safetensors`` (rank 0 only under ``torchrun``) with the error
-       analysis beside it, in the same all-or-nothing save (:data:`ftlib.analysis.REPORT_FILES`: the split, the
-       test predictions, the confusion matrix, the most-confused pairs and the top losses).
+       then a linear probe on a copy: how far frozen features alone get (skipped for scratch);
+    4. for each backbone factor in ``backbone_factor`` (one number or several; by default :data:`FACTORS`), fine-tune
+       a copy for up to ``steps`` steps, the pretrained blocks at that factor times the head's rate, with AdamW
+       (weight decay :data:`WEIGHT_DECAY`), augmentation (``strength``; 0 for none), a cosine schedule and early
+       stopping on the validation loss (every ``eval_every`` steps, ``patience`` evaluations: a compute budget),
+       keeping the best weights; with ``lp_ft`` from the probe's head instead of a fresh one (LP-FT, Kumar et al.
+       2022; on the example folder it did worse than the fresh head, lesson 11);
+    5. choose on validation among the probe and the fine-tuned models (:func:`ftlib.selection.best`: the higher
+       validation accuracy, ties to the lower validation loss, then to the more cautious: the probe, then the lower
+       factor); the test set plays no part;
+    6. test report of the chosen model, with its 95% interval; 7. export it to ``out/model.safetensors`` (rank 0
+       only under ``torchrun``) with the error analysis beside it, in the same all-or-nothing save
+       (:data:`ftlib.analysis.REPORT_FILES`: the split, the test predictions, the confusion matrix, the
+       most-confused pairs and the top losses), and every candidate's validation scores in its metadata.
 
     Under ``torchrun`` every rank evaluates the full validation set with the same weights (DDP also broadcasts
-    rank 0's BatchNorm statistics), so all ranks see the same scores and stop at the same step.
+    rank 0's BatchNorm statistics), so all ranks see the same scores, stop at the same step and choose alike.
 
-    ``pretrained=False`` runs the same recipe from random weights, one rate for every block (the baseline to beat).
+    ``pretrained=False`` runs the same recipe from random weights, one rate for every block and no probe (the
+    baseline to beat; the factors do not apply).
 
     Every setting and ``out`` are checked before any training. For the same numbers from the same seed, torch is
     pinned to ``threads`` threads (default ``$FTLIB_THREADS``, else 2, as in the lessons); the command line
@@ -219,6 +308,7 @@ def finetune(folder: str | Path, backbone: str = "glyphnet", *, pretrained: bool
     start = time.perf_counter()
     check_settings(backbone, pretrained, weights, seed, backbone_factor, lr=lr, strength=strength, val=val,
                    test=test)
+    factors = factors_of(backbone_factor) if pretrained else (1.0,)
     target = export_target(out, folder) if out is not None else None
     pin_threads(threads)
     context = distributed.init(device)
@@ -227,41 +317,66 @@ def finetune(folder: str | Path, backbone: str = "glyphnet", *, pretrained: bool
     if target is not None:
         _check_utf8_names(report)
     train_set, val_set, test_set = split(data, seed, val, test)
+    splits = {"train": train_set, "val": val_set, "test": test_set}
+    notes = [note for note in [split_warning(splits)] if note]
     rows = dict(zip(("train", "val", "test"), split_rows(data, seed, val, test)))
     model = backbones.build(backbone, data.num_classes, seed, pretrained, weights).to(context.device)
     rt = None if lr is not None else range_test(model, train_set, start=1e-5, end=1.0, steps=range_steps,
                                                 batch_size=batch_size, seed=seed, device=context.device)
-    rates = _rates(rt, backbone_factor if pretrained else 1.0, lr)
-    probe = None
+    head_rate = _head_rate(rt, lr, notes)
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    candidates, probe = [], None
     if pretrained:
         adapt_batchnorm(model, train_set.images)  # AdaBN: the probe reads features normalised as on this data
         probed = linear_probe(copy.deepcopy(model), train_set)
+        scores = evaluate(probed, val_set)
+        candidates.append(Candidate("linear probe", None, probed, scores.accuracy, scores.loss))
         probe = evaluate(probed, test_set).accuracy
-        if lp_ft:  # LP-FT: fine-tune from the probe's head, not a random one
-            model.head.load_state_dict(probed.head.state_dict())
-    net = distributed.wrap(model, context)
-    history = fit(net, distributed.shard(train_set, context), steps, lr=rates["head"],
-                  optimizer=distributed.block_adamw(net, rates), schedule=SCHEDULE,
-                  batch_size=max(1, batch_size // context.world_size),
-                  augment=augment.standard(strength) if strength else None, val_data=val_set, eval_every=eval_every,
-                  early_stopping=EarlyStopping(patience=patience), seed=seed + context.rank, device=context.device,
-                  progress=progress)
-    report_test = test_report(model, test_set)
-    gap = distributed.weight_gap(model, context)  # 0 when DDP kept every rank's weights identical
+    for factor in factors:
+        trained = copy.deepcopy(model)
+        if pretrained and lp_ft:  # LP-FT: fine-tune from the probe's head, not a random one
+            trained.head.load_state_dict(probed.head.state_dict())
+        rates = {"backbone": head_rate * factor, "head": head_rate}
+        history = _fine_tune(trained, rates, train_set, val_set, context, steps=steps, batch_size=batch_size,
+                             strength=strength, eval_every=eval_every, patience=patience, seed=seed,
+                             progress=progress)
+        name = f"{'LP-FT' if lp_ft else 'fine-tune'} x{factor:g}" if pretrained else "scratch"
+        candidates.append(Candidate(name, factor if pretrained else None, trained, *kept(history)[::-1], history,
+                                    rates))
+    chosen = candidates[selection.best([(c.val_accuracy, c.val_loss) for c in candidates])]
+    report_test = test_report(chosen.model, test_set)
+    gap = max(distributed.weight_gap(c.model, context) for c in candidates)  # 0: DDP kept every rank in step
     path, reports = None, []
     if target is not None and context.main:
-        beside = error_analysis(model, report, data, rows, report_test.counts)
+        beside = error_analysis(chosen.model, report, data, rows, report_test.counts)
         reports = [target.parent / name for name in beside]
-        path = export.save(model, target, backbone, data.classes, beside=beside, extra={
-            "seed": seed, "pretrained": pretrained, "lr": rates, "steps_run": len(history.step),
-            "best_step": history.best_step, "test_accuracy": report_test.accuracy, "world_size": context.world_size,
-            "written_by_rank": context.rank, "weight_gap_between_ranks": gap,
-            "lp_ft": bool(pretrained and lp_ft), "folder": str(folder)})
+        history = chosen.history
+        path = export.save(chosen.model, target, backbone, data.classes, beside=beside, extra={
+            "seed": seed, "pretrained": pretrained, "chosen": chosen.name, "backbone_factor": chosen.factor,
+            "lr": chosen.lr, "weight_decay": WEIGHT_DECAY if chosen.history else None,
+            "validation": {c.name: {"accuracy": c.val_accuracy, "loss": c.val_loss} for c in candidates},
+            "steps_run": len(history.step) if history else 0, "best_step": history.best_step if history else None,
+            "test_accuracy": report_test.accuracy, "test_interval": list(report_test.interval),
+            "world_size": context.world_size, "written_by_rank": context.rank, "weight_gap_between_ranks": gap,
+            "lp_ft": bool(pretrained and lp_ft), "warnings": notes, "folder": str(folder)})
     distributed.close(context)
-    splits = {"train": train_set, "val": val_set, "test": test_set}
     files = {part: [report.files[int(i)] for i in part_rows] for part, part_rows in rows.items()}
-    return RecipeResult(model, backbone, pretrained, report, splits, rt, rates, probe, history, report_test, path,
-                        time.perf_counter() - start, files, reports)
+    return RecipeResult(chosen.model, backbone, pretrained, report, splits, rt, chosen.lr, probe, chosen.history,
+                        report_test, path, time.perf_counter() - start, files, reports, candidates, chosen.name, notes)
+
+
+def _fine_tune(model: nn.Module, rates: dict[str, float], train_set: ImageSet, val_set: ImageSet,
+               context: distributed.Context, *, steps: int, batch_size: int, strength: float, eval_every: int,
+               patience: int, seed: int, progress: bool) -> History:
+    """Step 4 of :func:`finetune` for one set of rates: ``model`` trained in place (the best weights kept)."""
+    net = distributed.wrap(model, context)
+    return fit(net, distributed.shard(train_set, context), steps, lr=rates["head"],
+               optimizer=distributed.block_adamw(net, rates, weight_decay=WEIGHT_DECAY), schedule=SCHEDULE,
+               batch_size=max(1, batch_size // context.world_size),
+               augment=augment.standard(strength) if strength else None, val_data=val_set, eval_every=eval_every,
+               early_stopping=EarlyStopping(patience=patience), seed=seed + context.rank, device=context.device,
+               progress=progress)
 
 
 def _check_utf8_names(report: FolderReport) -> None:
@@ -287,23 +402,27 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/finetune", help="export folder (default: runs/finetune)")
     parser.add_argument("--steps", type=int, default=200, help="most fine-tuning steps (early stopping may stop)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per step, over all processes")
-    parser.add_argument("--backbone-factor", type=float, default=0.3,
-                        help="pretrained blocks' rate as a multiple of the head's (default 0.3; try 1 for very "
-                             "different data)")
+    parser.add_argument("--backbone-factor", type=float, nargs="+", default=list(FACTORS), metavar="FACTOR",
+                        help="pretrained blocks' rate as a multiple of the head's: one value, or several to try "
+                             f"(default {' '.join(f'{f:g}' for f in FACTORS)}); validation chooses among them and "
+                             "the linear probe (higher accuracy, then lower loss, then the more cautious)")
     parser.add_argument("--lr", type=float,
                         help="the head's learning rate, instead of the range test's suggestion (which is then "
-                             "skipped); the pretrained blocks get --backbone-factor times it")
-    parser.add_argument("--val-fraction", type=float, default=0.2,
-                        help="share of each class for validation, which early stopping watches (default 0.2)")
-    parser.add_argument("--test-fraction", type=float, default=0.4,
-                        help="share of each class for the test report (default 0.4); the two add up to less than 1, "
-                             "the rest trains")
+                             "skipped); the pretrained blocks get --backbone-factor times it (AdamW, weight decay "
+                             f"{WEIGHT_DECAY:g})")
+    parser.add_argument("--val-fraction", type=float, default=VAL_FRACTION,
+                        help="share of each class for validation, which early stopping and the choice read "
+                             f"(default {VAL_FRACTION:g})")
+    parser.add_argument("--test-fraction", type=float, default=TEST_FRACTION,
+                        help=f"share of each class for the test report (default {TEST_FRACTION:g}, as in lesson 11); "
+                             "the two add up to less than 1, the rest trains")
     parser.add_argument("--augment", type=float, default=1.0, metavar="STRENGTH",
                         help=f"augmentation strength: random turns, shifts and scales (default 1, mild; 3 strong; "
                              f"at most {MAX_STRENGTH:g}; 0 for none)")
     parser.add_argument("--patience", type=int, default=PATIENCE,
-                        help=f"evaluations (every 10 steps) without a better validation loss before stopping "
-                             f"(default {PATIENCE}; from scratch, fewer can stop a run during its noisy start)")
+                        help=f"evaluations (every 10 steps) without a better validation loss before stopping: a "
+                             f"compute budget, since more patience never keeps a worse validation loss "
+                             f"(default {PATIENCE})")
     parser.add_argument("--lp-ft", action="store_true",
                         help="start fine-tuning from the linear probe's head (LP-FT) instead of a fresh one")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, the new head and the batches")
@@ -319,7 +438,10 @@ def cli(argv: list[str] | None = None) -> int:
         warning = colour_warning(args.folder, args.backbone) if _rank() == 0 else None
         if warning:
             print(f"warning: {warning}", file=sys.stderr, flush=True)
-        result = finetune(args.folder, args.backbone, **settings)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = _show_warning
+            result = finetune(args.folder, args.backbone, **settings)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {_flag_names(error)}", file=sys.stderr)
         return 2
@@ -336,9 +458,7 @@ def cli(argv: list[str] | None = None) -> int:
         print(f"rank {_rank()}: trained on its shard; rank 0 writes the export", flush=True)
         return 0
     print(result.report)
-    print(f"learning rates: {result.lr}{' (--lr)' if result.range_test is None else ''}; linear-probe baseline "
-          f"(test): {'-' if result.probe_accuracy is None else f'{result.probe_accuracy:.1%}'}")
-    print(f"fine-tuning: {len(result.history.step)} steps, best at step {result.history.best_step}")
+    print(_choice(result))
     print(result.test)
     print(_confusions(result.test))
     print(f"error analysis beside the export: {', '.join(path.name for path in result.reports)}")
@@ -348,6 +468,25 @@ def cli(argv: list[str] | None = None) -> int:
 
 # the settings that check_settings checks, besides the backbone
 _CHECKED = ("pretrained", "weights", "seed", "backbone_factor", "lr", "strength", "val", "test")
+
+
+def _show_warning(message, *_args, **_kwargs) -> None:
+    """The command line's form of a warning: one line on stderr."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _choice(result: RecipeResult) -> str:
+    """What validation chose from, one line per candidate, the exported one marked."""
+    head = "; rates from --lr" if result.range_test is None else "; the head's rate from the range test"
+    lines = [f"chosen on validation ({len(result.splits['val'])} images: higher accuracy, then lower loss, then the "
+             f"more cautious{head}):"]
+    for c in result.candidates:
+        how = "frozen features, a new head" if c.history is None else (
+            f"head {c.lr['head']:.1e}, other blocks {c.lr['backbone']:.1e}; {len(c.history.step)} steps, kept "
+            f"step {c.history.best_step}")
+        mark = "  <- exported" if c.name == result.chosen else ""
+        lines.append(f"  {c.name:<16} validation {c.val_accuracy:6.1%}, loss {c.val_loss:.3f}  ({how}){mark}")
+    return "\n".join(lines)
 
 
 def _confusions(test: TestReport, shown: int = 3) -> str:

@@ -1,5 +1,6 @@
 """Statistics over seeds, in one place: the sample standard deviation, Student-t intervals for any number of seeds,
-paired differences with their interval, a verdict word for an interval, and McNemar's exact test on paired counts.
+paired differences with their interval, a verdict word for an interval, McNemar's exact test on paired counts, and an
+accuracy's standard error and Wilson interval on n items.
 
 Standard library only (no scipy): Student's t quantile is found exactly by bisection on its distribution function,
 written with the regularized incomplete beta function.
@@ -11,9 +12,10 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
-from statistics import fmean, stdev
+from statistics import NormalDist, fmean, stdev
 
-__all__ = ["Paired", "interval", "mcnemar_exact", "paired_differences", "sample_std", "t_quantile", "verdict"]
+__all__ = ["Paired", "interval", "mcnemar_exact", "paired_differences", "proportion_interval", "sample_std",
+           "standard_error", "t_quantile", "verdict"]
 
 
 def _check_values(values: Sequence[float], name: str, least: int) -> list[float]:
@@ -155,3 +157,27 @@ def mcnemar_exact(only_first: int, only_second: int) -> float:
     if 2 * fewer == n:
         return 1.0
     return min(1.0, 2 * sum(math.comb(n, i) for i in range(fewer + 1)) / 2 ** n)
+
+
+def standard_error(proportion: float, n: int) -> float:
+    """The standard error of an accuracy ``proportion`` measured on ``n`` items: sqrt(p (1 - p) / n)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n={n!r} is not allowed: give the number of items scored, a whole number 1 or more")
+    if not 0 <= proportion <= 1:
+        raise ValueError(f"proportion={proportion!r} is not allowed: give a share from 0 to 1")
+    return math.sqrt(proportion * (1 - proportion) / n)
+
+
+def proportion_interval(correct: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson's ``level`` interval ``(low, high)`` for an accuracy of ``correct`` of ``n`` items: where the true
+    accuracy lies, given how few items measured it (sound for small ``n`` and for 0 or ``n`` correct)."""
+    _check_level(level)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n={n!r} is not allowed: give the number of items scored, a whole number 1 or more")
+    if isinstance(correct, bool) or not isinstance(correct, int) or not 0 <= correct <= n:
+        raise ValueError(f"correct={correct!r} is not allowed: give a whole number from 0 to n={n}")
+    z = NormalDist().inv_cdf((1 + level) / 2)
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -44,8 +44,10 @@ def test_the_test_report_counts_precision_and_recall():
 def test_the_recipe_trains_exports_and_the_export_predicts_the_same_labels(tiny, tmp_path):
     result = recipe.finetune(tiny, steps=20, batch_size=16, eval_every=5, out=tmp_path)
     assert result.export_path == tmp_path / "model.safetensors" and result.export_path.exists()
-    assert result.history.loss[-1] < result.history.loss[0]
-    assert result.lr["backbone"] == pytest.approx(result.lr["head"] * 0.3) and result.probe_accuracy is not None
+    tuned = result.candidate("fine-tune x0.3")
+    assert tuned.history.loss[-1] < tuned.history.loss[0]
+    assert tuned.lr["backbone"] == pytest.approx(tuned.lr["head"] * 0.3) and result.probe_accuracy is not None
+    assert [c.name for c in result.candidates] == ["linear probe", "fine-tune x0.3", "fine-tune x1"]
     assert int(result.test.counts.sum()) == len(result.splits["test"])
     meta = json.loads((tmp_path / "model.json").read_text())
     assert meta["classes"] == list(example_images.CLASSES) and meta["world_size"] == 1
@@ -143,7 +145,7 @@ def test_torchrun_with_two_processes_trains_identically_and_rank_0_alone_exports
     env = {**os.environ, "FTLIB_THREADS": "1", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "ftlib", "finetune", str(tiny), "--out", str(out), "--steps", "20", "--batch-size", "16",
-               "--no-progress"]
+               "--no-progress", "--backbone-factor", "1"]
     run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("exported to") == 1 and "rank 0: exported to" in run.stdout
@@ -151,7 +153,8 @@ def test_torchrun_with_two_processes_trains_identically_and_rank_0_alone_exports
     assert sorted(p.name for p in out.iterdir()) == sorted(["model.json", "model.safetensors", *REPORT_FILES])
     meta = json.loads((out / "model.json").read_text())
     assert meta["world_size"] == 2 and meta["written_by_rank"] == 0
-    assert meta["steps_run"] > 0 and meta["test_accuracy"] > 1 / len(example_images.CLASSES)
+    assert meta["test_accuracy"] > 1 / len(example_images.CLASSES)
+    assert set(meta["validation"]) == {"linear probe", "fine-tune x1"} and meta["chosen"] in meta["validation"]
     assert meta["weight_gap_between_ranks"] == 0.0  # DDP averaged the gradients: both ranks end identical
 
 
@@ -161,4 +164,5 @@ def test_the_recipe_runs_on_classes_of_exactly_three_images(tmp_path):
     result = recipe.finetune(tmp_path / "few", steps=4, batch_size=4, eval_every=2, range_steps=4, test=0.5)
     for part in result.splits.values():
         assert (torch.bincount(part.labels, minlength=part.num_classes) >= 1).all()
-    assert result.history.val_loss and all(loss == loss for loss in result.history.val_loss)  # scored, not NaN
+    history = result.candidate("fine-tune x1").history
+    assert history.val_loss and all(loss == loss for loss in history.val_loss)  # scored, not NaN

@@ -30,7 +30,7 @@ def tiny(tmp_path_factory):
 def run(tiny, tmp_path_factory):
     """A few steps of the recipe at a given rate (no range test), exported with its error analysis."""
     out = tmp_path_factory.mktemp("export")
-    return recipe.finetune(tiny, steps=4, batch_size=8, eval_every=2, lr=3e-3, out=out)
+    return recipe.finetune(tiny, steps=4, batch_size=8, eval_every=2, lr=3e-3, out=out, backbone_factor=0.3)
 
 
 def _table(path):
@@ -122,7 +122,7 @@ def test_finetune_writes_the_error_analysis_beside_the_export(run, tiny):
 
 def test_the_given_rate_replaces_the_range_test(run):
     assert run.range_test is None
-    assert run.lr == pytest.approx({"head": 3e-3, "backbone": 3e-3 * 0.3})
+    assert run.candidate("fine-tune x0.3").lr == pytest.approx({"head": 3e-3, "backbone": 3e-3 * 0.3})
     assert json.loads((run.export_path.parent / "model.json").read_text())["lr"] == run.lr
 
 
@@ -177,7 +177,7 @@ def test_the_command_line_passes_the_split_augmentation_and_rate(tiny, monkeypat
     assert recipe.cli([str(tiny)]) == 2
     assert recipe.cli([str(tiny), "--val-fraction", "0.25", "--test-fraction", "0.5", "--augment", "0",
                        "--lr", "0.01"]) == 2
-    assert seen == [{"val": 0.2, "test": 0.4, "strength": 1.0, "lr": None},
+    assert seen == [{"val": 0.2, "test": 0.5, "strength": 1.0, "lr": None},
                     {"val": 0.25, "test": 0.5, "strength": 0.0, "lr": 0.01}]
     assert capsys.readouterr().err.count("not training in this test") == 2
 

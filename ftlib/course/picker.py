@@ -2,7 +2,7 @@
 
 Nothing runs until a button is clicked, so the form is safe in headless runs. :func:`check` is the plain call
 behind the "check" button (a lesson calls it once so that its printed output is tested), :func:`finetune_chosen`
-the one behind "fine-tune": the recipe with its backbone factor chosen on validation, as lesson 11 chooses it.
+the one behind "fine-tune": the recipe, which chooses its backbone factor (or the linear probe) on validation.
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ from pathlib import Path
 import ipywidgets as widgets
 
 from ftlib import backbones, recipe
-from ftlib.course.lessons import records
-from ftlib.course.lessons.experiments import Results, run_grid
-from ftlib.course.lessons.your_own_images import FACTORS, scored
 from ftlib.folder import load_folder
 from ftlib.paths import ROOT
+from ftlib.recipe import FACTORS
 from ftlib.runtime import headless
 
 __all__ = ["check", "finetune_chosen", "picker"]
@@ -41,22 +39,19 @@ def check(folder: str | Path, backbone: str) -> None:
 
 
 def finetune_chosen(folder: str | Path, backbone: str, out: str | Path, factors: tuple[float, ...] = FACTORS,
-                    **options) -> tuple[recipe.RecipeResult, Results]:
-    """The recipe on ``folder`` with each backbone factor of ``factors``, the one whose kept weights score best on
-    validation chosen by the course's one rule (:func:`~ftlib.course.lessons.records.choose`, as lesson 11 does),
-    then run again at that factor (the same seed gives the same model) to export to ``out``. Returns the exported
-    run and the validation scores of every factor tried. ``options`` go to :func:`ftlib.recipe.finetune`."""
-    tried = run_grid(lambda factor: scored(recipe.finetune(folder, backbone, backbone_factor=factor, **options)),
-                     factor=factors)
-    chosen = records.choose(tried, "factor")
-    return recipe.finetune(folder, backbone, backbone_factor=chosen, out=out, **options), tried
+                    **options) -> recipe.RecipeResult:
+    """The recipe on ``folder`` with each backbone factor of ``factors``, exported to ``out``: the recipe itself
+    chooses, among the linear probe and every factor, the one whose kept weights score best on validation (the
+    course's rule, :func:`ftlib.selection.best`), as ``python -m ftlib finetune`` does. ``options`` go to
+    :func:`ftlib.recipe.finetune`."""
+    return recipe.finetune(folder, backbone, backbone_factor=factors, out=out, **options)
 
 
 def picker(folder: str | Path, backbone: str = "glyphnet", out: str | Path = "runs/finetune",
            factors: tuple[float, ...] = FACTORS) -> widgets.VBox | None:
     """A folder path box, a backbone menu, and two buttons: "check" (:func:`check`) and "fine-tune"
-    (:func:`finetune_chosen`: the recipe at each backbone factor of ``factors``, the one validation prefers
-    exported to ``out``, relative to the checkout's root: a lesson runs in notebooks/, where no export belongs).
+    (:func:`finetune_chosen`: the recipe at each backbone factor of ``factors``, the one validation prefers, or the
+    probe, exported to ``out``, relative to the checkout's root: a lesson runs in notebooks/, where no export belongs).
     Headless (:func:`ftlib.runtime.headless`), no widget is made: one line says what it would
     show."""
     if headless():
@@ -79,13 +74,13 @@ def picker(folder: str | Path, backbone: str = "glyphnet", out: str | Path = "ru
         output.clear_output()
         with output:
             try:
-                result, tried = finetune_chosen(path.value, choice.value, ROOT / out, factors, progress=True)
+                result = finetune_chosen(path.value, choice.value, ROOT / out, factors, progress=True)
             except (FileNotFoundError, ValueError) as error:
                 print(f"error: {error}")
                 return
-            print("backbone factor: validation loss (accuracy) of the kept weights: " + ", ".join(
-                f"{r['factor']:g}: {r['val_loss']:.3f} ({r['val_accuracy']:.1%})" for r in tried)
-                + f" -> {records.choose(tried, 'factor'):g}, run again to export")
+            print("validation accuracy (loss) of each candidate: " + ", ".join(
+                f"{c.name} {c.val_accuracy:.1%} ({c.val_loss:.3f})" for c in result.candidates)
+                + f" -> {result.chosen}")
             print(result.test)
             print(f"exported to {result.export_path} in {result.seconds:.1f} s")
 

@@ -18,6 +18,7 @@ import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from ftlib import selection
 from ftlib.stats import sample_std
 
 __all__ = ["MEASURES", "SETTINGS", "Column", "Results", "check_record", "choose", "layout", "spread", "table"]
@@ -164,15 +165,11 @@ def choose(results: Results, field: str, seed: int | None = None, **where):
                              f"{sorted(next(r for r in runs if key not in r))}")
     values = runs.unique(field)
 
-    def rank(position_value: tuple[int, object]) -> tuple:
-        position, value = position_value
+    def scores(value) -> tuple[float, float]:
         chosen = runs.where(**{field: value})
-        accuracy = chosen.mean("val_accuracy")
-        loss = chosen.mean("val_loss") if all("val_loss" in r for r in chosen) else 0.0
-        finite = math.isfinite(accuracy) and math.isfinite(loss)  # a diverged setting ranks last, never first
-        return (not finite, -round(accuracy, 9) if finite else 0.0, loss if finite else 0.0, position)
+        return chosen.mean("val_accuracy"), chosen.mean("val_loss") if all("val_loss" in r for r in chosen) else 0.0
 
-    return min(enumerate(values), key=rank)[1]
+    return values[selection.best([scores(value) for value in values])]  # the library's rule (the recipe's too)
 
 
 # --- the one table printer ----------------------------------------------------------------------------------------

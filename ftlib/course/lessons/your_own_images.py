@@ -22,16 +22,12 @@ from ftlib.stopping import EarlyStopping, History, stopping_point
 from ftlib.transfer import adapt_batchnorm
 
 __all__ = ["FACTORS", "LIVE_STEPS", "compare_runs", "export_agreement", "fewer_images", "how_set", "kept",
-           "live_values", "paired", "random_probe", "range_test_of", "replay_patience", "scored", "show_fewer_images"]
+           "live_values", "paired", "parameter_count", "random_probe", "range_test_of", "replay_patience", "scored",
+           "show_fewer_images"]
 
-FACTORS = (0.3, 1.0)  # each trained arm's grid of rate multiples, chosen on validation (the cautious one first)
+FACTORS = recipe.FACTORS  # each trained arm's grid of rate multiples, chosen on validation (the cautious one first)
 LIVE_STEPS = 100  # fine-tuning steps of a live rerun (the lesson's runs take up to 200): about 2 s on 2 cores
-
-
-def kept(history: History) -> tuple[float, float]:
-    """The validation loss and accuracy at the evaluation whose weights early stopping kept."""
-    i = history.eval_step.index(history.best_step)
-    return history.val_loss[i], history.val_accuracy[i]
+kept = recipe.kept  # the validation loss and accuracy of the weights early stopping kept
 
 
 def scored(run: recipe.RecipeResult) -> dict:
@@ -47,35 +43,36 @@ def compare_runs(folder: str | Path, backbone: str, seeds: int, factors: tuple[f
 
     Both trained arms choose their knob in each seed, from the same grid ``factors``, on the kept weights'
     validation scores by the course's one rule (:func:`~records.choose`: validation accuracy, ties to the lower
-    validation loss; the test set is not looked at): fine-tuning its backbone factor (the pretrained blocks' rate
-    as a multiple of the head's, which its range test sets), scratch the multiple of its range test's rate that
-    every block trains at (it has no pretrained blocks to spare). Each arm's range test runs once per seed and its
-    rate is reused by the arm's other runs (the same seed gives the same test). LP-FT runs at fine-tuning's chosen
-    factor. Returns the runs by ``(method, seed)``, their test accuracies
-    (with the linear-probe baseline as a method), and the validation scores of every setting tried (by ``method``,
-    ``seed`` and ``factor``). ``options`` go to :func:`ftlib.recipe.finetune` (not ``lr``: the range tests set it).
+    validation loss; the test set is not looked at): fine-tuning its backbone factor (one call of the recipe per
+    seed tries every factor after one range test; its fine-tuned candidates are this arm's tries), scratch the
+    multiple of its range test's rate that every block trains at (it has no pretrained blocks to spare; its other
+    multiples reuse the rate). LP-FT tries every factor too, at fine-tuning's rate, and chooses alike. Returns the
+    runs by
+    ``(method, seed)`` (and the recipe's own run by ``("recipe", seed)``: its ``chosen`` is what it exports,
+    chosen among the probe and every factor), their test accuracies (with the linear-probe baseline as a method),
+    and the validation
+    scores of every setting tried (by ``method``, ``seed`` and ``factor``). ``options`` go to
+    :func:`ftlib.recipe.finetune` (not ``lr``: the range tests set it).
     """
     if "lr" in options:
         raise ValueError("compare_runs sets every rate from the range tests: leave out lr=")
-    tested, done = {}, {}  # (arm, seed) -> the head's rate its range test found; each run made, by its settings
+    recipes, scratch = {}, {}  # seed -> the recipe's run over every factor; (seed, multiple) -> a scratch run
 
-    def train(arm: str, seed: int, rate: float = 1.0, factor: float = 0.3, lp_ft: bool = False) -> recipe.RecipeResult:
-        """The recipe for ``arm`` in ``seed``, its head at ``rate`` times the rate the arm's range test found in the
-        seed: the test runs once per arm and seed (it gives the same rate every time), the later runs reuse it."""
-        key = (arm, seed, rate, factor, lp_ft)
-        if key not in done:
-            settings = dict(seed=seed, pretrained=arm == "fine-tune", backbone_factor=factor, lp_ft=lp_ft, **options)
-            if (arm, seed) not in tested and rate != 1.0:
-                train(arm, seed, 1.0, factor, lp_ft)
-            if (arm, seed) in tested:
-                done[key] = recipe.finetune(folder, backbone, lr=rate * tested[arm, seed], **settings)
-            else:
-                done[key] = recipe.finetune(folder, backbone, **settings)
-                tested[arm, seed] = done[key].lr["head"]
-        return done[key]
+    def scratch_run(seed: int, multiple: float) -> recipe.RecipeResult:
+        if (seed, 1.0) not in scratch:  # the range test's own rate, which the other multiples scale
+            scratch[seed, 1.0] = recipe.finetune(folder, backbone, seed=seed, pretrained=False, **options)
+        if (seed, multiple) not in scratch:
+            rate = multiple * scratch[seed, 1.0].lr["head"]
+            scratch[seed, multiple] = recipe.finetune(folder, backbone, seed=seed, pretrained=False, lr=rate,
+                                                      **options)
+        return scratch[seed, multiple]
 
     def try_setting(method: str, seed: int, factor: float) -> dict:
-        return scored(train(method, seed, rate=factor) if method == "scratch" else train(method, seed, factor=factor))
+        if method == "scratch":
+            return scored(scratch_run(seed, factor))
+        if seed not in recipes:
+            recipes[seed] = recipe.finetune(folder, backbone, seed=seed, backbone_factor=factors, **options)
+        return scored(recipes[seed].arm(f"fine-tune x{factor:g}"))
 
     choices = run_grid(try_setting, method=["fine-tune", "scratch"], seed=range(seeds), factor=factors)
     chosen = {(method, seed): records.choose(choices, "factor", seed=seed, method=method)
@@ -84,23 +81,29 @@ def compare_runs(folder: str | Path, backbone: str, seeds: int, factors: tuple[f
     def method_run(seed: int, method: str, data: str) -> dict:
         tuned = "scratch" if method == "scratch" else "fine-tune"
         run = choices.where(method=tuned, seed=seed, factor=chosen[tuned, seed])[0]["run"]
-        if method == "linear probe":  # the recipe's own baseline, fitted in the chosen fine-tune's run
+        if method == "linear probe":  # the recipe's own baseline, fitted in the seed's recipe run
             return {"accuracy": run.probe_accuracy}
-        if method == "LP-FT":
-            run = train("fine-tune", seed, factor=chosen[tuned, seed], lp_ft=True)
-        return {"accuracy": run.test.accuracy, "val_accuracy": kept(run.history)[1], "factor": chosen[tuned, seed],
-                "run": run}
+        factor = chosen[tuned, seed]
+        if method == "LP-FT":  # tuned alike: every factor, at fine-tuning's rate, chosen by the same rule
+            lp_ft = recipe.finetune(folder, backbone, seed=seed, backbone_factor=factors, lp_ft=True,
+                                    lr=run.lr["head"], **options)
+            tries = run_grid(lambda factor: scored(lp_ft.arm(f"LP-FT x{factor:g}")), factor=factors)
+            factor = records.choose(tries, "factor")
+            run = lp_ft.arm(f"LP-FT x{factor:g}")
+        return {"accuracy": run.test.accuracy, "val_accuracy": kept(run.history)[1],
+                "val_loss": kept(run.history)[0], "factor": factor, "run": run}
 
     results = run_grid(method_run, seed=range(seeds), method=["fine-tune", "LP-FT", "scratch", "linear probe"],
                        data=["example"])
     runs = {(r["method"], r["seed"]): r["run"] for r in results if "run" in r}
+    runs.update({("recipe", seed): run for seed, run in recipes.items()})
     return runs, results, choices
 
 
 # how each arm's setting was made, for :func:`how_set`
 _GRIDS = {"fine-tune": "backbone factor {grid} (x the head's range-test rate)",
           "scratch": "every block at {grid} x its range-test rate",
-          "LP-FT": "fine-tune's factor (not tuned on its own)",
+          "LP-FT": "backbone factor {grid} (x fine-tune's head rate), its own choice",
           "linear probe": "nothing: weight decay 1e-3 fixed (the baseline)"}
 
 
@@ -131,6 +134,12 @@ def how_set(results: Results, choices: Results) -> str:
             best = records.choose(choices, "factor", seed=seed, method=method)
             lines.append(f"  {method}, seed {seed}: {tried} -> x{best:g}")
     return "\n".join(lines)
+
+
+def parameter_count(backbone: str, classes: int) -> int:
+    """How many parameters ``backbone`` has with a head for ``classes`` classes (built from random weights: no
+    weights file is needed)."""
+    return sum(p.numel() for p in backbones.build(backbone, classes, 0, pretrained=False).parameters())
 
 
 def range_test_of(choices: Results, method: str, seed: int) -> RangeTest:
