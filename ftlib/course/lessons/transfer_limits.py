@@ -32,9 +32,9 @@ from ftlib.models import pretrained_start
 from ftlib.probe import linear_probe
 from ftlib.transfer import adapt_batchnorm, subset, truncate
 
-__all__ = ["FAIR_ARMS", "FLAW_SETTINGS", "HEADS", "LIVE_ANGLES", "REMEDIES", "SHIFTED_TEST", "TEST_PER_CLASS",
-           "chosen_name", "flaw_run", "flaw_setting_run", "ladder_run", "plot_rows", "probe_run", "rotated",
-           "rotation_live"]
+__all__ = ["FAIR_ARMS", "FLAW_SETTINGS", "HEADS", "LADDER_ARMS", "LIVE_ANGLES", "REMEDIES", "SHIFTED_TEST",
+           "TEST_PER_CLASS", "chosen_name", "flaw_run", "flaw_setting_run", "ladder_arms", "ladder_run", "plot_rows",
+           "probe_keys", "probe_run", "rotated", "rotation_live", "run_named"]
 
 REMEDIES = {  # remedy -> (fine-tuning target, augment?, blocks re-initialised)
     "none": ("upright_digits", False, ()),
@@ -45,7 +45,8 @@ REMEDIES = {  # remedy -> (fine-tuning target, augment?, blocks re-initialised)
 HEADS = ("fresh", "probe only", "probe, then fine-tune")  # fine-tune a new head; linear probe; LP-FT
 SHIFTED_TEST = "font_digits"  # rotated, sheared, thick, dim digits: the variation the narrow source lacked
 TEST_PER_CLASS = 100  # 1,000 test images per 10-class target: a standard error of about 1.5 points or less
-FAIR_ARMS = ("fine-tune", "linear probe, AdaBN")  # one rate for every block (tuned like scratch's); AdaBN probe
+LADDER_ARMS = ("scratch", "linear probe", "fine-tune, low backbone LR")  # on every target of the ladder
+FAIR_ARMS = ("fine-tune, one rate", "linear probe, AdaBN")  # on the far target: every block at one tuned rate; AdaBN
 LIVE_ANGLES = (0, 15, 30, 45, 60, 90)  # the live slider's angles, in degrees
 _HEAD_NAMES = {"": "fresh", ", linear probe": "probe only", ", LP-FT": "probe, then fine-tune"}
 FLAW_SETTINGS = {  # the lesson's name of each start and remedy -> flaw_run's (variant, remedy, head)
@@ -139,6 +140,31 @@ def flaw_setting_run(setting: str, n: int, seed: int, steps: int = 100, lr: floa
         raise ValueError(f"unknown setting {setting!r}; choose one of {', '.join(FLAW_SETTINGS)}")
     variant, remedy, head = FLAW_SETTINGS[setting]
     return flaw_run(variant, remedy, seed, n, steps, head, lr, n_val)
+
+
+def ladder_arms(targets: list[str]) -> list[tuple[str, str]]:
+    """``(arm name, tuning-table key)`` of the ladder: :data:`LADDER_ARMS` on every target, and :data:`FAIR_ARMS` on
+    the last (farthest) one."""
+    far = targets[-1]
+    return [(arm, f"07 {arm}, {t}") for t in targets for arm in LADDER_ARMS + FAIR_ARMS * (t == far)]
+
+
+def probe_keys(target: str) -> dict[str, str]:
+    """``{block: tuning-table key}`` of the linear probes on each block's features for ``target``."""
+    from ftlib.models import BLOCKS
+
+    return {block: f"07 probe {block}, {target}" for block in BLOCKS}
+
+
+def run_named(table: tuning.Table, named: list[tuple[str, str]], seeds, field: str = "arm", live=(),
+              **changes) -> Results:
+    """Each ``(name, key)`` of ``named`` at its chosen setting on ``seeds``
+    (:func:`~ftlib.course.lessons.tuning.run_arms`: the table's runs read back, ``live`` arms and other seeds run
+    now), each record's ``field`` holding the arm's ``name``."""
+    seeds = list(seeds)
+    runs = tuning.run_arms([key for _, key in named], seeds, table, live=live, **changes)
+    names = [name for name, _ in named for _ in seeds]  # run_arms keeps the order: keys, then seeds
+    return Results({**r, field: name} for name, r in zip(names, runs))
 
 
 def chosen_name(table: tuning.Table, keys: dict[str, str]) -> str:
