@@ -42,7 +42,9 @@ REMEDIES = {  # remedy -> (fine-tuning target, augment?, blocks re-initialised)
     "augmentation": ("upright_digits", True, ()),
     "re-initialise block4": ("upright_digits", False, ("block4",)),
 }
-HEADS = ("fresh", "probe only", "probe, then fine-tune")  # fine-tune a new head; linear probe; LP-FT
+# fine-tune a new head; linear probe; LP-FT (AdaBN, probe, fine-tune); LP-FT's control, its probe on the letters'
+# BatchNorm statistics
+HEADS = ("fresh", "probe only", "probe, then fine-tune", "probe without AdaBN, then fine-tune")
 SHIFTED_TEST = "font_digits"  # rotated, sheared, thick, dim digits: the variation the narrow source lacked
 TEST_PER_CLASS = 100  # 1,000 test images per 10-class target: a standard error of about 1.5 points or less
 LADDER_ARMS = ("scratch", "linear probe", "fine-tune, low backbone LR")  # on every target of the ladder
@@ -52,6 +54,7 @@ _HEAD_NAMES = {"": "fresh", ", linear probe": "probe only", ", LP-FT": "probe, t
 FLAW_SETTINGS = {  # the lesson's name of each start and remedy -> flaw_run's (variant, remedy, head)
     **{f"{name}{label}": (variant, "none", head) for name, variant in (("sound", "full"), ("flawed", "narrow"))
        for label, head in _HEAD_NAMES.items()},
+    "flawed, LP-FT without AdaBN": ("narrow", "none", "probe without AdaBN, then fine-tune"),
     "sound + augmentation": ("full", "augmentation", "fresh"),
     **{f"flawed + {remedy}": ("narrow", remedy, "fresh") for remedy in list(REMEDIES)[1:]}}
 
@@ -103,12 +106,13 @@ def flaw_run(variant: str, remedy: str, seed: int, n: int = 5, steps: int = 100,
 
     ``lr`` sets the rates (per block, ``{"backbone": ..., "head": ...}``; default: the course's "fine-tune, low
     backbone LR"); re-initialised blocks train at the head's rate. ``head`` (see :data:`HEADS`): a fresh head
-    fine-tuned with the backbone; a linear probe alone (frozen backbone, the letters' BatchNorm statistics); or
-    LP-FT (Kumar et al. 2022): the BatchNorm statistics re-estimated on the training images first (AdaBN, so the
-    probe's head is fitted on the features fine-tuning will normalise alike), then the probe, then fine-tuning
-    from the probe's head. Returns the accuracy on the shifted test set (``accuracy``) and on upright digits
-    (``upright_accuracy``), 100 images per class each; with ``n_val > 0`` also the validation scores on ``n_val``
-    held-out labels per class of the fine-tuning data (never the shifted test data).
+    fine-tuned with the backbone; a linear probe alone (frozen backbone, the letters' BatchNorm statistics); LP-FT
+    (Kumar et al. 2022): the BatchNorm statistics re-estimated on the training images first (AdaBN, so the probe's
+    head is fitted on the features fine-tuning will normalise alike), then the probe, then fine-tuning from the
+    probe's head; or its control, the same without AdaBN. Returns the accuracy on the shifted test set
+    (``accuracy``) and on upright digits (``upright_accuracy``), 100 images per class each; with ``n_val > 0`` also
+    the validation scores on ``n_val`` held-out labels per class of the fine-tuning data (never the shifted test
+    data).
     """
     if remedy not in REMEDIES:
         raise ValueError(f"unknown remedy {remedy!r}; choose one of {', '.join(REMEDIES)}")

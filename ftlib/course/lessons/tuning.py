@@ -213,8 +213,8 @@ def _lesson07() -> list[Arm]:
                  {"target": target, "n": 5, "block": block}, grid={}, note=probe_note)
              for target in ("font_digits", "textures", "gratings") for block in BLOCK_NAMES]
     settings = ("sound", "sound, linear probe", "sound, LP-FT", "sound + augmentation", "flawed",
-                "flawed, linear probe", "flawed, LP-FT", "flawed + augmentation", "flawed + diverse data",
-                "flawed + re-initialise block4")
+                "flawed, linear probe", "flawed, LP-FT", "flawed, LP-FT without AdaBN", "flawed + augmentation",
+                "flawed + diverse data", "flawed + re-initialise block4")
     return arms + [Arm("07", setting, "transfer_limits:flaw_setting_run", {"setting": setting, **fixed},
                        **({"grid": {}, "note": probe_note} if "probe" in setting else
                           {"rates": "head/10", "note": "backbone at a tenth of the head's rate, on purpose (a "
