@@ -19,7 +19,7 @@ from types import EllipsisType
 
 from torch import nn
 
-from ftlib import data, transfer
+from ftlib import data, models, transfer
 from ftlib.course.lessons.exercises import (
     Coach,
     Feedback,
@@ -178,7 +178,7 @@ def explain_flaw(answer: str | EllipsisType) -> Feedback:
 
 
 def build(model, score):
-    return max((transfer.truncate(model, block) for block in BLOCKS), key=score)
+    return max((transfer.truncate(model, block) for block in models.BLOCKS), key=score)
 
 
 def _always_block2(model, score):
