@@ -31,6 +31,9 @@ def test_the_ladder_knows_its_fair_arms_and_the_flaw_run_its_heads():
     assert 0 <= probe["accuracy"] <= 1
     only = transfer_limits.flaw_run("narrow", "none", seed=0, n=1, head="probe only")
     assert set(only) == {"accuracy", "upright_accuracy"}
+    for setting in ("flawed, LP-FT", "flawed, LP-FT without AdaBN", "sound + augmentation"):
+        record = transfer_limits.flaw_setting_run(setting, n=1, seed=0, steps=2, n_val=1)
+        assert set(record) == {"accuracy", "upright_accuracy", "val_accuracy", "val_loss"}, setting
     with pytest.raises(ValueError, match="unknown head"):
         transfer_limits.flaw_run("narrow", "none", seed=0, head="nope")
     assert data.test_set("gratings").num_classes == 10
