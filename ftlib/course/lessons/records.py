@@ -29,6 +29,7 @@ MEASURES: dict[str, str] = {
     "val_accuracy": "accuracy on held-out labelled validation data (chooses)",
     "val_loss": "loss on the validation data (breaks ties of val_accuracy)",
     "upright_accuracy": "accuracy on upright digits (lesson 07's flaw check)",
+    "train_accuracy": "accuracy on the run's own training images (lesson 07: how well a probe fits them)",
     "retention": "letters test accuracy with the letters head put back (lesson 05)",
     "retention_bn": "retention with the letters' BatchNorm statistics re-estimated (lesson 05)",
     "gain": "a difference in accuracy from a baseline in the same seed",

@@ -1,12 +1,15 @@
 """Lesson 07's drivers: the ladder of targets with fairly tuned transfer arms, linear probes on each block, and
 fine-tuning a sound or a flawed (narrow-source) checkpoint.
 
-:func:`ladder_run` trains one method on one target (the course's methods plus two that give transfer a fair chance
-on a far target: fine-tuning at scratch's rate, and a linear probe on BatchNorm statistics re-estimated on the
-target, AdaBN); :func:`probe_run` fits a linear probe on an intermediate block's features; :func:`flaw_run`
-fine-tunes either checkpoint and tests on data with the variation the flawed source lacked, with or without a
-remedy, from a fresh head or from a linear probe's (LP-FT). :func:`rotation_live` (the live slider) fits a
-probe on each checkpoint and tests both on upright digits turned by a chosen angle.
+:func:`ladder_run` trains one method on one target (the course's methods plus a linear probe on BatchNorm
+statistics re-estimated on the target, AdaBN); :func:`probe_run` fits a linear probe on an intermediate block's
+features; :func:`flaw_run` fine-tunes either checkpoint and tests on data with the variation the flawed source
+lacked, with or without a remedy, from a fresh head or from a linear probe's (LP-FT, the probe fitted after AdaBN).
+Every driver takes ``lr`` and ``n_val``, so the tuning table (``_lesson07`` in
+:mod:`~ftlib.course.lessons.tuning`) chooses each arm's rate on held-out validation labels; :func:`chosen_name`
+picks one arm among several on the table's stored validation runs (the course's one rule).
+:func:`rotation_live` (the live slider) fits a probe on each checkpoint and tests both on upright digits turned by
+a chosen angle.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from ftlib import augment, data
-from ftlib.course.lessons.experiments import Results, get_method, run
+from ftlib.course.lessons import tuning
+from ftlib.course.lessons.experiments import Results, get_method, run, split, validation_scores
+from ftlib.course.lessons.records import choose
 from ftlib.course.lessons.workers import independent
 from ftlib.course.pretrain import checkpoint_path
 from ftlib.evaluation import evaluate
@@ -27,46 +32,52 @@ from ftlib.models import pretrained_start
 from ftlib.probe import linear_probe
 from ftlib.transfer import adapt_batchnorm, subset, truncate
 
-__all__ = ["FAIR_ARMS", "FLAW_SETTINGS", "HEADS", "LIVE_ANGLES", "REINIT_LR", "REMEDIES", "SHIFTED_TEST",
-           "TEST_PER_CLASS", "flaw_run", "flaw_setting_run", "ladder_run", "plot_rows", "probe_run", "rotated",
-           "rotation_live"]
+__all__ = ["FAIR_ARMS", "FLAW_SETTINGS", "HEADS", "LADDER_ARMS", "LIVE_ANGLES", "REMEDIES", "SHIFTED_TEST",
+           "TEST_PER_CLASS", "chosen_name", "flaw_run", "flaw_setting_run", "ladder_arms", "ladder_run", "plot_rows",
+           "probe_keys", "probe_run", "rotated", "rotation_live", "run_named"]
 
-REINIT_LR = 3e-3  # rate for re-initialised blocks, which must learn from nothing
 REMEDIES = {  # remedy -> (fine-tuning target, augment?, blocks re-initialised)
     "none": ("upright_digits", False, ()),
     "diverse data": ("font_digits", False, ()),
     "augmentation": ("upright_digits", True, ()),
     "re-initialise block4": ("upright_digits", False, ("block4",)),
 }
-HEADS = ("fresh", "probe only", "probe, then fine-tune")  # fine-tune a new head; linear probe; LP-FT
+# fine-tune a new head; linear probe; LP-FT (AdaBN, probe, fine-tune); LP-FT's control, its probe on the letters'
+# BatchNorm statistics
+HEADS = ("fresh", "probe only", "probe, then fine-tune", "probe without AdaBN, then fine-tune")
 SHIFTED_TEST = "font_digits"  # rotated, sheared, thick, dim digits: the variation the narrow source lacked
 TEST_PER_CLASS = 100  # 1,000 test images per 10-class target: a standard error of about 1.5 points or less
-FAIR_ARMS = ("fine-tune at scratch's rate", "linear probe, AdaBN")
+LADDER_ARMS = ("scratch", "linear probe", "fine-tune, low backbone LR")  # on every target of the ladder
+FAIR_ARMS = ("fine-tune, one rate", "linear probe, AdaBN")  # on the far target: every block at one tuned rate; AdaBN
 LIVE_ANGLES = (0, 15, 30, 45, 60, 90)  # the live slider's angles, in degrees
 _HEAD_NAMES = {"": "fresh", ", linear probe": "probe only", ", LP-FT": "probe, then fine-tune"}
 FLAW_SETTINGS = {  # the lesson's name of each start and remedy -> flaw_run's (variant, remedy, head)
     **{f"{name}{label}": (variant, "none", head) for name, variant in (("sound", "full"), ("flawed", "narrow"))
        for label, head in _HEAD_NAMES.items()},
+    "flawed, LP-FT without AdaBN": ("narrow", "none", "probe without AdaBN, then fine-tune"),
+    "sound + augmentation": ("full", "augmentation", "fresh"),
     **{f"flawed + {remedy}": ("narrow", remedy, "fresh") for remedy in list(REMEDIES)[1:]}}
 
 
 @independent
-def ladder_run(method: str, target: str, n: int, seed: int, steps: int = 100) -> dict:
+def ladder_run(method: str, target: str, n: int, seed: int, steps: int = 100, lr: float | dict | None = None,
+               n_val: int = 0) -> dict:
     """Train ``method`` on ``n`` labels per class of ``target`` (split ``seed``); test on 100 images per class.
 
-    ``method`` is one of the course's methods or one of :data:`FAIR_ARMS`: the pretrained start trained like
-    scratch (every block at scratch's rate), or a linear probe after :func:`ftlib.transfer.adapt_batchnorm` on the
-    ``n``-shot training images (AdaBN: the target's BatchNorm statistics, not the letters').
+    ``method`` is one of the course's methods (at rate ``lr``, default the method's own) or ``"linear probe,
+    AdaBN"``: a linear probe after :func:`ftlib.transfer.adapt_batchnorm` on the ``n``-shot training images (the
+    target's BatchNorm statistics, not the letters'). With ``n_val > 0`` also ``val_accuracy`` and ``val_loss`` on
+    ``n_val`` held-out labels per class (the training set is the same).
     """
-    train_set = data.few_shot(target, n, seed)
-    if method == "fine-tune at scratch's rate":
-        model = run("fine-tune", train_set, seed, steps, lr=get_method("scratch").lr).model
-    elif method == "linear probe, AdaBN":
+    train_set, val_set = split(target, n, n_val, seed)
+    options = {} if lr is None else {"lr": lr}
+    if method == "linear probe, AdaBN":
         adapt = lambda m: _no_options(adapt_batchnorm(m, train_set.images))  # noqa: E731
         model = run("linear probe", train_set, seed, prepare=adapt).model
     else:
-        model = run(method, train_set, seed, steps).model
-    return {"accuracy": evaluate(model, subset(data.test_set(target), TEST_PER_CLASS)).accuracy}
+        model = run(method, train_set, seed, steps, **options).model
+    return {"accuracy": evaluate(model, subset(data.test_set(target), TEST_PER_CLASS)).accuracy,
+            **validation_scores(model, val_set)}
 
 
 def _no_options(_model) -> None:
@@ -75,22 +86,33 @@ def _no_options(_model) -> None:
 
 
 @independent
-def probe_run(target: str, n: int, seed: int, block: str, variant: str = "full", test_per_class: int = 100) -> dict:
-    """A linear probe on the pooled features after ``block`` of a checkpoint, trained on ``n`` labels per class."""
-    train_set = data.few_shot(target, n, seed)
+def probe_run(target: str, n: int, seed: int, block: str, variant: str = "full", test_per_class: int = 100,
+              n_val: int = 0) -> dict:
+    """A linear probe on the pooled features after ``block`` of a checkpoint, trained on ``n`` labels per class.
+
+    Returns the test ``accuracy``, the ``train_accuracy`` on its own ``n``-shot training images (how well that many
+    features can fit them) and, with ``n_val > 0``, the validation scores.
+    """
+    train_set, val_set = split(target, n, n_val, seed)
     start = truncate(pretrained_start(train_set.num_classes, seed, checkpoint_path(variant)), block)
     model = run("linear probe", train_set, seed, model=start).model
-    return {"accuracy": evaluate(model, subset(data.test_set(target), test_per_class)).accuracy}
+    return {"accuracy": evaluate(model, subset(data.test_set(target), test_per_class)).accuracy,
+            "train_accuracy": evaluate(model, train_set).accuracy, **validation_scores(model, val_set)}
 
 
-def flaw_run(variant: str, remedy: str, seed: int, n: int = 5, steps: int = 100, head: str = "fresh") -> dict:
+def flaw_run(variant: str, remedy: str, seed: int, n: int = 5, steps: int = 100, head: str = "fresh",
+             lr: float | dict | None = None, n_val: int = 0) -> dict:
     """Fine-tune checkpoint ``variant`` on ``n`` digits per class the way ``remedy`` says (see :data:`REMEDIES`).
 
-    The backbone trains at the course's low rate ("fine-tune, low backbone LR"), re-initialised blocks at
-    :data:`REINIT_LR`. ``head`` (see :data:`HEADS`): a fresh head fine-tuned with the backbone; a linear probe
-    alone (frozen backbone); or LP-FT, fine-tuning that starts from the probe's head (Kumar et al. 2022). Returns
-    the accuracy on the shifted test set (``accuracy``) and on upright digits like the fine-tuning data
-    (``upright_accuracy``), 100 images per class each.
+    ``lr`` sets the rates (per block, ``{"backbone": ..., "head": ...}``; default: the course's "fine-tune, low
+    backbone LR"); re-initialised blocks train at the head's rate. ``head`` (see :data:`HEADS`): a fresh head
+    fine-tuned with the backbone; a linear probe alone (frozen backbone, the letters' BatchNorm statistics); LP-FT
+    (Kumar et al. 2022): the BatchNorm statistics re-estimated on the training images first (AdaBN, so the probe's
+    head is fitted on the features fine-tuning will normalise alike), then the probe, then fine-tuning from the
+    probe's head; or its control, the same without AdaBN. Returns the accuracy on the shifted test set
+    (``accuracy``) and on upright digits (``upright_accuracy``), 100 images per class each; with ``n_val > 0`` also
+    the validation scores on ``n_val`` held-out labels per class of the fine-tuning data (never the shifted test
+    data).
     """
     if remedy not in REMEDIES:
         raise ValueError(f"unknown remedy {remedy!r}; choose one of {', '.join(REMEDIES)}")
@@ -98,47 +120,87 @@ def flaw_run(variant: str, remedy: str, seed: int, n: int = 5, steps: int = 100,
         raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
     target, augmented, reinit = REMEDIES[remedy]
     method = get_method("fine-tune, low backbone LR")
-    train_set = data.few_shot(target, n, seed)
+    rates = dict(method.lr if lr is None else lr if isinstance(lr, dict) else {"backbone": lr, "head": lr})
+    train_set, val_set = split(target, n, n_val, seed)
     model = pretrained_start(len(data.DIGITS), seed, checkpoint_path(variant), reinit)
+    if head == "probe, then fine-tune":
+        adapt_batchnorm(model, train_set.images)
     if head != "fresh":
         linear_probe(model, train_set)
     if head != "probe only":
         model = run(method, train_set, seed, steps, model=unfreeze(model),
-                    lr={**method.lr, **dict.fromkeys(reinit, REINIT_LR)},
+                    lr={**rates, **dict.fromkeys(reinit, rates["head"])},
                     augment=augment.random_affine(degrees=15) if augmented else None).model
     return {"accuracy": evaluate(model, subset(data.test_set(SHIFTED_TEST), TEST_PER_CLASS)).accuracy,
-            "upright_accuracy": evaluate(model, subset(data.test_set("upright_digits"), TEST_PER_CLASS)).accuracy}
+            "upright_accuracy": evaluate(model, subset(data.test_set("upright_digits"), TEST_PER_CLASS)).accuracy,
+            **validation_scores(model, val_set)}
 
 
 @independent
-def flaw_setting_run(setting: str, n: int, seed: int, steps: int = 100) -> dict:
+def flaw_setting_run(setting: str, n: int, seed: int, steps: int = 100, lr: float | dict | None = None,
+                     n_val: int = 0) -> dict:
     """:func:`flaw_run` for the start and remedy named ``setting`` (a key of :data:`FLAW_SETTINGS`)."""
     if setting not in FLAW_SETTINGS:
         raise ValueError(f"unknown setting {setting!r}; choose one of {', '.join(FLAW_SETTINGS)}")
     variant, remedy, head = FLAW_SETTINGS[setting]
-    return flaw_run(variant, remedy, seed, n, steps, head)
+    return flaw_run(variant, remedy, seed, n, steps, head, lr, n_val)
+
+
+def ladder_arms(targets: list[str]) -> list[tuple[str, str]]:
+    """``(arm name, tuning-table key)`` of the ladder: :data:`LADDER_ARMS` on every target, and :data:`FAIR_ARMS` on
+    the last (farthest) one."""
+    far = targets[-1]
+    return [(arm, f"07 {arm}, {t}") for t in targets for arm in LADDER_ARMS + FAIR_ARMS * (t == far)]
+
+
+def probe_keys(target: str) -> dict[str, str]:
+    """``{block: tuning-table key}`` of the linear probes on each block's features for ``target``."""
+    from ftlib.models import BLOCKS
+
+    return {block: f"07 probe {block}, {target}" for block in BLOCKS}
+
+
+def run_named(table: tuning.Table, named: list[tuple[str, str]], seeds, field: str = "arm", live=(),
+              **changes) -> Results:
+    """Each ``(name, key)`` of ``named`` at its chosen setting on ``seeds``
+    (:func:`~ftlib.course.lessons.tuning.run_arms`: the table's runs read back, ``live`` arms and other seeds run
+    now), each record's ``field`` holding the arm's ``name``."""
+    seeds = list(seeds)
+    runs = tuning.run_arms([key for _, key in named], seeds, table, live=live, **changes)
+    names = [name for name, _ in named for _ in seeds]  # run_arms keeps the order: keys, then seeds
+    return Results({**r, field: name} for name, r in zip(names, runs))
+
+
+def chosen_name(table: tuning.Table, keys: dict[str, str]) -> str:
+    """The arm of ``keys`` (``{name: table key}``) chosen on validation: the course's one rule
+    (:func:`~ftlib.course.lessons.records.choose`) over the table's stored validation runs of each arm at its
+    chosen setting (the same on every machine; the test set is never read)."""
+    stored = Results({**r, "arm": name} for name, key in keys.items() for r in table.records(key))
+    return choose(stored, "arm")
 
 
 def plot_rows(results: Results, field: str, metric: str = "accuracy", ax: plt.Axes | None = None,
               title: str = "", xlabel: str = "test accuracy (%)") -> plt.Axes:
-    """Mean ``metric`` of each value of ``field`` as a horizontal bar with ± one std over seeds, on a zoomed axis.
+    """Mean ``metric`` of each value of ``field`` as a horizontal bar with ± one standard deviation over the seeds
+    (said on the axis), on a zoomed axis that never passes 100%.
 
-    Horizontal bars keep long setting names readable; the first value is on top, each mean is written past its
-    error bar, and the axis starts a little below the lowest bar.
+    Horizontal bars keep long setting names readable; the first value is on top, each mean is written inside its
+    bar, and the axis starts a little below the lowest bar.
     """
     ax = ax or plt.subplots(figsize=(7, 0.45 * len(results.unique(field)) + 1))[1]
     names = results.unique(field)
     means = [100 * results.mean(metric, **{field: v}) for v in names]
     stds = [100 * results.std(metric, **{field: v}) for v in names]
     ax.barh(range(len(names)), means, xerr=stds, capsize=3, color=[f"C{i}" for i in range(len(names))])
-    for row, (m, s) in enumerate(zip(means, stds)):  # each value just past its error bar, clear of it
-        ax.annotate(f"{m:.1f}", (m + s, row), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+    low = max(0.0, min(m - s for m, s in zip(means, stds)) - 10)
+    for row, m in enumerate(means):  # each value inside its bar, clear of the error bar and of the 100% edge
+        ax.annotate(f"{m:.1f}", (low, row), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8,
+                    color="white", fontweight="bold")
     ax.set_yticks(range(len(names)), names, fontsize=9)
     if not ax.yaxis_inverted():  # first row on top; axes that share y are inverted once, not twice
         ax.invert_yaxis()
-    low = min(m - s for m, s in zip(means, stds))
-    ax.set_xlim(max(0, low - 10), max(m + s for m, s in zip(means, stds)) + 8)
-    ax.set(xlabel=xlabel, title=title)
+    ax.set_xlim(low, min(100.0, max(m + s for m, s in zip(means, stds)) + 2))
+    ax.set(xlabel=f"{xlabel}, mean ± std over {len(results.unique('seed'))} seeds", title=title)
     ax.grid(axis="x", alpha=0.3)
     return ax
 

@@ -189,6 +189,39 @@ def _lesson06() -> list[Arm]:
             for schedule in ("constant", "onecycle") for name, rule in stops.items()]
 
 
+def _lesson07() -> list[Arm]:
+    """Lesson 07: scratch, the probe and fine-tuning with a low backbone rate on each target of the ladder, and on
+    the far one fine-tuning at one rate for every block and the probe after AdaBN; a probe on each block of each
+    target; fine-tuning the sound and the flawed checkpoint on upright digits (from a fresh head, as a probe, as
+    LP-FT, with augmentation; the flawed one with the other remedies), chosen on held-out fine-tuning data."""
+    from ftlib.models import BLOCKS as BLOCK_NAMES
+
+    run, fixed = "transfer_limits:ladder_run", {"n": 5, "steps": 80}
+    probe_note = "no rate: the head is fitted exactly; its L2 penalty 1e-3 is fixed on purpose, not tuned"
+    arms = []
+    for target in ("font_digits", "textures", "gratings"):
+        arms += [Arm("07", f"scratch, {target}", run, {"method": "scratch", "target": target, **fixed}),
+                 Arm("07", f"linear probe, {target}", run, {"method": "linear probe", "target": target, **fixed},
+                     grid={}, note=probe_note),
+                 Arm("07", f"fine-tune, low backbone LR, {target}", run,
+                     {"method": "fine-tune, low backbone LR", "target": target, **fixed}, rates="head/10",
+                     note="backbone at a tenth of the head's rate, on purpose")]
+    arms += [Arm("07", "fine-tune, one rate, gratings", run, {"method": "fine-tune", "target": "gratings", **fixed}),
+             Arm("07", "linear probe, AdaBN, gratings", run,
+                 {"method": "linear probe, AdaBN", "target": "gratings", **fixed}, grid={}, note=probe_note)]
+    arms += [Arm("07", f"probe {block}, {target}", "transfer_limits:probe_run",
+                 {"target": target, "n": 5, "block": block}, grid={}, note=probe_note)
+             for target in ("font_digits", "textures", "gratings") for block in BLOCK_NAMES]
+    settings = ("sound", "sound, linear probe", "sound, LP-FT", "sound + augmentation", "flawed",
+                "flawed, linear probe", "flawed, LP-FT", "flawed, LP-FT without AdaBN", "flawed + augmentation",
+                "flawed + diverse data", "flawed + re-initialise block4")
+    return arms + [Arm("07", setting, "transfer_limits:flaw_setting_run", {"setting": setting, **fixed},
+                       **({"grid": {}, "note": probe_note} if "probe" in setting else
+                          {"rates": "head/10", "note": "backbone at a tenth of the head's rate, on purpose (a "
+                                                       "re-initialised block at the head's)"}))
+                   for setting in settings]
+
+
 def _lesson08() -> list[Arm]:
     """Lesson 08: LoRA at ranks 1 and 8 beside its controls on the far gratings (the linear probe, the head trained
     by fit, the blocks that carry the adapters fine-tuned in full, full fine-tuning); on the near digits, LoRA r=1
@@ -205,7 +238,8 @@ def _lesson08() -> list[Arm]:
 
 def _arms() -> list[Arm]:
     """Every lesson's arms (one function per lesson)."""
-    return [*_lesson03(), *_lesson04(), *_lesson02(), *_lesson01(), *_lesson05(), *_lesson06(), *_lesson08()]
+    return [*_lesson03(), *_lesson04(), *_lesson02(), *_lesson01(), *_lesson05(), *_lesson06(),
+            *_lesson07(), *_lesson08()]
 
 
 ARMS: list[Arm] = _arms()

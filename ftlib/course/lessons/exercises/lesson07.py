@@ -3,9 +3,10 @@ flawed checkpoint fails only once the data shifts.
 
 * :func:`predict_far_gain` (*predict, then run*): the learner writes down, before the ladder runs, how many points
   the best transfer arm gains over scratch on the farthest target; the check compares it with the ladder's gains.
-* :func:`probe_earlier_block` (*do*): the learner cuts the pretrained network after a block of their choice
-  (:func:`ftlib.transfer.truncate`); the check fits a linear probe on its features and on block 4's, on 5 gratings
-  per class, and scores both on 500 held-out validation gratings (never the test set).
+* :func:`probe_earlier_block` (*do*): the learner writes the rule that picks the block a linear probe should read,
+  given a ``score`` that fits a probe on a cut (:func:`ftlib.transfer.truncate`) and returns its validation
+  accuracy; the check runs the learner's rule on a far target and on a near one, where different blocks win, so no
+  block written down from the lesson's table passes.
 * :data:`FLAW_QUESTION` / :func:`explain_flaw` (*explain*): why the flawed checkpoint is fine on upright digits and
   loses on varied ones.
 """
@@ -18,7 +19,7 @@ from types import EllipsisType
 
 from torch import nn
 
-from ftlib import data, transfer
+from ftlib import data, models, transfer
 from ftlib.course.lessons.exercises import (
     Coach,
     Feedback,
@@ -27,7 +28,6 @@ from ftlib.course.lessons.exercises import (
     attempted,
     cells_not_run,
     check_prediction,
-    check_target,
     exercise,
     not_attempted,
     tell,
@@ -35,34 +35,38 @@ from ftlib.course.lessons.exercises import (
 from ftlib.course.lessons.experiments import run
 from ftlib.course.pretrain import checkpoint_path
 from ftlib.evaluation import evaluate
-from ftlib.models import GlyphNet, pretrained_start
+from ftlib.models import BLOCKS, GlyphNet, pretrained_start
 
-__all__ = ["FLAW_QUESTION", "HINTS", "PROBE_LEAD", "SOLUTIONS", "WRONG_ANSWERS", "explain_flaw", "hint",
+__all__ = ["FLAW_QUESTION", "HINTS", "PROBE_TARGETS", "SOLUTIONS", "WRONG_ANSWERS", "explain_flaw", "hint",
            "predict_far_gain", "probe_earlier_block", "solution"]
 
-PROBE_LEAD = 3.0  # points a probe on the learner's cut must gain over block 4's probe, on validation gratings
-_PROBE_TARGET, _PROBE_N, _PROBE_VAL, _PROBE_SEED = "gratings", 5, 50, 0  # 5 shots per class, 50 held out per class
+PROBE_TARGETS = ("gratings", "font_digits")  # a far and a near target: the block that serves each differs
+_PROBE_N, _PROBE_VAL, _PROBE_SEED = 5, 50, 0  # 5 shots per class, 50 held out per class, split 0
 
 
 @exercise
 def predict_far_gain(guess: float | EllipsisType, gains: Sequence[float]) -> Feedback:
-    """Compare the learner's ``guess`` (points, best transfer arm minus scratch on the far target) with the mean
-    of the ladder's per-seed ``gains`` (fractions, as ``experiments.gain_over_scratch`` returns them).
+    """Compare the learner's ``guess`` (points, the transfer arm chosen on validation minus scratch on the far
+    target) with the mean of the ladder's per-seed ``gains`` (fractions).
 
-    When every seed's gain has the same sign, a guess on the other side of zero (or at zero) misses whatever the
-    tolerance: the sign is what the exercise asks for."""
-    quantity = "the gain of the best transfer arm over scratch on the farthest target, in points"
+    The sign is what the exercise asks for: a guess of 0 ("transfer makes no difference") never passes, and a
+    guess on the other side of zero from the measured mean misses whatever the tolerance."""
+    quantity = "the gain of the chosen transfer arm over scratch on the farthest target, in points"
     if not attempted(guess):
         return check_prediction(guess, 0.0, tolerance=5, quantity=quantity, why="")
     if not gains:
         return cells_not_run("the ladder's gains")
     measured = 100 * fmean(gains)
     numeric = isinstance(guess, (int, float)) and not isinstance(guess, bool)
-    if numeric and (all(g < 0 for g in gains) and guess >= 0 or all(g > 0 for g in gains) and guess <= 0):
-        side = "high" if all(g < 0 for g in gains) else "low"
+    if numeric and guess == 0:
+        return tell(False, "Not yet: 0 says transfer makes no difference, which is not a prediction of its sign. "
+                           "Does the pretrained start help or hurt on the far target? Look again at the distance "
+                           "line and commit to a side.")
+    if numeric and measured != 0 and (guess > 0) != (measured > 0):
+        side = "high" if measured < 0 else "low"
         return tell(False, f"Not yet: your prediction of {guess:g} points is too {side}, whatever the tolerance: "
-                           "every seed's gain has the same sign, and yours has not. Is the pretrained start worth "
-                           "anything on the far target? Look again at the distance line and try another number.")
+                           "it is on the other side of zero. Is the pretrained start worth anything on the far "
+                           "target? Look again at the distance line and try another number.")
     if measured < 0:
         why = ("the letter features are tuned to bright strokes on a dark background; on faint, noisy stripes they "
                "carry little of what the angle needs, so every transfer arm starts from features it must first "
@@ -76,36 +80,67 @@ def predict_far_gain(guess: float | EllipsisType, gains: Sequence[float]) -> Fee
 
 
 @exercise
-def probe_earlier_block(build: Callable[[nn.Module], nn.Module] | EllipsisType) -> Feedback:
-    """Fit a linear probe on ``build(model)`` (``model``: the pretrained GlyphNet with a new 10-class head) and on
-    the full model (block 4's features), on 5 gratings per class; the target is a lead of :data:`PROBE_LEAD` points
-    on 500 held-out validation gratings. Takes about a second."""
-    quantity, hint = "the probe's lead over block4's probe", (
-        "the probe reads the pooled features of the last block you keep. Cut earlier with "
-        "transfer.truncate(model, 'blockN'): block1's 16 features are too few and too plain, block4's too specific "
-        "to letters.")
+def probe_earlier_block(build: Callable[[nn.Module, Callable[[nn.Module], float]], nn.Module] | EllipsisType
+                        ) -> Feedback:
+    """Run the learner's rule ``build(model, score)`` on each of :data:`PROBE_TARGETS`: ``model`` is the pretrained
+    GlyphNet with a new 10-class head, ``score(cut)`` fits a linear probe on ``cut`` from 5 images per class and
+    returns its accuracy (%) on 500 held-out validation images (never the test set). The rule passes where, on
+    every target, the cut it returns scores as well on validation as the best block's. About 5 seconds."""
+    hint = ("score(cut) gives a cut's validation accuracy: build every cut with transfer.truncate(model, block) for "
+            "block in models.BLOCKS and return the one that scores best, whatever the target.")
     if not attempted(build):
-        return not_attempted("write build(model), returning the network the probe reads,")
+        return not_attempted("write build(model, score), returning the network the probe should read,")
     if not callable(build):
-        return tell(False, f"build should be a function of the model, got {build!r}.")
-    train, val = data.few_shot_split(_PROBE_TARGET, _PROBE_N, _PROBE_VAL, _PROBE_SEED)
-    start = lambda: pretrained_start(train.num_classes, _PROBE_SEED, checkpoint_path("full"))  # noqa: E731
-    cut = build(start())
-    if not isinstance(cut, GlyphNet):
-        return tell(False, f"build(model) should return the network the probe reads, got {_short(cut)}: return the "
-                           "cut copy (transfer.truncate returns a new GlyphNet).")
-    try:
-        yours = 100 * evaluate(run("linear probe", train, _PROBE_SEED, model=cut).model, val).accuracy
-    except RuntimeError as error:  # e.g. blocks removed by hand, the head left at block 4's width
-        return tell(False, f"The probe could not read your network ({str(error).splitlines()[0]}): cut it with "
-                           "transfer.truncate(model, 'blockN'), which also gives the head that block's width.")
-    block4 = 100 * evaluate(run("linear probe", train, _PROBE_SEED, model=transfer.truncate(start(), "block4")).model,
-                            val).accuracy
-    scores = {"yours": yours, "block4": block4}
-    print(f"validation accuracy on {len(val)} held-out gratings: your cut {scores['yours']:.1f}%, "
-          f"block4 {scores['block4']:.1f}%")
-    return check_target(scores["yours"] - scores["block4"], target=PROBE_LEAD, quantity=quantity, hint=hint,
-                        unit=" points")
+        return tell(False, f"build should be a function of the model and score, got {build!r}.")
+    lines, missed = [], []
+    for target in PROBE_TARGETS:
+        score = _validation_score(target)
+        best = max(score(transfer.truncate(_start(), block)) for block in BLOCKS)
+        try:
+            cut = build(_start(), score)
+        except TypeError as error:
+            return tell(False, f"build should take two arguments, the model and score ({error}).")
+        if not isinstance(cut, GlyphNet):
+            return tell(False, f"build(model, score) should return the network the probe reads, got {_short(cut)}: "
+                               "return a cut copy (transfer.truncate returns a new GlyphNet).")
+        try:
+            yours = score(cut)
+        except RuntimeError as error:  # e.g. blocks removed by hand, the head left at block 4's width
+            return tell(False, f"The probe could not read your network ({str(error).splitlines()[0]}): cut it "
+                               "with transfer.truncate(model, 'blockN'), which also gives the head that block's "
+                               "width.")
+        lines.append(f"{target}: your cut {yours:.1f}% on validation")
+        if yours < best:
+            missed.append(target)
+    print("; ".join(lines))
+    if missed:
+        return tell(False, f"Not yet: on {', '.join(missed)} another block's probe scores higher on validation than "
+                           f"your cut. Look at: {hint}")
+    return tell(True, "Target met: your rule picks, on each target, a block whose probe scores best on validation. "
+                      "Compare the blocks it picked with the table below: the far target's is not block 4.")
+
+
+def _start() -> GlyphNet:
+    """The pretrained GlyphNet with a new 10-class head (the same one on every call)."""
+    return pretrained_start(10, _PROBE_SEED, checkpoint_path("full"))
+
+
+def _validation_score(target: str) -> Callable[[nn.Module], float]:
+    """``score(cut)``: a linear probe fitted on ``cut`` from the exercise's training split of ``target``, its
+    validation accuracy in percent (each cut's score computed once per check: a block's cut is recognised by its
+    head's width)."""
+    train, val = data.few_shot_split(target, _PROBE_N, _PROBE_VAL, _PROBE_SEED)
+    done: dict[tuple, float] = {}
+
+    def score(cut: nn.Module) -> float:
+        if not isinstance(cut, GlyphNet):
+            raise TypeError(f"score takes a GlyphNet, got {_short(cut)}")
+        key = (cut.head.in_features, *(type(getattr(cut, b)).__name__ for b in BLOCKS))
+        if key not in done:
+            done[key] = 100 * evaluate(run("linear probe", train, _PROBE_SEED, model=cut).model, val).accuracy
+        return done[key]
+
+    return score
 
 
 def _short(value: object) -> str:
@@ -142,11 +177,15 @@ def explain_flaw(answer: str | EllipsisType) -> Feedback:
     return FLAW_QUESTION.check(answer)
 
 
-def build(model):
+def build(model, score):
+    return max((transfer.truncate(model, block) for block in models.BLOCKS), key=score)
+
+
+def _always_block2(model, score):
     return transfer.truncate(model, "block2")
 
 
-def _keep_block4(model):
+def _keep_block4(model, score):
     return model
 
 
@@ -156,8 +195,10 @@ HINTS: dict[str, tuple[str, str]] = {
         "on the farthest one?",
         "Features tuned to bright strokes carry little of what faint stripes need: the gain may be below zero."),
     "probe_earlier_block": (
-        "transfer.truncate(model, 'blockN') returns a copy that stops after block N: return it.",
-        "Block 1's features are too few and too plain, block 4's too specific to letters: try a block in between."),
+        "transfer.truncate(model, 'blockN') returns a copy that stops after block N, and score(cut) says how well a "
+        "probe on it does on validation. The check runs your rule on two targets.",
+        "Score every cut, one per block of models.BLOCKS, and return the best: a block written down by hand serves "
+        "one target and not the other."),
     "explain_flaw": (
         "What differed between the two checkpoints: the network, the fine-tuning data, or the pretraining data?",
         "The linear probe cannot change the features, yet it loses about as much as fine-tuning: where is the flaw?"),
@@ -165,8 +206,9 @@ HINTS: dict[str, tuple[str, str]] = {
 SOLUTIONS: dict[str, object] = {"predict_far_gain": -5, "probe_earlier_block": build,
                                 "explain_flaw": FLAW_QUESTION.right_letter}
 WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
-    "predict_far_gain": [(20, "too high"), (0, "every seed's gain has the same sign")],
-    "probe_earlier_block": [(_keep_block4, "transfer.truncate(model, 'blockN')")],
+    "predict_far_gain": [(20, "too high"), (0, "not a prediction of its sign")],
+    "probe_earlier_block": [(_keep_block4, "another block's probe scores higher"),
+                            (_always_block2, "another block's probe scores higher")],
     "explain_flaw": [(FLAW_QUESTION.letter_of(3), "training longer"),
                      (FLAW_QUESTION.letter_of(2), "before fine-tuning began")],
 }
