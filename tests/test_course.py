@@ -82,12 +82,12 @@ def test_every_parameter_a_lesson_assigns_can_be_set(notebook):
 def test_a_lesson_run_by_papermill_gives_the_outputs_committed_from_a_kernel_run(tmp_path):
     """The runner's whole path on a real lesson (headline out), and a second executor: the committed outputs were
     made by nbconvert (``refresh``) and are checked by nbval and in JupyterLab; papermill's run must match them under
-    nbval's comparison too (issue 37: on one machine the two executors disagreed at thresholds). Lesson 06 is the
-    shortest whole lesson."""
-    notebook = next(nb for nb in course.lessons() if nb.name.startswith("06_"))
+    nbval's comparison too (issue 37: on one machine the two executors disagreed at thresholds). Lesson 07 needs
+    the least processor time of the whole lessons (about 35 s), and prints no timing that it asserts on."""
+    notebook = next(nb for nb in course.lessons() if nb.name.startswith("07_"))
     run = course.run_notebook(notebook, tmp_path, {})
     assert run.status == "ok", run.error
-    assert run.headline and "(3/3 seeds" in run.headline  # the default seeds, named in the headline
+    assert run.headline and "(3 seeds," in run.headline  # the default seeds, named in the headline
     mismatches = output_mismatches(nbformat.read(run.output, as_version=4), nbformat.read(notebook, as_version=4))
     assert not mismatches, "\n".join(mismatches)
 

@@ -186,14 +186,9 @@ def test_build_l2sp_the_solution_passes_and_wrong_or_lazy_answers_fail():
     for wrong, why in ex05.WRONG_ANSWERS["build_l2sp"]:  # 0.1, alpha 0, 10, section 1's 0.001, section 2's 0.01
         feedback = ex05.build_l2sp(wrong)
         assert feedback.passed is False and why in feedback.message, (why, feedback.message)
-    over = ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=0.03))  # outside the budget
-    assert over.passed is False and "lose" in over.message
-    noise = ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=0.0003))  # weaker than section 1's choice
-    assert noise.passed is False
+    # (each trained wrong answer costs 3 runs: the list above already meets every "Not yet" of the check once)
     towards_zero = ex05.build_l2sp(lambda model: regularize.L2Penalty(0.01))
     assert towards_zero.passed is False and "not an L2SP" in towards_zero.message
-    frozen = ex05.build_l2sp(lambda model: regularize.L2SP(model, alpha=1e4))  # the backbone barely moves
-    assert frozen.passed is False and "linear probe" in frozen.message
     assert ex05.build_l2sp(lambda model: None).passed is False
     assert ex05.build_l2sp(0.01).passed is False
     elsewhere = ex05.build_l2sp(lambda model: regularize.L2SP(models.GlyphNet(52), alpha=0.003))
