@@ -12,8 +12,8 @@ kernel (a few seconds, while the kernel trains the first run) and import the cou
 function of a module: one written in the notebook (a learner's ``build``) or a lambda runs in the kernel, as before.
 
 Only a driver marked :func:`independent` goes to the pool: one whose record is all it leaves behind. A driver that
-also writes somewhere (lesson 08's ``method_run`` keeps each model in a dictionary the notebook reads later) would
-write into a worker's copy and lose it, so an unmarked one runs in the kernel.
+also writes somewhere (a model kept in a dictionary the notebook reads later) would write into a worker's copy and
+lose it, so an unmarked one runs in the kernel.
 
 ``$FTLIB_WORKERS`` sets the pool's size (``1``: everything in the kernel). The default is one per core up to
 :data:`MOST` in a notebook's kernel, a ``python -m`` command or the tests, and 1 on a GPU (one process keeps it
