@@ -285,7 +285,7 @@ def finetune(folder: str | Path, backbone: str = "glyphnet", *, pretrained: bool
        (weight decay :data:`WEIGHT_DECAY`), augmentation (``strength``; 0 for none), a cosine schedule and early
        stopping on the validation loss (every ``eval_every`` steps, ``patience`` evaluations: a compute budget),
        keeping the best weights; with ``lp_ft`` from the probe's head instead of a fresh one (LP-FT, Kumar et al.
-       2022; on the example folder it did worse than the fresh head, lesson 11);
+       2022; on the example folder it did no better than the fresh head, lesson 11: not resolved over 6 seeds);
     5. choose on validation among the probe and the fine-tuned models (:func:`ftlib.selection.best`: the higher
        validation accuracy, ties to the lower validation loss, then to the more cautious: the probe, then the lower
        factor); the test set plays no part;
