@@ -22,12 +22,8 @@ def pytest_xdist_auto_num_workers(config) -> int:
 
 def pytest_collection_modifyitems(config, items):
     """The slow tests first (the test processes then share out the long ones and fill the gaps with quick ones),
-    else in the order collected. nbval's cells of one notebook run in one kernel, in order: keep them on one test
-    process (``--dist loadgroup``); every other test may go to any process."""
+    else in the order collected (``--dist loadgroup`` sends each test to any process)."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the order within each kind stays
-    for item in items:
-        if type(item).__name__ == "IPyNbCell":
-            item.add_marker(pytest.mark.xdist_group(str(item.path)))
 
 
 @pytest.fixture(autouse=True, scope="session")
