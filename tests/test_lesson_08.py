@@ -60,6 +60,29 @@ def test_the_cost_table_times_each_step_and_the_probe_as_one_fit():
     assert probe > 0
 
 
+def _runs(accuracies):
+    from ftlib.course.lessons.experiments import Results
+    return Results([{"method": m, "seed": s, "accuracy": a} for m, per_seed in accuracies.items()
+                    for s, a in enumerate(per_seed)])
+
+
+def test_compare_targets_reads_headroom_share_and_match_from_the_seeds(capsys):
+    lora1, probe, full = adapters.lora_name(1), adapters.PROBE, adapters.FULL
+    near = _runs({probe: [0.90, 0.91, 0.92], lora1: [0.905, 0.915, 0.925], full: [0.91, 0.92, 0.93]})  # tight tie
+    far = _runs({probe: [0.60, 0.60, 0.62], lora1: [0.70, 0.72, 0.71], full: [0.90, 0.91, 0.90]})
+    out = adapters.compare_targets({"near": near, "far": far}, lora1)
+    assert out["shares"]["near"] == pytest.approx(0.5) and out["shares"]["far"] == pytest.approx(31 / 89)
+    assert out["match_shown"] == {"near": True, "far": False}
+    assert out["verdicts"]["far", lora1, full][2] == "fine-tune ahead"
+    assert out["differences"]["near", full, probe] == pytest.approx([0.01, 0.01, 0.01])
+    wide = _runs({probe: [0.90, 0.91, 0.92], lora1: [0.90, 0.88, 0.93], full: [0.91, 0.92, 0.93]})  # noisy
+    noisy = adapters.compare_targets({"near": wide}, lora1)
+    assert not noisy["match_shown"]["near"] and noisy["verdicts"]["near", lora1, full][2].startswith("unresolved")
+    assert "a match (interval inside ±1 point): not shown" in capsys.readouterr().out
+    no_gap = adapters.compare_targets({"flat": _runs({probe: [0.9, 0.9], lora1: [0.9, 0.91], full: [0.9, 0.9]})}, lora1)
+    assert no_gap["shares"] == {"flat": None}
+
+
 # ------------------------------------------------------------------------------------ exercises and the live slider
 from ftlib.course.lessons.exercises import lesson08  # noqa: E402
 
