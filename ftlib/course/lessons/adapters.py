@@ -26,8 +26,10 @@ from ftlib.evaluation import evaluate
 from ftlib.freeze import count_parameters
 from ftlib.models import BLOCKS
 from ftlib.runtime import model_device
+from ftlib.stats import interval, verdict
 
-__all__ = ["FULL", "HEAD", "LIVE_RANKS", "METHOD", "PARTIAL", "PROBE", "TIMED_STEPS", "chosen_model", "lora_name",
+__all__ = ["FULL", "HEAD", "LIVE_RANKS", "MATCH_POINTS", "METHOD", "PARTIAL", "PROBE", "TIMED_STEPS",
+           "chosen_model", "compare_targets", "lora_name",
            "merge_round_trip", "method_model", "method_run", "plot_accuracy_vs_parameters", "print_costs",
            "rank_live", "show_rank", "switch_adapters", "timed_model", "train_lora", "train_method"]
 
@@ -39,6 +41,8 @@ FULL = "fine-tune"  # every weight trains
 LIVE_RANKS = (1, 2, 4, 8, 16)  # the live slider's ranks
 LIVE_TEST_PER_CLASS = 50  # the live slider scores on 500 test gratings: a fraction of a second
 TIMED_STEPS = 20  # training steps timed per method in the cost table
+MATCH_POINTS = 1.0  # "LoRA matches full fine-tuning" is shown only if the 95% interval of the gap is inside ± this
+UNRESOLVED = "unresolved: inside the seeds' spread"
 
 
 def lora_name(rank: int) -> str:
@@ -147,8 +151,8 @@ def print_costs(methods: dict[str, tuple[str, list[str], float | None]], full_co
     """Per method (``{row name: (method, blocks, rate)}``): trainable parameters in the backbone and in the head,
     their share of full fine-tuning's, the processor seconds per training step (:func:`timed_model`), and the
     file each task needs beside the shared backbone. Returns each row's seconds per step."""
-    print(f"CPU per step: processor seconds per training step, over {TIMED_STEPS} steps of each method after one "
-          "untimed step")
+    print(f"CPU per step: processor seconds per training step, one measurement of {TIMED_STEPS} steps of each method "
+          "after one untimed step (the machine's load moves it)")
     print(f"{'method':<28}{'backbone':>10}{'head':>8}{'of full FT':>12}{'CPU per step':>14}{'file per task':>15}")
     per_step = {}
     for row, (method, blocks, lr) in methods.items():
@@ -164,15 +168,18 @@ def plot_accuracy_vs_parameters(results: Results, probe: str = PROBE) -> None:
     """Left: test accuracy against trainable parameters (log scale). Right: each seed's gain over the probe."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     methods = results.unique("method")
+    drawn: list[float] = []
     for i, method in enumerate(methods):
         rows = results.where(method=method)
         x, mean, std = rows.values("trainable")[0], 100 * rows.mean(), 100 * rows.std()
+        x *= 1.12 ** sum(x == other for other in drawn)  # nudged right where another method trains as many
+        drawn.append(rows.values("trainable")[0])
         left.errorbar([x], [mean], [std], marker="o", capsize=3, color=f"C{i}", label=method)
         gains = [100 * g for g in results.differences("method", method, probe)]
         right.plot([i] * len(gains), gains, "o", color=f"C{i}", alpha=0.7)
         right.plot([i - 0.25, i + 0.25], [sum(gains) / len(gains)] * 2, color=f"C{i}")
-    left.set(xscale="log", xlabel="trainable parameters (log scale)", ylabel="test accuracy (%)",
-             title="accuracy against trainable parameters (mean ± std)")
+    left.set(xscale="log", xlabel="trainable parameters (log scale; equal counts nudged apart)",
+             ylabel="test accuracy (%)", title="accuracy against trainable parameters (mean ± std)")
     left.legend(fontsize=8)
     right.axhline(0, color="gray", linewidth=1)
     right.set_xticks(range(len(methods)), [m.replace(" (", "\n(").replace(" blocks", "\nblocks") for m in methods],
@@ -182,6 +189,37 @@ def plot_accuracy_vs_parameters(results: Results, probe: str = PROBE) -> None:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     plt.show()
+
+
+def compare_targets(results: dict[str, Results], name: str, probe: str = PROBE, full: str = FULL) -> dict:
+    """Per target (``{target: Results}``), seed by seed: full fine-tuning minus the probe (the headroom), ``name``
+    minus the probe and ``name`` minus full fine-tuning, each with its mean, 95% interval and verdict; the share of
+    the headroom ``name`` recovers (its mean gain over the probe over full fine-tuning's); and whether a match with
+    full fine-tuning is shown (the interval inside ± :data:`MATCH_POINTS`). Prints every line and returns
+    ``{"differences": {(target, first, second): [...]}, "verdicts": {...: (mean, half, word)}, "shares": {target:
+    share}, "match_shown": {target: bool}}``."""
+    from ftlib.course import points
+
+    pairs = ((full, probe), (name, probe), (name, full))
+    differences = {(t, a, b): rows.differences("method", a, b) for t, rows in results.items() for a, b in pairs}
+    verdicts = {key: verdict(d, f"{key[1]} ahead", f"{key[2]} ahead", UNRESOLVED) for key, d in differences.items()}
+    for (t, a, b), d in differences.items():
+        mean, half, word = verdicts[t, a, b]
+        print(f"{t:<9} {a} minus {b}: {points(d)}; mean {100 * mean:+.1f} ± {100 * half:.1f} points (95% "
+              f"interval): {word}")
+    shares = {t: verdicts[t, name, probe][0] / headroom if (headroom := verdicts[t, full, probe][0]) > 0 else None
+              for t in results}  # None: full fine-tuning not ahead of the probe on average, no gap to share
+    print(f"share of the probe-to-full gap that {name} recovers (its mean gain over the probe over full "
+          "fine-tuning's): " + ", ".join(f"{t} {'no gap' if share is None else f'{share:.0%}'}"
+                                         for t, share in shares.items()))
+    match_shown = {}
+    for t in results:
+        mean, half = interval(differences[t, name, full])
+        match_shown[t] = -MATCH_POINTS / 100 <= mean - half and mean + half <= MATCH_POINTS / 100
+        print(f"{t:<9} {name} minus {full}: 95% interval from {100 * (mean - half):+.1f} points to "
+              f"{100 * (mean + half):+.1f} points; a match (interval inside ±{MATCH_POINTS:g} point): "
+              f"{'shown' if match_shown[t] else 'not shown'}")
+    return {"differences": differences, "verdicts": verdicts, "shares": shares, "match_shown": match_shown}
 
 
 @torch.no_grad()

@@ -6,8 +6,8 @@
   at zero like ``B`` (why ``A`` starts random).
 * :func:`fit_the_budget` (*do*): the learner attaches adapters (``ftlib.lora.add_lora``) so that at most
   :data:`BUDGET` numbers train, head included; the check trains the model like the lesson's LoRA (at the rate the
-  tuning table chose for :data:`LORA_ARM`) and scores it on 100 held-out validation gratings (never the test set)
-  against :data:`TARGET`.
+  tuning table chose for :data:`LORA_ARM`) on each of :data:`SEEDS` and scores it on 200 held-out validation
+  gratings (never the test set); the mean must reach :data:`TARGET`.
 """
 
 from __future__ import annotations
@@ -37,12 +37,13 @@ from ftlib.evaluation import evaluate
 from ftlib.freeze import count_parameters
 from ftlib.models import load_pretrained
 
-__all__ = ["BUDGET", "HINTS", "LORA_ARM", "SOLUTIONS", "TARGET", "WRONG_ANSWERS", "ZERO_B_QUESTION",
+__all__ = ["BUDGET", "HINTS", "LORA_ARM", "SEEDS", "SOLUTIONS", "TARGET", "WRONG_ANSWERS", "ZERO_B_QUESTION",
            "explain_zero_b", "fit_the_budget", "hint", "predict_adapter_size", "solution"]
 
-BUDGET = 2500  # trainable numbers allowed, the new head's 1,290 included
-TARGET = 72.0  # validation accuracy (%) on held-out gratings that the budgeted model must reach
-_TASK, _N, _N_VAL, _SEED = "gratings", 20, 10, 0  # the lesson's 20 labels per class, and 10 more held out
+BUDGET = 2000  # trainable numbers allowed, the new head's 1,290 included (the lesson's own LoRA takes 2,346)
+TARGET = 72.0  # mean validation accuracy (%) on held-out gratings, over SEEDS, that the budgeted model must reach
+_TASK, _N, _N_VAL = "gratings", 20, 20  # the lesson's 20 labels per class, and 20 more held out (as in the table)
+SEEDS = (0, 1, 2)  # the check trains and scores once per seed and judges the mean: one seed's luck does not pass
 LORA_ARM = "08 LoRA r=1, gratings"  # the tuning table's arm whose chosen rate the budgeted model trains at
 
 
@@ -54,41 +55,43 @@ def predict_adapter_size(guess: int | EllipsisType) -> Feedback:
     conv = load_pretrained().block4[0]
     layer = lora.LoRAConv2d(conv, rank=4, alpha=8.0)
     actual = layer.lora_A.numel() + layer.lora_B.numel()
-    if isinstance(guess, (int, float)) and not isinstance(guess, bool) and guess != actual \
-            and guess == 4 * (conv.in_channels + conv.out_channels):
+    number = isinstance(guess, (int, float)) and not isinstance(guess, bool)
+    if number and guess != actual and guess == 4 * (conv.in_channels + conv.out_channels):
         return tell(False, "Not yet: that counts the channels only. A is a 3x3 convolution: each of its filters "
                            "reads a 3x3 patch of every input channel.")
-    return check_prediction(
-        guess, actual, tolerance=0,
-        quantity="the trainable numbers of a rank-4 adapter on block4's convolution",
-        why=f"A is a 3x3 convolution from {conv.in_channels} channels into r = 4: each of its 4 filters reads a "
-            f"3x3 patch of {conv.in_channels} channels, {conv.in_channels * 9} inputs, so A has "
-            f"{layer.lora_A.numel():,} numbers; B maps those 4 channels back to {conv.out_channels}: "
-            f"{layer.lora_B.numel():,}. That is r (inputs + outputs) = 4 x ({conv.in_channels * 9} + "
-            f"{conv.out_channels}) = {actual:,}, against {conv.weight.numel():,} in the frozen weight. For a "
-            f"convolution the inputs are channels x 3 x 3: forgetting the kernel gives 4 x "
-            f"({conv.in_channels} + {conv.out_channels}) = {4 * (conv.in_channels + conv.out_channels)}.")
+    why = (f"A is a 3x3 convolution from {conv.in_channels} channels into r = 4: each of its 4 filters reads a "
+           f"3x3 patch of {conv.in_channels} channels, {conv.in_channels * 9} inputs, so A has "
+           f"{layer.lora_A.numel():,} numbers; B maps those 4 channels back to {conv.out_channels}: "
+           f"{layer.lora_B.numel():,}. That is r (inputs + outputs) = 4 x ({conv.in_channels * 9} + "
+           f"{conv.out_channels}) = {actual:,}, against {conv.weight.numel():,} in the frozen weight. For a "
+           f"convolution the inputs are channels x 3 x 3: forgetting the kernel gives 4 x "
+           f"({conv.in_channels} + {conv.out_channels}) = {4 * (conv.in_channels + conv.out_channels)}.")
+    if number and guess == actual:
+        return tell(True, f"Exactly right: {actual:,} numbers. Why: {why}")
+    return check_prediction(guess, actual, tolerance=0, why=why,
+                            quantity="the trainable numbers of a rank-4 adapter on block4's convolution",
+                            retry="Count A and B again, each from its input and output sizes, and try another "
+                                  "number.")
 
 
 ZERO_B_QUESTION = Question(
     "Suppose add_lora started A at zero as well as B, and you trained the adapted model as this lesson does. What "
     "would become of the adapters?",
     [
-        Option("They would never leave zero: the gradient of each matrix has the other as a factor.", True,
+        Option("Both would stay at zero for good, since each one's gradient has the other as a factor.", True,
                "dL/dB contains A x and dL/dA contains B: with both at zero both gradients are exactly zero, at "
                "every step and any rate, so only the new head learns (the head-only control). With A random, B "
                "moves at the first step, and A follows once B is no longer zero."),
-        Option("They would never leave zero: the optimizer's weight decay holds them there.", False,
-               "They would stay at zero, but not because of weight decay: the lesson trains with none (fit's "
-               "weight_decay is 0), and decay only shrinks a weight in proportion to its size, it cannot hold one "
-               "that gets a gradient. Look at the gradients themselves: what does dL/dB contain?"),
         Option("They would train as now, only slower at first while their product grows from zero.", False,
-               "They would not train at all: the gradient of B contains A x and that of A contains B, both exactly "
-               "zero, so no step ever moves either. It is not a slow start but none."),
-        Option("They would train, but A's rows would stay equal, so the adapter would act as rank 1.", False,
-               "Equal rows come from equal but non-zero starts. Here the gradients themselves are zero: dL/dB "
-               "contains A x and dL/dA contains B, so A and B never leave zero at all."),
-    ], seed="lesson08.explain_zero_b")
+               "A slow start needs gradients that are small but not zero. Write out the first step with A = 0 and "
+               "B = 0: which factors does dL/dB contain, which does dL/dA, and how large is each?"),
+        Option("They would train, but A's rows would get equal updates, so the adapter would act as rank 1.", False,
+               "Rank collapse is a question about how A's rows move; ask first what moves them. Write out dL/dA "
+               "and dL/dB at the first step, with both matrices at zero: which factors does each contain?"),
+        Option("B would train as usual and A would follow a step later, so the run would barely change.", False,
+               "That is the lesson's run, where A starts random and dL/dB contains A x. Write dL/dB and dL/dA "
+               "again with A = 0 as well: what is each at the first step, and at the next?"),
+    ], seed="lesson08.both_at_zero")
 
 
 @exercise
@@ -102,9 +105,9 @@ def fit_the_budget(build: Callable[[nn.Module], object] | EllipsisType, lr: floa
                    steps: int = 100) -> Feedback:
     """Call ``build(model)`` on the pretrained GlyphNet with a new 10-class head (it attaches adapters in place);
     if at most :data:`BUDGET` numbers train, train it like the lesson's LoRA (rate ``lr``, default the tuning
-    table's for LoRA r=1 on gratings; ``steps`` steps) on 20 gratings per class and score it on 100 held-out ones.
-    About 2 seconds."""
-    quantity = f"validation accuracy (within {BUDGET:,} trainable numbers)"
+    table's for LoRA r=1 on gratings; ``steps`` steps) on 20 gratings per class and score it on 20 more held out,
+    once per seed of :data:`SEEDS`; the mean must reach :data:`TARGET`. About 6 seconds."""
+    quantity = f"mean validation accuracy over {len(SEEDS)} seeds (within {BUDGET:,} trainable numbers)"
     hint = ("where the adapters sit matters as much as their rank: which blocks' features must change for a target "
             "as far from the letters as the gratings (lesson 07)? Count what each choice costs before you raise "
             "the rank.")
@@ -112,8 +115,10 @@ def fit_the_budget(build: Callable[[nn.Module], object] | EllipsisType, lr: floa
         return not_attempted("write build(model), attaching adapters in place,")
     if not callable(build):
         return tell(False, f"build should be a function of the model, got {build!r}.")
-    model = make_model(get_method(METHOD), 10, _SEED)
-    build(model)
+    models = [make_model(get_method(METHOD), 10, seed) for seed in SEEDS]
+    for model in models:
+        build(model)
+    model = models[0]
     if not any(isinstance(layer, lora.LoRALayer) for layer in model.modules()):
         return tell(False, "No adapter found: build(model) should call lora.add_lora(model, blocks, rank=..., "
                            "alpha=8.0), which wraps each named block's convolution and freezes the backbone. As it "
@@ -124,18 +129,26 @@ def fit_the_budget(build: Callable[[nn.Module], object] | EllipsisType, lr: floa
           f"budget {BUDGET:,}")
     if trainable > BUDGET:
         sizes = ", ".join(f"{name}: {conv.in_channels} -> {conv.out_channels} channels"
-                          for name in ("block3", "block4") for conv in [load_pretrained().get_submodule(name)[0]])
+                          for name in ("block1", "block2", "block3", "block4")
+                          for conv in [load_pretrained().get_submodule(name)[0]])
         return tell(False, f"Over budget: {trainable:,} numbers train, the budget is {BUDGET:,}. Count each adapted "
                            f"convolution as r x (inputs x 3 x 3 + outputs) ({sizes}), plus the head's "
-                           f"{count_parameters(model.head):,}; lower the rank or adapt fewer blocks.")
+                           f"{count_parameters(model.head):,}; lower the rank or adapt other blocks.")
     lr = tuning.load().options(LORA_ARM)["lr"] if lr is None else lr
-    train, val = data.few_shot_split(_TASK, _N, _N_VAL, _SEED)
-    trained = run(METHOD, train, _SEED, steps, model=model, lr=lr).model
-    print(f"trained {steps} steps at {lr:g} on {len(train):,} gratings; scored on {len(val)} held-out ones")
-    return check_target(100 * evaluate(trained, val).accuracy, target=TARGET, quantity=quantity, hint=hint, unit="%")
+    scores = []
+    for seed, model in zip(SEEDS, models):
+        train, val = data.few_shot_split(_TASK, _N, _N_VAL, seed)
+        scores.append(100 * evaluate(run(METHOD, train, seed, steps, model=model, lr=lr).model, val).accuracy)
+    print(f"trained {steps} steps at {lr:g} on {len(train):,} gratings per seed; validation accuracy on "
+          f"{len(val)} held-out ones: " + ", ".join(f"seed {s} {a:.1f}%" for s, a in zip(SEEDS, scores)))
+    return check_target(sum(scores) / len(scores), target=TARGET, quantity=quantity, hint=hint, unit="%")
 
 
 def build(model):
+    lora.add_lora(model, ["block2", "block3"], rank=1, alpha=8.0)
+
+
+def _lesson_lora(model):
     lora.add_lora(model, ["block3", "block4"], rank=1, alpha=8.0)
 
 
@@ -157,18 +170,19 @@ HINTS: dict[str, tuple[str, str]] = {
         "If both started at zero, what would the first step change?"),
     "fit_the_budget": (
         "Count first: the head alone takes 1,290 numbers, and each adapted convolution r x (inputs x 3 x 3 + "
-        "outputs). A rank-1 adapter is already cheap.",
-        "Where the adapters sit matters as much as their rank: the far gratings need block 3's features changed "
-        "too."),
+        "outputs); blocks with fewer channels cost less per rank.",
+        "Where the adapters sit matters as much as their rank: the gratings are far from the letters (lesson 07), "
+        "so ask which depth of features must change, and try the same budget at different depths."),
 }
 SOLUTIONS: dict[str, object] = {"predict_adapter_size": 2816, "explain_zero_b": ZERO_B_QUESTION.right_letter,
                                 "fit_the_budget": build}
 WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
     "predict_adapter_size": [(768, "counts the channels only")],
-    "explain_zero_b": [(ZERO_B_QUESTION.letter_of(1), "not because of weight decay"),
-                       (ZERO_B_QUESTION.letter_of(2), "not a slow start"),
-                       (ZERO_B_QUESTION.letter_of(3), "Equal rows come from")],
-    "fit_the_budget": [(_rank_four, "Over budget"), (_no_adapter, "No adapter found")],
+    "explain_zero_b": [(ZERO_B_QUESTION.letter_of(1), "A slow start needs"),
+                       (ZERO_B_QUESTION.letter_of(2), "Rank collapse is a question"),
+                       (ZERO_B_QUESTION.letter_of(3), "That is the lesson's run")],
+    "fit_the_budget": [(_rank_four, "Over budget"), (_no_adapter, "No adapter found"),
+                       (_lesson_lora, "Over budget: 2,346 numbers train")],
 }
 _COACH = Coach(HINTS, SOLUTIONS)
 hint, solution = _COACH.hint, _COACH.solution
