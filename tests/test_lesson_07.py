@@ -60,9 +60,12 @@ def test_the_far_gain_prediction_passes_near_the_ladder_and_explains_the_sign():
 
 def test_the_block_rule_passes_where_it_chooses_on_validation_and_a_block_written_down_does_not():
     assert lesson07.probe_earlier_block(lesson07.SOLUTIONS["probe_earlier_block"]).passed is True
-    for wrong_rule, words in lesson07.WRONG_ANSWERS["probe_earlier_block"]:  # block 4, and block 2 on every target
+    # block 4 or block 2 on every target; the better of blocks 2 and 4; the best cut returned with its weights zeroed
+    for wrong_rule, words in lesson07.WRONG_ANSWERS["probe_earlier_block"]:
         wrong = lesson07.probe_earlier_block(wrong_rule)
         assert wrong.passed is False and words in wrong.message
+        assert not any(w in wrong.message for w in ("truncate(", "BLOCKS", "for block in", "scores best")), \
+            "the feedback names what was missed, never the rule"
 
     def forgot_return(model, score):
         transfer.truncate(model, "block2")
@@ -70,10 +73,23 @@ def test_the_block_rule_passes_where_it_chooses_on_validation_and_a_block_writte
     assert lesson07.probe_earlier_block(forgot_return).passed is False
 
 
-def test_the_block_hints_name_no_block():
-    """The hints teach the rule (score every cut, keep the best), never which block wins."""
+def test_the_block_hints_name_no_block_and_do_not_spell_out_the_rule():
+    """The hints point at score(cut), never which block wins nor the rule written out (score every cut, keep the
+    best), which is the solution."""
     text = " ".join(lesson07.HINTS["probe_earlier_block"])
     assert not any(block in text for block in ("block1", "block2", "block3", "block4", "in between", "Block"))
+    assert not any(words in text for words in ("return the best", "max(", "every cut", "for block in"))
+
+
+def test_the_block_rule_scores_the_network_it_returns_not_a_cut_it_scored_before():
+    """The score is keyed by every weight outside the head: a changed network is scored anew."""
+    cut = transfer.truncate(lesson07._start(), "block3")
+    same = transfer.truncate(lesson07._start(), "block3")
+    assert lesson07._fingerprint(cut) == lesson07._fingerprint(same)
+    with torch.no_grad():
+        same.block1[0].weight.zero_()
+    assert lesson07._fingerprint(cut) != lesson07._fingerprint(same)
+    assert lesson07._fingerprint(cut) != lesson07._fingerprint(transfer.truncate(lesson07._start(), "block2"))
 
 
 def test_the_flaw_question_rewards_the_inherited_blind_spot_and_answers_more_steps():
