@@ -168,7 +168,7 @@ FLAW_QUESTION = Question(
         Option("Its letters lacked that variation, so its features never learned to ignore it.", True,
                "Its blind spot was inherited: on data like its fine-tuning set it looks fine, and the gap opens "
                "only under the shift. The linear probe, which cannot change the features, loses about as much: "
-               "the features are what differs. Augmentation, which adds rotation, recovers part."),
+               "the features are what differs."),
         Option("It has fewer parameters than the sound checkpoint, so it cannot fit varied digits as well.", False,
                "Same network, same recipe, same pretraining steps: only its source letters differed (the "
                "metadata line). And on upright digits it keeps up with the sound one."),
