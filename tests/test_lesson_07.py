@@ -161,3 +161,36 @@ def test_the_live_rotation_names_its_angle_first_and_turns_the_digits(capsys):
     transfer_limits.rotation_live(45)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("angle = 45°:") and "sound" in lines[1] and "flawed" in lines[1]
+
+
+# ------------------------------------------------------------------ the tie control and the gap in shares of errors
+from ftlib.course.lessons import tuning  # noqa: E402
+from ftlib.course.lessons.records import Results  # noqa: E402
+
+
+def test_run_at_reads_the_tables_runs_at_a_rate_not_chosen_and_refuses_a_point_off_the_grid():
+    table = tuning.load()
+    runs = transfer_limits.run_at(table, "07 flawed", {"lr": 0.01}, range(3), "setting", "control", n=5, steps=80)
+    stored = table.records("07 flawed", lr=0.01)
+    assert [r["accuracy"] for r in runs] == [stored.where(seed=s)[0]["accuracy"] for s in range(3)]
+    assert {r["setting"] for r in runs} == {"control"} and {r["lr"] for r in runs} == {0.01}
+    assert table.chosen("07 flawed") != {"lr": 0.01}  # a control at a rate validation did not choose
+    with pytest.raises(ValueError, match="not on 07 flawed's grid"):
+        transfer_limits.run_at(table, "07 flawed", {"lr": 0.02}, range(3))
+    with pytest.raises(ValueError, match="no fixed setting 'width'"):
+        transfer_limits.run_at(table, "07 flawed", {"lr": 0.01}, range(3), width=3)
+    line = transfer_limits.validation_margin(table, "07 flawed", {"lr": 0.01})
+    assert line.startswith("07 flawed: validation chose lr 0.003 over lr 0.01") and "of 600 validation images" in line
+
+
+def test_error_ratios_and_log_odds_treat_equal_shares_of_errors_removed_alike():
+    rows = [("sound", 0.94), ("sound + aug", 0.97), ("flawed", 0.85), ("flawed + aug", 0.925)]  # both halve errors
+    results = Results({"setting": s, "seed": 0, "accuracy": a} for s, a in rows)
+    assert transfer_limits.error_ratios(results, "setting", "sound + aug", "sound") == pytest.approx([0.5])
+    assert transfer_limits.error_ratios(results, "setting", "flawed + aug", "flawed") == pytest.approx([0.5])
+    before = transfer_limits.log_odds_differences(results, "setting", "sound", "flawed")[0]
+    after = transfer_limits.log_odds_differences(results, "setting", "sound + aug", "flawed + aug")[0]
+    assert 100 * ((0.94 - 0.85) - (0.97 - 0.925)) == pytest.approx(4.5)  # the points gap halves ...
+    assert after == pytest.approx(before, abs=0.1)  # ... the log-odds gap hardly moves
+    perfect = Results([{"setting": "a", "seed": 0, "accuracy": 1.0}, {"setting": "b", "seed": 0, "accuracy": 0.9}])
+    assert transfer_limits.error_ratios(perfect, "setting", "a", "b")[0] < 0.01  # finite at 100%
