@@ -60,9 +60,12 @@ def test_the_far_gain_prediction_passes_near_the_ladder_and_explains_the_sign():
 
 def test_the_block_rule_passes_where_it_chooses_on_validation_and_a_block_written_down_does_not():
     assert lesson07.probe_earlier_block(lesson07.SOLUTIONS["probe_earlier_block"]).passed is True
-    for wrong_rule, words in lesson07.WRONG_ANSWERS["probe_earlier_block"]:  # block 4, and block 2 on every target
+    # block 4 or block 2 on every target; the better of blocks 2 and 4; the best cut returned with its weights zeroed
+    for wrong_rule, words in lesson07.WRONG_ANSWERS["probe_earlier_block"]:
         wrong = lesson07.probe_earlier_block(wrong_rule)
         assert wrong.passed is False and words in wrong.message
+        assert not any(w in wrong.message for w in ("truncate(", "BLOCKS", "for block in", "scores best")), \
+            "the feedback names what was missed, never the rule"
 
     def forgot_return(model, score):
         transfer.truncate(model, "block2")
@@ -70,10 +73,23 @@ def test_the_block_rule_passes_where_it_chooses_on_validation_and_a_block_writte
     assert lesson07.probe_earlier_block(forgot_return).passed is False
 
 
-def test_the_block_hints_name_no_block():
-    """The hints teach the rule (score every cut, keep the best), never which block wins."""
+def test_the_block_hints_name_no_block_and_do_not_spell_out_the_rule():
+    """The hints point at score(cut), never which block wins nor the rule written out (score every cut, keep the
+    best), which is the solution."""
     text = " ".join(lesson07.HINTS["probe_earlier_block"])
     assert not any(block in text for block in ("block1", "block2", "block3", "block4", "in between", "Block"))
+    assert not any(words in text for words in ("return the best", "max(", "every cut", "for block in"))
+
+
+def test_the_block_rule_scores_the_network_it_returns_not_a_cut_it_scored_before():
+    """The score is keyed by every weight outside the head: a changed network is scored anew."""
+    cut = transfer.truncate(lesson07._start(), "block3")
+    same = transfer.truncate(lesson07._start(), "block3")
+    assert lesson07._fingerprint(cut) == lesson07._fingerprint(same)
+    with torch.no_grad():
+        same.block1[0].weight.zero_()
+    assert lesson07._fingerprint(cut) != lesson07._fingerprint(same)
+    assert lesson07._fingerprint(cut) != lesson07._fingerprint(transfer.truncate(lesson07._start(), "block2"))
 
 
 def test_the_flaw_question_rewards_the_inherited_blind_spot_and_answers_more_steps():
@@ -145,3 +161,36 @@ def test_the_live_rotation_names_its_angle_first_and_turns_the_digits(capsys):
     transfer_limits.rotation_live(45)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("angle = 45°:") and "sound" in lines[1] and "flawed" in lines[1]
+
+
+# ------------------------------------------------------------------ the tie control and the gap in shares of errors
+from ftlib.course.lessons import tuning  # noqa: E402
+from ftlib.course.lessons.records import Results  # noqa: E402
+
+
+def test_run_at_reads_the_tables_runs_at_a_rate_not_chosen_and_refuses_a_point_off_the_grid():
+    table = tuning.load()
+    runs = transfer_limits.run_at(table, "07 flawed", {"lr": 0.01}, range(3), "setting", "control", n=5, steps=80)
+    stored = table.records("07 flawed", lr=0.01)
+    assert [r["accuracy"] for r in runs] == [stored.where(seed=s)[0]["accuracy"] for s in range(3)]
+    assert {r["setting"] for r in runs} == {"control"} and {r["lr"] for r in runs} == {0.01}
+    assert table.chosen("07 flawed") != {"lr": 0.01}  # a control at a rate validation did not choose
+    with pytest.raises(ValueError, match="not on 07 flawed's grid"):
+        transfer_limits.run_at(table, "07 flawed", {"lr": 0.02}, range(3))
+    with pytest.raises(ValueError, match="no fixed setting 'width'"):
+        transfer_limits.run_at(table, "07 flawed", {"lr": 0.01}, range(3), width=3)
+    line = transfer_limits.validation_margin(table, "07 flawed", {"lr": 0.01})
+    assert line.startswith("07 flawed: validation chose lr 0.003 over lr 0.01") and "of 600 validation images" in line
+
+
+def test_error_ratios_and_log_odds_treat_equal_shares_of_errors_removed_alike():
+    rows = [("sound", 0.94), ("sound + aug", 0.97), ("flawed", 0.85), ("flawed + aug", 0.925)]  # both halve errors
+    results = Results({"setting": s, "seed": 0, "accuracy": a} for s, a in rows)
+    assert transfer_limits.error_ratios(results, "setting", "sound + aug", "sound") == pytest.approx([0.5])
+    assert transfer_limits.error_ratios(results, "setting", "flawed + aug", "flawed") == pytest.approx([0.5])
+    before = transfer_limits.log_odds_differences(results, "setting", "sound", "flawed")[0]
+    after = transfer_limits.log_odds_differences(results, "setting", "sound + aug", "flawed + aug")[0]
+    assert 100 * ((0.94 - 0.85) - (0.97 - 0.925)) == pytest.approx(4.5)  # the points gap halves ...
+    assert after == pytest.approx(before, abs=0.1)  # ... the log-odds gap hardly moves
+    perfect = Results([{"setting": "a", "seed": 0, "accuracy": 1.0}, {"setting": "b", "seed": 0, "accuracy": 0.9}])
+    assert transfer_limits.error_ratios(perfect, "setting", "a", "b")[0] < 0.01  # finite at 100%

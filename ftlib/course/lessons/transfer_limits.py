@@ -33,8 +33,9 @@ from ftlib.probe import linear_probe
 from ftlib.transfer import adapt_batchnorm, subset, truncate
 
 __all__ = ["FAIR_ARMS", "FLAW_SETTINGS", "HEADS", "LADDER_ARMS", "LIVE_ANGLES", "REMEDIES", "SHIFTED_TEST",
-           "TEST_PER_CLASS", "chosen_name", "flaw_run", "flaw_setting_run", "ladder_arms", "ladder_run", "plot_rows",
-           "probe_keys", "probe_run", "rotated", "rotation_live", "run_named"]
+           "TEST_PER_CLASS", "chosen_name", "error_ratios", "flaw_run", "flaw_setting_run", "ladder_arms", "ladder_run",
+           "log_odds_differences", "plot_rows", "probe_keys", "probe_run", "rotated", "rotation_live", "run_at",
+           "run_named", "validation_margin"]
 
 REMEDIES = {  # remedy -> (fine-tuning target, augment?, blocks re-initialised)
     "none": ("upright_digits", False, ()),
@@ -171,6 +172,64 @@ def run_named(table: tuning.Table, named: list[tuple[str, str]], seeds, field: s
     return Results({**r, field: name} for name, r in zip(names, runs))
 
 
+def run_at(table: tuning.Table, key: str, point: dict, seeds, field: str = "arm", name: str = "",
+           **changes) -> Results:
+    """Arm ``key`` at grid ``point`` of its grid (e.g. a rate it did not choose, as a control) on ``seeds``: the
+    table's stored runs at that point where it has them (its seeds, no fixed setting changed), the other seeds run
+    now. Each record holds the arm's fixed settings, ``changes``, the point, ``seed`` and, in ``field``, ``name``
+    (default: the key's arm and the point)."""
+    from ftlib.course.lessons.workers import run_calls
+
+    arm = table.arm(key)
+    if any(value not in arm.grid.get(knob, ()) for knob, value in point.items()) or not point:
+        raise ValueError(f"point {point!r} is not on {key}'s grid: choose from {arm.grid}")
+    unknown = sorted(set(changes) - set(arm.fixed))
+    if unknown:
+        raise ValueError(f"{key} has no fixed setting {unknown[0]!r} to change: it fixes {', '.join(arm.fixed)}")
+    seeds = list(seeds)
+    same = all(arm.fixed[k] == v for k, v in changes.items())
+    stored = {r["seed"]: r for r in table.records(key, **point)} if same else {}
+    missing = [seed for seed in seeds if seed not in stored]
+    settings = {**arm.fixed, **changes}
+    fresh = run_calls([(arm.driver(), {**settings, **arm.options(point), "seed": seed, "n_val": tuning.N_VAL})
+                       for seed in missing])
+    runs = {**stored, **dict(zip(missing, fresh))}
+    name = name or f"{arm.name} at " + ", ".join(f"{k} {v:g}" for k, v in point.items())
+    return Results({**runs[seed], **settings, **point, "seed": seed, field: name} for seed in seeds)
+
+
+def validation_margin(table: tuning.Table, key: str, other: dict) -> str:
+    """One line: by how much the table's stored validation runs of ``key`` preferred its chosen point over grid point
+    ``other``: mean validation accuracy (%) and validation images right at each, summed over the table's seeds."""
+    fixed = table.arm(key).fixed  # a ladder arm names its target; a flawed-checkpoint arm its setting
+    target = fixed.get("target") or REMEDIES[FLAW_SETTINGS[fixed["setting"]][1]][0]
+    size = tuning.N_VAL * data.test_set(target).num_classes  # validation images per seed
+    chosen = table.chosen(key)
+    sides = [table.records(key, **point) for point in (chosen, other)]
+    right = [sum(round(r["val_accuracy"] * size) for r in side) for side in sides]
+    words = [", ".join(f"{k} {v:g}" for k, v in point.items()) for point in (chosen, other)]
+    return (f"{key}: validation chose {words[0]} over {words[1]} by {100 * sides[0].mean('val_accuracy'):.1f}% to "
+            f"{100 * sides[1].mean('val_accuracy'):.1f}% ({right[0]} against {right[1]} of {size * len(sides[0])} "
+            "validation images right)")
+
+
+def error_ratios(results: Results, field: str, treated, control, metric: str = "accuracy") -> list[float]:
+    """Per seed (paired as :meth:`Results.differences` pairs them), the error rate where ``field`` is ``treated``
+    over the error rate where it is ``control``: 0.6 means the treatment removed 40% of the errors. An error rate of
+    0 counts as half an error in 10,000, so the ratio stays finite."""
+    errors = Results({**r, "log_error": math.log(max(1 - r[metric], 5e-5))} for r in results)
+    return [math.exp(d) for d in errors.differences(field, treated, control, metric="log_error")]
+
+
+def log_odds_differences(results: Results, field: str, first, second, metric: str = "accuracy") -> list[float]:
+    """Per seed, the log-odds of ``metric`` (log(p / (1 - p))) where ``field`` is ``first`` minus where it is
+    ``second``: a gap that stays put when both sides lose the same share of their errors (points do not: near 100%
+    there are fewer errors left to remove)."""
+    clipped = [min(max(r[metric], 5e-5), 1 - 5e-5) for r in results]
+    odds = Results({**r, "log_odds": math.log(p / (1 - p))} for r, p in zip(results, clipped))
+    return odds.differences(field, first, second, metric="log_odds")
+
+
 def chosen_name(table: tuning.Table, keys: dict[str, str]) -> str:
     """The arm of ``keys`` (``{name: table key}``) chosen on validation: the course's one rule
     (:func:`~ftlib.course.lessons.records.choose`) over the table's stored validation runs of each arm at its
@@ -181,24 +240,24 @@ def chosen_name(table: tuning.Table, keys: dict[str, str]) -> str:
 
 def plot_rows(results: Results, field: str, metric: str = "accuracy", ax: plt.Axes | None = None,
               title: str = "", xlabel: str = "test accuracy (%)") -> plt.Axes:
-    """Mean ``metric`` of each value of ``field`` as a horizontal bar with ± one standard deviation over the seeds
-    (said on the axis), on a zoomed axis that never passes 100%.
+    """Mean ``metric`` of each value of ``field`` as a dot with ± one standard deviation over the seeds (said on the
+    axis), on a zoomed axis that never passes 100%.
 
-    Horizontal bars keep long setting names readable; the first value is on top, each mean is written inside its
-    bar, and the axis starts a little below the lowest bar.
+    Dots, not bars: on a zoomed axis a bar's length would exaggerate the differences, a dot's position does not.
+    One row per value (long setting names stay readable), the first on top, each mean written above its dot.
     """
     ax = ax or plt.subplots(figsize=(7, 0.45 * len(results.unique(field)) + 1))[1]
     names = results.unique(field)
     means = [100 * results.mean(metric, **{field: v}) for v in names]
     stds = [100 * results.std(metric, **{field: v}) for v in names]
-    ax.barh(range(len(names)), means, xerr=stds, capsize=3, color=[f"C{i}" for i in range(len(names))])
-    low = max(0.0, min(m - s for m, s in zip(means, stds)) - 10)
-    for row, m in enumerate(means):  # each value inside its bar, clear of the error bar and of the 100% edge
-        ax.annotate(f"{m:.1f}", (low, row), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8,
-                    color="white", fontweight="bold")
-    ax.set_yticks(range(len(names)), names, fontsize=9)
-    if not ax.yaxis_inverted():  # first row on top; axes that share y are inverted once, not twice
-        ax.invert_yaxis()
+    rows = range(len(names))
+    ax.errorbar(means, rows, xerr=stds, fmt="none", ecolor="gray", capsize=3, zorder=2)
+    ax.scatter(means, rows, color=[f"C{i}" for i in rows], zorder=3)
+    for row, m in zip(rows, means):
+        ax.annotate(f"{m:.1f}", (m, row), xytext=(0, 5), textcoords="offset points", ha="center", fontsize=8)
+    ax.set_yticks(list(rows), names, fontsize=9)
+    ax.set_ylim(len(names) - 0.5, -0.8)  # first row on top, room above it for its number
+    low = max(0.0, min(m - s for m, s in zip(means, stds)) - 3)
     ax.set_xlim(low, min(100.0, max(m + s for m, s in zip(means, stds)) + 2))
     ax.set(xlabel=f"{xlabel}, mean ± std over {len(results.unique('seed'))} seeds", title=title)
     ax.grid(axis="x", alpha=0.3)

@@ -5,14 +5,16 @@ flawed checkpoint fails only once the data shifts.
   the best transfer arm gains over scratch on the farthest target; the check compares it with the ladder's gains.
 * :func:`probe_earlier_block` (*do*): the learner writes the rule that picks the block a linear probe should read,
   given a ``score`` that fits a probe on a cut (:func:`ftlib.transfer.truncate`) and returns its validation
-  accuracy; the check runs the learner's rule on a far target and on a near one, where different blocks win, so no
-  block written down from the lesson's table passes.
+  accuracy; the check runs the learner's rule on three targets, where three different blocks win, so neither a block
+  written down from the lesson's table nor a choice between two blocks passes, and it scores the network the rule
+  returns (its own weights), never a cut it scored before.
 * :data:`FLAW_QUESTION` / :func:`explain_flaw` (*explain*): why the flawed checkpoint is fine on upright digits and
   loses on varied ones.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from statistics import fmean
 from types import EllipsisType
@@ -40,7 +42,7 @@ from ftlib.models import BLOCKS, GlyphNet, pretrained_start
 __all__ = ["FLAW_QUESTION", "HINTS", "PROBE_TARGETS", "SOLUTIONS", "WRONG_ANSWERS", "explain_flaw", "hint",
            "predict_far_gain", "probe_earlier_block", "solution"]
 
-PROBE_TARGETS = ("gratings", "font_digits")  # a far and a near target: the block that serves each differs
+PROBE_TARGETS = ("gratings", "font_digits", "textures")  # on validation block 2, block 4 and block 3 win
 _PROBE_N, _PROBE_VAL, _PROBE_SEED = 5, 50, 0  # 5 shots per class, 50 held out per class, split 0
 
 
@@ -85,9 +87,8 @@ def probe_earlier_block(build: Callable[[nn.Module, Callable[[nn.Module], float]
     """Run the learner's rule ``build(model, score)`` on each of :data:`PROBE_TARGETS`: ``model`` is the pretrained
     GlyphNet with a new 10-class head, ``score(cut)`` fits a linear probe on ``cut`` from 5 images per class and
     returns its accuracy (%) on 500 held-out validation images (never the test set). The rule passes where, on
-    every target, the cut it returns scores as well on validation as the best block's. About 5 seconds."""
-    hint = ("score(cut) gives a cut's validation accuracy: build every cut with transfer.truncate(model, block) for "
-            "block in models.BLOCKS and return the one that scores best, whatever the target.")
+    every target, the network it returns, scored itself, does as well on validation as the best block's cut. The
+    feedback names where the rule fell short, never the rule. About 10 seconds."""
     if not attempted(build):
         return not_attempted("write build(model, score), returning the network the probe should read,")
     if not callable(build):
@@ -115,7 +116,7 @@ def probe_earlier_block(build: Callable[[nn.Module, Callable[[nn.Module], float]
     print("; ".join(lines))
     if missed:
         return tell(False, f"Not yet: on {', '.join(missed)} another block's probe scores higher on validation than "
-                           f"your cut. Look at: {hint}")
+                           "the network your rule returned.")
     return tell(True, "Target met: your rule picks, on each target, a block whose probe scores best on validation. "
                       "Compare the blocks it picked with the table below: the far target's is not block 4.")
 
@@ -127,20 +128,31 @@ def _start() -> GlyphNet:
 
 def _validation_score(target: str) -> Callable[[nn.Module], float]:
     """``score(cut)``: a linear probe fitted on ``cut`` from the exercise's training split of ``target``, its
-    validation accuracy in percent (each cut's score computed once per check: a block's cut is recognised by its
-    head's width)."""
+    validation accuracy in percent (each network scored once per check: it is recognised by its structure and the
+    values of every weight and statistic but the head's, which the probe refits)."""
     train, val = data.few_shot_split(target, _PROBE_N, _PROBE_VAL, _PROBE_SEED)
     done: dict[tuple, float] = {}
 
     def score(cut: nn.Module) -> float:
         if not isinstance(cut, GlyphNet):
             raise TypeError(f"score takes a GlyphNet, got {_short(cut)}")
-        key = (cut.head.in_features, *(type(getattr(cut, b)).__name__ for b in BLOCKS))
+        key = _fingerprint(cut)
         if key not in done:
             done[key] = 100 * evaluate(run("linear probe", train, _PROBE_SEED, model=cut).model, val).accuracy
         return done[key]
 
     return score
+
+
+def _fingerprint(cut: GlyphNet) -> tuple:
+    """What makes a probe on ``cut`` score what it scores: its head's width, each block's kind and a digest of every
+    tensor outside the head (a cut with changed weights is a new network, scored anew)."""
+    digest = hashlib.sha1()
+    for name, tensor in cut.state_dict().items():
+        if not name.startswith("head."):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return (cut.head.in_features, *(type(getattr(cut, b)).__name__ for b in BLOCKS), digest.hexdigest())
 
 
 def _short(value: object) -> str:
@@ -156,7 +168,7 @@ FLAW_QUESTION = Question(
         Option("Its letters lacked that variation, so its features never learned to ignore it.", True,
                "Its blind spot was inherited: on data like its fine-tuning set it looks fine, and the gap opens "
                "only under the shift. The linear probe, which cannot change the features, loses about as much: "
-               "the features are what differs. Augmentation, which adds rotation, recovers part."),
+               "the features are what differs."),
         Option("It has fewer parameters than the sound checkpoint, so it cannot fit varied digits as well.", False,
                "Same network, same recipe, same pretraining steps: only its source letters differed (the "
                "metadata line). And on upright digits it keeps up with the sound one."),
@@ -189,6 +201,17 @@ def _keep_block4(model, score):
     return model
 
 
+def _best_of_two(model, score):  # lazy: the two blocks the lesson's table shows winning
+    return max((transfer.truncate(model, block) for block in ("block2", "block4")), key=score)
+
+
+def _best_cut_emptied(model, score):  # the best cut scored, then a network with every weight zeroed returned
+    best = build(model, score)
+    for tensor in best.state_dict().values():
+        tensor.zero_()
+    return best
+
+
 HINTS: dict[str, tuple[str, str]] = {
     "predict_far_gain": (
         "The distance line ranks the targets by how far they are from the letters. What is a pretrained start worth "
@@ -196,9 +219,9 @@ HINTS: dict[str, tuple[str, str]] = {
         "Features tuned to bright strokes carry little of what faint stripes need: the gain may be below zero."),
     "probe_earlier_block": (
         "transfer.truncate(model, 'blockN') returns a copy that stops after block N, and score(cut) says how well a "
-        "probe on it does on validation. The check runs your rule on two targets.",
-        "Score every cut, one per block of models.BLOCKS, and return the best: a block written down by hand serves "
-        "one target and not the other."),
+        "probe on it does on validation. The check runs your rule on three targets.",
+        "Only score(cut) knows which target the check is running: a rule that never asks it returns the same cut "
+        "on every target, and the three targets are not served by one block."),
     "explain_flaw": (
         "What differed between the two checkpoints: the network, the fine-tuning data, or the pretraining data?",
         "The linear probe cannot change the features, yet it loses about as much as fine-tuning: where is the flaw?"),
@@ -208,7 +231,9 @@ SOLUTIONS: dict[str, object] = {"predict_far_gain": -5, "probe_earlier_block": b
 WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
     "predict_far_gain": [(20, "too high"), (0, "not a prediction of its sign")],
     "probe_earlier_block": [(_keep_block4, "another block's probe scores higher"),
-                            (_always_block2, "another block's probe scores higher")],
+                            (_always_block2, "another block's probe scores higher"),
+                            (_best_of_two, "on textures another block's probe scores higher"),
+                            (_best_cut_emptied, "another block's probe scores higher")],
     "explain_flaw": [(FLAW_QUESTION.letter_of(3), "training longer"),
                      (FLAW_QUESTION.letter_of(2), "before fine-tuning began")],
 }
