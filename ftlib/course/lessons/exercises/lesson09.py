@@ -78,7 +78,7 @@ FORMAT_MISSES = Question(
         Option("Long questions push their 'User:' tag out of view, and that is where most misses are.", False,
                "Compare the out-of-view row with the in-view row: the turns whose tag is out of view do not miss more "
                "often, so the short view is not where the misses come from."),
-    ], seed="lesson09.format_misses")
+    ], seed="lesson09.format_misses.v4")
 
 
 @exercise
