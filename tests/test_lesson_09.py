@@ -9,10 +9,11 @@ import torch
 
 from ftlib import runtime
 from ftlib.course import pretrain_lm
-from ftlib.course.lessons import chat_finetuning, experiments
+from ftlib.course.lessons import chat_finetuning, chat_sweep, experiments, self_chat
 from ftlib.course.lessons.exercises import lesson09 as exercises
 from ftlib.lm import chat, model
 from ftlib.lm.finetune import finetune
+from ftlib.lm.tokenizer import decode
 
 matplotlib.use("Agg")
 
@@ -93,11 +94,11 @@ def test_format_misses_question_right_and_wrong_answers():
     assert "reads only its context" in exercises.format_misses(rope).message
 
 
-def test_no_wrong_format_option_is_ruled_out_by_the_question_itself():
-    """The question says long questions do not miss more: an option that blames long questions would be eliminated
-    without reading the table (two of them used to)."""
-    for option in exercises.FORMAT_MISSES.choices:
-        assert option.correct or "long questions" not in option.text.lower()
+def test_the_format_question_does_not_state_the_finding():
+    """The stem used to say that long questions do not miss more: the finding the table is read for."""
+    stem = exercises.FORMAT_MISSES.prompt.lower()
+    assert "do not miss" not in stem and "out of the model's view" not in stem
+    assert any("long questions" in o.text.lower() and not o.correct for o in exercises.FORMAT_MISSES.choices)
 
 
 @pytest.mark.parametrize("guess, passes", [(7.0, True), (2.2, True), (12.1, True), (2.1, False), (12.2, False),
@@ -122,7 +123,11 @@ def test_chat_prompt_in_the_training_format_is_answered_in_turn(lora_chat_model,
     assert right.passed is True and "Target met" in right.message
     assert "without its 'User: ' tag" in capsys.readouterr().out
     wrong = exercises.chat_prompt(exercises.WRONG_ANSWERS["chat_prompt"][0][0], lora_chat_model, 0.7)
-    assert wrong.passed is False and "the question and '\\n'" in wrong.message
+    assert wrong.passed is False and "stop exactly there" in wrong.message and "\\n" not in wrong.message
+    degenerate = exercises.chat_prompt(exercises.WRONG_ANSWERS["chat_prompt"][1][0], lora_chat_model, 0.7)
+    assert degenerate.passed is False and "no reply" in degenerate.message
+    hints = " ".join(exercises.HINTS["chat_prompt"])
+    assert "newline" not in hints and "\\n" not in hints
     assert exercises.chat_prompt("", lora_chat_model, 0.7).passed is False
     for lazy in ("Assistant: ", "hello\n", "User: What does heapq.heappush do? Assistant:"):  # no question line
         assert exercises.chat_prompt(lazy, lora_chat_model, 0.7).passed is False, lazy
@@ -143,24 +148,96 @@ def test_live_temperature_scores_and_samples_the_model(lora_chat_model, capsys):
 
 def test_a_run_returns_one_record_that_carries_its_model_curves_and_turns(capsys):
     """The study keeps its settings only: each run's model, scores by step and turns come back in its record."""
-    text, mask = chat.chat_text([{"topic": "t", "turns": [["What does a.b do?", "It does x."]]}] * 12)
-    study = chat_finetuning.ChatFinetuning(_lm(), text, text, mask, steps=2, lr={"full": 1e-3, "lora": 1e-2},
-                                           batch_size=2, rank=2, temperature=0.7, eval_chars=256, checks=2)
+    text, mask = chat.chat_text([{"topic": "t", "turns": [["What does a.b do?", "It does x."]]}] * 24)
+    study = chat_finetuning.ChatFinetuning(_lm(), text, text, mask, steps=6, lr={"full": 1e-3, "lora": 1e-2},
+                                           batch_size=2, rank=2, temperature=0.7, eval_chars=256)
     results = experiments.run_grid(study.run, method=["full", "lora"], seed=[0, 1])  # checks the records' keys
-    assert set(results[0]) == {"method", "seed", "chat", "answer", "prose", "format", "seconds", "trainable",
-                               "model", "curves", "turns"}
-    assert list(results[0]["curves"]) == [0, 1, 2] and results[0]["curves"][0] == study.base_losses
+    assert set(results[0]) == {"method", "seed", "chat", "answer", "prose", "val_loss", "format", "seconds",
+                               "trainable", "model", "curves", "turns"}
+    assert list(results[0]["curves"]) == [0, 2, 5, 6] and results[0]["curves"][0] == study.base_losses
     assert results[0]["model"] is not results[1]["model"] and len(results[0]["turns"]["chance"]) > 0
     assert "models" not in vars(study) and "curves" not in vars(study) and "turns" not in vars(study)
     full_chat = results.values("chat", method="full")
-    assert math.isclose(chat_finetuning.mean_at(results, "full", 2, "chat"), sum(full_chat) / 2)
+    assert math.isclose(chat_finetuning.mean_at(results, "full", 6, "chat"), sum(full_chat) / 2)
     before = experiments.Results([{"method": "base", "seed": 0, **study.base_losses, "trainable": 0, "format": 0.0}])
     names = {"base": "base model", "full": "full fine-tuning", "lora": "LoRA r=2"}
     lines = chat_finetuning.score_table(before, results, names).splitlines()
-    assert lines[0] == f"{'':<18}{'trainable':>10}{'chat':>14}{'answers':>14}{'prose':>14}{'format':>10}{'seconds':>10}"
+    assert lines[0] == f"{'':<18}{'trainable':>10}{'chat':>14}{'answers':>14}{'prose':>14}{'format':>10}"
     assert [line[:18].strip() for line in lines[1:]] == ["base model", "full fine-tuning", "LoRA r=2"]
-    assert lines[1].endswith("0.0%         -") and lines[2].endswith(" s")
-    by_group = chat_finetuning.print_format_breakdown(study, results, names)
+    assert lines[1].endswith("0.0%")
+    stored = experiments.Results({**r, **chat_sweep.stored_run(r, chat_finetuning.view(study.base))} for r in results)
+    by_group = chat_finetuning.print_format_breakdown(study, stored, names)
     assert all(len(rates) == 2 for rates in by_group["lora"].values()) and "turns" in capsys.readouterr().out
-    chat_finetuning.plot_over_steps(results, 2, names)
-    chat_finetuning.plot_tradeoff(study, results, names)
+    chat_finetuning.plot_over_steps(results, 6, names)
+
+
+def test_the_validation_dialogues_must_hold_a_reporting_and_a_choosing_slice():
+    text, mask = chat.chat_text([{"topic": "t", "turns": [["What does a.b do?", "It does x."]]}] * 3)
+    with pytest.raises(ValueError, match="eval_chars=256 needs at least 514"):
+        chat_finetuning.ChatFinetuning(_lm(), text, text, mask, 2, {"full": 1e-3}, 2, 2, 0.7, eval_chars=256)
+
+
+def test_checks_are_dense_early_and_end_at_the_last_step():
+    assert chat_finetuning.check_steps(80) == [2, 5, 10, 20, 40, 80]
+    assert chat_finetuning.check_steps(200) == [2, 5, 10, 20, 40, 80, 160, 200]
+    assert chat_finetuning.check_steps(3) == [2, 3]
+
+
+def _sweep(val_losses: dict[str, list[float]]) -> experiments.Results:
+    rates = {"full": [1e-4, 3e-4, 1e-3, 3e-3], "lora": [1e-3, 3e-3, 1e-2, 3e-2]}
+    return experiments.Results({"method": m, "lr": lr, "seed": s, "val_loss": v + 0.01 * s}
+                               for m, losses in val_losses.items() for lr, v in zip(rates[m], losses)
+                               for s in range(3))
+
+
+def test_the_sweep_chooses_the_lowest_validation_loss_and_refuses_an_edge():
+    sweep = _sweep({"full": [2.0, 1.6, 1.5, 1.7], "lora": [2.1, 1.8, 1.7, math.nan]})
+    assert chat_sweep.chosen(sweep) == {"full": 1e-3, "lora": 1e-2}
+    with pytest.raises(ValueError, match="edge of its grid"):
+        chat_sweep.chosen(_sweep({"full": [1.0, 1.6, 1.5, 1.7], "lora": [2.1, 1.8, 1.7, 1.9]}))
+
+
+def test_matched_reads_full_fine_tunings_prose_at_loras_chat_loss_on_its_rate_curve():
+    rows = [("full", 1e-4, 2.0, 2.2), ("full", 3e-4, 1.8, 2.4), ("full", 1e-3, 1.6, 2.8), ("full", 3e-3, 1.7, 3.2),
+            ("lora", 1e-3, 2.2, 2.25), ("lora", 3e-3, 1.9, 2.4), ("lora", 1e-2, 1.75, 2.5), ("lora", 3e-2, 2.0, 3.1)]
+    sweep = experiments.Results({"method": m, "lr": lr, "seed": 0, "chat": c, "prose": p} for m, lr, c, p in rows)
+    points = chat_sweep.matched(sweep, 0, {"full": 1e-3, "lora": 1e-2})
+    assert [p[0] for p in points] == [3e-3, 1e-2]  # LoRA at 1e-3 learns less than full at its lowest rate: left out
+    assert math.isclose(points[0][2], 2.3) and math.isclose(points[1][2], 2.5)
+
+
+def test_dialogue_batches_train_every_character_once_per_epoch_and_never_cross_a_dialogue():
+    dialogues = [{"topic": "t", "turns": [["What does a.b do?", "It does x, y and z, and more besides."],
+                                          ["Thanks!", "You're welcome!"]]},
+                 {"topic": "u", "turns": [["Hi?", "Yes."]]}]
+    batches = chat.dialogue_batches(dialogues, batch_size=1, context=16, seed=0)
+    texts = [chat.PREAMBLE + chat.format_dialogue(d) for d in dialogues]
+    windows = [next(batches) for _ in range(sum(max(1, (len(t) - 9) // 8 + ((len(t) - 9) % 8 > 0)) for t in texts))]
+    trained = sorted("".join(decode([t]) for t in y[0].tolist() if t >= 0) for _, y in windows)
+    assert sorted("".join(t[1:] for t in texts)) == sorted("".join(trained))
+    for x, _ in windows:  # every window lies inside one dialogue (the short one is padded, its padding ignored)
+        assert any(decode(x[0]).rstrip("\n") in t for t in texts)
+    with pytest.raises(ValueError, match="fewer than batch_size"):
+        next(chat.dialogue_batches(dialogues[1:], batch_size=8, context=16, seed=0))
+
+
+@pytest.mark.parametrize("transcript, turns, reason", [
+    ("Assistant: Foo.\nUser: And b?\nAssistant: Bar.\nUser: Th", [[None, "Foo."], ["And b?", "Bar."]], "cut"),
+    ("Assistant: Foo.\nUser: ok\nAssistant: B\n\nUser: x", [[None, "Foo."], ["ok", "B"]], "end"),
+    ("Assistant: Foo.\nAssistant: Bar.\n", [[None, "Foo."]], "malformed"),
+    ("Assistant: \nUser: x\n", [], "malformed"),
+    ("User: Foo.\n", [], "malformed"),
+    ("Assistant: Foo, cut before its end", [], "cut")])
+def test_baizes_filter_keeps_whole_well_formed_turns(transcript, turns, reason):
+    assert chat.keep_turns(transcript) == (turns, reason)
+
+
+def test_distinct_pairs_measures_repeated_replies():
+    assert self_chat.distinct_pairs(["a b c", "a b c"]) == 0.5
+    assert self_chat.distinct_pairs(["a b", "c d"]) == 1.0 and self_chat.distinct_pairs(["a"]) == 0.0
+
+
+def test_the_knowledge_test_scores_the_same_answers_both_ways():
+    dialogues = [{"topic": "t", "turns": [[f"What does m.f{i} do?", f"It does thing number {i}."]]} for i in range(3)]
+    right, other = chat_finetuning.knowledge_test({"tiny": _lm()}, dialogues)["tiny"]
+    assert math.isfinite(right) and math.isfinite(other) and right != other

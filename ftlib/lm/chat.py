@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -23,9 +24,9 @@ from .bits import char_bits
 from .generate import generate
 from .tokenizer import clean, encode
 
-__all__ = ["ASSISTANT", "CHAT_FILES", "CLOSING", "FIRST", "FOLLOW_UP", "USER", "VAL_FRACTION", "build_dialogues",
-           "chat_text", "first_sentence", "format_chances", "format_dialogue", "format_rate", "load_dialogues",
-           "losses", "reply"]
+__all__ = ["ASSISTANT", "CHAT_FILES", "CLOSING", "FIRST", "FOLLOW_UP", "PREAMBLE", "USER", "VAL_FRACTION",
+           "build_dialogues", "chat_text", "dialogue_batches", "first_sentence", "format_chances", "format_dialogue",
+           "format_rate", "keep_turns", "load_dialogues", "losses", "reply"]
 
 CHAT_FILES = {"train": DATA_DIR / "chat_train.jsonl", "val": DATA_DIR / "chat_val.jsonl"}
 USER, ASSISTANT = "User: ", "Assistant: "
@@ -33,6 +34,7 @@ VAL_FRACTION = 0.06  # share of the question-answer pairs whose topics are held 
 FIRST = {"function": ["What does {} do?", "What is {} for?", "Can you tell me what {} does?", "Explain {}, please."],
          "class": ["What is {}?", "What is the class {} for?", "Tell me about {}."]}
 FOLLOW_UP = ["And {}?", "What about {}?", "How about {}?"]
+PREAMBLE = "A chat about Python.\n"  # opens every dialogue trained from its start (Baize's opening line, shortened)
 CLOSING = [("Thanks!", "You're welcome!"), ("Thank you, that helps.", "Glad I could help."),
            ("Great, thanks.", "Happy to help. Ask me about another module any time.")]
 
@@ -171,3 +173,70 @@ def reply(model: nn.Module, conversation: str, question: str, temperature: float
     """
     prompt = f"{conversation}{USER}{clean(question)}\n"
     return generate(model, prompt, max_chars, temperature, seed, stop=f"\n{USER.strip()}")
+
+
+def dialogue_batches(dialogues: list[dict], batch_size: int, context: int, seed: int,
+                     preamble: str = PREAMBLE) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless seeded batches of windows that never cross a dialogue, as Baize trains on whole dialogues.
+
+    Each dialogue, ``preamble`` first, is cut from its start into windows of ``context + 1`` characters, each
+    starting half a context after the last, so that every character is trained once, on at least half a context of
+    its own dialogue (from its start, in the first window). Targets already trained by the window before (the
+    first half of every later window) and the padding after a dialogue's end are -100, which cross-entropy ignores.
+    The windows are shuffled with ``seed``, epoch after epoch.
+    """
+    if not dialogues:
+        raise ValueError("dialogues is empty: give at least one dialogue to train on")
+    half, windows, targets = context // 2, [], []
+    for dialogue in dialogues:
+        ids = encode(preamble + format_dialogue(dialogue))
+        for start in range(0, max(1, len(ids) - half - 1), half) if len(ids) > context + 1 else [0]:
+            piece = ids[start:start + context + 1]
+            window = torch.zeros(context + 1, dtype=torch.long)
+            window[:len(piece)] = piece
+            target = window[1:].clone()
+            target[len(piece) - 1:] = -100
+            if start:
+                target[:half] = -100
+            windows.append(window[:-1])
+            targets.append(target)
+    inputs, wanted = torch.stack(windows), torch.stack(targets)
+    if len(inputs) < batch_size:
+        raise ValueError(f"the dialogues make {len(inputs)} windows, fewer than batch_size={batch_size}: give more "
+                         "dialogues or a smaller batch")
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(len(inputs), generator=generator)
+        for i in range(0, len(order) - batch_size + 1, batch_size):
+            chosen = order[i:i + batch_size]
+            yield inputs[chosen], wanted[chosen]
+
+
+def keep_turns(transcript: str) -> tuple[list[list[str]], str]:
+    """Baize's filter on a self-chat ``transcript`` (what a model wrote after a dialogue's first ``User:`` line):
+    the complete turns it keeps, and why it stops.
+
+    The transcript must open with ``Assistant: ``; then ``User:`` and ``Assistant:`` lines must alternate. As in
+    Baize's preprocessing, the last turn is dropped when the text ran out before it ended (no final newline),
+    reading stops at the first malformed line (an empty reply, a line in neither format, two of one side in a row),
+    and a transcript with no complete first answer keeps nothing. Returns ``(turns, reason)``: ``turns`` as
+    ``[[None, answer], [question, answer], ...]`` (the first question is the seed's), ``reason`` ``"end"``, ``"cut"``
+    or ``"malformed"``.
+    """
+    lines = transcript.split("\n")
+    complete, last = lines[:-1], lines[-1]
+    turns: list[list[str | None]] = []
+    question: str | None = None
+    expect_answer = True
+    for line in complete:
+        if line == "":
+            return turns, "end"  # a blank line closes the dialogue, as in the training text
+        side, _, said = line.partition(": ")
+        if expect_answer and f"{side}: " == ASSISTANT and said.strip():
+            turns.append([question, said])
+            expect_answer = False
+        elif not expect_answer and f"{side}: " == USER and said.strip():
+            question, expect_answer = said, True
+        else:
+            return turns, "malformed"
+    return turns, "cut" if last else "end"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from torch import nn
 
@@ -19,10 +19,13 @@ __all__ = ["ATTENTION", "finetune"]
 ATTENTION = ("q", "k", "v", "o")  # the attention projections of every block: where LoRA adapters go
 
 
-def finetune(base: nn.Module, text: str, method: str, steps: int, lr: float, seed: int, batch_size: int = 16,
+def finetune(base: nn.Module, text: str | Iterator, method: str, steps: int, lr: float, seed: int, batch_size: int = 16,
              rank: int = 8, alpha: float = 16.0, evaluate: Callable[[nn.Module], dict] | None = None,
              every: int | None = None) -> tuple[nn.Module, History]:
     """A copy of ``base`` trained on random windows of ``text``; ``base`` itself is left unchanged.
+
+    ``text`` may also be an endless iterator of ``(inputs, targets)`` batches (e.g.
+    :func:`ftlib.lm.chat.dialogue_batches`: whole dialogues from their start); then ``batch_size`` is its own.
 
     ``method="full"`` trains every weight; ``method="lora"`` freezes them all and trains rank-``rank`` adapters
     on the attention projections. The seed fixes the adapters' start and the order of the windows.
@@ -38,7 +41,7 @@ def finetune(base: nn.Module, text: str, method: str, steps: int, lr: float, see
     seed_rngs(seed)
     if method == "lora":
         add_lora_to_linears(model, ATTENTION, rank, alpha)
-    batches = corpus.batches(text, batch_size, model.config.context, seed)
+    batches = corpus.batches(text, batch_size, model.config.context, seed) if isinstance(text, str) else text
     schedule = warmup_cosine_schedule(min(10, steps // 10))
     history = fit(model, batches, steps, lr=lr, weight_decay=0.01, schedule=schedule, clip_grad_norm=1.0,
                   evaluate=evaluate, eval_every=every, device=next(model.parameters()).device)

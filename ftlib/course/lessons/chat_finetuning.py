@@ -3,13 +3,15 @@ steps on held-out dialogues and prose, and show the scores as a table and as cur
 
 :func:`turn_format` scores every assistant turn of a text (how likely a sampled reply starts in the format, what the
 model sees of the question), :func:`format_breakdown` groups those scores, and :func:`prose_at_chat` reads a
-method's forgetting at a given chat loss (learning and forgetting compared at matched learning).
+method's forgetting at a given chat loss along one run. Each method's rate is chosen on validation in lesson 09's
+rate sweep (:mod:`~ftlib.course.lessons.chat_sweep`).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from statistics import fmean
 
 import matplotlib.pyplot as plt
 import torch
@@ -19,13 +21,14 @@ from ftlib.course.lessons import records
 from ftlib.course.lessons.experiments import Results
 from ftlib.freeze import count_parameters
 from ftlib.lm import chat, corpus
+from ftlib.lm.bits import char_bits
 from ftlib.lm.finetune import finetune
 from ftlib.lm.tokenizer import VOCAB, encode
 from ftlib.runtime import evaluating
 
-__all__ = ["EVAL_CHARS", "GROUPS", "TEMPERATURES", "ChatFinetuning", "at_temperature", "format_breakdown",
-           "mean_at", "plot_over_steps", "plot_tradeoff", "print_format_breakdown", "prose_at_chat", "sample_replies",
-           "score_table", "turn_format", "view"]
+__all__ = ["EVAL_CHARS", "GROUPS", "TEMPERATURES", "ChatFinetuning", "answer_bits", "at_temperature", "check_steps",
+           "format_breakdown", "mean_at", "plot_over_steps", "print_format_breakdown", "knowledge_test",
+           "prose_at_chat", "sample_replies", "score_table", "turn_format", "view"]
 
 EVAL_CHARS = 3072  # characters of the validation dialogues and of the held-out prose scored at every check
 
@@ -86,6 +89,25 @@ def prose_at_chat(curve: dict[int, dict], level: float) -> float:
     return float("nan")
 
 
+def answer_bits(model: nn.Module, dialogues: list[dict], preamble: str = "") -> float:
+    """Bits per character of the assistant's answers in ``dialogues`` (read as one text, ``preamble`` first)."""
+    text, mask = chat.chat_text(dialogues)
+    mask = torch.cat([torch.zeros(len(preamble), dtype=torch.bool), mask])
+    bits = char_bits(model, preamble + text, model.config.context)
+    return bits[mask[1:len(bits) + 1].to(bits.device)].mean().item()
+
+
+def knowledge_test(models: dict[str, nn.Module], dialogues: list[dict]) -> dict[str, tuple[float, float]]:
+    """Does a model know which docstring answers which question? For the first turn of each dialogue, the answer
+    loss (bpc) of the right answer and of another function's (the next dialogue's answer, so the same answers are
+    scored both ways): ``{name: (right, other)}``. Knowing would make the right one cheaper; a format alone makes
+    both cheaper alike."""
+    firsts = [d["turns"][0] for d in dialogues]
+    right = [{"turns": [[q, a]]} for q, a in firsts]
+    other = [{"turns": [[q, firsts[(i + 1) % len(firsts)][1]]]} for i, (q, _) in enumerate(firsts)]
+    return {name: (answer_bits(lm, right), answer_bits(lm, other)) for name, lm in models.items()}
+
+
 def sample_replies(models: dict[str, nn.Module], questions: list[str], temperature: float, max_chars: int = 80
                    ) -> dict[str, list[str]]:
     """Each model's sampled reply (seed 0) to each question asked on its own: ``{name: [reply, ...]}``."""
@@ -112,13 +134,21 @@ def at_temperature(model: nn.Module, name: str, val_text: str, questions: list[s
     plt.show()
 
 
+def check_steps(steps: int) -> list[int]:
+    """The steps at which a run of ``steps`` steps is scored: densely early, where the losses move fastest (2, 5,
+    10, then doubling), and the last step."""
+    early = [2, 5] + [10 * 2 ** k for k in range(12)]
+    return sorted({s for s in early if s < steps} | {steps})
+
+
 @dataclass
 class ChatFinetuning:
     """The lesson's setting: the base model, the chat data, and how both methods fine-tune and sample.
 
     ``lr`` gives each method ("full", "lora") its rate. On creation the base model is scored once
     (``base_losses``, ``base_turns``); every :meth:`run` returns its record, fine-tuned model included, and keeps
-    nothing.
+    nothing. The validation dialogues serve twice, in two disjoint slices of ``eval_chars`` characters: the first
+    reports (``chat``, ``answer``), the second chooses the rates (``val_loss``, see :mod:`chat_sweep`).
     """
 
     base: nn.Module
@@ -131,34 +161,47 @@ class ChatFinetuning:
     rank: int
     temperature: float
     eval_chars: int = EVAL_CHARS
-    checks: int = 4
 
     def __post_init__(self) -> None:
         end = self.eval_chars + 1
+        if len(self.val_text) < 2 * end:
+            raise ValueError(f"the validation dialogues hold {len(self.val_text)} characters: eval_chars="
+                             f"{self.eval_chars} needs at least {2 * end} (a reporting and a choosing slice)")
         self.chat_eval, self.answers_eval = self.val_text[:end], self.answer_mask[:end]
+        self.choose_eval = self.val_text[end:2 * end]
         self.prose_eval = corpus.split_text()[1][:end]
         self.base_losses = self.losses(self.base)
         self.base_turns = turn_format(self.base, self.val_text, self.temperature)
 
     def losses(self, lm: nn.Module) -> dict[str, float]:
-        """Bits per character on the validation dialogues, on their answers, and on held-out prose."""
-        return chat.losses(lm, self.chat_eval, self.answers_eval, self.prose_eval)
+        """Bits per character on the reporting slice of the validation dialogues (``chat``), on its answers
+        (``answer``), on held-out prose (``prose``), and on the choosing slice (``val_loss``)."""
+        return {**chat.losses(lm, self.chat_eval, self.answers_eval, self.prose_eval),
+                "val_loss": char_bits(lm, self.choose_eval, lm.config.context).mean().item()}
 
-    def run(self, method: str, seed: int) -> dict:
-        """Fine-tune the base model by ``method``, scored ``checks`` times; a record for ``run_grid``.
+    def run(self, method: str, seed: int, lr: float | None = None) -> dict:
+        """Fine-tune the base model by ``method`` (at ``lr``, default the lesson's rate), scored at
+        :func:`check_steps`; a record for ``run_grid``.
 
-        The record holds the last scores (``chat``, ``answer``, ``prose``), the ``format`` rate of sampled replies
-        over every validation turn, the training ``seconds`` and the ``trainable`` parameters; and for later cells
-        the fine-tuned ``model``, its scores by step in ``curves`` (step 0: the base model's) and its ``turns``
-        (:func:`turn_format` of every validation turn).
+        The record holds the last scores (``chat``, ``answer``, ``prose``, ``val_loss``), the ``format`` rate of
+        sampled replies over every validation turn, the training ``seconds`` and the ``trainable`` parameters; and
+        for later cells the fine-tuned ``model``, its scores by step in ``curves`` (step 0: the base model's) and its
+        ``turns`` (:func:`turn_format` of every validation turn).
         """
-        lm, history = finetune(self.base, self.train_text, method, self.steps, self.lr[method], seed,
-                               batch_size=self.batch_size, rank=self.rank, evaluate=self.losses,
-                               every=self.steps // self.checks)
+        checked, every = check_steps(self.steps), 1
+        due = iter(range(1, self.steps + 1))
+
+        def scored(lm: nn.Module) -> dict:  # called at every step: scores only the checked ones
+            return self.losses(lm) if next(due) in checked else {}
+
+        lm, history = finetune(self.base, self.train_text, method, self.steps,
+                               self.lr[method] if lr is None else lr, seed, batch_size=self.batch_size,
+                               rank=self.rank, evaluate=scored, every=every)
         turns = turn_format(lm, self.val_text, self.temperature)
-        return {**history.evals[self.steps], "format": turns["chance"].mean().item(), "seconds": history.seconds,
+        evals = {step: scores for step, scores in history.evals.items() if scores}
+        return {**evals[self.steps], "format": turns["chance"].mean().item(), "seconds": history.seconds,
                 "trainable": count_parameters(lm, trainable_only=True), "model": lm,
-                "curves": {0: self.base_losses, **history.evals}, "turns": turns}
+                "curves": {0: self.base_losses, **evals}, "turns": turns}
 
 
 def _by_seed(results: Results, method: str) -> Results:
@@ -173,21 +216,17 @@ def mean_at(results: Results, method: str, step: int, key: str) -> float:
 
 
 def score_table(before: Results, results: Results, names: dict[str, str]) -> str:
-    """One line per method (base model, full, LoRA): trainable weights, the three losses, format rate, seconds.
+    """One line per method (base model, full, LoRA): trainable weights, the three losses and the format rate.
 
     Each score is the mean ± std over the seeds; ``names`` maps "base", "full", "lora" to the lesson's labels.
     """
     def loss(metric: str):
         return lambda rows: records.spread(rows.mean(metric), rows.std(metric), scale=1, digits=2, width=8)
 
-    def seconds(rows: Results) -> str:
-        return "-" if rows[0]["method"] == "base" else f"{rows.mean('seconds'):.1f} s"
-
     columns = [records.Column("trainable", cell=lambda rows: f"{rows.values('trainable')[0]:,}", width=10),
                *(records.Column(header, cell=loss(metric), width=14)
                  for header, metric in (("chat", "chat"), ("answers", "answer"), ("prose", "prose"))),
-               records.Column("format", cell=lambda rows: f"{rows.mean('format'):.1%}", width=10),
-               records.Column("seconds", cell=seconds, width=10)]
+               records.Column("format", cell=lambda rows: f"{rows.mean('format'):.1%}", width=10)]
     runs = Results([*before.where(method="base"), *results.where(method="full"), *results.where(method="lora")])
     return records.table(runs, "method", columns, lead=18, title="", names=names)
 
@@ -209,46 +248,19 @@ def plot_over_steps(results: Results, step: int, names: dict[str, str]) -> None:
     plt.show()
 
 
-def plot_tradeoff(study: ChatFinetuning, results: Results, names: dict[str, str]) -> None:
-    """Learning against forgetting along training: prose loss against chat loss at every check, per run (the
-    records' ``curves``).
-
-    Thin lines: each seed; the base model is the black dot where every run starts (training moves left).
-    """
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for i, method in enumerate(("full", "lora")):
-        for run in _by_seed(results, method):
-            curve, steps = run["curves"], sorted(run["curves"])
-            ax.plot([curve[s]["chat"] for s in steps], [curve[s]["prose"] for s in steps], "o-", ms=3,
-                    color=f"C{i}", alpha=0.6, label=names[method] if run["seed"] == 0 else None)
-    ax.plot([study.base_losses["chat"]], [study.base_losses["prose"]], "ko", label="base model (step 0)")
-    ax.invert_xaxis()
-    ax.set(xlabel="chat loss, bpc (learning: lower is better, so the axis runs right to left)",
-           ylabel="prose loss, bpc (forgetting: higher is worse)",
-           title="learning against forgetting, checked along training (one line per seed)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    plt.show()
-
-
 def print_format_breakdown(study: ChatFinetuning, results: Results, names: dict[str, str]
                            ) -> dict[str, dict[str, list[float]]]:
-    """The format rate of each method in each of :data:`GROUPS` (mean over seeds of the records' ``turns``, and the
-    turns counted), and where the missing probability goes; returns ``{method: {group: [rate per seed]}}``."""
-    shown = view(study.base)
-    by_method = {}
+    """The format rate of each method in each of :data:`GROUPS` (mean over seeds of the records' ``by_group``, and
+    the turns counted), and where the missing probability goes (``missing_u``); returns ``{method: {group: [rate
+    per seed]}}``."""
+    counts = format_breakdown(study.base_turns, view(study.base))
+    by_method = {m: {g: _by_seed(results, m).values("by_group") for g in GROUPS} for m in ("full", "lora")}
+    by_method = {m: {g: [parts[g] for parts in groups[g]] for g in GROUPS} for m, groups in by_method.items()}
     print(f"{'turns':<22}{'count':>7}" + "".join(f"{names[m]:>20}" for m in ("full", "lora")))
-    for method in ("full", "lora"):
-        parts = [format_breakdown(turns, shown) for turns in _by_seed(results, method).values("turns")]
-        by_method[method] = {g: [p[g][0] for p in parts] for g in GROUPS}
     for group in GROUPS:
-        count = format_breakdown(_by_seed(results, "full")[0]["turns"], shown)[group][1]
-        print(f"{group:<22}{count:>7}" + "".join(f"{sum(by_method[m][group]) / len(by_method[m][group]):>20.1%}"
-                                                  for m in ("full", "lora")))
+        print(f"{group:<22}{counts[group][1]:>7}" + "".join(f"{fmean(by_method[m][group]):>20.1%}"
+                                                            for m in ("full", "lora")))
     for method in ("full", "lora"):
-        turns = results.values("turns", method=method)
-        user = sum(t["user_first"].sum().item() for t in turns) / sum((1 - t["chance"]).sum().item() for t in turns)
-        print(f"{names[method]}: {user:.0%} of the probability of missing the format is a reply that starts with 'U' "
-              "(another 'User:' line)")
+        print(f"{names[method]}: {fmean(results.values('missing_u', method=method)):.0%} of the probability of "
+              "missing the format is a reply that starts with 'U' (another 'User:' line)")
     return by_method

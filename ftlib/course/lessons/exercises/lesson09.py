@@ -58,8 +58,8 @@ def long_questions(guess: float | EllipsisType, long_minus_short: dict[str, list
 
 
 FORMAT_MISSES = Question(
-    "Full fine-tuning and LoRA both miss the turn format on many validation turns, yet turns whose 'User:' tag is "
-    "out of the model's view do not miss more often. Which reading fits the table?",
+    "Full fine-tuning and LoRA both miss the turn format on many validation turns. Read the table's rows (by kind of "
+    "turn, by what the model sees of the question, and the lines on the letter 'U'): which reading fits them?",
     [
         Option("The cue is the end of the question line, always in view; misses follow short lines.", True,
                "The rows by kind put the lowest rates at the closing thanks and the first questions, and the last "
@@ -75,7 +75,10 @@ FORMAT_MISSES = Question(
         Option("RoPE lets the model see the 'User:' tag even far outside its context.", False,
                "The model reads only its context: what lies further back does not reach it at all. Long questions "
                "do fine without seeing the tag."),
-    ], seed="lesson09.format_misses")
+        Option("Long questions push their 'User:' tag out of view, and that is where most misses are.", False,
+               "Compare the out-of-view row with the in-view row: the turns whose tag is out of view do not miss more "
+               "often, so the short view is not where the misses come from."),
+    ], seed="lesson09.format_misses.v4")
 
 
 @exercise
@@ -109,14 +112,19 @@ def chat_prompt(prompt: str | EllipsisType, model: nn.Module, temperature: float
         return not_attempted("write your prompt, a string,")
     if not isinstance(prompt, str) or not clean(prompt) or clean(prompt) != prompt:
         return tell(False, f"Write the prompt as a non-empty string of plain ASCII characters, got {prompt!r}.")
+    lines = prompt.rstrip("\n").split("\n")
+    if lines[-1].startswith(chat.ASSISTANT.strip()) or any(line.strip() == chat.ASSISTANT.strip() for line in lines):
+        return tell(False, "The prompt must end with what the user says, and an empty 'Assistant:' line is no reply: "
+                           "a prompt of the assistant's own lines only asks the model to repeat them. Ask it "
+                           "something, and let it answer.")
     chance = 100 * reply_chance(model, prompt, temperature)
     print(f"after your prompt the model writes: {generate(model, prompt, 60, temperature, seed=0)!r}")
     if prompt.startswith(chat.USER) and len(prompt) > len(chat.USER):
         bare = 100 * reply_chance(model, prompt[len(chat.USER):], temperature)
         print(f"the same prompt without its 'User: ' tag: {bare:.1f}% of replies start with 'Assistant: '")
     return check_target(chance, target=PROMPT_TARGET, quantity=quantity, unit="%",
-                        hint="in the training text every 'Assistant: ' starts a new line, right after the user's "
-                             "question and its newline. Does your prompt end with the question and '\\n'?")
+                        hint="where, in the training dialogues, does an 'Assistant: ' line begin? Make your prompt "
+                             "stop exactly there.")
 
 
 HINTS: dict[str, tuple[str, str]] = {
@@ -130,17 +138,19 @@ HINTS: dict[str, tuple[str, str]] = {
         "Look at the rows by kind and the lines on the letter 'U': after which turns are the misses, and what does "
         "the model write instead?"),
     "chat_prompt": (
-        "The lesson shows the training text: what comes right before every 'Assistant: '?",
-        "Every 'Assistant: ' starts a new line, after the user's question and its newline. Does your prompt end "
-        "like that?"),
+        "The lesson prints a training dialogue in section 2: in what shape did the model see questions?",
+        "Try two prompts that differ only in their last character or two, and compare the chances the check prints: "
+        "which ending looks most like the moment, in the training text, just before the assistant speaks?"),
 }
 SOLUTIONS: dict[str, object] = {"long_questions": 7.0, "format_misses": FORMAT_MISSES.right_letter,
                                 "chat_prompt": "User: What does heapq.heappush do?\n"}
 WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
     "long_questions": [(-20.0, "too low")],
     "format_misses": [(FORMAT_MISSES.letter_of(1), "computed exactly"),
-                      (FORMAT_MISSES.letter_of(2), "so is everything before it")],
-    "chat_prompt": [("User: What does heapq.heappush do?", "question and '\\n'")],
+                      (FORMAT_MISSES.letter_of(2), "so is everything before it"),
+                      (FORMAT_MISSES.letter_of(4), "not where the misses come from")],
+    "chat_prompt": [("User: What does heapq.heappush do?", "stop exactly there"),
+                    ("Assistant: \nAssistant: \nAssistant: \n", "no reply")],
 }
 _COACH = Coach(HINTS, SOLUTIONS)
 hint, solution = _COACH.hint, _COACH.solution
