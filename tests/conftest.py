@@ -24,6 +24,9 @@ def pytest_collection_modifyitems(config, items):
     """The slow tests first (the test processes then share out the long ones and fill the gaps with quick ones),
     else in the order collected (``--dist loadgroup`` sends each test to any process)."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the order within each kind stays
+    for item in items:  # the rendered site is built once (about 40 s): its browser tests share one process
+        if "site" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("rendered-site"))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -31,22 +31,24 @@ def _names(requirements):
     return {re.match(r"[A-Za-z0-9._-]+", r)[0].lower().replace("_", "-") for r in requirements}
 
 
-def _sources(folder):
-    """(file name, Python source) of each .py file under ``folder`` and of each notebook's code (magics left out)."""
+def _sources(folder, skip=()):
+    """(file name, Python source) of each .py file under ``folder`` and of each notebook's code (magics left out),
+    but the files named in ``skip``."""
     for path in sorted((ROOT / folder).rglob("*.py")):
-        yield path.name, path.read_text()
+        if path.name not in skip:
+            yield path.name, path.read_text()
     for path in sorted((ROOT / folder).glob("*.ipynb")):
         cells = [cell["source"] for cell in json.loads(path.read_text())["cells"] if cell["cell_type"] == "code"]
         lines = "\n".join("".join(cell) if isinstance(cell, list) else cell for cell in cells).splitlines()
         yield path.name, "\n".join(line for line in lines if not line.lstrip().startswith(("%", "!")))
 
 
-def _third_party_imports(folder):
+def _third_party_imports(folder, skip=()):
     """{distribution: first file importing it} for each import that is neither the standard library, ftlib, nor a
     module of ``folder`` itself (e.g. tests/notebook_outputs.py)."""
     local = {path.stem for path in (ROOT / folder).glob("*.py")}
     found = {}
-    for where, source in _sources(folder):
+    for where, source in _sources(folder, skip):
         for node in ast.walk(ast.parse(source)):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
@@ -68,9 +70,14 @@ def test_runtime_dependencies_cover_every_third_party_import_in_ftlib():
 
 
 def test_runtime_dependencies_cover_every_third_party_import_in_the_lessons():
-    missing = {d: f for d, f in _third_party_imports("notebooks").items()
-               if d not in _names(PYPROJECT["project"]["dependencies"])}
+    """What a learner runs needs only the runtime dependencies; notebooks/conftest.py is pytest's (nbval on a
+    lesson) and may use the test extra too."""
+    declared = _names(PYPROJECT["project"]["dependencies"])
+    missing = {d: f for d, f in _third_party_imports("notebooks", skip=("conftest.py",)).items() if d not in declared}
     assert not missing, f"imported in notebooks/ but not in [project].dependencies: {missing}"
+    declared |= _names(PYPROJECT["project"]["optional-dependencies"]["test"])
+    undeclared = {d for d, f in _third_party_imports("notebooks").items() if d not in declared}
+    assert not undeclared, f"imported in notebooks/conftest.py but declared nowhere: {undeclared}"
 
 
 def test_runtime_and_test_dependencies_cover_every_import_in_the_tests():
