@@ -20,10 +20,14 @@ def pytest_xdist_auto_num_workers(config) -> int:
     return max(1, min(len(os.sched_getaffinity(0)), 4))
 
 
+LONGEST = "test_pretrain_check_rebuilds"  # about 110 s on 2 idle cores: started first, it never ends a run alone
+
+
 def pytest_collection_modifyitems(config, items):
-    """The slow tests first (the test processes then share out the long ones and fill the gaps with quick ones),
-    else in the order collected (``--dist loadgroup`` sends each test to any process)."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the order within each kind stays
+    """The slow tests first, the longest of them at the head (the test processes then share out the long ones and
+    fill the gaps with quick ones), else in the order collected (``--dist loadgroup``: any test to any process)."""
+    items.sort(key=lambda item: (item.get_closest_marker("slow") is None,  # stable: else the order collected
+                                 not item.name.startswith(LONGEST)))
     for item in items:  # the rendered site is built once (about 40 s): its browser tests share one process
         if "site" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("rendered-site"))
