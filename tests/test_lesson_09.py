@@ -134,6 +134,15 @@ def test_chat_prompt_in_the_training_format_is_answered_in_turn(lora_chat_model,
     assert exercises.chat_prompt("User: café?\n", lora_chat_model, 0.7).passed is False
 
 
+@pytest.mark.parametrize("prompt", ["?\n", "User: \n", "Thanks!\n", "User: ?\n", "What does heapq.heappush do?\n",
+                                    "User: What does heapq.heappush do?\nThanks!\n"])
+def test_chat_prompt_refuses_a_prompt_whose_last_line_is_no_question_of_the_user(prompt):
+    """Degenerate prompts that a fine-tuned model answers in turn anyway (a second reader: '?\\n' 75.6%, an empty
+    turn 63.6%, 'Thanks!\\n' 86.2%) say nothing about the turn format: refused before any sampling."""
+    feedback = exercises.chat_prompt(prompt, None, 0.7)
+    assert feedback.passed is False and "user's turn" in feedback.message
+
+
 @pytest.mark.slow
 def test_live_temperature_scores_and_samples_the_model(lora_chat_model, capsys):
     val_text, _ = chat.chat_text(chat.load_dialogues("val"))

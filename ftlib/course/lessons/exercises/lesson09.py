@@ -100,9 +100,13 @@ def reply_chance(model: nn.Module, prompt: str, temperature: float) -> float:
     return torch.log_softmax(logits, -1).gather(-1, ids[-n:, None]).sum().exp().item()
 
 
+QUESTION_LETTERS = 6  # chat_prompt: the user's last turn asks something (at least this many letters after its tag)
+
+
 @exercise
 def chat_prompt(prompt: str | EllipsisType, model: nn.Module, temperature: float) -> Feedback:
-    """Do: a prompt after which the fine-tuned ``model`` replies in turn (``Assistant: ...``) at least half the time.
+    """Do: a prompt that asks a question in the user's turn, after which the fine-tuned ``model`` replies in turn
+    (``Assistant: ...``) at least half the time.
 
     It prints a reply sampled after the prompt (seed 0), and, for a prompt that starts with ``User: ``, how likely
     the format is without that tag.
@@ -117,6 +121,11 @@ def chat_prompt(prompt: str | EllipsisType, model: nn.Module, temperature: float
         return tell(False, "The prompt must end with what the user says, and an empty 'Assistant:' line is no reply: "
                            "a prompt of the assistant's own lines only asks the model to repeat them. Ask it "
                            "something, and let it answer.")
+    question = lines[-1][len(chat.USER):] if lines[-1].startswith(chat.USER) else ""
+    if sum(character.isalpha() for character in question) < QUESTION_LETTERS:
+        return tell(False, "Ask the model something, as the user does in the dialogues it was fine-tuned on: the "
+                           "prompt's last line is the user's turn, with a question of a few words. A prompt that is "
+                           "no question at all (a '?', a greeting, an empty turn) says nothing about the turn format.")
     chance = 100 * reply_chance(model, prompt, temperature)
     print(f"after your prompt the model writes: {generate(model, prompt, 60, temperature, seed=0)!r}")
     if prompt.startswith(chat.USER) and len(prompt) > len(chat.USER):
