@@ -74,7 +74,7 @@ def test_untouched_exercises_say_what_to_do_and_neither_pass_nor_fail(capsys):
                      exercises.chat_prompt(..., tiny, 0.7)):
         assert feedback.passed is None and "not attempted" in feedback.message
     out = capsys.readouterr().out
-    assert "in points" in out and ") The cue is the end of the question line" in out and "your prompt" in out
+    assert "in points" in out and ") Misses sit at the closing thanks" in out and "your prompt" in out
     assert "7.2" not in out  # the measured difference stays hidden
 
 

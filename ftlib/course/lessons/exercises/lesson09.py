@@ -50,7 +50,7 @@ def long_questions(guess: float | EllipsisType, long_minus_short: dict[str, list
     if measured >= 0:
         why = ("long questions follow the format at least as often, not less: what the model reads just before it "
                "writes 'Assistant: ' is the end of the question line, and that stays in view however long the "
-               "question is. The misses sit elsewhere (the rows by kind above).")
+               "question is.")
     else:
         why = ("here long questions do follow the format less often: with these settings the tag out of view costs "
                "something. Compare the rows by kind above to see whether that is where most misses sit.")
@@ -61,10 +61,11 @@ FORMAT_MISSES = Question(
     "Full fine-tuning and LoRA both miss the turn format on many validation turns. Read the table's rows (by kind of "
     "turn, by what the model sees of the question, and the lines on the letter 'U'): which reading fits them?",
     [
-        Option("The cue is the end of the question line, always in view; misses follow short lines.", True,
-               "The rows by kind put the lowest rates at the closing thanks and the first questions, and the last "
-               "lines show that most of the missing probability goes to a reply starting with 'U'. Why a short "
-               "line trips the model is not resolved at this scale."),
+        Option("Misses sit at the closing thanks and first questions; long ones miss no more.", True,
+               "The rows by kind put the lowest rates at the closing thanks and the first questions, the out-of-view "
+               "row misses no more than the in-view one, and the last lines show that most of the missing "
+               "probability goes to a reply starting with 'U'. Why those turns trip the model is not resolved at "
+               "this scale."),
         Option("The misses are sampling noise: scored on more turns, every row would come out equal.", False,
                "The format rate is computed exactly from the model's probabilities, with no sampling at all, and "
                "the rows by kind differ by tens of points over more than a hundred turns each (the count column): "
