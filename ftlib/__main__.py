@@ -151,34 +151,30 @@ def _rebuild(build: Callable[[Path], str], shipped: Path, target: Path | None, c
     return 0
 
 
-def _context_sweep(args: argparse.Namespace) -> int:
-    """Rebuild lesson 10's shipped step sweep (or, with ``--check``, rebuild it aside and compare the bytes)."""
-    from .course.lessons import context_sweep
+def _stored_sweep(args: argparse.Namespace, module: str) -> int:
+    """Rebuild a lesson's shipped sweep (``module`` under ``ftlib.course.lessons``: its ``SWEEP`` file and its
+    ``build``), or, with ``--check``, rebuild it aside and compare the bytes."""
+    import importlib
 
-    shipped = context_sweep.SWEEP
+    sweep = importlib.import_module(f"ftlib.course.lessons.{module}")
     try:
         if args.check and args.overwrite_shipped:
             raise ValueError("--check never writes to the shipped file: --overwrite-shipped has no meaning with it")
-        target = _check_out(args, ".json") or shipped
+        target = _check_out(args, ".json") or sweep.SWEEP
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return _rebuild(lambda path: f"{len(context_sweep.build(path)['records'])} runs", shipped, target, args.check)
+    return _rebuild(lambda path: f"{len(sweep.build(path)['records'])} runs", sweep.SWEEP, target, args.check)
+
+
+def _context_sweep(args: argparse.Namespace) -> int:
+    """Rebuild lesson 10's shipped step sweep (or check it bit for bit)."""
+    return _stored_sweep(args, "context_sweep")
 
 
 def _chat_sweep(args: argparse.Namespace) -> int:
-    """Rebuild lesson 09's shipped rate sweep (or, with ``--check``, rebuild it aside and compare the bytes)."""
-    from .course.lessons import chat_sweep
-
-    shipped = chat_sweep.SWEEP
-    try:
-        if args.check and args.overwrite_shipped:
-            raise ValueError("--check never writes to the shipped file: --overwrite-shipped has no meaning with it")
-        target = _check_out(args, ".json") or shipped
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return _rebuild(lambda path: f"{len(chat_sweep.build(path)['records'])} runs", shipped, target, args.check)
+    """Rebuild lesson 09's shipped rate sweep (or check it bit for bit)."""
+    return _stored_sweep(args, "chat_sweep")
 
 
 def _tune(args: argparse.Namespace) -> int:
