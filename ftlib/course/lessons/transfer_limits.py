@@ -35,7 +35,7 @@ from ftlib.transfer import adapt_batchnorm, subset, truncate
 __all__ = ["FAIR_ARMS", "FLAW_SETTINGS", "HEADS", "LADDER_ARMS", "LIVE_ANGLES", "REMEDIES", "SHIFTED_TEST",
            "TEST_PER_CLASS", "chosen_name", "error_ratios", "flaw_run", "flaw_setting_run", "ladder_arms", "ladder_run",
            "log_odds_differences", "plot_rows", "probe_keys", "probe_run", "rotated", "rotation_live", "run_at",
-           "run_named", "validation_margin"]
+           "run_named", "show_target", "validation_margin"]
 
 REMEDIES = {  # remedy -> (fine-tuning target, augment?, blocks re-initialised)
     "none": ("upright_digits", False, ()),
@@ -236,6 +236,23 @@ def chosen_name(table: tuning.Table, keys: dict[str, str]) -> str:
     chosen setting (the same on every machine; the test set is never read)."""
     stored = Results({**r, "arm": name} for name, key in keys.items() for r in table.records(key))
     return choose(stored, "arm")
+
+
+def show_target(target: str, gains: dict, chosen: dict, best_block: dict, ladder: Results, probes: Results,
+                n: int) -> None:
+    """The lesson's replay of one target: the chosen transfer arm's gain over scratch (mean, seeds ahead), the probe
+    block validation chose, and both result plots (the arms, the probe per block)."""
+    from statistics import fmean
+
+    gain = gains[target]
+    print(f"{target}: {chosen[target]} (chosen on validation) minus scratch {100 * fmean(gain):+.1f} points on "
+          f"average, transfer ahead in {sum(g > 0 for g in gain)} of {len(gain)} seeds; probe block chosen on "
+          f"validation: {best_block[target]}")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8), width_ratios=(3, 2))
+    plot_rows(ladder.where(target=target), "arm", ax=left, title=f"{target}: arms, N = {n}")
+    plot_rows(probes.where(target=target), "block", ax=right, title=f"{target}: probe per block")
+    fig.tight_layout()
+    plt.show()
 
 
 def plot_rows(results: Results, field: str, metric: str = "accuracy", ax: plt.Axes | None = None,
