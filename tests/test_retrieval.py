@@ -1,0 +1,93 @@
+"""Key-value retrieval records: the format, the held-out split, the training rows and the scorer (no training)."""
+
+import random
+
+import pytest
+import torch
+
+from ftlib.lm import retrieval
+from ftlib.lm.tokenizer import VOCAB, decode, encode
+
+
+def test_a_record_is_its_lines_then_its_queries_and_a_seed_fixes_it():
+    record = retrieval.random_record(random.Random(3), 8, queries=2)
+    assert record == retrieval.random_record(random.Random(3), 8, queries=2)
+    lines = record.text.split("\n")[:-1]
+    assert len(lines) == 10 and all(len(line) == 6 for line in lines)
+    assert all(line[2] == ":" for line in lines[:8]) and all(line[2] == "?" for line in lines[8:])
+    asked = dict(line.split("?") for line in lines[8:])
+    assert all(dict(line.split(":") for line in lines[:8])[key] == value for key, value in asked.items())
+    assert len({line[:2] for line in lines[:8]}) == 8  # one value per key
+    assert record.prompt + record.answer + "\n" == record.text[:len(record.prompt) + 4]
+
+
+def test_eight_lines_and_a_query_fit_the_64_character_context():
+    record = retrieval.random_record(random.Random(0), 8)
+    assert len(record.prompt + record.answer) == 62
+
+
+@pytest.mark.parametrize("index", [0, 3, 7])
+def test_query_index_puts_the_queried_line_at_a_chosen_distance(index):
+    record = retrieval.random_record(random.Random(1), 8, query_index=index)
+    assert record.queries[0] == index
+    start = len(record.prompt) - record.distance
+    assert record.prompt[start:start + 3] == record.pairs[index][0] + ":"
+    assert record.distance == 7 * (8 - index) + 3
+
+
+def test_held_out_keys_are_disjoint_from_training_keys_and_cover_all_of_them():
+    train, held_out = set(retrieval.keys("train")), set(retrieval.keys("held_out"))
+    assert not train & held_out and train | held_out == set(retrieval.KEYS) and len(retrieval.KEYS) == 676
+    record = retrieval.random_record(random.Random(0), 8, split="held_out")
+    assert {key for key, _ in record.pairs} <= held_out
+    with pytest.raises(ValueError, match="split='test'"):
+        retrieval.keys("test")
+
+
+@pytest.mark.parametrize("bad", [{"lines": 0}, {"lines": 2, "queries": 3}, {"lines": 2, "query_index": 2},
+                                 {"lines": 137, "split": "held_out"}])
+def test_bad_record_sizes_are_value_errors_naming_the_input(bad):
+    name = next(k for k in ("query_index", "queries", "lines") if k in bad)
+    with pytest.raises(ValueError, match=f"{name}="):
+        retrieval.random_record(random.Random(0), **bad)
+
+
+def test_record_rows_have_unique_keys_and_mark_exactly_the_answers():
+    ids, answers = retrieval.record_rows(random.Random(0), 4, 65, 2)
+    assert ids.shape == answers.shape == (4, 65) and answers.dtype == torch.bool
+    for row, mask in zip(ids, answers):
+        text = decode(row)
+        keys = [line[:2] for line in text.split("\n") if len(line) == 6 and line[2] == ":"]
+        assert len(keys) == len(set(keys))
+        marked = [i for i, m in enumerate(mask.tolist()) if m]
+        assert all(text[i].isdigit() and "?" in text[i - 3:i] for i in marked)
+        whole_queries = [i for i in range(len(text) - 6) if text[i + 2] == "?"]
+        assert len(marked) >= 3 * len(whole_queries)
+
+
+class _Oracle(torch.nn.Module):
+    """Predicts, at each position, the character that follows it in a fixed text (right or wrong on purpose)."""
+
+    def __init__(self, text: str, wrong_at: set[int] = frozenset()) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.next_ids = encode(text[1:])
+        self.wrong_at = wrong_at
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(*ids.shape, len(VOCAB))
+        for t in range(ids.shape[1]):
+            target = self.next_ids[t].item()
+            logits[:, t, (target + 1) % len(VOCAB) if t in self.wrong_at else target] = 1.0
+        return logits
+
+
+def test_the_scorer_counts_exact_values_and_characters():
+    record = retrieval.random_record(random.Random(0), 4)
+    full = record.prompt + record.answer
+    assert retrieval.retrieval_accuracy(_Oracle(full), [record]) == {"exact": 1.0, "chars": 1.0}
+    last = len(full) - 2  # the position that predicts the value's last character
+    assert retrieval.retrieval_accuracy(_Oracle(full, {last}), [record]) == {"exact": 0.0, "chars": 2 / 3}
+    with pytest.raises(ValueError, match="records is empty"):
+        retrieval.retrieval_accuracy(_Oracle(full), [])
+
