@@ -4,6 +4,7 @@ bench | finetune | predict``."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import re
@@ -35,13 +36,15 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+LANGUAGE_MODELS = {"tinylm": "pretrain_lm", "tinylm-retrieval": "pretrain_retrieval"}  # --model: its module
+
+
 def _builder(model: str, variant: str):
     """The pretraining function of ``model`` (GlyphNet: with ``variant`` bound), its shipped file, its recipe."""
-    if model == "tinylm":
-        from .course import pretrain_lm as lm
-
+    if model in LANGUAGE_MODELS:
+        lm = importlib.import_module(f"ftlib.course.{LANGUAGE_MODELS[model]}")
         if variant != "full":
-            raise ValueError(f"--variant {variant} is for glyphnet; tinylm has one recipe")
+            raise ValueError(f"--variant {variant} is for glyphnet; {model} has one recipe")
         return lm.pretrain, lm.CHECKPOINT, lm.SETTINGS
     from .course import pretrain as glyph
 
@@ -122,6 +125,8 @@ def _pretrain(args: argparse.Namespace) -> int:
         settings = _pretrain_settings(args, recipe)
         _check_flags(args, settings, recipe)
         target = _pretrain_target(args, shipped, settings, recipe)  # also checks --out against --check
+        if args.check and not shipped.exists():
+            raise ValueError(f"--check compares a rebuild with the shipped {shipped}, which is missing")
         target = None if args.check else target
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -129,9 +134,11 @@ def _pretrain(args: argparse.Namespace) -> int:
 
     def saved(path: Path) -> str:
         metadata = build(path, **settings)
-        return (f"test accuracy {metadata['test_accuracy']:.2%} on {metadata['test_set']}"
-                if "test_accuracy" in metadata else
-                f"{metadata['val_bpc']:.3f} bits per character on {metadata['val_text']}")
+        if "test_accuracy" in metadata:
+            return f"test accuracy {metadata['test_accuracy']:.2%} on {metadata['test_set']}"
+        retrieval = (f"; held-out retrieval {metadata['exact_8_lines']:.1%} exact on 8-line records"
+                     if "exact_8_lines" in metadata else "")
+        return f"{metadata['val_bpc']:.3f} bits per character on {metadata['val_text']}{retrieval}"
 
     return _rebuild(saved, shipped, target, args.check)
 
@@ -327,8 +334,9 @@ def _command(argv: list[str]) -> int:
     run.set_defaults(func=_run)
 
     pre = commands.add_parser("pretrain", help="rebuild a shipped checkpoint (bit-identical)")
-    pre.add_argument("--model", default="glyphnet", choices=["glyphnet", "tinylm"],
-                     help="glyphnet (default): the --variant's file; tinylm: data/tinylm.* (lesson 09)")
+    pre.add_argument("--model", default="glyphnet", choices=["glyphnet", *LANGUAGE_MODELS],
+                     help="glyphnet (default): the --variant's file; tinylm: data/tinylm.* (lesson 09); "
+                          "tinylm-retrieval: data/tinylm_retrieval.* (lesson 10's key-value retrieval base)")
     pre.add_argument("--variant", default="full", choices=["full", "narrow"],
                      help="glyphnet only: full (ftlib/weights/glyphnet_letters.*, default) or narrow "
                           "(data/glyphnet_narrow.*, lesson 07's flawed model)")

@@ -1,10 +1,12 @@
 """Key-value retrieval records: the format, the held-out split, the training rows and the scorer (no training)."""
 
 import random
+from pathlib import Path
 
 import pytest
 import torch
 
+from ftlib.course import pretrain_retrieval
 from ftlib.lm import retrieval
 from ftlib.lm.tokenizer import VOCAB, decode, encode
 
@@ -91,3 +93,31 @@ def test_the_scorer_counts_exact_values_and_characters():
     with pytest.raises(ValueError, match="records is empty"):
         retrieval.retrieval_accuracy(_Oracle(full), [])
 
+
+
+def test_the_pretrain_command_builds_the_retrieval_base_with_its_recipe_and_guards_the_shipped_file(
+        monkeypatch, tmp_path, capsys):
+    from ftlib.__main__ import main
+
+    calls = []
+
+    def fake(path, **settings):
+        calls.append((Path(path), settings))
+        Path(path).write_bytes(b"weights")
+        return {"val_bpc": 2.0, "val_text": "some prose", "exact_8_lines": 0.5}
+
+    monkeypatch.setattr(pretrain_retrieval, "pretrain", fake)
+    out = tmp_path / "base.safetensors"
+    assert main(["pretrain", "--model", "tinylm-retrieval", "--out", str(out)]) == 0
+    recipe = pretrain_retrieval.SETTINGS
+    assert calls == [(out, {"steps": recipe["steps"], "seed": 0, "threads": recipe["threads"]})]
+    assert "held-out retrieval 50.0% exact on 8-line records" in capsys.readouterr().out
+    assert main(["pretrain", "--model", "tinylm-retrieval", "--steps", "5"]) == 2  # would replace the shipped file
+    assert "would overwrite the shipped" in capsys.readouterr().err and len(calls) == 1
+
+
+def test_the_curriculum_grows_the_records_and_the_held_out_set_is_fixed():
+    sizes = [pretrain_retrieval.lines_at(step, 10) for step in range(10)]
+    assert sizes == [2, 2, 2, 4, 4, 4, 8, 8, 8, 8]
+    first, again = (pretrain_retrieval.held_out_records(8, count=5) for _ in range(2))
+    assert first == again and all(r.queries[0] in range(8) for r in first)
