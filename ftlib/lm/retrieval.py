@@ -125,7 +125,9 @@ def record_rows(rng: random.Random, rows: int, length: int, lines: int,
             used.update(key for key, _ in record.pairs)
             text += record.text + "\n"
             mask += [False] * len(record.lines)
-            mask += ([False] * 3 + [True] * VALUE_DIGITS + [False]) * len(record.queries) + [False]
+            for index in record.queries:  # key and question mark, the value (scored), the newline
+                mask += [False] * (len(record.pairs[index][0]) + 1) + [True] * VALUE_DIGITS + [False]
+            mask.append(False)  # the blank line between records
         ids.append(encode(text[:length]))
         answers.append(torch.tensor(mask[:length]))
     return torch.stack(ids), torch.stack(answers)
