@@ -121,3 +121,12 @@ def test_the_curriculum_grows_the_records_and_the_held_out_set_is_fixed():
     assert sizes == [2, 2, 2, 4, 4, 4, 8, 8, 8, 8]
     first, again = (pretrain_retrieval.held_out_records(8, count=5) for _ in range(2))
     assert first == again and all(r.queries[0] in range(8) for r in first)
+
+
+def test_check_refuses_when_there_is_no_shipped_file_to_compare_with(monkeypatch, tmp_path, capsys):
+    from ftlib.__main__ import main
+
+    monkeypatch.setattr(pretrain_retrieval, "CHECKPOINT", tmp_path / "missing.safetensors")
+    monkeypatch.setattr(pretrain_retrieval, "pretrain", lambda path, **settings: pytest.fail("it trained"))
+    assert main(["pretrain", "--model", "tinylm-retrieval", "--check"]) == 2
+    assert "missing" in capsys.readouterr().err
