@@ -173,27 +173,20 @@ def _mean_score(message):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("alpha", [8.0, 64.0])
-def test_the_budget_spent_on_block4_alone_misses_by_a_margin_and_the_miss_does_not_hand_over_the_answer(alpha):
-    """Rank 1 on block 4 costs as much as the solution's adapter (rank 2 on block 3), at any scale, but misses the
-    target by more than seed noise: placement, not the count, decides."""
-    block4 = lambda model: lora.add_lora(model, ["block4"], rank=1, alpha=alpha)  # noqa: E731
-    miss = lesson08.fit_the_budget(block4)
-    assert miss.passed is False and "Not yet" in miss.message
-    assert _mean_score(miss.message) < lesson08.TARGET - 1
-    assert not any(words in miss.message for words in ("block 2", "block 3", "block2", "block3", "rank-1", "rank 2"))
-
-
-@pytest.mark.slow
 def test_the_solution_clears_the_target_by_a_margin_and_every_wrong_or_lazy_answer_fails(capsys):
     """The solution at the check's defaults (the notebook's: the rate chosen for LoRA r=1, 100 steps) passes with a
-    margin wider than seed noise; block 4 alone, the lesson's own LoRA, rank 4 and no adapter all fail."""
+    margin wider than seed noise; block 4 alone (alpha 8 or 64: it costs as much as the solution) misses by more than
+    seed noise without naming the answer; the lesson's own LoRA, rank 4 and no adapter all fail."""
     right = lesson08.fit_the_budget(lesson08.SOLUTIONS["fit_the_budget"])
     assert right.passed is True and "seed 0" in capsys.readouterr().out
     assert _mean_score(right.message) >= lesson08.TARGET + 4
     for wrong, words in lesson08.WRONG_ANSWERS["fit_the_budget"]:
         feedback = lesson08.fit_the_budget(wrong)
         assert feedback.passed is False and words in feedback.message
+        if "the target is at least" in words:  # block 4 alone, at alpha 8 or 64: the same count, placed late
+            assert _mean_score(feedback.message) < lesson08.TARGET - 1, "block 4 must miss by more than seed noise"
+            assert not any(hint in feedback.message for hint in ("block 2", "block 3", "block2", "block3", "rank-1",
+                                                                   "rank 2")), "the miss must not hand over the answer"
 
 
 def test_the_budget_leaves_out_the_lessons_own_lora_and_no_hint_names_a_block():
