@@ -352,7 +352,7 @@ def _command(argv: list[str]) -> int:
     sweep.set_defaults(func=_context_sweep)
 
     chat_sweep = commands.add_parser("chat-sweep", help="rebuild lesson 09's rate sweep, data/chat_sweep.json "
-                                                         "(bit-identical; about 10 min on 2 cores)")
+                                                         "(bit-identical; about 15 min on 2 cores)")
     chat_sweep.add_argument("--check", action="store_true", help="rebuild into a temporary folder and compare bytes")
     chat_sweep.add_argument("--out", help="where to write the sweep, a .json file (default: the shipped file)")
     chat_sweep.add_argument("--overwrite-shipped", action="store_true",

@@ -22,15 +22,15 @@ from ftlib.lm.finetune import finetune
 from ftlib.lm.generate import generate
 from ftlib.runtime import seed_everything
 
-__all__ = ["COLUMNS", "DATASETS", "SETTINGS", "build", "collect", "distinct_pairs", "replies", "score_student",
-           "score_table"]
+__all__ = ["COLUMNS", "DATASETS", "SETTINGS", "build", "collect", "differences", "distinct_pairs", "replies",
+           "score_student", "score_table"]
 
-DATASETS = ("template", "self-chat", "mix")
+DATASETS = ("template", "shape", "self-chat", "mix")  # "shape": the template cut to self-chat's turns per dialogue
 SETTINGS = {
     "questions": 240,  # seed questions: the first questions of the first training dialogues
     "max_chars": 200,  # the most the teacher writes after a seed question
     "temperature": 0.7,
-    "student_seeds": 3,
+    "student_seeds": 6,
     "replies": 24,  # held-out first questions each model answers (diversity; the teacher's answers to score)
     "reply_chars": 80,
 }
@@ -107,9 +107,11 @@ def build(runs: ChatFinetuning, rates: dict[str, float], settings: dict = SETTIN
     taught = [{"topic": d["topic"], "turns": [[d["turns"][0][0], a.removeprefix(chat.ASSISTANT)]]}
               for d, a in zip(truth, answers)]
     # the same seed questions in every dataset: the kept ones, answered by the template (true docstrings), by the
-    # teacher (self-chat), or by each in turn (mix)
+    # template cut to as many turns as the teacher's kept dialogue (shape: self-chat's dialogue shape, true
+    # answers), by the teacher (self-chat), or by each in turn (mix)
     asked = [template[int(d["topic"].split()[-1])] for d in self_chat]
     data = {"template": asked, "self-chat": self_chat,
+            "shape": [{"topic": t["topic"], "turns": t["turns"][:len(c["turns"])]} for t, c in zip(asked, self_chat)],
             "mix": [t if i % 2 == 0 else c for i, (t, c) in enumerate(zip(asked, self_chat))]}
     round_ = lambda scores: {k: round(v, 6) for k, v in scores.items()}  # noqa: E731
     records = [{"data": "teacher", "seed": 0, **round_(score_student(teacher, runs, truth, taught, settings))}]
@@ -121,9 +123,19 @@ def build(runs: ChatFinetuning, rates: dict[str, float], settings: dict = SETTIN
                                                                                settings))})
             if progress:
                 print(f"student on {name}, seed {seed}: {records[-1]}", flush=True)
-    return {"settings": settings, "counts": counts, "dialogues": {k: len(v) for k, v in data.items()},
+    sizes = {k: {"dialogues": len(v), "turns": sum(len(d["turns"]) for d in v),
+                 "characters": len(chat.chat_text(v)[0])} for k, v in data.items()}
+    return {"settings": settings, "counts": counts, "sizes": sizes,
             "examples": [chat.format_dialogue(d) for d in self_chat[:3]], "taught": taught[:3],
             "records": Results(records)}
+
+
+def differences(records: Results, first: str, second: str, key: str) -> list[float]:
+    """Per student seed, score ``key`` of the student on dataset ``first`` minus the one on ``second``."""
+    ones, others = (sorted(records.where(data=d), key=lambda r: r["seed"]) for d in (first, second))
+    if [r["seed"] for r in ones] != [r["seed"] for r in others] or not ones:
+        raise ValueError(f"{first!r} and {second!r} must have students on the same seeds")
+    return [a[key] - b[key] for a, b in zip(ones, others)]
 
 
 COLUMNS = {"format": ("format", 100, "%"), "answer": ("true answers", 1, " bpc"),
