@@ -535,19 +535,26 @@ def test_pretrain_out_into_data_only_with_overwrite_shipped(monkeypatch, tmp_pat
     assert built == [tmp_path / "x.safetensors"]
 
 
+@pytest.mark.parametrize("command", ["context-sweep", "chat-sweep"])
 @pytest.mark.parametrize("args, needle", [
     (["--out", "data/tinylm.json"], "in a shipped folder"),
+    (["--out", "notebooks/new.json"], "in a shipped folder"),
     (["--out", "sweep.safetensors"], "must end in .json"),
+    (["--out", ""], "must end in .json"),
+    (["--out", "no/such/folder/x.json"], "does not exist"),
     (["--check", "--out", "x.json"], "--check rebuilds into a temporary folder"),
+    (["--check", "--overwrite-shipped"], "--check never writes"),
 ])
-def test_context_sweep_out_is_guarded_the_same_way(args, needle, monkeypatch, capsys):
-    from ftlib.course.lessons import context_sweep
+def test_both_stored_sweeps_out_is_guarded_the_same_way(command, args, needle, monkeypatch, capsys):
+    import importlib
+
     from ftlib.paths import DATA_DIR
 
-    monkeypatch.setattr(context_sweep, "build", lambda *a, **k: pytest.fail("built despite a bad --out"))
+    sweep = importlib.import_module(f"ftlib.course.lessons.{command.replace('-', '_')}")
+    monkeypatch.setattr(sweep, "build", lambda *a, **k: pytest.fail("built despite a bad --out"))
     monkeypatch.chdir(DATA_DIR.parent)
     before = _digests(DATA_DIR)
-    assert main(["context-sweep", *args]) == 2
+    assert main([command, *args]) == 2
     _one_line_error(capsys, needle)
     assert _digests(DATA_DIR) == before
 
