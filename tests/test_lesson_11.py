@@ -86,6 +86,21 @@ def test_the_pickers_fine_tune_exports_the_factor_validation_chose(tiny, tmp_pat
     assert "backbone factor 0.3 or 1, chosen on validation" in capsys.readouterr().out
 
 
+def test_the_picker_shows_a_folder_of_the_checkout_relative_to_where_it_runs(tmp_path, monkeypatch, capsys):
+    """Lesson 11 review 2, L9: the stored widget named a developer's worktree path."""
+    from ftlib.paths import ROOT
+
+    monkeypatch.chdir(ROOT / "notebooks")
+    assert picker.shown_path(example_images.EXAMPLE_DIR) == str(Path("..") / "data" / "example_images")
+    assert Path(picker.shown_path(example_images.EXAMPLE_DIR)).resolve() == example_images.EXAMPLE_DIR.resolve()
+    assert picker.shown_path(tmp_path) == str(tmp_path)  # outside the checkout: as given
+    widget = picker.picker(example_images.EXAMPLE_DIR)
+    if widget is None:  # headless: the one line says the same
+        assert f"image folder {Path('..') / 'data' / 'example_images'}," in capsys.readouterr().out
+    else:
+        assert widget.children[0].children[0].value == str(Path("..") / "data" / "example_images")
+
+
 @pytest.mark.slow
 def test_lp_ft_starts_fine_tuning_from_the_probe_head(tiny, monkeypatch):
     seen = []
