@@ -181,8 +181,8 @@ HINTS: dict[str, tuple[str, str]] = {
     "half_the_images": (
         "Where does most of the accuracy come from: the labels, or the features they are read with? A linear probe "
         "on the pretrained features and the same probe on random features are fitted on the same labels.",
-        "Each labelled image refines features rather than building them: halving the labels costs far less than "
-        "half the accuracy."),
+        "Each labelled image refines features rather than building them. How much of the accuracy would go with "
+        "half of the labels?"),
     "test_must_not_choose": (
         "Does choosing between finished runs change any weight? Then what could it harm?",
         "Which number would the choice touch, and could that number still be an honest estimate afterwards?"),
