@@ -264,8 +264,9 @@ def plot_curves(sweep: Results, lengths: Results, seeds: list[int], rates: dict[
                     points.append((k, chat_, prose))
             ax.plot([p[1] for p in points], [p[2] for p in points], "o-", color=f"C{i}", label=names[method])
             for k, x, y in points:
-                ax.annotate(label.format(k), (x, y), textcoords="offset points", xytext=(4, 4 if i == 0 else -11),
-                            fontsize=8, color=f"C{i}")  # full fine-tuning's labels above, LoRA's below
+                ax.annotate(label.format(k), (x, y), textcoords="offset points", xytext=(-5, 5) if i == 0 else
+                            (5, -12), ha="right" if i == 0 else "left", fontsize=8,
+                            color=f"C{i}")  # full fine-tuning's labels above left, LoRA's below right
                 if ax is axes[0] and k == rates[method]:
                     ax.plot([x], [y], "o", ms=14, mfc="none", color=f"C{i}")
     for ax, title in zip(axes, (f"along the rate: one point per rate, {SETTINGS['steps']} steps (ringed: chosen)",

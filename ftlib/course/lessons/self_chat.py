@@ -141,8 +141,8 @@ def differences(records: Results, first: str, second: str, key: str) -> list[flo
 
 # the stored ``teacher_answer`` is not shown: many of the teacher's "answers" to new questions are not answers (it
 # often opens another ``User:`` line), so their loss measures exposure to such lines more than to the teacher
-COLUMNS = {"format": ("format", 100, "%"), "answer": ("true answers", 1, " bpc"),
-           "distinct": ("distinct pairs", 100, "%")}
+COLUMNS = {"format": ("format, % (higher)", 100, "%"), "answer": ("docstring answers", 1, " bpc"),
+           "distinct": ("distinct pairs, %", 100, "%")}
 
 
 def score_table(records: Results, names: dict[str, str]) -> str:
