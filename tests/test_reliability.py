@@ -602,9 +602,10 @@ def test_a_signal_between_the_two_replaces_waits_until_both_are_in_place(signum,
     import signal
 
     caught = []
-    if signum == "SIGTERM":
-        monkeypatch.setattr(signal, "signal", signal.signal)  # restored below
-        old = signal.signal(signal.SIGTERM, lambda *a: caught.append("term"))
+    # a known handler for the signal, whatever this process inherited (a test process may have been started with
+    # Ctrl+C ignored): Python's own for SIGINT (it raises KeyboardInterrupt), a recording one for SIGTERM
+    handler = signal.default_int_handler if signum == "SIGINT" else lambda *a: caught.append("term")
+    old = signal.signal(getattr(signal, signum), handler)
     calls = _replace_with(monkeypatch, lambda: os.kill(os.getpid(), getattr(signal, signum)))
     try:
         if signum == "SIGINT":
@@ -614,8 +615,7 @@ def test_a_signal_between_the_two_replaces_waits_until_both_are_in_place(signum,
             export.save(backbones.build("glyphnet", 2, seed=1), model_file, "glyphnet", ["x", "y"])
             assert caught == ["term"]
     finally:
-        if signum == "SIGTERM":
-            signal.signal(signal.SIGTERM, old)
+        signal.signal(getattr(signal, signum), old)
     monkeypatch.undo()
     assert len(calls) == 2 and sorted(p.name for p in model_file.parent.iterdir()) == ["model.json",
                                                                                        "model.safetensors"]
