@@ -60,6 +60,8 @@ def test_the_cost_table_times_each_step_and_the_probe_as_one_fit():
     assert per_step > 0 and any("lora_" in name for name, _ in model.named_parameters())
     _, probe = adapters.timed_model(adapters.PROBE, lr=None, steps=2, n=2, **SETTINGS_NO_STEPS)
     assert probe > 0
+    with pytest.raises(ValueError, match="runs=0"):
+        adapters.timed_model(adapters.PROBE, lr=None, steps=2, runs=0, n=2, **SETTINGS_NO_STEPS)
 
 
 def _runs(accuracies):
