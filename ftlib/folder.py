@@ -25,10 +25,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .checks import SettingError, named, printable
 from .data import ImageSet, split_validation
 
-__all__ = ["COLOUR_TOLERANCE", "FolderReport", "SUFFIXES", "UnreadableImage", "WIDE_MODES", "check_fractions",
-           "colour_image", "image_files", "is_colour", "load_folder", "read_image", "split", "split_rows", "to_8bit",
-           "to_tensor"]
+__all__ = ["COLOUR_TOLERANCE", "ENOUGH_ADVICE", "ENOUGH_PER_CLASS", "FolderReport", "SUFFIXES", "UnreadableImage",
+           "WIDE_MODES", "check_fractions", "colour_image", "image_files", "is_colour", "load_folder", "read_image",
+           "split", "split_rows", "to_8bit", "to_tensor"]
 
+ENOUGH_PER_CLASS = 25  # per class: a 20% validation split then holds 5 of each (recipe.TINY_SPLIT / VAL_FRACTION)
+ENOUGH_ADVICE = f"at least {ENOUGH_PER_CLASS} images per class are better"  # the loader's and the recipe's one wording
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # more than 8 bits per pixel: scaled by their range
 
@@ -232,7 +234,7 @@ def split(data: ImageSet, seed: int, val: float = 0.2, test: float = 0.4) -> tup
     few = {name: n for name, n in zip(data.classes, counts) if n < 3}
     if few:
         raise ValueError(f"class(es) with too few images for a train/validation/test split: {few}; "
-                         "each class needs at least 3 images (more than 20 is better)")
+                         f"each class needs at least 3 images ({ENOUGH_ADVICE})")
     if data.num_classes < 2:
         raise ValueError(f"{data.name or 'the image folder'} has {data.num_classes} class {list(data.classes)}: "
                          "a classifier needs at least 2 classes (one sub-folder per class)")

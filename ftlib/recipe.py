@@ -24,7 +24,7 @@ from . import analysis, augment, backbones, distributed, export, selection, stat
 from .checks import SettingError, check_positive, check_rate, check_seed, printable
 from .data import ImageSet
 from .evaluation import confusion_matrix, evaluate
-from .folder import FolderReport, check_fractions, colour_image, load_folder, split, split_rows
+from .folder import ENOUGH_ADVICE, FolderReport, check_fractions, colour_image, load_folder, split, split_rows
 from .lr import RangeTest, range_test
 from .paths import shipped_folder
 from .probe import linear_probe
@@ -173,7 +173,7 @@ def split_warning(splits: dict[str, ImageSet], least: int = TINY_SPLIT) -> str |
         return None
     return (f"tiny split: {' and '.join(few.values())}: one image moves a score by "
             f"{100 / min(len(splits[p]) for p in few):.0f} points, so validation can barely choose and the test "
-            f"accuracy is a wide interval; more than {least / VAL_FRACTION:.0f} images per class are better")
+            f"accuracy is a wide interval; {ENOUGH_ADVICE}")
 
 
 MAX_BACKBONE_FACTOR = 10.0  # the backbone at more than 10x the head's rate is a typo, not a recipe

@@ -1,6 +1,6 @@
 """Statistics over seeds, in one place: the sample standard deviation, Student-t intervals for any number of seeds,
 paired differences with their interval, a verdict word for an interval, McNemar's exact test on paired counts, and an
-accuracy's standard error and Wilson interval on n items.
+accuracy's standard error and Wilson interval on n items, and the range of counts a blind guesser scores.
 
 Standard library only (no scipy): Student's t quantile is found exactly by bisection on its distribution function,
 written with the regularized incomplete beta function.
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist, fmean, stdev
 
-__all__ = ["Paired", "interval", "mcnemar_exact", "paired_differences", "proportion_interval", "sample_std",
-           "standard_error", "t_quantile", "verdict"]
+__all__ = ["Paired", "chance_range", "interval", "mcnemar_exact", "paired_differences", "proportion_interval",
+           "sample_std", "standard_error", "t_quantile", "verdict"]
 
 
 def _check_values(values: Sequence[float], name: str, least: int) -> list[float]:
@@ -181,3 +181,18 @@ def proportion_interval(correct: int, n: int, level: float = 0.95) -> tuple[floa
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def chance_range(n: int, chance: float, level: float = 0.95) -> tuple[int, int]:
+    """The counts ``(low, high)`` a blind guesser right with probability ``chance`` on each of ``n`` items scores
+    ``level`` of the time: the binomial's central range (each tail outside it holds at most ``(1 - level) / 2``)."""
+    _check_level(level)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n={n!r} is not allowed: give the number of items scored, a whole number 1 or more")
+    if not 0 < chance < 1:
+        raise ValueError(f"chance={chance!r} is not allowed: give a probability strictly between 0 and 1")
+    tail = (1 - level) / 2
+    mass = [math.comb(n, k) * chance ** k * (1 - chance) ** (n - k) for k in range(n + 1)]
+    low = next(k for k in range(n + 1) if sum(mass[:k + 1]) > tail)
+    high = next(k for k in range(n, -1, -1) if sum(mass[k:]) > tail)
+    return low, high

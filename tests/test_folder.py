@@ -130,8 +130,9 @@ def test_split_is_stratified_disjoint_and_seeded():
 
 
 def test_a_class_with_too_few_images_is_named():
-    with pytest.raises(ValueError, match=r"\{'c1': 2\}"):
+    with pytest.raises(ValueError, match=r"\{'c1': 2\}") as error:
         folder.split(_labelled([10, 2]), seed=0)
+    assert str(error.value).endswith(f"at least 3 images ({folder.ENOUGH_ADVICE})")
     with pytest.raises(ValueError, match="add up to less than 1"):
         folder.split(_labelled([10, 10]), seed=0, val=0.5, test=0.5)
     train, val, test = folder.split(_labelled([3, 3]), seed=0)

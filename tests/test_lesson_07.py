@@ -141,8 +141,23 @@ def test_a_fixed_earlier_block_fails_on_the_near_target_and_a_bad_network_is_tol
     assert by_hand.passed is False and "gives the head that block's width" in by_hand.message
     other = lesson07.probe_earlier_block(lambda m, s: nn.Linear(3, 4))
     assert other.passed is False and "Linear(" in other.message and "GlyphNet" in other.message
-    one_argument = lesson07.probe_earlier_block(lambda m: transfer.truncate(m, "block2"))
-    assert one_argument.passed is False and "two arguments" in one_argument.message
+    names_for_cuts = lesson07.probe_earlier_block(lambda m, s: max(models.BLOCKS, key=s))  # score("block1")
+    assert names_for_cuts.passed is False and "raised TypeError: score takes a GlyphNet" in names_for_cuts.message
+    assert "two arguments" not in names_for_cuts.message
+
+
+def test_a_rule_with_the_wrong_signature_is_told_so_before_anything_runs():
+    """The signature is read with inspect, so a TypeError raised inside a right-shaped rule is not blamed on it."""
+    for wrong in (lambda m: transfer.truncate(m, "block2"), lambda: None, lambda m, s, x: m):
+        feedback = lesson07.probe_earlier_block(wrong)
+        assert feedback.passed is False and "should take two arguments" in feedback.message
+
+    def with_default(model, score, block="block2"):
+        return transfer.truncate(model, block)
+
+    assert lesson07._takes_two_arguments(with_default) and lesson07._takes_two_arguments(lambda *a: a)
+    assert lesson07._takes_two_arguments(lesson07.SOLUTIONS["probe_earlier_block"])
+    assert not lesson07._takes_two_arguments(lambda model: model)
 
 
 def test_every_wrong_flaw_option_fails_with_its_own_feedback_and_none_is_refuted_by_the_question_alone():
@@ -151,6 +166,17 @@ def test_every_wrong_flaw_option_fails_with_its_own_feedback_and_none_is_refuted
         assert wrong.passed is False and words in wrong.message
     texts = [o.text for o in lesson07.FLAW_QUESTION.choices]
     assert not any("fine-tuning data" in t for t in texts)  # the question itself says the data were the same
+
+
+def test_no_wrong_flaw_option_gives_the_right_one_away():
+    """Each wrong option's feedback ends at the evidence against it; where the flaw lies is the learner's to say."""
+    right = lesson07.SOLUTIONS["explain_flaw"]
+    wrong_letters = [letter for letter in lesson07.FLAW_QUESTION.options if letter != right]
+    assert len(wrong_letters) == 3
+    for letter in wrong_letters:
+        message = lesson07.explain_flaw(letter).message
+        assert not any(words in message for words in ("source letters", "letters differed", "lacked", "flaw was in",
+                                                       "flaw lives", "before fine-tuning began")), (letter, message)
 
 
 def test_the_live_rotation_names_its_angle_first_and_turns_the_digits(capsys):
@@ -194,3 +220,24 @@ def test_error_ratios_and_log_odds_treat_equal_shares_of_errors_removed_alike():
     assert after == pytest.approx(before, abs=0.1)  # ... the log-odds gap hardly moves
     perfect = Results([{"setting": "a", "seed": 0, "accuracy": 1.0}, {"setting": "b", "seed": 0, "accuracy": 0.9}])
     assert transfer_limits.error_ratios(perfect, "setting", "a", "b")[0] < 0.01  # finite at 100%
+
+
+# ------------------------------------------------------------------------ the Kumar box's line follows the verdicts
+CLEAR_AHEAD, CLEAR_BEHIND = [0.03, 0.031, 0.029], [-0.03, -0.031, -0.029]
+MEAN_AHEAD, MEAN_BEHIND = [0.02, 0.03, -0.01], [-0.02, -0.03, 0.01]  # 95% intervals reaching zero
+
+
+@pytest.mark.parametrize("lp_ft, same_rate, probe, words", [
+    (CLEAR_AHEAD, CLEAR_AHEAD, CLEAR_AHEAD, ["confirms Kumar", "probe alone is ahead of fine-tuning too"]),
+    (CLEAR_AHEAD, MEAN_AHEAD, MEAN_AHEAD, ["at the chosen rates, but at one rate", "without confirming",
+                                           "probe alone is not told apart"]),
+    (MEAN_AHEAD, CLEAR_AHEAD, MEAN_AHEAD, ["at one rate, but at the chosen rates", "without confirming"]),
+    (MEAN_AHEAD, MEAN_AHEAD, CLEAR_BEHIND, ["on average", "without confirming", "probe alone is behind"]),
+    (MEAN_AHEAD, MEAN_BEHIND, MEAN_AHEAD, ["neither confirms nor leans"]),
+    (CLEAR_AHEAD, CLEAR_BEHIND, MEAN_AHEAD, ["behind fine-tuning at one rate", "against Kumar"]),
+    (CLEAR_BEHIND, MEAN_AHEAD, MEAN_AHEAD, ["behind fine-tuning at the chosen rates", "against Kumar"]),
+])
+def test_the_kumar_line_says_only_what_the_verdicts_say(lp_ft, same_rate, probe, words):
+    line = transfer_limits.kumar_reading(lp_ft, same_rate, probe)
+    assert all(w in line for w in words), line
+    assert ("confirms Kumar" in line) == (lp_ft is same_rate is CLEAR_AHEAD), line

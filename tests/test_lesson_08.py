@@ -1,5 +1,7 @@
 """Lesson 08's drivers: each method trains what it says, rates are chosen on validation, costs split adapters/head."""
 
+import re
+
 import pytest
 import torch
 
@@ -58,6 +60,8 @@ def test_the_cost_table_times_each_step_and_the_probe_as_one_fit():
     assert per_step > 0 and any("lora_" in name for name, _ in model.named_parameters())
     _, probe = adapters.timed_model(adapters.PROBE, lr=None, steps=2, n=2, **SETTINGS_NO_STEPS)
     assert probe > 0
+    with pytest.raises(ValueError, match="runs=0"):
+        adapters.timed_model(adapters.PROBE, lr=None, steps=2, runs=0, n=2, **SETTINGS_NO_STEPS)
 
 
 def _runs(accuracies):
@@ -153,6 +157,12 @@ def test_the_adapter_size_is_exact_and_a_string_or_a_neighbour_is_not(guess, pas
     assert feedback.passed is passes and (passes or "2,816" not in feedback.message)
 
 
+def test_an_exact_prediction_says_too_low_or_too_high_and_names_no_margin_of_zero():
+    low, high = lesson08.predict_adapter_size(2815).message, lesson08.predict_adapter_size(2817).message
+    assert "is too low." in low and "is too high." in high
+    assert not any("more than 0" in message for message in (low, high))
+
+
 def test_a_build_that_attaches_no_adapter_is_told_so_not_to_lower_a_rank(capsys):
     for lazy in (lesson08.WRONG_ANSWERS["fit_the_budget"][1][0], lambda model: None):
         feedback = lesson08.fit_the_budget(lazy)
@@ -160,23 +170,25 @@ def test_a_build_that_attaches_no_adapter_is_told_so_not_to_lower_a_rank(capsys)
         assert "lower the rank" not in feedback.message
 
 
-@pytest.mark.slow
-def test_the_budget_spent_on_block4_alone_misses_and_the_miss_does_not_hand_over_the_answer(capsys):
-    """Rank 1 on block 4 costs as much as the solution's adapters (and as rank 2 on block 3) but misses the target:
-    placement, not the count, decides."""
-    block4 = lambda model: lora.add_lora(model, ["block4"], rank=1, alpha=8.0)  # noqa: E731
-    miss = lesson08.fit_the_budget(block4)
-    assert miss.passed is False and "Not yet" in miss.message
-    assert not any(words in miss.message for words in ("block 2", "block 3", "block2", "block3", "rank-1"))
+def _mean_score(message):
+    return float(re.search(r"is (\d+\.\d)%", message).group(1))
 
 
 @pytest.mark.slow
-def test_the_solution_meets_the_target_on_the_mean_of_three_seeds_and_the_lessons_own_lora_is_over_budget(capsys):
+def test_the_solution_clears_the_target_by_a_margin_and_every_wrong_or_lazy_answer_fails(capsys):
+    """The solution at the check's defaults (the notebook's: the rate chosen for LoRA r=1, 100 steps) passes with a
+    margin wider than seed noise; block 4 alone (alpha 8 or 64: it costs as much as the solution) misses by more than
+    seed noise without naming the answer; the lesson's own LoRA, rank 4 and no adapter all fail."""
     right = lesson08.fit_the_budget(lesson08.SOLUTIONS["fit_the_budget"])
     assert right.passed is True and "seed 0" in capsys.readouterr().out
-    for wrong, words in lesson08.WRONG_ANSWERS["fit_the_budget"]:  # rank 4, no adapter, the lesson's own LoRA
+    assert _mean_score(right.message) >= lesson08.TARGET + 4
+    for wrong, words in lesson08.WRONG_ANSWERS["fit_the_budget"]:
         feedback = lesson08.fit_the_budget(wrong)
         assert feedback.passed is False and words in feedback.message
+        if "the target is at least" in words:  # block 4 alone, at alpha 8 or 64: the same count, placed late
+            assert _mean_score(feedback.message) < lesson08.TARGET - 1, "block 4 must miss by more than seed noise"
+            assert not any(hint in feedback.message for hint in ("block 2", "block 3", "block2", "block3", "rank-1",
+                                                                   "rank 2")), "the miss must not hand over the answer"
 
 
 def test_the_budget_leaves_out_the_lessons_own_lora_and_no_hint_names_a_block():

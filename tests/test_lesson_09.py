@@ -13,7 +13,7 @@ from ftlib.course.lessons import chat_finetuning, chat_sweep, experiments, self_
 from ftlib.course.lessons.exercises import lesson09 as exercises
 from ftlib.lm import chat, model
 from ftlib.lm.finetune import finetune
-from ftlib.lm.tokenizer import decode
+from ftlib.lm.tokenizer import VOCAB, decode
 
 matplotlib.use("Agg")
 
@@ -246,7 +246,39 @@ def test_distinct_pairs_measures_repeated_replies():
     assert self_chat.distinct_pairs(["a b", "c d"]) == 1.0 and self_chat.distinct_pairs(["a"]) == 0.0
 
 
-def test_the_knowledge_test_scores_the_same_answers_both_ways():
-    dialogues = [{"topic": "t", "turns": [[f"What does m.f{i} do?", f"It does thing number {i}."]]} for i in range(3)]
-    right, other = chat_finetuning.knowledge_test({"tiny": _lm()}, dialogues)["tiny"]
-    assert math.isfinite(right) and math.isfinite(other) and right != other
+def test_the_answer_choice_finds_the_answer_a_model_was_built_to_prefer_and_is_at_chance_when_blind():
+    dialogues = [{"topic": "t", "turns": [[f"What does m.f{i} do?", f"{'xyzw'[i]}{'xyzw'[i]} does it."]]}
+                 for i in range(4)]
+
+    class Knows(torch.nn.Module):  # puts its weight on the letter named by the digit at the question's end
+        config = model.Config(layers=1, dim=8, heads=1, context=64)
+
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, ids):
+            logits = torch.zeros(*ids.shape, len(VOCAB))
+            for row, seq in enumerate(ids.tolist()):
+                text = decode(seq)
+                digit = [c for c in text if c.isdigit()][-1]
+                logits[row, :, VOCAB.index("xyzw"[int(digit)])] = 9.0
+            return logits * self.scale
+
+    assert chat_finetuning.answer_choice(Knows(), dialogues, candidates=4, chars=2) == 1.0
+    blind = chat_finetuning.knowledge_test({"blind": _lm()}, dialogues, candidates=4, chars=2)["blind"]
+    assert 0.0 <= blind <= 1.0
+    with pytest.raises(ValueError, match="candidates=5"):
+        chat_finetuning.answer_choice(_lm(), dialogues, candidates=5)
+
+
+def test_matched_length_reads_full_fine_tunings_prose_at_loras_last_chat_loss_along_its_budgets():
+    sweep = experiments.Results([{"method": "full", "lr": 1e-3, "seed": 0, "chat": 1.6, "prose": 2.6},
+                                 {"method": "lora", "lr": 1e-2, "seed": 0, "chat": 1.8, "prose": 2.5}])
+    lengths = experiments.Results([{"method": "full", "steps": 10, "seed": 0, "chat": 2.4, "prose": 2.1},
+                                   {"method": "full", "steps": 40, "seed": 0, "chat": 2.0, "prose": 2.3},
+                                   {"method": "lora", "steps": 40, "seed": 0, "chat": 2.2, "prose": 2.2}])
+    rates = {"full": 1e-3, "lora": 1e-2}
+    assert [p[0] for p in chat_sweep.length_curve(sweep, lengths, "full", 0, rates, 80)] == [10, 40, 80]
+    lora, full = chat_sweep.matched_length(sweep, lengths, 0, rates, 80)
+    assert lora == 2.5 and math.isclose(full, 2.3 + 0.5 * 0.3)

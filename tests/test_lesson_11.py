@@ -86,6 +86,21 @@ def test_the_pickers_fine_tune_exports_the_factor_validation_chose(tiny, tmp_pat
     assert "backbone factor 0.3 or 1, chosen on validation" in capsys.readouterr().out
 
 
+def test_the_picker_shows_a_folder_of_the_checkout_relative_to_where_it_runs(tmp_path, monkeypatch, capsys):
+    """Lesson 11 review 2, L9: the stored widget named a developer's worktree path."""
+    from ftlib.paths import ROOT
+
+    monkeypatch.chdir(ROOT / "notebooks")
+    assert picker.shown_path(example_images.EXAMPLE_DIR) == str(Path("..") / "data" / "example_images")
+    assert Path(picker.shown_path(example_images.EXAMPLE_DIR)).resolve() == example_images.EXAMPLE_DIR.resolve()
+    assert picker.shown_path(tmp_path) == str(tmp_path)  # outside the checkout: as given
+    widget = picker.picker(example_images.EXAMPLE_DIR)
+    if widget is None:  # headless: the one line says the same
+        assert f"image folder {Path('..') / 'data' / 'example_images'}," in capsys.readouterr().out
+    else:
+        assert widget.children[0].children[0].value == str(Path("..") / "data" / "example_images")
+
+
 @pytest.mark.slow
 def test_lp_ft_starts_fine_tuning_from_the_probe_head(tiny, monkeypatch):
     seen = []
@@ -157,15 +172,36 @@ def test_exercise_half_the_images(seed0, capsys, monkeypatch):
     with monkeypatch.context() as m:  # untouched: nothing is trained
         m.setattr(your_own_images, "fewer_images", None)
         assert lesson11.half_the_images(..., seed0, 200).passed is None
-    assert "half the training images per class" in capsys.readouterr().out
+        assert "half the training images per" in capsys.readouterr().out
+        for lazy in (10, 12, 8, 11.2, 8.5, "10", True, None, "e", "ab"):  # numbers printed above the cell fail too
+            lazy_feedback = lesson11.half_the_images(lazy, seed0, 200)
+            assert lazy_feedback.passed is False and "not one of the options" in lazy_feedback.message, lazy
     right = lesson11.half_the_images(lesson11.SOLUTIONS["half_the_images"], seed0, 200)  # about 3.5 s
     assert right.passed is True and "a linear probe on the letter features" in right.message
+    assert lesson11.half_the_images(" B ", seed0, 200).passed  # case and spaces ignored, as in a Question
     # a drop of exactly 10 points stands in for the measured one, so that the wrong answers train nothing
     monkeypatch.setattr(your_own_images, "fewer_images", lambda *args: (seed0.test.accuracy - 0.10, None))
     for answer, words in lesson11.WRONG_ANSWERS["half_the_images"]:
         wrong = lesson11.half_the_images(answer, seed0, 200)
-        assert wrong.passed is False and words in wrong.message, (answer, wrong.message)
+        assert wrong.passed is False and words in wrong.message and "10.0" not in wrong.message, (answer, wrong)
     assert right.passed and "randomly initialised GlyphNet" in right.message
+
+
+def test_half_the_images_bands_cover_every_drop_once():
+    edges = [(low, high) for low, high, _ in lesson11.DROP_BANDS]
+    assert edges[0][0] <= -100 and edges[-1][1] >= 100 and all(a[1] == b[0] for a, b in zip(edges, edges[1:]))
+    assert sum(low <= 10.0 < high for low, high in edges) == 1
+
+
+def test_exercise_feedback_and_hints_do_not_give_the_answer_away():
+    """Lesson 11 review 2, L5: option (c)'s feedback restated the answer; arrange's second hint was its solution."""
+    right = next(o for o in lesson11.TEST_CHOOSES.choices if o.correct)
+    for option in lesson11.TEST_CHOOSES.choices:
+        if not option.correct:
+            assert "best of several" not in option.feedback and "biased" not in option.feedback, option.text
+    assert "best of several" in right.text
+    last_hint = lesson11.HINTS["arrange_folder"][-1]
+    assert "split('_')" not in last_hint and "write_bytes" not in last_hint and "copy the file" not in last_hint
 
 
 def test_exercise_test_must_not_choose(capsys):

@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from ftlib import recipe, selection, stats
+from ftlib import folder, recipe, selection, stats
 from ftlib.course import example_images
 from ftlib.course.lessons import records
 from ftlib.data import ImageSet
@@ -89,6 +89,14 @@ def test_the_split_warning_names_tiny_parts_only():
     warning = recipe.split_warning({"val": part(2), "test": part(20)})
     assert warning.startswith("tiny split: 4 validation images (as few as 2 in a class)")
     assert "test images" not in warning
+
+
+def test_the_loader_and_the_split_warning_give_one_better_size():
+    """Lesson 11 review 2, L8: the loader said 'more than 20 is better', the warning 'more than 25'."""
+    assert folder.ENOUGH_PER_CLASS == recipe.TINY_SPLIT / recipe.VAL_FRACTION  # 5 validation images of each class
+    labels = torch.arange(2).repeat_interleave(2)
+    tiny = ImageSet(torch.zeros(len(labels), 1, 28, 28), labels, ("a", "b"))
+    assert recipe.split_warning({"val": tiny, "test": tiny}).endswith("; at least 25 images per class are better")
 
 
 def test_the_report_gives_the_wilson_interval():

@@ -535,19 +535,26 @@ def test_pretrain_out_into_data_only_with_overwrite_shipped(monkeypatch, tmp_pat
     assert built == [tmp_path / "x.safetensors"]
 
 
+@pytest.mark.parametrize("command", ["context-sweep", "chat-sweep"])
 @pytest.mark.parametrize("args, needle", [
     (["--out", "data/tinylm.json"], "in a shipped folder"),
+    (["--out", "notebooks/new.json"], "in a shipped folder"),
     (["--out", "sweep.safetensors"], "must end in .json"),
+    (["--out", ""], "must end in .json"),
+    (["--out", "no/such/folder/x.json"], "does not exist"),
     (["--check", "--out", "x.json"], "--check rebuilds into a temporary folder"),
+    (["--check", "--overwrite-shipped"], "--check never writes"),
 ])
-def test_context_sweep_out_is_guarded_the_same_way(args, needle, monkeypatch, capsys):
-    from ftlib.course.lessons import context_sweep
+def test_both_stored_sweeps_out_is_guarded_the_same_way(command, args, needle, monkeypatch, capsys):
+    import importlib
+
     from ftlib.paths import DATA_DIR
 
-    monkeypatch.setattr(context_sweep, "build", lambda *a, **k: pytest.fail("built despite a bad --out"))
+    sweep = importlib.import_module(f"ftlib.course.lessons.{command.replace('-', '_')}")
+    monkeypatch.setattr(sweep, "build", lambda *a, **k: pytest.fail("built despite a bad --out"))
     monkeypatch.chdir(DATA_DIR.parent)
     before = _digests(DATA_DIR)
-    assert main(["context-sweep", *args]) == 2
+    assert main([command, *args]) == 2
     _one_line_error(capsys, needle)
     assert _digests(DATA_DIR) == before
 
@@ -595,9 +602,10 @@ def test_a_signal_between_the_two_replaces_waits_until_both_are_in_place(signum,
     import signal
 
     caught = []
-    if signum == "SIGTERM":
-        monkeypatch.setattr(signal, "signal", signal.signal)  # restored below
-        old = signal.signal(signal.SIGTERM, lambda *a: caught.append("term"))
+    # a known handler for the signal, whatever this process inherited (a test process may have been started with
+    # Ctrl+C ignored): Python's own for SIGINT (it raises KeyboardInterrupt), a recording one for SIGTERM
+    handler = signal.default_int_handler if signum == "SIGINT" else lambda *a: caught.append("term")
+    old = signal.signal(getattr(signal, signum), handler)
     calls = _replace_with(monkeypatch, lambda: os.kill(os.getpid(), getattr(signal, signum)))
     try:
         if signum == "SIGINT":
@@ -607,8 +615,7 @@ def test_a_signal_between_the_two_replaces_waits_until_both_are_in_place(signum,
             export.save(backbones.build("glyphnet", 2, seed=1), model_file, "glyphnet", ["x", "y"])
             assert caught == ["term"]
     finally:
-        if signum == "SIGTERM":
-            signal.signal(signal.SIGTERM, old)
+        signal.signal(getattr(signal, signum), old)
     monkeypatch.undo()
     assert len(calls) == 2 and sorted(p.name for p in model_file.parent.iterdir()) == ["model.json",
                                                                                        "model.safetensors"]

@@ -113,3 +113,15 @@ def test_bad_input_is_a_one_line_error_naming_it(call, name):
     with pytest.raises(ValueError, match=name) as error:
         call()
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("n, chance", [(48, 1 / 8), (10, 0.5), (200, 0.1), (7, 0.9)])
+def test_chance_range_is_scipys_central_binomial_range(n, chance):
+    assert stats.chance_range(n, chance) == (int(reference.binom.ppf(0.025, n, chance)),
+                                             int(reference.binom.isf(0.025, n, chance)))
+
+
+@pytest.mark.parametrize("n, chance", [(0, 0.5), (True, 0.5), (10, 0.0), (10, 1.0), (10, -1)])
+def test_chance_range_refuses_what_is_no_guesser(n, chance):
+    with pytest.raises(ValueError, match="n=|chance="):
+        stats.chance_range(n, chance)

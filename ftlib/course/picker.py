@@ -7,6 +7,7 @@ the one behind "fine-tune": the recipe, which chooses its backbone factor (or th
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import ipywidgets as widgets
@@ -17,7 +18,14 @@ from ftlib.paths import ROOT
 from ftlib.recipe import FACTORS
 from ftlib.runtime import headless
 
-__all__ = ["check", "finetune_chosen", "picker"]
+__all__ = ["check", "finetune_chosen", "picker", "shown_path"]
+
+
+def shown_path(folder: str | Path) -> str:
+    """``folder`` as the form shows it: relative to the current directory when it lies inside the course's checkout
+    (so that a stored notebook names no machine's path, and the path still works as typed), else as given."""
+    path = Path(folder).expanduser().resolve()
+    return os.path.relpath(path) if path.is_relative_to(ROOT.resolve()) else str(folder)
 
 
 def check(folder: str | Path, backbone: str) -> None:
@@ -56,11 +64,11 @@ def picker(folder: str | Path, backbone: str = "glyphnet", out: str | Path = "ru
     show."""
     if headless():
         tried = " or ".join(f"{f:g}" for f in factors)
-        print(f"[picker] image folder {folder}, backbone {backbone}: buttons 'check' and 'fine-tune' (backbone "
-              f"factor {tried}, chosen on validation; exports to {out})")
+        print(f"[picker] image folder {shown_path(folder)}, backbone {backbone}: buttons 'check' and 'fine-tune' "
+              f"(backbone factor {tried}, chosen on validation; exports to {out})")
         return None
-    path = widgets.Text(value=str(folder), description="image folder", style={"description_width": "initial"},
-                        layout=widgets.Layout(width="480px"))
+    path = widgets.Text(value=shown_path(folder), description="image folder",
+                        style={"description_width": "initial"}, layout=widgets.Layout(width="480px"))
     choice = widgets.Dropdown(options=sorted(backbones.SPECS), value=backbone, description="backbone")
     check_button, run_button = widgets.Button(description="check"), widgets.Button(description="fine-tune")
     output = widgets.Output()

@@ -26,8 +26,8 @@ from ftlib.lm.finetune import finetune
 from ftlib.lm.tokenizer import VOCAB, encode
 from ftlib.runtime import evaluating
 
-__all__ = ["EVAL_CHARS", "GROUPS", "TEMPERATURES", "ChatFinetuning", "answer_bits", "at_temperature", "check_steps",
-           "format_breakdown", "mean_at", "plot_over_steps", "print_format_breakdown", "knowledge_test",
+__all__ = ["EVAL_CHARS", "GROUPS", "TEMPERATURES", "ChatFinetuning", "answer_bits", "answer_choice", "at_temperature",
+           "check_steps", "format_breakdown", "knowledge_test", "mean_at", "plot_over_steps", "print_format_breakdown",
            "prose_at_chat", "sample_replies", "score_table", "turn_format", "view"]
 
 EVAL_CHARS = 3072  # characters of the validation dialogues and of the held-out prose scored at every check
@@ -97,15 +97,41 @@ def answer_bits(model: nn.Module, dialogues: list[dict], preamble: str = "") -> 
     return bits[mask[1:len(bits) + 1].to(bits.device)].mean().item()
 
 
-def knowledge_test(models: dict[str, nn.Module], dialogues: list[dict]) -> dict[str, tuple[float, float]]:
-    """Does a model know which docstring answers which question? For the first turn of each dialogue, the answer
-    loss (bpc) of the right answer and of another function's (the next dialogue's answer, so the same answers are
-    scored both ways): ``{name: (right, other)}``. Knowing would make the right one cheaper; a format alone makes
-    both cheaper alike."""
+def answer_choice(model: nn.Module, dialogues: list[dict], candidates: int = 8, chars: int = 16) -> float:
+    """Does ``model`` know which answer belongs to which question? For the first question of each dialogue, the
+    mean loss of the first ``chars`` characters of ``candidates`` answers (its own and the next dialogues' first
+    answers, in turn) after ``User: <question>`` and ``Assistant: ``; returns the share of questions whose own
+    answer is the cheapest (chance: ``1 / candidates``).
+
+    Only an answer's first characters are scored: they are read with the question in view (a 64-character model
+    predicts an answer's later characters from the answer itself), and a sentence's start is where knowing which
+    function was asked shows. Sequences longer than the model's context keep their last ``context + 1`` characters.
+    """
     firsts = [d["turns"][0] for d in dialogues]
-    right = [{"turns": [[q, a]]} for q, a in firsts]
-    other = [{"turns": [[q, firsts[(i + 1) % len(firsts)][1]]]} for i, (q, _) in enumerate(firsts)]
-    return {name: (answer_bits(lm, right), answer_bits(lm, other)) for name, lm in models.items()}
+    if not 2 <= candidates <= len(firsts):
+        raise ValueError(f"candidates={candidates} must lie between 2 and the {len(firsts)} dialogues given")
+    context, device = model.config.context, next(model.parameters()).device
+    right = 0
+    with evaluating(model), torch.no_grad():
+        for i, (question, _) in enumerate(firsts):
+            prompt = f"{chat.USER}{question}\n{chat.ASSISTANT}"
+            answers = [(firsts[(i + k) % len(firsts)][1] + "\n")[:chars] for k in range(candidates)]
+            bits = torch.empty(candidates)
+            for length in sorted({len(a) for a in answers}):  # candidates of one length in one batch
+                which = [k for k, a in enumerate(answers) if len(a) == length]
+                ids = torch.stack([encode(prompt + answers[k])[-(context + 1):] for k in which]).to(device)
+                logits = model(ids[:, :-1])[:, -length:]
+                nats = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, -length:], reduction="none")
+                bits[which] = nats.mean(1).cpu()
+            right += int(bits.argmin()) == 0
+    return right / len(firsts)
+
+
+def knowledge_test(models: dict[str, nn.Module], dialogues: list[dict], candidates: int = 8, chars: int = 16
+                   ) -> dict[str, float]:
+    """:func:`answer_choice` of each model on ``dialogues``: ``{name: share of questions whose own answer is the
+    cheapest of candidates}``."""
+    return {name: answer_choice(lm, dialogues, candidates, chars) for name, lm in models.items()}
 
 
 def sample_replies(models: dict[str, nn.Module], questions: list[str], temperature: float, max_chars: int = 80
@@ -179,27 +205,28 @@ class ChatFinetuning:
         return {**chat.losses(lm, self.chat_eval, self.answers_eval, self.prose_eval),
                 "val_loss": char_bits(lm, self.choose_eval, lm.config.context).mean().item()}
 
-    def run(self, method: str, seed: int, lr: float | None = None) -> dict:
-        """Fine-tune the base model by ``method`` (at ``lr``, default the lesson's rate), scored at
-        :func:`check_steps`; a record for ``run_grid``.
+    def run(self, method: str, seed: int, lr: float | None = None, steps: int | None = None) -> dict:
+        """Fine-tune the base model by ``method`` (at ``lr``, default the lesson's rate) for ``steps`` (default the
+        lesson's; each budget has its own warm-up and cosine schedule), scored at :func:`check_steps`.
 
         The record holds the last scores (``chat``, ``answer``, ``prose``, ``val_loss``), the ``format`` rate of
         sampled replies over every validation turn, the training ``seconds`` and the ``trainable`` parameters; and
         for later cells the fine-tuned ``model``, its scores by step in ``curves`` (step 0: the base model's) and its
         ``turns`` (:func:`turn_format` of every validation turn).
         """
-        checked, every = check_steps(self.steps), 1
-        due = iter(range(1, self.steps + 1))
+        steps = self.steps if steps is None else steps
+        checked, every = check_steps(steps), 1
+        due = iter(range(1, steps + 1))
 
         def scored(lm: nn.Module) -> dict:  # called at every step: scores only the checked ones
             return self.losses(lm) if next(due) in checked else {}
 
-        lm, history = finetune(self.base, self.train_text, method, self.steps,
+        lm, history = finetune(self.base, self.train_text, method, steps,
                                self.lr[method] if lr is None else lr, seed, batch_size=self.batch_size,
                                rank=self.rank, evaluate=scored, every=every)
         turns = turn_format(lm, self.val_text, self.temperature)
         evals = {step: scores for step, scores in history.evals.items() if scores}
-        return {**evals[self.steps], "format": turns["chance"].mean().item(), "seconds": history.seconds,
+        return {**evals[steps], "format": turns["chance"].mean().item(), "seconds": history.seconds,
                 "trainable": count_parameters(lm, trainable_only=True), "model": lm,
                 "curves": {0: self.base_losses, **evals}, "turns": turns}
 

@@ -8,8 +8,10 @@ count and torch build; ``--check`` compares the bytes). Each record is a pure fu
 
 Every rate is chosen by the lowest mean ``val_loss`` over the table's seeds (0, 1, 2): the chat loss on a slice of
 the held-out dialogues that the lesson never reports (it reports the first slice, ``chat``). The stored runs also
-give the trade-off curve of each method, one point per rate (chat loss against prose loss), which is how Biderman
-et al. (2024) compared LoRA with full fine-tuning.
+give the trade-off curve of each method, one point per rate (chat loss against prose loss); the ``lengths`` runs
+give the other one, each method at its chosen rate for shorter budgets, the axis along which Biderman et al. (2024)
+compared LoRA with full fine-tuning. The ``memoriser`` is the knowledge test's positive control, and ``self_chat``
+Baize's experiment (:mod:`~ftlib.course.lessons.self_chat`).
 """
 
 from __future__ import annotations
@@ -24,18 +26,26 @@ import torch
 
 from ftlib.course import pretrain_lm
 from ftlib.course.lessons import self_chat
-from ftlib.course.lessons.chat_finetuning import GROUPS, ChatFinetuning, format_breakdown, view
+from ftlib.course.lessons.chat_finetuning import (
+    GROUPS,
+    ChatFinetuning,
+    answer_bits,
+    answer_choice,
+    format_breakdown,
+    view,
+)
 from ftlib.course.lessons.records import Results
 from ftlib.course.lessons.tuning import RATES
 from ftlib.course.versions import warn_if_different
 from ftlib.lm import chat
+from ftlib.lm.finetune import finetune
 from ftlib.paths import DATA_DIR
 from ftlib.runtime import seed_everything
 from ftlib.train import NonFiniteLoss
 
-__all__ = ["CHOOSING_SEEDS", "METHODS", "SETTINGS", "SWEEP", "as_record", "build", "chosen", "lesson_runs", "load",
-           "load_self_chat",
-           "matched", "plot_curves", "rate_curve", "rate_table", "recheck", "run_one", "stored_run", "study"]
+__all__ = ["CHOOSING_SEEDS", "METHODS", "SETTINGS", "SWEEP", "as_record", "build", "chosen", "length_curve",
+           "lesson_runs", "load", "load_lengths", "load_memoriser", "load_self_chat", "matched", "matched_length",
+           "memoriser", "plot_curves", "rate_curve", "rate_table", "recheck", "run_one", "stored_run", "study"]
 
 SWEEP = DATA_DIR / "chat_sweep.json"
 METHODS = ("full", "lora")
@@ -49,6 +59,12 @@ SETTINGS = {
     # budget: each method's chosen rate must lie inside its window (checked by chosen()), never on its edge
     "rates": {"full": list(RATES[:4]), "lora": list(RATES[2:6])},
     "seeds": 3,  # the tuning table's seeds; a lesson run with more seeds trains the others live
+    # the other axis of the trade-off (Biderman et al.'s): each method at its chosen rate, trained for shorter
+    # budgets, each with its own warm-up and cosine schedule (the budget of "steps" is the rate sweep's run)
+    "lengths": [10, 20, 40],
+    # the knowledge test's positive control: full fine-tuning on the first training dialogues alone, many epochs,
+    # at a rate fixed on purpose (a memoriser, not a tuned model), the test read every "every" steps
+    "memorise": {"dialogues": 48, "steps": 1000, "lr": 3e-3, "every": 200, "candidates": 8, "chars": 16},
     "eval_chars": 3072,
     "threads": 2,  # bit-identical rebuilds need the same thread count
     "rule": "lowest mean val_loss (chat bpc on the choosing slice of the held-out dialogues) over seeds 0, 1, 2; "
@@ -83,11 +99,12 @@ def stored_run(record: dict, shown: int) -> dict:
                        for step, scores in record["curves"].items()}}
 
 
-def run_one(runs: ChatFinetuning, method: str, lr: float, seed: int) -> dict:
-    """One stored record: ``method`` at ``lr`` on ``seed``; a run whose loss diverges keeps NaN scores."""
+def run_one(runs: ChatFinetuning, method: str, lr: float, seed: int, steps: int | None = None) -> dict:
+    """One stored record: ``method`` at ``lr`` on ``seed`` (for ``steps``, default the sweep's); a run whose loss
+    diverges keeps NaN scores."""
     try:
         return {"method": method, "lr": lr, "seed": seed,
-                **stored_run(runs.run(method, seed, lr=lr), view(runs.base))}
+                **stored_run(runs.run(method, seed, lr=lr, steps=steps), view(runs.base))}
     except NonFiniteLoss:
         return {"method": method, "lr": lr, "seed": seed, "diverged": True,
                 **{k: math.nan for k in ("val_loss", "chat", "answer", "prose", "format")}}
@@ -107,17 +124,53 @@ def build(path: str | Path = SWEEP, settings: dict = SETTINGS, progress: bool = 
                 if progress:
                     print(f"{method} lr {lr:g} seed {seed}: val_loss {records[-1]['val_loss']:.4f} chat "
                           f"{records[-1]['chat']:.4f} prose {records[-1]['prose']:.4f}", flush=True)
-    sweep = {"settings": settings, "torch": torch.__version__.split("+")[0], "records": records,
-             "self_chat": self_chat.build(runs, chosen(Results(records)), threads=settings["threads"],
+    rates = chosen(Results(records))
+    lengths = []
+    for method in METHODS:
+        for steps in settings["lengths"]:
+            for seed in range(settings["seeds"]):
+                lengths.append({"steps": steps, **run_one(runs, method, rates[method], seed, steps)})
+                if progress:
+                    print(f"{method} {steps} steps seed {seed}: chat {lengths[-1]['chat']:.4f} prose "
+                          f"{lengths[-1]['prose']:.4f}", flush=True)
+    sweep = {"settings": settings, "torch": torch.__version__.split("+")[0], "records": records, "lengths": lengths,
+             "memoriser": memoriser(runs, settings["memorise"]),
+             "self_chat": self_chat.build(runs, rates, threads=settings["threads"],
                                           progress=progress)}
     Path(path).write_text(json.dumps(sweep, indent=1) + "\n")
     return sweep
+
+
+def memoriser(runs: ChatFinetuning, plan: dict) -> list[dict]:
+    """The knowledge test's positive control: the base model fully fine-tuned (seed 0) on the first
+    ``plan["dialogues"]`` training dialogues alone, for ``plan["steps"]`` at ``plan["lr"]``; every ``plan["every"]``
+    steps (and before, step 0) the loss of their answers and :func:`~ftlib.course.lessons.chat_finetuning.answer_choice`
+    on their first questions. Returns ``[{"step", "answer", "choice"}, ...]``, rounded."""
+    dialogues = chat.load_dialogues("train")[:plan["dialogues"]]
+
+    def test(lm) -> dict:
+        return {"answer": round(answer_bits(lm, dialogues), _DIGITS),
+                "choice": round(answer_choice(lm, dialogues, plan["candidates"], plan["chars"]), _DIGITS)}
+
+    _, history = finetune(runs.base, chat.chat_text(dialogues)[0], "full", plan["steps"], plan["lr"], 0,
+                          batch_size=runs.batch_size, evaluate=test, every=plan["every"])
+    return [{"step": 0, **test(runs.base)}, *({"step": step, **scores} for step, scores in history.evals.items())]
+
+
+def load_memoriser(path: str | Path = SWEEP) -> Results:
+    """The shipped positive control of the knowledge test (:func:`memoriser`)."""
+    return Results(json.loads(Path(path).read_text())["memoriser"])
 
 
 def load(path: str | Path = SWEEP) -> tuple[dict, Results]:
     """The shipped sweep: its settings and its records (filter them with ``method=``, ``lr=``, ``seed=``)."""
     sweep = json.loads(Path(path).read_text())
     return sweep["settings"], Results(sweep["records"])
+
+
+def load_lengths(path: str | Path = SWEEP) -> Results:
+    """The shipped runs of each method at its chosen rate for the shorter budgets (``steps``) of ``lengths``."""
+    return Results(json.loads(Path(path).read_text())["lengths"])
 
 
 def load_self_chat(path: str | Path = SWEEP) -> dict:
@@ -154,45 +207,77 @@ def rate_curve(sweep: Results, method: str, seed: int, upto: float | None = None
             if math.isfinite(r["chat"]) and (upto is None or r["lr"] <= upto)]
 
 
+def _read_at(curve: list[tuple[float, float, float]], level: float) -> float:
+    """The prose loss at chat loss ``level`` on ``curve`` (``(knob, chat, prose)`` points in the knob's order),
+    linear between the first two neighbouring points whose chat losses bracket it; NaN outside (no extrapolation)."""
+    for (_, c0, p0), (_, c1, p1) in zip(curve, curve[1:]):
+        if min(c0, c1) <= level <= max(c0, c1) and c0 != c1:
+            return p0 + (level - c0) / (c1 - c0) * (p1 - p0)
+    return math.nan
+
+
 def matched(sweep: Results, seed: int, rates: dict[str, float]) -> list[tuple[float, float, float]]:
-    """Forgetting at matched learning, on ``seed``: for each LoRA rate up to its chosen one, ``(rate, LoRA's prose
-    loss, full fine-tuning's prose loss at the same chat loss)``, the latter read on full fine-tuning's rate curve
-    up to its chosen rate (linear between the two rates whose chat losses bracket LoRA's); points whose chat loss
-    lies outside full fine-tuning's range are left out (no extrapolation)."""
+    """Forgetting at matched learning along the rate, on ``seed``: for each LoRA rate up to its chosen one,
+    ``(rate, LoRA's prose loss, full fine-tuning's prose loss at the same chat loss)``, the latter read on full
+    fine-tuning's rate curve up to its chosen rate (linear between the two rates whose chat losses bracket LoRA's);
+    points whose chat loss lies outside full fine-tuning's range are left out (no extrapolation)."""
     full = rate_curve(sweep, "full", seed, rates["full"])
-    out = []
-    for lr, level, prose in rate_curve(sweep, "lora", seed, rates["lora"]):
-        for (_, c0, p0), (_, c1, p1) in zip(full, full[1:]):
-            if min(c0, c1) <= level <= max(c0, c1) and c0 != c1:
-                out.append((lr, prose, p0 + (level - c0) / (c1 - c0) * (p1 - p0)))
-                break
-    return out
+    out = [(lr, prose, _read_at(full, level)) for lr, level, prose in rate_curve(sweep, "lora", seed, rates["lora"])]
+    return [point for point in out if math.isfinite(point[2])]
 
 
-def plot_curves(sweep: Results, seeds: list[int], rates: dict[str, float], names: dict[str, str],
+def length_curve(sweep: Results, lengths: Results, method: str, seed: int, rates: dict[str, float],
+                 steps: int = SETTINGS["steps"]) -> list[tuple[float, float, float]]:
+    """``(steps, chat, prose)`` of ``method`` at its chosen rate on ``seed`` for every budget: the shorter ones of
+    ``lengths`` and the sweep's own run of ``steps``, the shortest first."""
+    rows = [(r["steps"], r["chat"], r["prose"]) for r in lengths.where(method=method, seed=seed)]
+    rows += [(steps, r["chat"], r["prose"]) for r in sweep.where(method=method, seed=seed, lr=rates[method])]
+    return sorted(row for row in rows if math.isfinite(row[1]))
+
+
+def matched_length(sweep: Results, lengths: Results, seed: int, rates: dict[str, float],
+                   steps: int = SETTINGS["steps"]) -> tuple[float, float]:
+    """Forgetting at matched learning along the training length, on ``seed``: ``(LoRA's prose loss after
+    ``steps``, full fine-tuning's prose loss at LoRA's chat loss on its length curve)`` (NaN if outside it)."""
+    (_, level, prose), = [p for p in length_curve(sweep, lengths, "lora", seed, rates, steps) if p[0] == steps]
+    return prose, _read_at(length_curve(sweep, lengths, "full", seed, rates, steps), level)
+
+
+def plot_curves(sweep: Results, lengths: Results, seeds: list[int], rates: dict[str, float], names: dict[str, str],
                 base: dict[str, float]) -> None:
-    """The trade-off curves: prose loss against chat loss, one point per rate (mean over ``seeds``, rates that
-    diverged in a seed left out), each rate labelled, each method's chosen rate ringed; the base model in black."""
-    fig, ax = plt.subplots(figsize=(8, 4.8))
+    """The trade-off curves, prose loss against chat loss (mean over ``seeds``; a point that diverged in a seed left
+    out), along the two knobs: left, one point per rate after the sweep's steps (each method's chosen rate ringed);
+    right, one point per training budget at the chosen rate. The base model in black."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
     for i, method in enumerate(METHODS):
-        points = []
-        for lr in sorted(sweep.where(method=method).unique("lr")):
-            rows = [r for r in sweep.where(method=method, lr=lr) if r["seed"] in seeds]
-            chat_, prose = _mean([r["chat"] for r in rows]), _mean([r["prose"] for r in rows])
-            if math.isfinite(chat_) and math.isfinite(prose):
-                points.append((lr, chat_, prose))
-        ax.plot([p[1] for p in points], [p[2] for p in points], "o-", color=f"C{i}", label=names[method])
-        for lr, x, y in points:
-            ax.annotate(f"{lr:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8, color=f"C{i}")
-            if lr == rates[method]:
-                ax.plot([x], [y], "o", ms=14, mfc="none", color=f"C{i}")
-    ax.plot([base["chat"]], [base["prose"]], "ko", label="base model")
-    ax.invert_xaxis()
-    ax.set(xlabel="chat loss on held-out dialogues, bpc (learning: the axis runs right to left)",
-           ylabel="prose loss, bpc (forgetting: higher is worse)",
-           title=f"after {SETTINGS['steps']} steps, one point per rate (mean over {len(seeds)} seeds; ringed: chosen)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+        for ax, knob, rows_at, label in (
+                (axes[0], sorted(sweep.where(method=method).unique("lr")),
+                 lambda k, m=method: sweep.where(method=m, lr=k), "{:g}"),
+                (axes[1], [*SETTINGS["lengths"], SETTINGS["steps"]],
+                 lambda k, m=method: lengths.where(method=m, steps=k) if k != SETTINGS["steps"] else
+                 sweep.where(method=m, lr=rates[m]), "{} steps")):
+            points = []
+            for k in knob:
+                rows = [r for r in rows_at(k) if r["seed"] in seeds]
+                chat_, prose = _mean([r["chat"] for r in rows]), _mean([r["prose"] for r in rows])
+                if math.isfinite(chat_) and math.isfinite(prose):
+                    points.append((k, chat_, prose))
+            ax.plot([p[1] for p in points], [p[2] for p in points], "o-", color=f"C{i}", label=names[method])
+            for k, x, y in points:
+                ax.annotate(label.format(k), (x, y), textcoords="offset points", xytext=(-5, 5) if i == 0 else
+                            (5, -12), ha="right" if i == 0 else "left", fontsize=8,
+                            color=f"C{i}")  # full fine-tuning's labels above left, LoRA's below right
+                if ax is axes[0] and k == rates[method]:
+                    ax.plot([x], [y], "o", ms=14, mfc="none", color=f"C{i}")
+    for ax, title in zip(axes, (f"along the rate: one point per rate, {SETTINGS['steps']} steps (ringed: chosen)",
+                                "along the training length: one point per budget, chosen rate")):
+        ax.plot([base["chat"]], [base["prose"]], "ko", label="base model")
+        ax.invert_xaxis()
+        ax.set(xlabel="chat loss on held-out dialogues, bpc (learning: right to left)", title=title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[0].set_ylabel("prose loss, bpc (forgetting: higher is worse)")
+    fig.suptitle(f"learning against forgetting, mean over {len(seeds)} seeds", fontsize=11)
     fig.tight_layout()
     plt.show()
 

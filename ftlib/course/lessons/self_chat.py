@@ -4,9 +4,10 @@ filter keeps the well-formed turns, and fresh LoRA students train on template, s
 The teacher is lesson 09's own chat model (full fine-tuning at its chosen rate, seed 0). Its seed questions are the
 first questions of training dialogues, about training modules; the students train on whole dialogues from their
 start, a preamble first (:func:`ftlib.lm.chat.dialogue_batches`), and are scored on the held-out modules: the turn
-format, the loss of the true docstring answers, the loss of the teacher's own answers to the same questions (what
-they inherit), and the diversity of their replies (distinct word pairs). Too slow for the lesson's minute, it is
-built with lesson 09's rate sweep (``python -m ftlib chat-sweep``) and stored beside it.
+format, the loss of the true docstring answers, and the diversity of their replies (distinct word pairs); the loss
+of the teacher's own replies to the same questions is stored too, not shown (many of them are not answers). Too
+slow for the lesson's minute, it is built with lesson 09's rate sweep (``python -m ftlib chat-sweep``) and stored
+beside it.
 """
 
 from __future__ import annotations
@@ -22,15 +23,15 @@ from ftlib.lm.finetune import finetune
 from ftlib.lm.generate import generate
 from ftlib.runtime import seed_everything
 
-__all__ = ["COLUMNS", "DATASETS", "SETTINGS", "build", "collect", "distinct_pairs", "replies", "score_student",
-           "score_table"]
+__all__ = ["COLUMNS", "DATASETS", "SETTINGS", "build", "collect", "differences", "distinct_pairs", "replies",
+           "score_student", "score_table"]
 
-DATASETS = ("template", "self-chat", "mix")
+DATASETS = ("template", "shape", "self-chat", "mix")  # "shape": the template cut to self-chat's turns per dialogue
 SETTINGS = {
     "questions": 240,  # seed questions: the first questions of the first training dialogues
     "max_chars": 200,  # the most the teacher writes after a seed question
     "temperature": 0.7,
-    "student_seeds": 3,
+    "student_seeds": 6,
     "replies": 24,  # held-out first questions each model answers (diversity; the teacher's answers to score)
     "reply_chars": 80,
 }
@@ -107,9 +108,11 @@ def build(runs: ChatFinetuning, rates: dict[str, float], settings: dict = SETTIN
     taught = [{"topic": d["topic"], "turns": [[d["turns"][0][0], a.removeprefix(chat.ASSISTANT)]]}
               for d, a in zip(truth, answers)]
     # the same seed questions in every dataset: the kept ones, answered by the template (true docstrings), by the
-    # teacher (self-chat), or by each in turn (mix)
+    # template cut to as many turns as the teacher's kept dialogue (shape: self-chat's dialogue shape, true
+    # answers), by the teacher (self-chat), or by each in turn (mix)
     asked = [template[int(d["topic"].split()[-1])] for d in self_chat]
     data = {"template": asked, "self-chat": self_chat,
+            "shape": [{"topic": t["topic"], "turns": t["turns"][:len(c["turns"])]} for t, c in zip(asked, self_chat)],
             "mix": [t if i % 2 == 0 else c for i, (t, c) in enumerate(zip(asked, self_chat))]}
     round_ = lambda scores: {k: round(v, 6) for k, v in scores.items()}  # noqa: E731
     records = [{"data": "teacher", "seed": 0, **round_(score_student(teacher, runs, truth, taught, settings))}]
@@ -121,13 +124,25 @@ def build(runs: ChatFinetuning, rates: dict[str, float], settings: dict = SETTIN
                                                                                settings))})
             if progress:
                 print(f"student on {name}, seed {seed}: {records[-1]}", flush=True)
-    return {"settings": settings, "counts": counts, "dialogues": {k: len(v) for k, v in data.items()},
+    sizes = {k: {"dialogues": len(v), "turns": sum(len(d["turns"]) for d in v),
+                 "characters": len(chat.chat_text(v)[0])} for k, v in data.items()}
+    return {"settings": settings, "counts": counts, "sizes": sizes,
             "examples": [chat.format_dialogue(d) for d in self_chat[:3]], "taught": taught[:3],
             "records": Results(records)}
 
 
-COLUMNS = {"format": ("format", 100, "%"), "answer": ("true answers", 1, " bpc"),
-           "teacher_answer": ("teacher's answers", 1, " bpc"), "distinct": ("distinct pairs", 100, "%")}
+def differences(records: Results, first: str, second: str, key: str) -> list[float]:
+    """Per student seed, score ``key`` of the student on dataset ``first`` minus the one on ``second``."""
+    ones, others = (sorted(records.where(data=d), key=lambda r: r["seed"]) for d in (first, second))
+    if [r["seed"] for r in ones] != [r["seed"] for r in others] or not ones:
+        raise ValueError(f"{first!r} and {second!r} must have students on the same seeds")
+    return [a[key] - b[key] for a, b in zip(ones, others)]
+
+
+# the stored ``teacher_answer`` is not shown: many of the teacher's "answers" to new questions are not answers (it
+# often opens another ``User:`` line), so their loss measures exposure to such lines more than to the teacher
+COLUMNS = {"format": ("format, % (higher)", 100, "%"), "answer": ("docstring answers", 1, " bpc"),
+           "distinct": ("distinct pairs, %", 100, "%")}
 
 
 def score_table(records: Results, names: dict[str, str]) -> str:

@@ -30,12 +30,13 @@ from ftlib.evaluation import evaluate
 from ftlib.freeze import unfreeze
 from ftlib.models import pretrained_start
 from ftlib.probe import linear_probe
+from ftlib.stats import verdict
 from ftlib.transfer import adapt_batchnorm, subset, truncate
 
 __all__ = ["FAIR_ARMS", "FLAW_SETTINGS", "HEADS", "LADDER_ARMS", "LIVE_ANGLES", "REMEDIES", "SHIFTED_TEST",
-           "TEST_PER_CLASS", "chosen_name", "error_ratios", "flaw_run", "flaw_setting_run", "ladder_arms", "ladder_run",
-           "log_odds_differences", "plot_rows", "probe_keys", "probe_run", "rotated", "rotation_live", "run_at",
-           "run_named", "show_target", "validation_margin"]
+           "TEST_PER_CLASS", "chosen_name", "error_ratios", "flaw_run", "flaw_setting_run", "kumar_reading",
+           "ladder_arms", "ladder_run", "log_odds_differences", "plot_rows", "probe_keys", "probe_run", "rotated",
+           "rotation_live", "run_at", "run_named", "show_target", "validation_margin"]
 
 REMEDIES = {  # remedy -> (fine-tuning target, augment?, blocks re-initialised)
     "none": ("upright_digits", False, ()),
@@ -228,6 +229,34 @@ def log_odds_differences(results: Results, field: str, first, second, metric: st
     clipped = [min(max(r[metric], 5e-5), 1 - 5e-5) for r in results]
     odds = Results({**r, "log_odds": math.log(p / (1 - p))} for r, p in zip(results, clipped))
     return odds.differences(field, first, second, metric="log_odds")
+
+
+def kumar_reading(lp_ft: list[float], same_rate: list[float], probe: list[float]) -> str:
+    """One line on Kumar et al.'s claim (LP-FT, and a linear probe, ahead of fine-tuning under a shift), built from
+    the per-seed differences on the flawed checkpoint: LP-FT minus fine-tuning at the rates validation chose
+    (``lp_ft``), the same with both at one rate (``same_rate``), and the linear probe minus fine-tuning (``probe``).
+    Each is read as :func:`ftlib.stats.verdict` reads it (its 95% interval), so the line says only what they say."""
+    (lp_mean, _, lp), (same_mean, _, same), (_, _, alone) = (
+        verdict(d, "ahead", "behind", "unresolved") for d in (lp_ft, same_rate, probe))
+    if "behind" in (lp, same):
+        reading = ("LP-FT behind fine-tuning at " + ("the chosen rates" if lp == "behind" else "one rate")
+                   + ", by a margin its 95% interval resolves: against Kumar et al.'s direction")
+    elif lp == same == "ahead":
+        reading = ("LP-FT ahead of fine-tuning at the chosen rates and at one rate, both 95% intervals above zero: "
+                   "the miniature confirms Kumar et al.'s direction")
+    elif "ahead" in (lp, same):
+        resolved_at, open_at = ("the chosen rates", "one rate") if lp == "ahead" else ("one rate", "the chosen rates")
+        reading = (f"LP-FT ahead of fine-tuning at {resolved_at}, but at {open_at} the 95% interval reaches zero: "
+                   "the miniature leans Kumar et al.'s way without confirming them")
+    elif lp_mean > 0 and same_mean > 0:
+        reading = ("LP-FT ahead of fine-tuning on average at the chosen rates and at one rate, but both 95% intervals "
+                   "reach zero: the miniature leans Kumar et al.'s way without confirming them")
+    else:
+        reading = ("LP-FT not told apart from fine-tuning, and not ahead on average at both rates: the miniature "
+                   "neither confirms nor leans toward Kumar et al.")
+    probe_words = {"ahead": "ahead of fine-tuning too", "behind": "behind fine-tuning",
+                   "unresolved": "not told apart from fine-tuning"}
+    return f"{reading}; the linear probe alone is {probe_words[alone]}"
 
 
 def chosen_name(table: tuning.Table, keys: dict[str, str]) -> str:

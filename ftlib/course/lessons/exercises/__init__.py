@@ -157,11 +157,12 @@ def check_prediction(prediction: float | EllipsisType, actual: float, *, toleran
         return tell(True, f"Close: measured {actual:.1f}{unit}, you predicted {prediction:g}{unit} (within "
                           f"{tolerance:g}{unit}). Why: {why}")
     side, direction = ("high", high) if miss > 0 else ("low", low)
+    off = f"more than {tolerance:g}{unit} off, " if tolerance else ""  # an exact check has no margin to name
     if direction:
-        return tell(False, f"Not yet: your prediction of {prediction:g}{unit} is more than {tolerance:g}{unit} off, "
-                           f"too {side}: {direction} Try another number.")
-    return tell(False, f"Not yet: your prediction of {prediction:g}{unit} is too {side}, by more than "
-                       f"{tolerance:g}{unit}. {retry}")
+        return tell(False, f"Not yet: your prediction of {prediction:g}{unit} is {off}too {side}: {direction} Try "
+                           "another number.")
+    by = f", by more than {tolerance:g}{unit}" if tolerance else ""
+    return tell(False, f"Not yet: your prediction of {prediction:g}{unit} is too {side}{by}. {retry}")
 
 
 def check_target(value: float, *, target: float, quantity: str, hint: str, at_least: bool = True,

@@ -15,6 +15,7 @@ flawed checkpoint fails only once the data shifts.
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections.abc import Callable, Sequence
 from statistics import fmean
 from types import EllipsisType
@@ -93,14 +94,16 @@ def probe_earlier_block(build: Callable[[nn.Module, Callable[[nn.Module], float]
         return not_attempted("write build(model, score), returning the network the probe should read,")
     if not callable(build):
         return tell(False, f"build should be a function of the model and score, got {build!r}.")
+    if not _takes_two_arguments(build):
+        return tell(False, "build should take two arguments, the model and score: def build(model, score): ...")
     lines, missed = [], []
     for target in PROBE_TARGETS:
         score = _validation_score(target)
         best = max(score(transfer.truncate(_start(), block)) for block in BLOCKS)
         try:
             cut = build(_start(), score)
-        except TypeError as error:
-            return tell(False, f"build should take two arguments, the model and score ({error}).")
+        except TypeError as error:  # the signature is right (checked above): the error is inside the rule
+            return tell(False, f"build(model, score) raised TypeError: {str(error).splitlines()[0]}")
         if not isinstance(cut, GlyphNet):
             return tell(False, f"build(model, score) should return the network the probe reads, got {_short(cut)}: "
                                "return a cut copy (transfer.truncate returns a new GlyphNet).")
@@ -119,6 +122,18 @@ def probe_earlier_block(build: Callable[[nn.Module, Callable[[nn.Module], float]
                            "the network your rule returned.")
     return tell(True, "Target met: your rule picks, on each target, a block whose probe scores best on validation. "
                       "Compare the blocks it picked with the table below: the far target's is not block 4.")
+
+
+def _takes_two_arguments(function: Callable) -> bool:
+    """Whether ``function(model, score)`` binds: its signature, read without calling it (a callable whose signature
+    cannot be read gets the benefit of the doubt)."""
+    try:
+        inspect.signature(function).bind(None, None)
+    except TypeError:
+        return False
+    except ValueError:
+        return True
+    return True
 
 
 def _start() -> GlyphNet:
@@ -170,12 +185,12 @@ FLAW_QUESTION = Question(
                "only under the shift. The linear probe, which cannot change the features, loses about as much: "
                "the features are what differs."),
         Option("It has fewer parameters than the sound checkpoint, so it cannot fit varied digits as well.", False,
-               "Same network, same recipe, same pretraining steps: only its source letters differed (the "
-               "metadata line). And on upright digits it keeps up with the sound one."),
+               "Both checkpoints are the same network, with the same number of parameters, built by the same "
+               "command (section 4). And on upright digits it keeps up with the sound one."),
         Option("Its features were sound; fine-tuning from a fresh head distorted them for varied digits.", False,
                "If fine-tuning had distorted good features, the linear probe, which leaves them untouched, would "
                "not lose: yet the flawed checkpoint's probe trails the sound one's about as much as fine-tuning "
-               "does (the two tables). The flaw was in the features before fine-tuning began."),
+               "does (the two tables)."),
         Option("It was fine-tuned too briefly: more steps would close the gap.", False,
                "More steps on upright digits fit upright digits better; they show nothing rotated or bold. The "
                "linear probe, fitted to convergence, loses about as much as fine-tuning: training longer cannot add "
@@ -221,7 +236,7 @@ HINTS: dict[str, tuple[str, str]] = {
         "transfer.truncate(model, 'blockN') returns a copy that stops after block N, and score(cut) says how well a "
         "probe on it does on validation. The check runs your rule on three targets.",
         "Only score(cut) knows which target the check is running: a rule that never asks it returns the same cut "
-        "on every target, and the three targets are not served by one block."),
+        "on every target, and the targets are not all served by one block."),
     "explain_flaw": (
         "What differed between the two checkpoints: the network, the fine-tuning data, or the pretraining data?",
         "The linear probe cannot change the features, yet it loses about as much as fine-tuning: where is the flaw?"),
@@ -235,7 +250,8 @@ WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
                             (_best_of_two, "on textures another block's probe scores higher"),
                             (_best_cut_emptied, "another block's probe scores higher")],
     "explain_flaw": [(FLAW_QUESTION.letter_of(3), "training longer"),
-                     (FLAW_QUESTION.letter_of(2), "before fine-tuning began")],
+                     (FLAW_QUESTION.letter_of(2), "leaves them untouched"),
+                     (FLAW_QUESTION.letter_of(1), "same number of parameters")],
 }
 _COACH = Coach(HINTS, SOLUTIONS)
 hint, solution = _COACH.hint, _COACH.solution

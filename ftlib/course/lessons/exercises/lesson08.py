@@ -41,7 +41,10 @@ __all__ = ["BUDGET", "HINTS", "LORA_ARM", "SEEDS", "SOLUTIONS", "TARGET", "WRONG
            "explain_zero_b", "fit_the_budget", "hint", "predict_adapter_size", "solution"]
 
 BUDGET = 2000  # trainable numbers allowed, the new head's 1,290 included (the lesson's own LoRA takes 2,346)
-TARGET = 72.0  # mean validation accuracy (%) on held-out gratings, over SEEDS, that the budgeted model must reach
+TARGET = 70.0  # mean validation accuracy (%) on held-out gratings, over SEEDS, that the budgeted model must reach:
+# measured at lr 0.01 and 100 steps, every block-4-only answer scores <= 67.7 (alpha, rate, steps changed too) and
+# every answer on block 2 or 3 >= 71.2 (block 1 alone scores ~65-66 and fails too), so seed noise (~1 point) cannot
+# flip either side; the solution scores 75.8
 _TASK, _N, _N_VAL = "gratings", 20, 20  # the lesson's 20 labels per class, and 20 more held out (as in the table)
 SEEDS = (0, 1, 2)  # the check trains and scores once per seed and judges the mean: one seed's luck does not pass
 LORA_ARM = "08 LoRA r=1, gratings"  # the tuning table's arm whose chosen rate the budgeted model trains at
@@ -83,8 +86,8 @@ ZERO_B_QUESTION = Question(
                "every step and any rate, so only the new head learns (the head-only control). With A random, B "
                "moves at the first step, and A follows once B is no longer zero."),
         Option("They would train as now, only slower at first while their product grows from zero.", False,
-               "A slow start needs gradients that are small but not zero. Write out the first step with A = 0 and "
-               "B = 0: which factors does dL/dB contain, which does dL/dA, and how large is each?"),
+               "Write out the first step with A = 0 and B = 0: which factors does dL/dB contain, which does dL/dA, "
+               "and how large is each?"),
         Option("They would train, but A's rows would get equal updates, so the adapter would act as rank 1.", False,
                "Rank collapse is a question about how A's rows move; ask first what moves them. Write out dL/dA "
                "and dL/dB at the first step, with both matrices at zero: which factors does each contain?"),
@@ -145,7 +148,7 @@ def fit_the_budget(build: Callable[[nn.Module], object] | EllipsisType, lr: floa
 
 
 def build(model):
-    lora.add_lora(model, ["block2", "block3"], rank=1, alpha=8.0)
+    lora.add_lora(model, ["block3"], rank=2, alpha=8.0)
 
 
 def _lesson_lora(model):
@@ -158,6 +161,14 @@ def _rank_four(model):
 
 def _no_adapter(model):
     return model
+
+
+def _block4(model):
+    lora.add_lora(model, ["block4"], rank=1, alpha=8.0)
+
+
+def _block4_scaled(model):
+    lora.add_lora(model, ["block4"], rank=1, alpha=64.0)
 
 
 HINTS: dict[str, tuple[str, str]] = {
@@ -178,11 +189,12 @@ SOLUTIONS: dict[str, object] = {"predict_adapter_size": 2816, "explain_zero_b": 
                                 "fit_the_budget": build}
 WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
     "predict_adapter_size": [(768, "counts the channels only")],
-    "explain_zero_b": [(ZERO_B_QUESTION.letter_of(1), "A slow start needs"),
+    "explain_zero_b": [(ZERO_B_QUESTION.letter_of(1), "Write out the first step with A = 0"),
                        (ZERO_B_QUESTION.letter_of(2), "Rank collapse is a question"),
                        (ZERO_B_QUESTION.letter_of(3), "That is the lesson's run")],
     "fit_the_budget": [(_rank_four, "Over budget"), (_no_adapter, "No adapter found"),
-                       (_lesson_lora, "Over budget: 2,346 numbers train")],
+                       (_lesson_lora, "Over budget: 2,346 numbers train"),
+                       (_block4, "the target is at least 70%"), (_block4_scaled, "the target is at least 70%")],
 }
 _COACH = Coach(HINTS, SOLUTIONS)
 hint, solution = _COACH.hint, _COACH.solution

@@ -142,7 +142,7 @@ HINTS: dict[str, tuple[str, str]] = {
         "When the model writes 'Assistant: ', which characters does it read just before? Are they in view for a "
         "long question?",
         "If the cue is the end of the question line, a long question loses nothing by its tag being out of view: "
-        "which sign does that give the difference, and which rows by kind hold the short lines?"),
+        "which sign does that give the difference?"),
     "format_misses": (
         "Compare the out-of-view row with the in-view row for both methods: do long questions miss more?",
         "Look at the rows by kind and the lines on the letter 'U': after which turns are the misses, and what does "
