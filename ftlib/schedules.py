@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["make_schedule", "warmup_cosine", "warmup_cosine_schedule"]
+__all__ = ["make_schedule", "warmup_constant_schedule", "warmup_cosine", "warmup_cosine_schedule"]
 
 
 def warmup_cosine(step: int, steps: int, warmup: int) -> float:
@@ -30,6 +30,17 @@ def warmup_cosine_schedule(warmup: int) -> Callable[[torch.optim.Optimizer, int]
 
     def schedule(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, steps, warmup))
+
+    return schedule
+
+
+def warmup_constant_schedule(warmup: int) -> Callable[[torch.optim.Optimizer, int], torch.optim.lr_scheduler.LambdaLR]:
+    """A schedule for ``fit(schedule=...)``: ``warmup`` steps of linear warm-up, then the full rate to the end."""
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 1:
+        raise ValueError(f"warmup={warmup!r} is not allowed: it must be a whole number of steps >= 1")
+
+    def schedule(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
 
     return schedule
 

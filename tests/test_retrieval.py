@@ -42,8 +42,8 @@ def test_held_out_keys_are_disjoint_from_training_keys_and_cover_all_of_them():
     assert not train & held_out and train | held_out == set(retrieval.KEYS) and len(retrieval.KEYS) == 676
     record = retrieval.random_record(random.Random(0), 8, split="held_out")
     assert {key for key, _ in record.pairs} <= held_out
-    with pytest.raises(ValueError, match="split='test'"):
-        retrieval.keys("test")
+    with pytest.raises(ValueError, match="split='dev' is not allowed: choose one of train, held_out, val, test"):
+        retrieval.keys("dev")
 
 
 @pytest.mark.parametrize("bad", [{"lines": 0}, {"lines": 2, "queries": 3}, {"lines": 2, "query_index": 2},
@@ -116,11 +116,34 @@ def test_the_pretrain_command_builds_the_retrieval_base_with_its_recipe_and_guar
     assert "would overwrite the shipped" in capsys.readouterr().err and len(calls) == 1
 
 
-def test_the_curriculum_grows_the_records_and_the_held_out_set_is_fixed():
-    sizes = [pretrain_retrieval.lines_at(step, 10) for step in range(10)]
-    assert sizes == [2, 2, 2, 4, 4, 4, 8, 8, 8, 8]
+def test_the_held_out_set_is_fixed_and_the_shipped_base_retrieves_inside_its_context():
     first, again = (pretrain_retrieval.held_out_records(8, count=5) for _ in range(2))
     assert first == again and all(r.queries[0] in range(8) for r in first)
+    base = pretrain_retrieval.load_pretrained()
+    records = pretrain_retrieval.held_out_records(8, count=100)
+    assert retrieval.retrieval_accuracy(base, records)["exact"] >= 0.9  # the bar, on 100 of its records
+    wrong = [retrieval.Record(tuple((k, f"{(int(v) + 500) % 1000:03d}") for k, v in r.pairs), r.queries)
+             for r in records]  # the same keys, other values: the model must read them, not remember them
+    assert retrieval.retrieval_accuracy(base, wrong)["exact"] >= 0.9
+
+
+def test_repeat_rows_write_each_string_twice_and_mark_the_second_copy_after_its_first_character():
+    ids, copied = retrieval.repeat_rows(random.Random(0), 3, 65)
+    assert ids.shape == copied.shape == (3, 65)
+    for row, mask in zip(ids, copied):
+        text = decode(row)
+        first, second = text.split("\n")[:2]
+        assert first == second and retrieval.REPEAT_LENGTHS[0] <= len(first) <= retrieval.REPEAT_LENGTHS[1]
+        marked = [i for i, m in enumerate(mask.tolist()) if m]
+        start = len(first) + 1  # the second copy's first character is not marked: it cannot be copied yet
+        assert marked[:len(first)] == list(range(start + 1, start + len(first) + 1))
+    assert torch.equal(retrieval.repeat_rows(random.Random(0), 3, 65)[0], ids)
+
+
+def test_validation_and_test_keys_split_the_held_out_keys_in_two():
+    val, test = set(retrieval.keys("val")), set(retrieval.keys("test"))
+    assert len(val) == len(test) == 68 and not val & test
+    assert val | test == set(retrieval.keys("held_out")) and not (val | test) & set(retrieval.keys("train"))
 
 
 def test_check_refuses_when_there_is_no_shipped_file_to_compare_with(monkeypatch, tmp_path, capsys):

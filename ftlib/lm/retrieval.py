@@ -29,22 +29,28 @@ from torch import nn
 from ..runtime import evaluating
 from .tokenizer import encode
 
-__all__ = ["HELD_OUT_EVERY", "KEYS", "QUERY_MARK", "Record", "SPLITS", "VALUE_DIGITS", "keys", "random_record",
-           "record_rows", "retrieval_accuracy"]
+__all__ = ["HELD_OUT_EVERY", "KEYS", "QUERY_MARK", "REPEAT_ALPHABET", "Record", "SPLITS", "VALUE_DIGITS", "keys",
+           "random_record", "record_rows", "repeat_rows", "retrieval_accuracy"]
 
 VALUE_DIGITS = 3
 KEYS = tuple("".join(pair) for pair in itertools.product(string.ascii_lowercase, repeat=2))  # aa..zz: 676
 HELD_OUT_EVERY = 5  # keys 0, 5, 10, ... (alphabetical) are held out
-SPLITS = ("train", "held_out")
+SPLITS = ("train", "held_out", "val", "test")
 LINE_MARK, QUERY_MARK = ":", "?"
+REPEAT_ALPHABET = string.ascii_lowercase + string.digits  # the characters of repeat_rows' random strings
+REPEAT_LENGTHS = (8, 31)  # shortest and longest random string of repeat_rows
 
 
 def keys(split: str) -> tuple[str, ...]:
-    """The keys of ``split``: ``"train"`` (540 keys) or ``"held_out"`` (every ``HELD_OUT_EVERY``-th, 135 keys)."""
+    """The keys of ``split``: ``"train"`` (540 keys) or ``"held_out"`` (every ``HELD_OUT_EVERY``-th, 136 keys),
+    which splits in two halves for a fine-tune of the base: ``"val"`` (68 keys, to choose a setting on) and
+    ``"test"`` (the other 68, to score on)."""
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is not allowed: choose one of {', '.join(SPLITS)}")
-    held_out = split == "held_out"
-    return tuple(k for i, k in enumerate(KEYS) if (i % HELD_OUT_EVERY == 0) == held_out)
+    index = {"train": lambda i: i % HELD_OUT_EVERY != 0, "held_out": lambda i: i % HELD_OUT_EVERY == 0,
+             "val": lambda i: i % (2 * HELD_OUT_EVERY) == 0,
+             "test": lambda i: i % (2 * HELD_OUT_EVERY) == HELD_OUT_EVERY}[split]
+    return tuple(k for i, k in enumerate(KEYS) if index(i))
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,26 @@ def record_rows(rng: random.Random, rows: int, length: int, lines: int,
         ids.append(encode(text[:length]))
         answers.append(torch.tensor(mask[:length]))
     return torch.stack(ids), torch.stack(answers)
+
+
+def repeat_rows(rng: random.Random, rows: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rows`` rows of ``length`` characters, each a run of random strings written twice (``s\\ns\\n``).
+
+    Past its first character, the second copy can be predicted only by finding the same characters earlier and
+    copying what followed them: the task on which transformers learn induction heads (Olsson et al. 2022), the
+    circuit that key-value retrieval needs too. Returns the token ids (rows, length) and a mask of the characters
+    that copying predicts (the second copy after its first character, and its newline).
+    """
+    ids, copied = [], []
+    for _ in range(rows):
+        text, mask = "", []
+        while len(text) < length:
+            word = "".join(rng.choice(REPEAT_ALPHABET) for _ in range(rng.randint(*REPEAT_LENGTHS)))
+            text += f"{word}\n{word}\n"
+            mask += [False] * (len(word) + 2) + [True] * len(word)
+        ids.append(encode(text[:length]))
+        copied.append(torch.tensor(mask[:length]))
+    return torch.stack(ids), torch.stack(copied)
 
 
 @torch.no_grad()
