@@ -1,5 +1,5 @@
-"""Command line: ``python -m ftlib run | pretrain | context-sweep | chat-sweep | tune | refresh | clean-copies | site |
-bench | finetune | predict``."""
+"""Command line: ``python -m ftlib run | pretrain | context-sweep | retrieval-sweep | chat-sweep | tune | refresh |
+clean-copies | site | bench | finetune | predict``."""
 
 from __future__ import annotations
 
@@ -179,6 +179,11 @@ def _context_sweep(args: argparse.Namespace) -> int:
     return _stored_sweep(args, "context_sweep")
 
 
+def _retrieval_sweep(args: argparse.Namespace) -> int:
+    """Rebuild lesson 10's shipped retrieval sweep (or check it bit for bit)."""
+    return _stored_sweep(args, "retrieval_sweep")
+
+
 def _chat_sweep(args: argparse.Namespace) -> int:
     """Rebuild lesson 09's shipped rate sweep (or check it bit for bit)."""
     return _stored_sweep(args, "chat_sweep")
@@ -354,6 +359,8 @@ def _command(argv: list[str]) -> int:
     for name, what, func in (
             ("context-sweep", "lesson 10's step sweep, data/context_sweep.json (bit-identical; about 30 min on "
              "2 cores)", _context_sweep),
+            ("retrieval-sweep", "lesson 10's retrieval sweep, data/retrieval_sweep.json (bit-identical; about 10 min "
+             "on 2 cores)", _retrieval_sweep),
             ("chat-sweep", "lesson 09's rate sweep, data/chat_sweep.json (bit-identical; about 15 min on 2 cores)",
              _chat_sweep)):
         sweep = commands.add_parser(name, help=f"rebuild {what}")

@@ -1,4 +1,4 @@
-"""Context extension: RoPE scaling methods, loss by position, the long fine-tune, the recall task."""
+"""Context extension: RoPE scaling methods, loss by position, the long fine-tune."""
 
 import math
 import random
@@ -24,18 +24,40 @@ def test_scaled_sets_positions_and_base_on_a_copy():
     lm = _lm()
     pi, big = context.scaled(lm, "pi", 64), context.scaled(lm, "base", 64)
     assert (pi.position_scale, big.position_scale) == (0.25, 1.0)
-    assert big.config.rope_base == SMALL.rope_base * context.BASE_FACTOR
+    head_dim = SMALL.dim // SMALL.heads  # 16: the NTK-aware factor is 4 ** (16 / 14)
+    assert math.isclose(big.config.rope_base, SMALL.rope_base * 4 ** (head_dim / (head_dim - 2)), rel_tol=1e-9)
     assert pi.config.context == 64 and lm.config.context == 16 and lm.position_scale == 1.0
     assert context.scaled(lm, "pi", 8).position_scale == 1.0  # never stretches positions
     ids = torch.randint(0, 96, (2, 20))
     with torch.no_grad():
         assert torch.equal(context.scaled(lm, "naive", 64)(ids), lm(ids))
         assert not torch.allclose(pi(ids), lm(ids)) and not torch.allclose(big(ids), lm(ids))
-    assert context.EXTENSIONS == ("naive", "pi", "base", "parts")
-    with pytest.raises(ValueError, match="method='ntk'.*naive, pi, base, parts"):
+    assert context.EXTENSIONS == ("naive", "pi", "base", "parts", "truncated")
+    with pytest.raises(ValueError, match="method='ntk'.*naive, pi, base, parts, truncated"):
         context.scaled(lm, "ntk", 64)
     with pytest.raises(ValueError, match="length=0"):
         context.scaled(lm, "pi", 0)
+
+
+def test_the_ntk_aware_base_keeps_the_fastest_pair_and_slows_the_slowest_as_pi_does():
+    config = model.Config()  # head dimension 32: pairs i = 0..15 turn at base ** (-2i / 32)
+    factor = context.ntk_base_factor(config, 256)
+    assert math.isclose(factor, 4 ** (32 / 30)) and context.ntk_base_factor(config, 64) == 1.0
+    slowest = factor ** (-30 / 32)  # the slowest pair's frequency changes by factor ** (-2 * 15 / 32)
+    assert math.isclose(slowest, 1 / 4)  # what PI does to every pair at 4x
+
+
+def test_truncated_basis_keeps_fast_pairs_sets_middle_ones_to_one_slow_frequency_and_stops_the_slowest():
+    config = model.Config()  # trained on 64: wavelengths 6.3 ... 35,000 characters
+    waves, factors = context.wavelengths(config), context.truncated_factors(config)
+    new_waves = waves / factors  # a factor 0 gives an infinite wavelength: no rotation
+    assert torch.equal(factors[waves <= 64], torch.ones(int((waves <= 64).sum())))  # 5 pairs turn inside 64
+    middle = (waves > 64) & (waves <= 8 * 64)
+    assert middle.sum() == 3 and torch.allclose(new_waves[middle], torch.full((3,), 16.0 * 64))
+    assert torch.all(factors[waves > 8 * 64] == 0) and int((factors == 0).sum()) == 8
+    lm = _lm()
+    truncated = context.scaled(lm, "truncated", 64)
+    assert torch.equal(truncated.rope_scale, context.truncated_factors(SMALL)) and truncated.position_scale == 1.0
 
 
 def test_position_bits_has_one_entry_per_position_and_averages_to_bits_per_char():
@@ -53,25 +75,3 @@ def test_extend_fine_tunes_a_copy_at_the_longer_context():
     assert len(history.loss) == 3 and longer.config.context == 32 and longer.position_scale == 0.5
     assert all(torch.equal(v, lm.state_dict()[k]) for k, v in weights.items())
     assert not torch.equal(longer.embed.weight, lm.embed.weight)
-
-
-def test_recall_task_repeats_the_passage_only_in_the_repeated_batch():
-    repeated, fresh = context.recall_task(TEXT, passage=10, gap=25, count=6, seed=1)
-    assert repeated.shape == fresh.shape == (6, 45)
-    assert torch.equal(repeated[:, :10], repeated[:, -10:])
-    assert torch.equal(repeated[:, 10:], fresh[:, 10:])
-    assert not torch.equal(fresh[:, :10], fresh[:, -10:])
-    again, _ = context.recall_task(TEXT, passage=10, gap=25, count=6, seed=1)
-    assert torch.equal(again, repeated)
-    with pytest.raises(ValueError, match="passage=0"):
-        context.recall_task(TEXT, passage=0, gap=5, count=2, seed=0)
-
-
-def test_recall_bits_scores_only_the_last_passage():
-    lm = _lm()
-    repeated, fresh = context.recall_task(TEXT, passage=8, gap=4, count=16, seed=0)
-    bits = context.recall_bits(lm, repeated, 8)
-    assert abs(bits - math.log2(96)) < 0.2
-    changed = repeated.clone()
-    changed[:, :8] = fresh[:, :8]  # a different first copy changes the context, not the scored characters
-    assert context.recall_bits(lm, changed, 8) != bits

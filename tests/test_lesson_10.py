@@ -242,20 +242,3 @@ def test_chat_extension_tunes_both_arms_alike_and_reads_the_window_arm_through_a
     assert set(talk.run("window", 0)) == {"past", "format", "seconds"}  # no control asked for: not scored
     with pytest.raises(ValueError, match="chars_per_step=40"):
         context_extension.ChatExtension(lm, CHAT, CHAT, 32, 2, 1e-3, 40, 0.7)
-
-
-def test_the_chat_and_recall_tables_print_one_line_per_arm_or_reader():
-    talk = context_extension.ChatExtension(_lm(), CHAT, CHAT, length=32, steps=2, lr=1e-3, chars_per_step=64)
-    runs = experiments.Results([{"arm": arm, "seed": s, "past": 2.0 + d + 0.1 * s, "format": 0.5 + 0.1 * s}
-                                for arm, d in (("parts", 0.5), ("window", 0.0)) for s in range(2)])
-    lines = talk.table(runs, {"window": "tuned at 16", "parts": "by parts"}).splitlines()
-    assert lines[0] == f"{'':<42}{'chat loss past 16':>20}{'format, long questions':>26}"
-    for line, arm, name in zip(lines[1:], ("window", "parts"), ("tuned at 16", "by parts")):  # the names' order
-        assert line == (f"{name:<42}{runs.mean('past', arm=arm):>11.2f} ± {runs.std('past', arm=arm):.2f} bpc"
-                        f"{100 * runs.mean('format', arm=arm):>19.1f} ± {100 * runs.std('format', arm=arm):.1f} %")
-    scores = {"base": {"seen": 2.5, "fresh": 2.6, "gain": 0.1}, "by parts, fine-tuned": {"seen": 2.0, "fresh": 2.2,
-                                                                                        "gain": 0.2}}
-    assert context_extension.recall_table(scores).splitlines() == [
-        f"{'base':<30}: seen before 2.50 bpc, fresh 2.60 bpc, gain +0.10 bpc",
-        f"{'by parts, fine-tuned':<30}: seen before 2.00 bpc, fresh 2.20 bpc, gain +0.20 bpc"]
-    assert context_extension.recall_table({}) == ""

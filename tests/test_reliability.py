@@ -535,7 +535,7 @@ def test_pretrain_out_into_data_only_with_overwrite_shipped(monkeypatch, tmp_pat
     assert built == [tmp_path / "x.safetensors"]
 
 
-@pytest.mark.parametrize("command", ["context-sweep", "chat-sweep"])
+@pytest.mark.parametrize("command", ["context-sweep", "retrieval-sweep", "chat-sweep"])
 @pytest.mark.parametrize("args, needle", [
     (["--out", "data/tinylm.json"], "in a shipped folder"),
     (["--out", "notebooks/new.json"], "in a shipped folder"),
@@ -545,7 +545,7 @@ def test_pretrain_out_into_data_only_with_overwrite_shipped(monkeypatch, tmp_pat
     (["--check", "--out", "x.json"], "--check rebuilds into a temporary folder"),
     (["--check", "--overwrite-shipped"], "--check never writes"),
 ])
-def test_both_stored_sweeps_out_is_guarded_the_same_way(command, args, needle, monkeypatch, capsys):
+def test_every_stored_sweeps_out_is_guarded_the_same_way(command, args, needle, monkeypatch, capsys):
     import importlib
 
     from ftlib.paths import DATA_DIR

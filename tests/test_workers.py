@@ -147,3 +147,18 @@ def test_a_workers_warm_up_leaves_torchs_random_state_as_it_was():
     torch.manual_seed(123)
     workers._warm_up()
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_run_travels_unless_it_holds_something_of_main_even_if_its_text_mentions_main():
+    """Issue 34: lesson 10's study carries Python's docs, which mention ``__main__``; the runs must still travel."""
+    import functools
+    import types
+
+    from ftlib.course.lessons import experiments, workers
+
+    driver = functools.partial(experiments.transfer_run, note='if __name__ == "__main__": main()')
+    assert workers._travels([(driver, {})])
+    own = types.FunctionType((lambda: {}).__code__, {}, "own")
+    own.__module__, own.independent = "__main__", True
+    assert not workers._travels([(own, {})])
+    assert not workers._travels([(functools.partial(experiments.transfer_run, make=own), {})])

@@ -81,17 +81,18 @@ def _scores(model: TinyLM, held_out: dict[int, list[retrieval.Record]], val_text
 
 def pretrain(path: str | Path = CHECKPOINT, steps: int = SETTINGS["steps"], seed: int = SETTINGS["seed"],
              threads: int = SETTINGS["threads"], progress: bool = True) -> dict:
-    """Pretrain a TinyLM on prose and retrieval records and save it as fp16 safetensors + metadata.
+    """Train the shipped TinyLM on prose, retrieval records and repeats; save it as fp16 safetensors + metadata.
 
     The recipe is :data:`SETTINGS` (AdamW from the shipped TinyLM's weights, gradients clipped to norm 1, warm-up
-    then a constant rate; :func:`_mixed_batches`' rows). The metadata records every setting, the curve of held-out accuracy and prose bits per
-    character over the steps, and the final scores of the fp16 weights (what loads from the file). With the same
-    seed, steps and thread count, on the same torch build, the file is bit-identical to the one in ``data/``.
+    then a constant rate; :func:`_mixed_batches`' rows). The metadata records every setting, the curve of held-out
+    accuracy and prose bits per character over the steps, and the final scores of the fp16 weights (what loads from
+    the file). With the same seed, steps and thread count, on the same torch build, the file is bit-identical to the
+    one in ``data/``.
     """
     warn_if_different("the shipped checkpoints")  # bit-identical rebuilds need the same torch build
     seed_everything(seed, threads)
-    config = Config()
     model = pretrain_lm.load_pretrained()  # the shipped TinyLM: prose first, then records and repeats
+    config = model.config
     train_text, val_text = corpus.split_text()
     val_text = val_text[:EVAL_CHARS]
     held_out = {lines: held_out_records(lines) for lines in EVAL_LINES}

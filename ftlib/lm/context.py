@@ -1,15 +1,19 @@
-"""Reading past the training context: loss by position, RoPE scaling methods, a short fine-tune at a longer context,
-and a recall task whose answer lies far back in the text.
+"""Reading past the training context: loss by position, RoPE scaling methods, a short fine-tune at a longer
+context.
 
 A TinyLM is trained on ``context`` characters, but nothing in it fixes the length it reads: RoPE turns each query
 and key by an angle proportional to its position. The methods differ in the positions RoPE sees at length ``L``:
 
 * ``"naive"``: positions 0..L-1 as they are (extrapolation: angles the model never saw in training);
 * ``"pi"``: position interpolation, positions times ``context / L``, so they stay inside the trained range;
-* ``"base"``: a larger RoPE base (``BASE_FACTOR`` times), so every pair of features turns more slowly;
+* ``"base"``: a larger RoPE base, so every pair of features turns more slowly, by the "NTK-aware" factor
+  (:func:`ntk_base_factor`);
 * ``"parts"``: RoPE "by parts" (YaRN's NTK-by-parts, Peng et al. 2023): a pair that turns many times inside the
   trained context keeps its frequency, a pair that turns less than once there is interpolated like PI, and the
-  pairs between are blended (:func:`parts_factors`).
+  pairs between are blended (:func:`parts_factors`);
+* ``"truncated"``: Giraffe's truncated basis (Pal et al. 2023): a pair that turns at least once inside the trained
+  context keeps its frequency, a slower one is set to one slow shared frequency or, slower still, to 0 (no rotation:
+  equally visible at every distance) (:func:`truncated_factors`).
 """
 
 from __future__ import annotations
@@ -30,14 +34,16 @@ from .finetune import finetune
 from .model import Config
 from .tokenizer import encode
 
-__all__ = ["BASE_FACTOR", "EXTENSIONS", "PARTS_RAMP", "extend", "parts_factors", "position_bits", "recall_bits",
-           "recall_task", "scaled", "sliding_bits", "wavelengths"]
+__all__ = ["EXTENSIONS", "PARTS_RAMP", "TRUNCATION", "extend", "ntk_base_factor", "parts_factors",
+           "position_bits", "scaled", "sliding_bits", "truncated_factors", "wavelengths"]
 
-EXTENSIONS = ("naive", "pi", "base", "parts")  # the ways to set a model up to read past its training context
-BASE_FACTOR = 8.0  # how much larger the RoPE base of the "base" method is
+EXTENSIONS = ("naive", "pi", "base", "parts", "truncated")  # the ways to set a model up to read past its context
 # "parts": a pair that turns at least PARTS_RAMP[1] times inside the trained context keeps its frequency, one that
 # turns at most PARTS_RAMP[0] times is interpolated fully (YaRN's alpha and beta; fixed a priori, not tuned here)
 PARTS_RAMP = (1.0, 2.0)
+# "truncated": Giraffe's code (abacusai/Long-Context, models/interpolate.py) keeps a frequency at or above
+# b = 2 pi / context, sets one between b / 8 and b to rho = b / 16, and one below b / 8 to 0
+TRUNCATION = {"below": 8.0, "rho": 16.0}
 
 
 def wavelengths(config: Config) -> torch.Tensor:
@@ -62,6 +68,27 @@ def parts_factors(config: Config, length: int, ramp: tuple[float, float] = PARTS
     return keep + (1 - keep) * squeeze
 
 
+def truncated_factors(config: Config) -> torch.Tensor:
+    """The factor on each pair's frequency in Giraffe's truncated basis (any length: it does not depend on one).
+
+    With ``b = 2 pi / config.context`` (one turn inside the trained context): a frequency ``>= b`` is kept (factor
+    1), one in ``[b / TRUNCATION["below"], b)`` becomes ``rho = b / TRUNCATION["rho"]``, a slower one becomes 0.
+    """
+    frequencies = 2 * math.pi / wavelengths(config)
+    b = 2 * math.pi / config.context
+    rho = b / TRUNCATION["rho"]
+    kept = torch.where(frequencies >= b, frequencies, torch.where(frequencies >= b / TRUNCATION["below"], rho, 0.0))
+    return kept / frequencies
+
+
+def ntk_base_factor(config: Config, length: int) -> float:
+    """The "NTK-aware" factor on RoPE's base for reading ``length`` characters: ``s ** (d / (d - 2))``, with
+    ``s = length / context`` and ``d`` a head's dimension (bloc97 2023, in YaRN's section 3.1). It leaves the
+    fastest pair as it is and slows the slowest exactly as PI does (by ``s``); 1 where ``length <= context``."""
+    head_dim = config.dim // config.heads
+    return max(1.0, length / config.context) ** (head_dim / (head_dim - 2))
+
+
 def scaled(model: nn.Module, method: str, length: int) -> nn.Module:
     """A copy of ``model`` set up by ``method`` (see the module docstring) to read ``length`` characters.
 
@@ -74,10 +101,11 @@ def scaled(model: nn.Module, method: str, length: int) -> nn.Module:
     if length < 1:
         raise ValueError(f"length={length} must be positive")
     trained, out = model.config.context, copy.deepcopy(model)
-    rope_base = model.config.rope_base * (BASE_FACTOR if method == "base" else 1.0)
-    out.config = dataclasses.replace(model.config, context=length, rope_base=rope_base)
+    factor = ntk_base_factor(model.config, length) if method == "base" else 1.0
+    out.config = dataclasses.replace(model.config, context=length, rope_base=model.config.rope_base * factor)
     out.position_scale = min(1.0, trained / length) if method == "pi" else 1.0
-    out.rope_scale = parts_factors(model.config, length) if method == "parts" else None
+    out.rope_scale = {"parts": lambda: parts_factors(model.config, length),
+                      "truncated": lambda: truncated_factors(model.config)}.get(method, lambda: None)()
     return out
 
 
@@ -128,34 +156,3 @@ def extend(model: nn.Module, method: str, length: int, text: str | torch.Tensor,
     """
     return finetune(scaled(model, method, length), text, "full", steps, lr, seed, batch_size=batch_size,
                     evaluate=evaluate, every=every)
-
-
-def recall_task(text: str, passage: int, gap: int, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two batches of ``count`` sequences: ``P + G + P`` (repeated) and ``Q + G + P`` (fresh), as token ids.
-
-    ``P`` and ``Q`` are unrelated passages of ``passage`` characters of ``text`` and ``G`` is ``gap`` characters
-    of filler, all at seeded random places, so the last ``P`` starts ``passage + gap`` characters after the first.
-    A model that can use its context predicts the last ``P`` better in the repeated sequences.
-    """
-    if passage < 1 or gap < 0 or count < 1:
-        raise ValueError(f"passage={passage} and count={count} must be positive and gap={gap} >= 0")
-    tokens = encode(text) if isinstance(text, str) else text
-    generator = torch.Generator().manual_seed(seed)
-    starts = torch.randint(len(tokens) - max(passage, gap), (count, 3), generator=generator).tolist()
-    piece = lambda s, n: tokens[s:s + n]
-    repeated = torch.stack([torch.cat([piece(p, passage), piece(g, gap), piece(p, passage)]) for p, g, _ in starts])
-    fresh = torch.stack([torch.cat([piece(q, passage), piece(g, gap), piece(p, passage)]) for p, g, q in starts])
-    return repeated, fresh
-
-
-@torch.no_grad()
-def recall_bits(model: nn.Module, sequences: torch.Tensor, passage: int) -> float:
-    """Mean bits on the last ``passage - 1`` characters of ``sequences`` (its first character cannot be recalled).
-
-    The model reads in eval mode on its own device and gets its mode back.
-    """
-    sequences = sequences.to(next(model.parameters()).device)
-    with evaluating(model):
-        logits = model(sequences[:, :-1])[:, -(passage - 1):]
-    targets = sequences[:, -(passage - 1):]
-    return F.cross_entropy(logits.flatten(0, 1), targets.flatten()).item() / torch.log(torch.tensor(2.0)).item()

@@ -15,13 +15,14 @@ from torch import nn
 from ftlib.course.lessons import records
 from ftlib.course.lessons.chat_finetuning import view
 from ftlib.course.lessons.experiments import Results
+from ftlib.course.lessons.workers import independent
 from ftlib.lm import chat, context
 from ftlib.lm.finetune import finetune
 from ftlib.stopping import History
 
 __all__ = ["POSITION_SCALES", "ChatExtension", "ContextExtension", "ExtensionRuns", "at_position_scale",
            "long_question_turns", "plot_before_after", "plot_loss_by_position",
-           "plot_wavelengths", "recall_scores", "recall_table", "smooth"]
+           "plot_wavelengths", "smooth"]
 
 POSITION_SCALES = (1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25)  # the live slider's factors on every position
 
@@ -76,6 +77,7 @@ class ContextExtension:
         """How much higher the loss is at positions 2*trained..longest-1 than at trained..2*trained-1."""
         return bits[2 * self.trained:].mean().item() - bits[self.trained:2 * self.trained].mean().item()
 
+    @independent  # a pure function of the study, method and seed: run_grid may share it out to the workers
     def extend_run(self, method: str, seed: int) -> dict:
         """Extend the base model by ``method`` and fine-tune it; the mean loss past the trained context per length.
 
@@ -195,18 +197,6 @@ class ChatExtension(ExtensionRuns):
                    for name, turns in groups.items()}
         return {"past": self.past(lm, arm), **chances, "seconds": history.seconds}
 
-    def table(self, results: Results, names: dict[str, str]) -> str:
-        """One line per arm of :meth:`run` (``names`` labels them): the chat loss past the trained context and the
-        format rate on the long questions, mean ± std over the seeds run."""
-        def cell(metric: str, **style):
-            return lambda rows: records.spread(rows.mean(metric), rows.std(metric), **style)
-
-        columns = [records.Column(f"chat loss past {self.base.config.context}", width=20,
-                                  cell=cell("past", scale=1, digits=2, unit=" bpc", width=11)),
-                   records.Column("format, long questions", width=26, cell=cell("format", unit=" %", width=19))]
-        runs = Results(run for arm in names for run in results.where(arm=arm))
-        return records.table(runs, "arm", columns, lead=42, title="", names=names)
-
 
 def smooth(bits: torch.Tensor, width: int = 8) -> torch.Tensor:
     """A moving average, so the curves are readable (position noise is large with 32 windows)."""
@@ -274,26 +264,6 @@ def plot_before_after(study: ContextExtension, results: Results, before: dict[st
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     plt.show()
-
-
-def recall_scores(readers: dict[str, tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]],
-                  passage: int) -> dict[str, dict[str, float]]:
-    """For each reader ``(model, (repeated, fresh))``: bits on the passage's second copy, ``seen`` before or ``fresh``.
-
-    ``gain`` is how much the first copy helps: fresh minus seen.
-    """
-    scores = {}
-    for name, (lm, (repeated, fresh)) in readers.items():
-        seen, new = context.recall_bits(lm, repeated, passage), context.recall_bits(lm, fresh, passage)
-        scores[name] = {"seen": seen, "fresh": new, "gain": new - seen}
-    return scores
-
-
-def recall_table(scores: dict[str, dict[str, float]]) -> str:
-    """One line per reader of :func:`recall_scores`, without a header (the first reader's line takes its place)."""
-    lines = [[name, f": seen before {s['seen']:.2f} bpc, fresh {s['fresh']:.2f} bpc, gain {s['gain']:+.2f} bpc"]
-             for name, s in scores.items()]
-    return records.layout(lines[0], lines[1:], lead=30, width=0, align="<") if lines else ""
 
 
 def at_position_scale(study: ContextExtension, position_scale: float) -> None:

@@ -57,6 +57,7 @@ MEASURES: dict[str, str] = {
     "format_short": "format chance on the questions whose tag is in view (lesson 10's control)",
     "past": "bpc at positions past the trained context",
     "excess": "past, minus the sliding window's",
+    "far": "exact-match retrieval on test records whose queried line lies past the trained context (lesson 10)",
     "rise": "bpc at 2x-4x the trained context minus at 1x-2x",
     # what a run leaves for later cells (not numbers)
     "history": "the run's History (losses and evaluations by step)",
@@ -69,8 +70,10 @@ MEASURES: dict[str, str] = {
     "how": "how the run trained (e.g. 'linear probe')",
 }
 # settings a run may echo in its record beside the grid's axes
-SETTINGS = ("method", "schedule", "target", "seed", "factor")
-_PATTERNS = {r"x\d+": "bpc past the trained context when reading N times it (lesson 10)"}
+SETTINGS = ("method", "schedule", "target", "seed", "factor", "arm", "lr")
+_PATTERNS = {r"x\d+": "bpc past the trained context when reading N times it (lesson 10)",
+             r"test_\d+-\d+": "exact-match retrieval on test records whose queried line lies at that distance "
+                              "(lesson 10)"}
 
 
 def check_record(record: dict, coordinates: Iterable[str] = ()) -> dict:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import io
 import multiprocessing
 import os
 import pickle
@@ -83,15 +84,34 @@ def _is_independent(run: Callable[..., dict]) -> bool:
     return getattr(run, "independent", False) is True
 
 
+class _FromMain(Exception):
+    """Raised while pickling an object that a worker could not import: something defined in ``__main__``."""
+
+
+class _MainProbe(pickle.Pickler):
+    """A pickler that stops at the first function or class of ``__main__`` (a notebook's own), which a worker cannot
+    import. It looks at the objects, not at the bytes: a text that merely mentions ``__main__`` (Python's own docs,
+    the course's prose) travels."""
+
+    def reducer_override(self, obj: object):
+        if isinstance(obj, type) or callable(obj):
+            if getattr(obj, "__module__", None) == "__main__":
+                raise _FromMain
+        elif getattr(type(obj), "__module__", None) == "__main__":
+            raise _FromMain
+        return NotImplemented
+
+
 def _travels(calls: Sequence[tuple[Callable[..., dict], dict]]) -> bool:
     """Whether every run can be sent to a worker: an :func:`independent` driver of a module, with arguments that
-    pickle (a notebook's own function or a lambda cannot)."""
+    pickle and hold nothing of ``__main__`` (a notebook's own function or a lambda cannot travel)."""
     if not all(_is_independent(run) for run, _ in calls):
         return False
     try:
-        return b"__main__" not in pickle.dumps(list(calls))
-    except (pickle.PicklingError, AttributeError, TypeError):
+        _MainProbe(io.BytesIO(), protocol=pickle.HIGHEST_PROTOCOL).dump(list(calls))
+    except (_FromMain, pickle.PicklingError, AttributeError, TypeError):
         return False
+    return True
 
 
 def _call(run: Callable[..., dict], options: dict) -> dict:

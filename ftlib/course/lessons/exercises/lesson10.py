@@ -52,8 +52,7 @@ def naive_loss(guess: float | EllipsisType, study, naive: torch.Tensor) -> Feedb
 
 PI_FAST_PAIRS = Question(
     "Position interpolation (PI) with no fine-tune is worse than leaving the positions alone, even inside the "
-    "trained context, while RoPE by parts, which squeezes only the slow pairs, is far better. Why does squeezing "
-    "the fast pairs hurt?",
+    "trained context. Why?",
     [
         Option("The fast pairs tell neighbours apart; squeezed, they sit at angles never seen.", True,
                "The wavelengths show it: the fastest pairs turn several times inside the trained context, so no "

@@ -1,0 +1,148 @@
+"""Lesson 10's retrieval sweep: every way to read 256 characters, and the 64-character model fine-tuned alike, each
+at its rate chosen on validation, fine-tuned on long records, in six seeds.
+
+Each arm trains at every rate of :data:`SETTINGS`' grid on the choosing seeds (0, 1, 2); its rate is chosen by the
+course's one rule (:func:`~ftlib.course.lessons.records.choose`: the best mean validation accuracy, records of
+*validation* keys, over all distances), and the remaining seeds train at that rate only. The test scores (records of
+other keys) are never chosen on. It takes longer than a lesson may (about 10 minutes on 2 cores), so it ships in
+``data/retrieval_sweep.json`` and ``python -m ftlib retrieval-sweep`` rebuilds it bit for bit (same thread count
+and torch build; ``--check`` compares the bytes). Each record is a pure function of its arm, rate and seed, so the
+lesson re-runs its seed-0 runs live and compares them with their stored twins.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import torch
+
+from ftlib.course import pretrain_retrieval
+from ftlib.course.lessons.long_retrieval import LongRetrieval
+from ftlib.course.lessons.records import Results, choose
+from ftlib.course.lessons.tuning import RATES
+from ftlib.course.lessons.workers import independent
+from ftlib.course.versions import warn_if_different
+from ftlib.lm import corpus
+from ftlib.paths import DATA_DIR
+from ftlib.runtime import seed_everything
+from ftlib.stats import verdict
+
+__all__ = ["ARMS", "CHOOSING_SEEDS", "SETTINGS", "SWEEP", "build", "chosen", "gap_table", "gaps", "largest_difference",
+           "load", "run", "study", "untrained"]
+
+SWEEP = DATA_DIR / "retrieval_sweep.json"
+ARMS = ("window", "naive", "pi", "base", "parts", "truncated")  # "window": tuned at 64, read through a window
+CHOOSING_SEEDS = (0, 1, 2)
+SETTINGS = {
+    "steps": 40,
+    "seeds": 6,
+    "length": 256,
+    "rows": {"records": 2, "prose": 1},  # rows of 256 characters per step (4 times as many of 64 for "window")
+    "per_band": 50,  # validation and test records per band of distances
+    "prose_eval_chars": 8192,
+    "rates": list(RATES[:5]),  # the course's grid, its five lowest rates: 1e-4 to 1e-2 (1e-2 diverged for every arm)
+    "threads": 2,
+}
+
+
+def study(settings: dict = SETTINGS, rates: dict[str, float] | None = None) -> LongRetrieval:
+    """The runs' driver: the shipped retrieval base, the training prose, the validation prose to score on (and,
+    where given, each arm's chosen rate)."""
+    train_text, val_text = corpus.split_text()
+    return LongRetrieval(pretrain_retrieval.load_pretrained(), train_text, val_text[:settings["prose_eval_chars"] + 1],
+                         length=settings["length"], steps=settings["steps"], rows=dict(settings["rows"]),
+                         per_band=settings["per_band"], rates=dict(rates or {}))
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_study(settings: str) -> LongRetrieval:
+    return study(json.loads(settings))
+
+
+def _rounded(record: dict) -> dict:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}
+
+
+@independent
+def run(arm: str, seed: int, lr: float | None = None, settings: dict = SETTINGS, rates: dict | None = None,
+        val: bool = True) -> dict:
+    """One run of the sweep (a pure function of its arm, seed, rate and settings), its scores rounded to 4 decimals
+    as stored: the arm's reader fine-tuned on long records at ``lr`` (default: ``rates[arm]``, the chosen rate;
+    :meth:`LongRetrieval.run`). A worker builds the study once and keeps it."""
+    lr = rates[arm] if lr is None else lr
+    return _rounded(_cached_study(json.dumps(settings, sort_keys=True)).run(arm, seed, lr, val=val))
+
+
+@independent
+def untrained(arm: str, settings: dict = SETTINGS) -> dict:
+    """The arm's reader before any fine-tune, scored on the test records and the prose (rounded as stored)."""
+    task = _cached_study(json.dumps(settings, sort_keys=True))
+    return _rounded(task.scores(task.reader(arm), arm, val=False))
+
+
+def build(path: str | Path = SWEEP, progress: bool = True) -> dict:
+    """Run the sweep with :data:`SETTINGS` and write it to ``path`` as JSON; returns what was written."""
+    warn_if_different("the shipped sweep")
+    seed_everything(0, SETTINGS["threads"])
+    records = []
+
+    def one(arm: str, seed: int, lr: float) -> None:
+        records.append(run(arm, seed, lr, settings=SETTINGS))
+        if progress:
+            print(f"{arm} lr {lr:g} seed {seed}: val {records[-1]['val_accuracy']:.3f}, far (test) "
+                  f"{records[-1]['far']:.3f}, prose {records[-1]['past']:.4f} bpc", flush=True)
+
+    rates = {}
+    for arm in ARMS:
+        for lr in SETTINGS["rates"]:
+            for seed in CHOOSING_SEEDS:
+                one(arm, seed, lr)
+        rates[arm] = choose(Results(records), "lr", arm=arm)
+        for seed in range(len(CHOOSING_SEEDS), SETTINGS["seeds"]):
+            one(arm, seed, rates[arm])
+    sweep = {"settings": SETTINGS, "torch": torch.__version__.split("+")[0],
+             "rule": "records.choose: best mean val_accuracy over seeds 0-2 (validation keys, every distance), "
+                     "then the lower rate", "chosen": rates, "records": records}
+    Path(path).write_text(json.dumps(sweep, indent=1) + "\n")
+    return sweep
+
+
+def load(path: str | Path = SWEEP) -> tuple[dict, dict[str, float], Results]:
+    """The shipped sweep: its settings, each arm's chosen rate, and its records (filter with ``arm=``, ``lr=``,
+    ``seed=``)."""
+    sweep = json.loads(Path(path).read_text())
+    return sweep["settings"], sweep["chosen"], Results(sweep["records"])
+
+
+def chosen(records: Results, rates: dict[str, float]) -> Results:
+    """The records at each arm's chosen rate (every seed)."""
+    return Results(r for r in records if r["lr"] == rates[r["arm"]])
+
+
+def largest_difference(stored: Results, live: Results | list[dict], metrics: tuple[str, ...]) -> tuple[int, float]:
+    """How many ``live`` records (arm, seed, lr) have a stored twin, and the largest absolute difference between
+    twins over ``metrics`` (0 if none)."""
+    pairs = [(r, stored.where(arm=r["arm"], seed=r["seed"], lr=r["lr"])) for r in live]
+    pairs = [(r, twin[0]) for r, twin in pairs if twin]
+    return len(pairs), max((abs(r[m] - t[m]) for r, t in pairs for m in metrics), default=0.0)
+
+
+def gaps(records: Results, metric: str, over: str = "window") -> dict[str, list[float]]:
+    """Per arm, the per-seed ``metric`` minus the ``over`` arm's in the same seed (records at the chosen rates)."""
+    return {arm: records.differences("arm", arm, over, metric=metric) for arm in records.unique("arm") if arm != over}
+
+
+def gap_table(records: Results, names: dict[str, str], over: str = "window") -> str:
+    """A line per arm: its retrieval past the trained context (points) and its prose loss past it (bpc) minus the
+    ``over`` arm's, seed by seed: mean ± 95% interval, the verdict, and in how many seeds the arm is ahead."""
+    far, past = gaps(records, "far", over), gaps(records, "past", over)
+    lines = []
+    for arm in far:
+        f_mean, f_half, f_word = verdict(far[arm], "higher", "lower", "not resolved")
+        p_mean, p_half, p_word = verdict(past[arm], "higher", "lower", "not resolved")
+        lines.append(f"{names.get(arm, arm):<28} retrieval {100 * f_mean:+6.1f} ± {100 * f_half:4.1f} points "
+                     f"({f_word}, ahead in {sum(d > 0 for d in far[arm])}/{len(far[arm])}); prose "
+                     f"{p_mean:+.2f} ± {p_half:.2f} bpc ({p_word})")
+    return "\n".join(lines)

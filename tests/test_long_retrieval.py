@@ -1,0 +1,105 @@
+"""Lesson 10's retrieval task: records by distance, the sliding window's reach, the fine-tunes and the stored sweep."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ftlib.__main__ import main
+from ftlib.course.lessons import long_retrieval, retrieval_sweep
+from ftlib.course.lessons.records import Results
+from ftlib.lm import corpus, retrieval
+from ftlib.lm.model import Config, TinyLM
+from ftlib.lm.tokenizer import VOCAB
+
+
+def test_records_by_band_put_the_queried_line_inside_each_band_and_use_the_split_keys():
+    chosen = long_retrieval.records_by_band("test", 5, seed=1)
+    assert list(chosen) == ["0-64", "64-128", "128-192", "192-256"]
+    test_keys = set(retrieval.keys("test"))
+    for band, records in chosen.items():
+        low, high = map(int, band.split("-"))
+        assert len(records) == 5 and all(low < r.distance <= high for r in records)
+        assert all(len(r.prompt + r.answer) <= 256 and {k for k, _ in r.pairs} <= test_keys for r in records)
+    assert chosen == long_retrieval.records_by_band("test", 5, seed=1)
+    with pytest.raises(ValueError, match="band 0-5 holds no line"):
+        long_retrieval.records_by_band("val", 1, seed=0, bands=((0, 5),))
+
+
+class _Reader(torch.nn.Module):
+    """Writes each record's answer after the query mark if and only if it can see the queried line."""
+
+    def __init__(self, records):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.records = records
+
+    def forward(self, ids):
+        logits = torch.zeros(*ids.shape, len(VOCAB))
+        for row, tokens in enumerate(ids):
+            text = "".join(VOCAB[t] for t in tokens.tolist())
+            for record in self.records:
+                line = record.pairs[record.queries[0]]
+                asked = f"{line[0]}?"
+                where = text.rfind(asked)
+                if where >= 0 and f"{line[0]}:{line[1]}" in text[:where]:
+                    for i, digit in enumerate(line[1]):
+                        if where + 2 + i < len(tokens):
+                            logits[row, where + 2 + i, VOCAB.index(digit)] = 1.0
+        return logits
+
+
+def test_the_sliding_window_can_only_retrieve_a_line_it_can_see():
+    chosen = long_retrieval.records_by_band("test", 3, seed=2)
+    records = [r for group in chosen.values() for r in group]
+    reader = _Reader(records)
+    whole = long_retrieval.by_band(reader, chosen)
+    windowed = long_retrieval.by_band(reader, chosen, reach=64)
+    assert whole == {band: 1.0 for band in chosen}
+    assert windowed["0-64"] == 1.0 and all(windowed[b] == 0.0 for b in ("64-128", "128-192", "192-256"))
+
+
+def test_a_run_fine_tunes_every_arm_and_the_window_arm_reads_as_many_characters_per_step(monkeypatch):
+    model = TinyLM(Config(layers=1, dim=32, heads=2))
+    train, val = corpus.split_text()
+    task = long_retrieval.LongRetrieval(model, train[:20000], val[:1025], steps=2, per_band=2, rates={"pi": 1e-3})
+    long_batch, short_batch = next(task.batches("pi", 0)), next(task.batches("window", 0))
+    assert long_batch[0].shape == (3, 256) and short_batch[0].shape == (12, 64)  # 768 characters per step each
+    assert (long_batch[1][:2] != -100).sum() > 0 and (long_batch[1][2] != -100).all()  # answers; all of the prose
+    record = task.run("pi", 0)
+    assert record["lr"] == 1e-3 and record["steps"] == 2 and 0 <= record["val_accuracy"] <= 1
+    assert {f"test_{b}" for b in ("0-64", "64-128", "128-192", "192-256")} <= set(record)
+    assert record["far"] == pytest.approx((record["test_64-128"] + record["test_128-192"] + record["test_192-256"]) / 3)
+    assert "val_accuracy" not in task.run("window", 0, lr=1e-3, val=False)
+
+
+def test_the_shipped_sweep_chose_each_arm_on_validation_and_ran_six_seeds_at_that_rate():
+    settings, rates, records = retrieval_sweep.load()
+    assert set(rates) == set(retrieval_sweep.ARMS) and settings["seeds"] == 6
+    for arm, lr in rates.items():
+        runs = records.where(arm=arm)
+        means = {rate: Results(r for r in runs if r["lr"] == rate and r["seed"] in retrieval_sweep.CHOOSING_SEEDS)
+                 .mean("val_accuracy") for rate in settings["rates"]}
+        assert means[lr] == max(means.values())  # the best mean validation accuracy (ties: the lower rate)
+        assert lr == min(rate for rate, mean in means.items() if mean == means[lr])
+        assert sorted(r["seed"] for r in runs if r["lr"] == lr) == list(range(6))
+    chosen = retrieval_sweep.chosen(records, rates)
+    assert len(chosen) == 6 * len(rates)
+    gaps = retrieval_sweep.gaps(chosen, "far")
+    assert set(gaps) == set(rates) - {"window"} and all(len(g) == 6 for g in gaps.values())
+
+
+def test_the_retrieval_sweep_command_checks_by_rebuilding_aside(tmp_path, monkeypatch, capsys):
+    shipped = retrieval_sweep.SWEEP.read_bytes()
+    built = []
+
+    def fake(path, progress=True):
+        built.append(Path(path))
+        Path(path).write_bytes(shipped if len(built) == 1 else b"other")
+        return json.loads(shipped)
+
+    monkeypatch.setattr(retrieval_sweep, "build", fake)
+    assert main(["retrieval-sweep", "--check"]) == 0 and main(["retrieval-sweep", "--check"]) == 1
+    assert "bit-identical" in capsys.readouterr().out and not any(p.exists() for p in built)
+    assert retrieval_sweep.SWEEP.read_bytes() == shipped
