@@ -63,7 +63,8 @@ def test_the_sliding_window_can_only_retrieve_a_line_it_can_see():
 def test_a_run_fine_tunes_every_arm_and_the_window_arm_reads_as_many_characters_per_step(monkeypatch):
     model = TinyLM(Config(layers=1, dim=32, heads=2))
     train, val = corpus.split_text()
-    task = long_retrieval.LongRetrieval(model, train[:20000], val[:1025], steps=2, per_band=2, rates={"pi": 1e-3})
+    task = long_retrieval.LongRetrieval(model, train[:20000], val[:1025], steps=2, per_band=2, val_per_band=3,
+                                        rates={"pi": 1e-3})
     long_batch, short_batch = next(task.batches("pi", 0)), next(task.batches("window", 0))
     assert long_batch[0].shape == (3, 256) and short_batch[0].shape == (12, 64)  # 768 characters per step each
     assert (long_batch[1][:2] != -100).sum() > 0 and (long_batch[1][2] != -100).all()  # answers; all of the prose
@@ -71,6 +72,8 @@ def test_a_run_fine_tunes_every_arm_and_the_window_arm_reads_as_many_characters_
     assert record["lr"] == 1e-3 and record["steps"] == 2 and 0 <= record["val_accuracy"] <= 1
     assert {f"test_{b}" for b in ("0-64", "64-128", "128-192", "192-256")} <= set(record)
     assert record["far"] == pytest.approx((record["test_64-128"] + record["test_128-192"] + record["test_192-256"]) / 3)
+    assert record["overall"] == pytest.approx((3 * record["far"] + record["test_0-64"]) / 4)
+    assert len(task.val["0-64"]) == 3 and len(task.test["0-64"]) == 2
     assert "val_accuracy" not in task.run("window", 0, lr=1e-3, val=False)
 
 
@@ -88,6 +91,10 @@ def test_the_shipped_sweep_chose_each_arm_on_validation_and_ran_six_seeds_at_tha
     assert len(chosen) == 6 * len(rates)
     gaps = retrieval_sweep.gaps(chosen, "far")
     assert set(gaps) == set(rates) - {"window"} and all(len(g) == 6 for g in gaps.values())
+    margins = retrieval_sweep.rate_margins(records, rates, {"pi": "position interpolation"}).splitlines()
+    assert len(margins) == len(rates) and "position interpolation" in margins[retrieval_sweep.ARMS.index("pi")]
+    table = retrieval_sweep.gap_table(chosen, {}).splitlines()
+    assert len(table) == len(rates) - 1 and all("all distances" in line and "inside 64" in line for line in table)
 
 
 def test_the_retrieval_sweep_command_checks_by_rebuilding_aside(tmp_path, monkeypatch, capsys):

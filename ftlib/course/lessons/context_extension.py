@@ -222,8 +222,8 @@ def plot_loss_by_position(study: ContextExtension, bits: torch.Tensor, short: fl
 
 
 def plot_wavelengths(config, length: int) -> None:
-    """Each rotated pair's wavelength (log scale) against the trained context and ``length``, and the factor that
-    RoPE by parts puts on its frequency."""
+    """Each rotated pair's wavelength (log scale) against the trained context and ``length``, and the factor each
+    method puts on its frequency (the NTK-aware base's factor follows from its larger base)."""
     waves, factors = context.wavelengths(config), context.parts_factors(config, length)
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 3.6))
     pairs = range(len(waves))
@@ -235,6 +235,10 @@ def plot_wavelengths(config, length: int) -> None:
            title="Blue: turns at least once inside the trained context")
     ax.legend(fontsize=8)
     bx.plot(pairs, factors, "o-", label="RoPE by parts")
+    head_dim = config.dim // config.heads
+    ntk = context.ntk_base_factor(config, length) ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    bx.plot(pairs, ntk, "s-", label="larger base (NTK-aware)")
+    bx.plot(pairs, context.truncated_factors(config), "^-", label="truncated basis (0: no rotation)")
     bx.axhline(config.context / length, color="tab:red", linestyle="--", label="position interpolation (all pairs)")
     bx.axhline(1.0, color="gray", linewidth=1, label="naive (all pairs)")
     bx.set(xlabel="rotated pair of a head (fastest first)", ylabel="factor on its frequency", ylim=(0, 1.1),

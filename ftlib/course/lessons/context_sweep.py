@@ -166,6 +166,7 @@ def plot_sweep(sweep: Results, names: dict[str, str], window: float) -> None:
     panels = (("prose", "past", 1, "prose: bpc past position 64"), ("chat", "past", 1, "chat: bpc past position 64"),
               ("chat", "format", 100, "chat: in format, long questions,\npoints over the 64-char chat model"),
               ("chat", "format_short", 100, "control: short questions,\npoints over the 64-char chat model"))
+    colours = {arm: f"C{i}" for i, arm in enumerate(names)}  # one colour per arm in every panel
     for ax, (task, metric, scale, title) in zip(axes, panels):
         relative = metric.startswith("format")
         for arm, name in names.items():
@@ -175,11 +176,12 @@ def plot_sweep(sweep: Results, names: dict[str, str], window: float) -> None:
                     sweep.values(metric, task=task, arm=arm, steps=k) for k in budgets]
             means = [scale * statistics.fmean(r) for r in runs]
             stds = [scale * (statistics.stdev(r) if len(r) > 1 else 0.0) for r in runs]
-            ax.errorbar(budgets, means, yerr=stds, marker="o", capsize=3, label=name)
+            ax.errorbar(budgets, means, yerr=stds, marker="o", capsize=3, label=name, color=colours[arm])
         if task == "prose":
             ax.axhline(window, color="black", linewidth=1, label="untouched base, sliding window")
         if relative:
-            ax.axhline(0, color="black", linewidth=1)
+            ax.axhline(0, color="black", linewidth=1, label=names.get("window", "window"))
+            ax.legend(fontsize=7)
         ax.set(xscale="log", xticks=budgets, xticklabels=[str(k) for k in budgets], xlabel="fine-tuning steps",
                title=title)
         ax.minorticks_off()

@@ -20,6 +20,7 @@ import random
 from dataclasses import dataclass, field
 from statistics import fmean
 
+import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
@@ -30,8 +31,8 @@ from ftlib.lm.finetune import finetune
 from ftlib.lm.tokenizer import encode
 from ftlib.runtime import evaluating
 
-__all__ = ["BANDS", "EVAL_LINES", "LongRetrieval", "band_name", "by_band", "pretraining_curve", "records_by_band",
-           "table", "window_accuracy"]
+__all__ = ["BANDS", "EVAL_LINES", "LongRetrieval", "band_name", "by_band", "plot_by_distance", "pretraining_curve",
+           "records_by_band", "table", "window_accuracy"]
 
 EVAL_LINES = 35  # 35 lines of 7 characters, the query and the answer: 251 characters, inside 256
 BANDS = ((0, 64), (64, 128), (128, 192), (192, 256))  # distance of the queried line's start from the answer
@@ -97,13 +98,14 @@ class LongRetrieval:
     length: int = 256
     steps: int = 40
     rows: dict = field(default_factory=lambda: {"records": 2, "prose": 1})
-    per_band: int = 50
+    per_band: int = 100  # test records per band
+    val_per_band: int = 150  # validation records per band (what a rate is chosen on)
     rates: dict = field(default_factory=dict)  # each arm's rate chosen on validation (the retrieval sweep's)
     val_seed: int = 2000
     test_seed: int = 3000
 
     def __post_init__(self) -> None:
-        self.val = records_by_band("val", self.per_band, self.val_seed)
+        self.val = records_by_band("val", self.val_per_band, self.val_seed)
         self.test = records_by_band("test", self.per_band, self.test_seed)
 
     @property
@@ -128,20 +130,21 @@ class LongRetrieval:
         or the base itself for ``"window"``."""
         return self.base if arm == "window" else context.scaled(self.base, arm, self.length)
 
-    def scores(self, model: nn.Module, arm: str, val: bool = True) -> dict[str, float]:
+    def scores(self, model: nn.Module, arm: str, val: bool = True, per_band: int | None = None) -> dict[str, float]:
         """Validation accuracy (mean over bands: what a rate is chosen on; left out where ``val`` is false), test
-        accuracy per band, the mean test accuracy past the base's context (``far``), and the prose loss past it
-        (``past``, bpc)."""
+        accuracy per band, its mean over every band (``overall``) and past the base's context (``far``), and the
+        prose loss past the context (``past``, bpc). ``per_band`` scores only the first so many test records of each
+        band (a quicker look)."""
         reach = self.trained if arm == "window" else None
-        test = by_band(model, self.test, reach)
+        test = by_band(model, {band: group[:per_band] for band, group in self.test.items()}, reach)
         if arm == "window":
             bits = context.sliding_bits(model, self.prose, self.length)
         else:
             bits = context.position_bits(model, self.prose, self.length)
         far = [acc for band, acc in test.items() if int(band.split("-")[0]) >= self.trained]
         chosen_on = {"val_accuracy": fmean(by_band(model, self.val, reach).values())} if val else {}
-        return {**chosen_on, **{f"test_{band}": acc for band, acc in test.items()}, "far": fmean(far),
-                "past": bits[self.trained:].mean().item()}
+        return {**chosen_on, **{f"test_{band}": acc for band, acc in test.items()}, "overall": fmean(test.values()),
+                "far": fmean(far), "past": bits[self.trained:].mean().item()}
 
     def run(self, arm: str, seed: int, lr: float | None = None, steps: int | None = None, val: bool = True) -> dict:
         """Fine-tune the arm's reader for ``steps`` (default :attr:`steps`) at ``lr`` (default: the arm's chosen
@@ -153,8 +156,9 @@ class LongRetrieval:
 
 
 def table(records: Results | list[dict], names: dict[str, str]) -> str:
-    """One line per arm: exact-match retrieval (%) on the test records by band of distances, its mean past the base's
-    context, and the prose loss past it (bpc); a mean ± std over the seeds where an arm has more than one record."""
+    """One line per arm: exact-match retrieval (%) on the test records by band of distances, its mean over every band
+    and past the base's context, and the prose loss past it (bpc); a mean ± std over the seeds where an arm has more
+    than one record."""
     records = Results(records)
     several = any(len(records.where(arm=arm)) > 1 for arm in records.unique("arm"))
 
@@ -164,7 +168,7 @@ def table(records: Results | list[dict], names: dict[str, str]) -> str:
         return Column(header, cell=lambda rows: f"{scale * rows.mean(metric):.{digits}f}", width=9)
 
     columns = [column(band_name(b), f"test_{band_name(b)}", 100, 0) for b in BANDS]
-    columns += [column("past 64", "far", 100, 0), column("prose", "past", 1, 2)]
+    columns += [column("all", "overall", 100, 0), column("past 64", "far", 100, 0), column("prose", "past", 1, 2)]
     return print_table(records, "arm", columns, names=names, title="% right, by distance in characters")
 
 
@@ -177,3 +181,27 @@ def pretraining_curve(metadata: dict) -> str:
         lines.append(f"{int(step):>10}  " + " / ".join(f"{100 * scores[f'exact_{n}_lines']:>6.1f}%" for n in sizes)
                      + f"   {scores['val_bpc']:.2f} bpc")
     return "\n".join(lines)
+
+
+def plot_by_distance(untrained: Results | list[dict], tuned: Results | list[dict], names: dict[str, str]) -> None:
+    """Two panels, % of test records right against the distance of the queried line (the middle of each band), one
+    line per arm: untrained, and fine-tuned (mean ± std over the seeds), with the trained context marked."""
+    bands = [band_name(b) for b in BANDS]
+    middles = [(low + high) / 2 for low, high in BANDS]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
+    for ax, records, title in ((axes[0], Results(untrained), "untrained"),
+                               (axes[1], Results(tuned), "fine-tuned 40 steps, each at its chosen rate")):
+        for i, (arm, name) in enumerate(names.items()):
+            rows = records.where(arm=arm)
+            if not rows:
+                continue
+            means = [100 * rows.mean(f"test_{band}") for band in bands]
+            stds = [100 * rows.std(f"test_{band}") if len(rows) > 1 else 0.0 for band in bands]
+            ax.errorbar(middles, means, yerr=stds, marker="o", capsize=3, label=name, color=f"C{i}")
+        ax.axvline(BANDS[0][1], color="black", linestyle="--", linewidth=1, label="trained context (64)")
+        ax.set(xlabel="distance of the queried line (characters)", title=title, xticks=middles, xticklabels=bands)
+        ax.grid(alpha=0.3)
+    axes[0].set(ylabel="% of test records right", ylim=(-3, 103))
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    plt.show()

@@ -30,7 +30,7 @@ from ftlib.runtime import seed_everything
 from ftlib.stats import verdict
 
 __all__ = ["ARMS", "CHOOSING_SEEDS", "SETTINGS", "SWEEP", "build", "chosen", "gap_table", "gaps", "largest_difference",
-           "load", "run", "study", "untrained"]
+           "load", "rate_margins", "run", "study", "untrained"]
 
 SWEEP = DATA_DIR / "retrieval_sweep.json"
 ARMS = ("window", "naive", "pi", "base", "parts", "truncated")  # "window": tuned at 64, read through a window
@@ -40,7 +40,8 @@ SETTINGS = {
     "seeds": 6,
     "length": 256,
     "rows": {"records": 2, "prose": 1},  # rows of 256 characters per step (4 times as many of 64 for "window")
-    "per_band": 50,  # validation and test records per band of distances
+    "per_band": 100,  # test records per band of distances
+    "val_per_band": 150,  # validation records per band (what each rate is chosen on)
     "prose_eval_chars": 8192,
     "rates": list(RATES[:5]),  # the course's grid, its five lowest rates: 1e-4 to 1e-2 (1e-2 diverged for every arm)
     "threads": 2,
@@ -53,7 +54,8 @@ def study(settings: dict = SETTINGS, rates: dict[str, float] | None = None) -> L
     train_text, val_text = corpus.split_text()
     return LongRetrieval(pretrain_retrieval.load_pretrained(), train_text, val_text[:settings["prose_eval_chars"] + 1],
                          length=settings["length"], steps=settings["steps"], rows=dict(settings["rows"]),
-                         per_band=settings["per_band"], rates=dict(rates or {}))
+                         per_band=settings["per_band"], val_per_band=settings["val_per_band"],
+                         rates=dict(rates or {}))
 
 
 @functools.lru_cache(maxsize=2)
@@ -76,10 +78,11 @@ def run(arm: str, seed: int, lr: float | None = None, settings: dict = SETTINGS,
 
 
 @independent
-def untrained(arm: str, settings: dict = SETTINGS) -> dict:
-    """The arm's reader before any fine-tune, scored on the test records and the prose (rounded as stored)."""
+def untrained(arm: str, settings: dict = SETTINGS, per_band: int | None = None) -> dict:
+    """The arm's reader before any fine-tune, scored on the test records (the first ``per_band`` of each band, or
+    all) and the prose, rounded as the sweep rounds."""
     task = _cached_study(json.dumps(settings, sort_keys=True))
-    return _rounded(task.scores(task.reader(arm), arm, val=False))
+    return _rounded(task.scores(task.reader(arm), arm, val=False, per_band=per_band))
 
 
 def build(path: str | Path = SWEEP, progress: bool = True) -> dict:
@@ -135,14 +138,31 @@ def gaps(records: Results, metric: str, over: str = "window") -> dict[str, list[
 
 
 def gap_table(records: Results, names: dict[str, str], over: str = "window") -> str:
-    """A line per arm: its retrieval past the trained context (points) and its prose loss past it (bpc) minus the
-    ``over`` arm's, seed by seed: mean ± 95% interval, the verdict, and in how many seeds the arm is ahead."""
-    far, past = gaps(records, "far", over), gaps(records, "past", over)
+    """A line per arm, minus the ``over`` arm seed by seed (mean ± 95% interval over the seeds, and the verdict):
+    retrieval at every distance, retrieval inside the trained context (points), and the prose loss past it (bpc)."""
+    overall, near, past = (gaps(records, metric, over) for metric in ("overall", "test_0-64", "past"))
     lines = []
-    for arm in far:
-        f_mean, f_half, f_word = verdict(far[arm], "higher", "lower", "not resolved")
-        p_mean, p_half, p_word = verdict(past[arm], "higher", "lower", "not resolved")
-        lines.append(f"{names.get(arm, arm):<28} retrieval {100 * f_mean:+6.1f} ± {100 * f_half:4.1f} points "
-                     f"({f_word}, ahead in {sum(d > 0 for d in far[arm])}/{len(far[arm])}); prose "
-                     f"{p_mean:+.2f} ± {p_half:.2f} bpc ({p_word})")
+    for arm in overall:
+        cells = []
+        for label, values, scale, unit in (("all distances", overall[arm], 100, " points"),
+                                           ("inside 64", near[arm], 100, " points"),
+                                           ("prose", past[arm], 1, " bpc")):
+            mean, half, word = verdict(values, "higher", "lower", "not resolved")
+            digits = 1 if scale == 100 else 2
+            cells.append(f"{label} {scale * mean:+.{digits}f} ± {scale * half:.{digits}f}{unit} ({word})")
+        lines.append(f"{names.get(arm, arm):<26} " + "; ".join(cells))
+    return "\n".join(lines)
+
+
+def rate_margins(records: Results, rates: dict[str, float], names: dict[str, str]) -> str:
+    """A line per arm: its chosen rate and mean validation accuracy on the choosing seeds, and the runner-up rate's
+    (how close the choice was)."""
+    lines = []
+    for arm, chosen_rate in rates.items():
+        runs = Results(r for r in records.where(arm=arm) if r["seed"] in CHOOSING_SEEDS)
+        means = sorted(((runs.where(lr=lr).mean("val_accuracy"), lr) for lr in runs.unique("lr")), reverse=True)
+        best = dict((lr, mean) for mean, lr in means)
+        runner_up = next((mean, lr) for mean, lr in means if lr != chosen_rate)
+        lines.append(f"  {names.get(arm, arm):<26} {chosen_rate:g}: {100 * best[chosen_rate]:.1f}%  "
+                     f"({runner_up[1]:g}: {100 * runner_up[0]:.1f}%)")
     return "\n".join(lines)
