@@ -2,13 +2,14 @@
 
 import copy
 import math
+import random
 
 import pytest
 import torch
 
 from ftlib import checkpoint, lora, runtime, schedules
 from ftlib.course import pretrain_lm
-from ftlib.lm import chat, context, corpus, finetune, generate, model, tokenizer
+from ftlib.lm import chat, context, corpus, finetune, generate, model, retrieval, tokenizer
 from ftlib.lm.bits import bits_per_char, char_bits
 from ftlib.train import fit
 
@@ -135,11 +136,12 @@ def test_fit_trains_a_tinylm_exactly_as_a_hand_written_clipped_warmup_cosine_loo
 def test_evaluation_helpers_give_the_model_its_mode_back(mode):
     lm, text = _lm(), "User: q?\nAssistant: a.\n" * 20
     chat_text, mask = chat.chat_text([{"turns": [["q?", "a."]] * 10}])
-    repeated, _ = context.recall_task(text, passage=6, gap=4, count=2, seed=0)
+    record = retrieval.random_record(random.Random(0), 2)
     helpers = [lambda: char_bits(lm, text, SMALL.context), lambda: bits_per_char(lm, text, SMALL.context),
                lambda: generate.generate(lm, "Hello", 4), lambda: chat.format_rate(lm, text, prompts=4),
                lambda: chat.reply(lm, "", "q?", max_chars=4), lambda: chat.losses(lm, chat_text, mask, text),
-               lambda: context.position_bits(lm, text, SMALL.context), lambda: context.recall_bits(lm, repeated, 6)]
+               lambda: context.position_bits(lm, text, SMALL.context),
+               lambda: retrieval.retrieval_accuracy(lm, [record])]
     for helper in helpers:
         lm.train(mode)
         helper()

@@ -234,11 +234,12 @@ def plot_wavelengths(config, length: int) -> None:
     ax.set(yscale="log", xlabel="rotated pair of a head (fastest first)", ylabel="wavelength (characters, log)",
            title="Blue: turns at least once inside the trained context")
     ax.legend(fontsize=8)
-    bx.plot(pairs, factors, "o-", label="RoPE by parts")
+    bx.plot(pairs, factors, "o-", color="tab:brown", label="RoPE by parts")
     head_dim = config.dim // config.heads
     ntk = context.ntk_base_factor(config, length) ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
-    bx.plot(pairs, ntk, "s-", label="larger base (NTK-aware)")
-    bx.plot(pairs, context.truncated_factors(config), "^-", label="truncated basis (0: no rotation)")
+    bx.plot(pairs, ntk, "s-", color="tab:green", label="larger base (NTK-aware)")
+    bx.plot(pairs, context.truncated_factors(config), "^-", color="tab:purple",
+            label="truncated basis (0: no rotation)")
     bx.axhline(config.context / length, color="tab:red", linestyle="--", label="position interpolation (all pairs)")
     bx.axhline(1.0, color="gray", linewidth=1, label="naive (all pairs)")
     bx.set(xlabel="rotated pair of a head (fastest first)", ylabel="factor on its frequency", ylim=(0, 1.1),

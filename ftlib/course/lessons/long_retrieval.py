@@ -130,11 +130,13 @@ class LongRetrieval:
         or the base itself for ``"window"``."""
         return self.base if arm == "window" else context.scaled(self.base, arm, self.length)
 
-    def scores(self, model: nn.Module, arm: str, val: bool = True, per_band: int | None = None) -> dict[str, float]:
+    def scores(self, model: nn.Module, arm: str, val: bool = True, per_band: int | None = None,
+               near_window: bool = False) -> dict[str, float]:
         """Validation accuracy (mean over bands: what a rate is chosen on; left out where ``val`` is false), test
         accuracy per band, its mean over every band (``overall``) and past the base's context (``far``), and the
         prose loss past the context (``past``, bpc). ``per_band`` scores only the first so many test records of each
-        band (a quicker look)."""
+        band (a quicker look). ``near_window`` adds the control ``near_window``: the nearest band's test records read
+        through a window of the base's context, as the 64-character model reads them (the same lines in view)."""
         reach = self.trained if arm == "window" else None
         test = by_band(model, {band: group[:per_band] for band, group in self.test.items()}, reach)
         if arm == "window":
@@ -143,16 +145,20 @@ class LongRetrieval:
             bits = context.position_bits(model, self.prose, self.length)
         far = [acc for band, acc in test.items() if int(band.split("-")[0]) >= self.trained]
         chosen_on = {"val_accuracy": fmean(by_band(model, self.val, reach).values())} if val else {}
+        control = {"near_window": window_accuracy(model, next(iter(self.test.values())), self.trained)} \
+            if near_window else {}
         return {**chosen_on, **{f"test_{band}": acc for band, acc in test.items()}, "overall": fmean(test.values()),
-                "far": fmean(far), "past": bits[self.trained:].mean().item()}
+                "far": fmean(far), "past": bits[self.trained:].mean().item(), **control}
 
-    def run(self, arm: str, seed: int, lr: float | None = None, steps: int | None = None, val: bool = True) -> dict:
+    def run(self, arm: str, seed: int, lr: float | None = None, steps: int | None = None, val: bool = True,
+            near_window: bool = False) -> dict:
         """Fine-tune the arm's reader for ``steps`` (default :attr:`steps`) at ``lr`` (default: the arm's chosen
         rate, :attr:`rates`) and score it (:meth:`scores`)."""
         steps = self.steps if steps is None else steps
         lr = self.rates[arm] if lr is None else lr
         model, _ = finetune(self.reader(arm), self.batches(arm, seed), "full", steps, lr, seed)
-        return {"arm": arm, "seed": seed, "lr": lr, "steps": steps, **self.scores(model, arm, val)}
+        return {"arm": arm, "seed": seed, "lr": lr, "steps": steps, **self.scores(model, arm, val,
+                                                                                   near_window=near_window)}
 
 
 def table(records: Results | list[dict], names: dict[str, str]) -> str:

@@ -59,6 +59,7 @@ MEASURES: dict[str, str] = {
     "excess": "past, minus the sliding window's",
     "far": "exact-match retrieval on test records whose queried line lies past the trained context (lesson 10)",
     "overall": "exact-match retrieval on test records at every distance (lesson 10)",
+    "near_window": "retrieval on the nearest band's test records read through the trained context's window (lesson 10)",
     "rise": "bpc at 2x-4x the trained context minus at 1x-2x",
     # what a run leaves for later cells (not numbers)
     "history": "the run's History (losses and evaluations by step)",

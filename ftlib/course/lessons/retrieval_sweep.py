@@ -4,7 +4,7 @@ at its rate chosen on validation, fine-tuned on long records, in six seeds.
 Each arm trains at every rate of :data:`SETTINGS`' grid on the choosing seeds (0, 1, 2); its rate is chosen by the
 course's one rule (:func:`~ftlib.course.lessons.records.choose`: the best mean validation accuracy, records of
 *validation* keys, over all distances), and the remaining seeds train at that rate only. The test scores (records of
-other keys) are never chosen on. It takes longer than a lesson may (about 10 minutes on 2 cores), so it ships in
+other keys) are never chosen on. It takes longer than a lesson may (about 15 minutes on 2 cores), so it ships in
 ``data/retrieval_sweep.json`` and ``python -m ftlib retrieval-sweep`` rebuilds it bit for bit (same thread count
 and torch build; ``--check`` compares the bytes). Each record is a pure function of its arm, rate and seed, so the
 lesson re-runs its seed-0 runs live and compares them with their stored twins.
@@ -69,12 +69,14 @@ def _rounded(record: dict) -> dict:
 
 @independent
 def run(arm: str, seed: int, lr: float | None = None, settings: dict = SETTINGS, rates: dict | None = None,
-        val: bool = True) -> dict:
+        val: bool = True, near_window: bool = False) -> dict:
     """One run of the sweep (a pure function of its arm, seed, rate and settings), its scores rounded to 4 decimals
     as stored: the arm's reader fine-tuned on long records at ``lr`` (default: ``rates[arm]``, the chosen rate;
-    :meth:`LongRetrieval.run`). A worker builds the study once and keeps it."""
+    :meth:`LongRetrieval.run`; ``near_window`` adds its control, which the stored runs do not hold). A worker
+    builds the study once and keeps it."""
     lr = rates[arm] if lr is None else lr
-    return _rounded(_cached_study(json.dumps(settings, sort_keys=True)).run(arm, seed, lr, val=val))
+    return _rounded(_cached_study(json.dumps(settings, sort_keys=True)).run(arm, seed, lr, val=val,
+                                                                             near_window=near_window))
 
 
 @independent
@@ -155,14 +157,14 @@ def gap_table(records: Results, names: dict[str, str], over: str = "window") -> 
 
 
 def rate_margins(records: Results, rates: dict[str, float], names: dict[str, str]) -> str:
-    """A line per arm: its chosen rate and mean validation accuracy on the choosing seeds, and the runner-up rate's
-    (how close the choice was)."""
+    """A line per arm: its chosen rate and mean validation accuracy on the choosing seeds, and the runner-up's (the
+    rate the same rule chooses once the chosen one is set aside): how close the choice was."""
     lines = []
     for arm, chosen_rate in rates.items():
         runs = Results(r for r in records.where(arm=arm) if r["seed"] in CHOOSING_SEEDS)
-        means = sorted(((runs.where(lr=lr).mean("val_accuracy"), lr) for lr in runs.unique("lr")), reverse=True)
-        best = dict((lr, mean) for mean, lr in means)
-        runner_up = next((mean, lr) for mean, lr in means if lr != chosen_rate)
-        lines.append(f"  {names.get(arm, arm):<26} {chosen_rate:g}: {100 * best[chosen_rate]:.1f}%  "
-                     f"({runner_up[1]:g}: {100 * runner_up[0]:.1f}%)")
+        others = Results(r for r in runs if r["lr"] != chosen_rate)
+        runner_up = choose(others, "lr")
+        best, second = (runs.where(lr=lr).mean("val_accuracy") for lr in (chosen_rate, runner_up))
+        lines.append(f"  {names.get(arm, arm):<26} {chosen_rate:g}: {100 * best:.1f}%  "
+                     f"({runner_up:g}: {100 * second:.1f}%)")
     return "\n".join(lines)

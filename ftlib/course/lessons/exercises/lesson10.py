@@ -139,7 +139,7 @@ HINTS: dict[str, tuple[str, str]] = {
         "A pair that has already turned through every angle meets nothing new past the context; what does slowing "
         "it down do to the angle between neighbours?"),
     "keep_fast_pairs": (
-        "Keep the pairs that turn at least once inside the trained context: they have seen every angle already.",
+        "By position 64, what has a pair that turns many times inside the trained context already seen?",
         "A pair turns at least once inside the trained context when its wavelength is shorter than it: read the "
         "wavelengths printed in section 2."),
 }
