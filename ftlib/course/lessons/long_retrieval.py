@@ -208,6 +208,6 @@ def plot_by_distance(untrained: Results | list[dict], tuned: Results | list[dict
         ax.set(xlabel="distance of the queried line (characters)", title=title, xticks=middles, xticklabels=bands)
         ax.grid(alpha=0.3)
     axes[0].set(ylabel="% of test records right", ylim=(-3, 103))
-    axes[1].legend(fontsize=8)
+    axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     plt.show()
