@@ -90,10 +90,15 @@ def test_gaps_and_their_table_count_the_seeds_below_the_baseline():
                              {"window": "64", "parts": "by parts"}, 2.0)
 
 
-def test_the_command_refuses_a_folder_and_checks_by_rebuilding_aside(tmp_path, monkeypatch, capsys):
-    assert main(["context-sweep", "--out", str(tmp_path)]) == 2
+@pytest.mark.parametrize("command", ["context-sweep", "retrieval-sweep"])
+def test_the_command_refuses_a_folder_and_checks_by_rebuilding_aside(command, tmp_path, monkeypatch, capsys):
+    """Both of lesson 10's stored sweeps: --check rebuilds aside, compares bytes, never writes the shipped file."""
+    import importlib
+
+    sweep = importlib.import_module(f"ftlib.course.lessons.{command.replace('-', '_')}")
+    assert main([command, "--out", str(tmp_path)]) == 2
     assert "--out" in capsys.readouterr().err and list(tmp_path.iterdir()) == []
-    shipped = context_sweep.SWEEP.read_bytes()
+    shipped = sweep.SWEEP.read_bytes()
     built = []
 
     def fake(path, progress=True):
@@ -101,7 +106,7 @@ def test_the_command_refuses_a_folder_and_checks_by_rebuilding_aside(tmp_path, m
         Path(path).write_bytes(shipped if len(built) == 1 else b"other")
         return json.loads(shipped)
 
-    monkeypatch.setattr(context_sweep, "build", fake)
-    assert main(["context-sweep", "--check"]) == 0 and main(["context-sweep", "--check"]) == 1
+    monkeypatch.setattr(sweep, "build", fake)
+    assert main([command, "--check"]) == 0 and main([command, "--check"]) == 1
     assert "bit-identical" in capsys.readouterr().out and not any(p.exists() for p in built)
-    assert context_sweep.SWEEP.read_bytes() == shipped and all(p != context_sweep.SWEEP for p in built)
+    assert sweep.SWEEP.read_bytes() == shipped and all(p != sweep.SWEEP for p in built)

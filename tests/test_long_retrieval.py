@@ -1,12 +1,9 @@
 """Lesson 10's retrieval task: records by distance, the sliding window's reach, the fine-tunes and the stored sweep."""
 
-import json
-from pathlib import Path
 
 import pytest
 import torch
 
-from ftlib.__main__ import main
 from ftlib.course.lessons import long_retrieval, retrieval_sweep
 from ftlib.course.lessons.records import Results
 from ftlib.lm import corpus, retrieval
@@ -95,18 +92,3 @@ def test_the_shipped_sweep_chose_each_arm_on_validation_and_ran_six_seeds_at_tha
     assert len(margins) == len(rates) and "position interpolation" in margins[retrieval_sweep.ARMS.index("pi")]
     table = retrieval_sweep.gap_table(chosen, {}).splitlines()
     assert len(table) == len(rates) - 1 and all("all distances" in line and "inside 64" in line for line in table)
-
-
-def test_the_retrieval_sweep_command_checks_by_rebuilding_aside(tmp_path, monkeypatch, capsys):
-    shipped = retrieval_sweep.SWEEP.read_bytes()
-    built = []
-
-    def fake(path, progress=True):
-        built.append(Path(path))
-        Path(path).write_bytes(shipped if len(built) == 1 else b"other")
-        return json.loads(shipped)
-
-    monkeypatch.setattr(retrieval_sweep, "build", fake)
-    assert main(["retrieval-sweep", "--check"]) == 0 and main(["retrieval-sweep", "--check"]) == 1
-    assert "bit-identical" in capsys.readouterr().out and not any(p.exists() for p in built)
-    assert retrieval_sweep.SWEEP.read_bytes() == shipped
