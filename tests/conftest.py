@@ -14,6 +14,12 @@ def pytest_configure(config):
     run_headless()
 
 
+def pytest_addoption(parser):
+    parser.addoption("--rebuild", action="store_true",
+                     help="also run the tests marked rebuild: a shipped file rebuilt whole, minutes each (the default "
+                          "run checks each recipe's fingerprint instead, in seconds)")
+
+
 def pytest_xdist_auto_num_workers(config) -> int:
     """``-n auto`` (pyproject's addopts): one test process per core, at most 4 (each runs lessons in JupyterLab with
     two worker processes of its own)."""
@@ -24,8 +30,14 @@ LONGEST = "test_pretrain_check_rebuilds"  # about 110 s on 2 idle cores: started
 
 
 def pytest_collection_modifyitems(config, items):
-    """The slow tests first, the longest of them at the head (the test processes then share out the long ones and
-    fill the gaps with quick ones), else in the order collected (``--dist loadgroup``: any test to any process)."""
+    """The tests marked ``rebuild`` only with ``--rebuild`` (deselected, not skipped). The slow tests first, the
+    longest of them at the head (the test processes then share out the long ones and fill the gaps with quick ones),
+    else in the order collected (``--dist loadgroup``: any test to any process)."""
+    if not config.getoption("--rebuild"):
+        deselected = [item for item in items if item.get_closest_marker("rebuild")]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = [item for item in items if not item.get_closest_marker("rebuild")]
     items.sort(key=lambda item: (item.get_closest_marker("slow") is None,  # stable: else the order collected
                                  not item.name.startswith(LONGEST)))
     for item in items:  # the rendered site is built once (about 40 s): its browser tests share one process

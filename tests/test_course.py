@@ -11,6 +11,7 @@ import nbformat
 import pytest
 from notebook_outputs import output_mismatches
 
+from ftlib import checkpoint
 from ftlib.__main__ import main
 from ftlib.course import runner as course
 
@@ -121,11 +122,28 @@ def test_pretrain_command_builds_the_chosen_checkpoint(args, shipped, variant, m
     assert f"bit-identical to {where}: NO" in capsys.readouterr().out
 
 
+def test_each_glyphnet_recipe_still_makes_the_fingerprint_its_shipped_checkpoint_records():
+    """The quick check of the shipped checkpoints' recipes (seconds; the whole rebuild runs with --rebuild, below):
+    the recipe run for its first steps, in its own process (two threads, as it pins), hashes to the fingerprint
+    that the full run recorded in the shipped metadata. The two variants' data differ, and so do their hashes."""
+    import ftlib.course.pretrain as glyph
+
+    code = "from ftlib.course.pretrain import fingerprint; print(fingerprint('full')); print(fingerprint('narrow'))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    made = dict(zip(("full", "narrow"), done.stdout.split()))
+    for variant, sha in made.items():
+        recorded = checkpoint.read_metadata(glyph.checkpoint_path(variant))["fingerprint"]
+        assert recorded["steps"] == glyph.FINGERPRINT_STEPS and sha == recorded["sha256"], variant
+    assert made["full"] != made["narrow"]
+
+
 @pytest.mark.slow
+@pytest.mark.rebuild
 def test_pretrain_check_rebuilds_the_shipped_letters_checkpoint_bit_identically():
     """The real rebuild of the shipped GlyphNet letters checkpoint (about 90 s on 2 idle cores), as a
     learner runs it: its own process, the recipe's settings, compared byte for byte with the shipped file
-    (ftlib/weights/)."""
+    (ftlib/weights/). Only with ``pytest --rebuild``: the default run checks the recipe's fingerprint."""
     import ftlib.course.pretrain
 
     shipped = ftlib.course.pretrain.checkpoint_path("full")

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 CHECKOUT = Path(__file__).resolve().parent.parent
+# one test process builds the wheel for both tests: two builds at once in the checkout's build/ folder collide
+pytestmark = pytest.mark.xdist_group("wheel")
 
 
 @pytest.fixture(scope="module")

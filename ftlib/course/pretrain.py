@@ -8,9 +8,12 @@ upright, thin-stroked and at full contrast, see :data:`ftlib.data.NARROW`).
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ftlib import checkpoint, data
 from ftlib.course.versions import warn_if_different
@@ -21,10 +24,37 @@ from ftlib.paths import DATA_DIR
 from ftlib.runtime import seed_everything
 from ftlib.train import fit
 
-__all__ = ["SETTINGS", "VARIANTS", "checkpoint_path", "pretrain"]
+__all__ = ["FINGERPRINT_STEPS", "SETTINGS", "VARIANTS", "checkpoint_path", "fingerprint", "pretrain",
+           "weights_sha256"]
 
 SETTINGS = {"steps": 3000, "batch_size": 128, "lr": 3e-3, "weight_decay": 5e-4, "seed": 0, "threads": 2}
 VARIANTS = {"full": data.FULL, "narrow": data.NARROW}  # how the source letters vary in each variant
+FINGERPRINT_STEPS = 100  # the metadata records the weights' hash after this many steps of the recipe
+
+
+class _Reached(Exception):
+    """Raised by :func:`_fingerprinted` to stop a run once its fingerprint is taken."""
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """The SHA-256 of every tensor of ``model``'s state dict (names, shapes, dtypes and bytes, in its order)."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _fingerprinted(batches: Iterator, model: nn.Module, taken: dict, stop: bool) -> Iterator:
+    """``batches``, but when the batch after :data:`FINGERPRINT_STEPS` is asked for (that many steps are done),
+    the model's :func:`weights_sha256` goes to ``taken["sha256"]`` (and, with ``stop``, the run stops)."""
+    for step, batch in enumerate(batches):
+        if step == FINGERPRINT_STEPS:
+            taken["sha256"] = weights_sha256(model)
+            if stop:
+                raise _Reached
+        yield batch
 
 
 def checkpoint_path(variant: str = "full") -> Path:
@@ -51,12 +81,8 @@ def pretrain(path: str | Path | None = None, steps: int = SETTINGS["steps"], see
                          f"so that the shipped {default} (which the lessons use) is not replaced")
     path = default if path is None else path
     warn_if_different("the shipped checkpoints")  # bit-identical rebuilds need the same torch build
-    seed_everything(seed, threads)
-    model = GlyphNet(len(data.LETTERS))
-    batches = data.letter_batches(SETTINGS["batch_size"], seed, VARIANTS[variant])
-    history = fit(model, batches, steps, lr=SETTINGS["lr"],
-                  batch_size=SETTINGS["batch_size"], weight_decay=SETTINGS["weight_decay"], seed=seed,
-                  device="cpu", progress=progress)
+    taken = {}
+    model, history = _train(variant, steps, seed, threads, taken, stop=False, progress=progress)
     accuracy = evaluate(model, data.test_set("letters")).accuracy
     metadata = {
         "architecture": "GlyphNet",
@@ -75,6 +101,8 @@ def pretrain(path: str | Path | None = None, steps: int = SETTINGS["steps"], see
         "final_train_loss": round(sum(history.loss[-50:]) / len(history.loss[-50:]), 4),
         "test_accuracy": round(accuracy, 4),
         "test_set": f"{len(data.test_set('letters'))} fixed letters (100 per class)",
+        "fingerprint": {"steps": FINGERPRINT_STEPS, "sha256": taken.get("sha256"),
+                        "what": "weights_sha256 after that many steps of this run (a quick check of the recipe)"},
     }
     if variant != "full":  # the full variant's metadata stays as it was, so its rebuild stays bit-identical
         metadata["variant"] = variant
@@ -82,3 +110,28 @@ def pretrain(path: str | Path | None = None, steps: int = SETTINGS["steps"], see
         metadata["source_task"] = f"letters as in the full variant, but without {data.NARROW_LACKS}"
     checkpoint.save_checkpoint(model, path, metadata)
     return metadata
+
+
+def _train(variant: str, steps: int, seed: int, threads: int, taken: dict, stop: bool, progress: bool = False):
+    """The recipe's training run: the seeded model and its History, the fingerprint taken on the way (see
+    :func:`_fingerprinted`)."""
+    seed_everything(seed, threads)
+    model = GlyphNet(len(data.LETTERS))
+    batches = _fingerprinted(data.letter_batches(SETTINGS["batch_size"], seed, VARIANTS[variant]), model, taken, stop)
+    history = fit(model, batches, steps, lr=SETTINGS["lr"], batch_size=SETTINGS["batch_size"],
+                  weight_decay=SETTINGS["weight_decay"], seed=seed, device="cpu", progress=progress)
+    return model, history
+
+
+def fingerprint(variant: str = "full") -> str:
+    """The recipe of ``variant`` run for :data:`FINGERPRINT_STEPS` steps only (of its full schedule, seed and thread
+    count), and the :func:`weights_sha256` then: equal to the shipped metadata's ``fingerprint`` when the code,
+    data and torch build still make what shipped (seconds, where ``pretrain --check`` takes minutes). It pins
+    torch's thread count for the process, as :func:`pretrain` does."""
+    checkpoint_path(variant)  # rejects an unknown variant
+    model, taken = GlyphNet(len(data.LETTERS)), {}
+    try:
+        _train(variant, SETTINGS["steps"], SETTINGS["seed"], SETTINGS["threads"], taken, stop=True)
+    except _Reached:
+        return taken["sha256"]
+    raise RuntimeError(f"the run ended before step {FINGERPRINT_STEPS}")
