@@ -129,7 +129,7 @@ def fingerprint(variant: str = "full") -> str:
     data and torch build still make what shipped (seconds, where ``pretrain --check`` takes minutes). It pins
     torch's thread count for the process, as :func:`pretrain` does."""
     checkpoint_path(variant)  # rejects an unknown variant
-    model, taken = GlyphNet(len(data.LETTERS)), {}
+    taken = {}
     try:
         _train(variant, SETTINGS["steps"], SETTINGS["seed"], SETTINGS["threads"], taken, stop=True)
     except _Reached:
