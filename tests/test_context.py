@@ -75,3 +75,20 @@ def test_extend_fine_tunes_a_copy_at_the_longer_context():
     assert len(history.loss) == 3 and longer.config.context == 32 and longer.position_scale == 0.5
     assert all(torch.equal(v, lm.state_dict()[k]) for k, v in weights.items())
     assert not torch.equal(longer.embed.weight, lm.embed.weight)
+
+
+def test_a_scaled_model_is_set_up_again_for_another_length_as_its_pretrained_base_would_be():
+    """Giraffe's evaluation-time scale: a model scaled (and fine-tuned) for 256 characters, set up for 512 from
+    the configuration it was pretrained with, reads as the base scaled for 512 would, with its own weights."""
+    lm = model.TinyLM(model.Config(layers=1, dim=32, heads=2))
+    for method in context.EXTENSIONS:
+        tuned = context.scaled(lm, method, 256)
+        with torch.no_grad():
+            tuned.embed.weight.add_(1.0)
+        again, fresh = context.scaled(tuned, method, 512, pretrained=lm.config), context.scaled(lm, method, 512)
+        assert again.config == fresh.config and again.position_scale == fresh.position_scale, method
+        assert (again.rope_scale is None and fresh.rope_scale is None) or torch.equal(again.rope_scale,
+                                                                                      fresh.rope_scale), method
+        assert torch.equal(again.embed.weight, tuned.embed.weight)
+        assert not torch.equal(again.embed.weight, fresh.embed.weight)
+    assert context.scaled(context.scaled(lm, "pi", 256), "pi", 512, pretrained=lm.config).position_scale == 0.125

@@ -78,3 +78,15 @@ def test_spread_signs_scales_and_marks_missing_values():
     assert records.spread(-0.25, 0.05, scale=1, digits=2, sign="+", unit=" bpc") == "-0.25 ± 0.05 bpc"
     assert records.spread(1.5, 0.25, scale=1, digits=2, width=8) == "    1.50 ± 0.25"
     assert records.spread(float("nan"), 0.1) == "-"
+
+
+def test_twin_difference_pairs_each_live_record_with_its_stored_twin():
+    stored = Results([{"arm": a, "seed": s, "steps": k, "far": 0.1 * s + (0.5 if a == "pi" else 0.0)}
+                      for a in ("pi", "parts") for s in range(3) for k in (40, 160)])
+    live = [{"arm": "pi", "seed": 1, "far": 0.62}, {"arm": "parts", "seed": 2, "far": 0.2},
+            {"arm": "pi", "seed": 9, "far": 0.0}]  # seed 9 has no twin
+    count, largest = stored.twin_difference(live, ("far",), steps=40)
+    assert count == 2 and largest == pytest.approx(0.02)
+    renamed = [{"method": r["arm"], "seed": r["seed"], "far": r["far"]} for r in live]
+    assert stored.twin_difference(renamed, ("far",), {"arm": "method", "seed": "seed"}, steps=160) == (count, largest)
+    assert stored.twin_difference([], ("far",)) == (0, 0.0)

@@ -89,10 +89,13 @@ def ntk_base_factor(config: Config, length: int) -> float:
     return max(1.0, length / config.context) ** (head_dim / (head_dim - 2))
 
 
-def scaled(model: nn.Module, method: str, length: int) -> nn.Module:
+def scaled(model: nn.Module, method: str, length: int, pretrained: Config | None = None) -> nn.Module:
     """A copy of ``model`` set up by ``method`` (see the module docstring) to read ``length`` characters.
 
-    ``model`` must be unscaled (``position_scale`` 1 and no ``rope_scale``), as a pretrained TinyLM is.
+    ``pretrained`` is the configuration the model was pretrained with (its context and RoPE base); by default
+    ``model.config``, and then ``model`` must be unscaled (``position_scale`` 1 and no ``rope_scale``), as a pretrained
+    TinyLM is. Give it to set up a model that was already scaled and fine-tuned for another length: Giraffe's
+    evaluation-time scale (a model fine-tuned to read 256 characters, read at 512 with the scale for 512).
 
     The copy's ``config.context`` becomes ``length`` (the window a fine-tune trains on); ``model`` is unchanged.
     """
@@ -100,12 +103,13 @@ def scaled(model: nn.Module, method: str, length: int) -> nn.Module:
         raise ValueError(f"method={method!r} is not allowed: choose one of {', '.join(EXTENSIONS)}")
     if length < 1:
         raise ValueError(f"length={length} must be positive")
-    trained, out = model.config.context, copy.deepcopy(model)
-    factor = ntk_base_factor(model.config, length) if method == "base" else 1.0
-    out.config = dataclasses.replace(model.config, context=length, rope_base=model.config.rope_base * factor)
-    out.position_scale = min(1.0, trained / length) if method == "pi" else 1.0
-    out.rope_scale = {"parts": lambda: parts_factors(model.config, length),
-                      "truncated": lambda: truncated_factors(model.config)}.get(method, lambda: None)()
+    pretrained = pretrained or model.config
+    out = copy.deepcopy(model)
+    factor = ntk_base_factor(pretrained, length) if method == "base" else 1.0
+    out.config = dataclasses.replace(model.config, context=length, rope_base=pretrained.rope_base * factor)
+    out.position_scale = min(1.0, pretrained.context / length) if method == "pi" else 1.0
+    out.rope_scale = {"parts": lambda: parts_factors(pretrained, length),
+                      "truncated": lambda: truncated_factors(pretrained)}.get(method, lambda: None)()
     return out
 
 

@@ -115,11 +115,9 @@ def differs(settings: dict, steps: int, **lesson) -> list[str]:
 def largest_difference(stored: Results, live: Results, task: str, steps: int, metric: str,
                        field: str = "arm") -> tuple[int, float]:
     """How many ``live`` records (their arm in ``field``, and ``seed``) have a stored twin of ``task`` after
-    ``steps`` steps, and the largest absolute difference in ``metric`` between twins (0 if none)."""
-    pairs = [(r[metric], stored.values(metric, task=task, arm=r[field], seed=r["seed"], steps=steps))
-             for r in live]
-    pairs = [(value, twin[0]) for value, twin in pairs if twin]
-    return len(pairs), max((abs(a - b) for a, b in pairs), default=0.0)
+    ``steps`` steps, and the largest absolute difference in ``metric`` between twins (0 if none;
+    :meth:`Results.twin_difference`)."""
+    return stored.twin_difference(live, (metric,), {"arm": field, "seed": "seed"}, task=task, steps=steps)
 
 
 def gaps(sweep: Results, task: str, metric: str, over: str | float, arms=ARMS[1:]) -> dict[str, dict[int, list]]:

@@ -30,14 +30,18 @@ from ftlib.lm import context, corpus, retrieval
 from ftlib.lm.finetune import finetune
 from ftlib.lm.tokenizer import encode
 from ftlib.runtime import evaluating
+from ftlib.stats import verdict
 
-__all__ = ["BANDS", "EVAL_LINES", "LongRetrieval", "band_name", "by_band", "plot_by_distance", "pretraining_curve",
-           "records_by_band", "table", "window_accuracy"]
+__all__ = ["BANDS", "EVAL_LINES", "REREAD", "LongRetrieval", "band_name", "by_band", "plot_by_distance",
+           "pretraining_curve", "records_by_band", "reread_table", "table", "window_accuracy"]
 
 EVAL_LINES = 35  # 35 lines of 7 characters, the query and the answer: 251 characters, inside 256
 BANDS = ((0, 64), (64, 128), (128, 192), (192, 256))  # distance of the queried line's start from the answer
 ROW_LINES = (8, 18)  # a fine-tuning row at 256 holds one record of 8-18 lines and all their queries
 SHORT_LINES = (2, 8)  # at 64 characters, as in the base's pretraining
+# Giraffe's evaluation-time scale: records of 66 lines (468 characters: 66 of the 68 test keys) whose queried line
+# lies past the fine-tuned 256 characters, read at 512 with the scale kept and with the scale for 512
+REREAD = {"length": 512, "lines": 66, "band": (256, 512)}
 
 
 def band_name(band: tuple[int, int]) -> str:
@@ -107,6 +111,8 @@ class LongRetrieval:
     def __post_init__(self) -> None:
         self.val = records_by_band("val", self.val_per_band, self.val_seed)
         self.test = records_by_band("test", self.per_band, self.test_seed)
+        self.beyond = next(iter(records_by_band("test", self.per_band, self.test_seed + 1, REREAD["lines"],
+                                                (REREAD["band"],)).values()))
 
     @property
     def trained(self) -> int:
@@ -136,7 +142,12 @@ class LongRetrieval:
         accuracy per band, its mean over every band (``overall``) and past the base's context (``far``), and the
         prose loss past the context (``past``, bpc). ``per_band`` scores only the first so many test records of each
         band (a quicker look). ``near_window`` adds the control ``near_window``: the nearest band's test records read
-        through a window of the base's context, as the 64-character model reads them (the same lines in view)."""
+        through a window of the base's context, as the 64-character model reads them (the same lines in view).
+
+        A long reader is also scored on :data:`REREAD`'s records, whose line lies past :attr:`length` (the first
+        ``per_band`` of them): read as it is (``beyond_kept``) and set up for :data:`REREAD`'s length by its method
+        (``beyond_rescaled``: Giraffe's evaluation-time scale; the same model for naive and the truncated basis,
+        whose positions do not depend on the length)."""
         reach = self.trained if arm == "window" else None
         test = by_band(model, {band: group[:per_band] for band, group in self.test.items()}, reach)
         if arm == "window":
@@ -148,7 +159,18 @@ class LongRetrieval:
         control = {"near_window": window_accuracy(model, next(iter(self.test.values())), self.trained)} \
             if near_window else {}
         return {**chosen_on, **{f"test_{band}": acc for band, acc in test.items()}, "overall": fmean(test.values()),
-                "far": fmean(far), "past": bits[self.trained:].mean().item(), **control}
+                "far": fmean(far), "past": bits[self.trained:].mean().item(), **control,
+                **({} if arm == "window" else self.reread(model, arm, per_band))}
+
+    def reread(self, model: nn.Module, arm: str, per_band: int | None = None) -> dict[str, float]:
+        """Retrieval of a long reader on :data:`REREAD`'s records (the first ``per_band``), as it is and set up by
+        its method for :data:`REREAD`'s length (the pretrained context and base are the retrieval base's)."""
+        records = self.beyond[:per_band]
+        kept = retrieval.retrieval_accuracy(model, records)["exact"]
+        if arm in ("naive", "truncated"):
+            return {"beyond_kept": kept, "beyond_rescaled": kept}
+        rescaled = context.scaled(model, arm, REREAD["length"], pretrained=self.base.config)
+        return {"beyond_kept": kept, "beyond_rescaled": retrieval.retrieval_accuracy(rescaled, records)["exact"]}
 
     def run(self, arm: str, seed: int, lr: float | None = None, steps: int | None = None, val: bool = True,
             near_window: bool = False) -> dict:
@@ -189,14 +211,38 @@ def pretraining_curve(metadata: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_by_distance(untrained: Results | list[dict], tuned: Results | list[dict], names: dict[str, str]) -> None:
-    """Two panels, % of test records right against the distance of the queried line (the middle of each band), one
-    line per arm: untrained, and fine-tuned (mean ± std over the seeds), with the trained context marked."""
+def reread_table(records: Results | list[dict], names: dict[str, str]) -> str:
+    """One line per long reader: exact-match retrieval (%) on the records whose line lies past the fine-tuned
+    length, read at :data:`REREAD`'s length with the fine-tuned scale kept and with the scale for that length
+    (Giraffe's evaluation-time scale), mean ± std over the seeds; and the rescaled minus the kept, seed by seed (mean
+    ± 95% interval over the seeds and its verdict; where the method's positions do not depend on the length, the two
+    readings are one model)."""
+    records = Results(r for r in Results(records) if "beyond_kept" in r)
+
+    def change(rows: Results) -> str:
+        differences = [r["beyond_rescaled"] - r["beyond_kept"] for r in rows]
+        if rows.unique("arm")[0] in ("naive", "truncated"):
+            return "the same model"
+        mean, half, word = verdict(differences, "higher", "lower", "not resolved")
+        return f"{100 * mean:+.0f} ± {100 * half:.0f} points ({word})"
+
+    low = REREAD["band"][0]
+    columns = [Column("scale kept", "beyond_kept", digits=0), Column(f"scale for {REREAD['length']}", "beyond_rescaled",
+                                                                      digits=0),
+               Column("rescaled minus kept", cell=change, width=32)]
+    return print_table(records, "arm", columns, names=names,
+                       title=f"% right, line past {low} back, read at {REREAD['length']}")
+
+
+def plot_by_distance(panels: dict[str, Results | list[dict]], names: dict[str, str]) -> None:
+    """One panel per entry of ``panels`` (its title: its records), % of test records right against the distance of
+    the queried line (the middle of each band), one line per arm (mean ± std over the seeds where there are
+    several), with the trained context marked."""
     bands = [band_name(b) for b in BANDS]
     middles = [(low + high) / 2 for low, high in BANDS]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
-    for ax, records, title in ((axes[0], Results(untrained), "untrained"),
-                               (axes[1], Results(tuned), "fine-tuned 40 steps, each at its chosen rate")):
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels) + 2, 3.8), sharey=True, squeeze=False)
+    for ax, (title, records) in zip(axes[0], panels.items()):
+        records = Results(records)
         for i, (arm, name) in enumerate(names.items()):
             rows = records.where(arm=arm)
             if not rows:
@@ -207,7 +253,7 @@ def plot_by_distance(untrained: Results | list[dict], tuned: Results | list[dict
         ax.axvline(BANDS[0][1], color="black", linestyle="--", linewidth=1, label="trained context (64)")
         ax.set(xlabel="distance of the queried line (characters)", title=title, xticks=middles, xticklabels=bands)
         ax.grid(alpha=0.3)
-    axes[0].set(ylabel="% of test records right", ylim=(-3, 103))
-    axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    axes[0][0].set(ylabel="% of test records right", ylim=(-3, 103))
+    axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     plt.show()

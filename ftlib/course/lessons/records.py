@@ -60,6 +60,10 @@ MEASURES: dict[str, str] = {
     "far": "exact-match retrieval on test records whose queried line lies past the trained context (lesson 10)",
     "overall": "exact-match retrieval on test records at every distance (lesson 10)",
     "near_window": "retrieval on the nearest band's test records read through the trained context's window (lesson 10)",
+    "beyond_kept": "retrieval on test records whose line lies past the fine-tuned length, read with its scale "
+                   "(lesson 10)",
+    "beyond_rescaled": "the same records read with the scale for twice the fine-tuned length (Giraffe's "
+                       "evaluation-time scale, lesson 10)",
     "rise": "bpc at 2x-4x the trained context minus at 1x-2x",
     # what a run leaves for later cells (not numbers)
     "history": "the run's History (losses and evaluations by step)",
@@ -137,6 +141,19 @@ class Results(list):
         if set(seeds[0]) != set(seeds[1]):
             raise ValueError(f"{field}={first!r} ran seeds {seeds[0]} but {field}={second!r} ran {seeds[1]}")
         return [sides[0].values(metric, seed=s)[0] - sides[1].values(metric, seed=s)[0] for s in seeds[0]]
+
+    def twin_difference(self, live: Iterable[dict], metrics: Sequence[str], match: dict[str, str] | None = None,
+                        **filters) -> tuple[int, float]:
+        """How many ``live`` records have a stored twin here, and the largest absolute difference between twins over
+        ``metrics`` (0 if none): a live rerun checked against the stored run it repeats.
+
+        A live record's twin is the first record here that matches ``filters`` and, for each ``stored: field`` of
+        ``match`` (default ``{"arm": "arm", "seed": "seed"}``), has the live record's ``field`` as its ``stored``.
+        """
+        match = match or {"arm": "arm", "seed": "seed"}
+        pairs = [(r, self.where(**filters, **{key: r[field] for key, field in match.items()})) for r in live]
+        pairs = [(r, twin[0]) for r, twin in pairs if twin]
+        return len(pairs), max((abs(r[m] - twin[m]) for r, twin in pairs for m in metrics), default=0.0)
 
     def unique(self, field: str) -> list:
         """The distinct values of ``field``, in first-seen order."""

@@ -1,10 +1,11 @@
 """Lesson 10's retrieval sweep: every way to read 256 characters, and the 64-character model fine-tuned alike, each
-at its rate chosen on validation, fine-tuned on long records, in six seeds.
+at its rate chosen on validation, fine-tuned on long records for each budget of steps, in six seeds.
 
-Each arm trains at every rate of :data:`SETTINGS`' grid on the choosing seeds (0, 1, 2); its rate is chosen by the
-course's one rule (:func:`~ftlib.course.lessons.records.choose`: the best mean validation accuracy, records of
-*validation* keys, over all distances), and the remaining seeds train at that rate only. The test scores (records of
-other keys) are never chosen on. It takes longer than a lesson may (about 15 minutes on 2 cores), so it ships in
+For each budget, each arm trains at every rate of :data:`SETTINGS`' grid on the choosing seeds (0, 1, 2); its rate
+is chosen by the course's one rule (:func:`~ftlib.course.lessons.records.choose`: the best mean validation accuracy,
+records of *validation* keys, over all distances), and the remaining seeds train at that rate only. The test scores
+(records of other keys) are never chosen on. It takes longer than a lesson may (about MINUTES minutes on 2 cores), so it
+ships in
 ``data/retrieval_sweep.json`` and ``python -m ftlib retrieval-sweep`` rebuilds it bit for bit (same thread count
 and torch build; ``--check`` compares the bytes). Each record is a pure function of its arm, rate and seed, so the
 lesson re-runs its seed-0 runs live and compares them with their stored twins.
@@ -29,14 +30,14 @@ from ftlib.paths import DATA_DIR
 from ftlib.runtime import seed_everything
 from ftlib.stats import verdict
 
-__all__ = ["ARMS", "CHOOSING_SEEDS", "SETTINGS", "SWEEP", "build", "chosen", "gap_table", "gaps", "largest_difference",
-           "load", "rate_margins", "run", "study", "untrained"]
+__all__ = ["ARMS", "CHOOSING_SEEDS", "SETTINGS", "SWEEP", "budget_table", "build", "chosen", "gap_table", "gaps",
+           "largest_difference", "load", "rate_margins", "run", "study", "untrained"]
 
 SWEEP = DATA_DIR / "retrieval_sweep.json"
 ARMS = ("window", "naive", "pi", "base", "parts", "truncated")  # "window": tuned at 64, read through a window
 CHOOSING_SEEDS = (0, 1, 2)
 SETTINGS = {
-    "steps": 40,
+    "budgets": [40, 160],  # fine-tuning steps: separate runs (each its own warm-up and decay), each budget its rates
     "seeds": 6,
     "length": 256,
     "rows": {"records": 2, "prose": 1},  # rows of 256 characters per step (4 times as many of 64 for "window")
@@ -53,7 +54,7 @@ def study(settings: dict = SETTINGS, rates: dict[str, float] | None = None) -> L
     where given, each arm's chosen rate)."""
     train_text, val_text = corpus.split_text()
     return LongRetrieval(pretrain_retrieval.load_pretrained(), train_text, val_text[:settings["prose_eval_chars"] + 1],
-                         length=settings["length"], steps=settings["steps"], rows=dict(settings["rows"]),
+                         length=settings["length"], steps=settings["budgets"][0], rows=dict(settings["rows"]),
                          per_band=settings["per_band"], val_per_band=settings["val_per_band"],
                          rates=dict(rates or {}))
 
@@ -69,13 +70,15 @@ def _rounded(record: dict) -> dict:
 
 @independent
 def run(arm: str, seed: int, lr: float | None = None, settings: dict = SETTINGS, rates: dict | None = None,
-        val: bool = True, near_window: bool = False) -> dict:
-    """One run of the sweep (a pure function of its arm, seed, rate and settings), its scores rounded to 4 decimals
-    as stored: the arm's reader fine-tuned on long records at ``lr`` (default: ``rates[arm]``, the chosen rate;
-    :meth:`LongRetrieval.run`; ``near_window`` adds its control, which the stored runs do not hold). A worker
-    builds the study once and keeps it."""
-    lr = rates[arm] if lr is None else lr
-    return _rounded(_cached_study(json.dumps(settings, sort_keys=True)).run(arm, seed, lr, val=val,
+        val: bool = True, near_window: bool = False, steps: int | None = None) -> dict:
+    """One run of the sweep (a pure function of its arm, seed, rate, steps and settings), its scores rounded to 4
+    decimals as stored: the arm's reader fine-tuned on long records for ``steps`` (default: the first budget) at
+    ``lr`` (default: ``rates[str(steps)][arm]``, the rate chosen for that budget; :meth:`LongRetrieval.run`;
+    ``near_window`` adds its control, which the stored runs do not hold). A worker builds the study once and
+    keeps it."""
+    steps = settings["budgets"][0] if steps is None else steps
+    lr = rates[str(steps)][arm] if lr is None else lr
+    return _rounded(_cached_study(json.dumps(settings, sort_keys=True)).run(arm, seed, lr, steps, val=val,
                                                                              near_window=near_window))
 
 
@@ -93,45 +96,45 @@ def build(path: str | Path = SWEEP, progress: bool = True) -> dict:
     seed_everything(0, SETTINGS["threads"])
     records = []
 
-    def one(arm: str, seed: int, lr: float) -> None:
-        records.append(run(arm, seed, lr, settings=SETTINGS))
+    def one(arm: str, seed: int, lr: float, steps: int) -> None:
+        records.append(run(arm, seed, lr, settings=SETTINGS, steps=steps))
         if progress:
-            print(f"{arm} lr {lr:g} seed {seed}: val {records[-1]['val_accuracy']:.3f}, far (test) "
+            print(f"{steps} steps, {arm} lr {lr:g} seed {seed}: val {records[-1]['val_accuracy']:.3f}, far (test) "
                   f"{records[-1]['far']:.3f}, prose {records[-1]['past']:.4f} bpc", flush=True)
 
     rates = {}
-    for arm in ARMS:
-        for lr in SETTINGS["rates"]:
-            for seed in CHOOSING_SEEDS:
-                one(arm, seed, lr)
-        rates[arm] = choose(Results(records), "lr", arm=arm)
-        for seed in range(len(CHOOSING_SEEDS), SETTINGS["seeds"]):
-            one(arm, seed, rates[arm])
+    for steps in SETTINGS["budgets"]:
+        rates[str(steps)] = {}
+        for arm in ARMS:
+            for lr in SETTINGS["rates"]:
+                for seed in CHOOSING_SEEDS:
+                    one(arm, seed, lr, steps)
+            rates[str(steps)][arm] = choose(Results(records), "lr", arm=arm, steps=steps)
+            for seed in range(len(CHOOSING_SEEDS), SETTINGS["seeds"]):
+                one(arm, seed, rates[str(steps)][arm], steps)
     sweep = {"settings": SETTINGS, "torch": torch.__version__.split("+")[0],
              "rule": "records.choose: best mean val_accuracy over seeds 0-2 (validation keys, every distance), "
-                     "then the lower rate", "chosen": rates, "records": records}
+                     "then the lower rate; for each budget of steps apart", "chosen": rates, "records": records}
     Path(path).write_text(json.dumps(sweep, indent=1) + "\n")
     return sweep
 
 
-def load(path: str | Path = SWEEP) -> tuple[dict, dict[str, float], Results]:
-    """The shipped sweep: its settings, each arm's chosen rate, and its records (filter with ``arm=``, ``lr=``,
-    ``seed=``)."""
+def load(path: str | Path = SWEEP) -> tuple[dict, dict[str, dict[str, float]], Results]:
+    """The shipped sweep: its settings, each budget's chosen rate per arm (``chosen["40"]["pi"]``), and its records
+    (filter with ``arm=``, ``lr=``, ``seed=``, ``steps=``)."""
     sweep = json.loads(Path(path).read_text())
     return sweep["settings"], sweep["chosen"], Results(sweep["records"])
 
 
-def chosen(records: Results, rates: dict[str, float]) -> Results:
-    """The records at each arm's chosen rate (every seed)."""
-    return Results(r for r in records if r["lr"] == rates[r["arm"]])
+def chosen(records: Results, rates: dict[str, dict[str, float]]) -> Results:
+    """The records at each arm's rate chosen for their budget (every seed, every budget)."""
+    return Results(r for r in records if r["lr"] == rates[str(r["steps"])][r["arm"]])
 
 
 def largest_difference(stored: Results, live: Results | list[dict], metrics: tuple[str, ...]) -> tuple[int, float]:
-    """How many ``live`` records (arm, seed, lr) have a stored twin, and the largest absolute difference between
-    twins over ``metrics`` (0 if none)."""
-    pairs = [(r, stored.where(arm=r["arm"], seed=r["seed"], lr=r["lr"])) for r in live]
-    pairs = [(r, twin[0]) for r, twin in pairs if twin]
-    return len(pairs), max((abs(r[m] - t[m]) for r, t in pairs for m in metrics), default=0.0)
+    """How many ``live`` records (arm, seed, lr, steps) have a stored twin, and the largest absolute difference
+    between twins over ``metrics`` (0 if none; :meth:`Results.twin_difference`)."""
+    return stored.twin_difference(live, metrics, {key: key for key in ("arm", "seed", "lr", "steps")})
 
 
 def gaps(records: Results, metric: str, over: str = "window") -> dict[str, list[float]]:
@@ -153,6 +156,25 @@ def gap_table(records: Results, names: dict[str, str], over: str = "window") -> 
             digits = 1 if scale == 100 else 2
             cells.append(f"{label} {scale * mean:+.{digits}f} ± {scale * half:.{digits}f}{unit} ({word})")
         lines.append(f"{names.get(arm, arm):<26} " + "; ".join(cells))
+    return "\n".join(lines)
+
+
+def budget_table(records: Results, names: dict[str, str], metric: str = "far") -> str:
+    """A line per arm: ``metric`` (a share, printed in %) at each budget of the records (each at its own chosen
+    rate: :func:`chosen`), mean ± std over the seeds, and the longest budget minus the shortest, seed by seed (mean ±
+    95% interval and its verdict)."""
+    budgets = sorted(records.unique("steps"))
+    header = "".join(f"{f'{steps} steps':>14}" for steps in budgets)
+    lines = [f"{'':<26} {header}   {budgets[-1]} minus {budgets[0]}"]
+    for arm in records.unique("arm"):
+        cells = []
+        for steps in budgets:
+            rows = records.where(arm=arm, steps=steps)
+            cells.append(f"{100 * rows.mean(metric):>8.0f} ± {100 * rows.std(metric):<3.0f}")
+        mean, half, word = verdict(records.differences("steps", budgets[-1], budgets[0], metric=metric, arm=arm),
+                                   "higher", "lower", "not resolved")
+        lines.append(f"{names.get(arm, arm):<26} " + "".join(f"{cell:>14}" for cell in cells)
+                     + f"   {100 * mean:+.0f} ± {100 * half:.0f} points ({word})")
     return "\n".join(lines)
 
 
