@@ -359,7 +359,7 @@ def _command(argv: list[str]) -> int:
     for name, what, func in (
             ("context-sweep", "lesson 10's step sweep, data/context_sweep.json (bit-identical; about 30 min on "
              "2 cores)", _context_sweep),
-            ("retrieval-sweep", "lesson 10's retrieval sweep, data/retrieval_sweep.json (bit-identical; about 15 min "
+            ("retrieval-sweep", "lesson 10's retrieval sweep, data/retrieval_sweep.json (bit-identical; about 70 min "
              "on 2 cores)", _retrieval_sweep),
             ("chat-sweep", "lesson 09's rate sweep, data/chat_sweep.json (bit-identical; about 15 min on 2 cores)",
              _chat_sweep)):

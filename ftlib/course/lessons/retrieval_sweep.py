@@ -4,11 +4,14 @@ at its rate chosen on validation, fine-tuned on long records for each budget of 
 For each budget, each arm trains at every rate of :data:`SETTINGS`' grid on the choosing seeds (0, 1, 2); its rate
 is chosen by the course's one rule (:func:`~ftlib.course.lessons.records.choose`: the best mean validation accuracy,
 records of *validation* keys, over all distances), and the remaining seeds train at that rate only. The test scores
-(records of other keys) are never chosen on. It takes longer than a lesson may (about MINUTES minutes on 2 cores), so it
-ships in
-``data/retrieval_sweep.json`` and ``python -m ftlib retrieval-sweep`` rebuilds it bit for bit (same thread count
-and torch build; ``--check`` compares the bytes). Each record is a pure function of its arm, rate and seed, so the
-lesson re-runs its seed-0 runs live and compares them with their stored twins.
+(records of other keys) are never chosen on. It takes longer than a lesson may (67 minutes on 2 cores for the two
+budgets), so it ships in ``data/retrieval_sweep.json`` and ``python -m ftlib retrieval-sweep`` rebuilds it bit for
+bit (same thread count and torch build; ``--check`` compares the bytes). Each record is a pure function of its arm,
+rate, seed and steps, so the lesson re-runs two of its 40-step seed-0 runs live and compares them with their stored
+twins.
+
+Each long reader is also read at 512 characters on records whose line lies past 256 (Giraffe's evaluation-time
+scale: :meth:`~ftlib.course.lessons.long_retrieval.LongRetrieval.reread`).
 """
 
 from __future__ import annotations
