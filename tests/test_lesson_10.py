@@ -113,7 +113,7 @@ def lesson_study():
 
 def test_untouched_exercises_say_what_to_do_and_neither_pass_nor_fail(lesson_study, capsys):
     study = lesson_study
-    for feedback in (exercises.naive_loss(..., study, study.window), exercises.pi_fast_pairs(...),
+    for feedback in (exercises.naive_loss(..., study, study.window), exercises.why_pi_hurts(...),
                      exercises.keep_fast_pairs(..., study.base, study)):
         assert feedback.passed is None and "not attempted" in feedback.message
     out = capsys.readouterr().out
@@ -128,9 +128,9 @@ def test_naive_loss_prediction_passes_near_the_measured_loss_and_explains_a_miss
     assert wrong.passed is False and "too low" in wrong.message and "worse, not better" not in wrong.message
 
 
-def test_pi_fast_pairs_question_right_and_wrong_answers():
-    assert exercises.pi_fast_pairs(exercises.SOLUTIONS["pi_fast_pairs"]).passed is True
-    wrong = exercises.pi_fast_pairs(exercises.WRONG_ANSWERS["pi_fast_pairs"][0][0])
+def test_why_pi_hurts_question_right_and_wrong_answers():
+    assert exercises.why_pi_hurts(exercises.SOLUTIONS["why_pi_hurts"]).passed is True
+    wrong = exercises.why_pi_hurts(exercises.WRONG_ANSWERS["why_pi_hurts"][0][0])
     assert wrong.passed is False and "every angle is smaller" in wrong.message
 
 
@@ -172,8 +172,8 @@ def test_keep_fast_pairs_takes_a_count_summed_from_the_wavelengths_and_rejects_f
 def test_every_wrong_pi_option_fails_and_the_fast_pairs_are_not_named_by_the_right_one_alone():
     """The question asks why squeezing the *fast* pairs hurts: the right option must not be the only one about
     them, and no wrong option may be refuted by the question's own premise (by parts squeezes the slow pairs)."""
-    for answer, words in exercises.WRONG_ANSWERS["pi_fast_pairs"]:
-        wrong = exercises.pi_fast_pairs(answer)
+    for answer, words in exercises.WRONG_ANSWERS["why_pi_hurts"]:
+        wrong = exercises.why_pi_hurts(answer)
         assert wrong.passed is False and words in wrong.message
     assert sum("fast pairs" in o.text for o in exercises.PI_FAST_PAIRS.choices) >= 2
     assert not any("slow pairs are the problem" in o.text for o in exercises.PI_FAST_PAIRS.choices)

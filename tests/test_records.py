@@ -90,3 +90,4 @@ def test_twin_difference_pairs_each_live_record_with_its_stored_twin():
     renamed = [{"method": r["arm"], "seed": r["seed"], "far": r["far"]} for r in live]
     assert stored.twin_difference(renamed, ("far",), {"arm": "method", "seed": "seed"}, steps=160) == (count, largest)
     assert stored.twin_difference([], ("far",)) == (0, 0.0)
+    assert stored.twin_difference(live, ("far", "beyond"), steps=40) == (count, largest)  # a metric it lacks

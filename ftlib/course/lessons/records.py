@@ -145,7 +145,7 @@ class Results(list):
     def twin_difference(self, live: Iterable[dict], metrics: Sequence[str], match: dict[str, str] | None = None,
                         **filters) -> tuple[int, float]:
         """How many ``live`` records have a stored twin here, and the largest absolute difference between twins over
-        ``metrics`` (0 if none): a live rerun checked against the stored run it repeats.
+        ``metrics`` (those the live record holds; 0 if none): a live rerun checked against the stored run it repeats.
 
         A live record's twin is the first record here that matches ``filters`` and, for each ``stored: field`` of
         ``match`` (default ``{"arm": "arm", "seed": "seed"}``), has the live record's ``field`` as its ``stored``.
@@ -153,7 +153,7 @@ class Results(list):
         match = match or {"arm": "arm", "seed": "seed"}
         pairs = [(r, self.where(**filters, **{key: r[field] for key, field in match.items()})) for r in live]
         pairs = [(r, twin[0]) for r, twin in pairs if twin]
-        return len(pairs), max((abs(r[m] - twin[m]) for r, twin in pairs for m in metrics), default=0.0)
+        return len(pairs), max((abs(r[m] - twin[m]) for r, twin in pairs for m in metrics if m in r), default=0.0)
 
     def unique(self, field: str) -> list:
         """The distinct values of ``field``, in first-seen order."""

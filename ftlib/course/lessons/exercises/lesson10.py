@@ -25,7 +25,7 @@ from ftlib.course.lessons.exercises import (
 from ftlib.lm import context
 
 __all__ = ["HINTS", "KEEP_TARGET", "PI_FAST_PAIRS", "SOLUTIONS", "WRONG_ANSWERS", "hint", "keep_fast_pairs",
-           "naive_loss", "pi_fast_pairs", "solution", "split_scaled"]
+           "naive_loss", "solution", "split_scaled", "why_pi_hurts"]
 
 KEEP_TARGET = 2.35  # bpc past the trained context, reading 4x as far, that a by-hand split must reach (at most):
 # keeping the 5 pairs that turn inside 64 characters gives 2.33, squeezing the fifth (keep = 4) 2.39
@@ -64,8 +64,7 @@ PI_FAST_PAIRS = Question(
                "leaves them alone and squeezes only pairs that turn at most once in the trained context."),
         Option("PI turns every pair by larger angles than the model ever saw during its pretraining.", False,
                "It is the other way round: PI multiplies every position by the trained over the new length, so "
-               "every angle is smaller and stays inside the trained range. The trouble is which angles separate "
-               "neighbours."),
+               "every angle is smaller and stays inside the trained range: no angle is new to the model."),
         Option("PI is the right method; it only needs a fine-tune to adapt to it.", False,
                "A fine-tune helps every method, but PI starts worst and still trails the unscaled control at every "
                "check of the short fine-tune."),
@@ -73,11 +72,11 @@ PI_FAST_PAIRS = Question(
                "The fast pairs turn once every 6 to 63 characters (the wavelengths), so they cannot say how far "
                "back something lies: that is the slow pairs' job. And PI hurts inside the first 64 characters too, "
                "where there is no distant text to lose."),
-    ], seed="lesson10.pi_fast_pairs")
+    ], seed="lesson10.pi_fast_pairs")  # the options' order (the seed kept when the check was renamed)
 
 
 @exercise
-def pi_fast_pairs(answer: str | EllipsisType) -> Feedback:
+def why_pi_hurts(answer: str | EllipsisType) -> Feedback:
     """Explain: why position interpolation hurts a character model (see :data:`PI_FAST_PAIRS`)."""
     return PI_FAST_PAIRS.check(answer)
 
@@ -137,7 +136,7 @@ HINTS: dict[str, tuple[str, str]] = {
         "saw?",
         "Compare with the model's loss inside its trained context, which the lesson prints: past it, is the loss "
         "higher or lower?"),
-    "pi_fast_pairs": (
+    "why_pi_hurts": (
         "Look at the wavelengths: how many times does the fastest pair turn inside the trained context?",
         "A pair that has already turned through every angle meets nothing new past the context; what does slowing "
         "it down do to the angle between neighbours?"),
@@ -146,10 +145,10 @@ HINTS: dict[str, tuple[str, str]] = {
         "A pair turns at least once inside the trained context when its wavelength is shorter than it: read the "
         "wavelengths printed in section 2."),
 }
-SOLUTIONS: dict[str, object] = {"naive_loss": 3.5, "pi_fast_pairs": PI_FAST_PAIRS.right_letter, "keep_fast_pairs": 5}
+SOLUTIONS: dict[str, object] = {"naive_loss": 3.5, "why_pi_hurts": PI_FAST_PAIRS.right_letter, "keep_fast_pairs": 5}
 WRONG_ANSWERS: dict[str, list[tuple[object, str]]] = {
     "naive_loss": [(2.0, "too low")],
-    "pi_fast_pairs": [(PI_FAST_PAIRS.letter_of(1), "It is the other way round"),
+    "why_pi_hurts": [(PI_FAST_PAIRS.letter_of(1), "It is the other way round"),
                       (PI_FAST_PAIRS.letter_of(3), "that is the slow pairs' job")],
     "keep_fast_pairs": [(0, "you squeeze pairs that already turn"), (4, "you squeeze pairs that already turn"),
                         (6, "angles the model never saw"), (5.0, "whole number")],
