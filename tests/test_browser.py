@@ -95,9 +95,13 @@ def _api(lab: dict, path: str, method: str = "GET"):
 def _server_env(state: Path) -> dict:
     """The server's environment: private state folders, and no headless flag (a person's JupyterLab renders
     widgets, so the lessons must get their live sliders even though the kernels pytest starts itself run headless;
-    the committed outputs were made with widgets too, by ``python -m ftlib refresh``)."""
+    the committed outputs were made with widgets too, by ``python -m ftlib refresh``). Its kernels run every lesson's
+    independent runs in the kernel (``FTLIB_WORKERS=1``, the same records): the two test processes already keep both
+    cores busy, so a pool of two more processes per lesson would only add start-ups (the pool's own path is tested
+    in tests/test_workers.py and by the papermill run of lesson 07 in tests/test_course.py)."""
     env = dict(os.environ)
     env.pop(HEADLESS, None)
+    env["FTLIB_WORKERS"] = "1"
     for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR",
                  "JUPYTERLAB_SETTINGS_DIR", "JUPYTERLAB_WORKSPACES_DIR"):
         env[name] = str(state / name.lower())
@@ -280,7 +284,7 @@ def _move_live_slider_and_check(page, name: str) -> str:
 def test_jupyterlab_gets_live_widgets_while_pytest_kernels_run_headless(tmp_path):
     assert os.environ.get(HEADLESS) == "1", "tests/conftest.py makes the kernels pytest starts headless"
     env = _server_env(tmp_path)
-    assert HEADLESS not in env and env["IPYTHONDIR"].startswith(str(tmp_path))
+    assert HEADLESS not in env and env["IPYTHONDIR"].startswith(str(tmp_path)) and env["FTLIB_WORKERS"] == "1"
 
 
 def test_missing_browser_skips_with_how_to_install(monkeypatch):
