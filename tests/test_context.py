@@ -92,3 +92,13 @@ def test_a_scaled_model_is_set_up_again_for_another_length_as_its_pretrained_bas
         assert torch.equal(again.embed.weight, tuned.embed.weight)
         assert not torch.equal(again.embed.weight, fresh.embed.weight)
     assert context.scaled(context.scaled(lm, "pi", 256), "pi", 512, pretrained=lm.config).position_scale == 0.125
+
+
+def test_the_length_free_methods_set_a_model_up_alike_at_every_length():
+    lm = model.TinyLM(model.Config(layers=1, dim=32, heads=2))
+    for method in context.EXTENSIONS:
+        at_256, at_512 = context.scaled(lm, method, 256), context.scaled(lm, method, 512)
+        same = (at_256.config.rope_base == at_512.config.rope_base and at_256.position_scale == at_512.position_scale
+                and (at_256.rope_scale is None) == (at_512.rope_scale is None)
+                and (at_256.rope_scale is None or torch.equal(at_256.rope_scale, at_512.rope_scale)))
+        assert same == (method in context.LENGTH_FREE), method

@@ -34,10 +34,11 @@ from .finetune import finetune
 from .model import Config
 from .tokenizer import encode
 
-__all__ = ["EXTENSIONS", "PARTS_RAMP", "TRUNCATION", "extend", "ntk_base_factor", "parts_factors",
+__all__ = ["EXTENSIONS", "LENGTH_FREE", "PARTS_RAMP", "TRUNCATION", "extend", "ntk_base_factor", "parts_factors",
            "position_bits", "scaled", "sliding_bits", "truncated_factors", "wavelengths"]
 
 EXTENSIONS = ("naive", "pi", "base", "parts", "truncated")  # the ways to set a model up to read past its context
+LENGTH_FREE = ("naive", "truncated")  # the methods whose setting does not depend on the length read
 # "parts": a pair that turns at least PARTS_RAMP[1] times inside the trained context keeps its frequency, one that
 # turns at most PARTS_RAMP[0] times is interpolated fully (YaRN's alpha and beta; fixed a priori, not tuned here)
 PARTS_RAMP = (1.0, 2.0)

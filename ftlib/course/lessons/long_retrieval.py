@@ -167,7 +167,7 @@ class LongRetrieval:
         its method for :data:`REREAD`'s length (the pretrained context and base are the retrieval base's)."""
         records = self.beyond[:per_band]
         kept = retrieval.retrieval_accuracy(model, records)["exact"]
-        if arm in ("naive", "truncated"):
+        if arm in context.LENGTH_FREE:
             return {"beyond_kept": kept, "beyond_rescaled": kept}
         rescaled = context.scaled(model, arm, REREAD["length"], pretrained=self.base.config)
         return {"beyond_kept": kept, "beyond_rescaled": retrieval.retrieval_accuracy(rescaled, records)["exact"]}
@@ -221,7 +221,7 @@ def reread_table(records: Results | list[dict], names: dict[str, str]) -> str:
 
     def change(rows: Results) -> str:
         differences = [r["beyond_rescaled"] - r["beyond_kept"] for r in rows]
-        if rows.unique("arm")[0] in ("naive", "truncated"):
+        if rows.unique("arm")[0] in context.LENGTH_FREE:
             return "the same model"
         mean, half, word = verdict(differences, "higher", "lower", "not resolved")
         return f"{100 * mean:+.0f} ± {100 * half:.0f} points ({word})"
