@@ -357,7 +357,7 @@ def _command(argv: list[str]) -> int:
     pre.set_defaults(func=_pretrain)
 
     for name, what, func in (
-            ("context-sweep", "lesson 10's step sweep, data/context_sweep.json (bit-identical; about 30 min on "
+            ("context-sweep", "lesson 10's step sweep, data/context_sweep.json (bit-identical; about 60 min on "
              "2 cores)", _context_sweep),
             ("retrieval-sweep", "lesson 10's retrieval sweep, data/retrieval_sweep.json (bit-identical; about 70 min "
              "on 2 cores)", _retrieval_sweep),

@@ -1,5 +1,6 @@
 """The one experiment shape: fixed record keys, the one choose rule, the one table printer."""
 
+import math
 import re
 from pathlib import Path
 
@@ -28,6 +29,26 @@ def test_ties_go_to_the_lower_validation_loss_then_to_the_first_in_the_grid():
     assert choose(_runs((2, 0, 0.8, 0.4, 0), (1, 0, 0.8, 0.4, 0)), "x") == 2
     without_loss = Results({"x": x, "seed": 0, "val_accuracy": 0.8} for x in (3, 1, 2))
     assert choose(without_loss, "x") == 3
+
+
+def test_records_with_a_validation_loss_alone_choose_the_lower_mean_loss():
+    """A language model's runs (bits per character): the lower mean validation loss wins, a diverged one never;
+    the test loss (``past``) is never read."""
+    runs = Results({"lr": lr, "seed": s, "val_loss": v + 0.01 * s, "past": t}
+                   for lr, v, t in ((1e-4, 2.0, 1.0), (1e-3, 1.9, 3.0), (1e-2, math.nan, 0.5)) for s in range(2))
+    assert choose(runs, "lr") == 1e-3
+    assert choose(runs.where(seed=0), "lr", seed=0) == 1e-3
+    assert choose(Results([{"lr": 1, "val_loss": 1.0}, {"lr": 2, "val_loss": 1.0}]), "lr") == 1  # first in the grid
+
+
+def test_at_chosen_keeps_each_records_run_at_the_value_chosen_for_it():
+    runs = Results({"task": t, "steps": k, "lr": lr, "seed": s} for t in ("a", "b") for k in (40, 160)
+                   for lr in (1e-3, 1e-2) for s in range(2))
+    chosen = {"a": {"40": 1e-3, "160": 1e-2}, "b": {"40": 1e-2, "160": 1e-2}}
+    kept = records.at_chosen(runs, chosen, ("task", "steps"))
+    assert len(kept) == 8 and all(r["lr"] == chosen[r["task"]][str(r["steps"])] for r in kept)
+    with pytest.raises(KeyError):
+        records.at_chosen(runs, {"a": chosen["a"]}, ("task", "steps"))  # a task with no choice is an error
 
 
 def test_equal_means_summed_in_another_order_still_tie():

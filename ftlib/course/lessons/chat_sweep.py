@@ -34,7 +34,7 @@ from ftlib.course.lessons.chat_finetuning import (
     format_breakdown,
     view,
 )
-from ftlib.course.lessons.records import Results
+from ftlib.course.lessons.records import Results, choose
 from ftlib.course.lessons.tuning import RATES
 from ftlib.course.versions import warn_if_different
 from ftlib.lm import chat
@@ -184,15 +184,13 @@ def _mean(values: list[float]) -> float:
 
 
 def chosen(sweep: Results, seeds=CHOOSING_SEEDS) -> dict[str, float]:
-    """Each method's rate: the lowest mean ``val_loss`` over ``seeds`` (a diverged rate last; ties to the lower)."""
+    """Each method's rate: the lowest mean ``val_loss`` over ``seeds`` (:func:`~ftlib.course.lessons.records.choose`,
+    the course's one rule: a diverged rate last, ties to the lower); one on the edge of its grid is an error."""
     picks = {}
     for method in METHODS:
-        rates = sorted(sweep.where(method=method).unique("lr"))
-        losses = [_mean([r["val_loss"] for r in sweep.where(method=method, lr=lr) if r["seed"] in seeds])
-                  for lr in rates]
-        picks[method] = min(zip(rates, losses),
-                            key=lambda rl: (not math.isfinite(rl[1]), round(rl[1], 9) if math.isfinite(rl[1])
-                                            else 0.0))[0]
+        runs = Results(r for r in sweep.where(method=method) if r["seed"] in seeds)
+        rates = sorted(runs.unique("lr"))
+        picks[method] = choose(Results(sorted(runs, key=lambda r: r["lr"])), "lr")  # the grid's order: lowest first
         if picks[method] in (rates[0], rates[-1]):
             raise ValueError(f"{method}'s chosen rate {picks[method]:g} lies on the edge of its grid {rates}: "
                              "widen SETTINGS['rates'] and rebuild the sweep")

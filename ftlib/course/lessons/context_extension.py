@@ -130,7 +130,8 @@ class ExtensionRuns:
     and ``chars_per_step`` characters of ``train_text`` per step, so only the context differs.
 
     :meth:`run` scores an arm on the first ``eval_chars`` characters of ``val_text``: the loss past the trained
-    context.
+    context; with ``choice_text``, also on its first ``eval_chars`` characters (``val_loss``: the held-out text a
+    rate is chosen on, so that ``val_text`` can be the test text).
     """
 
     base: nn.Module
@@ -141,6 +142,7 @@ class ExtensionRuns:
     lr: float
     chars_per_step: int
     eval_chars: int = field(default=4096, kw_only=True)
+    choice_text: str = field(default="", kw_only=True)
 
     def __post_init__(self) -> None:
         trained = self.base.config.context
@@ -148,27 +150,36 @@ class ExtensionRuns:
             raise ValueError(f"chars_per_step={self.chars_per_step} must be a multiple of length={self.length}, "
                              f"itself a multiple of the trained context {trained}")
         self.evaluation = self.val_text[:self.eval_chars + 1]
+        self.choice = self.choice_text[:self.eval_chars + 1]
 
-    def tune(self, arm: str, seed: int, steps: int | None = None) -> tuple[nn.Module, History]:
+    def tune(self, arm: str, seed: int, steps: int | None = None, lr: float | None = None
+             ) -> tuple[nn.Module, History]:
         """The fine-tuned model of ``arm`` (``"window"``: at the trained context; else :func:`context.extend` at
-        ``length``) after ``steps`` (default: ``self.steps``) steps, and its history."""
-        steps = steps or self.steps
+        ``length``) after ``steps`` (default: ``self.steps``) steps at ``lr`` (default: ``self.lr``), and its
+        history."""
+        steps, lr = steps or self.steps, self.lr if lr is None else lr
         if arm == "window":
-            return finetune(self.base, self.train_text, "full", steps, self.lr, seed,
+            return finetune(self.base, self.train_text, "full", steps, lr, seed,
                             batch_size=self.chars_per_step // self.base.config.context)
-        return context.extend(self.base, arm, self.length, self.train_text, steps, self.lr, seed,
+        return context.extend(self.base, arm, self.length, self.train_text, steps, lr, seed,
                               self.chars_per_step // self.length)
 
-    def past(self, lm: nn.Module, arm: str) -> float:
-        """Mean bpc at positions trained..length-1 of the evaluation text (the window arm reads a sliding window)."""
-        bits = (context.sliding_bits(lm, self.evaluation, self.length) if arm == "window"
-                else context.position_bits(lm, self.evaluation, self.length))
+    def past(self, lm: nn.Module, arm: str, text: str | None = None) -> float:
+        """Mean bpc at positions trained..length-1 of ``text`` (default: the evaluation text); the window arm reads
+        a sliding window."""
+        text = self.evaluation if text is None else text
+        bits = (context.sliding_bits(lm, text, self.length) if arm == "window"
+                else context.position_bits(lm, text, self.length))
         return bits[self.base.config.context:].mean().item()
 
-    def run(self, arm: str, seed: int, steps: int | None = None) -> dict:
-        """Fine-tune one arm; the record (for ``run_grid``) holds ``past`` (see :meth:`past`) and ``seconds``."""
-        lm, history = self.tune(arm, seed, steps)
-        return {"past": self.past(lm, arm), "seconds": history.seconds}
+    def scores(self, lm: nn.Module, arm: str) -> dict:
+        """``past`` (see :meth:`past`) and, with a choice text, ``val_loss`` (the same on it)."""
+        return {"past": self.past(lm, arm)} | ({"val_loss": self.past(lm, arm, self.choice)} if self.choice else {})
+
+    def run(self, arm: str, seed: int, steps: int | None = None, lr: float | None = None) -> dict:
+        """Fine-tune one arm; the record (for ``run_grid``) holds :meth:`scores` and ``seconds``."""
+        lm, history = self.tune(arm, seed, steps, lr)
+        return {**self.scores(lm, arm), "seconds": history.seconds}
 
 
 @dataclass
@@ -187,15 +198,15 @@ class ChatExtension(ExtensionRuns):
         self.turns = long_question_turns(self.val_text, self.view, self.length)
         self.short_turns = long_question_turns(self.val_text, self.view, self.length, long=False)
 
-    def run(self, arm: str, seed: int, steps: int | None = None) -> dict:
+    def run(self, arm: str, seed: int, steps: int | None = None, lr: float | None = None) -> dict:
         """Fine-tune one arm (``"window"`` or an extension method) on the chat text; the record (for ``run_grid``)
-        holds ``past`` (bpc at positions trained..length-1), ``format`` (on the long questions), with ``control``
-        ``format_short`` (on the others), and ``seconds``."""
-        lm, history = self.tune(arm, seed, steps)
+        holds :meth:`scores` (``past``: bpc at positions trained..length-1), ``format`` (on the long questions), with
+        ``control`` ``format_short`` (on the others), and ``seconds``."""
+        lm, history = self.tune(arm, seed, steps, lr)
         groups = {"format": self.turns} | ({"format_short": self.short_turns} if self.control else {})
         chances = {name: chat.format_chances(lm, self.val_text, turns, self.temperature).mean().item()
                    for name, turns in groups.items()}
-        return {"past": self.past(lm, arm), **chances, "seconds": history.seconds}
+        return {**self.scores(lm, arm), **chances, "seconds": history.seconds}
 
 
 def smooth(bits: torch.Tensor, width: int = 8) -> torch.Tensor:

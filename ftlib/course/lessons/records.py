@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from ftlib import selection
 from ftlib.stats import sample_std
 
-__all__ = ["MEASURES", "SETTINGS", "Column", "Results", "check_record", "choose", "layout", "spread", "table"]
+__all__ = ["MEASURES", "SETTINGS", "Column", "Results", "at_chosen", "check_record", "choose", "layout", "spread",
+           "table"]
 
 MEASURES: dict[str, str] = {
     # scores: the test set reports, the validation set chooses
     "accuracy": "accuracy on the target's test set (reports; never chooses)",
     "val_accuracy": "accuracy on held-out labelled validation data (chooses)",
-    "val_loss": "loss on the validation data (breaks ties of val_accuracy)",
+    "val_loss": "loss on the validation data (breaks ties of val_accuracy; chooses where there is none)",
     "upright_accuracy": "accuracy on upright digits (lesson 07's flaw check)",
     "train_accuracy": "accuracy on the run's own training images (lesson 07: how well a probe fits them)",
     "retention": "letters test accuracy with the letters head put back (lesson 05)",
@@ -176,13 +177,17 @@ def choose(results: Results, field: str, seed: int | None = None, **where):
     The best mean validation accuracy (``val_accuracy``, means over the seeds; with ``seed``, that seed's runs
     alone, one practitioner's data) wins. Ties (equal to 9 decimals, whatever the order of the floating-point sums)
     go to the lower mean validation loss where the records have one (``val_loss``), and then to the value met first
-    in the grid: each grid lists its most conservative setting first (the weaker strength, the lower rate). A
-    setting whose mean is NaN or infinite (a diverged run) ranks last. The test set (``accuracy``) is never read.
+    in the grid: each grid lists its most conservative setting first (the weaker strength, the lower rate). Records
+    with a validation loss and no accuracy (a language model's bits per character) are all tied on accuracy, so the
+    lower mean loss wins. A setting whose mean is NaN or infinite (a diverged run) ranks last. The test set
+    (``accuracy``, a language model's test loss) is never read.
     """
     runs = Results(results).where(**where, **({} if seed is None else {"seed": seed}))
     if not runs:
         raise ValueError(f"no runs to choose {field!r} from with {where}" + ("" if seed is None else f", seed {seed}"))
-    for key in (field, "val_accuracy"):
+    loss_only = all("val_loss" in r and "val_accuracy" not in r for r in runs)  # a language model's records
+    accuracy = "val_loss" if loss_only else "val_accuracy"
+    for key in (field, accuracy):
         if any(key not in r for r in runs):
             raise ValueError(f"choose({field!r}) needs {key!r} in every run's record; a run has only "
                              f"{sorted(next(r for r in runs if key not in r))}")
@@ -190,9 +195,25 @@ def choose(results: Results, field: str, seed: int | None = None, **where):
 
     def scores(value) -> tuple[float, float]:
         chosen = runs.where(**{field: value})
-        return chosen.mean("val_accuracy"), chosen.mean("val_loss") if all("val_loss" in r for r in chosen) else 0.0
+        loss = chosen.mean("val_loss") if all("val_loss" in r for r in chosen) else 0.0
+        if loss_only:  # the loss takes accuracy's place, negated: rounded alike, and a NaN still ranks last
+            return -loss, loss
+        return chosen.mean("val_accuracy"), loss
 
     return values[selection.best([scores(value) for value in values])]  # the library's rule (the recipe's too)
+
+
+def at_chosen(results: Iterable[dict], chosen: dict, by: Sequence[str], field: str = "lr") -> Results:
+    """The records whose ``field`` holds the value chosen for them: ``chosen`` is nested by the fields of ``by``
+    (their values as text, as JSON keeps them), e.g. ``chosen["prose"]["40"]["pi"]`` for ``("task", "steps",
+    "arm")``. A stored sweep's choosing seeds ran every value; this keeps, for every seed, the runs it reports."""
+    def value_for(record: dict):
+        value = chosen
+        for key in by:
+            value = value[str(record[key])]
+        return value
+
+    return Results(r for r in results if r[field] == value_for(r))
 
 
 # --- the one table printer ----------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import torch
 
 from ftlib.course import pretrain_retrieval
 from ftlib.course.lessons.long_retrieval import LongRetrieval
-from ftlib.course.lessons.records import Results, choose
+from ftlib.course.lessons.records import Results, at_chosen, choose
 from ftlib.course.lessons.tuning import RATES
 from ftlib.course.lessons.workers import independent
 from ftlib.course.versions import warn_if_different
@@ -131,7 +131,7 @@ def load(path: str | Path = SWEEP) -> tuple[dict, dict[str, dict[str, float]], R
 
 def chosen(records: Results, rates: dict[str, dict[str, float]]) -> Results:
     """The records at each arm's rate chosen for their budget (every seed, every budget)."""
-    return Results(r for r in records if r["lr"] == rates[str(r["steps"])][r["arm"]])
+    return at_chosen(records, rates, ("steps", "arm"))
 
 
 def largest_difference(stored: Results, live: Results | list[dict], metrics: tuple[str, ...]) -> tuple[int, float]:
