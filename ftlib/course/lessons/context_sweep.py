@@ -1,5 +1,5 @@
-"""Lesson 10's step sweep: every way to extend TinyLM to 256 characters, and the 64-character model fine-tuned
-alike, on prose and on chat, for short to long fine-tunes and six seeds, each arm at its own rate.
+"""Lesson 10's step sweep: naive, PI and by parts extending TinyLM to 256 characters, and the 64-character model
+fine-tuned alike, on prose and on chat, for short to long fine-tunes and six seeds, each arm at its own rate.
 
 For each task, budget and arm, the arm trains at every rate of :data:`SETTINGS`' grid on the choosing seeds (0, 1,
 2); its rate is the one :func:`~ftlib.course.lessons.records.choose` picks on the validation text (the lower mean
@@ -9,7 +9,7 @@ characters of the held-out prose (what lesson 10's sections 1-3 read), the test 
 validation text is the last dialogues of lesson 09's training set, held out from the fine-tune, its test text the
 validation dialogues.
 
-It takes far longer than a lesson may (about 80 min on 2 cores), so its results ship in ``data/`` as JSON and
+It takes far longer than a lesson may (about an hour on 2 cores), so its results ship in ``data/`` as JSON and
 ``python -m ftlib context-sweep`` rebuilds that file bit for bit (same thread count and torch build). Each record is
 a pure function of its task, arm, seed, steps and rate, so any part can be recomputed on its own and compared
 (:func:`run`); the lesson does that for the 40-step runs it also trains live.
@@ -269,6 +269,5 @@ def plot_sweep(sweep: Results, names: dict[str, str], window: float) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mean ± std over seeds")
     axes[0].legend(fontsize=8)
-    axes[3].sharey(axes[2])
     fig.tight_layout()
     plt.show()
