@@ -50,7 +50,7 @@ def naive_loss(guess: float | EllipsisType, study, naive: torch.Tensor) -> Feedb
                  f"{study.longest} characters, in bpc",
         why=f"inside its {study.trained} characters it averages {inside:.2f} bpc, and reading only the last "
             f"{study.trained} it gets {window:.2f} bpc further in; reading the whole window, RoPE turns queries and "
-            "keys by angles the model never saw past about 1.5x its training length, and that confusion spreads "
+            "keys by angles the model never saw past its training length, and that confusion spreads "
             "through every later layer: reading more makes it worse, not better.")
 
 
