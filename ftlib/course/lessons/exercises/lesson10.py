@@ -61,7 +61,7 @@ PI_FAST_PAIRS = Question(
         Option("The fast pairs tell neighbours apart; squeezed, near distances get other angles.", True,
                "The wavelengths show it: the fastest pairs turn several times inside the trained context, so no "
                "angle was new to them past its end. PI slows them anyway, which hurts at every position; by parts "
-               "leaves them alone and squeezes only pairs that turn at most once in the trained context."),
+               "keeps the three fastest as they are and squeezes the slow pairs as PI does."),
         Option("PI turns every pair by larger angles than the model ever saw during its pretraining.", False,
                "It is the other way round: PI multiplies every position by the trained over the new length, so "
                "every angle is smaller and stays inside the trained range: no angle is new to the model."),
