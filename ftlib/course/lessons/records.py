@@ -178,9 +178,9 @@ def choose(results: Results, field: str, seed: int | None = None, **where):
     alone, one practitioner's data) wins. Ties (equal to 9 decimals, whatever the order of the floating-point sums)
     go to the lower mean validation loss where the records have one (``val_loss``), and then to the value met first
     in the grid: each grid lists its most conservative setting first (the weaker strength, the lower rate). Records
-    with a validation loss and no accuracy (a language model's bits per character) are all tied on accuracy, so the
-    lower mean loss wins. A setting whose mean is NaN or infinite (a diverged run) ranks last. The test set
-    (``accuracy``, a language model's test loss) is never read.
+    with a validation loss and no accuracy (a language model's bits per character) rank by their loss in accuracy's
+    place: the lower mean loss wins (equal to 9 decimals: the value met first). A setting whose mean is NaN or
+    infinite (a diverged run) ranks last. The test set (``accuracy``, a language model's test loss) is never read.
     """
     runs = Results(results).where(**where, **({} if seed is None else {"seed": seed}))
     if not runs:
