@@ -166,3 +166,9 @@ def test_the_command_refuses_a_folder_and_checks_by_rebuilding_aside(command, tm
     assert main([command, "--check"]) == 0 and main([command, "--check"]) == 1
     assert "bit-identical" in capsys.readouterr().out and not any(p.exists() for p in built)
     assert sweep.SWEEP.read_bytes() == shipped and all(p != sweep.SWEEP for p in built)
+
+
+def test_choosing_keeps_the_choosing_seeds_runs_alone():
+    sweep = Results({"task": "prose", "arm": "x", "seed": s, "lr": lr} for s in range(6) for lr in (1e-3, 1e-2))
+    kept = context_sweep.choosing(sweep, context_sweep.SETTINGS | {"choosing_seeds": 3}, lr=1e-3)
+    assert [r["seed"] for r in kept] == [0, 1, 2] and all(r["lr"] == 1e-3 for r in kept)

@@ -38,7 +38,7 @@ from ftlib.paths import DATA_DIR
 from ftlib.runtime import pin_threads, seed_everything
 from ftlib.stats import interval, verdict
 
-__all__ = ["ARMS", "SETTINGS", "SWEEP", "TASKS", "at_chosen", "build", "differs", "gap_table", "gaps",
+__all__ = ["ARMS", "SETTINGS", "SWEEP", "TASKS", "at_chosen", "build", "choosing", "differs", "gap_table", "gaps",
            "held_out_dialogues", "largest_difference", "load", "plot_sweep", "rates_table", "run", "runners",
            "sweep_records", "untouched"]
 
@@ -187,16 +187,19 @@ def untouched(built: dict[str, ExtensionRuns]) -> dict[str, float]:
     return {task: runs.past(runs.base, "window") for task, runs in built.items()}
 
 
+def choosing(sweep: Results, settings: dict = SETTINGS, **where) -> Results:
+    """The runs of the choosing seeds (every rate of the grid) that match ``where``: what each rate was chosen on."""
+    return Results(r for r in sweep.where(**where) if r["seed"] < settings["choosing_seeds"])
+
+
 def rates_table(sweep: Results, chosen: dict, names: dict[str, str]) -> str:
     """One line per arm of ``names``: for each task and budget, its rate chosen on validation and the mean
     validation loss (bpc past position 64) that chose it, over the choosing seeds (:func:`load`)."""
     columns = [(task, budget) for task in chosen for budget in chosen[task]]
-    choosing = range(SETTINGS["choosing_seeds"])
 
     def cell(task: str, budget: str, arm: str) -> str:
         lr = chosen[task][budget][arm]
-        runs = Results(r for r in sweep.where(task=task, steps=int(budget), arm=arm, lr=lr) if r["seed"] in choosing)
-        return f"{lr:g}: {runs.mean('val_loss'):.3f}"
+        return f"{lr:g}: {choosing(sweep, task=task, steps=int(budget), arm=arm, lr=lr).mean('val_loss'):.3f}"
 
     rows = [[name, *(cell(task, budget, arm) for task, budget in columns)] for arm, name in names.items()]
     return records.layout(["rate: validation bpc", *(f"{task}, {budget}" for task, budget in columns)], rows,
