@@ -99,6 +99,8 @@ def test_spread_signs_scales_and_marks_missing_values():
     assert records.spread(-0.25, 0.05, scale=1, digits=2, sign="+", unit=" bpc") == "-0.25 ± 0.05 bpc"
     assert records.spread(1.5, 0.25, scale=1, digits=2, width=8) == "    1.50 ± 0.25"
     assert records.spread(float("nan"), 0.1) == "-"
+    assert records.spread(-0.004, 0.01, digits=0, sign="+") == "+0 ± 1"  # a mean that rounds to zero has no "-"
+    assert records.spread(-0.006, 0.01, digits=0, sign="+") == "-1 ± 1"
 
 
 def test_twin_difference_pairs_each_live_record_with_its_stored_twin():

@@ -222,11 +222,12 @@ def spread(mean: float, std: float, *, scale: float = 100, digits: int = 1, sign
            width: int = 0) -> str:
     """``"88.5 ± 1.2"``: a mean and its spread (std or an interval's half-width) times ``scale``; ``"-"`` for nan.
 
-    ``sign="+"`` prints the mean's sign, ``unit`` follows the spread, ``width`` right-aligns the mean alone.
+    ``sign="+"`` prints the mean's sign (``+0.0`` for a mean that rounds to zero), ``unit`` follows the spread,
+    ``width`` right-aligns the mean alone.
     """
     if math.isnan(mean):
         return "-"
-    number = f"{scale * mean:{sign}.{digits}f}"
+    number = f"{round(scale * mean, digits) + 0.0:{sign}.{digits}f}"  # + 0.0: a mean that rounds to 0 prints no "-"
     return f"{number:>{width}} ± {scale * std:.{digits}f}{unit}"
 
 
