@@ -359,8 +359,8 @@ def _command(argv: list[str]) -> int:
     for name, what, func in (
             ("context-sweep", "lesson 10's step sweep, data/context_sweep.json (bit-identical; about 60 min on "
              "2 cores)", _context_sweep),
-            ("retrieval-sweep", "lesson 10's retrieval sweep, data/retrieval_sweep.json (bit-identical; about 70 min "
-             "on 2 cores)", _retrieval_sweep),
+            ("retrieval-sweep", "lesson 10's retrieval sweep, data/retrieval_sweep.json (bit-identical; about 2 h 15 "
+             "min on 2 cores)", _retrieval_sweep),
             ("chat-sweep", "lesson 09's rate sweep, data/chat_sweep.json (bit-identical; about 15 min on 2 cores)",
              _chat_sweep)):
         sweep = commands.add_parser(name, help=f"rebuild {what}")

@@ -117,6 +117,10 @@ def test_the_shipped_sweep_chose_each_arm_on_validation_at_each_budget_and_ran_s
     budgets = retrieval_sweep.budget_table(chosen, {"pi": "PI"}).splitlines()
     assert len(budgets) == 1 + len(retrieval_sweep.ARMS) and all("steps" in h for h in budgets[:1])
     assert budgets[1 + retrieval_sweep.ARMS.index("pi")].startswith("PI ")
+    report = retrieval_sweep.report(records, rates, shortest, {"pi": "position interpolation"})
+    assert f"for {shortest} steps" in report and f"after {shortest} steps, minus" in report
+    assert margins[retrieval_sweep.ARMS.index("pi")] in report and table[0] in report  # its rates and its gaps
+    assert report.count("position interpolation") == 3  # its rate, its row by distance, its gap
     reread = long_retrieval.reread_table(chosen, {}).splitlines()
     assert len(reread) == len(retrieval_sweep.ARMS)  # a header and every long reader (the window is not read again)
     assert "the same model" in reread[1 + retrieval_sweep.ARMS.index("naive") - 1]
@@ -128,6 +132,10 @@ def test_the_budget_and_reread_tables_print_the_differences_seed_by_seed():
                        for s in range(3) for steps, far in ((40, 0.0), (160, 0.5 + 0.01 * s))])
     budgets = retrieval_sweep.budget_table(records, {}).splitlines()
     assert "160 minus 40" in budgets[0] and "+51 ± " in budgets[1] and "(higher)" in budgets[1]
+    longer = Results([*records, *({**r, "steps": 640, "far": r["far"] - 0.001} for r in records.where(steps=160))])
+    three = retrieval_sweep.budget_table(longer, {}).splitlines()  # each budget minus the one before it
+    assert "160 minus 40" in three[0] and "640 minus 160" in three[0] and "640 minus 40" not in three[0]
+    assert "+51 ± " in three[1] and "+0 ± 0 (lower)" in three[1]  # -0.1 point rounds to 0, printed without a "-"
     reread = long_retrieval.reread_table(records.where(steps=40), {"pi": "PI"}).splitlines()
     assert reread[1].startswith("PI") and "+20 ± 0 points (higher)" in reread[1]
     flat = Results([{**r, "beyond_rescaled": r["beyond_kept"] + (0.05 if r["seed"] else -0.05)} for r in records

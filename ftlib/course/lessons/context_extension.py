@@ -284,12 +284,13 @@ def plot_before_after(study: ContextExtension, results: Results, before: dict[st
 
 def at_position_scale(study: ContextExtension, position_scale: float) -> None:
     """The live slider: the base model, untrained, reads ``study.longest`` characters with every position multiplied
-    by ``position_scale`` (1: naive, ``trained / longest``: position interpolation); its loss by position band is
-    printed under a first line that names the value, and drawn against the sliding-window baseline."""
+    by ``position_scale`` (1: naive, ``trained / longest``: position interpolation); its loss by position band (the
+    bands of the lesson's tables: inside the trained context, then from its end to each longer length) is printed
+    under a first line that names the value, and drawn against the sliding-window baseline."""
     lm = context.scaled(study.base, "naive", study.longest)
     lm.position_scale = position_scale
     bits = study.curve(lm)
-    bands = [(0, study.trained)] + [(n // 2, n) for n in study.lengths[1:]]
+    bands = [(0, study.trained)] + [(study.trained, n) for n in study.lengths[1:]]  # as the lesson's tables
     print(f"position scale = {position_scale}: positions 0-{study.longest - 1} turn RoPE as positions "
           f"0-{(study.longest - 1) * position_scale:g} would")
     print("loss: " + ", ".join(f"positions {lo}-{hi - 1} {bits[lo:hi].mean().item():.2f} bpc" for lo, hi in bands)

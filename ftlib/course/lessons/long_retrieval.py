@@ -16,6 +16,7 @@ window (every line queried, in random order) mixed with prose windows; the 64-ch
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from statistics import fmean
@@ -24,7 +25,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from ftlib.course.lessons.records import Column, Results
+from ftlib.course.lessons.records import Column, Results, spread
 from ftlib.course.lessons.records import table as print_table
 from ftlib.lm import context, corpus, retrieval
 from ftlib.lm.finetune import finetune
@@ -224,7 +225,7 @@ def reread_table(records: Results | list[dict], names: dict[str, str]) -> str:
         if rows.unique("arm")[0] in context.LENGTH_FREE:
             return "the same model"
         mean, half, word = verdict(differences, "higher", "lower", "not resolved")
-        return f"{100 * mean:+.0f} ± {100 * half:.0f} points ({word})"
+        return f"{spread(mean, half, digits=0, sign='+')} points ({word})"
 
     low = REREAD["band"][0]
     columns = [Column("scale kept", "beyond_kept", digits=0), Column(f"scale for {REREAD['length']}", "beyond_rescaled",
@@ -237,11 +238,13 @@ def reread_table(records: Results | list[dict], names: dict[str, str]) -> str:
 def plot_by_distance(panels: dict[str, Results | list[dict]], names: dict[str, str]) -> None:
     """One panel per entry of ``panels`` (its title: its records), % of test records right against the distance of
     the queried line (the middle of each band), one line per arm (mean ± std over the seeds where there are
-    several), with the trained context marked."""
+    several), with the trained context marked: in one row, or two where there are more than three panels."""
     bands = [band_name(b) for b in BANDS]
     middles = [(low + high) / 2 for low, high in BANDS]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels) + 2, 3.8), sharey=True, squeeze=False)
-    for ax, (title, records) in zip(axes[0], panels.items()):
+    columns = len(panels) if len(panels) <= 3 else math.ceil(len(panels) / 2)
+    rows = math.ceil(len(panels) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns + 2, 3.8 * rows), sharey=True, squeeze=False)
+    for ax, (title, records) in zip(axes.flat, panels.items()):
         records = Results(records)
         for i, (arm, name) in enumerate(names.items()):
             rows = records.where(arm=arm)
@@ -253,7 +256,8 @@ def plot_by_distance(panels: dict[str, Results | list[dict]], names: dict[str, s
         ax.axvline(BANDS[0][1], color="black", linestyle="--", linewidth=1, label="trained context (64)")
         ax.set(xlabel="distance of the queried line (characters)", title=title, xticks=middles, xticklabels=bands)
         ax.grid(alpha=0.3)
-    axes[0][0].set(ylabel="% of test records right", ylim=(-3, 103))
+    for ax in axes[:, 0]:
+        ax.set(ylabel="% of test records right", ylim=(-3, 103))
     axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     plt.show()

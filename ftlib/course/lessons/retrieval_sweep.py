@@ -4,11 +4,12 @@ at its rate chosen on validation, fine-tuned on long records for each budget of 
 For each budget, each arm trains at every rate of :data:`SETTINGS`' grid on the choosing seeds (0, 1, 2); its rate
 is chosen by the course's one rule (:func:`~ftlib.course.lessons.records.choose`: the best mean validation accuracy,
 records of *validation* keys, over all distances), and the remaining seeds train at that rate only. The test scores
-(records of other keys) are never chosen on. It takes longer than a lesson may (67 minutes on 2 cores for the two
-budgets), so it ships in ``data/retrieval_sweep.json`` and ``python -m ftlib retrieval-sweep`` rebuilds it bit for
-bit (same thread count and torch build; ``--check`` compares the bytes). Each record is a pure function of its arm,
-rate, seed and steps, so the lesson re-runs two of its 40-step seed-0 runs live and compares them with their stored
-twins.
+(records of other keys) are never chosen on. It takes far longer than a lesson may (on 2 cores: 67 minutes for the
+40- and 160-step budgets, one run at a time on two threads; 65 minutes for the 640-step budget, two runs at a time on
+one thread each), so it ships in ``data/retrieval_sweep.json`` and ``python -m ftlib retrieval-sweep`` rebuilds it
+bit for bit (same thread counts, per budget, and torch build; ``--check`` compares the bytes). Each record is a pure
+function of its arm, rate, seed and steps, so the lesson re-runs two of its 40-step seed-0 runs live and compares
+them with their stored twins.
 
 Each long reader is also read at 512 characters on records whose line lies past 256 (Giraffe's evaluation-time
 scale: :meth:`~ftlib.course.lessons.long_retrieval.LongRetrieval.reread`).
@@ -23,24 +24,25 @@ from pathlib import Path
 import torch
 
 from ftlib.course import pretrain_retrieval
-from ftlib.course.lessons.long_retrieval import LongRetrieval
-from ftlib.course.lessons.records import Results, at_chosen, choose
+from ftlib.course.lessons.long_retrieval import LongRetrieval, table
+from ftlib.course.lessons.records import Results, at_chosen, choose, spread
 from ftlib.course.lessons.tuning import RATES
-from ftlib.course.lessons.workers import independent
+from ftlib.course.lessons.workers import independent, run_calls
 from ftlib.course.versions import warn_if_different
 from ftlib.lm import corpus
 from ftlib.paths import DATA_DIR
-from ftlib.runtime import seed_everything
+from ftlib.runtime import pin_threads, seed_everything
 from ftlib.stats import verdict
 
-__all__ = ["ARMS", "CHOOSING_SEEDS", "SETTINGS", "SWEEP", "budget_table", "build", "chosen", "gap_table", "gaps",
-           "largest_difference", "load", "rate_margins", "run", "study", "untrained"]
+__all__ = ["ARMS", "CHOOSING_SEEDS", "SETTINGS", "SWEEP", "budget_records", "budget_table", "build", "chosen",
+           "gap_table", "gaps", "largest_difference", "load", "rate_margins", "report", "run", "study", "sweep_file",
+           "untrained"]
 
 SWEEP = DATA_DIR / "retrieval_sweep.json"
 ARMS = ("window", "naive", "pi", "base", "parts", "truncated")  # "window": tuned at 64, read through a window
 CHOOSING_SEEDS = (0, 1, 2)
 SETTINGS = {
-    "budgets": [40, 160],  # fine-tuning steps: separate runs (each its own warm-up and decay), each budget its rates
+    "budgets": [40, 160, 640],  # fine-tuning steps: separate runs (each its own warm-up and decay), each its rates
     "seeds": 6,
     "length": 256,
     "rows": {"records": 2, "prose": 1},  # rows of 256 characters per step (4 times as many of 64 for "window")
@@ -48,7 +50,10 @@ SETTINGS = {
     "val_per_band": 150,  # validation records per band (what each rate is chosen on)
     "prose_eval_chars": 8192,
     "rates": list(RATES[:5]),  # the course's grid, its five lowest rates: 1e-4 to 1e-2 (1e-2 diverged for every arm)
-    "threads": 2,
+    # torch threads per run, per budget: bit-identical rebuilds need the same count. The 640-step runs take one
+    # thread each, two at a time (TinyLM's matrices are too small for a second thread to pay); the shorter budgets
+    # keep the two threads they were first built with, one run at a time.
+    "threads": {"40": 2, "160": 2, "640": 1},
 }
 
 
@@ -77,10 +82,11 @@ def run(arm: str, seed: int, lr: float | None = None, settings: dict = SETTINGS,
     """One run of the sweep (a pure function of its arm, seed, rate, steps and settings), its scores rounded to 4
     decimals as stored: the arm's reader fine-tuned on long records for ``steps`` (default: the first budget) at
     ``lr`` (default: ``rates[str(steps)][arm]``, the rate chosen for that budget; :meth:`LongRetrieval.run`;
-    ``near_window`` adds its control, which the stored runs do not hold). A worker builds the study once and
-    keeps it."""
+    ``near_window`` adds its control, which the stored runs do not hold). It pins the budget's thread count
+    (``settings["threads"]``); a worker builds the study once and keeps it."""
     steps = settings["budgets"][0] if steps is None else steps
     lr = rates[str(steps)][arm] if lr is None else lr
+    pin_threads(settings["threads"][str(steps)])
     return _rounded(_cached_study(json.dumps(settings, sort_keys=True)).run(arm, seed, lr, steps, val=val,
                                                                              near_window=near_window))
 
@@ -93,31 +99,48 @@ def untrained(arm: str, settings: dict = SETTINGS, per_band: int | None = None) 
     return _rounded(task.scores(task.reader(arm), arm, val=False, per_band=per_band))
 
 
+def budget_records(steps: int, settings: dict = SETTINGS, progress: bool = True) -> tuple[dict[str, float], list[dict]]:
+    """One budget of the sweep: each arm at every rate on the choosing seeds, its rate chosen
+    (:func:`~ftlib.course.lessons.records.choose`), the other seeds at that rate. Returns the chosen rate per arm and
+    the records, arm by arm (the choosing runs, then the others). Runs on one thread go two at a time
+    (:func:`~ftlib.course.lessons.workers.run_calls`), the others one after the other here."""
+    def runs(calls: list[tuple]) -> list[dict]:
+        found = run_calls(calls) if settings["threads"][str(steps)] == 1 else [call(**options) for call, options
+                                                                                 in calls]
+        for record in found if progress else ():
+            print(f"{steps} steps, {record['arm']} lr {record['lr']:g} seed {record['seed']}: val "
+                  f"{record['val_accuracy']:.3f}, far (test) {record['far']:.3f}, prose {record['past']:.4f} bpc",
+                  flush=True)
+        return found
+
+    def call(arm: str, seed: int, lr: float) -> tuple:
+        return run, {"arm": arm, "seed": seed, "lr": lr, "settings": settings, "steps": steps}
+
+    first = Results(runs([call(arm, seed, lr) for arm in ARMS for lr in settings["rates"] for seed in CHOOSING_SEEDS]))
+    rates = {arm: choose(first, "lr", arm=arm, steps=steps) for arm in ARMS}
+    rest = Results(runs([call(arm, seed, rates[arm]) for arm in ARMS
+                         for seed in range(len(CHOOSING_SEEDS), settings["seeds"])]))
+    return rates, [record for arm in ARMS for record in (*first.where(arm=arm), *rest.where(arm=arm))]
+
+
+def sweep_file(settings: dict, chosen: dict[str, dict[str, float]], records: list[dict]) -> dict:
+    """What the sweep's file holds: its settings, torch's version, the rule, each budget's chosen rates and every
+    record."""
+    return {"settings": settings, "torch": torch.__version__.split("+")[0],
+            "rule": "records.choose: best mean val_accuracy over seeds 0-2 (validation keys, every distance), "
+                    "then the lower rate; for each budget of steps apart", "chosen": chosen, "records": records}
+
+
 def build(path: str | Path = SWEEP, progress: bool = True) -> dict:
-    """Run the sweep with :data:`SETTINGS` and write it to ``path`` as JSON; returns what was written."""
+    """Run the sweep with :data:`SETTINGS`, budget by budget, and write it to ``path`` as JSON; returns what was
+    written."""
     warn_if_different("the shipped sweep")
-    seed_everything(0, SETTINGS["threads"])
-    records = []
-
-    def one(arm: str, seed: int, lr: float, steps: int) -> None:
-        records.append(run(arm, seed, lr, settings=SETTINGS, steps=steps))
-        if progress:
-            print(f"{steps} steps, {arm} lr {lr:g} seed {seed}: val {records[-1]['val_accuracy']:.3f}, far (test) "
-                  f"{records[-1]['far']:.3f}, prose {records[-1]['past']:.4f} bpc", flush=True)
-
-    rates = {}
+    seed_everything(0, SETTINGS["threads"][str(SETTINGS["budgets"][0])])
+    chosen, records = {}, []
     for steps in SETTINGS["budgets"]:
-        rates[str(steps)] = {}
-        for arm in ARMS:
-            for lr in SETTINGS["rates"]:
-                for seed in CHOOSING_SEEDS:
-                    one(arm, seed, lr, steps)
-            rates[str(steps)][arm] = choose(Results(records), "lr", arm=arm, steps=steps)
-            for seed in range(len(CHOOSING_SEEDS), SETTINGS["seeds"]):
-                one(arm, seed, rates[str(steps)][arm], steps)
-    sweep = {"settings": SETTINGS, "torch": torch.__version__.split("+")[0],
-             "rule": "records.choose: best mean val_accuracy over seeds 0-2 (validation keys, every distance), "
-                     "then the lower rate; for each budget of steps apart", "chosen": rates, "records": records}
+        chosen[str(steps)], found = budget_records(steps, SETTINGS, progress)
+        records += found
+    sweep = sweep_file(SETTINGS, chosen, records)
     Path(path).write_text(json.dumps(sweep, indent=1) + "\n")
     return sweep
 
@@ -164,21 +187,37 @@ def gap_table(records: Results, names: dict[str, str], over: str = "window") -> 
 
 def budget_table(records: Results, names: dict[str, str], metric: str = "far") -> str:
     """A line per arm: ``metric`` (a share, printed in %) at each budget of the records (each at its own chosen
-    rate: :func:`chosen`), mean ± std over the seeds, and the longest budget minus the shortest, seed by seed (mean ±
-    95% interval and its verdict)."""
+    rate: :func:`chosen`), mean ± std over the seeds, then each budget minus the one before it, seed by seed (mean ±
+    95% interval in points, and its verdict)."""
     budgets = sorted(records.unique("steps"))
-    header = "".join(f"{f'{steps} steps':>14}" for steps in budgets)
-    lines = [f"{'':<26} {header}   {budgets[-1]} minus {budgets[0]}"]
+    steps_pairs = list(zip(budgets, budgets[1:]))
+    header = "".join(f"{f'{steps} steps':>14}" for steps in budgets) + "".join(
+        f"{f'{later} minus {earlier}':>26}" for earlier, later in steps_pairs)
+    lines = [f"{'':<26} {header}"]
     for arm in records.unique("arm"):
-        cells = []
-        for steps in budgets:
-            rows = records.where(arm=arm, steps=steps)
-            cells.append(f"{100 * rows.mean(metric):>8.0f} ± {100 * rows.std(metric):<3.0f}")
-        mean, half, word = verdict(records.differences("steps", budgets[-1], budgets[0], metric=metric, arm=arm),
-                                   "higher", "lower", "not resolved")
-        lines.append(f"{names.get(arm, arm):<26} " + "".join(f"{cell:>14}" for cell in cells)
-                     + f"   {100 * mean:+.0f} ± {100 * half:.0f} points ({word})")
+        cells = [spread(records.where(arm=arm, steps=steps).mean(metric),
+                        records.where(arm=arm, steps=steps).std(metric), digits=0) for steps in budgets]
+        for earlier, later in steps_pairs:
+            mean, half, word = verdict(records.differences("steps", later, earlier, metric=metric, arm=arm),
+                                       "higher", "lower", "not resolved")
+            cells.append(f"{spread(mean, half, digits=0, sign='+')} ({word})")
+        lines.append(f"{names.get(arm, arm):<26} " + "".join(f"{cell:>14}" for cell in cells[:len(budgets)])
+                     + "".join(f"{cell:>26}" for cell in cells[len(budgets):]))
     return "\n".join(lines)
+
+
+def report(sweep: Results, rates: dict[str, dict[str, float]], steps: int, names: dict[str, str]) -> str:
+    """One budget of the stored sweep: the rates chosen on validation (:func:`rate_margins`), the table by distance
+    at those rates (:func:`~ftlib.course.lessons.long_retrieval.table`) and each long reader minus the window arm
+    fine-tuned alike (:func:`gap_table`)."""
+    runs = chosen(sweep, rates).where(steps=steps)
+    seeds = len(runs.unique("seed"))
+    return "\n".join([
+        f"rates chosen on validation keys for {steps} steps (mean validation accuracy, seeds 0-2; the runner-up in "
+        "brackets):", rate_margins(sweep.where(steps=steps), rates[str(steps)], names),
+        f"\nthe stored sweep after {steps} steps, mean ± std over {seeds} seeds", table(runs, names),
+        f"\nafter {steps} steps, minus the window arm ({names.get('window', 'window')}; seed by seed, 95% "
+        "intervals):", gap_table(runs, names)])
 
 
 def rate_margins(records: Results, rates: dict[str, float], names: dict[str, str]) -> str:
