@@ -248,7 +248,7 @@ def plot_sweep(sweep: Results, names: dict[str, str], window: float) -> None:
     scale that is linear near zero and logarithmic beyond, so that gaps of a few hundredths of a bit stay visible
     beside PI's early ones of a bit or more."""
     budgets = sweep.unique("steps")
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
+    fig, axes = plt.subplots(1, 4, figsize=(19, 3.8))
     over = "over the 64-char model tuned alike"
     panels = (("prose", "past", 1, f"prose: bpc past position 64,\n{over}"),
               ("chat", "past", 1, f"chat: bpc past position 64,\n{over}"),
@@ -256,6 +256,7 @@ def plot_sweep(sweep: Results, names: dict[str, str], window: float) -> None:
               ("chat", "format_short", 100, f"control: short questions,\npoints {over}"))
     colours = {arm: f"C{i}" for i, arm in enumerate(names)}  # one colour per arm in every panel
     for ax, (task, metric, scale, title) in zip(axes, panels):
+        ax.set_title(title + "\n(mean ± std over seeds)", fontsize=9)
         for arm, name in names.items():
             if arm == "window":
                 continue
@@ -269,11 +270,12 @@ def plot_sweep(sweep: Results, names: dict[str, str], window: float) -> None:
             ax.plot(budgets, bar, color="black", linestyle="--", linewidth=1, label="untouched base, sliding window")
         if scale == 1:
             ax.set_yscale("symlog", linthresh=0.01)
-        ax.set(xscale="log", xticks=budgets, xticklabels=[str(k) for k in budgets], xlabel="fine-tuning steps",
-               title=title)
+            ax.set_ylabel("bpc (linear within ±0.01, log beyond)")
+        else:
+            ax.set_ylabel("points")
+        ax.set(xscale="log", xticks=budgets, xticklabels=[str(k) for k in budgets], xlabel="fine-tuning steps")
         ax.minorticks_off()
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("mean ± std over seeds")
-    axes[0].legend(fontsize=7)
+    axes[-1].legend(*axes[0].get_legend_handles_labels(), fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     plt.show()
