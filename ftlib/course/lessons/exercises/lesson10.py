@@ -66,8 +66,9 @@ PI_FAST_PAIRS = Question(
                "It is the other way round: PI multiplies every position by the trained over the new length, so "
                "every angle is smaller and stays inside the trained range: no angle is new to the model."),
         Option("PI is the right method; it only needs a fine-tune to adapt to it.", False,
-               "A fine-tune helps every method, but PI starts worst and still trails the unscaled control at every "
-               "check of the short fine-tune."),
+               "A fine-tune helps every method, and a long one lets PI catch up on retrieval (section 4), but that "
+               "does not say why PI, untrained, is worse even inside the trained context; on prose it still trails "
+               "the unscaled control at every check of the short fine-tune."),
         Option("The fast pairs carry what lies far back; squeezed, the model loses the distant text.", False,
                "The fast pairs turn once every 6 to 63 characters (the wavelengths), so they cannot say how far "
                "back something lies: that is the slow pairs' job. And PI hurts inside the first 64 characters too, "
