@@ -105,8 +105,8 @@ def budget_records(steps: int, settings: dict = SETTINGS, progress: bool = True)
     the records, arm by arm (the choosing runs, then the others). Runs on one thread go two at a time
     (:func:`~ftlib.course.lessons.workers.run_calls`), the others one after the other here."""
     def runs(calls: list[tuple]) -> list[dict]:
-        found = run_calls(calls) if settings["threads"][str(steps)] == 1 else [call(**options) for call, options
-                                                                                 in calls]
+        # two 2-thread runs at once would share 2 cores: those run here, one after the other
+        found = run_calls(calls) if settings["threads"][str(steps)] == 1 else [fn(**options) for fn, options in calls]
         for record in found if progress else ():
             print(f"{steps} steps, {record['arm']} lr {record['lr']:g} seed {record['seed']}: val "
                   f"{record['val_accuracy']:.3f}, far (test) {record['far']:.3f}, prose {record['past']:.4f} bpc",
